@@ -1,0 +1,259 @@
+//! Hashing a model into a manifest, in parallel and in bounded memory.
+//!
+//! Work items (whole files, or shards) are handed out largest first from one shared
+//! queue, so a 3 GiB file cut into 1 GB shards and hundreds of small files keep every
+//! core busy until the end instead of leaving one core with the tail. Each worker
+//! reads through one fixed buffer with positioned reads, so memory use is
+//! `threads x BUFFER_BYTES` whatever the model size (no mmap: a file truncated under
+//! a mapping kills the process with SIGBUS, and a verifier must never crash).
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, Result, TreeProblem};
+use crate::manifest::{HashAlgorithm, Manifest, Method, Resource, Serialization};
+use crate::walk::{IgnorePath, ModelTree};
+
+/// Bytes read per call. Large enough that syscall cost vanishes next to hashing,
+/// small enough that two workers stay far below any memory budget.
+const BUFFER_BYTES: usize = 1 << 20;
+
+/// BLAKE3 input handed to its multi-threaded `update_rayon` at once: big files get
+/// every core even in `files` mode, as BLAKE3 is designed to.
+const BLAKE3_CHUNK_BYTES: usize = 8 << 20;
+
+/// Everything that determines a manifest, besides the model itself.
+#[derive(Debug, Clone)]
+pub struct HashOptions {
+    /// Files or shards.
+    pub method: Method,
+    /// SHA-256 or BLAKE3.
+    pub hash: HashAlgorithm,
+    /// Follow links that stay inside the model root.
+    pub allow_symlinks: bool,
+    /// Paths left out (git metadata, the signature file, user choices).
+    pub ignore: Vec<IgnorePath>,
+    /// Worker threads; `None` means one per available core.
+    pub threads: Option<usize>,
+}
+
+impl HashOptions {
+    /// The reference's default: files, SHA-256, no symlinks, nothing ignored.
+    pub fn new(method: Method, hash: HashAlgorithm) -> Self {
+        HashOptions {
+            method,
+            hash,
+            allow_symlinks: false,
+            ignore: Vec::new(),
+            threads: None,
+        }
+    }
+}
+
+struct Item {
+    file: usize,
+    start: u64,
+    end: u64,
+}
+
+/// Hashes `model` into a manifest. `progress`, when given, is advanced by the number
+/// of bytes hashed, so a caller can draw a progress bar from another thread.
+pub fn hash_model(model: &Path, opts: &HashOptions, progress: Option<&AtomicU64>) -> Result<Manifest> {
+    hash_model_filtered(model, opts, progress, |_| true)
+}
+
+/// Like [`hash_model`], but hashes only the files `keep` accepts (by relative path).
+pub fn hash_model_filtered(
+    model: &Path,
+    opts: &HashOptions,
+    progress: Option<&AtomicU64>,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Manifest> {
+    if let Method::Shards { shard_size: 0 } = opts.method {
+        return Err(Error::Usage("shard size must be at least 1 byte".to_owned()));
+    }
+    let mut tree = ModelTree::open(model, opts.allow_symlinks, &opts.ignore)?;
+    tree.files.retain(|f| keep(&f.rel));
+    let items = plan(&tree, opts.method)?;
+    let digests = run(&tree, &items, opts, progress)?;
+    let serialization = Serialization {
+        method: opts.method,
+        hash: opts.hash,
+        allow_symlinks: opts.allow_symlinks,
+        ignore_paths: {
+            let mut v: Vec<String> = opts.ignore.iter().map(IgnorePath::as_string).collect();
+            v.sort();
+            v.dedup();
+            v
+        },
+    };
+    let algorithm = serialization.resource_algorithm();
+    let resources = items
+        .iter()
+        .zip(digests)
+        .map(|(item, digest)| Resource {
+            name: match opts.method {
+                Method::Files => tree.files[item.file].rel.clone(),
+                Method::Shards { .. } => format!("{}:{}:{}", tree.files[item.file].rel, item.start, item.end),
+            },
+            algorithm: algorithm.clone(),
+            digest,
+        })
+        .collect();
+    Manifest::new(tree.name.clone(), serialization, resources)
+}
+
+fn plan(tree: &ModelTree, method: Method) -> Result<Vec<Item>> {
+    let mut items = Vec::new();
+    for (file, entry) in tree.files.iter().enumerate() {
+        match method {
+            Method::Files => items.push(Item {
+                file,
+                start: 0,
+                end: entry.size,
+            }),
+            Method::Shards { shard_size } => {
+                // The reference parses `path:start:end` by splitting on ':', so a
+                // colon in a path would make a manifest it cannot read back.
+                if entry.rel.contains(':') {
+                    return Err(Error::Usage(format!(
+                        "{}: a file name containing ':' cannot be named in a shards manifest; use --method files",
+                        entry.rel
+                    )));
+                }
+                // As in the reference, an empty file has no shard at all.
+                let mut start = 0;
+                while start < entry.size {
+                    let end = start.saturating_add(shard_size).min(entry.size);
+                    items.push(Item { file, start, end });
+                    start = end;
+                }
+            }
+        }
+    }
+    Ok(items)
+}
+
+fn run(tree: &ModelTree, items: &[Item], opts: &HashOptions, progress: Option<&AtomicU64>) -> Result<Vec<Vec<u8>>> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(items[i].end - items[i].start));
+    let threads = opts
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, items.len().max(1));
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Mutex<Vec<Option<Vec<u8>>>> = Mutex::new(vec![None; items.len()]);
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut buf = vec![0u8; BUFFER_BYTES];
+                while !failed.load(Ordering::Relaxed) {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&i) = order.get(k) else { break };
+                    match hash_item(tree, &items[i], opts.hash, &mut buf, progress) {
+                        Ok(d) => {
+                            if let Ok(mut r) = results.lock() {
+                                r[i] = Some(d);
+                            }
+                        }
+                        Err(e) => {
+                            failed.store(true, Ordering::Relaxed);
+                            if let Ok(mut slot) = first_error.lock() {
+                                slot.get_or_insert(e);
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    results
+        .into_inner()
+        .map_err(|_| Error::Usage("internal: a hashing worker panicked".to_owned()))?
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| d.ok_or_else(|| Error::tree(&tree.files[items[i].file].rel, TreeProblem::ChangedWhileHashing)))
+        .collect()
+}
+
+fn hash_item(
+    tree: &ModelTree,
+    item: &Item,
+    alg: HashAlgorithm,
+    buf: &mut [u8],
+    progress: Option<&AtomicU64>,
+) -> Result<Vec<u8>> {
+    let entry = &tree.files[item.file];
+    let file = tree.open_file(&entry.rel)?;
+    let digest = match alg {
+        HashAlgorithm::Sha256 => {
+            let mut h = Sha256::new();
+            read_range(&file, &entry.rel, item.start, item.end, buf, progress, |b| h.update(b))?;
+            h.finalize().to_vec()
+        }
+        HashAlgorithm::Blake3 => {
+            let mut h = blake3::Hasher::new();
+            if item.end - item.start >= BLAKE3_CHUNK_BYTES as u64 {
+                let mut big = vec![0u8; BLAKE3_CHUNK_BYTES];
+                read_range(&file, &entry.rel, item.start, item.end, &mut big, progress, |b| {
+                    h.update_rayon(b);
+                })?;
+            } else {
+                read_range(&file, &entry.rel, item.start, item.end, buf, progress, |b| {
+                    h.update(b);
+                })?;
+            }
+            h.finalize().as_bytes().to_vec()
+        }
+    };
+    // The walk saw a size; a file that grew or shrank since is not the file we listed.
+    let now = file.metadata().map_err(|e| Error::io(&entry.rel, e))?.len();
+    if now != entry.size {
+        return Err(Error::tree(&entry.rel, TreeProblem::ChangedWhileHashing));
+    }
+    Ok(digest)
+}
+
+/// Feeds bytes `[start, end)` of `file` to `sink`, failing if the file ends early.
+fn read_range(
+    file: &File,
+    rel: &str,
+    start: u64,
+    end: u64,
+    buf: &mut [u8],
+    progress: Option<&AtomicU64>,
+    mut sink: impl FnMut(&[u8]),
+) -> Result<()> {
+    let mut pos = start;
+    while pos < end {
+        let want = usize::try_from(end - pos).map_or(buf.len(), |r| r.min(buf.len()));
+        let n = match file.read_at(&mut buf[..want], pos) {
+            Ok(0) => return Err(Error::tree(rel, TreeProblem::ChangedWhileHashing)),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(rel, e)),
+        };
+        sink(&buf[..n]);
+        pos += n as u64;
+        if let Some(p) = progress {
+            p.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}
+
+/// Total bytes `hash_model` will read for this model, for progress reporting.
+pub fn model_size(model: &Path, opts: &HashOptions) -> Result<u64> {
+    let tree = ModelTree::open(model, opts.allow_symlinks, &opts.ignore)?;
+    Ok(tree.files.iter().map(|f| f.size).sum())
+}

@@ -1,0 +1,342 @@
+//! ECDSA keys as OMS uses them: P-256/SHA-256, P-384/SHA-384, P-521/SHA-512, DER signatures.
+//!
+//! The curve fixes the hash (as in the reference and Sigstore's key details), so a
+//! signature can never be checked under a weaker hash than it was made with. P-256 and
+//! P-384 signatures are deterministic (RFC 6979), so the same model and key give the
+//! same bundle; the p521 crate draws a fresh random nonce, so P-521 bundles differ in
+//! the signature bytes only (the signed payload is identical, and both are valid).
+
+use pkcs8::der::Decode;
+use pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey, LineEnding};
+use sha2::{Digest as _, Sha256};
+use signature_compat::{Signer, Verifier};
+
+use crate::error::{Error, Result};
+
+mod signature_compat {
+    pub use ecdsa::signature::{Signer, Verifier};
+}
+
+/// An elliptic curve OMS supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Curve {
+    /// NIST P-256 with SHA-256.
+    P256,
+    /// NIST P-384 with SHA-384.
+    P384,
+    /// NIST P-521 with SHA-512.
+    P521,
+}
+
+impl Curve {
+    fn from_oid(oid: &const_oid::ObjectIdentifier) -> Option<Self> {
+        use const_oid::db::rfc5912::{SECP_256_R_1, SECP_384_R_1, SECP_521_R_1};
+        match *oid {
+            SECP_256_R_1 => Some(Curve::P256),
+            SECP_384_R_1 => Some(Curve::P384),
+            SECP_521_R_1 => Some(Curve::P521),
+            _ => None,
+        }
+    }
+}
+
+/// A private signing key.
+pub enum PrivateKey {
+    /// P-256.
+    P256(p256::ecdsa::SigningKey),
+    /// P-384.
+    P384(p384::ecdsa::SigningKey),
+    /// P-521.
+    P521(p521::ecdsa::SigningKey),
+}
+
+/// A public verification key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PublicKey {
+    /// P-256.
+    P256(p256::ecdsa::VerifyingKey),
+    /// P-384.
+    P384(p384::ecdsa::VerifyingKey),
+    /// P-521.
+    P521(p521::PublicKey),
+}
+
+impl PrivateKey {
+    /// Reads a PEM private key: PKCS#8 (`PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`).
+    pub fn from_pem(pem: &str, what: &str) -> Result<Self> {
+        let bad = |reason: String| Error::Key {
+            what: what.to_owned(),
+            reason,
+        };
+        let (label, der) = pem_rfc7468_decode(pem).map_err(|e| bad(format!("not a PEM file: {e}")))?;
+        match label.as_str() {
+            "PRIVATE KEY" => {
+                let info = pkcs8::PrivateKeyInfo::from_der(&der).map_err(|e| bad(format!("not PKCS#8: {e}")))?;
+                if info.algorithm.oid != const_oid::db::rfc5912::ID_EC_PUBLIC_KEY {
+                    return Err(bad(format!(
+                        "key algorithm {} is not ECDSA; OMS signing needs a P-256, P-384 or P-521 key",
+                        info.algorithm.oid
+                    )));
+                }
+                let curve = info
+                    .algorithm
+                    .parameters_oid()
+                    .ok()
+                    .and_then(|o| Curve::from_oid(&o))
+                    .ok_or_else(|| bad("unsupported curve; use P-256, P-384 or P-521".to_owned()))?;
+                Ok(match curve {
+                    Curve::P256 => {
+                        PrivateKey::P256(p256::ecdsa::SigningKey::from_pkcs8_der(&der).map_err(|e| bad(e.to_string()))?)
+                    }
+                    Curve::P384 => {
+                        PrivateKey::P384(p384::ecdsa::SigningKey::from_pkcs8_der(&der).map_err(|e| bad(e.to_string()))?)
+                    }
+                    Curve::P521 => {
+                        let sk = p521::SecretKey::from_pkcs8_der(&der).map_err(|e| bad(e.to_string()))?;
+                        PrivateKey::P521(
+                            p521::ecdsa::SigningKey::from_bytes(&sk.to_bytes()).map_err(|e| bad(e.to_string()))?,
+                        )
+                    }
+                })
+            }
+            "EC PRIVATE KEY" => {
+                let key = sec1::EcPrivateKey::from_der(&der).map_err(|e| bad(format!("not SEC1: {e}")))?;
+                let curve = key
+                    .parameters
+                    .and_then(|p| p.named_curve())
+                    .and_then(|o| Curve::from_oid(&o))
+                    .ok_or_else(|| bad("SEC1 key without a supported named curve".to_owned()))?;
+                let d = key.private_key;
+                Ok(match curve {
+                    Curve::P256 => {
+                        PrivateKey::P256(p256::ecdsa::SigningKey::from_slice(d).map_err(|e| bad(e.to_string()))?)
+                    }
+                    Curve::P384 => {
+                        PrivateKey::P384(p384::ecdsa::SigningKey::from_slice(d).map_err(|e| bad(e.to_string()))?)
+                    }
+                    Curve::P521 => {
+                        PrivateKey::P521(p521::ecdsa::SigningKey::from_slice(d).map_err(|e| bad(e.to_string()))?)
+                    }
+                })
+            }
+            "ENCRYPTED PRIVATE KEY" => Err(bad(
+                "encrypted private keys are not supported; decrypt it first (openssl pkcs8 -topk8 -nocrypt)".to_owned(),
+            )),
+            other => Err(bad(format!("PEM block {other:?} is not a private key"))),
+        }
+    }
+
+    /// The matching public key.
+    pub fn public_key(&self) -> PublicKey {
+        match self {
+            PrivateKey::P256(k) => PublicKey::P256(*k.verifying_key()),
+            PrivateKey::P384(k) => PublicKey::P384(*k.verifying_key()),
+            PrivateKey::P521(k) => {
+                let vk = p521::ecdsa::VerifyingKey::from(k);
+                // A point from a valid signing key is always a valid public key.
+                PublicKey::P521(p521::PublicKey::from_affine(*vk.as_affine()).unwrap_or_else(|_| unreachable_point()))
+            }
+        }
+    }
+
+    /// A DER-encoded ECDSA signature over `msg`, hashed with the curve's hash.
+    pub fn sign(&self, msg: &[u8]) -> Vec<u8> {
+        match self {
+            PrivateKey::P256(k) => Signer::<p256::ecdsa::Signature>::sign(k, msg)
+                .to_der()
+                .as_bytes()
+                .to_vec(),
+            PrivateKey::P384(k) => Signer::<p384::ecdsa::Signature>::sign(k, msg)
+                .to_der()
+                .as_bytes()
+                .to_vec(),
+            PrivateKey::P521(k) => Signer::<p521::ecdsa::Signature>::sign(k, msg)
+                .to_der()
+                .as_bytes()
+                .to_vec(),
+        }
+    }
+}
+
+#[allow(clippy::panic)]
+fn unreachable_point() -> p521::PublicKey {
+    // Justification: the affine point of a verifying key derived from a non-zero
+    // scalar is never the identity, which is the only rejected input.
+    panic!("P-521 verifying key is the identity point")
+}
+
+impl PublicKey {
+    /// Reads an SPKI PEM (`PUBLIC KEY`) EC public key.
+    pub fn from_pem(pem: &str, what: &str) -> Result<Self> {
+        let bad = |reason: String| Error::Key {
+            what: what.to_owned(),
+            reason,
+        };
+        let (label, der) = pem_rfc7468_decode(pem).map_err(|e| bad(format!("not a PEM file: {e}")))?;
+        if label != "PUBLIC KEY" {
+            return Err(bad(format!(
+                "PEM block {label:?} is not a public key (expected PUBLIC KEY)"
+            )));
+        }
+        Self::from_spki_der(&der).map_err(bad)
+    }
+
+    /// Reads a DER SubjectPublicKeyInfo, as found in certificates.
+    pub fn from_spki_der(der: &[u8]) -> std::result::Result<Self, String> {
+        let spki = spki::SubjectPublicKeyInfoRef::from_der(der).map_err(|e| format!("not a public key: {e}"))?;
+        if spki.algorithm.oid != const_oid::db::rfc5912::ID_EC_PUBLIC_KEY {
+            return Err(format!(
+                "key algorithm {} is not ECDSA (OMS uses P-256, P-384 or P-521)",
+                spki.algorithm.oid
+            ));
+        }
+        let curve = spki
+            .algorithm
+            .parameters_oid()
+            .ok()
+            .and_then(|o| Curve::from_oid(&o))
+            .ok_or_else(|| "unsupported curve; OMS uses P-256, P-384 or P-521".to_owned())?;
+        Ok(match curve {
+            Curve::P256 => {
+                PublicKey::P256(p256::ecdsa::VerifyingKey::from_public_key_der(der).map_err(|e| e.to_string())?)
+            }
+            Curve::P384 => {
+                PublicKey::P384(p384::ecdsa::VerifyingKey::from_public_key_der(der).map_err(|e| e.to_string())?)
+            }
+            Curve::P521 => PublicKey::P521(p521::PublicKey::from_public_key_der(der).map_err(|e| e.to_string())?),
+        })
+    }
+
+    /// The SPKI PEM text, exactly as Python `cryptography` writes it (64-column lines, LF).
+    pub fn to_pem(&self) -> Result<String> {
+        let r = match self {
+            PublicKey::P256(k) => k.to_public_key_pem(LineEnding::LF),
+            PublicKey::P384(k) => k.to_public_key_pem(LineEnding::LF),
+            PublicKey::P521(k) => k.to_public_key_pem(LineEnding::LF),
+        };
+        r.map_err(|e| Error::Key {
+            what: "public key".to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The bundle's `publicKey.hint`: hex SHA-256 of the SPKI PEM text.
+    pub fn hint(&self) -> Result<String> {
+        Ok(hex::encode(Sha256::digest(self.to_pem()?.as_bytes())))
+    }
+
+    /// Which curve the key is on.
+    pub fn curve(&self) -> Curve {
+        match self {
+            PublicKey::P256(_) => Curve::P256,
+            PublicKey::P384(_) => Curve::P384,
+            PublicKey::P521(_) => Curve::P521,
+        }
+    }
+
+    /// Checks a DER ECDSA signature over `msg`, hashed with the curve's hash.
+    pub fn verify(&self, msg: &[u8], sig_der: &[u8]) -> bool {
+        match self {
+            PublicKey::P256(k) => p256::ecdsa::Signature::from_der(sig_der).is_ok_and(|s| k.verify(msg, &s).is_ok()),
+            PublicKey::P384(k) => p384::ecdsa::Signature::from_der(sig_der).is_ok_and(|s| k.verify(msg, &s).is_ok()),
+            PublicKey::P521(k) => {
+                let vk = p521::ecdsa::VerifyingKey::from_affine(*k.as_affine());
+                match (vk, p521::ecdsa::Signature::from_der(sig_der)) {
+                    (Ok(vk), Ok(s)) => vk.verify(msg, &s).is_ok(),
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    /// Checks a DER ECDSA signature over an already computed message digest.
+    pub fn verify_prehash(&self, prehash: &[u8], sig_der: &[u8]) -> bool {
+        use ecdsa::signature::hazmat::PrehashVerifier;
+        match self {
+            PublicKey::P256(k) => {
+                p256::ecdsa::Signature::from_der(sig_der).is_ok_and(|s| k.verify_prehash(prehash, &s).is_ok())
+            }
+            PublicKey::P384(k) => {
+                p384::ecdsa::Signature::from_der(sig_der).is_ok_and(|s| k.verify_prehash(prehash, &s).is_ok())
+            }
+            PublicKey::P521(k) => {
+                let vk = p521::ecdsa::VerifyingKey::from_affine(*k.as_affine());
+                match (vk, p521::ecdsa::Signature::from_der(sig_der)) {
+                    (Ok(vk), Ok(s)) => vk.verify_prehash(prehash, &s).is_ok(),
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    /// The DER SubjectPublicKeyInfo, for comparing with a certificate's key.
+    pub fn to_spki_der(&self) -> Result<Vec<u8>> {
+        let r = match self {
+            PublicKey::P256(k) => k.to_public_key_der(),
+            PublicKey::P384(k) => k.to_public_key_der(),
+            PublicKey::P521(k) => k.to_public_key_der(),
+        };
+        r.map(|d| d.as_bytes().to_vec()).map_err(|e| Error::Key {
+            what: "public key".to_owned(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Decodes one PEM block, returning its label and DER bytes.
+pub(crate) fn pem_rfc7468_decode(pem: &str) -> std::result::Result<(String, Vec<u8>), String> {
+    let start = pem.find("-----BEGIN ").ok_or("no PEM block found")?;
+    let (label, der) = der::pem::decode_vec(&pem.as_bytes()[start..]).map_err(|e| e.to_string())?;
+    Ok((label.to_owned(), der))
+}
+
+/// Decodes every `CERTIFICATE` block in a PEM text, in order.
+pub(crate) fn pem_certificates(pem: &str) -> std::result::Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    let mut rest = pem;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let block = &rest[start..];
+        let end_marker = block.find("-----END ").ok_or("unterminated PEM block")?;
+        let after = block[end_marker..]
+            .find("\n")
+            .map_or(block.len(), |i| end_marker + i + 1)
+            .min(block.len());
+        let (label, der) = der::pem::decode_vec(&block.as_bytes()[..after]).map_err(|e| e.to_string())?;
+        if label != "CERTIFICATE" {
+            return Err(format!("PEM block {label:?} is not a certificate"));
+        }
+        out.push(der);
+        rest = &block[after..];
+    }
+    if out.is_empty() {
+        return Err("no certificate found".to_owned());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_then_verify_on_every_curve_and_reject_others() {
+        let keys = [
+            PrivateKey::P256(p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap()),
+            PrivateKey::P384(p384::ecdsa::SigningKey::from_slice(&[7u8; 48]).unwrap()),
+            PrivateKey::P521(p521::ecdsa::SigningKey::from_slice(&[1u8; 66]).unwrap()),
+        ];
+        for k in &keys {
+            let sig = k.sign(b"msg");
+            if !matches!(k, PrivateKey::P521(_)) {
+                assert_eq!(sig, k.sign(b"msg"), "RFC 6979 signing is deterministic");
+            }
+            let pk = k.public_key();
+            assert!(pk.verify(b"msg", &sig));
+            assert!(!pk.verify(b"msh", &sig));
+            let pem = pk.to_pem().unwrap();
+            assert_eq!(PublicKey::from_pem(&pem, "t").unwrap(), pk);
+        }
+        let other = keys[0].public_key();
+        assert!(!other.verify(b"msg", &keys[1].sign(b"msg")));
+    }
+}

@@ -1,0 +1,470 @@
+//! `keygen`, `sign`, `verify`, `digest`: the model-signing commands.
+//!
+//! Flags follow the contract (and the reference CLI where they overlap), so
+//! scripts written against `model_signing` carry over.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use modelgate_oms::{
+    hash_model, model_size, sign_manifest, verify_model, Error, HashAlgorithm, HashOptions, IgnorePath, Method,
+    PrivateKey, PublicKey, Signer, Trust, VerifyOptions, BUNDLE_BYTES_MAX, DEFAULT_IGNORES, DEFAULT_SHARD_SIZE,
+};
+use pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+
+use crate::progress::Progress;
+use crate::Failure;
+
+/// Key files are small; a "key" larger than this is the wrong file.
+const KEY_FILE_BYTES_MAX: u64 = 1 << 20;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Algorithm {
+    /// ECDSA on NIST P-256 (model signing; the reference default).
+    EcdsaP256,
+    /// ECDSA on NIST P-384.
+    EcdsaP384,
+    /// ECDSA on NIST P-521.
+    EcdsaP521,
+    /// Ed25519 (governance: approvers, authority, witnesses, nodes).
+    Ed25519,
+}
+
+#[derive(Args)]
+pub struct KeygenArgs {
+    /// Key algorithm.
+    #[arg(long, value_enum, default_value = "ecdsa-p256")]
+    algorithm: Algorithm,
+    /// Output prefix: writes PREFIX.key and PREFIX.pub.
+    #[arg(long, value_name = "PREFIX")]
+    out: PathBuf,
+    /// Overwrite existing key files.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum MethodArg {
+    /// One resource per file.
+    Files,
+    /// Files cut into shards hashed in parallel (large files hash on every core).
+    Shards,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum HashArg {
+    /// SHA-256 (the reference default).
+    Sha256,
+    /// BLAKE3 (parallel within each file).
+    Blake3,
+}
+
+/// How the model is hashed; shared by `sign` and `digest`.
+#[derive(Args)]
+pub struct HashingArgs {
+    /// Serialization method.
+    #[arg(long, value_enum, default_value = "files")]
+    method: MethodArg,
+    /// Shard size in bytes, for --method shards.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_SHARD_SIZE)]
+    shard_size: u64,
+    /// Hash algorithm. With blake3, --method shards falls back to files, as in the
+    /// reference: BLAKE3 is already parallel within a file.
+    #[arg(long = "hash", value_enum, default_value = "sha256")]
+    hash: HashArg,
+    /// Paths to leave out, absolute (inside the model) or relative to the model root.
+    /// Git metadata (.git, .gitattributes, .github, .gitignore) is always left out.
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    ignore_paths: Vec<PathBuf>,
+    /// Follow symbolic links that stay inside the model root (refused by default;
+    /// links leaving the root or forming a cycle are always refused).
+    #[arg(long)]
+    allow_symlinks: bool,
+}
+
+#[derive(Args)]
+pub struct SignArgs {
+    /// The model: a directory or a single file.
+    model: PathBuf,
+    /// Private key (PKCS#8 or SEC1 PEM; ECDSA P-256, P-384 or P-521).
+    #[arg(long, value_name = "KEY")]
+    key: PathBuf,
+    /// Signing certificate (PEM) for --key: sign with a certificate instead of a bare key.
+    #[arg(long, value_name = "CERT", requires = "cert_chain")]
+    signing_cert: Option<PathBuf>,
+    /// The rest of the certificate chain (PEM files), issuer of the leaf first.
+    #[arg(long, value_name = "PEM", num_args = 1.., requires = "signing_cert")]
+    cert_chain: Vec<PathBuf>,
+    /// Where to write the signature [default: MODEL/model.sig, or MODEL.sig for a file].
+    #[arg(long, value_name = "PATH")]
+    signature: Option<PathBuf>,
+    #[command(flatten)]
+    hashing: HashingArgs,
+}
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("trust").required(true).args(["public_key", "cert_chain"]))]
+pub struct VerifyArgs {
+    /// The model: a directory or a single file.
+    model: PathBuf,
+    /// The signer's public key (SPKI PEM), for bundles signed with a bare key.
+    #[arg(long, value_name = "PUB")]
+    public_key: Option<PathBuf>,
+    /// Trusted CA certificates (PEM), for bundles signed with a certificate.
+    #[arg(long, value_name = "PEM", num_args = 1..)]
+    cert_chain: Vec<PathBuf>,
+    /// The signature [default: MODEL/model.sig, or MODEL.sig for a file].
+    #[arg(long, value_name = "PATH")]
+    signature: Option<PathBuf>,
+    /// Further paths to leave out (the signature's own ignore list always applies).
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    ignore_paths: Vec<PathBuf>,
+    /// Do not fail on files the signature does not cover (signed files must still match).
+    #[arg(long)]
+    ignore_unsigned_files: bool,
+    /// Follow symbolic links that stay inside the model root.
+    #[arg(long)]
+    allow_symlinks: bool,
+    /// Print the result as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct DigestArgs {
+    /// The model: a directory or a single file.
+    model: PathBuf,
+    /// A signature file to leave out [default: MODEL/model.sig].
+    #[arg(long, value_name = "PATH")]
+    signature: Option<PathBuf>,
+    #[command(flatten)]
+    hashing: HashingArgs,
+}
+
+fn usage(e: impl std::fmt::Display) -> Failure {
+    Failure::Usage(e.to_string())
+}
+
+pub fn keygen(a: KeygenArgs) -> Result<(), Failure> {
+    let mut rng = rand_core::OsRng;
+    let (private, public) = match a.algorithm {
+        Algorithm::EcdsaP256 => {
+            let k = p256::SecretKey::random(&mut rng);
+            (
+                k.to_pkcs8_pem(LineEnding::LF).map_err(usage)?,
+                k.public_key().to_public_key_pem(LineEnding::LF),
+            )
+        }
+        Algorithm::EcdsaP384 => {
+            let k = p384::SecretKey::random(&mut rng);
+            (
+                k.to_pkcs8_pem(LineEnding::LF).map_err(usage)?,
+                k.public_key().to_public_key_pem(LineEnding::LF),
+            )
+        }
+        Algorithm::EcdsaP521 => {
+            let k = p521::SecretKey::random(&mut rng);
+            (
+                k.to_pkcs8_pem(LineEnding::LF).map_err(usage)?,
+                k.public_key().to_public_key_pem(LineEnding::LF),
+            )
+        }
+        Algorithm::Ed25519 => {
+            let k = ed25519_dalek::SigningKey::generate(&mut rng);
+            (
+                k.to_pkcs8_pem(LineEnding::LF).map_err(usage)?,
+                k.verifying_key().to_public_key_pem(LineEnding::LF),
+            )
+        }
+    };
+    let public = public.map_err(usage)?;
+    let key_path = with_suffix(&a.out, "key");
+    let pub_path = with_suffix(&a.out, "pub");
+    write_new(&key_path, private.as_bytes(), 0o600, a.force)?;
+    write_new(&pub_path, public.as_bytes(), 0o644, a.force)?;
+    println!("private key: {} (keep it secret)", key_path.display());
+    println!("public key:  {}", pub_path.display());
+    Ok(())
+}
+
+fn with_suffix(prefix: &Path, ext: &str) -> PathBuf {
+    let mut s = prefix.as_os_str().to_owned();
+    s.push(".");
+    s.push(ext);
+    PathBuf::from(s)
+}
+
+fn write_new(path: &Path, data: &[u8], mode: u32, overwrite: bool) -> Result<(), Failure> {
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).mode(mode);
+    if overwrite {
+        opts.create(true).truncate(true);
+    } else {
+        opts.create_new(true);
+    }
+    let mut f = opts.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            usage(format!("{} exists; pass --force to overwrite it", path.display()))
+        } else {
+            usage(format!("couldn't create {}: {e}", path.display()))
+        }
+    })?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| usage(format!("couldn't write {}: {e}", path.display())))
+}
+
+fn read_limited(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, Failure> {
+    let meta = fs::metadata(path).map_err(|e| usage(format!("couldn't read {what} {}: {e}", path.display())))?;
+    if meta.len() > max {
+        return Err(usage(format!(
+            "{what} {} is {} bytes, more than the {max} allowed",
+            path.display(),
+            meta.len()
+        )));
+    }
+    fs::read(path).map_err(|e| usage(format!("couldn't read {what} {}: {e}", path.display())))
+}
+
+fn read_text(path: &Path, what: &str) -> Result<String, Failure> {
+    String::from_utf8(read_limited(path, KEY_FILE_BYTES_MAX, what)?)
+        .map_err(|_| usage(format!("{what} {} is not text (PEM expected)", path.display())))
+}
+
+fn default_signature(model: &Path) -> PathBuf {
+    if model.is_dir() {
+        model.join("model.sig")
+    } else {
+        with_suffix(model, "sig")
+    }
+}
+
+/// Default git ignores, the user's paths, and the signature file if it is inside the model.
+fn ignore_rules(model: &Path, user: &[PathBuf], signature: Option<&Path>) -> Result<Vec<IgnorePath>, Failure> {
+    let mut rules = Vec::new();
+    for p in DEFAULT_IGNORES {
+        rules.push(IgnorePath::parse(p).map_err(Failure::from)?);
+    }
+    let is_dir = model.is_dir();
+    for p in user {
+        match IgnorePath::from_user_path(model, p).map_err(Failure::from)? {
+            Some(rule) if is_dir => rules.push(rule),
+            Some(_) => {}
+            None => {
+                return Err(usage(format!(
+                    "ignore path {} is outside the model {}",
+                    p.display(),
+                    model.display()
+                )))
+            }
+        }
+    }
+    if let (Some(sig), true) = (signature, is_dir) {
+        let absolute = if sig.is_absolute() {
+            sig.to_path_buf()
+        } else {
+            std::env::current_dir().map_err(usage)?.join(sig)
+        };
+        if let Some(rule) = IgnorePath::from_user_path(model, &absolute).map_err(Failure::from)? {
+            rules.push(rule);
+        }
+    }
+    Ok(rules)
+}
+
+fn hash_options(h: &HashingArgs, model: &Path, signature: Option<&Path>) -> Result<HashOptions, Failure> {
+    let hash = match h.hash {
+        HashArg::Sha256 => HashAlgorithm::Sha256,
+        HashArg::Blake3 => HashAlgorithm::Blake3,
+    };
+    let method = match (h.method, hash) {
+        (MethodArg::Files, _) => Method::Files,
+        (MethodArg::Shards, HashAlgorithm::Blake3) => {
+            eprintln!("note: blake3 is parallel within a file; using --method files, as the reference does");
+            Method::Files
+        }
+        (MethodArg::Shards, HashAlgorithm::Sha256) => {
+            if h.shard_size == 0 {
+                return Err(usage("--shard-size must be at least 1"));
+            }
+            Method::Shards {
+                shard_size: h.shard_size,
+            }
+        }
+    };
+    let mut opts = HashOptions::new(method, hash);
+    opts.allow_symlinks = h.allow_symlinks;
+    opts.ignore = ignore_rules(model, &h.ignore_paths, signature)?;
+    Ok(opts)
+}
+
+fn hash_with_progress(model: &Path, opts: &HashOptions) -> Result<modelgate_oms::Manifest, Failure> {
+    let total = model_size(model, opts)?;
+    let progress = Progress::start("hashing", total);
+    Ok(hash_model(model, opts, Some(progress.counter()))?)
+}
+
+pub fn sign(a: SignArgs) -> Result<(), Failure> {
+    let signature = a.signature.clone().unwrap_or_else(|| default_signature(&a.model));
+    let key = PrivateKey::from_pem(&read_text(&a.key, "private key")?, &a.key.display().to_string())?;
+    let signer = match &a.signing_cert {
+        None => Signer::Key(key),
+        Some(cert) => {
+            let leaf = read_text(cert, "signing certificate")?;
+            let chain = a
+                .cert_chain
+                .iter()
+                .map(|p| read_text(p, "certificate chain"))
+                .collect::<Result<Vec<_>, _>>()?;
+            Signer::with_certificate(key, &leaf, &chain)?
+        }
+    };
+    let opts = hash_options(&a.hashing, &a.model, Some(&signature))?;
+    let manifest = hash_with_progress(&a.model, &opts)?;
+    let bundle = sign_manifest(&manifest, &signer)?;
+    write_atomic(&signature, &bundle)?;
+    println!(
+        "signed {} ({} resources) root digest sha256:{} -> {}",
+        a.model.display(),
+        manifest.resources.len(),
+        hex(&manifest.root_digest()),
+        signature.display()
+    );
+    Ok(())
+}
+
+/// Writes through a temporary file and a rename, so a crash leaves the old signature
+/// or the new one, never half of one.
+fn write_atomic(path: &Path, data: &[u8]) -> Result<(), Failure> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = write_new(&tmp, data, 0o644, true)
+        .and_then(|()| fs::rename(&tmp, path).map_err(|e| usage(format!("couldn't write {}: {e}", path.display()))));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub fn verify(a: VerifyArgs) -> Result<(), Failure> {
+    let json = a.json;
+    let outcome = run_verify(&a);
+    if json {
+        let value = match &outcome {
+            Ok((digest, resources, method)) => serde_json::json!({
+                "verified": true,
+                "model": a.model.display().to_string(),
+                "root_digest": format!("sha256:{digest}"),
+                "method": method,
+                "resources": resources,
+            }),
+            Err((f, mismatch)) => {
+                let (kind, msg) = match f {
+                    Failure::Invalid(m) => ("verification_failed", m),
+                    Failure::Usage(m) => ("bad_input", m),
+                };
+                let mut v = serde_json::json!({
+                    "verified": false,
+                    "model": a.model.display().to_string(),
+                    "error": {"kind": kind, "message": msg},
+                });
+                if let Some(m) = mismatch {
+                    v["error"]["missing"] = serde_json::json!(m.missing);
+                    v["error"]["extra"] = serde_json::json!(m.extra);
+                    v["error"]["changed"] = serde_json::json!(m.changed);
+                }
+                v
+            }
+        };
+        println!("{value}");
+    }
+    match outcome {
+        Ok((digest, resources, _)) => {
+            if !json {
+                println!(
+                    "verified {} ({resources} resources) root digest sha256:{digest}",
+                    a.model.display()
+                );
+            }
+            Ok(())
+        }
+        Err((f, _)) => Err(f),
+    }
+}
+
+type VerifyOutcome = Result<(String, usize, &'static str), (Failure, Option<modelgate_oms::Mismatch>)>;
+
+fn run_verify(a: &VerifyArgs) -> VerifyOutcome {
+    let plain = |f: Failure| (f, None);
+    let signature = a.signature.clone().unwrap_or_else(|| default_signature(&a.model));
+    let bundle = read_limited(&signature, BUNDLE_BYTES_MAX, "signature").map_err(plain)?;
+    let trust = match &a.public_key {
+        Some(p) => {
+            let pem = read_text(p, "public key").map_err(plain)?;
+            Trust::PublicKey(PublicKey::from_pem(&pem, &p.display().to_string()).map_err(|e| plain(e.into()))?)
+        }
+        None => {
+            let pems = a
+                .cert_chain
+                .iter()
+                .map(|p| read_text(p, "certificate chain"))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(plain)?;
+            Trust::certificates_from_pems(&pems).map_err(|e| plain(e.into()))?
+        }
+    };
+    let ignore = ignore_rules(&a.model, &a.ignore_paths, Some(&signature)).map_err(plain)?;
+    let opts = VerifyOptions {
+        ignore,
+        allow_symlinks: a.allow_symlinks,
+        ignore_unsigned_files: a.ignore_unsigned_files,
+        threads: None,
+    };
+    let progress = Progress::start("verifying", dir_size_hint(&a.model));
+    match verify_model(&a.model, &bundle, &trust, &opts, Some(progress.counter())) {
+        Ok(v) => Ok((
+            hex(&v.root_digest),
+            v.manifest.resources.len(),
+            match v.manifest.serialization.method {
+                Method::Files => "files",
+                Method::Shards { .. } => "shards",
+            },
+        )),
+        Err(Error::Mismatch(m)) => {
+            let f = Failure::Invalid(Error::Mismatch(m.clone()).to_string());
+            Err((f, Some(m)))
+        }
+        Err(e) => Err(plain(e.into())),
+    }
+}
+
+/// Bytes the verifier will probably read; only used to scale the progress line.
+fn dir_size_hint(model: &Path) -> u64 {
+    let opts = HashOptions::new(Method::Files, HashAlgorithm::Sha256);
+    model_size(model, &opts).unwrap_or(0)
+}
+
+pub fn digest(a: DigestArgs) -> Result<(), Failure> {
+    let signature = a.signature.clone().unwrap_or_else(|| default_signature(&a.model));
+    let opts = hash_options(&a.hashing, &a.model, Some(&signature))?;
+    let manifest = hash_with_progress(&a.model, &opts)?;
+    if manifest.resources.is_empty() {
+        return Err(Error::EmptyModel.into());
+    }
+    println!("{}", hex(&manifest.root_digest()));
+    Ok(())
+}
