@@ -1,0 +1,205 @@
+//! The command-line contract: exit codes 0/1/2, messages that name the problem, JSON
+//! output, key file permissions. These run the real binary.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn mg(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    model: std::path::PathBuf,
+    key: std::path::PathBuf,
+    public: std::path::PathBuf,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    fs::create_dir_all(model.join("sub")).unwrap();
+    fs::write(model.join("a.bin"), "aaaa").unwrap();
+    fs::write(model.join("sub/b.bin"), "bbbb").unwrap();
+    let prefix = dir.path().join("k");
+    assert!(mg(&["keygen", "--out", s(&prefix)]).status.success());
+    let key = dir.path().join("k.key");
+    let public = dir.path().join("k.pub");
+    assert!(mg(&["sign", s(&model), "--key", s(&key)]).status.success());
+    Setup {
+        _dir: dir,
+        model,
+        key,
+        public,
+    }
+}
+
+#[test]
+fn keygen_writes_private_key_0600_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("approver");
+    for alg in ["ed25519", "ecdsa-p521"] {
+        let out = mg(&["keygen", "--algorithm", alg, "--out", s(&prefix), "--force"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let mode = fs::metadata(dir.path().join("approver.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(fs::read_to_string(dir.path().join("approver.pub"))
+            .unwrap()
+            .starts_with("-----BEGIN PUBLIC KEY-----"));
+    }
+    let again = mg(&["keygen", "--out", s(&prefix)]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(stderr(&again).contains("--force"), "{}", stderr(&again));
+}
+
+#[test]
+fn verify_exit_codes() {
+    let t = setup();
+    let good = mg(&["verify", s(&t.model), "--public-key", s(&t.public)]);
+    assert_eq!(good.status.code(), Some(0), "{}", stderr(&good));
+
+    fs::write(t.model.join("sub/b.bin"), "BBBB").unwrap();
+    let bad = mg(&["verify", s(&t.model), "--public-key", s(&t.public)]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("changed: sub/b.bin"), "{}", stderr(&bad));
+
+    let missing = mg(&[
+        "verify",
+        s(&t.model),
+        "--public-key",
+        s(&t.public),
+        "--signature",
+        "/nonexistent/x.sig",
+    ]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("/nonexistent/x.sig"));
+
+    let usage = mg(&["verify", s(&t.model)]);
+    assert_eq!(usage.status.code(), Some(2), "trust material is required");
+
+    let not_a_key = mg(&["verify", s(&t.model), "--public-key", s(&t.model.join("a.bin"))]);
+    assert_eq!(not_a_key.status.code(), Some(2));
+    assert!(stderr(&not_a_key).contains("a.bin"), "{}", stderr(&not_a_key));
+}
+
+#[test]
+fn verify_json_lists_each_difference() {
+    let t = setup();
+    let ok = mg(&["verify", s(&t.model), "--public-key", s(&t.public), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["resources"], 2);
+    assert!(v["root_digest"].as_str().unwrap().starts_with("sha256:"));
+
+    fs::write(t.model.join("new.bin"), "n").unwrap();
+    fs::remove_file(t.model.join("a.bin")).unwrap();
+    let out = mg(&["verify", s(&t.model), "--public-key", s(&t.public), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verified"], false);
+    assert_eq!(v["error"]["kind"], "verification_failed");
+    assert_eq!(v["error"]["missing"], serde_json::json!(["a.bin"]));
+    assert_eq!(v["error"]["extra"], serde_json::json!(["new.bin"]));
+
+    let lax = mg(&[
+        "verify",
+        s(&t.model),
+        "--public-key",
+        s(&t.public),
+        "--ignore-unsigned-files",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&lax.stdout).unwrap();
+    assert_eq!(v["error"]["extra"], serde_json::json!([]));
+    assert_eq!(v["error"]["missing"], serde_json::json!(["a.bin"]));
+}
+
+#[test]
+fn corrupt_or_foreign_signatures_fail_verification() {
+    let t = setup();
+    let sig = t.model.join("model.sig");
+    for garbage in [&b""[..], b"{", b"{\"mediaType\": 1}", &[0xff, 0xfe, 0x00]] {
+        fs::write(&sig, garbage).unwrap();
+        let out = mg(&["verify", s(&t.model), "--public-key", s(&t.public)]);
+        assert_eq!(out.status.code(), Some(1), "{garbage:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("malformed signature bundle"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn sign_refuses_unusable_keys_and_paths() {
+    let t = setup();
+    let dir = t.key.parent().unwrap();
+    let ed = dir.join("ed");
+    assert!(mg(&["keygen", "--algorithm", "ed25519", "--out", s(&ed)])
+        .status
+        .success());
+    let out = mg(&["sign", s(&t.model), "--key", s(&dir.join("ed.key"))]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not ECDSA"), "{}", stderr(&out));
+
+    let outside = mg(&["sign", s(&t.model), "--key", s(&t.key), "--ignore-paths", "/etc/passwd"]);
+    assert_eq!(outside.status.code(), Some(2));
+    assert!(stderr(&outside).contains("outside the model"), "{}", stderr(&outside));
+
+    let nothing = dir.join("empty-model");
+    fs::create_dir_all(&nothing).unwrap();
+    let out = mg(&["sign", s(&nothing), "--key", s(&t.key)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no file left"), "{}", stderr(&out));
+
+    let zero = mg(&[
+        "sign",
+        s(&t.model),
+        "--key",
+        s(&t.key),
+        "--method",
+        "shards",
+        "--shard-size",
+        "0",
+    ]);
+    assert_eq!(zero.status.code(), Some(2));
+}
+
+#[test]
+fn ignore_paths_relative_and_absolute_agree() {
+    let t = setup();
+    let rel = mg(&["digest", s(&t.model), "--ignore-paths", "sub"]);
+    let abs = mg(&["digest", s(&t.model), "--ignore-paths", s(&t.model.join("sub"))]);
+    let all = mg(&["digest", s(&t.model)]);
+    assert!(rel.status.success() && abs.status.success());
+    assert_eq!(rel.stdout, abs.stdout);
+    assert_ne!(rel.stdout, all.stdout);
+    // The digest of a signed model equals the root digest in its signature.
+    let v: serde_json::Value =
+        serde_json::from_slice(&mg(&["verify", s(&t.model), "--public-key", s(&t.public), "--json"]).stdout).unwrap();
+    assert_eq!(
+        format!("sha256:{}", String::from_utf8_lossy(&all.stdout).trim()),
+        v["root_digest"].as_str().unwrap()
+    );
+}
+
+#[test]
+fn demo_runs_end_to_end() {
+    let out = mg(&["demo"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("verification refused it (changed: weights.bin)"));
+}
