@@ -118,7 +118,8 @@ fn wrong_predicate_is_refused() {
 fn statement_mutations_are_refused() {
     let b = Bundle::parse(&data("valid/key.bundle.json")).unwrap();
     let good: serde_json::Value = serde_json::from_slice(&b.envelope.payload).unwrap();
-    let cases: [(&str, fn(&mut serde_json::Value)); 7] = [
+    type Mutation = fn(&mut serde_json::Value);
+    let cases: [(&str, Mutation); 7] = [
         ("unknown field \"extra\"", |v| v["predicate"]["extra"] = 1.into()),
         ("unknown field \"comment\"", |v| {
             v["predicate"]["resources"][0]["comment"] = "x".into()
