@@ -45,7 +45,7 @@ pub use error::{Error, Mismatch, Result, TreeProblem};
 pub use hash::{hash_model, hash_model_filtered, model_size, HashOptions};
 pub use keys::{Curve, PrivateKey, PublicKey};
 pub use manifest::{HashAlgorithm, Manifest, Method, Resource, Serialization, DEFAULT_SHARD_SIZE};
-pub use statement::{PREDICATE_TYPE, STATEMENT_TYPE};
+pub use statement::{decode as decode_statement, encode as encode_statement, PREDICATE_TYPE, STATEMENT_TYPE};
 pub use walk::{IgnorePath, DEFAULT_IGNORES};
 
 /// The key material used to sign.
