@@ -203,3 +203,29 @@ fn demo_runs_end_to_end() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("verification refused it (changed: weights.bin)"));
 }
+
+#[test]
+fn sec1_pem_keys_sign_and_verify() {
+    let t = setup();
+    let dir = t.key.parent().unwrap();
+    let sec1 = dir.join("sec1.key");
+    let public = dir.join("sec1.pub");
+    let gen = Command::new("openssl")
+        .args(["ecparam", "-name", "secp384r1", "-genkey", "-noout", "-out", s(&sec1)])
+        .output()
+        .unwrap();
+    assert!(gen.status.success());
+    assert!(fs::read_to_string(&sec1).unwrap().contains("BEGIN EC PRIVATE KEY"));
+    let export = Command::new("openssl")
+        .args(["ec", "-in", s(&sec1), "-pubout", "-out", s(&public)])
+        .output()
+        .unwrap();
+    assert!(export.status.success());
+    let out = mg(&["sign", s(&t.model), "--key", s(&sec1)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = mg(&["verify", s(&t.model), "--public-key", s(&public)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The key from setup() is a different signer now.
+    let out = mg(&["verify", s(&t.model), "--public-key", s(&t.public)]);
+    assert_eq!(out.status.code(), Some(1));
+}
