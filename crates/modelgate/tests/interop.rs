@@ -36,6 +36,28 @@ fn reference(py: &Path, args: &[&str]) -> Output {
     run(Command::new(py).arg("-m").arg("model_signing").args(args))
 }
 
+fn reference_sign_key(py: &Path, model: &Path, sig: &Path, key: &Path) -> Output {
+    reference(
+        py,
+        &["sign", "key", s(model), "--signature", s(sig), "--private_key", s(key)],
+    )
+}
+
+fn reference_verify_key(py: &Path, model: &Path, sig: &Path, public: &Path) -> Output {
+    reference(
+        py,
+        &[
+            "verify",
+            "key",
+            s(model),
+            "--signature",
+            s(sig),
+            "--public_key",
+            s(public),
+        ],
+    )
+}
+
 fn ok(out: &Output, what: &str) {
     assert!(
         out.status.success(),
@@ -100,37 +122,12 @@ fn keys_p256_and_p384_verify_both_ways() {
 
         ok(&mg(&["sign", s(&model), "--key", s(&key)]), "modelgate sign");
         ok(
-            &reference(
-                &py,
-                &[
-                    "verify",
-                    "key",
-                    s(&model),
-                    "--signature",
-                    s(&sig),
-                    "--public_key",
-                    s(&public),
-                ],
-            ),
+            &reference_verify_key(&py, &model, &sig, &public),
             &format!("reference verify of our {alg} bundle"),
         );
 
         fs::remove_file(&sig).unwrap();
-        ok(
-            &reference(
-                &py,
-                &[
-                    "sign",
-                    "key",
-                    s(&model),
-                    "--signature",
-                    s(&sig),
-                    "--private_key",
-                    s(&key),
-                ],
-            ),
-            "reference sign",
-        );
+        ok(&reference_sign_key(&py, &model, &sig, &key), "reference sign");
         ok(
             &mg(&["verify", s(&model), "--public-key", s(&public)]),
             &format!("our verify of the reference {alg} bundle"),
@@ -250,21 +247,7 @@ fn digests_are_equal_on_a_tricky_tree() {
     make_model(&model);
     let (key, _) = keypair(dir.path(), "ecdsa-p256");
     let sig = dir.path().join("reference.sig");
-    ok(
-        &reference(
-            &py,
-            &[
-                "sign",
-                "key",
-                s(&model),
-                "--signature",
-                s(&sig),
-                "--private_key",
-                s(&key),
-            ],
-        ),
-        "reference sign",
-    );
+    ok(&reference_sign_key(&py, &model, &sig, &key), "reference sign");
     let ours = mg(&["digest", s(&model)]);
     ok(&ours, "modelgate digest");
     assert_eq!(String::from_utf8_lossy(&ours.stdout).trim(), signed_root(&sig));
@@ -294,37 +277,12 @@ fn tampering_is_refused_by_both() {
             if signer == "modelgate" {
                 ok(&mg(&["sign", s(&model), "--key", s(&key)]), "sign");
             } else {
-                ok(
-                    &reference(
-                        &py,
-                        &[
-                            "sign",
-                            "key",
-                            s(&model),
-                            "--signature",
-                            s(&sig),
-                            "--private_key",
-                            s(&key),
-                        ],
-                    ),
-                    "sign",
-                );
+                ok(&reference_sign_key(&py, &model, &sig, &key), "sign");
             }
             tamper(&model);
             let ours = mg(&["verify", s(&model), "--public-key", s(&public)]);
             refused(&ours, &format!("our verify after {what} ({signer} signed)"));
-            let theirs = reference(
-                &py,
-                &[
-                    "verify",
-                    "key",
-                    s(&model),
-                    "--signature",
-                    s(&sig),
-                    "--public_key",
-                    s(&public),
-                ],
-            );
+            let theirs = reference_verify_key(&py, &model, &sig, &public);
             assert_eq!(
                 theirs.status.code(),
                 Some(1),
