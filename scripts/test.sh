@@ -8,4 +8,9 @@ MODELGATE_REFERENCE_PYTHON="$(scripts/reference-venv.sh)"
 export MODELGATE_REFERENCE_PYTHON
 # Interop tests fail rather than skip when the reference is missing.
 export MODELGATE_REQUIRE_INTEROP=1
-cargo test --workspace --release "$@"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --release "$@" 2>&1 | tee "$log"
+# One closing line for the whole run: cargo prints one per test binary, and the last
+# is often an empty doc-test run.
+awk '/^test result:/ {p += $4; f += $6} END {printf "%d passed, %d failed\n", p, f; exit (f > 0)}' "$log"
