@@ -12,6 +12,7 @@ use modelgate_oms::{
     Trust, VerifyOptions, DEFAULT_IGNORES,
 };
 
+use crate::oms_cmd::hex;
 use crate::Failure;
 
 fn fail(e: impl std::fmt::Display) -> Failure {
@@ -70,8 +71,4 @@ fn walk_through(dir: &Path) -> Result<(), Failure> {
         Ok(_) => Err(Failure::Invalid("a tampered model verified".into())),
         Err(e) => Err(Failure::Invalid(format!("unexpected verification result: {e}"))),
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -356,7 +356,7 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<(), Failure> {
     result
 }
 
-fn hex(b: &[u8]) -> String {
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
