@@ -46,7 +46,7 @@ fn malformed_notes_are_rejected() {
         ("no blank line", text.replacen("\n\n", "\n", 1).into_bytes()),
         (
             "no signatures",
-            text[..text.find("\n\n").unwrap() + 2].as_bytes().to_vec(),
+            text.as_bytes()[..text.find("\n\n").unwrap() + 2].to_vec(),
         ),
         ("no final newline", good[..good.len() - 1].to_vec()),
         ("hyphen not em dash", text.replace('\u{2014}', "-").into_bytes()),

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod demo;
+mod log_cmd;
 mod oms_cmd;
 mod progress;
 
@@ -13,7 +14,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Runtime model governance: sign and verify models (OpenSSF Model Signing).
+/// Runtime model governance: sign and verify models (OpenSSF Model Signing), and
+/// verify transparency-log checkpoints and proofs offline.
 ///
 /// Exit codes: 0 success, 1 verification failed, 2 usage error or unreadable input.
 #[derive(Parser)]
@@ -33,6 +35,11 @@ enum Command {
     Verify(oms_cmd::VerifyArgs),
     /// Print a model's OMS root digest (hex), the identity used everywhere else.
     Digest(oms_cmd::DigestArgs),
+    /// Offline transparency-log tools: verify checkpoints and tlog-proofs, make note keys.
+    Log {
+        #[command(subcommand)]
+        command: log_cmd::LogCommand,
+    },
     /// Run the end-to-end demonstration on this machine (no service needed).
     Demo,
 }
@@ -72,6 +79,7 @@ fn main() -> ExitCode {
         Command::Sign(a) => oms_cmd::sign(a),
         Command::Verify(a) => oms_cmd::verify(a),
         Command::Digest(a) => oms_cmd::digest(a),
+        Command::Log { command } => log_cmd::run(command),
         Command::Demo => demo::run(),
     };
     match result {

@@ -197,7 +197,7 @@ fn with_suffix(prefix: &Path, ext: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn write_new(path: &Path, data: &[u8], mode: u32, overwrite: bool) -> Result<(), Failure> {
+pub(crate) fn write_new(path: &Path, data: &[u8], mode: u32, overwrite: bool) -> Result<(), Failure> {
     let mut opts = fs::OpenOptions::new();
     opts.write(true).mode(mode);
     if overwrite {
@@ -217,7 +217,7 @@ fn write_new(path: &Path, data: &[u8], mode: u32, overwrite: bool) -> Result<(),
         .map_err(|e| usage(format!("couldn't write {}: {e}", path.display())))
 }
 
-fn read_limited(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, Failure> {
+pub(crate) fn read_limited(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, Failure> {
     let meta = fs::metadata(path).map_err(|e| usage(format!("couldn't read {what} {}: {e}", path.display())))?;
     if meta.len() > max {
         return Err(usage(format!(

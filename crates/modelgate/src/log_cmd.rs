@@ -1,0 +1,267 @@
+//! `modelgate log …`: offline tools for auditors. They read files, check them
+//! against keys given on the command line, and never touch the network.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use modelgate_tlog::{
+    leaf_hash, CheckpointPolicy, Hash, KeyType, SignerKey, TlogProof, VerifiedCheckpoint, VerifierKey, MAX_NOTE_BYTES,
+};
+
+use crate::oms_cmd::{hex, read_limited, write_new};
+use crate::Failure;
+
+/// Entries are at most 64 KiB in entry bundles; allow generous headroom for
+/// logs that store larger entries elsewhere.
+const ENTRY_BYTES_MAX: u64 = 64 << 20;
+const PROOF_BYTES_MAX: u64 = MAX_NOTE_BYTES as u64 + 8192;
+
+#[derive(Subcommand)]
+pub enum LogCommand {
+    /// Verify a C2SP tlog-proof offline: the checkpoint's signatures and
+    /// witness quorum, then the entry's inclusion.
+    ///
+    /// Exit 0: valid. 1: checked and invalid (the reason is printed). 2: bad
+    /// input (unreadable or malformed file, bad key).
+    VerifyProof(VerifyProofArgs),
+    /// Verify a signed checkpoint offline: the log's signature, the origin and
+    /// the witness quorum. Prints the size, the root and each cosignature's time.
+    ///
+    /// Exit 0: valid. 1: checked and invalid. 2: bad input.
+    VerifyCheckpoint(VerifyCheckpointArgs),
+    /// Generate a note key (Ed25519): PREFIX.skey (the PRIVATE+KEY string,
+    /// mode 0600) and PREFIX.vkey (the verifier key string, also printed).
+    Keygen(KeygenArgs),
+}
+
+/// The keys a checkpoint must be signed by.
+#[derive(Args)]
+pub struct PolicyArgs {
+    /// The log's verifier key: a vkey string (`name+id+key`) or a file holding
+    /// one. The key name is the log's origin.
+    #[arg(long, value_name = "VKEY")]
+    vkey: String,
+    /// A witness verifier key (string or file). Repeat for each witness.
+    #[arg(long = "witness", value_name = "VKEY")]
+    witnesses: Vec<String>,
+    /// How many of the witnesses must have cosigned. Defaults to all of them.
+    #[arg(long, value_name = "K")]
+    quorum: Option<usize>,
+}
+
+#[derive(Args)]
+pub struct VerifyProofArgs {
+    /// The tlog-proof file (`-` for standard input).
+    #[arg(value_name = "PROOF")]
+    proof: PathBuf,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// The log entry the proof is for; its RFC 6962 leaf hash is checked.
+    #[arg(long, value_name = "FILE", conflicts_with = "leaf_hash")]
+    entry: Option<PathBuf>,
+    /// The entry's leaf hash (64 hex digits), when the entry itself is not at hand.
+    #[arg(long, value_name = "HEX")]
+    leaf_hash: Option<String>,
+}
+
+#[derive(Args)]
+pub struct VerifyCheckpointArgs {
+    /// The signed checkpoint file (`-` for standard input).
+    #[arg(value_name = "CHECKPOINT")]
+    checkpoint: PathBuf,
+    #[command(flatten)]
+    policy: PolicyArgs,
+}
+
+#[derive(Args)]
+pub struct KeygenArgs {
+    /// The key name; for a log key, the log's origin (e.g. `example.com/log`).
+    #[arg(value_name = "NAME")]
+    name: String,
+    /// Output prefix: writes PREFIX.skey and PREFIX.vkey.
+    #[arg(long, value_name = "PREFIX")]
+    out: PathBuf,
+    /// Make a witness cosignature key (tlog-cosignature/v1, type 0x04)
+    /// instead of a note signing key (type 0x01).
+    #[arg(long)]
+    cosigner: bool,
+    /// Overwrite existing key files.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run(cmd: LogCommand) -> Result<(), Failure> {
+    match cmd {
+        LogCommand::VerifyProof(a) => verify_proof(a),
+        LogCommand::VerifyCheckpoint(a) => verify_checkpoint(a),
+        LogCommand::Keygen(a) => keygen(a),
+    }
+}
+
+fn tlog_failure(e: modelgate_tlog::Error) -> Failure {
+    if e.is_malformed() {
+        Failure::Usage(e.to_string())
+    } else {
+        Failure::Invalid(e.to_string())
+    }
+}
+
+fn read_input(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, Failure> {
+    if path.as_os_str() != "-" {
+        return read_limited(path, max, what);
+    }
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .take(max + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Failure::Usage(format!("couldn't read {what} from standard input: {e}")))?;
+    if buf.len() as u64 > max {
+        return Err(Failure::Usage(format!(
+            "{what} on standard input is more than the {max} bytes allowed"
+        )));
+    }
+    Ok(buf)
+}
+
+/// A vkey given as the string itself, or as the path of a file holding it.
+fn load_vkey(arg: &str, what: &str) -> Result<VerifierKey, Failure> {
+    let direct = VerifierKey::parse(arg);
+    if let Ok(k) = direct {
+        return Ok(k);
+    }
+    let path = Path::new(arg);
+    if path.is_file() {
+        let raw = read_limited(path, 64 * 1024, what)?;
+        let text = String::from_utf8(raw).map_err(|_| Failure::Usage(format!("{what} file {arg} is not text")))?;
+        return VerifierKey::parse(text.trim()).map_err(|e| Failure::Usage(format!("{what} in {arg}: {e}")));
+    }
+    match direct {
+        Err(e) => Err(Failure::Usage(format!(
+            "{what} {arg:?} is neither a verifier key nor a file: {e}"
+        ))),
+        Ok(k) => Ok(k),
+    }
+}
+
+fn policy(args: &PolicyArgs) -> Result<CheckpointPolicy, Failure> {
+    let log = load_vkey(&args.vkey, "log key")?;
+    let witnesses = args
+        .witnesses
+        .iter()
+        .map(|w| load_vkey(w, "witness key"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let quorum = args.quorum.unwrap_or(witnesses.len());
+    CheckpointPolicy::new(log, witnesses, quorum).map_err(tlog_failure)
+}
+
+fn report(v: &VerifiedCheckpoint) {
+    let cp = &v.checkpoint;
+    println!("origin: {}", cp.origin);
+    println!("size: {}", cp.size);
+    println!("root: {}", hex(&cp.root));
+    for (name, ts) in &v.witnesses {
+        match ts {
+            Some(ts) => println!("cosigned: {name} at {} ({ts})", rfc3339(*ts)),
+            None => println!("signed: {name}"),
+        }
+    }
+}
+
+fn verify_checkpoint(a: VerifyCheckpointArgs) -> Result<(), Failure> {
+    let policy = policy(&a.policy)?;
+    let note = read_input(&a.checkpoint, MAX_NOTE_BYTES as u64, "checkpoint")?;
+    let v = policy.verify(&note).map_err(tlog_failure)?;
+    println!("checkpoint: valid");
+    report(&v);
+    Ok(())
+}
+
+fn parse_leaf_hash(s: &str) -> Result<Hash, Failure> {
+    let bad = || Failure::Usage(format!("--leaf-hash {s:?} is not 64 hex digits"));
+    if s.len() != 64 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+        let pair = std::str::from_utf8(chunk).map_err(|_| bad())?;
+        out[i] = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+fn verify_proof(a: VerifyProofArgs) -> Result<(), Failure> {
+    let policy = policy(&a.policy)?;
+    let leaf = match (&a.entry, &a.leaf_hash) {
+        (Some(entry), _) => leaf_hash(&read_limited(entry, ENTRY_BYTES_MAX, "entry")?),
+        (None, Some(h)) => parse_leaf_hash(h)?,
+        (None, None) => return Err(Failure::Usage(
+            "give the entry (--entry FILE) or its leaf hash (--leaf-hash HEX): inclusion cannot be checked without it"
+                .into(),
+        )),
+    };
+    let proof = TlogProof::parse(&read_input(&a.proof, PROOF_BYTES_MAX, "proof")?).map_err(tlog_failure)?;
+    let v = proof.verify(&leaf, &policy).map_err(tlog_failure)?;
+    println!("proof: valid");
+    println!("index: {}", v.index);
+    println!("leaf hash: {}", hex(&leaf));
+    report(&v.checkpoint);
+    Ok(())
+}
+
+fn keygen(a: KeygenArgs) -> Result<(), Failure> {
+    let mut seed = [0u8; 32];
+    rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut seed)
+        .map_err(|e| Failure::Usage(format!("the operating system's random source failed: {e}")))?;
+    let key_type = if a.cosigner {
+        KeyType::CosignatureV1
+    } else {
+        KeyType::Ed25519
+    };
+    let key = SignerKey::from_seed(&a.name, key_type, &seed).map_err(tlog_failure)?;
+    let skey = a.out.with_extension("skey");
+    let vkey = a.out.with_extension("vkey");
+    let vkey_text = key.verifier().to_string();
+    write_new(
+        &skey,
+        format!("{}\n", key.to_private_string()).as_bytes(),
+        0o600,
+        a.force,
+    )?;
+    write_new(&vkey, format!("{vkey_text}\n").as_bytes(), 0o644, a.force)?;
+    eprintln!("wrote {} (secret, mode 0600) and {}", skey.display(), vkey.display());
+    println!("{vkey_text}");
+    Ok(())
+}
+
+/// POSIX seconds as an RFC 3339 UTC time (civil-from-days, proleptic Gregorian).
+fn rfc3339(ts: u64) -> String {
+    let days = (ts / 86_400) as i64;
+    let secs = ts % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_679_315_147), "2023-03-20T12:25:47Z");
+        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(super::rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
+}

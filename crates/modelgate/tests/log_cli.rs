@@ -1,0 +1,391 @@
+//! `modelgate log …` as an auditor uses it: real binary, real files, exit
+//! codes 0 (valid) / 1 (invalid, with the reason) / 2 (bad input).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use modelgate_tlog::*;
+
+fn mg(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+struct Log {
+    dir: tempfile::TempDir,
+    vkey: PathBuf,
+    witness_vkey: PathBuf,
+    proof: PathBuf,
+    checkpoint: PathBuf,
+    entry: PathBuf,
+    other_entry: PathBuf,
+}
+
+/// A log of 20 entries whose keys come from `modelgate log keygen`, a
+/// checkpoint cosigned by one witness, and a proof for entry 5.
+fn log() -> Log {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("log");
+    let o = mg(&["log", "keygen", "audit.example/log", "--out", s(&prefix)]);
+    assert!(o.status.success(), "{}", err(&o));
+    let printed = out(&o);
+    let vkey = dir.path().join("log.vkey");
+    assert_eq!(printed, fs::read_to_string(&vkey).unwrap());
+    let mode = fs::metadata(dir.path().join("log.skey")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let o = mg(&[
+        "log",
+        "keygen",
+        "witness.example",
+        "--cosigner",
+        "--out",
+        s(&dir.path().join("w")),
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+
+    let log_key = SignerKey::parse(fs::read_to_string(dir.path().join("log.skey")).unwrap().trim()).unwrap();
+    let w_key = SignerKey::parse(fs::read_to_string(dir.path().join("w.skey")).unwrap().trim()).unwrap();
+    assert_eq!(w_key.key_type(), KeyType::CosignatureV1);
+
+    let mut tree = MemoryTree::new();
+    for i in 0..20 {
+        tree.append(leaf_hash(format!("entry {i}").as_bytes()));
+    }
+    let cp = Checkpoint {
+        origin: "audit.example/log".into(),
+        size: 20,
+        root: tree.root(),
+        extensions: vec![],
+    };
+    let mut note = cp.sign(&log_key).unwrap();
+    note.add_signature(w_key.cosign(note.text(), 1_679_315_147).unwrap())
+        .unwrap();
+    let checkpoint = dir.path().join("checkpoint");
+    fs::write(&checkpoint, note.to_bytes()).unwrap();
+    let proof = TlogProof {
+        extra: None,
+        index: 5,
+        hashes: inclusion_proof(5, 20, &tree).unwrap(),
+        checkpoint: note.to_bytes(),
+    };
+    let proof_path = dir.path().join("entry5.tlog-proof");
+    fs::write(&proof_path, proof.to_bytes()).unwrap();
+    let entry = dir.path().join("entry5");
+    fs::write(&entry, "entry 5").unwrap();
+    let other_entry = dir.path().join("entry6");
+    fs::write(&other_entry, "entry 6").unwrap();
+    Log {
+        witness_vkey: dir.path().join("w.vkey"),
+        dir,
+        vkey,
+        proof: proof_path,
+        checkpoint,
+        entry,
+        other_entry,
+    }
+}
+
+#[test]
+fn a_valid_proof_verifies_with_nothing_but_the_keys() {
+    let l = log();
+    let o = mg(&[
+        "log",
+        "verify-proof",
+        s(&l.proof),
+        "--vkey",
+        s(&l.vkey),
+        "--witness",
+        s(&l.witness_vkey),
+        "--entry",
+        s(&l.entry),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let text = out(&o);
+    assert!(
+        text.contains("proof: valid") && text.contains("index: 5") && text.contains("size: 20"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cosigned: witness.example at 2023-03-20T12:25:47Z (1679315147)"),
+        "{text}"
+    );
+
+    // The vkey as a string instead of a file, and the proof on standard input.
+    let vkey = fs::read_to_string(&l.vkey).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args([
+            "log",
+            "verify-proof",
+            "-",
+            "--vkey",
+            vkey.trim(),
+            "--entry",
+            s(&l.entry),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&fs::read(&l.proof).unwrap())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+
+    // --leaf-hash instead of the entry.
+    let leaf: String = leaf_hash(b"entry 5").iter().map(|b| format!("{b:02x}")).collect();
+    let o = mg(&[
+        "log",
+        "verify-proof",
+        s(&l.proof),
+        "--vkey",
+        s(&l.vkey),
+        "--leaf-hash",
+        &leaf,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+}
+
+#[test]
+fn invalid_proofs_exit_1_with_the_reason() {
+    let l = log();
+    let o = mg(&[
+        "log",
+        "verify-proof",
+        s(&l.proof),
+        "--vkey",
+        s(&l.vkey),
+        "--entry",
+        s(&l.other_entry),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("does not lead to the expected root"), "{}", err(&o));
+
+    // A well-formed key of another log.
+    let other = l.dir.path().join("other");
+    assert!(mg(&["log", "keygen", "audit.example/log", "--out", s(&other)])
+        .status
+        .success());
+    let o = mg(&[
+        "log",
+        "verify-proof",
+        s(&l.proof),
+        "--vkey",
+        s(&other.with_extension("vkey")),
+        "--entry",
+        s(&l.entry),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("not signed by the log key"), "{}", err(&o));
+
+    // The checkpoint's signature edited by one character.
+    let text = fs::read_to_string(&l.proof).unwrap();
+    let pos = text.find("\u{2014} audit.example/log ").unwrap() + "\u{2014} audit.example/log ".len() + 10;
+    let mut bytes = text.into_bytes();
+    bytes[pos] = if bytes[pos] == b'A' { b'B' } else { b'A' };
+    let forged = l.dir.path().join("forged.tlog-proof");
+    fs::write(&forged, &bytes).unwrap();
+    let o = mg(&[
+        "log",
+        "verify-proof",
+        s(&forged),
+        "--vkey",
+        s(&l.vkey),
+        "--entry",
+        s(&l.entry),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("does not verify"), "{}", err(&o));
+
+    // A witness that did not cosign.
+    let absent = l.dir.path().join("absent");
+    assert!(
+        mg(&["log", "keygen", "absent.example", "--cosigner", "--out", s(&absent)])
+            .status
+            .success()
+    );
+    let o = mg(&[
+        "log",
+        "verify-proof",
+        s(&l.proof),
+        "--vkey",
+        s(&l.vkey),
+        "--witness",
+        s(&l.witness_vkey),
+        "--witness",
+        s(&absent.with_extension("vkey")),
+        "--entry",
+        s(&l.entry),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("quorum not met: 1 of the required 2"), "{}", err(&o));
+    // ... and with --quorum 1 the same proof is valid.
+    let o = mg(&[
+        "log",
+        "verify-proof",
+        s(&l.proof),
+        "--vkey",
+        s(&l.vkey),
+        "--witness",
+        s(&l.witness_vkey),
+        "--witness",
+        s(&absent.with_extension("vkey")),
+        "--quorum",
+        "1",
+        "--entry",
+        s(&l.entry),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+}
+
+#[test]
+fn bad_input_exits_2_and_names_the_problem() {
+    let l = log();
+    let truncated = l.dir.path().join("truncated");
+    let text = fs::read(&l.proof).unwrap();
+    fs::write(&truncated, &text[..40]).unwrap();
+    for (args, needle) in [
+        (
+            vec![
+                "log",
+                "verify-proof",
+                s(&truncated),
+                "--vkey",
+                s(&l.vkey),
+                "--entry",
+                s(&l.entry),
+            ],
+            "malformed proof",
+        ),
+        (
+            vec![
+                "log",
+                "verify-proof",
+                s(&l.proof),
+                "--vkey",
+                "nonsense+key",
+                "--entry",
+                s(&l.entry),
+            ],
+            "neither a verifier key nor a file",
+        ),
+        (
+            vec!["log", "verify-proof", s(&l.proof), "--vkey", s(&l.vkey)],
+            "--entry",
+        ),
+        (
+            vec![
+                "log",
+                "verify-proof",
+                s(&l.proof),
+                "--vkey",
+                s(&l.vkey),
+                "--leaf-hash",
+                "abc",
+            ],
+            "64 hex digits",
+        ),
+        (
+            vec![
+                "log",
+                "verify-proof",
+                "/nonexistent/p",
+                "--vkey",
+                s(&l.vkey),
+                "--entry",
+                s(&l.entry),
+            ],
+            "couldn't read proof",
+        ),
+        (
+            vec![
+                "log",
+                "verify-checkpoint",
+                s(&l.checkpoint),
+                "--vkey",
+                s(&l.vkey),
+                "--quorum",
+                "1",
+            ],
+            "quorum 1 exceeds",
+        ),
+        (
+            vec!["log", "verify-checkpoint", s(&l.proof), "--vkey", s(&l.vkey)],
+            "malformed",
+        ),
+        (
+            vec!["log", "keygen", "bad name", "--out", s(&l.dir.path().join("x"))],
+            "invalid key name",
+        ),
+        (
+            vec![
+                "log",
+                "keygen",
+                "audit.example/log",
+                "--out",
+                s(&l.dir.path().join("log")),
+            ],
+            "exists",
+        ),
+    ] {
+        let o = mg(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", err(&o));
+        assert!(err(&o).contains(needle), "{args:?}: {}", err(&o));
+    }
+}
+
+#[test]
+fn checkpoints_verify_and_report_their_cosignatures() {
+    let l = log();
+    let o = mg(&[
+        "log",
+        "verify-checkpoint",
+        s(&l.checkpoint),
+        "--vkey",
+        s(&l.vkey),
+        "--witness",
+        s(&l.witness_vkey),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let text = out(&o);
+    assert!(
+        text.starts_with("checkpoint: valid\norigin: audit.example/log\nsize: 20\nroot: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("cosigned: witness.example at 2023-03-20T12:25:47Z"),
+        "{text}"
+    );
+
+    // The tree size changed in the signed text: the log's signature fails.
+    let forged = fs::read_to_string(&l.checkpoint)
+        .unwrap()
+        .replacen("\n20\n", "\n21\n", 1);
+    let path = l.dir.path().join("forged-checkpoint");
+    fs::write(&path, forged).unwrap();
+    let o = mg(&["log", "verify-checkpoint", s(&path), "--vkey", s(&l.vkey)]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("does not verify"), "{}", err(&o));
+}
