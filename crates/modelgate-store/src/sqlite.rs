@@ -180,6 +180,7 @@ impl LogStore for SqliteStore {
     }
 
     fn append(&mut self, batch: &Batch<'_>) -> Result<(), StoreError> {
+        self.conn()?;
         if self._lock.is_none() {
             return Err(StoreError::Io("store is open read-only".into()));
         }
