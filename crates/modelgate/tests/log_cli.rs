@@ -389,3 +389,49 @@ fn checkpoints_verify_and_report_their_cosignatures() {
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     assert!(err(&o).contains("does not verify"), "{}", err(&o));
 }
+
+#[test]
+fn audit_reports_an_intact_store_and_the_first_discrepancy() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("log.db");
+    let key = SignerKey::from_seed("audit.example/store", KeyType::Ed25519, &[8; 32]).unwrap();
+    let mut log = modelgate_store::Log::open(modelgate_store::SqliteStore::open(&db).unwrap(), key.clone()).unwrap();
+    for b in 0..5u32 {
+        let es: Vec<Vec<u8>> = (0..20u32)
+            .map(|i| format!("entry-{b:02}-{i:02}-tamper-me").into_bytes())
+            .collect();
+        log.append(&es).unwrap();
+    }
+    log.close().unwrap();
+    let vkey = key.verifier().to_string();
+    let o = mg(&["log", "audit", s(&db), "--vkey", &vkey]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(out(&o).contains("store: intact\nentries: 100\n"), "{}", out(&o));
+
+    // Another key: every checkpoint fails.
+    let other = SignerKey::from_seed("audit.example/store", KeyType::Ed25519, &[9; 32]).unwrap();
+    let o = mg(&["log", "audit", s(&db), "--vkey", &other.verifier().to_string()]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("checkpoint for size 20"), "{}", err(&o));
+
+    // One byte of one entry changed in the file.
+    let mut bytes = fs::read(&db).unwrap();
+    let needle = b"entry-03-07-tamper-me";
+    let at: Vec<usize> = bytes
+        .windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!at.is_empty());
+    for a in at {
+        bytes[a + 6] ^= 1;
+    }
+    fs::write(&db, bytes).unwrap();
+    let o = mg(&["log", "audit", s(&db), "--vkey", &vkey]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("node (level 0, index 67)"), "{}", err(&o));
+
+    let o = mg(&["log", "audit", s(&dir.path().join("missing.db")), "--vkey", &vkey]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+}
