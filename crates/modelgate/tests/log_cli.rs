@@ -17,6 +17,13 @@ fn mg(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Run `modelgate log …` from one line (temporary paths hold no spaces).
+fn log_cmd(line: &str) -> Output {
+    let mut args = vec!["log"];
+    args.extend(line.split(' '));
+    mg(&args)
+}
+
 fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -44,21 +51,17 @@ struct Log {
 fn log() -> Log {
     let dir = tempfile::tempdir().unwrap();
     let prefix = dir.path().join("log");
-    let o = mg(&["log", "keygen", "audit.example/log", "--out", s(&prefix)]);
+    let o = log_cmd(&format!("keygen audit.example/log --out {}", s(&prefix)));
     assert!(o.status.success(), "{}", err(&o));
     let printed = out(&o);
     let vkey = dir.path().join("log.vkey");
     assert_eq!(printed, fs::read_to_string(&vkey).unwrap());
     let mode = fs::metadata(dir.path().join("log.skey")).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    let o = mg(&[
-        "log",
-        "keygen",
-        "witness.example",
-        "--cosigner",
-        "--out",
-        s(&dir.path().join("w")),
-    ]);
+    let o = log_cmd(&format!(
+        "keygen witness.example --cosigner --out {}",
+        s(&dir.path().join("w"))
+    ));
     assert!(o.status.success(), "{}", err(&o));
 
     let log_key = SignerKey::parse(fs::read_to_string(dir.path().join("log.skey")).unwrap().trim()).unwrap();
@@ -106,17 +109,13 @@ fn log() -> Log {
 #[test]
 fn a_valid_proof_verifies_with_nothing_but_the_keys() {
     let l = log();
-    let o = mg(&[
-        "log",
-        "verify-proof",
+    let o = log_cmd(&format!(
+        "verify-proof {} --vkey {} --witness {} --entry {}",
         s(&l.proof),
-        "--vkey",
         s(&l.vkey),
-        "--witness",
         s(&l.witness_vkey),
-        "--entry",
-        s(&l.entry),
-    ]);
+        s(&l.entry)
+    ));
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let text = out(&o);
     assert!(
@@ -156,47 +155,38 @@ fn a_valid_proof_verifies_with_nothing_but_the_keys() {
 
     // --leaf-hash instead of the entry.
     let leaf: String = leaf_hash(b"entry 5").iter().map(|b| format!("{b:02x}")).collect();
-    let o = mg(&[
-        "log",
-        "verify-proof",
+    let o = log_cmd(&format!(
+        "verify-proof {} --vkey {} --leaf-hash {}",
         s(&l.proof),
-        "--vkey",
         s(&l.vkey),
-        "--leaf-hash",
-        &leaf,
-    ]);
+        &leaf
+    ));
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
 }
 
 #[test]
 fn invalid_proofs_exit_1_with_the_reason() {
     let l = log();
-    let o = mg(&[
-        "log",
-        "verify-proof",
+    let o = log_cmd(&format!(
+        "verify-proof {} --vkey {} --entry {}",
         s(&l.proof),
-        "--vkey",
         s(&l.vkey),
-        "--entry",
-        s(&l.other_entry),
-    ]);
+        s(&l.other_entry)
+    ));
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("does not lead to the expected root"), "{}", err(&o));
 
     // A well-formed key of another log.
     let other = l.dir.path().join("other");
-    assert!(mg(&["log", "keygen", "audit.example/log", "--out", s(&other)])
+    assert!(log_cmd(&format!("keygen audit.example/log --out {}", s(&other)))
         .status
         .success());
-    let o = mg(&[
-        "log",
-        "verify-proof",
+    let o = log_cmd(&format!(
+        "verify-proof {} --vkey {} --entry {}",
         s(&l.proof),
-        "--vkey",
         s(&other.with_extension("vkey")),
-        "--entry",
-        s(&l.entry),
-    ]);
+        s(&l.entry)
+    ));
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("not signed by the log key"), "{}", err(&o));
 
@@ -207,56 +197,41 @@ fn invalid_proofs_exit_1_with_the_reason() {
     bytes[pos] = if bytes[pos] == b'A' { b'B' } else { b'A' };
     let forged = l.dir.path().join("forged.tlog-proof");
     fs::write(&forged, &bytes).unwrap();
-    let o = mg(&[
-        "log",
-        "verify-proof",
+    let o = log_cmd(&format!(
+        "verify-proof {} --vkey {} --entry {}",
         s(&forged),
-        "--vkey",
         s(&l.vkey),
-        "--entry",
-        s(&l.entry),
-    ]);
+        s(&l.entry)
+    ));
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     assert!(err(&o).contains("does not verify"), "{}", err(&o));
 
     // A witness that did not cosign.
     let absent = l.dir.path().join("absent");
     assert!(
-        mg(&["log", "keygen", "absent.example", "--cosigner", "--out", s(&absent)])
+        log_cmd(&format!("keygen absent.example --cosigner --out {}", s(&absent)))
             .status
             .success()
     );
-    let o = mg(&[
-        "log",
-        "verify-proof",
+    let o = log_cmd(&format!(
+        "verify-proof {} --vkey {} --witness {} --witness {} --entry {}",
         s(&l.proof),
-        "--vkey",
         s(&l.vkey),
-        "--witness",
         s(&l.witness_vkey),
-        "--witness",
         s(&absent.with_extension("vkey")),
-        "--entry",
-        s(&l.entry),
-    ]);
+        s(&l.entry)
+    ));
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("quorum not met: 1 of the required 2"), "{}", err(&o));
     // ... and with --quorum 1 the same proof is valid.
-    let o = mg(&[
-        "log",
-        "verify-proof",
+    let o = log_cmd(&format!(
+        "verify-proof {} --vkey {} --witness {} --witness {} --quorum 1 --entry {}",
         s(&l.proof),
-        "--vkey",
         s(&l.vkey),
-        "--witness",
         s(&l.witness_vkey),
-        "--witness",
         s(&absent.with_extension("vkey")),
-        "--quorum",
-        "1",
-        "--entry",
-        s(&l.entry),
-    ]);
+        s(&l.entry)
+    ));
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
 }
 
@@ -309,15 +284,12 @@ fn bad_input_exits_2_and_names_the_problem() {
 #[test]
 fn checkpoints_verify_and_report_their_cosignatures() {
     let l = log();
-    let o = mg(&[
-        "log",
-        "verify-checkpoint",
+    let o = log_cmd(&format!(
+        "verify-checkpoint {} --vkey {} --witness {}",
         s(&l.checkpoint),
-        "--vkey",
         s(&l.vkey),
-        "--witness",
-        s(&l.witness_vkey),
-    ]);
+        s(&l.witness_vkey)
+    ));
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let text = out(&o);
     assert!(
@@ -335,7 +307,7 @@ fn checkpoints_verify_and_report_their_cosignatures() {
         .replacen("\n20\n", "\n21\n", 1);
     let path = l.dir.path().join("forged-checkpoint");
     fs::write(&path, forged).unwrap();
-    let o = mg(&["log", "verify-checkpoint", s(&path), "--vkey", s(&l.vkey)]);
+    let o = log_cmd(&format!("verify-checkpoint {} --vkey {}", s(&path), s(&l.vkey)));
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     assert!(err(&o).contains("does not verify"), "{}", err(&o));
 }
@@ -354,13 +326,13 @@ fn audit_reports_an_intact_store_and_the_first_discrepancy() {
     }
     log.close().unwrap();
     let vkey = key.verifier().to_string();
-    let o = mg(&["log", "audit", s(&db), "--vkey", &vkey]);
+    let o = log_cmd(&format!("audit {} --vkey {}", s(&db), &vkey));
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     assert!(out(&o).contains("store: intact\nentries: 100\n"), "{}", out(&o));
 
     // Another key: every checkpoint fails.
     let other = SignerKey::from_seed("audit.example/store", KeyType::Ed25519, &[9; 32]).unwrap();
-    let o = mg(&["log", "audit", s(&db), "--vkey", &other.verifier().to_string()]);
+    let o = log_cmd(&format!("audit {} --vkey {}", s(&db), &other.verifier().to_string()));
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     assert!(err(&o).contains("checkpoint for size 20"), "{}", err(&o));
 
@@ -378,10 +350,10 @@ fn audit_reports_an_intact_store_and_the_first_discrepancy() {
         bytes[a + 6] ^= 1;
     }
     fs::write(&db, bytes).unwrap();
-    let o = mg(&["log", "audit", s(&db), "--vkey", &vkey]);
+    let o = log_cmd(&format!("audit {} --vkey {}", s(&db), &vkey));
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     assert!(err(&o).contains("node (level 0, index 67)"), "{}", err(&o));
 
-    let o = mg(&["log", "audit", s(&dir.path().join("missing.db")), "--vkey", &vkey]);
+    let o = log_cmd(&format!("audit {} --vkey {}", s(&dir.path().join("missing.db")), &vkey));
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
 }
