@@ -5,35 +5,19 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
+use common::{mg, s, stderr, stdout};
 use modelgate_tlog::*;
 
-fn mg(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+mod common;
 
 /// Run `modelgate log …` from one line (temporary paths hold no spaces).
 fn log_cmd(line: &str) -> Output {
     let mut args = vec!["log"];
     args.extend(line.split(' '));
     mg(&args)
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 struct Log {
@@ -52,8 +36,8 @@ fn log() -> Log {
     let dir = tempfile::tempdir().unwrap();
     let prefix = dir.path().join("log");
     let o = log_cmd(&format!("keygen audit.example/log --out {}", s(&prefix)));
-    assert!(o.status.success(), "{}", err(&o));
-    let printed = out(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let printed = stdout(&o);
     let vkey = dir.path().join("log.vkey");
     assert_eq!(printed, fs::read_to_string(&vkey).unwrap());
     let mode = fs::metadata(dir.path().join("log.skey")).unwrap().permissions().mode() & 0o777;
@@ -62,7 +46,7 @@ fn log() -> Log {
         "keygen witness.example --cosigner --out {}",
         s(&dir.path().join("w"))
     ));
-    assert!(o.status.success(), "{}", err(&o));
+    assert!(o.status.success(), "{}", stderr(&o));
 
     let log_key = SignerKey::parse(fs::read_to_string(dir.path().join("log.skey")).unwrap().trim()).unwrap();
     let w_key = SignerKey::parse(fs::read_to_string(dir.path().join("w.skey")).unwrap().trim()).unwrap();
@@ -116,8 +100,8 @@ fn a_valid_proof_verifies_with_nothing_but_the_keys() {
         s(&l.witness_vkey),
         s(&l.entry)
     ));
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
-    let text = out(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
     assert!(
         text.contains("proof: valid") && text.contains("index: 5") && text.contains("size: 20"),
         "{text}"
@@ -151,7 +135,7 @@ fn a_valid_proof_verifies_with_nothing_but_the_keys() {
         .write_all(&fs::read(&l.proof).unwrap())
         .unwrap();
     let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 
     // --leaf-hash instead of the entry.
     let leaf: String = leaf_hash(b"entry 5").iter().map(|b| format!("{b:02x}")).collect();
@@ -161,7 +145,7 @@ fn a_valid_proof_verifies_with_nothing_but_the_keys() {
         s(&l.vkey),
         &leaf
     ));
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 
 #[test]
@@ -174,7 +158,11 @@ fn invalid_proofs_exit_1_with_the_reason() {
         s(&l.other_entry)
     ));
     assert_eq!(o.status.code(), Some(1));
-    assert!(err(&o).contains("does not lead to the expected root"), "{}", err(&o));
+    assert!(
+        stderr(&o).contains("does not lead to the expected root"),
+        "{}",
+        stderr(&o)
+    );
 
     // A well-formed key of another log.
     let other = l.dir.path().join("other");
@@ -188,7 +176,7 @@ fn invalid_proofs_exit_1_with_the_reason() {
         s(&l.entry)
     ));
     assert_eq!(o.status.code(), Some(1));
-    assert!(err(&o).contains("not signed by the log key"), "{}", err(&o));
+    assert!(stderr(&o).contains("not signed by the log key"), "{}", stderr(&o));
 
     // The checkpoint's signature edited by one character.
     let text = fs::read_to_string(&l.proof).unwrap();
@@ -203,8 +191,8 @@ fn invalid_proofs_exit_1_with_the_reason() {
         s(&l.vkey),
         s(&l.entry)
     ));
-    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
-    assert!(err(&o).contains("does not verify"), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("does not verify"), "{}", stderr(&o));
 
     // A witness that did not cosign.
     let absent = l.dir.path().join("absent");
@@ -222,7 +210,11 @@ fn invalid_proofs_exit_1_with_the_reason() {
         s(&l.entry)
     ));
     assert_eq!(o.status.code(), Some(1));
-    assert!(err(&o).contains("quorum not met: 1 of the required 2"), "{}", err(&o));
+    assert!(
+        stderr(&o).contains("quorum not met: 1 of the required 2"),
+        "{}",
+        stderr(&o)
+    );
     // ... and with --quorum 1 the same proof is valid.
     let o = log_cmd(&format!(
         "verify-proof {} --vkey {} --witness {} --witness {} --quorum 1 --entry {}",
@@ -232,7 +224,7 @@ fn invalid_proofs_exit_1_with_the_reason() {
         s(&absent.with_extension("vkey")),
         s(&l.entry)
     ));
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 
 #[test]
@@ -276,8 +268,8 @@ fn bad_input_exits_2_and_names_the_problem() {
         let mut args = vec!["log"];
         args.extend(cmd.split(' '));
         let o = mg(&args);
-        assert_eq!(o.status.code(), Some(2), "{cmd}: {}", err(&o));
-        assert!(err(&o).contains(needle), "{cmd}: {}", err(&o));
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{cmd}: {}", stderr(&o));
     }
 }
 
@@ -290,8 +282,8 @@ fn checkpoints_verify_and_report_their_cosignatures() {
         s(&l.vkey),
         s(&l.witness_vkey)
     ));
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
-    let text = out(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
     assert!(
         text.starts_with("checkpoint: valid\norigin: audit.example/log\nsize: 20\nroot: "),
         "{text}"
@@ -308,8 +300,8 @@ fn checkpoints_verify_and_report_their_cosignatures() {
     let path = l.dir.path().join("forged-checkpoint");
     fs::write(&path, forged).unwrap();
     let o = log_cmd(&format!("verify-checkpoint {} --vkey {}", s(&path), s(&l.vkey)));
-    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
-    assert!(err(&o).contains("does not verify"), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("does not verify"), "{}", stderr(&o));
 }
 
 #[test]
@@ -327,14 +319,14 @@ fn audit_reports_an_intact_store_and_the_first_discrepancy() {
     log.close().unwrap();
     let vkey = key.verifier().to_string();
     let o = log_cmd(&format!("audit {} --vkey {}", s(&db), &vkey));
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
-    assert!(out(&o).contains("store: intact\nentries: 100\n"), "{}", out(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("store: intact\nentries: 100\n"), "{}", stdout(&o));
 
     // Another key: every checkpoint fails.
     let other = SignerKey::from_seed("audit.example/store", KeyType::Ed25519, &[9; 32]).unwrap();
     let o = log_cmd(&format!("audit {} --vkey {}", s(&db), &other.verifier().to_string()));
-    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
-    assert!(err(&o).contains("checkpoint for size 20"), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("checkpoint for size 20"), "{}", stderr(&o));
 
     // One byte of one entry changed in the file.
     let mut bytes = fs::read(&db).unwrap();
@@ -351,9 +343,9 @@ fn audit_reports_an_intact_store_and_the_first_discrepancy() {
     }
     fs::write(&db, bytes).unwrap();
     let o = log_cmd(&format!("audit {} --vkey {}", s(&db), &vkey));
-    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
-    assert!(err(&o).contains("node (level 0, index 67)"), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("node (level 0, index 67)"), "{}", stderr(&o));
 
     let o = log_cmd(&format!("audit {} --vkey {}", s(&dir.path().join("missing.db")), &vkey));
-    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
