@@ -27,6 +27,7 @@ pub struct AuditReport {
 
 /// The first thing found wrong.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AuditError {
     /// The store could not be read (or its database check failed).
     #[error("reading the store: {0}")]

@@ -3,6 +3,7 @@
 
 /// Why a store operation failed. Nothing was changed unless the variant says so.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StoreError {
     /// Another process (or handle) holds the writer lock.
     #[error("the log store {path} is locked by another writer; only one sequencer may write a log")]

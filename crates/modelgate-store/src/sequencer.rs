@@ -51,6 +51,7 @@ pub struct Receipt {
 
 /// Why a submission was not appended. In every case the entry is not in the log.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SubmitError {
     /// The queue is full; retry later.
     #[error("the log is busy: {0} entries are already queued; retry later")]

@@ -7,6 +7,7 @@ use crate::proof::ProofError;
 
 /// Why a note, key, checkpoint, proof, tile or bundle was refused.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Error {
     /// A signed note that breaks the C2SP signed-note grammar.
     #[error("malformed note: {0}")]

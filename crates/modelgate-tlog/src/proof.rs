@@ -8,6 +8,7 @@ use crate::hash::{node_hash, Hash, EMPTY_ROOT};
 /// Why a proof was rejected. Each variant names the failed condition so an
 /// auditor can tell a malformed proof from a log that lied.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ProofError {
     /// `index >= size`.
     #[error("leaf index {index} is not below tree size {size}")]

@@ -267,6 +267,7 @@ pub trait TileSource {
 
 /// Why a node could not be computed from tiles.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TileReadError<E> {
     /// The node is not a complete subtree of the tree at this size.
     #[error("node (level {level}, index {index}) is not complete in a tree of size {size}")]

@@ -28,6 +28,7 @@ impl<R: HashReader + ?Sized> HashReader for &R {
 
 /// Why a root or proof could not be built.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TreeError<E> {
     /// The request names a leaf or size the tree does not have.
     #[error("{0}")]
