@@ -1,0 +1,271 @@
+//! The governance entry types (DESIGN.md §4), each a canonical-JSON payload
+//! with an explicit `type` and `version`. Unknown types, unknown versions and
+//! unknown fields are errors: an entry this modelgate cannot fully
+//! understand is never skipped.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::EntryError;
+use crate::trust_root::{RiskTier, TrustRootDoc};
+
+/// Registration of a signed model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    /// Always `model`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Format version (1).
+    pub version: u64,
+    /// Model name, e.g. `credit-scorer`.
+    pub model_name: String,
+    /// Model version, e.g. `2.3.0`.
+    pub model_version: String,
+    /// The OMS bundle (Sigstore bundle v0.3 JSON), base64, byte for byte.
+    pub bundle: String,
+}
+
+/// Approval of a model for scopes and a time window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalEntry {
+    /// Always `approval`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Format version (1).
+    pub version: u64,
+    /// The model's root digest (64 hex digits).
+    pub model: String,
+    /// Scope patterns granted.
+    pub scopes: Vec<String>,
+    /// Start of validity, POSIX seconds, inclusive.
+    pub valid_from: u64,
+    /// End of validity, POSIX seconds, exclusive.
+    pub valid_until: u64,
+    /// Risk tier, which sets the approval threshold.
+    pub risk_tier: RiskTier,
+    /// Change or risk ticket reference.
+    pub ticket: String,
+}
+
+/// Revocation of a model: beats every approval and exception from its index on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationEntry {
+    /// Always `revocation`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Format version (1).
+    pub version: u64,
+    /// The model's root digest.
+    pub model: String,
+    /// Why.
+    pub reason: String,
+    /// Ticket reference.
+    pub ticket: String,
+}
+
+/// A time-bounded exception: lets a model run in scopes without an approval.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExceptionEntry {
+    /// Always `exception`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Format version (1).
+    pub version: u64,
+    /// The model's root digest.
+    pub model: String,
+    /// Scope patterns.
+    pub scopes: Vec<String>,
+    /// Expiry, POSIX seconds (exclusive); mandatory.
+    pub expires: u64,
+    /// Risk tier the model runs under meanwhile.
+    pub risk_tier: RiskTier,
+    /// Ticket reference; mandatory.
+    pub ticket: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A Cedar policy set, replacing the previous one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySetEntry {
+    /// Always `policy-set`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Format version (1).
+    pub version: u64,
+    /// A name for humans.
+    pub name: String,
+    /// The Cedar policies.
+    pub policies: String,
+}
+
+/// Enrollment of a runtime node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeEnrollmentEntry {
+    /// Always `node-enrollment`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Format version (1).
+    pub version: u64,
+    /// Node id.
+    pub node: String,
+    /// The node's Ed25519 note key (C2SP vkey); it signs the node's lineage
+    /// checkpoints, anchors and reports. Its name is the lineage log's origin.
+    pub key: String,
+    /// Scope patterns the node may serve.
+    pub scopes: Vec<String>,
+}
+
+/// A node's lineage checkpoint, anchored in the governance log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeAnchorEntry {
+    /// Always `node-anchor`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Format version (1).
+    pub version: u64,
+    /// Node id.
+    pub node: String,
+    /// The signed lineage checkpoint note.
+    pub checkpoint: String,
+    /// Consistency proof (base64 hashes) from the node's previous anchor.
+    pub consistency: Vec<String>,
+}
+
+/// The eight containment reasons of EG-MODEL-001 §4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ContainmentReason {
+    /// Model synchronization interruption.
+    SyncInterrupted,
+    /// Runtime governance mismatch.
+    GovernanceMismatch,
+    /// Cryptographic verification failure.
+    SignatureInvalid,
+    /// Immutable audit discontinuity.
+    AuditDiscontinuity,
+    /// Distributed coordination inconsistency.
+    CoordinationInconsistent,
+    /// Unauthorized model modification.
+    UnauthorizedModification,
+    /// Runtime state divergence.
+    StateDivergence,
+    /// Unverifiable model transition.
+    UnverifiableTransition,
+}
+
+/// A node's report that it contained (or recovered).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainmentReportEntry {
+    /// Always `containment-report`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Format version (1).
+    pub version: u64,
+    /// Node id.
+    pub node: String,
+    /// Models concerned (root digests); empty for node-wide containment.
+    pub models: Vec<String>,
+    /// The reason.
+    pub reason: ContainmentReason,
+    /// What the node saw.
+    pub detail: String,
+    /// False when containing, true when reporting recovery.
+    pub recovered: bool,
+    /// When, POSIX seconds (the node's clock; informational).
+    pub time: u64,
+}
+
+/// A decoded payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// `trust-root` v1.
+    TrustRoot(TrustRootDoc),
+    /// `model` v1.
+    Model(ModelEntry),
+    /// `approval` v1.
+    Approval(ApprovalEntry),
+    /// `revocation` v1.
+    Revocation(RevocationEntry),
+    /// `exception` v1.
+    Exception(ExceptionEntry),
+    /// `policy-set` v1.
+    PolicySet(PolicySetEntry),
+    /// `node-enrollment` v1.
+    NodeEnrollment(NodeEnrollmentEntry),
+    /// `node-anchor` v1.
+    NodeAnchor(NodeAnchorEntry),
+    /// `containment-report` v1.
+    ContainmentReport(ContainmentReportEntry),
+}
+
+fn typed<T: DeserializeOwned>(value: Value) -> Result<T, EntryError> {
+    serde_json::from_value(value).map_err(|e| EntryError::Malformed(e.to_string()))
+}
+
+impl Payload {
+    /// Decode a (canonical) payload by its `type` and `version`.
+    pub fn decode(value: Value) -> Result<Self, EntryError> {
+        let kind = value
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| EntryError::Malformed("payload has no string \"type\"".into()))?
+            .to_owned();
+        let version = value
+            .get("version")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| EntryError::Malformed("payload has no integer \"version\"".into()))?;
+        let known = matches!(
+            kind.as_str(),
+            "trust-root"
+                | "model"
+                | "approval"
+                | "revocation"
+                | "exception"
+                | "policy-set"
+                | "node-enrollment"
+                | "node-anchor"
+                | "containment-report"
+        );
+        if !known {
+            return Err(EntryError::UnknownType(kind));
+        }
+        if version != 1 {
+            return Err(EntryError::UnsupportedVersion { kind, version });
+        }
+        Ok(match kind.as_str() {
+            "trust-root" => Payload::TrustRoot(typed(value)?),
+            "model" => Payload::Model(typed(value)?),
+            "approval" => Payload::Approval(typed(value)?),
+            "revocation" => Payload::Revocation(typed(value)?),
+            "exception" => Payload::Exception(typed(value)?),
+            "policy-set" => Payload::PolicySet(typed(value)?),
+            "node-enrollment" => Payload::NodeEnrollment(typed(value)?),
+            "node-anchor" => Payload::NodeAnchor(typed(value)?),
+            _ => Payload::ContainmentReport(typed(value)?),
+        })
+    }
+
+    /// The entry type's name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Payload::TrustRoot(_) => "trust-root",
+            Payload::Model(_) => "model",
+            Payload::Approval(_) => "approval",
+            Payload::Revocation(_) => "revocation",
+            Payload::Exception(_) => "exception",
+            Payload::PolicySet(_) => "policy-set",
+            Payload::NodeEnrollment(_) => "node-enrollment",
+            Payload::NodeAnchor(_) => "node-anchor",
+            Payload::ContainmentReport(_) => "containment-report",
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Cedar policy sets: the strict schema every published set is validated
+//! against, and evaluation that turns *any* evaluation error into a deny.
+//!
+//! Cedar itself skips a policy whose evaluation errors, even a `forbid`, so
+//! a broken forbid would silently stop forbidding. [`evaluate`] refuses that:
+//! one error anywhere and the request is denied with `PolicyError`.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+
+use cedar_policy::{
+    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
+    PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
+};
+
+/// The schema policies are validated against (Cedar schema syntax).
+///
+/// - `Caller` is who calls the model; its groups are `Group` parents and its
+///   request attributes are string tags (`principal.getTag("department")`).
+/// - `Model` is the model, with its name, version and the risk tier of the
+///   approval (or exception) that lets it run.
+/// - The only action is `infer`; the context carries the scope, the node and
+///   whether an exception (rather than an approval) is the basis.
+pub const SCHEMA: &str = r#"
+entity Group;
+entity Caller in [Group] tags String;
+entity Model = {
+  "name": String,
+  "version": String,
+  "risk_tier": String,
+};
+action "infer" appliesTo {
+  principal: [Caller],
+  resource: [Model],
+  context: {
+    "scope": String,
+    "node": String,
+    "via_exception": Bool,
+  }
+};
+"#;
+
+struct Compiled {
+    schema: Schema,
+    caller: EntityTypeName,
+    group: EntityTypeName,
+    model: EntityTypeName,
+    action: EntityUid,
+}
+
+fn compiled() -> Result<&'static Compiled, String> {
+    static SCHEMA_CELL: OnceLock<Result<Compiled, String>> = OnceLock::new();
+    SCHEMA_CELL
+        .get_or_init(|| {
+            let (schema, _warnings) =
+                Schema::from_cedarschema_str(SCHEMA).map_err(|e| format!("built-in schema: {e}"))?;
+            let name = |n: &str| EntityTypeName::from_str(n).map_err(|e| format!("built-in schema: {e}"));
+            let action = EntityUid::from_type_name_and_id(name("Action")?, EntityId::new("infer"));
+            Ok(Compiled {
+                schema,
+                caller: name("Caller")?,
+                group: name("Group")?,
+                model: name("Model")?,
+                action,
+            })
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// A validated policy set. Policy ids are the policies' `@id("…")`
+/// annotations where given (they must be unique), else Cedar's `policyN`.
+#[derive(Clone, Debug)]
+pub struct Policies {
+    set: Arc<PolicySet>,
+}
+
+/// Parse and strictly validate a Cedar policy set.
+pub fn compile(text: &str) -> Result<Policies, String> {
+    let c = compiled()?;
+    let parsed = PolicySet::from_str(text).map_err(|e| format!("parse error: {e}"))?;
+    if parsed.templates().next().is_some() {
+        return Err("policy templates are not supported; publish static policies".into());
+    }
+    let mut seen = BTreeSet::new();
+    let mut renamed = Vec::new();
+    for p in parsed.policies() {
+        let id = p.annotation("id").map_or_else(|| p.id().to_string(), str::to_owned);
+        if !seen.insert(id.clone()) {
+            return Err(format!("two policies have the id {id:?}"));
+        }
+        renamed.push(p.new_id(PolicyId::new(id)));
+    }
+    if renamed.is_empty() {
+        return Err("the policy set is empty; publish at least one permit".into());
+    }
+    let set = PolicySet::from_policies(renamed).map_err(|e| format!("policy set: {e}"))?;
+    let result = Validator::new(c.schema.clone()).validate(&set, ValidationMode::Strict);
+    if !result.validation_passed() {
+        let errors: Vec<String> = result.validation_errors().map(|e| e.to_string()).collect();
+        return Err(format!("does not validate against the schema: {}", errors.join("; ")));
+    }
+    Ok(Policies { set: Arc::new(set) })
+}
+
+/// What the Cedar half of a decision needs.
+pub struct PolicyInput<'a> {
+    /// Caller principal id.
+    pub principal: &'a str,
+    /// Caller's groups.
+    pub groups: &'a [String],
+    /// Caller's attributes (become tags).
+    pub attributes: &'a [(String, String)],
+    /// Model digest.
+    pub model: &'a str,
+    /// Model name.
+    pub model_name: &'a str,
+    /// Model version.
+    pub model_version: &'a str,
+    /// Risk tier of the basis.
+    pub risk_tier: &'a str,
+    /// Requested scope.
+    pub scope: &'a str,
+    /// Node id.
+    pub node: &'a str,
+    /// Basis is an exception.
+    pub via_exception: bool,
+}
+
+/// The Cedar outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicyOutcome {
+    /// Permitted; the permits that matched.
+    Allow(Vec<String>),
+    /// Denied; the forbids that matched (empty: no permit matched).
+    Deny(Vec<String>),
+    /// Some policy could not be evaluated (or the request could not be
+    /// built); the ids and messages.
+    Error(Vec<String>),
+}
+
+/// Evaluate `input` against `policies`. Any error is `PolicyOutcome::Error`.
+pub fn evaluate(policies: &Policies, input: &PolicyInput<'_>) -> PolicyOutcome {
+    match try_evaluate(policies, input) {
+        Ok(o) => o,
+        Err(e) => PolicyOutcome::Error(vec![e]),
+    }
+}
+
+fn try_evaluate(policies: &Policies, input: &PolicyInput<'_>) -> Result<PolicyOutcome, String> {
+    let c = compiled()?;
+    let caller = EntityUid::from_type_name_and_id(c.caller.clone(), EntityId::new(input.principal));
+    let model = EntityUid::from_type_name_and_id(c.model.clone(), EntityId::new(input.model));
+    let groups: Vec<EntityUid> = input
+        .groups
+        .iter()
+        .map(|g| EntityUid::from_type_name_and_id(c.group.clone(), EntityId::new(g)))
+        .collect();
+    let tags = input
+        .attributes
+        .iter()
+        .map(|(k, v)| (k.clone(), RestrictedExpression::new_string(v.clone())));
+    let caller_entity =
+        Entity::new_with_tags(caller.clone(), [], groups.iter().cloned(), tags).map_err(|e| format!("caller: {e}"))?;
+    let attrs: HashMap<String, RestrictedExpression> = [
+        (
+            "name".to_owned(),
+            RestrictedExpression::new_string(input.model_name.to_owned()),
+        ),
+        (
+            "version".to_owned(),
+            RestrictedExpression::new_string(input.model_version.to_owned()),
+        ),
+        (
+            "risk_tier".to_owned(),
+            RestrictedExpression::new_string(input.risk_tier.to_owned()),
+        ),
+    ]
+    .into();
+    let model_entity = Entity::new(model.clone(), attrs, HashSet::new()).map_err(|e| format!("model: {e}"))?;
+    let mut entities = vec![caller_entity, model_entity];
+    entities.extend(groups.into_iter().map(|g| Entity::new_no_attrs(g, HashSet::new())));
+    let entities = Entities::from_entities(entities, Some(&c.schema)).map_err(|e| format!("entities: {e}"))?;
+    let context = Context::from_pairs([
+        (
+            "scope".to_owned(),
+            RestrictedExpression::new_string(input.scope.to_owned()),
+        ),
+        (
+            "node".to_owned(),
+            RestrictedExpression::new_string(input.node.to_owned()),
+        ),
+        (
+            "via_exception".to_owned(),
+            RestrictedExpression::new_bool(input.via_exception),
+        ),
+    ])
+    .map_err(|e| format!("context: {e}"))?;
+    let request =
+        Request::new(caller, c.action.clone(), model, context, Some(&c.schema)).map_err(|e| format!("request: {e}"))?;
+    let response = Authorizer::new().is_authorized(&request, &policies.set, &entities);
+    let errors: Vec<String> = response.diagnostics().errors().map(|e| e.to_string()).collect();
+    if !errors.is_empty() {
+        return Ok(PolicyOutcome::Error(errors));
+    }
+    let mut ids: Vec<String> = response.diagnostics().reason().map(|p| p.to_string()).collect();
+    ids.sort();
+    Ok(match response.decision() {
+        CedarDecision::Allow => PolicyOutcome::Allow(ids),
+        CedarDecision::Deny => PolicyOutcome::Deny(ids),
+    })
+}

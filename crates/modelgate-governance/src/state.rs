@@ -1,0 +1,787 @@
+//! The governance state and the fold that builds it from the log.
+//!
+//! `state(n) = fold(pinned trust root, entries[0..n])` is pure and
+//! deterministic: the same entries give the same state and the same digest
+//! on every machine. Each entry is fully checked before anything changes,
+//! so a refused entry leaves the state exactly as it was (the authority uses
+//! [`State::check`] to refuse what the fold would refuse, before it logs it).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use ed25519_dalek::VerifyingKey;
+use modelgate_tlog::{verify_consistency, CheckpointPolicy, Hash, KeyType, VerifierKey, EMPTY_ROOT};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::canonical::{parse_canonical, to_canonical};
+use crate::entry::*;
+use crate::envelope::{hex, key_id, Envelope};
+use crate::error::{FoldError, Rule};
+use crate::policy::{compile, Policies};
+use crate::scope::{validate_pattern, validate_scope};
+use crate::trust_root::{RiskTier, Role, TrustRoot, TrustRootDoc};
+
+/// Longest free-text field (names, tickets, reasons, details), in bytes.
+pub const TEXT_BYTES_MAX: usize = 4096;
+
+/// A registered model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ModelRecord {
+    /// Root digest (hex): the model's identity.
+    pub digest: String,
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Principals who signed it: the OMS signature's and the entry's signers.
+    pub signers: BTreeSet<String>,
+    /// Log index of the registration.
+    pub index: u64,
+}
+
+/// An approval in force (until its window ends or a revocation).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ApprovalRecord {
+    /// Id: hex SHA-256 of the payload.
+    pub id: String,
+    /// Model digest.
+    pub model: String,
+    /// Scope patterns.
+    pub scopes: Vec<String>,
+    /// Valid from (inclusive).
+    pub valid_from: u64,
+    /// Valid until (exclusive).
+    pub valid_until: u64,
+    /// Risk tier.
+    pub risk_tier: RiskTier,
+    /// Ticket.
+    pub ticket: String,
+    /// Approving principals.
+    pub approvers: BTreeSet<String>,
+    /// Log index.
+    pub index: u64,
+}
+
+/// A revocation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RevocationRecord {
+    /// Model digest.
+    pub model: String,
+    /// Why.
+    pub reason: String,
+    /// Ticket.
+    pub ticket: String,
+    /// Revoking principals.
+    pub revokers: BTreeSet<String>,
+    /// Log index: from here on the model does not run.
+    pub index: u64,
+}
+
+/// An exception.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExceptionRecord {
+    /// Id: hex SHA-256 of the payload.
+    pub id: String,
+    /// Model digest.
+    pub model: String,
+    /// Scope patterns.
+    pub scopes: Vec<String>,
+    /// Expiry (exclusive).
+    pub expires: u64,
+    /// Risk tier meanwhile.
+    pub risk_tier: RiskTier,
+    /// Ticket.
+    pub ticket: String,
+    /// Why.
+    pub reason: String,
+    /// Granting principals.
+    pub approvers: BTreeSet<String>,
+    /// Log index.
+    pub index: u64,
+}
+
+/// The policy set in force.
+#[derive(Clone, Debug, Serialize)]
+pub struct PolicyRecord {
+    /// Id: hex SHA-256 of the payload.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// The Cedar text.
+    pub text: String,
+    /// Publishing principals.
+    pub admins: BTreeSet<String>,
+    /// Log index.
+    pub index: u64,
+    #[serde(skip)]
+    pub(crate) compiled: Policies,
+}
+
+/// A node's latest anchor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AnchorRecord {
+    /// Lineage log size.
+    pub size: u64,
+    /// Lineage log root (hex).
+    pub root: String,
+    /// Log index.
+    pub index: u64,
+}
+
+/// A node's latest containment report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReportRecord {
+    /// Reason.
+    pub reason: ContainmentReason,
+    /// Recovered rather than contained.
+    pub recovered: bool,
+    /// Models concerned.
+    pub models: Vec<String>,
+    /// Node time.
+    pub time: u64,
+    /// Log index.
+    pub index: u64,
+}
+
+/// An enrolled node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeRecord {
+    /// Node id.
+    pub id: String,
+    /// Its note key (vkey string).
+    pub key: String,
+    /// Scope patterns it may serve.
+    pub scopes: Vec<String>,
+    /// Log index of the enrollment.
+    pub index: u64,
+    /// Latest anchor.
+    pub anchor: Option<AnchorRecord>,
+    /// Latest containment report.
+    pub last_report: Option<ReportRecord>,
+    /// Number of reports.
+    pub reports: u64,
+}
+
+/// The trust root in force, with the index of the entry that set it.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrustRootRecord {
+    /// The document.
+    pub doc: TrustRootDoc,
+    /// Log index.
+    pub index: u64,
+    #[serde(skip)]
+    pub(crate) parsed: Arc<TrustRoot>,
+}
+
+/// The governance state after some prefix of the log.
+#[derive(Clone, Debug, Serialize)]
+pub struct State {
+    /// Entries applied.
+    pub size: u64,
+    /// The trust root in force (`None` only before entry 0).
+    pub trust_root: Option<TrustRootRecord>,
+    /// Models by digest.
+    pub models: BTreeMap<String, ModelRecord>,
+    /// Approvals by id.
+    pub approvals: BTreeMap<String, ApprovalRecord>,
+    /// Revocations by model digest.
+    pub revocations: BTreeMap<String, RevocationRecord>,
+    /// Exceptions by id.
+    pub exceptions: BTreeMap<String, ExceptionRecord>,
+    /// The policy set in force.
+    pub policy: Option<PolicyRecord>,
+    /// Nodes by id.
+    pub nodes: BTreeMap<String, NodeRecord>,
+    /// The pinned first entry (a trust-root envelope), byte for byte.
+    #[serde(skip)]
+    pinned: Arc<Vec<u8>>,
+    /// Approval and exception ids by model, derived (not part of the digest).
+    #[serde(skip)]
+    pub(crate) by_model: BTreeMap<String, Vec<String>>,
+    #[serde(skip)]
+    digest: OnceLock<Hash>,
+}
+
+/// What an entry will change, computed by [`State::check`].
+enum Effect {
+    TrustRoot(TrustRootRecord),
+    Model(ModelRecord),
+    Approval(ApprovalRecord),
+    Revocation(RevocationRecord),
+    Exception(ExceptionRecord),
+    Policy(PolicyRecord),
+    Node(NodeRecord),
+    Anchor(String, AnchorRecord),
+    Report(String, ReportRecord),
+}
+
+fn is_digest(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn payload_id(payload: &[u8]) -> String {
+    hex(&Sha256::digest(payload))
+}
+
+impl State {
+    /// The state before entry 0. `pinned` is the trust-root envelope the
+    /// caller trusts out of band (a file); entry 0 must be exactly it.
+    pub fn new(pinned: &[u8]) -> Result<Self, FoldError> {
+        let state = Self {
+            size: 0,
+            trust_root: None,
+            models: BTreeMap::new(),
+            approvals: BTreeMap::new(),
+            revocations: BTreeMap::new(),
+            exceptions: BTreeMap::new(),
+            policy: None,
+            nodes: BTreeMap::new(),
+            pinned: Arc::new(pinned.to_vec()),
+            by_model: BTreeMap::new(),
+            digest: OnceLock::new(),
+        };
+        // The pinned root must itself be a valid genesis entry.
+        state.check(pinned)?;
+        Ok(state)
+    }
+
+    /// The trust root in force.
+    pub fn trust_root(&self) -> Option<&TrustRoot> {
+        self.trust_root.as_ref().map(|r| r.parsed.as_ref())
+    }
+
+    /// SHA-256 of the canonical encoding of the state (domain-separated).
+    pub fn digest(&self) -> Hash {
+        *self.digest.get_or_init(|| {
+            let mut h = Sha256::new();
+            h.update(b"modelgate/governance-state/v1\n");
+            // Serialization of these plain records cannot fail, and every
+            // number in them is an index, size or time below 2^53; an
+            // encoding failure would still give a distinct, non-colliding
+            // digest rather than a wrong one.
+            match serde_json::to_value(self)
+                .map_err(|e| e.to_string())
+                .and_then(|v| to_canonical(&v).map_err(|e| e.to_string()))
+            {
+                Ok(bytes) => h.update(bytes),
+                Err(e) => h.update(format!("unencodable state: {e}")),
+            }
+            h.finalize().into()
+        })
+    }
+
+    /// Apply entry number `self.size`. On error the state is unchanged.
+    pub fn apply(&mut self, entry: &[u8]) -> Result<(), FoldError> {
+        let effect = self.check_effect(entry)?;
+        self.commit(effect);
+        Ok(())
+    }
+
+    /// Check entry number `self.size` with exactly the fold's rules, without
+    /// applying it.
+    pub fn check(&self, entry: &[u8]) -> Result<(), FoldError> {
+        self.check_effect(entry).map(|_| ())
+    }
+
+    fn commit(&mut self, effect: Effect) {
+        match effect {
+            Effect::TrustRoot(r) => self.trust_root = Some(r),
+            Effect::Model(m) => {
+                self.models.insert(m.digest.clone(), m);
+            }
+            Effect::Approval(a) => {
+                self.by_model.entry(a.model.clone()).or_default().push(a.id.clone());
+                self.approvals.insert(a.id.clone(), a);
+            }
+            Effect::Revocation(r) => {
+                self.revocations.insert(r.model.clone(), r);
+            }
+            Effect::Exception(e) => {
+                self.by_model.entry(e.model.clone()).or_default().push(e.id.clone());
+                self.exceptions.insert(e.id.clone(), e);
+            }
+            Effect::Policy(p) => self.policy = Some(p),
+            Effect::Node(n) => {
+                self.nodes.insert(n.id.clone(), n);
+            }
+            Effect::Anchor(node, a) => {
+                if let Some(n) = self.nodes.get_mut(&node) {
+                    n.anchor = Some(a);
+                }
+            }
+            Effect::Report(node, r) => {
+                if let Some(n) = self.nodes.get_mut(&node) {
+                    n.last_report = Some(r);
+                    n.reports += 1;
+                }
+            }
+        }
+        self.size += 1;
+        self.digest = OnceLock::new();
+    }
+
+    fn check_effect(&self, bytes: &[u8]) -> Result<Effect, FoldError> {
+        let index = self.size;
+        let fail = |rule: Rule, detail: String| FoldError::new(index, rule, detail);
+        let env = Envelope::parse(bytes).map_err(|e| FoldError::from((index, e)))?;
+        let value = parse_canonical(&env.payload).map_err(|e| fail(Rule::Entry, e))?;
+        let payload = Payload::decode(value).map_err(|e| FoldError::from((index, e)))?;
+        let id = payload_id(&env.payload);
+
+        let Some(root) = self.trust_root() else {
+            // Genesis: exactly the pinned trust root, signed by its own threshold.
+            if bytes != self.pinned.as_slice() {
+                return Err(fail(
+                    Rule::Genesis,
+                    "entry 0 must be the pinned trust root, byte for byte".into(),
+                ));
+            }
+            let Payload::TrustRoot(doc) = payload else {
+                return Err(fail(Rule::Genesis, "entry 0 must be a trust-root entry".into()));
+            };
+            let new = TrustRoot::from_doc(doc.clone()).map_err(|e| fail(Rule::TrustRootInvalid, e))?;
+            if doc.root_version != 1 {
+                return Err(fail(
+                    Rule::TrustRootVersion,
+                    format!("the first trust root is version 1, not {}", doc.root_version),
+                ));
+            }
+            let verified = env
+                .verified_keys(|k| new.key(k))
+                .map_err(|e| FoldError::from((index, e)))?;
+            let roots = new.principals_with(&verified, Role::Root);
+            if (roots.len() as u64) < new.doc.thresholds.root {
+                return Err(fail(
+                    Rule::TrustRootThreshold,
+                    format!(
+                        "signed by {} root principals, the threshold is {}",
+                        roots.len(),
+                        new.doc.thresholds.root
+                    ),
+                ));
+            }
+            return Ok(Effect::TrustRoot(TrustRootRecord {
+                doc,
+                index,
+                parsed: Arc::new(new),
+            }));
+        };
+
+        // Signatures by trust-root keys, verified once per entry (a known
+        // key whose signature fails has already refused the entry here).
+        let verified = env
+            .verified_keys(|k| root.key(k))
+            .map_err(|e| FoldError::from((index, e)))?;
+        let signers_with =
+            |role: Role| -> Result<BTreeSet<String>, FoldError> { Ok(root.principals_with(&verified, role)) };
+        let need = |who: &BTreeSet<String>, threshold: u64, what: &str| -> Result<(), FoldError> {
+            if (who.len() as u64) < threshold {
+                return Err(fail(
+                    Rule::Threshold,
+                    format!(
+                        "{what} needs {threshold} distinct signers with the role; {} signed ({who:?})",
+                        who.len()
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        let text = |field: &str, value: &str, required: bool| -> Result<(), FoldError> {
+            if required && value.trim().is_empty() {
+                let rule = if field == "ticket" { Rule::Ticket } else { Rule::Entry };
+                return Err(fail(rule, format!("{field} must not be empty")));
+            }
+            if value.len() > TEXT_BYTES_MAX {
+                return Err(fail(
+                    Rule::Entry,
+                    format!("{field} is longer than {TEXT_BYTES_MAX} bytes"),
+                ));
+            }
+            Ok(())
+        };
+        let patterns = |scopes: &[String]| -> Result<(), FoldError> {
+            if scopes.is_empty() {
+                return Err(fail(
+                    Rule::ScopeGrammar,
+                    "at least one scope pattern is required".into(),
+                ));
+            }
+            for s in scopes {
+                validate_pattern(s).map_err(|e| fail(Rule::ScopeGrammar, e))?;
+            }
+            Ok(())
+        };
+        let live_model = |digest: &str| -> Result<&ModelRecord, FoldError> {
+            if !is_digest(digest) {
+                return Err(fail(
+                    Rule::Entry,
+                    format!("model {digest:?} is not a 64-hex-digit root digest"),
+                ));
+            }
+            let m = self
+                .models
+                .get(digest)
+                .ok_or_else(|| fail(Rule::ModelUnknown, format!("model {digest} is not registered")))?;
+            if self.revocations.contains_key(digest) {
+                return Err(fail(Rule::ModelRevoked, format!("model {digest} is revoked")));
+            }
+            Ok(m)
+        };
+        let separation = |model: &ModelRecord| -> Result<(), FoldError> {
+            let signing: BTreeSet<String> = verified
+                .iter()
+                .filter_map(|k| root.principal_of(k))
+                .map(str::to_owned)
+                .collect();
+            let both: Vec<&String> = signing.intersection(&model.signers).collect();
+            if !both.is_empty() {
+                return Err(fail(
+                    Rule::SeparationOfDuties,
+                    format!("{both:?} signed model {} and may not approve it", model.digest),
+                ));
+            }
+            Ok(())
+        };
+        let node_key = |node: &NodeRecord| -> Result<VerifierKey, FoldError> {
+            VerifierKey::parse(&node.key).map_err(|e| fail(Rule::AnchorInvalid, format!("node key: {e}")))
+        };
+        let signed_by_node = |key: &VerifierKey| -> Result<(), FoldError> {
+            let vk: VerifyingKey = *key.public_key();
+            let kid = key_id(&vk);
+            let verified = env
+                .verified_keys(|k| (k == kid).then_some(vk))
+                .map_err(|e| FoldError::from((index, e)))?;
+            if verified.is_empty() {
+                return Err(fail(
+                    Rule::Threshold,
+                    "the entry is not signed by the node's key".into(),
+                ));
+            }
+            Ok(())
+        };
+
+        match payload {
+            Payload::TrustRoot(doc) => {
+                let new = TrustRoot::from_doc(doc.clone()).map_err(|e| fail(Rule::TrustRootInvalid, e))?;
+                let old_version = root.doc.root_version;
+                if doc.root_version != old_version + 1 {
+                    return Err(fail(
+                        Rule::TrustRootVersion,
+                        format!(
+                            "trust root version {} after {old_version}: only {} is accepted",
+                            doc.root_version,
+                            old_version + 1
+                        ),
+                    ));
+                }
+                let old_ok = env
+                    .verified_keys(|k| root.key(k))
+                    .map_err(|e| FoldError::from((index, e)))?;
+                let new_ok = env
+                    .verified_keys(|k| new.key(k))
+                    .map_err(|e| FoldError::from((index, e)))?;
+                let old_roots = root.principals_with(&old_ok, Role::Root);
+                let new_roots = new.principals_with(&new_ok, Role::Root);
+                if (old_roots.len() as u64) < root.doc.thresholds.root
+                    || (new_roots.len() as u64) < new.doc.thresholds.root
+                {
+                    return Err(fail(
+                        Rule::TrustRootThreshold,
+                        format!(
+                            "needs {} of the current root principals and {} of the new ones; signed by {} and {}",
+                            root.doc.thresholds.root,
+                            new.doc.thresholds.root,
+                            old_roots.len(),
+                            new_roots.len()
+                        ),
+                    ));
+                }
+                Ok(Effect::TrustRoot(TrustRootRecord {
+                    doc,
+                    index,
+                    parsed: Arc::new(new),
+                }))
+            }
+            Payload::Model(m) => {
+                let signers = signers_with(Role::ModelSigner)?;
+                need(&signers, root.doc.thresholds.model, "a model registration")?;
+                text("model_name", &m.model_name, true)?;
+                text("model_version", &m.model_version, true)?;
+                let bundle = B64
+                    .decode(&m.bundle)
+                    .map_err(|_| fail(Rule::Entry, "bundle is not base64".into()))?;
+                let mut oms_signers = BTreeSet::new();
+                let mut digest = None;
+                let mut last_error = String::from("no model-signing keys in the trust root");
+                for (principal, key) in &root.model_keys {
+                    match modelgate_oms::verify_bundle(&bundle, &modelgate_oms::Trust::PublicKey(key.clone())) {
+                        Ok(manifest) => {
+                            oms_signers.insert(principal.clone());
+                            digest = Some(hex(&manifest.root_digest()));
+                        }
+                        Err(e) => last_error = e.to_string(),
+                    }
+                }
+                let Some(digest) = digest else {
+                    return Err(fail(
+                        Rule::ModelSignature,
+                        format!("the OMS bundle does not verify with any model signer's key: {last_error}"),
+                    ));
+                };
+                if self.models.contains_key(&digest) {
+                    return Err(fail(
+                        Rule::ModelDuplicate,
+                        format!("model {digest} is already registered"),
+                    ));
+                }
+                let signers = signers.union(&oms_signers).cloned().collect();
+                Ok(Effect::Model(ModelRecord {
+                    digest,
+                    name: m.model_name,
+                    version: m.model_version,
+                    signers,
+                    index,
+                }))
+            }
+            Payload::Approval(a) => {
+                let model = live_model(&a.model)?;
+                separation(model)?;
+                patterns(&a.scopes)?;
+                text("ticket", &a.ticket, true)?;
+                if a.valid_from >= a.valid_until {
+                    return Err(fail(
+                        Rule::TimeWindow,
+                        format!(
+                            "valid_from {} is not before valid_until {}",
+                            a.valid_from, a.valid_until
+                        ),
+                    ));
+                }
+                let approvers = signers_with(Role::Approver)?;
+                need(
+                    &approvers,
+                    root.approval_threshold(a.risk_tier),
+                    &format!("a {} approval", a.risk_tier.as_str()),
+                )?;
+                if self.approvals.contains_key(&id) {
+                    return Err(fail(Rule::Duplicate, format!("approval {id} is already in the log")));
+                }
+                Ok(Effect::Approval(ApprovalRecord {
+                    id,
+                    model: a.model,
+                    scopes: a.scopes,
+                    valid_from: a.valid_from,
+                    valid_until: a.valid_until,
+                    risk_tier: a.risk_tier,
+                    ticket: a.ticket,
+                    approvers,
+                    index,
+                }))
+            }
+            Payload::Revocation(r) => {
+                live_model(&r.model)?;
+                text("ticket", &r.ticket, true)?;
+                text("reason", &r.reason, true)?;
+                let revokers = signers_with(Role::Approver)?;
+                need(&revokers, root.doc.thresholds.revocation, "a revocation")?;
+                Ok(Effect::Revocation(RevocationRecord {
+                    model: r.model,
+                    reason: r.reason,
+                    ticket: r.ticket,
+                    revokers,
+                    index,
+                }))
+            }
+            Payload::Exception(x) => {
+                let model = live_model(&x.model)?;
+                separation(model)?;
+                patterns(&x.scopes)?;
+                text("ticket", &x.ticket, true)?;
+                text("reason", &x.reason, true)?;
+                if x.expires == 0 {
+                    return Err(fail(Rule::TimeWindow, "an exception needs an expiry".into()));
+                }
+                let approvers = signers_with(Role::Approver)?;
+                need(&approvers, root.doc.thresholds.exception, "an exception")?;
+                if self.exceptions.contains_key(&id) {
+                    return Err(fail(Rule::Duplicate, format!("exception {id} is already in the log")));
+                }
+                Ok(Effect::Exception(ExceptionRecord {
+                    id,
+                    model: x.model,
+                    scopes: x.scopes,
+                    expires: x.expires,
+                    risk_tier: x.risk_tier,
+                    ticket: x.ticket,
+                    reason: x.reason,
+                    approvers,
+                    index,
+                }))
+            }
+            Payload::PolicySet(p) => {
+                let admins = signers_with(Role::PolicyAdmin)?;
+                need(&admins, root.doc.thresholds.policy, "a policy set")?;
+                text("name", &p.name, true)?;
+                let compiled = compile(&p.policies).map_err(|e| fail(Rule::PolicyInvalid, e))?;
+                Ok(Effect::Policy(PolicyRecord {
+                    id,
+                    name: p.name,
+                    text: p.policies,
+                    admins,
+                    index,
+                    compiled,
+                }))
+            }
+            Payload::NodeEnrollment(n) => {
+                let admins = signers_with(Role::NodeAdmin)?;
+                need(&admins, root.doc.thresholds.enrollment, "a node enrollment")?;
+                if n.node.is_empty()
+                    || n.node.len() > 128
+                    || n.node.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(fail(
+                        Rule::Entry,
+                        format!("node id {:?} is empty, too long or has spaces", n.node),
+                    ));
+                }
+                let key = VerifierKey::parse(&n.key).map_err(|e| fail(Rule::Entry, format!("node key: {e}")))?;
+                if key.key_type() != KeyType::Ed25519 {
+                    return Err(fail(
+                        Rule::Entry,
+                        "a node key must be an Ed25519 (0x01) note key".into(),
+                    ));
+                }
+                for s in &n.scopes {
+                    validate_pattern(s).map_err(|e| fail(Rule::ScopeGrammar, e))?;
+                }
+                if self.nodes.contains_key(&n.node) {
+                    return Err(fail(
+                        Rule::NodeDuplicate,
+                        format!("node {} is already enrolled", n.node),
+                    ));
+                }
+                Ok(Effect::Node(NodeRecord {
+                    id: n.node,
+                    key: n.key,
+                    scopes: n.scopes,
+                    index,
+                    anchor: None,
+                    last_report: None,
+                    reports: 0,
+                }))
+            }
+            Payload::NodeAnchor(a) => {
+                let node = self
+                    .nodes
+                    .get(&a.node)
+                    .ok_or_else(|| fail(Rule::NodeUnknown, format!("node {} is not enrolled", a.node)))?;
+                let key = node_key(node)?;
+                signed_by_node(&key)?;
+                let policy =
+                    CheckpointPolicy::new(key, vec![], 0).map_err(|e| fail(Rule::AnchorInvalid, e.to_string()))?;
+                let cp = policy
+                    .verify(a.checkpoint.as_bytes())
+                    .map_err(|e| fail(Rule::AnchorInvalid, format!("lineage checkpoint: {e}")))?;
+                let (old_size, old_root) = match &node.anchor {
+                    Some(prev) => {
+                        let raw = hex_to_hash(&prev.root)
+                            .ok_or_else(|| fail(Rule::AnchorInvalid, "stored anchor root".into()))?;
+                        (prev.size, raw)
+                    }
+                    None => (0, EMPTY_ROOT),
+                };
+                let proof = a
+                    .consistency
+                    .iter()
+                    .map(|h| B64.decode(h).ok().and_then(|b| <Hash>::try_from(b).ok()))
+                    .collect::<Option<Vec<Hash>>>()
+                    .ok_or_else(|| {
+                        fail(
+                            Rule::AnchorInvalid,
+                            "consistency proof hashes must be base64 SHA-256".into(),
+                        )
+                    })?;
+                let new = &cp.checkpoint;
+                verify_consistency(old_size, new.size, &proof, &old_root, &new.root).map_err(|e| {
+                    fail(
+                        Rule::AnchorInvalid,
+                        format!(
+                            "lineage log size {} is not consistent with the anchored size {old_size}: {e}",
+                            new.size
+                        ),
+                    )
+                })?;
+                Ok(Effect::Anchor(
+                    a.node,
+                    AnchorRecord {
+                        size: new.size,
+                        root: hex(&new.root),
+                        index,
+                    },
+                ))
+            }
+            Payload::ContainmentReport(r) => {
+                let node = self
+                    .nodes
+                    .get(&r.node)
+                    .ok_or_else(|| fail(Rule::NodeUnknown, format!("node {} is not enrolled", r.node)))?;
+                signed_by_node(&node_key(node)?)?;
+                text("detail", &r.detail, false)?;
+                if let Some(bad) = r.models.iter().find(|m| !is_digest(m)) {
+                    return Err(fail(Rule::Entry, format!("model {bad:?} is not a root digest")));
+                }
+                Ok(Effect::Report(
+                    r.node,
+                    ReportRecord {
+                        reason: r.reason,
+                        recovered: r.recovered,
+                        models: r.models,
+                        time: r.time,
+                        index,
+                    },
+                ))
+            }
+        }
+    }
+
+    /// Ids of the approvals and exceptions of a model.
+    pub(crate) fn grants_of(&self, model: &str) -> &[String] {
+        self.by_model.get(model).map_or(&[], Vec::as_slice)
+    }
+
+    /// Scope check for a node.
+    pub fn node_serves(&self, node: &str, scope: &str) -> Option<bool> {
+        self.nodes
+            .get(node)
+            .map(|n| n.scopes.iter().any(|p| crate::scope::pattern_matches(p, scope)))
+    }
+}
+
+fn hex_to_hash(s: &str) -> Option<Hash> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, c) in s.as_bytes().chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(c).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Fold entries onto the pinned trust root: the state after all of them, or
+/// the first entry that breaks a rule (index, rule, detail).
+pub fn fold<'a>(pinned: &[u8], entries: impl IntoIterator<Item = &'a [u8]>) -> Result<State, FoldError> {
+    let mut state = State::new(pinned)?;
+    for e in entries {
+        state.apply(e)?;
+    }
+    Ok(state)
+}
+
+/// Validate a scope (re-exported for requests).
+pub fn check_scope(scope: &str) -> Result<(), String> {
+    validate_scope(scope)
+}
