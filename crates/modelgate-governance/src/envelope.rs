@@ -134,6 +134,40 @@ impl Envelope {
         to_canonical(&value).map_err(|e| EntryError::Malformed(e.to_string()))
     }
 
+    /// Add a signature by `key` (several signers sign one entry one after
+    /// another, e.g. two approvers). Signing twice with one key is refused.
+    pub fn add_signature(&mut self, key: &SigningKey) -> Result<(), EntryError> {
+        let kid = key_id(&key.verifying_key());
+        if self.signatures.iter().any(|(k, _)| *k == kid) {
+            return Err(EntryError::Malformed(format!("key {kid} already signed this entry")));
+        }
+        if self.signatures.len() >= MAX_SIGNATURES {
+            return Err(EntryError::Malformed(format!(
+                "an entry carries at most {MAX_SIGNATURES} signatures"
+            )));
+        }
+        self.signatures.push((kid, key.sign(&pae(&self.payload)).to_bytes()));
+        Ok(())
+    }
+
+    /// The canonical envelope bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, EntryError> {
+        let env = EnvelopeJson {
+            payload: B64.encode(&self.payload),
+            payload_type: PAYLOAD_TYPE.into(),
+            signatures: self
+                .signatures
+                .iter()
+                .map(|(k, s)| SignatureJson {
+                    keyid: k.clone(),
+                    sig: B64.encode(s),
+                })
+                .collect(),
+        };
+        let value = serde_json::to_value(&env).map_err(|e| EntryError::Malformed(e.to_string()))?;
+        to_canonical(&value).map_err(|e| EntryError::Malformed(e.to_string()))
+    }
+
     /// Verify the signatures whose key ids `lookup` knows; returns the key
     /// ids that verified. A known key whose signature fails rejects the
     /// entry; signatures by unknown keys are ignored and never counted.

@@ -203,8 +203,7 @@ fn try_evaluate(policies: &Policies, input: &PolicyInput<'_>) -> Result<PolicyOu
         ),
     ])
     .map_err(|e| format!("context: {e}"))?;
-    let request =
-        Request::new(caller, c.action.clone(), model, context, None).map_err(|e| format!("request: {e}"))?;
+    let request = Request::new(caller, c.action.clone(), model, context, None).map_err(|e| format!("request: {e}"))?;
     let response = c.authorizer.is_authorized(&request, &policies.set, &entities);
     let errors: Vec<String> = response.diagnostics().errors().map(|e| e.to_string()).collect();
     if !errors.is_empty() {

@@ -173,8 +173,8 @@ pub struct TrustRoot {
 
 impl TrustRoot {
     /// Validate a document: keys parse, each key belongs to one principal,
-    /// every threshold is at least 1 and reachable by the principals that
-    /// hold the role, the witness quorum is reachable.
+    /// every threshold is at least 1, the root threshold is reachable by the
+    /// principals holding the root role, the witness quorum is reachable.
     pub fn from_doc(doc: TrustRootDoc) -> Result<Self, String> {
         if doc.kind != "trust-root" || doc.version != 1 {
             return Err(format!(
@@ -237,7 +237,11 @@ impl TrustRoot {
             if need == 0 {
                 return Err(format!("threshold {name} is 0; every action needs at least one signer"));
             }
-            if need > holders(role) {
+            // Only the root threshold must be reachable: an unreachable root
+            // threshold could never rotate the trust root again. Any other
+            // unreachable threshold just means nobody can act yet (a fresh
+            // authority before approvers are added), which fails closed.
+            if role == Role::Root && need > holders(role) {
                 return Err(format!(
                     "threshold {name} is {need} but only {} principals hold that role with keys",
                     holders(role)

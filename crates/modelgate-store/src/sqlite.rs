@@ -128,6 +128,16 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Re-read the size from the latest checkpoint (for a read-only handle
+    /// beside a writer, whose view otherwise stays at the size it opened at).
+    pub fn refresh_size(&mut self) -> Result<u64, StoreError> {
+        let latest: Option<i64> = self
+            .conn()?
+            .query_row("SELECT MAX(size) FROM checkpoints", [], |r| r.get(0))?;
+        self.size = latest.map_or(0, |s| s.max(0) as u64);
+        Ok(self.size)
+    }
+
     /// The database file's path.
     pub fn path(&self) -> &Path {
         &self.path

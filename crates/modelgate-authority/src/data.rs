@@ -1,0 +1,204 @@
+//! The authority's data directory: what lives where, and `init`.
+//!
+//! ```text
+//! DIR/authority.skey               the log's note key (signs checkpoints), 0600
+//! DIR/authority-cosigner.skey      the freshness cosignature key, 0600
+//! DIR/trust-root.dsse.json         trust root v1, the log's entry 0: nodes pin this file
+//! DIR/governance.db                the governance log (SQLite)
+//! DIR/tokens.json                  write-API tokens, stored as SHA-256 hashes
+//! DIR/offline-root-keys/root-1.key the first root key (PKCS#8 PEM, 0600): move it offline
+//! ```
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::SigningKey;
+use modelgate_governance::{to_canonical, Envelope};
+use modelgate_store::{Log, SqliteStore};
+use modelgate_tlog::{KeyType, SignerKey};
+use serde_json::json;
+
+use crate::error::AuthorityError;
+
+/// Paths inside a data directory.
+#[derive(Clone, Debug)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// The data directory at `root`.
+    pub fn new(root: &Path) -> Self {
+        Self { root: root.to_owned() }
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The log's note key.
+    pub fn log_key(&self) -> PathBuf {
+        self.root.join("authority.skey")
+    }
+
+    /// The cosigner key.
+    pub fn cosigner_key(&self) -> PathBuf {
+        self.root.join("authority-cosigner.skey")
+    }
+
+    /// Trust root v1: entry 0, the file nodes pin.
+    pub fn trust_root(&self) -> PathBuf {
+        self.root.join("trust-root.dsse.json")
+    }
+
+    /// The SQLite store.
+    pub fn store(&self) -> PathBuf {
+        self.root.join("governance.db")
+    }
+
+    /// The token file.
+    pub fn tokens(&self) -> PathBuf {
+        self.root.join("tokens.json")
+    }
+
+    /// Where init leaves the first root key.
+    pub fn offline_root_key(&self) -> PathBuf {
+        self.root.join("offline-root-keys").join("root-1.key")
+    }
+
+    /// True when every file `init` writes is present.
+    pub fn is_initialised(&self) -> bool {
+        self.log_key().exists() && self.cosigner_key().exists() && self.trust_root().exists() && self.store().exists()
+    }
+
+    /// True when the directory is missing or holds nothing.
+    pub fn is_empty(&self) -> bool {
+        match fs::read_dir(&self.root) {
+            Ok(mut entries) => entries.next().is_none(),
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        }
+    }
+
+    /// Read a note signer key file.
+    pub fn read_signer(&self, path: &Path) -> Result<SignerKey, AuthorityError> {
+        let text = fs::read_to_string(path)
+            .map_err(|e| AuthorityError::Io(format!("couldn't read {}: {e}", path.display())))?;
+        SignerKey::parse(text.trim()).map_err(|e| AuthorityError::Config(format!("{}: {e}", path.display())))
+    }
+}
+
+/// What `init` created.
+#[derive(Clone, Debug)]
+pub struct InitReport {
+    /// The log's verifier key (give it to nodes and auditors).
+    pub log_vkey: String,
+    /// The cosigner's verifier key.
+    pub cosigner_vkey: String,
+    /// Where the root key is (it belongs offline).
+    pub root_key: PathBuf,
+    /// The trust root file nodes pin.
+    pub trust_root: PathBuf,
+}
+
+/// Write a file that must not exist yet, with `mode`, fsynced.
+pub fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<(), AuthorityError> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| AuthorityError::Io(format!("couldn't create {}: {e}", path.display())))?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| AuthorityError::Io(format!("couldn't write {}: {e}", path.display())))
+}
+
+fn seed() -> Result<[u8; 32], AuthorityError> {
+    let mut s = [0u8; 32];
+    rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut s)
+        .map_err(|e| AuthorityError::Io(format!("the operating system's random source failed: {e}")))?;
+    Ok(s)
+}
+
+/// Create a new authority in `dir` for the log `origin`: keys, a first
+/// trust root signed by a new root key, and the store with the trust root as
+/// entry 0. Refuses a directory that already holds anything.
+pub fn init(dir: &Path, origin: &str) -> Result<InitReport, AuthorityError> {
+    let d = DataDir::new(dir);
+    if !d.is_empty() {
+        return Err(AuthorityError::Config(format!(
+            "{} is not empty; init only creates a new authority (use `serve` to run an existing one)",
+            dir.display()
+        )));
+    }
+    if !modelgate_tlog::is_valid_key_name(origin) {
+        return Err(AuthorityError::Config(format!(
+            "origin {origin:?} must be non-empty, without spaces or '+' (e.g. example.com/governance)"
+        )));
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir.join("offline-root-keys"))
+        .map_err(|e| AuthorityError::Io(format!("couldn't create {}: {e}", dir.display())))?;
+    let log_key =
+        SignerKey::from_seed(origin, KeyType::Ed25519, &seed()?).map_err(|e| AuthorityError::Config(e.to_string()))?;
+    let cosigner = SignerKey::from_seed(origin, KeyType::CosignatureV1, &seed()?)
+        .map_err(|e| AuthorityError::Config(e.to_string()))?;
+    let root = SigningKey::from_bytes(&seed()?);
+
+    let doc = json!({
+        "type": "trust-root", "version": 1, "root_version": 1,
+        "principals": {"root-1": {"roles": ["root"], "keys": [B64.encode(root.verifying_key().as_bytes())], "model_keys": []}},
+        "thresholds": {"root": 1, "model": 1, "approval": {"low": 1, "medium": 1, "high": 2, "critical": 2},
+                       "revocation": 1, "exception": 1, "policy": 1, "enrollment": 1},
+        "authority": {"log": log_key.verifier().to_string(), "cosigner": cosigner.verifier().to_string()},
+        "witnesses": [], "witness_quorum": 0,
+        "freshness": {"max_staleness_seconds": 30, "anchor_max_age_seconds": 60}
+    });
+    let payload = to_canonical(&doc).map_err(|e| AuthorityError::Config(e.to_string()))?;
+    let genesis = Envelope::sign(&payload, &[&root]).map_err(|e| AuthorityError::Config(e.to_string()))?;
+    // The fold must accept it before anything is written.
+    modelgate_governance::State::new(&genesis)
+        .map_err(|e| AuthorityError::Config(format!("generated trust root: {e}")))?;
+
+    let pem = root
+        .to_pkcs8_pem(Default::default())
+        .map_err(|e| AuthorityError::Config(e.to_string()))?;
+    let pub_pem = root
+        .verifying_key()
+        .to_public_key_pem(Default::default())
+        .map_err(|e| AuthorityError::Config(e.to_string()))?;
+    write_new(&d.offline_root_key(), pem.as_bytes(), 0o600)?;
+    write_new(&d.offline_root_key().with_extension("pub"), pub_pem.as_bytes(), 0o644)?;
+    write_new(
+        &d.log_key(),
+        format!("{}\n", log_key.to_private_string()).as_bytes(),
+        0o600,
+    )?;
+    write_new(
+        &d.cosigner_key(),
+        format!("{}\n", cosigner.to_private_string()).as_bytes(),
+        0o600,
+    )?;
+    write_new(&d.tokens(), b"{\"tokens\":[]}\n", 0o600)?;
+    let store = SqliteStore::open(&d.store()).map_err(AuthorityError::Store)?;
+    let mut log = Log::open(store, log_key.clone()).map_err(AuthorityError::Store)?;
+    log.append(std::slice::from_ref(&genesis))
+        .map_err(AuthorityError::Store)?;
+    log.close().map_err(AuthorityError::Store)?;
+    // Last: its presence marks a complete init.
+    write_new(&d.trust_root(), &genesis, 0o644)?;
+    Ok(InitReport {
+        log_vkey: log_key.verifier().to_string(),
+        cosigner_vkey: cosigner.verifier().to_string(),
+        root_key: d.offline_root_key(),
+        trust_root: d.trust_root(),
+    })
+}

@@ -1,0 +1,591 @@
+//! The HTTP API. Reads need no authentication and are cache-friendly; writes
+//! need a bearer token whose role may submit the entry's type. Every error
+//! is JSON: `{"error": {"code": "...", "message": "..."}}`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State as AxState};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use modelgate_governance::{parse_canonical, Envelope, Payload, State, MAX_ENVELOPE_BYTES};
+use modelgate_store::{read_tile, LogStore, Nodes};
+use modelgate_tlog::{
+    consistency_proof, encode_entry_bundle, inclusion_proof, parse_path, TileId, TilePath, TlogProof,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::service::{now, Authority, Outcome};
+
+type Shared = Arc<Authority>;
+
+/// A JSON error response.
+pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message.into()}})),
+    )
+        .into_response()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The router: every route, the body limit, request counting.
+pub fn router(a: Shared) -> Router {
+    Router::new()
+        .route("/log/checkpoint", get(checkpoint))
+        .route("/log/tile/{*path}", get(tile))
+        .route("/api/v1/entries", post(submit))
+        .route("/api/v1/proof/inclusion", get(inclusion))
+        .route("/api/v1/proof/consistency", get(consistency))
+        .route("/api/v1/tlog-proof/{index}", get(tlog_proof))
+        .route("/api/v1/state", get(state))
+        .route("/api/v1/trust-root", get(trust_root))
+        .route("/api/v1/models", get(models))
+        .route("/api/v1/models/{digest}", get(model))
+        .route("/api/v1/approvals", get(approvals))
+        .route("/api/v1/revocations", get(revocations))
+        .route("/api/v1/exceptions", get(exceptions))
+        .route("/api/v1/nodes", get(nodes))
+        .route("/api/v1/policy", get(policy))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not-found", "no such route (see /openapi.json)") })
+        .layer(DefaultBodyLimit::max(MAX_ENVELOPE_BYTES))
+        .layer(middleware::from_fn_with_state(Arc::clone(&a), count))
+        .with_state(a)
+}
+
+async fn count(AxState(a): AxState<Shared>, req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    a.counters.http_requests.fetch_add(1, Ordering::Relaxed);
+    if resp.status().as_u16() >= 400 {
+        a.counters.http_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    resp
+}
+
+async fn checkpoint(AxState(a): AxState<Shared>) -> Response {
+    let note = match a.served.read() {
+        Ok(s) => Arc::clone(&s.note),
+        Err(_) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "checkpoint lock poisoned",
+            )
+        }
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        note.as_ref().clone(),
+    )
+        .into_response()
+}
+
+fn latest_size(a: &Authority) -> u64 {
+    a.served.read().map_or(0, |s| s.size)
+}
+
+async fn tile(AxState(a): AxState<Shared>, Path(path): Path<String>) -> Response {
+    let parsed = match parse_path(&format!("tile/{path}")) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::NOT_FOUND, "bad-tile-path", e.to_string()),
+    };
+    let size = latest_size(&a);
+    let (id, entries) = match parsed {
+        TilePath::Hashes(t) => (t, false),
+        TilePath::Entries(t) => (t, true),
+    };
+    let available = TileId::width_at(id.level, id.index, size).unwrap_or(0);
+    if id.width > available {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no-such-tile",
+            format!("tile {path} is beyond the log's size {size}"),
+        );
+    }
+    let a2 = Arc::clone(&a);
+    let data = tokio::task::spawn_blocking(move || {
+        a2.with_reader(|s| {
+            if entries {
+                let start = id.index * 256;
+                if s.size()? < start + u64::from(id.width) {
+                    s.refresh_size()?;
+                }
+                let es = s.entries(start, start + u64::from(id.width))?;
+                encode_entry_bundle(&es).map_err(|e| modelgate_store::StoreError::Corrupt(e.to_string()))
+            } else {
+                read_tile(s, id)
+            }
+        })
+    })
+    .await;
+    match data {
+        Ok(Ok(bytes)) => {
+            let cache = if id.is_full() {
+                "public, max-age=31536000, immutable"
+            } else {
+                "public, max-age=60"
+            };
+            (
+                [
+                    (header::CONTENT_TYPE, "application/octet-stream"),
+                    (header::CACHE_CONTROL, cache),
+                ],
+                bytes,
+            )
+                .into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+async fn submit(AxState(a): AxState<Shared>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let Some(token) = bearer(&headers) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing-token",
+            "an Authorization: Bearer token is required to submit",
+        );
+    };
+    let role = match a.tokens.check(token) {
+        Ok(Some((role, _))) => role,
+        Ok(None) => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "unknown-token",
+                "the bearer token is not known",
+            )
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "tokens", e.to_string()),
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return error(e.status(), "bad-body", e.body_text()),
+    };
+    let kind = match Envelope::parse(&body).and_then(|env| {
+        let v = parse_canonical(&env.payload).map_err(modelgate_governance::EntryError::Malformed)?;
+        Payload::decode(v)
+    }) {
+        Ok(p) => p.kind(),
+        Err(e) => return error(StatusCode::BAD_REQUEST, "malformed-entry", e.to_string()),
+    };
+    if !role.may_submit(kind) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "wrong-role",
+            format!("a {role:?} token may not submit {kind} entries"),
+        );
+    }
+    let rx = match a.submit(body.to_vec()) {
+        Ok(rx) => rx,
+        Err("busy") => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the submission queue is full; retry",
+            )
+        }
+        Err(m) => return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+    };
+    match rx.await {
+        Ok(Outcome::Accepted { index, checkpoint }) => (
+            StatusCode::CREATED,
+            Json(json!({"index": index, "checkpoint": String::from_utf8_lossy(&checkpoint)})),
+        )
+            .into_response(),
+        Ok(Outcome::Refused(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.rule.code(), e.to_string()),
+        Ok(Outcome::Failed(m)) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", m),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the writer stopped before answering",
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct InclusionQuery {
+    index: u64,
+    size: Option<u64>,
+}
+
+async fn inclusion(AxState(a): AxState<Shared>, Query(q): Query<InclusionQuery>) -> Response {
+    let size = q.size.unwrap_or_else(|| latest_size(&a));
+    if size > latest_size(&a) || q.index >= size {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "out-of-range",
+            format!(
+                "index {} is not in a tree of size {size} (log size {})",
+                q.index,
+                latest_size(&a)
+            ),
+        );
+    }
+    let a2 = Arc::clone(&a);
+    let r = tokio::task::spawn_blocking(move || {
+        a2.with_reader(|s| {
+            inclusion_proof(q.index, size, &Nodes(&*s))
+                .map_err(|e| modelgate_store::StoreError::NotFound(e.to_string()))
+        })
+    })
+    .await;
+    match r {
+        Ok(Ok(p)) => {
+            Json(json!({"index": q.index, "size": size, "hashes": p.iter().map(|h| B64.encode(h)).collect::<Vec<_>>()}))
+                .into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct ConsistencyQuery {
+    from: u64,
+    to: Option<u64>,
+}
+
+async fn consistency(AxState(a): AxState<Shared>, Query(q): Query<ConsistencyQuery>) -> Response {
+    let to = q.to.unwrap_or_else(|| latest_size(&a));
+    if to > latest_size(&a) || q.from > to {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "out-of-range",
+            format!(
+                "sizes {} → {to} are not within the log (size {})",
+                q.from,
+                latest_size(&a)
+            ),
+        );
+    }
+    let a2 = Arc::clone(&a);
+    let r = tokio::task::spawn_blocking(move || {
+        a2.with_reader(|s| {
+            consistency_proof(q.from, to, &Nodes(&*s)).map_err(|e| modelgate_store::StoreError::NotFound(e.to_string()))
+        })
+    })
+    .await;
+    match r {
+        Ok(Ok(p)) => {
+            Json(json!({"from": q.from, "to": to, "hashes": p.iter().map(|h| B64.encode(h)).collect::<Vec<_>>()}))
+                .into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+async fn tlog_proof(AxState(a): AxState<Shared>, Path(index): Path<u64>) -> Response {
+    let (note, size) = match a.served.read() {
+        Ok(s) => (Arc::clone(&s.note), s.size),
+        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lock poisoned"),
+    };
+    if index >= size {
+        return error(
+            StatusCode::NOT_FOUND,
+            "out-of-range",
+            format!("index {index} is not in the log (size {size})"),
+        );
+    }
+    let a2 = Arc::clone(&a);
+    let r = tokio::task::spawn_blocking(move || {
+        a2.with_reader(|s| {
+            inclusion_proof(index, size, &Nodes(&*s)).map_err(|e| modelgate_store::StoreError::NotFound(e.to_string()))
+        })
+    })
+    .await;
+    match r {
+        Ok(Ok(hashes)) => {
+            let proof = TlogProof {
+                extra: None,
+                index,
+                hashes,
+                checkpoint: note.as_ref().clone(),
+            };
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], proof.to_bytes()).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+fn summary(s: &State) -> Value {
+    json!({
+        "size": s.size,
+        "digest": hex(&s.digest()),
+        "trust_root_version": s.trust_root.as_ref().map(|r| r.doc.root_version),
+        "models": s.models.len(),
+        "approvals": s.approvals.len(),
+        "revocations": s.revocations.len(),
+        "exceptions": s.exceptions.len(),
+        "nodes": s.nodes.len(),
+        "policy": s.policy.as_ref().map(|p| json!({"id": p.id, "name": p.name, "index": p.index})),
+    })
+}
+
+#[derive(Deserialize)]
+struct StateQuery {
+    size: Option<u64>,
+}
+
+async fn state(AxState(a): AxState<Shared>, Query(q): Query<StateQuery>) -> Response {
+    let current = match a.committed.read() {
+        Ok(s) => {
+            if q.size.is_none_or(|n| n == s.size) {
+                return Json(summary(&s)).into_response();
+            }
+            s.size
+        }
+        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lock poisoned"),
+    };
+    let n = q.size.unwrap_or(current);
+    if n == 0 || n > current {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "out-of-range",
+            format!("size {n} is not between 1 and {current}"),
+        );
+    }
+    // A past size: refold that prefix from the store.
+    let a2 = Arc::clone(&a);
+    let r = tokio::task::spawn_blocking(move || {
+        let entries = a2.with_reader(|s| s.entries(0, n)).map_err(|e| e.to_string())?;
+        modelgate_governance::fold(&a2.trust_root, entries.iter().map(Vec::as_slice)).map_err(|e| e.to_string())
+    })
+    .await;
+    match r {
+        Ok(Ok(s)) => Json(summary(&s)).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "fold", e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+fn with_state(a: &Authority, f: impl FnOnce(&State) -> Value) -> Response {
+    match a.committed.read() {
+        Ok(s) => Json(f(&s)).into_response(),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lock poisoned"),
+    }
+}
+
+async fn trust_root(AxState(a): AxState<Shared>) -> Response {
+    with_state(&a, |s| json!(s.trust_root.as_ref().map(|r| &r.doc)))
+}
+
+async fn models(AxState(a): AxState<Shared>) -> Response {
+    with_state(&a, |s| json!(s.models.values().collect::<Vec<_>>()))
+}
+
+async fn model(AxState(a): AxState<Shared>, Path(digest): Path<String>) -> Response {
+    match a.committed.read() {
+        Ok(s) => match s.models.get(&digest) {
+            Some(m) => {
+                let approvals: Vec<_> = s.approvals.values().filter(|x| x.model == digest).collect();
+                Json(json!({"model": m, "approvals": approvals, "revocation": s.revocations.get(&digest)}))
+                    .into_response()
+            }
+            None => error(
+                StatusCode::NOT_FOUND,
+                "unknown-model",
+                format!("model {digest} is not registered"),
+            ),
+        },
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lock poisoned"),
+    }
+}
+
+async fn approvals(AxState(a): AxState<Shared>) -> Response {
+    with_state(&a, |s| json!(s.approvals.values().collect::<Vec<_>>()))
+}
+
+async fn revocations(AxState(a): AxState<Shared>) -> Response {
+    with_state(&a, |s| json!(s.revocations.values().collect::<Vec<_>>()))
+}
+
+async fn exceptions(AxState(a): AxState<Shared>) -> Response {
+    with_state(&a, |s| json!(s.exceptions.values().collect::<Vec<_>>()))
+}
+
+async fn nodes(AxState(a): AxState<Shared>) -> Response {
+    with_state(&a, |s| json!(s.nodes.values().collect::<Vec<_>>()))
+}
+
+async fn policy(AxState(a): AxState<Shared>) -> Response {
+    with_state(&a, |s| json!(s.policy.as_ref()))
+}
+
+async fn readyz(AxState(a): AxState<Shared>) -> Response {
+    if a.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "the writer is not running",
+        )
+    }
+}
+
+async fn metrics(AxState(a): AxState<Shared>) -> Response {
+    let c = &a.counters;
+    let (size, time) = a.served.read().map_or((0, 0), |s| (s.size, s.time));
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+    };
+    metric("modelgate_log_size", "gauge", "Entries in the governance log.", size);
+    metric(
+        "modelgate_checkpoint_cosignature_age_seconds",
+        "gauge",
+        "Age of the served checkpoint's cosignature.",
+        now().saturating_sub(time),
+    );
+    metric(
+        "modelgate_entries_appended_total",
+        "counter",
+        "Entries appended.",
+        c.appended.load(Ordering::Relaxed),
+    );
+    metric(
+        "modelgate_batches_total",
+        "counter",
+        "Batches committed (one fsync each).",
+        c.batches.load(Ordering::Relaxed),
+    );
+    metric(
+        "modelgate_submissions_refused_total",
+        "counter",
+        "Submissions the fold's rules refused.",
+        c.refused.load(Ordering::Relaxed),
+    );
+    metric(
+        "modelgate_submissions_busy_total",
+        "counter",
+        "Submissions refused because the queue was full.",
+        c.busy.load(Ordering::Relaxed),
+    );
+    metric(
+        "modelgate_store_failures_total",
+        "counter",
+        "Batches the store failed to write.",
+        c.store_failures.load(Ordering::Relaxed),
+    );
+    metric(
+        "modelgate_http_requests_total",
+        "counter",
+        "HTTP requests served.",
+        c.http_requests.load(Ordering::Relaxed),
+    );
+    metric(
+        "modelgate_http_errors_total",
+        "counter",
+        "HTTP responses with status 400 or above.",
+        c.http_errors.load(Ordering::Relaxed),
+    );
+    metric(
+        "modelgate_ready",
+        "gauge",
+        "1 while the writer runs.",
+        u64::from(a.ready.load(Ordering::SeqCst)),
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        out,
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    let mut paths = BTreeMap::new();
+    for (path, method, summary) in [
+        (
+            "/log/checkpoint",
+            "get",
+            "The latest checkpoint (C2SP signed note) with the authority's timestamped cosignature.",
+        ),
+        (
+            "/log/tile/{L}/{N}",
+            "get",
+            "A C2SP tlog-tiles hash tile (N in x001/x234/067 form, optional .p/W).",
+        ),
+        ("/log/tile/entries/{N}", "get", "A C2SP entry bundle."),
+        (
+            "/api/v1/entries",
+            "post",
+            "Submit a governance entry (DSSE envelope); bearer token with a role for its type.",
+        ),
+        (
+            "/api/v1/proof/inclusion",
+            "get",
+            "Inclusion proof: ?index=I&size=S (size defaults to the served checkpoint).",
+        ),
+        ("/api/v1/proof/consistency", "get", "Consistency proof: ?from=M&to=N."),
+        (
+            "/api/v1/tlog-proof/{index}",
+            "get",
+            "A C2SP tlog-proof for an entry against the served checkpoint.",
+        ),
+        (
+            "/api/v1/state",
+            "get",
+            "Governance state summary and digest (?size=N for a past size).",
+        ),
+        ("/api/v1/trust-root", "get", "The trust root in force."),
+        ("/api/v1/models", "get", "Registered models."),
+        (
+            "/api/v1/models/{digest}",
+            "get",
+            "One model, its approvals and revocation.",
+        ),
+        ("/api/v1/approvals", "get", "Approvals."),
+        ("/api/v1/revocations", "get", "Revocations."),
+        ("/api/v1/exceptions", "get", "Exceptions."),
+        ("/api/v1/nodes", "get", "Enrolled nodes, their anchors and reports."),
+        ("/api/v1/policy", "get", "The Cedar policy set in force."),
+        ("/healthz", "get", "Liveness."),
+        ("/readyz", "get", "Readiness: 200 while the writer runs."),
+        ("/metrics", "get", "Prometheus text exposition."),
+    ] {
+        paths.insert(
+            path,
+            json!({method: {"summary": summary, "responses": {"200": {"description": "OK"}}}}),
+        );
+    }
+    Json(json!({
+        "openapi": "3.1.0",
+        "info": {"title": "modelgate authority", "version": env!("CARGO_PKG_VERSION")},
+        "paths": paths,
+    }))
+    .into_response()
+}

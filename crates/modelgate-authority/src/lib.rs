@@ -1,0 +1,71 @@
+//! The authority: modelgate's control plane. It sequences the governance log
+//! and serves it so that nodes, auditors and browsers verify rather than
+//! trust.
+//!
+//! What it guarantees:
+//!
+//! - **It never logs what the fold would refuse.** Every submission is
+//!   checked with exactly the governance fold's rules against the state that
+//!   includes every earlier accepted submission, by the one thread that
+//!   appends ([`service`]).
+//! - **An acknowledgement means durable.** A submitter gets its index and a
+//!   signed checkpoint only after the batch is fsynced (group commit).
+//! - **Standard reads.** The log is served as C2SP tlog-tiles under `/log/`;
+//!   the checkpoint carries the authority's tlog-cosignature/v1, refreshed
+//!   at least every second, so a node can tell a fresh view from a replay.
+//! - **One sequencer.** A second authority on the same data directory is
+//!   refused by the store's writer lock.
+//! - **Refusals name the problem.** Every error is JSON with a stable code
+//!   and a message; nothing is appended on any error.
+
+pub mod data;
+mod error;
+pub mod http;
+pub mod service;
+pub mod tokens;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use data::{init, DataDir, InitReport};
+pub use error::AuthorityError;
+pub use http::router;
+pub use service::Authority;
+pub use tokens::TokenRole;
+
+/// How often the served checkpoint's cosignature is renewed.
+pub const COSIGN_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Serve `authority` on `listener` until `shutdown` resolves; then stop
+/// taking requests, let in-flight ones finish, drain the writer and close
+/// the store. No acknowledged write is lost: acknowledgements only follow
+/// durable appends.
+pub async fn serve(
+    authority: Arc<Authority>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AuthorityError> {
+    let refresher = {
+        let a = Arc::clone(&authority);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(COSIGN_INTERVAL);
+            loop {
+                tick.tick().await;
+                if let Err(e) = a.refresh_checkpoint() {
+                    tracing::error!(error = %e, "refreshing the checkpoint cosignature");
+                }
+            }
+        })
+    };
+    let result = axum::serve(listener, router(Arc::clone(&authority)))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| AuthorityError::Io(format!("serving: {e}")));
+    refresher.abort();
+    let a = Arc::clone(&authority);
+    tokio::task::spawn_blocking(move || a.shutdown())
+        .await
+        .map_err(|e| AuthorityError::Io(format!("shutting down: {e}")))?;
+    result
+}
