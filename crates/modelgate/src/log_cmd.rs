@@ -38,6 +38,10 @@ pub enum LogCommand {
     /// Exit 0: the store is intact. 1: a discrepancy (the first one is
     /// printed: what, where, expected, found). 2: bad input.
     Audit(AuditArgs),
+    /// Fetch the authority's current checkpoint (and verify it with --vkey).
+    Checkpoint(RemoteCheckpointArgs),
+    /// Fetch a tlog-proof for entry INDEX from the authority (verify it with `verify-proof`).
+    Proof(RemoteProofArgs),
     /// Generate a note key (Ed25519): PREFIX.skey (the PRIVATE+KEY string,
     /// mode 0600) and PREFIX.vkey (the verifier key string, also printed).
     Keygen(KeygenArgs),
@@ -83,6 +87,23 @@ pub struct VerifyCheckpointArgs {
 }
 
 #[derive(Args)]
+pub struct RemoteCheckpointArgs {
+    #[command(flatten)]
+    remote: crate::gov_cmd::Remote,
+    /// Verify it with this log key (string or file) before printing it.
+    #[arg(long, value_name = "VKEY")]
+    vkey: Option<String>,
+}
+
+#[derive(Args)]
+pub struct RemoteProofArgs {
+    /// The entry's index.
+    index: u64,
+    #[command(flatten)]
+    remote: crate::gov_cmd::Remote,
+}
+
+#[derive(Args)]
 pub struct AuditArgs {
     /// The log store's database file.
     #[arg(value_name = "STORE")]
@@ -114,8 +135,31 @@ pub fn run(cmd: LogCommand) -> Result<(), Failure> {
         LogCommand::VerifyProof(a) => verify_proof(a),
         LogCommand::VerifyCheckpoint(a) => verify_checkpoint(a),
         LogCommand::Audit(a) => audit(a),
+        LogCommand::Checkpoint(a) => {
+            let note = crate::gov_cmd::get(&a.remote, "/log/checkpoint")?;
+            if let Some(v) = &a.vkey {
+                let key = load_vkey(v, "log key")?;
+                CheckpointPolicy::new(key, vec![], 0)
+                    .and_then(|p| p.verify(&note))
+                    .map_err(tlog_failure)?;
+            }
+            emit(&note);
+            Ok(())
+        }
+        LogCommand::Proof(a) => {
+            let proof = crate::gov_cmd::get(&a.remote, &format!("/api/v1/tlog-proof/{}", a.index))?;
+            emit(&proof);
+            Ok(())
+        }
         LogCommand::Keygen(a) => keygen(a),
     }
+}
+
+/// Write to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn emit(bytes: &[u8]) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes).and_then(|()| out.flush());
 }
 
 fn tlog_failure(e: modelgate_tlog::Error) -> Failure {

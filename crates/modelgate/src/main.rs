@@ -5,7 +5,9 @@
 
 #![forbid(unsafe_code)]
 
+mod authority_cmd;
 mod demo;
+mod gov_cmd;
 mod log_cmd;
 mod oms_cmd;
 mod progress;
@@ -14,8 +16,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Runtime model governance: sign and verify models (OpenSSF Model Signing), and
-/// verify transparency-log checkpoints and proofs offline.
+/// Runtime model governance: sign and verify models (OpenSSF Model Signing), run the
+/// governance authority, approve and revoke models, verify logs and proofs offline.
 ///
 /// Exit codes: 0 success, 1 verification failed, 2 usage error or unreadable input.
 #[derive(Parser)]
@@ -40,8 +42,57 @@ enum Command {
         #[command(subcommand)]
         command: log_cmd::LogCommand,
     },
+    /// Create, run and administer the authority (the governance log's sequencer).
+    Authority {
+        #[command(subcommand)]
+        command: authority_cmd::AuthorityCommand,
+    },
+    /// Trust-root administration with the offline root keys.
+    Trust {
+        #[command(subcommand)]
+        command: TrustCommand,
+    },
+    /// Models in the governance log.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+    /// Approve a model for scopes and a time window (one or more approvers).
+    Approve(gov_cmd::ApproveArgs),
+    /// Revoke a model: it stops running everywhere from this entry on.
+    Revoke(gov_cmd::RevokeArgs),
+    /// Policy sets (Cedar).
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Add your signature to a signed entry file (e.g. a second approver).
+    Cosign(gov_cmd::CosignArgs),
+    /// Submit a signed entry file to the authority.
+    Submit(gov_cmd::SubmitArgs),
     /// Run the end-to-end demonstration on this machine (no service needed).
     Demo,
+}
+
+#[derive(Subcommand)]
+enum TrustCommand {
+    /// Write the next trust-root version: add or remove principals, keys and
+    /// roles, set thresholds, add witnesses. It is validated before it is written.
+    Edit(gov_cmd::TrustEditArgs),
+    /// Sign a trust-root document with root key(s).
+    Sign(gov_cmd::TrustSignArgs),
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Register a signed model (its OMS bundle) in the governance log.
+    Register(gov_cmd::RegisterArgs),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a Cedar policy file against the schema and publish it.
+    Publish(gov_cmd::PolicyArgs),
 }
 
 /// A command's failure, carrying its exit code.
@@ -80,6 +131,23 @@ fn main() -> ExitCode {
         Command::Verify(a) => oms_cmd::verify(a),
         Command::Digest(a) => oms_cmd::digest(a),
         Command::Log { command } => log_cmd::run(command),
+        Command::Authority { command } => authority_cmd::run(command),
+        Command::Trust {
+            command: TrustCommand::Edit(a),
+        } => gov_cmd::trust_edit(a),
+        Command::Trust {
+            command: TrustCommand::Sign(a),
+        } => gov_cmd::trust_sign(a),
+        Command::Model {
+            command: ModelCommand::Register(a),
+        } => gov_cmd::register(a),
+        Command::Approve(a) => gov_cmd::approve(a),
+        Command::Revoke(a) => gov_cmd::revoke(a),
+        Command::Policy {
+            command: PolicyCommand::Publish(a),
+        } => gov_cmd::policy_publish(a),
+        Command::Cosign(a) => gov_cmd::cosign(a),
+        Command::Submit(a) => gov_cmd::submit(a),
         Command::Demo => demo::run(),
     };
     match result {

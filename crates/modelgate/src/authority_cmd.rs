@@ -1,0 +1,170 @@
+//! `modelgate authority …`: create, run and administer an authority.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+use modelgate_authority::{Authority, AuthorityError, TokenRole};
+
+use crate::Failure;
+
+#[derive(Subcommand)]
+pub enum AuthorityCommand {
+    /// Create an authority: note keys, a first trust root signed by a new
+    /// root key, and the governance log with the trust root as entry 0.
+    Init(InitArgs),
+    /// Run the authority (initialises an empty DATA dir on first run).
+    Serve(ServeArgs),
+    /// Write-API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Args)]
+pub struct InitArgs {
+    /// The data directory (must be empty or absent).
+    #[arg(long, value_name = "DIR", env = "MODELGATE_DATA")]
+    data: PathBuf,
+    /// The log's origin, e.g. `example.com/governance`; also the key name.
+    #[arg(long, value_name = "ORIGIN")]
+    origin: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The data directory.
+    #[arg(long, value_name = "DIR", env = "MODELGATE_DATA")]
+    data: PathBuf,
+    /// Address to listen on.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:7370",
+        env = "MODELGATE_LISTEN"
+    )]
+    listen: SocketAddr,
+    /// Origin used when DATA is empty and gets initialised.
+    #[arg(long, value_name = "ORIGIN", default_value = "localhost/modelgate-governance")]
+    origin: String,
+    /// Log format (RUST_LOG sets the level, default info).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; it is printed once and stored only as a hash.
+    Create(TokenArgs),
+}
+
+#[derive(Args)]
+pub struct TokenArgs {
+    /// The data directory.
+    #[arg(long, value_name = "DIR", env = "MODELGATE_DATA")]
+    data: PathBuf,
+    /// admin, root, model-signer, approver, policy-admin, node-admin or node.
+    #[arg(long, value_name = "ROLE")]
+    role: String,
+    /// A name for the token's holder (shown in logs).
+    #[arg(long, value_name = "NAME", default_value = "unnamed")]
+    name: String,
+}
+
+fn fail(e: AuthorityError) -> Failure {
+    Failure::Usage(e.to_string())
+}
+
+pub fn run(cmd: AuthorityCommand) -> Result<(), Failure> {
+    match cmd {
+        AuthorityCommand::Init(a) => init(&a.data, &a.origin),
+        AuthorityCommand::Serve(a) => serve(a),
+        AuthorityCommand::Token {
+            command: TokenCommand::Create(a),
+        } => {
+            let role = TokenRole::parse(&a.role).map_err(Failure::Usage)?;
+            let d = modelgate_authority::DataDir::new(&a.data);
+            if !d.is_initialised() {
+                return Err(Failure::Usage(format!(
+                    "{} is not an initialised authority",
+                    a.data.display()
+                )));
+            }
+            let token = modelgate_authority::tokens::create(&d.tokens(), role, &a.name).map_err(fail)?;
+            eprintln!(
+                "token for {} ({}) — shown once; the authority stores only its hash:",
+                a.name, a.role
+            );
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+fn init(data: &std::path::Path, origin: &str) -> Result<(), Failure> {
+    let r = modelgate_authority::init(data, origin).map_err(fail)?;
+    eprintln!("authority initialised in {}", data.display());
+    eprintln!("  trust root v1 (nodes pin this file): {}", r.trust_root.display());
+    eprintln!("  root key: {}", r.root_key.display());
+    eprintln!("    It signs trust-root versions. Move it OFFLINE now (and delete it here);");
+    eprintln!("    bring it back only to sign the next trust root with `modelgate trust sign`.");
+    eprintln!("  cosigner key (freshness): {}", r.cosigner_vkey);
+    eprintln!("authority verifier key (give it to nodes and auditors):");
+    println!("{}", r.log_vkey);
+    Ok(())
+}
+
+fn serve(a: ServeArgs) -> Result<(), Failure> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match a.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    let d = modelgate_authority::DataDir::new(&a.data);
+    if d.is_empty() {
+        init(&a.data, &a.origin)?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Usage(format!("starting the runtime: {e}")))?;
+    runtime.block_on(async move {
+        let authority = Authority::open(&a.data).map_err(fail)?;
+        let listener = tokio::net::TcpListener::bind(a.listen)
+            .await
+            .map_err(|e| Failure::Usage(format!("couldn't listen on {}: {e}", a.listen)))?;
+        let addr = listener.local_addr().map_err(|e| Failure::Usage(e.to_string()))?;
+        let size = authority.served.read().map_or(0, |s| s.size);
+        tracing::info!(%addr, size, data = %a.data.display(), "authority serving");
+        // Scripts and tests read the bound address (port 0 picks a free one).
+        println!("listening on http://{addr}");
+        let shutdown = async {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("shutting down: finishing requests, draining the writer");
+        };
+        modelgate_authority::serve(authority, listener, shutdown)
+            .await
+            .map_err(fail)?;
+        tracing::info!("stopped cleanly");
+        Ok(())
+    })
+}

@@ -1,0 +1,483 @@
+//! Governance commands: build an entry, gather signatures, submit it to an
+//! authority; and administer the trust root with the offline root keys.
+//!
+//! Several signers, one entry: `modelgate approve … --key A --out x.dsse.json`
+//! writes a signed entry without submitting it; each further approver runs
+//! `modelgate cosign x.dsse.json --key B` (which shows what they sign); then
+//! `modelgate submit x.dsse.json`. With `--authority` and no `--out`, a
+//! single-signer command submits at once.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use clap::Args;
+use ed25519_dalek::pkcs8::DecodePrivateKey;
+use ed25519_dalek::SigningKey;
+use modelgate_governance::{to_canonical, Envelope};
+use serde_json::{json, Value};
+
+use crate::oms_cmd::read_limited;
+use crate::Failure;
+
+fn usage(m: impl Into<String>) -> Failure {
+    Failure::Usage(m.into())
+}
+
+/// Where to submit, and with which token.
+#[derive(Args, Clone)]
+pub struct Remote {
+    /// The authority's base URL.
+    #[arg(long, value_name = "URL", env = "MODELGATE_AUTHORITY")]
+    authority: Option<String>,
+    /// A write-API token (see `modelgate authority token create`).
+    #[arg(long, value_name = "TOKEN", env = "MODELGATE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+/// Sign with, and where to put the result.
+#[derive(Args, Clone)]
+pub struct Signing {
+    /// Governance key (Ed25519 PKCS#8 PEM, from `modelgate keygen --algorithm ed25519`).
+    #[arg(long, value_name = "KEY")]
+    key: PathBuf,
+    /// Write the signed entry here instead of submitting it (others can
+    /// `modelgate cosign` it before `modelgate submit`).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+fn url(remote: &Remote, path: &str) -> Result<String, Failure> {
+    let base = remote
+        .authority
+        .as_deref()
+        .ok_or_else(|| usage("give --authority URL (or MODELGATE_AUTHORITY)"))?;
+    Ok(format!("{}{path}", base.trim_end_matches('/')))
+}
+
+/// GET `path` from the authority; the body on 200, a failure naming the error otherwise.
+pub fn get(remote: &Remote, path: &str) -> Result<Vec<u8>, Failure> {
+    let u = url(remote, path)?;
+    let mut resp = agent()
+        .get(&u)
+        .call()
+        .map_err(|e| usage(format!("couldn't reach {u}: {e}")))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .map_err(|e| usage(format!("reading {u}: {e}")))?;
+    if status != 200 {
+        return Err(Failure::Invalid(format!(
+            "{u}: HTTP {status}: {}",
+            String::from_utf8_lossy(&body).trim()
+        )));
+    }
+    Ok(body)
+}
+
+/// Submit an entry; prints the index. A refusal names the rule.
+pub fn submit_bytes(remote: &Remote, entry: &[u8]) -> Result<(), Failure> {
+    let u = url(remote, "/api/v1/entries")?;
+    let token = remote
+        .token
+        .as_deref()
+        .ok_or_else(|| usage("give --token (or MODELGATE_TOKEN)"))?;
+    let mut resp = agent()
+        .post(&u)
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .send(entry)
+        .map_err(|e| usage(format!("couldn't reach {u}: {e}")))?;
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().read_to_string().unwrap_or_default();
+    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    match status {
+        201 => {
+            println!("accepted at index {}", v["index"]);
+            Ok(())
+        }
+        _ => {
+            let code = v["error"]["code"].as_str().unwrap_or("error");
+            let msg = v["error"]["message"].as_str().unwrap_or(body.trim());
+            let text = format!("refused (HTTP {status}, {code}): {msg}");
+            // 4xx is a decision about the entry; anything else is a failure to decide.
+            if (400..500).contains(&status) && status != 401 && status != 413 {
+                Err(Failure::Invalid(text))
+            } else {
+                Err(Failure::Usage(text))
+            }
+        }
+    }
+}
+
+pub fn load_key(path: &Path) -> Result<SigningKey, Failure> {
+    let pem = String::from_utf8(read_limited(path, 64 * 1024, "key")?)
+        .map_err(|_| usage(format!("{} is not a PEM file", path.display())))?;
+    SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+        usage(format!(
+            "{}: not an Ed25519 PKCS#8 private key ({e}); make one with `modelgate keygen --algorithm ed25519`",
+            path.display()
+        ))
+    })
+}
+
+/// Sign `payload`, then write it to `--out` or submit it.
+fn finish(payload: &Value, s: &Signing) -> Result<(), Failure> {
+    let key = load_key(&s.key)?;
+    let bytes = to_canonical(payload).map_err(|e| usage(e.to_string()))?;
+    let entry = Envelope::sign(&bytes, &[&key]).map_err(|e| usage(e.to_string()))?;
+    match &s.out {
+        Some(out) => {
+            crate::oms_cmd::write_new(out, &entry, 0o644, false)?;
+            eprintln!(
+                "wrote the signed entry to {}; others may `modelgate cosign` it, then `modelgate submit` it",
+                out.display()
+            );
+            Ok(())
+        }
+        None => submit_bytes(&s.remote, &entry),
+    }
+}
+
+/// POSIX seconds: `N` as is, `+N[smhd]` from now.
+fn parse_time(s: &str) -> Result<u64, Failure> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let bad = || {
+        usage(format!(
+            "time {s:?}: give POSIX seconds or +N followed by s, m, h or d (e.g. +90d)"
+        ))
+    };
+    if let Some(rel) = s.strip_prefix('+') {
+        let (n, unit) = rel.split_at(rel.len().saturating_sub(1));
+        let mult = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(bad()),
+        };
+        let n: u64 = n.parse().map_err(|_| bad())?;
+        return n.checked_mul(mult).and_then(|d| d.checked_add(now)).ok_or_else(bad);
+    }
+    s.parse().map_err(|_| bad())
+}
+
+#[derive(Args)]
+pub struct ApproveArgs {
+    /// The model's root digest (`modelgate digest MODEL`).
+    digest: String,
+    /// Scope pattern granted (repeat): `prod/credit/*`, `prod/credit/scoring`, `*`.
+    #[arg(long = "scope", value_name = "PATTERN", required = true)]
+    scopes: Vec<String>,
+    /// Valid from (POSIX seconds or +N[smhd]); default now.
+    #[arg(long, value_name = "TIME")]
+    from: Option<String>,
+    /// Valid until (POSIX seconds or +N[smhd], e.g. +90d).
+    #[arg(long, value_name = "TIME")]
+    until: String,
+    /// Risk tier: low, medium, high, critical (sets how many approvers must sign).
+    #[arg(long, value_name = "TIER")]
+    tier: String,
+    /// Change or risk ticket.
+    #[arg(long, value_name = "TICKET")]
+    ticket: String,
+    #[command(flatten)]
+    signing: Signing,
+}
+
+pub fn approve(a: ApproveArgs) -> Result<(), Failure> {
+    let from = match &a.from {
+        Some(t) => parse_time(t)?,
+        None => parse_time("+0s")?,
+    };
+    let p = json!({"type": "approval", "version": 1, "model": a.digest, "scopes": a.scopes, "valid_from": from,
+                   "valid_until": parse_time(&a.until)?, "risk_tier": a.tier, "ticket": a.ticket});
+    finish(&p, &a.signing)
+}
+
+#[derive(Args)]
+pub struct RevokeArgs {
+    /// The model's root digest.
+    digest: String,
+    /// Why.
+    #[arg(long)]
+    reason: String,
+    /// Incident or change ticket.
+    #[arg(long)]
+    ticket: String,
+    #[command(flatten)]
+    signing: Signing,
+}
+
+pub fn revoke(a: RevokeArgs) -> Result<(), Failure> {
+    finish(
+        &json!({"type": "revocation", "version": 1, "model": a.digest, "reason": a.reason, "ticket": a.ticket}),
+        &a.signing,
+    )
+}
+
+#[derive(Args)]
+pub struct PolicyArgs {
+    /// The Cedar policy file.
+    file: PathBuf,
+    /// A name for the set.
+    #[arg(long, default_value = "policies")]
+    name: String,
+    #[command(flatten)]
+    signing: Signing,
+}
+
+pub fn policy_publish(a: PolicyArgs) -> Result<(), Failure> {
+    let text = String::from_utf8(read_limited(&a.file, 60 * 1024, "policy file")?)
+        .map_err(|_| usage(format!("{} is not UTF-8 text", a.file.display())))?;
+    modelgate_governance::policy::compile(&text).map_err(|e| Failure::Invalid(format!("{}: {e}", a.file.display())))?;
+    finish(
+        &json!({"type": "policy-set", "version": 1, "name": a.name, "policies": text}),
+        &a.signing,
+    )
+}
+
+#[derive(Args)]
+pub struct RegisterArgs {
+    /// The model directory or file.
+    model: PathBuf,
+    /// Its OMS signature (default: MODEL/model.sig, or MODEL.sig for a file).
+    #[arg(long, value_name = "FILE")]
+    signature: Option<PathBuf>,
+    /// Model name.
+    #[arg(long)]
+    name: String,
+    /// Model version.
+    #[arg(long = "model-version", value_name = "VERSION")]
+    model_version: String,
+    #[command(flatten)]
+    signing: Signing,
+}
+
+pub fn register(a: RegisterArgs) -> Result<(), Failure> {
+    let sig = a.signature.clone().unwrap_or_else(|| {
+        if a.model.is_dir() {
+            a.model.join("model.sig")
+        } else {
+            let mut p = a.model.clone().into_os_string();
+            p.push(".sig");
+            PathBuf::from(p)
+        }
+    });
+    let bundle = read_limited(&sig, modelgate_oms::BUNDLE_BYTES_MAX, "signature")?;
+    let p = json!({"type": "model", "version": 1, "model_name": a.name, "model_version": a.model_version, "bundle": B64.encode(bundle)});
+    finish(&p, &a.signing)
+}
+
+#[derive(Args)]
+pub struct CosignArgs {
+    /// A signed entry file (from `--out`), signed again in place.
+    file: PathBuf,
+    /// Governance key (Ed25519 PKCS#8 PEM).
+    #[arg(long, value_name = "KEY")]
+    key: PathBuf,
+}
+
+pub fn cosign(a: CosignArgs) -> Result<(), Failure> {
+    let bytes = read_limited(&a.file, 1 << 20, "entry")?;
+    let mut env = Envelope::parse(&bytes).map_err(|e| Failure::Invalid(format!("{}: {e}", a.file.display())))?;
+    let payload: Value = serde_json::from_slice(&env.payload).map_err(|e| usage(e.to_string()))?;
+    eprintln!(
+        "signing this {} entry:\n{}",
+        payload["type"].as_str().unwrap_or("?"),
+        serde_json::to_string_pretty(&payload).unwrap_or_default()
+    );
+    env.add_signature(&load_key(&a.key)?)
+        .map_err(|e| Failure::Invalid(e.to_string()))?;
+    let out = env.to_bytes().map_err(|e| usage(e.to_string()))?;
+    let tmp = a.file.with_extension("tmp");
+    crate::oms_cmd::write_new(&tmp, &out, 0o644, true)?;
+    std::fs::rename(&tmp, &a.file).map_err(|e| usage(format!("couldn't replace {}: {e}", a.file.display())))?;
+    eprintln!("{} now carries {} signatures", a.file.display(), env.signatures.len());
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct SubmitArgs {
+    /// A signed entry file (`-` for standard input).
+    file: PathBuf,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+pub fn submit(a: SubmitArgs) -> Result<(), Failure> {
+    let bytes = if a.file.as_os_str() == "-" {
+        let mut b = Vec::new();
+        std::io::stdin()
+            .take(1 << 20)
+            .read_to_end(&mut b)
+            .map_err(|e| usage(e.to_string()))?;
+        b
+    } else {
+        read_limited(&a.file, 1 << 20, "entry")?
+    };
+    submit_bytes(&a.remote, &bytes)
+}
+
+#[derive(Args)]
+pub struct TrustEditArgs {
+    /// Start from this trust-root document (JSON) instead of the authority's.
+    #[arg(long, value_name = "FILE", conflicts_with = "authority")]
+    current: Option<PathBuf>,
+    /// Fetch the trust root in force from this authority.
+    #[arg(long, value_name = "URL", env = "MODELGATE_AUTHORITY")]
+    authority: Option<String>,
+    /// Write the next version's document here.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// --current is already a draft of the next version: edit it without
+    /// bumping root_version (to make several changes, one command each).
+    #[arg(long, requires = "current")]
+    amend: bool,
+    /// Add (or replace) a principal: ID.
+    #[arg(long = "principal", value_name = "ID")]
+    principal: Option<String>,
+    /// Roles of --principal (repeat): root, approver, model-signer, policy-admin, node-admin, witness.
+    #[arg(long = "role", value_name = "ROLE", requires = "principal")]
+    roles: Vec<String>,
+    /// Governance public key of --principal (Ed25519 SPKI PEM from `modelgate keygen`), repeatable.
+    #[arg(long = "key", value_name = "PUB", requires = "principal")]
+    keys: Vec<PathBuf>,
+    /// Model-signing public key of --principal (EC SPKI PEM), repeatable.
+    #[arg(long = "model-key", value_name = "PUB", requires = "principal")]
+    model_keys: Vec<PathBuf>,
+    /// Remove a principal (repeat).
+    #[arg(long = "remove", value_name = "ID")]
+    remove: Vec<String>,
+    /// Set a threshold (repeat): root=2, model=1, approval.high=2, revocation=1, ...
+    #[arg(long = "threshold", value_name = "NAME=N")]
+    thresholds: Vec<String>,
+    /// Add a witness cosigner key (C2SP vkey string).
+    #[arg(long = "add-witness", value_name = "VKEY")]
+    witnesses: Vec<String>,
+    /// Witnesses that must cosign each checkpoint.
+    #[arg(long, value_name = "K")]
+    witness_quorum: Option<u64>,
+}
+
+fn spki_ed25519(path: &Path) -> Result<String, Failure> {
+    use ed25519_dalek::pkcs8::DecodePublicKey;
+    let pem = String::from_utf8(read_limited(path, 64 * 1024, "public key")?)
+        .map_err(|_| usage(format!("{} is not PEM", path.display())))?;
+    let k = ed25519_dalek::VerifyingKey::from_public_key_pem(&pem)
+        .map_err(|e| usage(format!("{}: not an Ed25519 public key ({e})", path.display())))?;
+    Ok(B64.encode(k.as_bytes()))
+}
+
+pub fn trust_edit(a: TrustEditArgs) -> Result<(), Failure> {
+    let mut doc: Value = match (&a.current, &a.authority) {
+        (Some(f), _) => serde_json::from_slice(&read_limited(f, 1 << 20, "trust root")?)
+            .map_err(|e| usage(format!("{}: {e}", f.display())))?,
+        (None, Some(_)) => {
+            let remote = Remote {
+                authority: a.authority.clone(),
+                token: None,
+            };
+            serde_json::from_slice(&get(&remote, "/api/v1/trust-root")?).map_err(|e| usage(e.to_string()))?
+        }
+        (None, None) => return Err(usage("give --current FILE or --authority URL")),
+    };
+    let current = doc["root_version"]
+        .as_u64()
+        .ok_or_else(|| usage("the document has no root_version"))?;
+    // An amended draft already carries the next version.
+    let version = if a.amend { current.saturating_sub(1) } else { current };
+    doc["root_version"] = json!(version + 1);
+    for id in &a.remove {
+        if doc["principals"].as_object_mut().and_then(|p| p.remove(id)).is_none() {
+            return Err(usage(format!("no principal {id:?} to remove")));
+        }
+    }
+    if let Some(id) = &a.principal {
+        let keys = a.keys.iter().map(|k| spki_ed25519(k)).collect::<Result<Vec<_>, _>>()?;
+        let model_keys = a
+            .model_keys
+            .iter()
+            .map(|k| {
+                String::from_utf8(read_limited(k, 64 * 1024, "model key")?)
+                    .map_err(|_| usage(format!("{} is not PEM", k.display())))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        doc["principals"][id] = json!({"roles": a.roles, "keys": keys, "model_keys": model_keys});
+    }
+    for t in &a.thresholds {
+        let (name, n) = t
+            .split_once('=')
+            .ok_or_else(|| usage(format!("threshold {t:?}: write NAME=N")))?;
+        let n: u64 = n
+            .parse()
+            .map_err(|_| usage(format!("threshold {t:?}: N must be a number")))?;
+        let slot = match name.split_once('.') {
+            Some(("approval", tier)) => &mut doc["thresholds"]["approval"][tier],
+            _ => &mut doc["thresholds"][name],
+        };
+        if slot.is_null() {
+            return Err(usage(format!("unknown threshold {name:?}")));
+        }
+        *slot = json!(n);
+    }
+    if let Some(w) = doc["witnesses"].as_array_mut() {
+        w.extend(a.witnesses.iter().map(|v| json!(v)));
+    }
+    if let Some(q) = a.witness_quorum {
+        doc["witness_quorum"] = json!(q);
+    }
+    // Check the new document on its own before anyone signs it.
+    let typed: modelgate_governance::TrustRootDoc =
+        serde_json::from_value(doc.clone()).map_err(|e| Failure::Invalid(format!("the edited trust root: {e}")))?;
+    modelgate_governance::TrustRoot::from_doc(typed)
+        .map_err(|e| Failure::Invalid(format!("the edited trust root is invalid: {e}")))?;
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| usage(e.to_string()))?;
+    crate::oms_cmd::write_new(&a.out, format!("{text}\n").as_bytes(), 0o644, false)?;
+    eprintln!("wrote trust root version {} to {}; sign it with `modelgate trust sign` (threshold of the current AND the new root keys)", version + 1, a.out.display());
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct TrustSignArgs {
+    /// The next trust-root document (JSON, from `modelgate trust edit`).
+    doc: PathBuf,
+    /// Root key(s) to sign with (repeat).
+    #[arg(long = "key", value_name = "KEY", required = true)]
+    keys: Vec<PathBuf>,
+    /// Write the signed entry here (then `modelgate cosign` for more root keys, `modelgate submit`).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+pub fn trust_sign(a: TrustSignArgs) -> Result<(), Failure> {
+    let doc: Value = serde_json::from_slice(&read_limited(&a.doc, 1 << 20, "trust root")?)
+        .map_err(|e| usage(format!("{}: {e}", a.doc.display())))?;
+    let keys = a.keys.iter().map(|k| load_key(k)).collect::<Result<Vec<_>, _>>()?;
+    let bytes = to_canonical(&doc).map_err(|e| usage(e.to_string()))?;
+    let entry = Envelope::sign(&bytes, &keys.iter().collect::<Vec<_>>()).map_err(|e| usage(e.to_string()))?;
+    crate::oms_cmd::write_new(&a.out, &entry, 0o644, false)?;
+    eprintln!(
+        "wrote {} with {} signature(s); submit it with a root token",
+        a.out.display(),
+        keys.len()
+    );
+    Ok(())
+}
