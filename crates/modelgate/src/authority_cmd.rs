@@ -86,7 +86,7 @@ fn fail(e: AuthorityError) -> Failure {
 
 pub fn run(cmd: AuthorityCommand) -> Result<(), Failure> {
     match cmd {
-        AuthorityCommand::Init(a) => init(&a.data, &a.origin),
+        AuthorityCommand::Init(a) => init(&a.data, &a.origin, true),
         AuthorityCommand::Serve(a) => serve(a),
         AuthorityCommand::Token {
             command: TokenCommand::Create(a),
@@ -110,7 +110,8 @@ pub fn run(cmd: AuthorityCommand) -> Result<(), Failure> {
     }
 }
 
-fn init(data: &std::path::Path, origin: &str) -> Result<(), Failure> {
+/// With `vkey_on_stdout` false (first run of `serve`), stdout keeps its one-line contract.
+fn init(data: &std::path::Path, origin: &str, vkey_on_stdout: bool) -> Result<(), Failure> {
     let r = modelgate_authority::init(data, origin).map_err(fail)?;
     eprintln!("authority initialised in {}", data.display());
     eprintln!("  trust root v1 (nodes pin this file): {}", r.trust_root.display());
@@ -119,7 +120,11 @@ fn init(data: &std::path::Path, origin: &str) -> Result<(), Failure> {
     eprintln!("    bring it back only to sign the next trust root with `modelgate trust sign`.");
     eprintln!("  cosigner key (freshness): {}", r.cosigner_vkey);
     eprintln!("authority verifier key (give it to nodes and auditors):");
-    println!("{}", r.log_vkey);
+    if vkey_on_stdout {
+        println!("{}", r.log_vkey);
+    } else {
+        eprintln!("{}", r.log_vkey);
+    }
     Ok(())
 }
 
@@ -134,7 +139,7 @@ fn serve(a: ServeArgs) -> Result<(), Failure> {
     }
     let d = modelgate_authority::DataDir::new(&a.data);
     if d.is_empty() {
-        init(&a.data, &a.origin)?;
+        init(&a.data, &a.origin, false)?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,0 +1,644 @@
+//! The authority end to end, with the real binary: init → serve → trust-root
+//! rotation adding approvers and a model signer → register a signed model →
+//! a two-approver approval → self-approval refused → policy → revoke →
+//! audit; a second authority refused; 10,000 malformed bodies; kill -9
+//! during submissions.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{mg, s, stderr, stdout};
+use ed25519_dalek::pkcs8::DecodePrivateKey;
+use modelgate_governance::{to_canonical, Envelope};
+use serde_json::{json, Value};
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args([
+            "authority",
+            "serve",
+            "--data",
+            s(data),
+            "--listen",
+            "127.0.0.1:0",
+            "--origin",
+            "test.example/governance",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    Server { child, url }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+fn get_json(url: &str) -> Value {
+    let mut r = agent().get(url).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{url}");
+    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+fn post(url: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
+    let mut req = agent().post(&format!("{url}/api/v1/entries"));
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut r = req.send(body).unwrap();
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn token(data: &Path, role: &str) -> String {
+    let o = mg(&["authority", "token", "create", "--data", s(data), "--role", role]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o).trim().to_owned()
+}
+
+fn keygen(dir: &Path, name: &str, alg: &str) -> PathBuf {
+    let prefix = dir.join(name);
+    let o = mg(&["keygen", "--algorithm", alg, "--out", s(&prefix)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    prefix
+}
+
+fn ok(o: &std::process::Output) -> String {
+    assert!(o.status.success(), "exit {:?}: {}", o.status.code(), stderr(o));
+    stdout(o)
+}
+
+/// An authority with alice and bob (approvers), a model signer and a policy
+/// admin in trust root v2, and a registered signed model.
+struct World {
+    dir: tempfile::TempDir,
+    data: PathBuf,
+    server: Server,
+    admin: String,
+    digest: String,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("authority");
+    let server = serve(&data); // initialises the empty dir
+    let url = server.url.clone();
+    let root_token = token(&data, "root");
+    let admin = token(&data, "admin");
+    let d = dir.path();
+    for k in ["alice", "bob", "signer", "padmin"] {
+        keygen(d, k, "ed25519");
+    }
+    keygen(d, "signer-model", "ecdsa-p256");
+    let p = |n: &str| d.join(n);
+    ok(&mg(&[
+        "trust",
+        "edit",
+        "--authority",
+        &url,
+        "--out",
+        s(&p("v2a.json")),
+        "--principal",
+        "alice",
+        "--role",
+        "approver",
+        "--key",
+        s(&p("alice.pub")),
+    ]));
+    ok(&mg(&[
+        "trust",
+        "edit",
+        "--current",
+        s(&p("v2a.json")),
+        "--amend",
+        "--out",
+        s(&p("v2b.json")),
+        "--principal",
+        "bob",
+        "--role",
+        "approver",
+        "--key",
+        s(&p("bob.pub")),
+    ]));
+    ok(&mg(&[
+        "trust",
+        "edit",
+        "--current",
+        s(&p("v2b.json")),
+        "--amend",
+        "--out",
+        s(&p("v2c.json")),
+        "--principal",
+        "signer",
+        "--role",
+        "model-signer",
+        "--key",
+        s(&p("signer.pub")),
+        "--model-key",
+        s(&p("signer-model.pub")),
+    ]));
+    ok(&mg(&[
+        "trust",
+        "edit",
+        "--current",
+        s(&p("v2c.json")),
+        "--amend",
+        "--out",
+        s(&p("v2.json")),
+        "--principal",
+        "padmin",
+        "--role",
+        "policy-admin",
+        "--key",
+        s(&p("padmin.pub")),
+    ]));
+    // Signed by a key that is not a root key: refused, and the reason says why.
+    ok(&mg(&[
+        "trust",
+        "sign",
+        s(&p("v2.json")),
+        "--key",
+        s(&p("alice.key")),
+        "--out",
+        s(&p("v2-bad.dsse.json")),
+    ]));
+    let o = mg(&[
+        "submit",
+        s(&p("v2-bad.dsse.json")),
+        "--authority",
+        &url,
+        "--token",
+        &root_token,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("trust-root-threshold"), "{}", stderr(&o));
+    // Signed by the offline root key: accepted.
+    let root_key = data.join("offline-root-keys/root-1.key");
+    ok(&mg(&[
+        "trust",
+        "sign",
+        s(&p("v2.json")),
+        "--key",
+        s(&root_key),
+        "--out",
+        s(&p("v2.dsse.json")),
+    ]));
+    assert!(ok(&mg(&[
+        "submit",
+        s(&p("v2.dsse.json")),
+        "--authority",
+        &url,
+        "--token",
+        &root_token
+    ]))
+    .contains("accepted at index 1"));
+
+    let model = d.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::write(model.join("weights.bin"), "weights").unwrap();
+    ok(&mg(&["sign", s(&model), "--key", s(&p("signer-model.key"))]));
+    let digest = ok(&mg(&["digest", s(&model)])).trim().to_owned();
+    let o = mg(&[
+        "model",
+        "register",
+        s(&model),
+        "--name",
+        "credit",
+        "--model-version",
+        "1.0",
+        "--key",
+        s(&p("signer.key")),
+        "--authority",
+        &url,
+        "--token",
+        &admin,
+    ]);
+    assert!(ok(&o).contains("accepted at index 2"));
+    World {
+        dir,
+        data,
+        server,
+        admin,
+        digest,
+    }
+}
+
+#[test]
+fn governance_end_to_end() {
+    let w = world();
+    let url = &w.server.url;
+    let d = w.dir.path();
+    let p = |n: &str| d.join(n);
+    // A high-tier approval needs two approvers: alice alone is refused ...
+    let o = mg(&[
+        "approve",
+        &w.digest,
+        "--scope",
+        "prod/*",
+        "--until",
+        "+30d",
+        "--tier",
+        "high",
+        "--ticket",
+        "CHG-1",
+        "--key",
+        s(&p("alice.key")),
+        "--authority",
+        url,
+        "--token",
+        &w.admin,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("threshold"), "{}", stderr(&o));
+    // ... alice then bob on one file is accepted.
+    ok(&mg(&[
+        "approve",
+        &w.digest,
+        "--scope",
+        "prod/*",
+        "--until",
+        "+30d",
+        "--tier",
+        "high",
+        "--ticket",
+        "CHG-1",
+        "--key",
+        s(&p("alice.key")),
+        "--out",
+        s(&p("appr.json")),
+    ]));
+    ok(&mg(&["cosign", s(&p("appr.json")), "--key", s(&p("bob.key"))]));
+    assert!(ok(&mg(&[
+        "submit",
+        s(&p("appr.json")),
+        "--authority",
+        url,
+        "--token",
+        &w.admin
+    ]))
+    .contains("accepted at index 3"));
+    // The same approval again is a replay: refused.
+    let o = mg(&["submit", s(&p("appr.json")), "--authority", url, "--token", &w.admin]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("duplicate"), "{}", stderr(&o));
+    // The model's signer approving it: separation of duties.
+    let o = mg(&[
+        "approve",
+        &w.digest,
+        "--scope",
+        "prod/*",
+        "--until",
+        "+30d",
+        "--tier",
+        "low",
+        "--ticket",
+        "CHG-2",
+        "--key",
+        s(&p("signer.key")),
+        "--authority",
+        url,
+        "--token",
+        &w.admin,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("separation-of-duties"), "{}", stderr(&o));
+    // A token whose role may not submit approvals.
+    let policy_token = token(&w.data, "policy-admin");
+    let o = mg(&[
+        "submit",
+        s(&p("appr.json")),
+        "--authority",
+        url,
+        "--token",
+        &policy_token,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("wrong-role"), "{}", stderr(&o));
+    std::fs::write(p("p.cedar"), "@id(\"all\") permit(principal, action, resource);\n").unwrap();
+    assert!(ok(&mg(&[
+        "policy",
+        "publish",
+        s(&p("p.cedar")),
+        "--key",
+        s(&p("padmin.key")),
+        "--authority",
+        url,
+        "--token",
+        &policy_token
+    ]))
+    .contains("index 4"));
+    assert!(ok(&mg(&[
+        "revoke",
+        &w.digest,
+        "--reason",
+        "drift",
+        "--ticket",
+        "INC-1",
+        "--key",
+        s(&p("alice.key")),
+        "--authority",
+        url,
+        "--token",
+        &w.admin
+    ]))
+    .contains("index 5"));
+
+    let state = get_json(&format!("{url}/api/v1/state"));
+    assert_eq!(
+        (
+            state["size"].as_u64(),
+            state["revocations"].as_u64(),
+            state["trust_root_version"].as_u64()
+        ),
+        (Some(6), Some(1), Some(2))
+    );
+    let m = get_json(&format!("{url}/api/v1/models/{}", w.digest));
+    assert_eq!(m["approvals"].as_array().unwrap().len(), 1);
+    assert_eq!(m["revocation"]["ticket"], "INC-1");
+    // The state at a past size is refolded.
+    let past = get_json(&format!("{url}/api/v1/state?size=4"));
+    assert_eq!(
+        (past["size"].as_u64(), past["revocations"].as_u64()),
+        (Some(4), Some(0))
+    );
+
+    // Verify what is served, offline, with the authority's key.
+    let vkey = String::from_utf8(std::fs::read(w.data.join("authority.skey")).unwrap()).unwrap();
+    let vkey = modelgate_tlog::SignerKey::parse(vkey.trim())
+        .unwrap()
+        .verifier()
+        .to_string();
+    let cp = ok(&mg(&["log", "checkpoint", "--authority", url, "--vkey", &vkey]));
+    assert!(cp.starts_with("test.example/governance\n6\n"), "{cp}");
+    std::fs::write(
+        p("entry3.tlog-proof"),
+        ok(&mg(&["log", "proof", "3", "--authority", url])),
+    )
+    .unwrap();
+    let o = mg(&[
+        "log",
+        "verify-proof",
+        s(&p("entry3.tlog-proof")),
+        "--vkey",
+        &vkey,
+        "--entry",
+        s(&p("appr.json")),
+    ]);
+    assert!(ok(&o).contains("proof: valid"));
+    // The served checkpoint carries a fresh cosignature by the authority.
+    let cos_vkey = modelgate_tlog::SignerKey::parse(
+        String::from_utf8(std::fs::read(w.data.join("authority-cosigner.skey")).unwrap())
+            .unwrap()
+            .trim(),
+    )
+    .unwrap()
+    .verifier()
+    .to_string();
+    std::fs::write(p("cp"), &cp).unwrap();
+    let out = ok(&mg(&[
+        "log",
+        "verify-checkpoint",
+        s(&p("cp")),
+        "--vkey",
+        &vkey,
+        "--witness",
+        &cos_vkey,
+    ]));
+    assert!(out.contains("cosigned: test.example/governance at"), "{out}");
+    // The audit, read-only beside the running writer.
+    assert!(ok(&mg(&[
+        "log",
+        "audit",
+        s(&w.data.join("governance.db")),
+        "--vkey",
+        &vkey
+    ]))
+    .contains("entries: 6"));
+    // Tiles: the level-0 partial tile and the entry bundle of 6.
+    let mut r = agent().get(&format!("{url}/log/tile/0/000.p/6")).call().unwrap();
+    assert_eq!(r.body_mut().read_to_vec().unwrap().len(), 6 * 32);
+    assert_eq!(
+        agent()
+            .get(&format!("{url}/log/tile/0/000.p/7"))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+    assert_eq!(
+        agent()
+            .get(&format!("{url}/log/tile/0/000"))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+    // A second authority on the same data dir refuses to start.
+    let o = mg(&["authority", "serve", "--data", s(&w.data), "--listen", "127.0.0.1:0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("locked by another writer"), "{}", stderr(&o));
+    for path in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
+        assert_eq!(
+            agent().get(&format!("{url}{path}")).call().unwrap().status().as_u16(),
+            200,
+            "{path}"
+        );
+    }
+}
+
+fn approval(key: &ed25519_dalek::SigningKey, digest: &str, ticket: &str) -> Vec<u8> {
+    let p = json!({"type": "approval", "version": 1, "model": digest, "scopes": ["prod/*"], "valid_from": 0,
+                   "valid_until": 4_000_000_000u64, "risk_tier": "low", "ticket": ticket});
+    Envelope::sign(&to_canonical(&p).unwrap(), &[key]).unwrap()
+}
+
+fn load(path: &Path) -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_pkcs8_pem(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn ten_thousand_malformed_bodies_change_nothing() {
+    let w = world();
+    let url = &w.server.url;
+    let alice = load(&w.dir.path().join("alice.key"));
+    let good = approval(&alice, &w.digest, "CHG-good");
+    let (status, v) = post(url, Some(&w.admin), &good);
+    assert_eq!(status, 201, "{v}");
+    let before = get_json(&format!("{url}/api/v1/state"));
+    let mut rng = 0x1234_5678_u64;
+    let mut next = || {
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (rng >> 33) as usize
+    };
+    let mut statuses = std::collections::BTreeMap::new();
+    for i in 0..10_000 {
+        let mut body = good.clone();
+        match i % 6 {
+            0 => {
+                let at = next() % body.len();
+                body[at] ^= 1 << (next() % 8);
+            }
+            1 => body.truncate(next() % body.len()),
+            2 => body = (0..next() % 300).map(|_| next() as u8).collect(),
+            3 => {
+                let at = next() % body.len();
+                body.insert(at, b' ');
+            }
+            4 => body = good.clone(), // a replay of an entry already in the log
+            _ => {
+                let at = next() % body.len();
+                body[at] = b"{}[]\",:0aZ=+/\\"[next() % 14];
+            }
+        }
+        let token = match i % 50 {
+            0 => None,
+            1 => Some("mgt_unknown"),
+            _ => Some(w.admin.as_str()),
+        };
+        let (status, v) = post(url, token, &body);
+        assert!((400..500).contains(&status), "body {i} got {status}: {v}");
+        assert!(
+            v["error"]["code"].is_string() && v["error"]["message"].is_string(),
+            "body {i}: {v}"
+        );
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    // Oversized.
+    let (status, v) = post(url, Some(&w.admin), &vec![b'x'; 70_000]);
+    assert_eq!(status, 413, "{v}");
+    let after = get_json(&format!("{url}/api/v1/state"));
+    assert_eq!(before, after, "the log changed");
+    assert_eq!(
+        agent().get(&format!("{url}/healthz")).call().unwrap().status().as_u16(),
+        200
+    );
+    eprintln!("statuses: {statuses:?}");
+}
+
+/// (index, entry bytes) of each acknowledged submission.
+type Acked = Vec<(u64, Vec<u8>)>;
+
+#[test]
+fn kill_9_during_submissions_loses_no_acknowledged_entry() {
+    let mut w = world();
+    let alice = Arc::new(load(&w.dir.path().join("alice.key")));
+    let url = w.server.url.clone();
+    let acked: Arc<Mutex<Acked>> = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let (alice, acked, stop, url, digest, admin) = (
+                Arc::clone(&alice),
+                Arc::clone(&acked),
+                Arc::clone(&stop),
+                url.clone(),
+                w.digest.clone(),
+                w.admin.clone(),
+            );
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(Duration::from_secs(5)))
+                    .build()
+                    .into();
+                for n in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let body = approval(&alice, &digest, &format!("T{t}-{n}"));
+                    let Ok(mut r) = agent
+                        .post(&format!("{url}/api/v1/entries"))
+                        .header("Authorization", &format!("Bearer {admin}"))
+                        .send(&body[..])
+                    else {
+                        break;
+                    };
+                    if r.status().as_u16() == 201 {
+                        let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap_or_default())
+                            .unwrap_or(Value::Null);
+                        if let Some(i) = v["index"].as_u64() {
+                            acked.lock().unwrap().push((i, body));
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SIGKILL, no warning.
+    w.server.child.kill().unwrap();
+    w.server.child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 20,
+        "only {} submissions were acknowledged before the kill",
+        acked.len()
+    );
+    // Restart on the same data: every acknowledged entry is at its index.
+    w.server = serve(&w.data);
+    let store = modelgate_store::SqliteStore::open_read_only(&w.data.join("governance.db")).unwrap();
+    use modelgate_store::LogStore as _;
+    let size = store.size().unwrap();
+    let entries = store.entries(0, size).unwrap();
+    for (i, body) in &acked {
+        assert_eq!(&entries[*i as usize], body, "entry {i}");
+    }
+    let vkey = modelgate_tlog::SignerKey::parse(std::fs::read_to_string(w.data.join("authority.skey")).unwrap().trim())
+        .unwrap()
+        .verifier()
+        .to_string();
+    assert!(ok(&mg(&[
+        "log",
+        "audit",
+        s(&w.data.join("governance.db")),
+        "--vkey",
+        &vkey
+    ]))
+    .contains("store: intact"));
+    let state = get_json(&format!("{}/api/v1/state", w.server.url));
+    assert_eq!(state["size"].as_u64(), Some(size));
+    eprintln!(
+        "{} acknowledged before the kill, {size} entries after restart",
+        acked.len()
+    );
+}
