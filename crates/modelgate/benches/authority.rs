@@ -1,0 +1,379 @@
+//! The authority over HTTP: entry submissions per second (keep-alive, 64
+//! concurrent clients) and tile reads per second, beside the store alone
+//! (the same entries through `Sequencer`, no HTTP, no rule checks) measured
+//! in the same run; and the authority's resident memory at 100,000 entries.
+//!
+//! `cargo bench -p modelgate --bench authority` (MODELGATE_BENCH_SECS, default 10).
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::pkcs8::DecodePrivateKey;
+use modelgate_governance::{to_canonical, Envelope};
+use serde_json::{json, Value};
+
+const CLIENTS: usize = 64;
+
+fn mg(args: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn pct(mut v: Vec<u64>, p: f64) -> f64 {
+    v.sort_unstable();
+    if v.is_empty() {
+        return 0.0;
+    }
+    v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
+}
+
+struct Run {
+    per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    count: u64,
+}
+
+/// `op(client, n)` in CLIENTS threads for `secs`; latencies in µs.
+fn drive(secs: f64, op: Arc<dyn Fn(usize, u64) -> bool + Send + Sync>) -> Run {
+    let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (stop, op) = (Arc::clone(&stop), Arc::clone(&op));
+            std::thread::spawn(move || {
+                let mut lat = Vec::new();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    if op(c, n) {
+                        lat.push(t.elapsed().as_micros() as u64);
+                    }
+                    n += 1;
+                }
+                lat
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    stop.store(true, Ordering::Relaxed);
+    let lat: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let elapsed = t0.elapsed().as_secs_f64();
+    Run {
+        per_sec: lat.len() as f64 / elapsed,
+        p50_ms: pct(lat.clone(), 0.5),
+        p99_ms: pct(lat.clone(), 0.99),
+        count: lat.len() as u64,
+    }
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let secs: f64 = std::env::var("MODELGATE_BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10.0);
+    let dir =
+        tempfile::tempdir_in(std::env::var_os("MODELGATE_BENCH_DIR").unwrap_or_else(|| "/var/tmp".into())).unwrap();
+    let d = dir.path();
+    let data = d.join("authority");
+    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args([
+            "authority",
+            "serve",
+            "--data",
+            s(&data),
+            "--listen",
+            "127.0.0.1:0",
+            "--origin",
+            "bench.example/gov",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().strip_prefix("listening on ").unwrap().to_owned();
+    let pid = child.id();
+    let admin = mg(&["authority", "token", "create", "--data", s(&data), "--role", "admin"])
+        .trim()
+        .to_owned();
+    for k in ["alice", "signer"] {
+        mg(&["keygen", "--algorithm", "ed25519", "--out", s(&d.join(k))]);
+    }
+    mg(&["keygen", "--out", s(&d.join("signer-model"))]);
+    let p = |n: &str| d.join(n);
+    mg(&[
+        "trust",
+        "edit",
+        "--authority",
+        &url,
+        "--out",
+        s(&p("a.json")),
+        "--principal",
+        "alice",
+        "--role",
+        "approver",
+        "--key",
+        s(&p("alice.pub")),
+    ]);
+    mg(&[
+        "trust",
+        "edit",
+        "--current",
+        s(&p("a.json")),
+        "--amend",
+        "--out",
+        s(&p("b.json")),
+        "--principal",
+        "signer",
+        "--role",
+        "model-signer",
+        "--key",
+        s(&p("signer.pub")),
+        "--model-key",
+        s(&p("signer-model.pub")),
+    ]);
+    mg(&[
+        "trust",
+        "sign",
+        s(&p("b.json")),
+        "--key",
+        s(&data.join("offline-root-keys/root-1.key")),
+        "--out",
+        s(&p("b.dsse")),
+    ]);
+    mg(&["submit", s(&p("b.dsse")), "--authority", &url, "--token", &admin]);
+    std::fs::create_dir_all(p("model")).unwrap();
+    std::fs::write(p("model/w.bin"), "w").unwrap();
+    mg(&["sign", s(&p("model")), "--key", s(&p("signer-model.key"))]);
+    let digest = mg(&["digest", s(&p("model"))]).trim().to_owned();
+    mg(&[
+        "model",
+        "register",
+        s(&p("model")),
+        "--name",
+        "m",
+        "--model-version",
+        "1",
+        "--key",
+        s(&p("signer.key")),
+        "--authority",
+        &url,
+        "--token",
+        &admin,
+    ]);
+    let alice =
+        Arc::new(ed25519_dalek::SigningKey::from_pkcs8_pem(&std::fs::read_to_string(p("alice.key")).unwrap()).unwrap());
+    let entry = move |c: usize, n: u64| {
+        let v = json!({"type": "approval", "version": 1, "model": digest, "scopes": ["prod/*"], "valid_from": 0,
+                       "valid_until": 4_000_000_000u64, "risk_tier": "low", "ticket": format!("CHG-{c}-{n}-{}", "x".repeat(40))});
+        Envelope::sign(&to_canonical(&v).unwrap(), &[&alice]).unwrap()
+    };
+    let entry = Arc::new(entry);
+    let entry_len = entry(0, 0).len();
+
+    // Entries are signed before the timed loop: a client's own signing is not the authority's cost.
+    let per_client: Vec<Arc<Mutex<Vec<Vec<u8>>>>> = (0..CLIENTS).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+    let agents: Vec<ureq::Agent> = (0..CLIENTS).map(|_| agent()).collect();
+    let agents = Arc::new(agents);
+    let submitted = Arc::new(AtomicU64::new(0));
+    let pregen = 4000;
+    for (c, pc) in per_client.iter().enumerate() {
+        let mut v = pc.lock().unwrap();
+        for n in 0..pregen {
+            v.push(entry(c, n));
+        }
+    }
+    let post = {
+        let (url, admin, agents, per_client, submitted) = (
+            url.clone(),
+            admin.clone(),
+            Arc::clone(&agents),
+            per_client.clone(),
+            Arc::clone(&submitted),
+        );
+        Arc::new(move |c: usize, _n: u64| {
+            let Some(body) = per_client[c].lock().unwrap().pop() else {
+                return false;
+            };
+            let r = agents[c]
+                .post(&format!("{url}/api/v1/entries"))
+                .header("Authorization", &format!("Bearer {admin}"))
+                .send(&body[..]);
+            let ok = matches!(r, Ok(ref resp) if resp.status().as_u16() == 201);
+            if ok {
+                submitted.fetch_add(1, Ordering::Relaxed);
+            }
+            ok
+        })
+    };
+    let http = drive(secs, post.clone());
+    let size_after: Value = serde_json::from_str(
+        &agents[0]
+            .get(&format!("{url}/api/v1/state"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let size = size_after["size"].as_u64().unwrap();
+
+    // Tile reads: full level-0 tiles and entry bundles at random.
+    let full_tiles = size / 256;
+    let reads = {
+        let (url, agents) = (url.clone(), Arc::clone(&agents));
+        Arc::new(move |c: usize, n: u64| {
+            let t = (n.wrapping_mul(2654435761).wrapping_add(c as u64)) % full_tiles.max(1);
+            let path = if n % 2 == 0 {
+                format!("tile/0/{}", modelgate_tlog::encode_index(t))
+            } else {
+                format!("tile/entries/{}", modelgate_tlog::encode_index(t))
+            };
+            match agents[c].get(&format!("{url}/log/{path}")).call() {
+                Ok(mut r) if r.status().as_u16() == 200 => r.body_mut().read_to_vec().is_ok(),
+                _ => false,
+            }
+        })
+    };
+    let tiles = drive(secs.min(5.0), reads);
+
+    // Grow to 100,000 entries, then sample memory while reading and writing.
+    while submitted.load(Ordering::Relaxed) + 3 < 100_000 {
+        let need = 100_000 - submitted.load(Ordering::Relaxed) as usize;
+        for (c, pc) in per_client.iter().enumerate() {
+            let mut v = pc.lock().unwrap();
+            for n in 0..(need / CLIENTS + 1).min(3000) as u64 {
+                v.push(entry(c, 1_000_000 + submitted.load(Ordering::Relaxed) + n));
+            }
+        }
+        drive(3.0, post.clone());
+    }
+    let mut peak = rss_kib(pid);
+    let mixed_post = post.clone();
+    let mixed = {
+        let (url, agents) = (url.clone(), Arc::clone(&agents));
+        Arc::new(move |c: usize, n: u64| {
+            if c % 2 == 0 {
+                mixed_post(c, n)
+            } else {
+                let t = n % (100_000 / 256);
+                agents[c]
+                    .get(&format!("{url}/log/tile/entries/{}", modelgate_tlog::encode_index(t)))
+                    .call()
+                    .map(|r| r.status().as_u16() == 200)
+                    .unwrap_or(false)
+            }
+        })
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut m = 0;
+            while !stop.load(Ordering::Relaxed) {
+                m = m.max(rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            m
+        })
+    };
+    drive(5.0, mixed);
+    stop.store(true, Ordering::Relaxed);
+    peak = peak.max(sampler.join().unwrap());
+    let final_size: Value = serde_json::from_str(
+        &agents[0]
+            .get(&format!("{url}/api/v1/state"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // The store alone, same entries, same client count, same disk.
+    let store_dir = tempfile::tempdir_in(d).unwrap();
+    let key = modelgate_tlog::SignerKey::from_seed("bench.example/store", modelgate_tlog::KeyType::Ed25519, &[1; 32])
+        .unwrap();
+    let log = modelgate_store::Log::open(
+        modelgate_store::SqliteStore::open(&store_dir.path().join("s.db")).unwrap(),
+        key,
+    )
+    .unwrap();
+    let seq = Arc::new(modelgate_store::Sequencer::start(log, modelgate_store::SequencerConfig::default()).unwrap());
+    let pools: Vec<Mutex<Vec<Vec<u8>>>> = (0..CLIENTS)
+        .map(|c| Mutex::new((0..3000).map(|n| entry(c, 5_000_000 + n)).collect()))
+        .collect();
+    let pools = Arc::new(pools);
+    let store_alone = drive(
+        secs,
+        Arc::new(move |c: usize, _n: u64| match pools[c].lock().unwrap().pop() {
+            Some(e) => seq.submit(e).is_ok(),
+            None => false,
+        }),
+    );
+
+    println!(
+        "| case ({CLIENTS} clients, {entry_len}-byte approval entries) | per second | p50 ms | p99 ms | operations |"
+    );
+    println!("|---|---|---|---|---|");
+    println!(
+        "| HTTP submissions (checked, durable, acknowledged) | {:.0} | {:.2} | {:.2} | {} |",
+        http.per_sec, http.p50_ms, http.p99_ms, http.count
+    );
+    println!(
+        "| baseline: the store alone (Sequencer, no HTTP, no checks) | {:.0} | {:.2} | {:.2} | {} |",
+        store_alone.per_sec, store_alone.p50_ms, store_alone.p99_ms, store_alone.count
+    );
+    println!(
+        "| HTTP tile reads (full level-0 tiles and entry bundles) | {:.0} | {:.2} | {:.2} | {} |",
+        tiles.per_sec, tiles.p50_ms, tiles.p99_ms, tiles.count
+    );
+    println!(
+        "\nauthority resident memory (VmRSS) at {} entries, peak while reading and writing: {:.1} MiB",
+        final_size["size"],
+        peak as f64 / 1024.0
+    );
+}
