@@ -457,65 +457,68 @@ async fn readyz(AxState(a): AxState<Shared>) -> Response {
 async fn metrics(AxState(a): AxState<Shared>) -> Response {
     let c = &a.counters;
     let (size, time) = a.served.read().map_or((0, 0), |s| (s.size, s.time));
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let rows: [(&str, &str, &str, u64); 10] = [
+        ("modelgate_log_size", "gauge", "Entries in the governance log.", size),
+        (
+            "modelgate_checkpoint_cosignature_age_seconds",
+            "gauge",
+            "Age of the served checkpoint's cosignature.",
+            now().saturating_sub(time),
+        ),
+        (
+            "modelgate_entries_appended_total",
+            "counter",
+            "Entries appended.",
+            load(&c.appended),
+        ),
+        (
+            "modelgate_batches_total",
+            "counter",
+            "Batches committed (one fsync each).",
+            load(&c.batches),
+        ),
+        (
+            "modelgate_submissions_refused_total",
+            "counter",
+            "Submissions the fold's rules refused.",
+            load(&c.refused),
+        ),
+        (
+            "modelgate_submissions_busy_total",
+            "counter",
+            "Submissions refused because the queue was full.",
+            load(&c.busy),
+        ),
+        (
+            "modelgate_store_failures_total",
+            "counter",
+            "Batches the store failed to write.",
+            load(&c.store_failures),
+        ),
+        (
+            "modelgate_http_requests_total",
+            "counter",
+            "HTTP requests served.",
+            load(&c.http_requests),
+        ),
+        (
+            "modelgate_http_errors_total",
+            "counter",
+            "HTTP responses with status 400 or above.",
+            load(&c.http_errors),
+        ),
+        (
+            "modelgate_ready",
+            "gauge",
+            "1 while the writer runs.",
+            u64::from(a.ready.load(Ordering::SeqCst)),
+        ),
+    ];
     let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+    for (name, kind, help, value) in rows {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
-    };
-    metric("modelgate_log_size", "gauge", "Entries in the governance log.", size);
-    metric(
-        "modelgate_checkpoint_cosignature_age_seconds",
-        "gauge",
-        "Age of the served checkpoint's cosignature.",
-        now().saturating_sub(time),
-    );
-    metric(
-        "modelgate_entries_appended_total",
-        "counter",
-        "Entries appended.",
-        c.appended.load(Ordering::Relaxed),
-    );
-    metric(
-        "modelgate_batches_total",
-        "counter",
-        "Batches committed (one fsync each).",
-        c.batches.load(Ordering::Relaxed),
-    );
-    metric(
-        "modelgate_submissions_refused_total",
-        "counter",
-        "Submissions the fold's rules refused.",
-        c.refused.load(Ordering::Relaxed),
-    );
-    metric(
-        "modelgate_submissions_busy_total",
-        "counter",
-        "Submissions refused because the queue was full.",
-        c.busy.load(Ordering::Relaxed),
-    );
-    metric(
-        "modelgate_store_failures_total",
-        "counter",
-        "Batches the store failed to write.",
-        c.store_failures.load(Ordering::Relaxed),
-    );
-    metric(
-        "modelgate_http_requests_total",
-        "counter",
-        "HTTP requests served.",
-        c.http_requests.load(Ordering::Relaxed),
-    );
-    metric(
-        "modelgate_http_errors_total",
-        "counter",
-        "HTTP responses with status 400 or above.",
-        c.http_errors.load(Ordering::Relaxed),
-    );
-    metric(
-        "modelgate_ready",
-        "gauge",
-        "1 while the writer runs.",
-        u64::from(a.ready.load(Ordering::SeqCst)),
-    );
+    }
     (
         [(
             header::CONTENT_TYPE,

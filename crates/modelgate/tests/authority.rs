@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{mg, s, stderr, stdout};
+use common::{mg, mg_line, s, stderr, stdout};
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use modelgate_governance::{to_canonical, Envelope};
 use serde_json::{json, Value};
@@ -125,106 +125,60 @@ fn world() -> World {
     }
     keygen(d, "signer-model", "ecdsa-p256");
     let p = |n: &str| d.join(n);
-    ok(&mg(&[
-        "trust",
-        "edit",
-        "--authority",
+    ok(&mg_line(&format!(
+        "trust edit --authority {} --out {} --principal alice --role approver --key {}",
         &url,
-        "--out",
         s(&p("v2a.json")),
-        "--principal",
-        "alice",
-        "--role",
-        "approver",
-        "--key",
-        s(&p("alice.pub")),
-    ]));
-    ok(&mg(&[
-        "trust",
-        "edit",
-        "--current",
+        s(&p("alice.pub"))
+    )));
+    ok(&mg_line(&format!(
+        "trust edit --current {} --amend --out {} --principal bob --role approver --key {}",
         s(&p("v2a.json")),
-        "--amend",
-        "--out",
         s(&p("v2b.json")),
-        "--principal",
-        "bob",
-        "--role",
-        "approver",
-        "--key",
-        s(&p("bob.pub")),
-    ]));
-    ok(&mg(&[
-        "trust",
-        "edit",
-        "--current",
+        s(&p("bob.pub"))
+    )));
+    ok(&mg_line(&format!(
+        "trust edit --current {} --amend --out {} --principal signer --role model-signer --key {} --model-key {}",
         s(&p("v2b.json")),
-        "--amend",
-        "--out",
         s(&p("v2c.json")),
-        "--principal",
-        "signer",
-        "--role",
-        "model-signer",
-        "--key",
         s(&p("signer.pub")),
-        "--model-key",
-        s(&p("signer-model.pub")),
-    ]));
-    ok(&mg(&[
-        "trust",
-        "edit",
-        "--current",
+        s(&p("signer-model.pub"))
+    )));
+    ok(&mg_line(&format!(
+        "trust edit --current {} --amend --out {} --principal padmin --role policy-admin --key {}",
         s(&p("v2c.json")),
-        "--amend",
-        "--out",
         s(&p("v2.json")),
-        "--principal",
-        "padmin",
-        "--role",
-        "policy-admin",
-        "--key",
-        s(&p("padmin.pub")),
-    ]));
+        s(&p("padmin.pub"))
+    )));
     // Signed by a key that is not a root key: refused, and the reason says why.
-    ok(&mg(&[
-        "trust",
-        "sign",
+    ok(&mg_line(&format!(
+        "trust sign {} --key {} --out {}",
         s(&p("v2.json")),
-        "--key",
         s(&p("alice.key")),
-        "--out",
+        s(&p("v2-bad.dsse.json"))
+    )));
+    let o = mg_line(&format!(
+        "submit {} --authority {} --token {}",
         s(&p("v2-bad.dsse.json")),
-    ]));
-    let o = mg(&[
-        "submit",
-        s(&p("v2-bad.dsse.json")),
-        "--authority",
         &url,
-        "--token",
-        &root_token,
-    ]);
+        &root_token
+    ));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("trust-root-threshold"), "{}", stderr(&o));
     // Signed by the offline root key: accepted.
     let root_key = data.join("offline-root-keys/root-1.key");
-    ok(&mg(&[
-        "trust",
-        "sign",
+    ok(&mg_line(&format!(
+        "trust sign {} --key {} --out {}",
         s(&p("v2.json")),
-        "--key",
         s(&root_key),
-        "--out",
+        s(&p("v2.dsse.json"))
+    )));
+    assert!(ok(&mg_line(&format!(
+        "submit {} --authority {} --token {}",
         s(&p("v2.dsse.json")),
-    ]));
-    assert!(ok(&mg(&[
-        "submit",
-        s(&p("v2.dsse.json")),
-        "--authority",
         &url,
-        "--token",
         &root_token
-    ]))
+    )))
     .contains("accepted at index 1"));
 
     let model = d.join("model");
@@ -232,21 +186,13 @@ fn world() -> World {
     std::fs::write(model.join("weights.bin"), "weights").unwrap();
     ok(&mg(&["sign", s(&model), "--key", s(&p("signer-model.key"))]));
     let digest = ok(&mg(&["digest", s(&model)])).trim().to_owned();
-    let o = mg(&[
-        "model",
-        "register",
+    let o = mg_line(&format!(
+        "model register {} --name credit --model-version 1.0 --key {} --authority {} --token {}",
         s(&model),
-        "--name",
-        "credit",
-        "--model-version",
-        "1.0",
-        "--key",
         s(&p("signer.key")),
-        "--authority",
         &url,
-        "--token",
-        &admin,
-    ]);
+        &admin
+    ));
     assert!(ok(&o).contains("accepted at index 2"));
     World {
         dir,
@@ -264,117 +210,70 @@ fn governance_end_to_end() {
     let d = w.dir.path();
     let p = |n: &str| d.join(n);
     // A high-tier approval needs two approvers: alice alone is refused ...
-    let o = mg(&[
-        "approve",
+    let o = mg_line(&format!(
+        "approve {} --scope prod/* --until +30d --tier high --ticket CHG-1 --key {} --authority {} --token {}",
         &w.digest,
-        "--scope",
-        "prod/*",
-        "--until",
-        "+30d",
-        "--tier",
-        "high",
-        "--ticket",
-        "CHG-1",
-        "--key",
         s(&p("alice.key")),
-        "--authority",
         url,
-        "--token",
-        &w.admin,
-    ]);
+        &w.admin
+    ));
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("threshold"), "{}", stderr(&o));
     // ... alice then bob on one file is accepted.
-    ok(&mg(&[
-        "approve",
+    ok(&mg_line(&format!(
+        "approve {} --scope prod/* --until +30d --tier high --ticket CHG-1 --key {} --out {}",
         &w.digest,
-        "--scope",
-        "prod/*",
-        "--until",
-        "+30d",
-        "--tier",
-        "high",
-        "--ticket",
-        "CHG-1",
-        "--key",
         s(&p("alice.key")),
-        "--out",
-        s(&p("appr.json")),
-    ]));
+        s(&p("appr.json"))
+    )));
     ok(&mg(&["cosign", s(&p("appr.json")), "--key", s(&p("bob.key"))]));
-    assert!(ok(&mg(&[
-        "submit",
+    assert!(ok(&mg_line(&format!(
+        "submit {} --authority {} --token {}",
         s(&p("appr.json")),
-        "--authority",
         url,
-        "--token",
         &w.admin
-    ]))
+    )))
     .contains("accepted at index 3"));
     // The same approval again is a replay: refused.
     let o = mg(&["submit", s(&p("appr.json")), "--authority", url, "--token", &w.admin]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("duplicate"), "{}", stderr(&o));
     // The model's signer approving it: separation of duties.
-    let o = mg(&[
-        "approve",
+    let o = mg_line(&format!(
+        "approve {} --scope prod/* --until +30d --tier low --ticket CHG-2 --key {} --authority {} --token {}",
         &w.digest,
-        "--scope",
-        "prod/*",
-        "--until",
-        "+30d",
-        "--tier",
-        "low",
-        "--ticket",
-        "CHG-2",
-        "--key",
         s(&p("signer.key")),
-        "--authority",
         url,
-        "--token",
-        &w.admin,
-    ]);
+        &w.admin
+    ));
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("separation-of-duties"), "{}", stderr(&o));
     // A token whose role may not submit approvals.
     let policy_token = token(&w.data, "policy-admin");
-    let o = mg(&[
-        "submit",
+    let o = mg_line(&format!(
+        "submit {} --authority {} --token {}",
         s(&p("appr.json")),
-        "--authority",
         url,
-        "--token",
-        &policy_token,
-    ]);
+        &policy_token
+    ));
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("wrong-role"), "{}", stderr(&o));
     std::fs::write(p("p.cedar"), "@id(\"all\") permit(principal, action, resource);\n").unwrap();
-    assert!(ok(&mg(&[
-        "policy",
-        "publish",
+    assert!(ok(&mg_line(&format!(
+        "policy publish {} --key {} --authority {} --token {}",
         s(&p("p.cedar")),
-        "--key",
         s(&p("padmin.key")),
-        "--authority",
         url,
-        "--token",
         &policy_token
-    ]))
+    )))
     .contains("index 4"));
-    assert!(ok(&mg(&[
-        "revoke",
+    assert!(ok(&mg_line(&format!(
+        "revoke {} --reason drift --ticket INC-1 --key {} --authority {} --token {}",
         &w.digest,
-        "--reason",
-        "drift",
-        "--ticket",
-        "INC-1",
-        "--key",
         s(&p("alice.key")),
-        "--authority",
         url,
-        "--token",
         &w.admin
-    ]))
+    )))
     .contains("index 5"));
 
     let state = get_json(&format!("{url}/api/v1/state"));
@@ -409,15 +308,12 @@ fn governance_end_to_end() {
         ok(&mg(&["log", "proof", "3", "--authority", url])),
     )
     .unwrap();
-    let o = mg(&[
-        "log",
-        "verify-proof",
+    let o = mg_line(&format!(
+        "log verify-proof {} --vkey {} --entry {}",
         s(&p("entry3.tlog-proof")),
-        "--vkey",
         &vkey,
-        "--entry",
-        s(&p("appr.json")),
-    ]);
+        s(&p("appr.json"))
+    ));
     assert!(ok(&o).contains("proof: valid"));
     // The served checkpoint carries a fresh cosignature by the authority.
     let cos_vkey = modelgate_tlog::SignerKey::parse(
@@ -429,24 +325,19 @@ fn governance_end_to_end() {
     .verifier()
     .to_string();
     std::fs::write(p("cp"), &cp).unwrap();
-    let out = ok(&mg(&[
-        "log",
-        "verify-checkpoint",
+    let out = ok(&mg_line(&format!(
+        "log verify-checkpoint {} --vkey {} --witness {}",
         s(&p("cp")),
-        "--vkey",
         &vkey,
-        "--witness",
-        &cos_vkey,
-    ]));
+        &cos_vkey
+    )));
     assert!(out.contains("cosigned: test.example/governance at"), "{out}");
     // The audit, read-only beside the running writer.
-    assert!(ok(&mg(&[
-        "log",
-        "audit",
+    assert!(ok(&mg_line(&format!(
+        "log audit {} --vkey {}",
         s(&w.data.join("governance.db")),
-        "--vkey",
         &vkey
-    ]))
+    )))
     .contains("entries: 6"));
     // Tiles: the level-0 partial tile and the entry bundle of 6.
     let mut r = agent().get(&format!("{url}/log/tile/0/000.p/6")).call().unwrap();
@@ -627,13 +518,11 @@ fn kill_9_during_submissions_loses_no_acknowledged_entry() {
         .unwrap()
         .verifier()
         .to_string();
-    assert!(ok(&mg(&[
-        "log",
-        "audit",
+    assert!(ok(&mg_line(&format!(
+        "log audit {} --vkey {}",
         s(&w.data.join("governance.db")),
-        "--vkey",
         &vkey
-    ]))
+    )))
     .contains("store: intact"));
     let state = get_json(&format!("{}/api/v1/state", w.server.url));
     assert_eq!(state["size"].as_u64(), Some(size));

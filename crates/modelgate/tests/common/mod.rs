@@ -26,3 +26,9 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Run `modelgate` with the arguments of one line split at spaces (for
+/// test paths, which never hold spaces).
+pub fn mg_line(line: &str) -> Output {
+    mg(&line.split(' ').collect::<Vec<_>>())
+}
