@@ -2,13 +2,14 @@
 //! submission with the fold's rules and appends it with group commit, the
 //! state the read API serves, and the freshly cosigned checkpoint.
 //!
-//! One thread owns the log and a `pending` state. A batch of submissions is
-//! checked one by one against `pending` (so two submissions in one batch see
-//! each other), the accepted ones are appended in one durable step, and only
-//! then are they applied to the `committed` state and acknowledged. If the
-//! append fails, `pending` is rebuilt from `committed`; nothing is ever in
-//! flight outside this thread, so the log can never hold an entry the fold
-//! would refuse.
+//! One thread owns the log and the state. It takes a batch of submissions,
+//! and, holding the state's write lock, applies them one by one with the
+//! fold's rules (so two submissions in one batch see each other), appends the
+//! accepted ones in one durable step, and only then releases the lock and
+//! acknowledges. If the append fails, the state is refolded from the store
+//! before the lock is released. Nothing is ever in flight outside this
+//! thread, so the log can never hold an entry the fold would refuse, and
+//! readers never see an entry that is not durable.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,6 +28,8 @@ use crate::error::AuthorityError;
 pub const BATCH_MAX: usize = 1024;
 /// Submissions that may wait before new ones get "busy".
 pub const QUEUE_MAX: usize = 8192;
+/// Read-only store handles kept open for reads (each holds a page cache).
+const READERS_MAX: usize = 16;
 
 /// The reply to a submission.
 #[derive(Debug)]
@@ -130,15 +133,8 @@ impl Authority {
         let store = SqliteStore::open(&d.store()).map_err(AuthorityError::Store)?;
         let log = Log::open(store, log_key.clone()).map_err(AuthorityError::Store)?;
         let size = log.size();
-        let mut state = State::new(&trust_root).map_err(|e| AuthorityError::Fold(e.to_string()))?;
-        let mut start = 0;
-        while start < size {
-            let end = (start + 4096).min(size);
-            for e in log.store().entries(start, end).map_err(AuthorityError::Store)? {
-                state.apply(&e).map_err(|e| AuthorityError::Fold(e.to_string()))?;
-            }
-            start = end;
-        }
+        let state = refold(&trust_root, log.store()).map_err(AuthorityError::Fold)?;
+        debug_assert_eq!(state.size, size);
         let (cp_size, note) = log
             .store()
             .latest_checkpoint()
@@ -150,7 +146,7 @@ impl Authority {
         let note = Arc::new(note);
         let authority = Arc::new(Self {
             dir: d.clone(),
-            committed: RwLock::new(state.clone()),
+            committed: RwLock::new(state),
             latest: Mutex::new((cp_size, Arc::clone(&note))),
             served: RwLock::new(Served {
                 note,
@@ -172,7 +168,7 @@ impl Authority {
         let a = Arc::clone(&authority);
         let handle = std::thread::Builder::new()
             .name("modelgate-governance-writer".into())
-            .spawn(move || writer(a, log, state, rx))
+            .spawn(move || writer(a, log, rx))
             .map_err(|e| AuthorityError::Io(format!("starting the writer thread: {e}")))?;
         if let Ok(mut w) = authority.writer.lock() {
             *w = Some(handle);
@@ -236,7 +232,7 @@ impl Authority {
         };
         let out = f(&mut store);
         if let Ok(mut p) = self.readers.lock() {
-            if p.len() < 8 {
+            if p.len() < READERS_MAX {
                 p.push(store);
             }
         }
@@ -256,7 +252,21 @@ impl Authority {
     }
 }
 
-fn writer(a: Arc<Authority>, mut log: Log<SqliteStore>, mut pending: State, rx: Receiver<Submission>) {
+fn refold(trust_root: &[u8], store: &SqliteStore) -> Result<State, String> {
+    let size = store.size().map_err(|e| e.to_string())?;
+    let mut state = State::new(trust_root).map_err(|e| e.to_string())?;
+    let mut start = 0;
+    while start < size {
+        let end = (start + 4096).min(size);
+        for e in store.entries(start, end).map_err(|e| e.to_string())? {
+            state.apply(&e).map_err(|e| e.to_string())?;
+        }
+        start = end;
+    }
+    Ok(state)
+}
+
+fn writer(a: Arc<Authority>, mut log: Log<SqliteStore>, rx: Receiver<Submission>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH_MAX {
@@ -265,9 +275,13 @@ fn writer(a: Arc<Authority>, mut log: Log<SqliteStore>, mut pending: State, rx: 
                 Err(_) => break,
             }
         }
+        // One state, held for the whole batch: each submission is checked
+        // against every earlier one, readers never see an entry that is not
+        // durable yet, and there is no second copy of the state in memory.
+        let Ok(mut state) = a.committed.write() else { break };
         let mut accepted = Vec::with_capacity(batch.len());
         for s in batch {
-            match pending.apply(&s.bytes) {
+            match state.apply(&s.bytes) {
                 Ok(()) => accepted.push(s),
                 Err(e) => {
                     a.counters.refused.fetch_add(1, Ordering::Relaxed);
@@ -281,17 +295,9 @@ fn writer(a: Arc<Authority>, mut log: Log<SqliteStore>, mut pending: State, rx: 
         let entries: Vec<Vec<u8>> = accepted.iter().map(|s| s.bytes.clone()).collect();
         match log.append(&entries) {
             Ok(done) => {
+                drop(state);
                 a.counters.appended.fetch_add(entries.len() as u64, Ordering::Relaxed);
                 a.counters.batches.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut committed) = a.committed.write() {
-                    for e in &entries {
-                        if let Err(err) = committed.apply(e) {
-                            // Impossible: the same rules accepted it on `pending`.
-                            tracing::error!(error = %err, "committed state refused an entry pending accepted");
-                            a.ready.store(false, Ordering::SeqCst);
-                        }
-                    }
-                }
                 let note = Arc::new(done.checkpoint);
                 if let Ok(mut l) = a.latest.lock() {
                     *l = (done.size, Arc::clone(&note));
@@ -308,17 +314,23 @@ fn writer(a: Arc<Authority>, mut log: Log<SqliteStore>, mut pending: State, rx: 
             }
             Err(e) => {
                 a.counters.store_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, "appending a batch failed");
+                tracing::error!(error = %e, "appending a batch failed; rebuilding the state from the store");
                 for s in accepted {
                     let _ = s.reply.send(Outcome::Failed(e.to_string()));
                 }
-                match a.committed.read() {
-                    Ok(c) => pending = c.clone(),
-                    Err(_) => break,
-                }
-                if !matches!(log.store().size(), Ok(n) if n == log.size()) {
-                    tracing::error!("the store and the log disagree after a failure; stopping the writer");
-                    break;
+                // The state took entries that are not durable: rebuild it from
+                // what the store holds, before anyone can read it.
+                let rebuilt = if matches!(log.store().size(), Ok(n) if n == log.size()) {
+                    refold(&a.trust_root, log.store())
+                } else {
+                    Err("the store and the log disagree after a failure".into())
+                };
+                match rebuilt {
+                    Ok(s) => *state = s,
+                    Err(m) => {
+                        tracing::error!(error = %m, "stopping the writer");
+                        break;
+                    }
                 }
             }
         }

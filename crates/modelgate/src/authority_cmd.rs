@@ -143,6 +143,8 @@ fn serve(a: ServeArgs) -> Result<(), Failure> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Reads run on blocking threads; a bounded pool bounds memory.
+        .max_blocking_threads(16)
         .build()
         .map_err(|e| Failure::Usage(format!("starting the runtime: {e}")))?;
     runtime.block_on(async move {
