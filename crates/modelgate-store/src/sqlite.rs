@@ -265,6 +265,32 @@ impl LogStore for SqliteStore {
         hash_from(blob, &format!("node (level {level}, index {index})"))
     }
 
+    fn node_hashes(&self, level: u8, start: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare_cached("SELECT idx, hash FROM nodes WHERE level = ?1 AND idx >= ?2 AND idx < ?3 ORDER BY idx")?;
+        let end = start
+            .checked_add(count)
+            .ok_or_else(|| StoreError::NotFound("node range overflows".into()))?;
+        let mut rows = stmt.query(params![level, to_i64(start)?, to_i64(end)?])?;
+        let mut out = Vec::with_capacity(count as usize);
+        while let Some(row) = rows.next()? {
+            let idx: i64 = row.get(0)?;
+            let want = start + out.len() as u64;
+            if idx != want as i64 {
+                return Err(StoreError::NotFound(format!("node (level {level}, index {want})")));
+            }
+            out.push(hash_from(row.get(1)?, &format!("node (level {level}, index {idx})"))?);
+        }
+        if out.len() as u64 != count {
+            return Err(StoreError::NotFound(format!(
+                "node (level {level}, index {})",
+                start + out.len() as u64
+            )));
+        }
+        Ok(out)
+    }
+
     fn node_count(&self) -> Result<u64, StoreError> {
         let n: i64 = self.conn()?.query_row("SELECT COUNT(*) FROM nodes", [], |r| r.get(0))?;
         Ok(n as u64)

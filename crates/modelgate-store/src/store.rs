@@ -37,6 +37,12 @@ pub trait LogStore: Send {
     /// The stored hash of node `(level, index)`.
     fn node_hash(&self, level: u8, index: u64) -> Result<Hash, StoreError>;
 
+    /// The stored hashes of nodes `(level, start .. start + count)`, in order
+    /// (one query instead of `count` for stores that can).
+    fn node_hashes(&self, level: u8, start: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
+        (start..start + count).map(|i| self.node_hash(level, i)).collect()
+    }
+
     /// Number of stored node hashes (the audit checks there are no extras).
     fn node_count(&self) -> Result<u64, StoreError>;
 
@@ -69,7 +75,10 @@ impl<S: LogStore + ?Sized> HashReader for Nodes<'_, S> {
     }
 }
 
-/// The bytes of a hash tile, read from a store.
+/// The bytes of a hash tile, read from a store in one range read.
 pub fn read_tile<S: LogStore + ?Sized>(store: &S, tile: TileId) -> Result<Vec<u8>, StoreError> {
-    modelgate_tlog::tile_data(tile, &Nodes(store))
+    let level = tile.level * modelgate_tlog::TILE_HEIGHT;
+    let start = tile.index * u64::from(modelgate_tlog::TILE_WIDTH);
+    let hashes = store.node_hashes(level, start, u64::from(tile.width))?;
+    Ok(hashes.concat())
 }

@@ -343,8 +343,14 @@ fn main() {
     )
     .unwrap();
     let seq = Arc::new(modelgate_store::Sequencer::start(log, modelgate_store::SequencerConfig::default()).unwrap());
+    // The store does not read entries, so unique bytes of the same length do.
+    let unique = |c: usize, n: u64| {
+        let mut e = format!("{c}-{n}-").into_bytes();
+        e.resize(entry_len, b'x');
+        e
+    };
     let pools: Vec<Mutex<Vec<Vec<u8>>>> = (0..CLIENTS)
-        .map(|c| Mutex::new((0..3000).map(|n| entry(c, 5_000_000 + n)).collect()))
+        .map(|c| Mutex::new((0..20_000).map(|n| unique(c, n)).collect()))
         .collect();
     let pools = Arc::new(pools);
     let store_alone = drive(
