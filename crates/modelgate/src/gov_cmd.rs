@@ -51,6 +51,16 @@ pub struct Signing {
     remote: Remote,
 }
 
+impl Remote {
+    /// A read-only remote (no token).
+    pub fn for_url(url: &str) -> Self {
+        Self {
+            authority: Some(url.to_owned()),
+            token: None,
+        }
+    }
+}
+
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)

@@ -339,6 +339,21 @@ fn governance_end_to_end() {
         &vkey
     )))
     .contains("entries: 6"));
+    // The same over HTTP: every entry bundle and tile checked against the
+    // checkpoint, the state refolded and its digest compared.
+    let pinned = w.data.join("trust-root.dsse.json");
+    let out = ok(&mg_line(&format!(
+        "log audit --authority {url} --vkey {vkey} --trust-root {}",
+        s(&pinned)
+    )));
+    assert!(out.contains("authority: consistent\nentries: 6\n"), "{out}");
+    // A different pinned trust root: the audit says entry 0 is not it.
+    let o = mg_line(&format!(
+        "log audit --authority {url} --vkey {vkey} --trust-root {}",
+        s(&p("v2.dsse.json"))
+    ));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not the trust root pinned"), "{}", stderr(&o));
     // Tiles: the level-0 partial tile and the entry bundle of 6.
     let mut r = agent().get(&format!("{url}/log/tile/0/000.p/6")).call().unwrap();
     assert_eq!(r.body_mut().read_to_vec().unwrap().len(), 6 * 32);
