@@ -546,3 +546,60 @@ fn kill_9_during_submissions_loses_no_acknowledged_entry() {
         acked.len()
     );
 }
+
+#[test]
+fn sigterm_finishes_in_flight_writes_and_exits_cleanly() {
+    let mut w = world();
+    let alice = Arc::new(load(&w.dir.path().join("alice.key")));
+    let url = w.server.url.clone();
+    let acked: Arc<Mutex<Acked>> = Arc::new(Mutex::new(Vec::new()));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (alice, acked, url, digest, admin) = (
+                Arc::clone(&alice),
+                Arc::clone(&acked),
+                url.clone(),
+                w.digest.clone(),
+                w.admin.clone(),
+            );
+            std::thread::spawn(move || {
+                for n in 0..100_000 {
+                    let body = approval(&alice, &digest, &format!("S{t}-{n}"));
+                    match agent()
+                        .post(&format!("{url}/api/v1/entries"))
+                        .header("Authorization", &format!("Bearer {admin}"))
+                        .send(&body[..])
+                    {
+                        Ok(mut r) if r.status().as_u16() == 201 => {
+                            let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap_or_default())
+                                .unwrap_or(Value::Null);
+                            acked.lock().unwrap().push((v["index"].as_u64().unwrap(), body));
+                        }
+                        _ => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    let pid = w.server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = w.server.child.wait().unwrap();
+    assert!(
+        status.success(),
+        "the authority did not exit cleanly on SIGTERM: {status:?}"
+    );
+    for t in threads {
+        t.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 10, "{} acknowledged", acked.len());
+    let store = modelgate_store::SqliteStore::open_read_only(&w.data.join("governance.db")).unwrap();
+    use modelgate_store::LogStore as _;
+    let entries = store.entries(0, store.size().unwrap()).unwrap();
+    for (i, body) in &acked {
+        assert_eq!(&entries[*i as usize], body, "entry {i}");
+    }
+    // The lock was released: the next authority starts.
+    w.server = serve(&w.data);
+}
