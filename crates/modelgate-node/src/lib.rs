@@ -1,0 +1,22 @@
+//! The runtime node: the part of modelgate that turns governance into
+//! enforcement. It trusts nothing it has not verified itself.
+//!
+//! This crate is being built in steps (issue 7). What is here now:
+//!
+//! - [`sync`]: verified synchronization with the governance log. A new view
+//!   is accepted only with the log key's signature, the trust root's witness
+//!   quorum, a fresh authority cosignature, consistency with the last trusted
+//!   checkpoint (rollback and fork refused, also across restarts through
+//!   [`sync::Trusted`]), entries that rebuild the checkpoint's root, the
+//!   node's own fold of every entry (approver signatures checked against the
+//!   pinned trust root), and the same state digest as the authority's. Every
+//!   failure names a containment reason.
+//!
+//! Still to come (see issue 7): the per-model lifecycle state machine,
+//! containment and recovery reporting, model integrity watching, `exec`
+//! mode, node configuration and status, the gateway.
+
+pub mod sync;
+
+pub use modelgate_governance::ContainmentReason;
+pub use sync::{Fetch, SyncError, Syncer, Trusted, View};

@@ -1,0 +1,346 @@
+//! Verified synchronization with the governance log.
+//!
+//! A node trusts nothing the authority says that it cannot check itself:
+//!
+//! 1. the checkpoint must carry the log key's signature, the configured
+//!    witness quorum, and the authority's timestamped cosignature no older
+//!    than `max_staleness` (and not from the future beyond a small skew);
+//! 2. it must be consistent with the last checkpoint this node trusted
+//!    (persisted, so rollback and fork protection survive restarts): a
+//!    smaller size is a rollback, a different root at the same size or a
+//!    consistency proof that fails is a fork;
+//! 3. the new entries are fetched as C2SP entry bundles and their leaf
+//!    hashes must rebuild exactly the checkpoint's root;
+//! 4. each entry is folded with the node's own copy of the rules, which
+//!    verifies every approver signature against the pinned trust root;
+//! 5. the resulting state digest must equal the one the authority publishes.
+//!
+//! Only then is the new view returned; the caller swaps it in atomically.
+//! Every failure maps to a named containment reason. I/O is injected through
+//! [`Fetch`], so this module is pure logic and tests can serve anything.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use modelgate_governance::{ContainmentReason, State};
+use modelgate_tlog::{
+    decode_entry_bundle, encode_index, leaf_hash, verify_consistency, Checkpoint, CompactTree, Hash, Note, VerifierKey,
+    TILE_WIDTH,
+};
+use serde::{Deserialize, Serialize};
+
+/// How far in the future an authority timestamp may be (clock skew).
+pub const FUTURE_SKEW_SECONDS: u64 = 30;
+
+/// Reads from the authority (an HTTP client in production).
+pub trait Fetch {
+    /// GET `path` (e.g. `/log/checkpoint`); the body of a 200 response.
+    fn get(&self, path: &str) -> Result<Vec<u8>, String>;
+}
+
+/// Why a sync failed, with the containment reason it triggers.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("{reason:?}: {detail}")]
+pub struct SyncError {
+    /// The containment reason.
+    pub reason: ContainmentReason,
+    /// What exactly failed.
+    pub detail: String,
+}
+
+fn fail(reason: ContainmentReason, detail: impl Into<String>) -> SyncError {
+    SyncError {
+        reason,
+        detail: detail.into(),
+    }
+}
+
+/// What a node persists between runs: the last checkpoint it trusted, and
+/// the compact range of its tree (so the next sync needs no old entries).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trusted {
+    /// Tree size.
+    pub size: u64,
+    /// Root (base64).
+    pub root: String,
+    /// The governance state digest at that size (hex).
+    pub state_digest: String,
+}
+
+/// A verified view of the governance log.
+#[derive(Clone, Debug)]
+pub struct View {
+    /// The checkpoint.
+    pub checkpoint: Checkpoint,
+    /// The authority's cosignature time.
+    pub authority_time: u64,
+    /// The folded state at the checkpoint's size.
+    pub state: State,
+    /// The tree's compact range at that size.
+    pub tree: CompactTree,
+}
+
+impl View {
+    /// What to persist.
+    pub fn trusted(&self) -> Trusted {
+        Trusted {
+            size: self.checkpoint.size,
+            root: B64.encode(self.checkpoint.root),
+            state_digest: hex(&self.state.digest()),
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The synchronizer: the pinned trust root, freshness bound, and the view
+/// it last verified.
+pub struct Syncer {
+    pinned: Vec<u8>,
+    max_staleness: u64,
+    view: Option<View>,
+    trusted: Option<Trusted>,
+}
+
+impl Syncer {
+    /// A syncer for the log whose entry 0 is `pinned`. `trusted` is what a
+    /// previous run persisted (its checkpoint must be extended, never
+    /// rolled back or forked); `None` on a node's first start.
+    pub fn new(pinned: &[u8], max_staleness: u64, trusted: Option<Trusted>) -> Result<Self, SyncError> {
+        State::new(pinned).map_err(|e| fail(ContainmentReason::SignatureInvalid, format!("pinned trust root: {e}")))?;
+        Ok(Self {
+            pinned: pinned.to_vec(),
+            max_staleness,
+            view: None,
+            trusted,
+        })
+    }
+
+    /// The last verified view.
+    pub fn view(&self) -> Option<&View> {
+        self.view.as_ref()
+    }
+
+    /// One round: fetch, verify everything, and return the new view (also
+    /// kept as the current one). On error nothing changes.
+    pub fn sync(&mut self, fetch: &dyn Fetch, now: u64) -> Result<&View, SyncError> {
+        use ContainmentReason::*;
+        let note = fetch
+            .get("/log/checkpoint")
+            .map_err(|e| fail(SyncInterrupted, format!("checkpoint: {e}")))?;
+        // Keys come from the trust root in force in our own verified state,
+        // or from the pinned one before the first sync.
+        let root_doc = match self.view.as_ref().and_then(|v| v.state.trust_root()) {
+            Some(r) => r.clone(),
+            None => pinned_root(&self.pinned)?,
+        };
+        let (checkpoint, authority_time) = verify_checkpoint(&note, &root_doc, now, self.max_staleness)?;
+
+        // Consistency with what we trusted before (this run or a persisted one).
+        let (old_size, old_root) = match (&self.view, &self.trusted) {
+            (Some(v), _) => (v.checkpoint.size, v.checkpoint.root),
+            (None, Some(t)) => {
+                let raw = B64
+                    .decode(&t.root)
+                    .ok()
+                    .and_then(|b| <Hash>::try_from(b).ok())
+                    .ok_or_else(|| fail(StateDivergence, "persisted root is not a hash"))?;
+                (t.size, raw)
+            }
+            (None, None) => (0, modelgate_tlog::EMPTY_ROOT),
+        };
+        if checkpoint.size < old_size {
+            return Err(fail(
+                CoordinationInconsistent,
+                format!(
+                    "rollback: the authority serves size {} after {old_size} was trusted",
+                    checkpoint.size
+                ),
+            ));
+        }
+        if checkpoint.size == old_size && checkpoint.root != old_root {
+            return Err(fail(
+                CoordinationInconsistent,
+                format!("fork: a different root at the trusted size {old_size}"),
+            ));
+        }
+        if old_size > 0 && checkpoint.size > old_size {
+            let body = fetch
+                .get(&format!(
+                    "/api/v1/proof/consistency?from={old_size}&to={}",
+                    checkpoint.size
+                ))
+                .map_err(|e| fail(SyncInterrupted, format!("consistency proof: {e}")))?;
+            let proof = parse_proof(&body).map_err(|e| fail(CoordinationInconsistent, e))?;
+            verify_consistency(old_size, checkpoint.size, &proof, &old_root, &checkpoint.root).map_err(|e| {
+                fail(
+                    CoordinationInconsistent,
+                    format!(
+                        "fork: checkpoint {} does not extend the trusted {old_size}: {e}",
+                        checkpoint.size
+                    ),
+                )
+            })?;
+        }
+
+        // Fetch and fold the entries we do not have. On a first start with a
+        // persisted checkpoint we refold from 0 (the state is not persisted).
+        let (mut state, mut tree, from) = match &self.view {
+            Some(v) => (v.state.clone(), v.tree.clone(), v.checkpoint.size),
+            None => (
+                State::new(&self.pinned).map_err(|e| fail(SignatureInvalid, e.to_string()))?,
+                CompactTree::new(),
+                0,
+            ),
+        };
+        let mut index = from;
+        while index < checkpoint.size {
+            let bundle = index / u64::from(TILE_WIDTH);
+            let start = bundle * u64::from(TILE_WIDTH);
+            let width = (checkpoint.size - start).min(u64::from(TILE_WIDTH)) as u16;
+            let suffix = if width == TILE_WIDTH {
+                String::new()
+            } else {
+                format!(".p/{width}")
+            };
+            let path = format!("/log/tile/entries/{}{suffix}", encode_index(bundle));
+            let data = fetch
+                .get(&path)
+                .map_err(|e| fail(SyncInterrupted, format!("{path}: {e}")))?;
+            let entries = decode_entry_bundle(&data, width)
+                .map_err(|e| fail(CoordinationInconsistent, format!("{path}: {e}")))?;
+            for e in &entries[(index - start) as usize..] {
+                tree.append(leaf_hash(e), |_, _, _| {});
+                state.apply(e).map_err(|err| {
+                    let reason = if err.rule == modelgate_governance::Rule::Entry {
+                        SignatureInvalid
+                    } else {
+                        UnverifiableTransition
+                    };
+                    fail(reason, format!("entry refused by this node's rules: {err}"))
+                })?;
+                index += 1;
+            }
+        }
+        if tree.root() != checkpoint.root {
+            return Err(fail(
+                CoordinationInconsistent,
+                "the entries served do not hash to the checkpoint's root",
+            ));
+        }
+        if let (None, Some(t)) = (&self.view, &self.trusted) {
+            // A restart: the refolded state at the persisted size must be what we persisted.
+            if checkpoint.size == t.size && hex(&state.digest()) != t.state_digest {
+                return Err(fail(
+                    StateDivergence,
+                    "the replayed state differs from the persisted one",
+                ));
+            }
+        }
+        let published = fetch
+            .get(&format!("/api/v1/state?size={}", checkpoint.size))
+            .map_err(|e| fail(SyncInterrupted, format!("state digest: {e}")))?;
+        let published: serde_json::Value =
+            serde_json::from_slice(&published).map_err(|e| fail(GovernanceMismatch, format!("state summary: {e}")))?;
+        let ours = hex(&state.digest());
+        if published["digest"].as_str() != Some(ours.as_str()) {
+            return Err(fail(
+                GovernanceMismatch,
+                format!(
+                    "state digest at size {}: ours {ours}, the authority's {}",
+                    checkpoint.size, published["digest"]
+                ),
+            ));
+        }
+        self.view = Some(View {
+            checkpoint,
+            authority_time,
+            state,
+            tree,
+        });
+        self.view.as_ref().ok_or_else(|| fail(StateDivergence, "view vanished"))
+    }
+}
+
+/// Verify a checkpoint against a trust root: log signature, origin, witness
+/// quorum, and a fresh authority cosignature. Returns the checkpoint and
+/// the authority's timestamp.
+pub fn verify_checkpoint(
+    note: &[u8],
+    root: &modelgate_governance::TrustRoot,
+    now: u64,
+    max_staleness: u64,
+) -> Result<(Checkpoint, u64), SyncError> {
+    use ContainmentReason::*;
+    let policy = modelgate_tlog::CheckpointPolicy::new(
+        root.log_key.clone(),
+        root.witness_keys.clone(),
+        root.doc.witness_quorum as usize,
+    )
+    .map_err(|e| fail(CoordinationInconsistent, format!("trust root's witness policy: {e}")))?;
+    let verified = policy.verify(note).map_err(|e| {
+        let reason = match e {
+            modelgate_tlog::Error::QuorumNotMet { .. } => CoordinationInconsistent,
+            _ => SignatureInvalid,
+        };
+        fail(reason, format!("checkpoint: {e}"))
+    })?;
+    let parsed = Note::parse(note).map_err(|e| fail(SignatureInvalid, e.to_string()))?;
+    let cosigner: &VerifierKey = &root.cosigner_key;
+    let cos = parsed.verify(std::slice::from_ref(cosigner)).map_err(|e| {
+        fail(
+            SyncInterrupted,
+            format!("no valid freshness cosignature by the authority: {e}"),
+        )
+    })?;
+    let time = cos
+        .verified
+        .first()
+        .and_then(|(_, t)| *t)
+        .ok_or_else(|| fail(SyncInterrupted, "the authority's cosignature has no timestamp"))?;
+    if time > now + FUTURE_SKEW_SECONDS {
+        return Err(fail(
+            SyncInterrupted,
+            format!("the authority's timestamp {time} is in the future (now {now})"),
+        ));
+    }
+    if now.saturating_sub(time) > max_staleness {
+        return Err(fail(
+            SyncInterrupted,
+            format!(
+                "stale view: the authority's timestamp is {} s old (max {max_staleness})",
+                now - time
+            ),
+        ));
+    }
+    Ok((verified.checkpoint, time))
+}
+
+fn pinned_root(pinned: &[u8]) -> Result<modelgate_governance::TrustRoot, SyncError> {
+    let mut s = State::new(pinned).map_err(|e| fail(ContainmentReason::SignatureInvalid, e.to_string()))?;
+    s.apply(pinned)
+        .map_err(|e| fail(ContainmentReason::SignatureInvalid, e.to_string()))?;
+    s.trust_root().cloned().ok_or_else(|| {
+        fail(
+            ContainmentReason::SignatureInvalid,
+            "the pinned entry set no trust root",
+        )
+    })
+}
+
+fn parse_proof(body: &[u8]) -> Result<Vec<Hash>, String> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("proof: {e}"))?;
+    v["hashes"]
+        .as_array()
+        .ok_or("proof has no hashes")?
+        .iter()
+        .map(|h| {
+            h.as_str()
+                .and_then(|s| B64.decode(s).ok())
+                .and_then(|b| <Hash>::try_from(b).ok())
+                .ok_or_else(|| "proof hash is not base64 SHA-256".to_string())
+        })
+        .collect()
+}
