@@ -332,6 +332,22 @@ fn main() {
     .unwrap();
     let _ = child.kill();
     let _ = child.wait();
+    // The same data, a fresh process: what holding the log costs by itself.
+    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["authority", "serve", "--data", s(&data), "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_after_restart = rss_kib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
 
     // The store alone, same entries, same client count, same disk.
     let store_dir = tempfile::tempdir_in(d).unwrap();
@@ -378,8 +394,9 @@ fn main() {
         tiles.per_sec, tiles.p50_ms, tiles.p99_ms, tiles.count
     );
     println!(
-        "\nauthority resident memory (VmRSS) at {} entries, peak while reading and writing: {:.1} MiB",
+        "\nauthority resident memory (VmRSS) at {} entries, peak while reading and writing: {:.1} MiB; a fresh process on the same data, idle: {:.1} MiB",
         final_size["size"],
-        peak as f64 / 1024.0
+        peak as f64 / 1024.0,
+        idle_after_restart as f64 / 1024.0
     );
 }
