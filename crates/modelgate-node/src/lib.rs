@@ -12,10 +12,15 @@
 //!   pinned trust root), and the same state digest as the authority's. Every
 //!   failure names a containment reason.
 //!
-//! Still to come (see issue 7): the per-model lifecycle state machine,
-//! containment and recovery reporting, model integrity watching, `exec`
+//! - [`lifecycle`]: the ten steps of EG-MODEL-001 §9 as types; each
+//!   transition consumes the previous step and needs its check's evidence,
+//!   so a model cannot reach `Serving` any other way; failures contain with
+//!   a named reason; every transition is recorded.
+//!
+//! Still to come (see issue 7): containment and recovery reporting, model integrity watching, `exec`
 //! mode, node configuration and status, the gateway.
 
+pub mod lifecycle;
 pub mod sync;
 
 pub use modelgate_governance::ContainmentReason;

@@ -1,0 +1,436 @@
+//! The per-model lifecycle of EG-MODEL-001 §9, as types: one type per step,
+//! and each transition consumes the previous step and needs the evidence of
+//! its check. A model reaches [`Serving`] only through all ten steps, in
+//! order; an illegal transition does not compile:
+//!
+//! ```compile_fail
+//! use modelgate_node::lifecycle::*;
+//! # fn f(m: Lifecycle<Initializing>) {
+//! // Initializing cannot skip to Serving.
+//! let _ = m.serve();
+//! # }
+//! ```
+//!
+//! ```compile_fail
+//! use modelgate_node::lifecycle::*;
+//! # fn f(m: Lifecycle<Validating>) {
+//! // Nor go back, nor reuse a consumed step.
+//! let next = m.clone();
+//! # }
+//! ```
+//!
+//! Any failed check gives a (boxed) [`Lifecycle<Contained>`] with the named reason;
+//! from there the only way back is a new lifecycle from the first step.
+//! Every transition is recorded (step, time, detail) for the lineage log.
+
+use std::path::{Path, PathBuf};
+
+use modelgate_governance::{decide, ContainmentReason, DecisionRequest};
+use modelgate_oms::{IgnorePath, Trust, VerifyOptions};
+
+use crate::sync::View;
+
+/// One recorded transition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// The step entered.
+    pub step: &'static str,
+    /// When (POSIX seconds, passed in).
+    pub time: u64,
+    /// What was checked.
+    pub detail: String,
+}
+
+/// What the node serves: a model directory and its OMS signature.
+#[derive(Clone, Debug)]
+pub struct ModelSpec {
+    /// Name in the node's configuration.
+    pub name: String,
+    /// The model directory.
+    pub dir: PathBuf,
+    /// Its OMS bundle.
+    pub bundle: PathBuf,
+    /// The scope this node serves it in.
+    pub scope: String,
+    /// This node's id.
+    pub node: String,
+}
+
+/// A model in lifecycle step `S`.
+#[derive(Debug)]
+pub struct Lifecycle<S> {
+    spec: ModelSpec,
+    transitions: Vec<Transition>,
+    step: S,
+}
+
+macro_rules! steps {
+    ($($name:ident),*) => {$(
+        /// A lifecycle step (see the module docs).
+        #[derive(Debug)]
+        pub struct $name { _private: () }
+    )*};
+}
+steps!(
+    Initializing,
+    Validating,
+    CoordinationInspection,
+    IntegrityVerification,
+    SignatureVerification,
+    TelemetryValidation,
+    EnforcementEvaluation,
+    Approved,
+    Persisting,
+    AuditVerified
+);
+
+/// Facts established on the way, carried by the later steps.
+#[derive(Debug)]
+pub struct Serving {
+    /// The model's root digest (hex).
+    pub digest: String,
+    /// The approval (or exception) it runs under.
+    pub basis: String,
+    /// The governance log size it was decided on.
+    pub log_size: u64,
+}
+
+/// Contained: not serving, and why.
+#[derive(Debug)]
+pub struct Contained {
+    /// The reason.
+    pub reason: ContainmentReason,
+    /// What failed.
+    pub detail: String,
+}
+
+/// A check's failure: the step contains with this reason.
+pub type Failure = (ContainmentReason, String);
+
+/// The result of a transition: the next step, or containment.
+pub type Next<S> = Result<Lifecycle<S>, Box<Lifecycle<Contained>>>;
+
+impl<S> Lifecycle<S> {
+    /// The transitions so far.
+    pub fn transitions(&self) -> &[Transition] {
+        &self.transitions
+    }
+
+    /// The model.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    fn go<T>(mut self, step: T, name: &'static str, now: u64, detail: String) -> Lifecycle<T> {
+        self.transitions.push(Transition {
+            step: name,
+            time: now,
+            detail,
+        });
+        Lifecycle {
+            spec: self.spec,
+            transitions: self.transitions,
+            step,
+        }
+    }
+
+    fn check<T>(self, now: u64, name: &'static str, step: T, result: Result<String, Failure>) -> Next<T> {
+        match result {
+            Ok(detail) => Ok(self.go(step, name, now, detail)),
+            Err(f) => Err(Box::new(self.fail(f, now))),
+        }
+    }
+
+    fn fail(self, (reason, detail): Failure, now: u64) -> Lifecycle<Contained> {
+        self.go(
+            Contained {
+                reason,
+                detail: detail.clone(),
+            },
+            "Contained",
+            now,
+            detail,
+        )
+    }
+}
+
+impl Lifecycle<Initializing> {
+    /// Begin (or begin again, after containment).
+    pub fn new(spec: ModelSpec, now: u64) -> Self {
+        let detail = format!("model {} from {}", spec.name, spec.dir.display());
+        Lifecycle {
+            spec,
+            transitions: vec![Transition {
+                step: "Initializing",
+                time: now,
+                detail,
+            }],
+            step: Initializing { _private: () },
+        }
+    }
+
+    /// The configuration holds together: the directory and bundle exist, the scope parses.
+    pub fn validate(self, now: u64) -> Next<Validating> {
+        let s = &self.spec;
+        let r = if !s.dir.is_dir() && !s.dir.is_file() {
+            Err((
+                ContainmentReason::UnauthorizedModification,
+                format!("model path {} is missing", s.dir.display()),
+            ))
+        } else if !s.bundle.is_file() {
+            Err((
+                ContainmentReason::SignatureInvalid,
+                format!("signature {} is missing", s.bundle.display()),
+            ))
+        } else {
+            modelgate_governance::check_scope(&s.scope)
+                .map(|()| "configuration valid".to_owned())
+                .map_err(|e| (ContainmentReason::UnverifiableTransition, e))
+        };
+        self.check(now, "Validating", Validating { _private: () }, r)
+    }
+}
+
+impl Lifecycle<Validating> {
+    /// The node holds a verified, fresh view of the governance log.
+    pub fn inspect_coordination(
+        self,
+        view: Option<&View>,
+        now: u64,
+        max_staleness: u64,
+    ) -> Next<CoordinationInspection> {
+        let r = match view {
+            None => Err((
+                ContainmentReason::SyncInterrupted,
+                "no verified view of the governance log".to_owned(),
+            )),
+            Some(v) if now.saturating_sub(v.authority_time) > max_staleness => Err((
+                ContainmentReason::SyncInterrupted,
+                format!("view is {} s old", now - v.authority_time),
+            )),
+            Some(v) => Ok(format!("view at size {}", v.checkpoint.size)),
+        };
+        self.check(
+            now,
+            "CoordinationInspection",
+            CoordinationInspection { _private: () },
+            r,
+        )
+    }
+}
+
+fn read_bundle(path: &Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| {
+        (
+            ContainmentReason::SignatureInvalid,
+            format!("reading {}: {e}", path.display()),
+        )
+    })
+}
+
+impl Lifecycle<CoordinationInspection> {
+    /// Every model file hashes to what the signed manifest says.
+    pub fn verify_integrity(self, now: u64) -> Next<IntegrityVerification> {
+        let r = integrity(&self.spec);
+        self.check(now, "IntegrityVerification", IntegrityVerification { _private: () }, r)
+    }
+}
+
+fn integrity(spec: &ModelSpec) -> Result<String, Failure> {
+    let bundle = read_bundle(&spec.bundle)?;
+    let parsed =
+        modelgate_oms::Bundle::parse(&bundle).map_err(|e| (ContainmentReason::SignatureInvalid, e.to_string()))?;
+    let signed = modelgate_oms::decode_statement(&parsed.envelope.payload)
+        .map_err(|e| (ContainmentReason::SignatureInvalid, e.to_string()))?;
+    let mut opts = VerifyOptions::default();
+    if let Ok(Some(rule)) = IgnorePath::from_user_path(&spec.dir, &spec.bundle) {
+        opts.ignore.push(rule);
+    }
+    let hash_opts = modelgate_oms::verify_hash_options(&signed, &opts)
+        .map_err(|e| (ContainmentReason::UnauthorizedModification, e.to_string()))?;
+    let actual = modelgate_oms::hash_model(&spec.dir, &hash_opts, None)
+        .map_err(|e| (ContainmentReason::UnauthorizedModification, e.to_string()))?;
+    let diff = signed
+        .diff(&actual)
+        .map_err(|e| (ContainmentReason::UnauthorizedModification, e.to_string()))?;
+    if !diff.is_empty() {
+        return Err((
+            ContainmentReason::UnauthorizedModification,
+            format!(
+                "changed {:?}, missing {:?}, extra {:?}",
+                diff.changed, diff.missing, diff.extra
+            ),
+        ));
+    }
+    Ok(format!("{} files match the signed manifest", actual.resources.len()))
+}
+
+impl Lifecycle<IntegrityVerification> {
+    /// The bundle is signed by a model signer of the trust root in force,
+    /// and the model is registered in the governance state.
+    pub fn verify_signature(self, view: &View, now: u64) -> Next<SignatureVerification> {
+        let r = signature(&self.spec, view).map(|d| format!("signed and registered as {d}"));
+        self.check(now, "SignatureVerification", SignatureVerification { _private: () }, r)
+    }
+}
+
+fn signature(spec: &ModelSpec, view: &View) -> Result<String, Failure> {
+    let bundle = read_bundle(&spec.bundle)?;
+    let root = view
+        .state
+        .trust_root()
+        .ok_or((ContainmentReason::SignatureInvalid, "no trust root".to_owned()))?;
+    let mut last = "no model-signing keys in the trust root".to_owned();
+    for pem in root.doc.principals.values().flat_map(|p| p.model_keys.iter()) {
+        let key = match modelgate_oms::PublicKey::from_pem(pem, "model key") {
+            Ok(k) => k,
+            Err(e) => {
+                last = e.to_string();
+                continue;
+            }
+        };
+        match modelgate_oms::verify_bundle(&bundle, &Trust::PublicKey(key)) {
+            Ok(m) => {
+                let digest: String = m.root_digest().iter().map(|b| format!("{b:02x}")).collect();
+                if !view.state.models.contains_key(&digest) {
+                    return Err((
+                        ContainmentReason::UnverifiableTransition,
+                        format!("model {digest} is not registered"),
+                    ));
+                }
+                return Ok(digest);
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err((
+        ContainmentReason::SignatureInvalid,
+        format!("no model signer's key verifies the bundle: {last}"),
+    ))
+}
+
+impl Lifecycle<SignatureVerification> {
+    /// The node can record what it does: its lineage log is open and
+    /// verifies (the caller passes the outcome of opening and auditing it).
+    pub fn validate_telemetry(self, lineage: Result<u64, String>, now: u64) -> Next<TelemetryValidation> {
+        let r = lineage
+            .map(|n| format!("lineage log verified at size {n}"))
+            .map_err(|e| (ContainmentReason::AuditDiscontinuity, e));
+        self.check(now, "TelemetryValidation", TelemetryValidation { _private: () }, r)
+    }
+}
+
+impl Lifecycle<TelemetryValidation> {
+    /// The governance decision for this model, scope and node allows it.
+    pub fn evaluate(
+        self,
+        view: &View,
+        now: u64,
+    ) -> Result<(Lifecycle<EnforcementEvaluation>, String, String), Box<Lifecycle<Contained>>> {
+        let digest = match signature(&self.spec, view) {
+            Ok(d) => d,
+            Err(f) => return Err(Box::new(self.fail(f, now))),
+        };
+        let req = DecisionRequest {
+            model: digest.clone(),
+            scope: self.spec.scope.clone(),
+            node: self.spec.node.clone(),
+            principal: format!("node:{}", self.spec.node),
+            groups: vec![],
+            attributes: vec![],
+        };
+        let d = decide(&view.state, &req, now);
+        let basis = d.approval.clone().or(d.exception.clone()).unwrap_or_default();
+        let r = if d.allow {
+            Ok(format!("allowed ({:?}) under {basis}", d.reasons))
+        } else {
+            Err((
+                ContainmentReason::UnverifiableTransition,
+                format!("not allowed: {:?} {}", d.reasons, d.detail),
+            ))
+        };
+        self.check(now, "EnforcementEvaluation", EnforcementEvaluation { _private: () }, r)
+            .map(|l| (l, digest, basis))
+    }
+}
+
+impl Lifecycle<EnforcementEvaluation> {
+    /// Approved for serving.
+    pub fn approve(self, now: u64) -> Lifecycle<Approved> {
+        self.go(Approved { _private: () }, "Approved", now, "all checks passed".into())
+    }
+}
+
+impl Lifecycle<Approved> {
+    /// The transitions are durably recorded (the caller appends them to the
+    /// lineage log and passes the outcome).
+    pub fn persist(self, durable: Result<u64, String>, now: u64) -> Next<Persisting> {
+        let r = durable
+            .map(|i| format!("recorded at lineage index {i}"))
+            .map_err(|e| (ContainmentReason::AuditDiscontinuity, e));
+        self.check(now, "Persisting", Persisting { _private: () }, r)
+    }
+}
+
+impl Lifecycle<Persisting> {
+    /// The record is in a lineage checkpoint that verifies.
+    pub fn verify_audit(self, audited: Result<u64, String>, now: u64) -> Next<AuditVerified> {
+        let r = audited
+            .map(|n| format!("lineage checkpoint at size {n} verified"))
+            .map_err(|e| (ContainmentReason::AuditDiscontinuity, e));
+        self.check(now, "AuditVerified", AuditVerified { _private: () }, r)
+    }
+}
+
+impl Lifecycle<AuditVerified> {
+    /// Serving: the only way here is through every step above.
+    pub fn serve(self, digest: String, basis: String, log_size: u64, now: u64) -> Lifecycle<Serving> {
+        self.go(
+            Serving {
+                digest,
+                basis,
+                log_size,
+            },
+            "Serving",
+            now,
+            "serving".into(),
+        )
+    }
+}
+
+impl Lifecycle<Serving> {
+    /// What it serves under.
+    pub fn serving(&self) -> &Serving {
+        &self.step
+    }
+
+    /// A check failed while serving: contain.
+    pub fn contain(self, reason: ContainmentReason, detail: String, now: u64) -> Lifecycle<Contained> {
+        self.go(
+            Contained {
+                reason,
+                detail: detail.clone(),
+            },
+            "Contained",
+            now,
+            detail,
+        )
+    }
+}
+
+impl Lifecycle<Contained> {
+    /// Why.
+    pub fn contained(&self) -> &Contained {
+        &self.step
+    }
+
+    /// Recovery goes through the whole lifecycle again, keeping the record.
+    pub fn restart(self, now: u64) -> Lifecycle<Initializing> {
+        self.go(
+            Initializing { _private: () },
+            "Initializing",
+            now,
+            "restart after containment".into(),
+        )
+    }
+}

@@ -1,0 +1,237 @@
+//! The lifecycle with real checks: a signed, registered, approved model
+//! reaches Serving through all ten steps; a changed model file, a bundle no
+//! trusted key signed, a stale view, a revoked model and a failing lineage
+//! log each contain it with their reason; recovery restarts from step one.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use ed25519_dalek::SigningKey;
+use modelgate_governance::{fold, to_canonical, ContainmentReason, Envelope, State};
+use modelgate_node::lifecycle::*;
+use modelgate_node::View;
+use modelgate_oms::{HashAlgorithm, HashOptions, Method, PrivateKey, Signer};
+use modelgate_tlog::{leaf_hash, Checkpoint, CompactTree, KeyType, SignerKey};
+use serde_json::{json, Value};
+
+const NOW: u64 = 1_800_000_000;
+
+fn sign(v: &Value, keys: &[&SigningKey]) -> Vec<u8> {
+    Envelope::sign(&to_canonical(v).unwrap(), keys).unwrap()
+}
+
+fn model_key(seed: u8) -> PrivateKey {
+    PrivateKey::P256(p256::ecdsa::SigningKey::from_bytes(&[seed; 32].into()).unwrap())
+}
+
+fn sign_model(dir: &Path, seed: u8) -> String {
+    let opts = HashOptions {
+        method: Method::Files,
+        hash: HashAlgorithm::Sha256,
+        allow_symlinks: false,
+        ignore: vec![],
+        threads: Some(1),
+    };
+    let manifest = modelgate_oms::hash_model(dir, &opts, None).unwrap();
+    let bundle = modelgate_oms::sign_manifest(&manifest, &Signer::Key(model_key(seed))).unwrap();
+    std::fs::write(dir.with_extension("sig"), &bundle).unwrap();
+    manifest.root_digest().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    spec: ModelSpec,
+    entries: Vec<Vec<u8>>,
+    alice: SigningKey,
+    digest: String,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::write(model.join("weights.bin"), "weights").unwrap();
+    std::fs::write(model.join("config.json"), "{}").unwrap();
+    let digest = sign_model(&model, 70);
+    let k = |s: u8| SigningKey::from_bytes(&[s; 32]);
+    let (root, alice, pipeline, padmin, nadmin) = (k(1), k(10), k(20), k(30), k(40));
+    let b = |key: &SigningKey| B64.encode(key.verifying_key().as_bytes());
+    let log = SignerKey::from_seed("a.example/gov", KeyType::Ed25519, &[60; 32]).unwrap();
+    let cos = SignerKey::from_seed("a.example/gov", KeyType::CosignatureV1, &[61; 32]).unwrap();
+    let node = SignerKey::from_seed("node-1.example/lineage", KeyType::Ed25519, &[50; 32]).unwrap();
+    let doc = json!({
+        "type": "trust-root", "version": 1, "root_version": 1,
+        "principals": {
+            "root": {"roles": ["root"], "keys": [b(&root)], "model_keys": []},
+            "alice": {"roles": ["approver"], "keys": [b(&alice)], "model_keys": []},
+            "pipeline": {"roles": ["model-signer"], "keys": [b(&pipeline)], "model_keys": [model_key(70).public_key().to_pem().unwrap()]},
+            "padmin": {"roles": ["policy-admin"], "keys": [b(&padmin)], "model_keys": []},
+            "nadmin": {"roles": ["node-admin"], "keys": [b(&nadmin)], "model_keys": []}
+        },
+        "thresholds": {"root": 1, "model": 1, "approval": {"low": 1, "medium": 1, "high": 1, "critical": 1}, "revocation": 1, "exception": 1, "policy": 1, "enrollment": 1},
+        "authority": {"log": log.verifier().to_string(), "cosigner": cos.verifier().to_string()},
+        "witnesses": [], "witness_quorum": 0,
+        "freshness": {"max_staleness_seconds": 30, "anchor_max_age_seconds": 60}
+    });
+    let bundle = std::fs::read(model.with_extension("sig")).unwrap();
+    let entries = vec![
+        sign(&doc, &[&root]),
+        sign(
+            &json!({"type": "model", "version": 1, "model_name": "credit", "model_version": "1", "bundle": B64.encode(bundle)}),
+            &[&pipeline],
+        ),
+        sign(
+            &json!({"type": "policy-set", "version": 1, "name": "p", "policies": "permit(principal, action, resource);"}),
+            &[&padmin],
+        ),
+        sign(
+            &json!({"type": "node-enrollment", "version": 1, "node": "node-1", "key": node.verifier().to_string(), "scopes": ["prod/*"]}),
+            &[&nadmin],
+        ),
+        sign(
+            &json!({"type": "approval", "version": 1, "model": digest, "scopes": ["prod/credit/*"], "valid_from": 0, "valid_until": NOW + 86_400, "risk_tier": "low", "ticket": "CHG-1"}),
+            &[&alice],
+        ),
+    ];
+    let spec = ModelSpec {
+        name: "credit".into(),
+        dir: model.clone(),
+        bundle: model.with_extension("sig"),
+        scope: "prod/credit/scoring".into(),
+        node: "node-1".into(),
+    };
+    World {
+        _dir: dir,
+        spec,
+        entries,
+        alice,
+        digest,
+    }
+}
+
+fn view(entries: &[Vec<u8>], authority_time: u64) -> View {
+    let state: State = fold(&entries[0], entries.iter().map(Vec::as_slice)).unwrap();
+    let mut tree = CompactTree::new();
+    for e in entries {
+        tree.append(leaf_hash(e), |_, _, _| {});
+    }
+    let checkpoint = Checkpoint {
+        origin: "a.example/gov".into(),
+        size: tree.size(),
+        root: tree.root(),
+        extensions: vec![],
+    };
+    View {
+        checkpoint,
+        authority_time,
+        state,
+        tree,
+    }
+}
+
+type Contained = Box<Lifecycle<modelgate_node::lifecycle::Contained>>;
+
+/// Run all ten steps; the first containment is returned as Err.
+fn run(spec: &ModelSpec, v: Option<&View>, lineage_ok: bool) -> Result<Lifecycle<Serving>, Contained> {
+    let m = Lifecycle::new(spec.clone(), NOW)
+        .validate(NOW)?
+        .inspect_coordination(v, NOW, 30)?
+        .verify_integrity(NOW)?;
+    let v = v.unwrap();
+    let m = m.verify_signature(v, NOW)?;
+    let lineage = if lineage_ok {
+        Ok(0)
+    } else {
+        Err("lineage log: disk full".to_owned())
+    };
+    let m = m.validate_telemetry(lineage, NOW)?;
+    let (m, digest, basis) = m.evaluate(v, NOW)?;
+    let m = m.approve(NOW).persist(Ok(1), NOW)?.verify_audit(Ok(2), NOW)?;
+    Ok(m.serve(digest, basis, v.checkpoint.size, NOW))
+}
+
+#[test]
+fn a_governed_model_reaches_serving_through_all_ten_steps() {
+    let w = world();
+    let v = view(&w.entries, NOW - 1);
+    let serving = run(&w.spec, Some(&v), true).unwrap();
+    assert_eq!(serving.serving().digest, w.digest);
+    let steps: Vec<&str> = serving.transitions().iter().map(|t| t.step).collect();
+    assert_eq!(
+        steps,
+        [
+            "Initializing",
+            "Validating",
+            "CoordinationInspection",
+            "IntegrityVerification",
+            "SignatureVerification",
+            "TelemetryValidation",
+            "EnforcementEvaluation",
+            "Approved",
+            "Persisting",
+            "AuditVerified",
+            "Serving"
+        ]
+    );
+    // Containment while serving, and recovery through the whole lifecycle again.
+    let contained = serving.contain(
+        ContainmentReason::SyncInterrupted,
+        "authority unreachable".into(),
+        NOW + 60,
+    );
+    let again = contained.restart(NOW + 61);
+    assert_eq!(again.transitions().len(), 13);
+}
+
+fn reason(r: Result<Lifecycle<Serving>, Contained>) -> ContainmentReason {
+    match r {
+        Ok(_) => panic!("served"),
+        Err(c) => c.contained().reason,
+    }
+}
+
+#[test]
+fn each_failed_check_contains_with_its_reason() {
+    let w = world();
+    let v = view(&w.entries, NOW - 1);
+    // No view, or a stale one.
+    assert_eq!(reason(run(&w.spec, None, true)), ContainmentReason::SyncInterrupted);
+    assert_eq!(
+        reason(run(&w.spec, Some(&view(&w.entries, NOW - 31)), true)),
+        ContainmentReason::SyncInterrupted
+    );
+    // The lineage log cannot be written.
+    assert_eq!(
+        reason(run(&w.spec, Some(&v), false)),
+        ContainmentReason::AuditDiscontinuity
+    );
+    // Revoked after approval: the decision no longer allows it.
+    let mut revoked = w.entries.clone();
+    revoked.push(sign(
+        &json!({"type": "revocation", "version": 1, "model": w.digest, "reason": "drift", "ticket": "INC-1"}),
+        &[&w.alice],
+    ));
+    assert_eq!(
+        reason(run(&w.spec, Some(&view(&revoked, NOW - 1)), true)),
+        ContainmentReason::UnverifiableTransition
+    );
+    // A model file changed by one byte.
+    std::fs::write(w.spec.dir.join("weights.bin"), "weightz").unwrap();
+    let c = run(&w.spec, Some(&v), true).err().unwrap();
+    assert_eq!(c.contained().reason, ContainmentReason::UnauthorizedModification);
+    assert!(c.contained().detail.contains("weights.bin"), "{}", c.contained().detail);
+    // Re-signed by a key the trust root does not know (files match again).
+    sign_model(&w.spec.dir, 99);
+    assert_eq!(
+        reason(run(&w.spec, Some(&v), true)),
+        ContainmentReason::SignatureInvalid
+    );
+    // The signature file is gone.
+    std::fs::remove_file(&w.spec.bundle).unwrap();
+    assert_eq!(
+        reason(run(&w.spec, Some(&v), true)),
+        ContainmentReason::SignatureInvalid
+    );
+}
