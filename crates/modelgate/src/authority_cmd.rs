@@ -128,7 +128,27 @@ fn init(data: &std::path::Path, origin: &str, vkey_on_stdout: bool) -> Result<()
     Ok(())
 }
 
+/// glibc gives busy threads their own malloc arenas and keeps what they
+/// freed: under load that was 60–120 MiB of the authority's resident memory
+/// (measured: 207–276 MiB peak at 100k entries, 149 MiB with two arenas).
+/// The limit can only be set before the first allocation, so the process
+/// re-executes itself once with it set. `exec` keeps the PID; if it fails
+/// we simply run with the default.
+fn limit_malloc_arenas() {
+    use std::os::unix::process::CommandExt as _;
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else { return };
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("MALLOC_ARENA_MAX", "2")
+        .exec();
+    tracing::debug!(error = %err, "could not re-execute with MALLOC_ARENA_MAX; continuing");
+}
+
 fn serve(a: ServeArgs) -> Result<(), Failure> {
+    limit_malloc_arenas();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -144,7 +164,7 @@ fn serve(a: ServeArgs) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Reads run on blocking threads; a bounded pool bounds memory.
-        .max_blocking_threads(16)
+        .max_blocking_threads(8)
         .build()
         .map_err(|e| Failure::Usage(format!("starting the runtime: {e}")))?;
     runtime.block_on(async move {
