@@ -408,7 +408,7 @@ async fn model(AxState(a): AxState<Shared>, Path(digest): Path<String>) -> Respo
     match a.committed.read() {
         Ok(s) => match s.models.get(&digest) {
             Some(m) => {
-                let approvals: Vec<_> = s.approvals.values().filter(|x| x.model == digest).collect();
+                let approvals: Vec<_> = s.approvals.values().filter(|x| *x.model == *digest).collect();
                 Json(json!({"model": m, "approvals": approvals, "revocation": s.revocations.get(&digest)}))
                     .into_response()
             }

@@ -216,7 +216,7 @@ pub fn decide(state: &State, request: &DecisionRequest, now: u64) -> Decision {
                 approval: Some(cur), ..
             }) => {
                 let cur_until = state.approvals.get(*cur).map_or(0, |c| c.valid_until);
-                (a.valid_until, std::cmp::Reverse(a.id.as_str())) > (cur_until, std::cmp::Reverse(*cur))
+                (a.valid_until, std::cmp::Reverse(&*a.id)) > (cur_until, std::cmp::Reverse(*cur))
             }
             _ => true,
         };
@@ -239,7 +239,7 @@ pub fn decide(state: &State, request: &DecisionRequest, now: u64) -> Decision {
             if now < x.expires
                 && basis
                     .as_ref()
-                    .is_none_or(|b| b.exception.is_some_and(|cur| x.id.as_str() < cur))
+                    .is_none_or(|b| b.exception.is_some_and(|cur| &*x.id < cur))
             {
                 basis = Some(Basis {
                     approval: None,

@@ -30,8 +30,8 @@ pub const TEXT_BYTES_MAX: usize = 4096;
 /// A registered model.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ModelRecord {
-    /// Root digest (hex): the model's identity.
-    pub digest: String,
+    /// Root digest (hex): the model's identity (shared with its approvals).
+    pub digest: Arc<str>,
     /// Name.
     pub name: String,
     /// Version.
@@ -46,9 +46,9 @@ pub struct ModelRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ApprovalRecord {
     /// Id: hex SHA-256 of the payload.
-    pub id: String,
+    pub id: Arc<str>,
     /// Model digest.
-    pub model: String,
+    pub model: Arc<str>,
     /// Scope patterns.
     pub scopes: Vec<String>,
     /// Valid from (inclusive).
@@ -59,8 +59,9 @@ pub struct ApprovalRecord {
     pub risk_tier: RiskTier,
     /// Ticket.
     pub ticket: String,
-    /// Approving principals.
-    pub approvers: BTreeSet<String>,
+    /// Approving principals, sorted. (A `Vec`, not a set: one small
+    /// allocation per approval instead of a B-tree node; same encoding.)
+    pub approvers: Vec<String>,
     /// Log index.
     pub index: u64,
 }
@@ -74,8 +75,8 @@ pub struct RevocationRecord {
     pub reason: String,
     /// Ticket.
     pub ticket: String,
-    /// Revoking principals.
-    pub revokers: BTreeSet<String>,
+    /// Revoking principals, sorted.
+    pub revokers: Vec<String>,
     /// Log index: from here on the model does not run.
     pub index: u64,
 }
@@ -84,9 +85,9 @@ pub struct RevocationRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ExceptionRecord {
     /// Id: hex SHA-256 of the payload.
-    pub id: String,
+    pub id: Arc<str>,
     /// Model digest.
-    pub model: String,
+    pub model: Arc<str>,
     /// Scope patterns.
     pub scopes: Vec<String>,
     /// Expiry (exclusive).
@@ -97,8 +98,8 @@ pub struct ExceptionRecord {
     pub ticket: String,
     /// Why.
     pub reason: String,
-    /// Granting principals.
-    pub approvers: BTreeSet<String>,
+    /// Granting principals, sorted.
+    pub approvers: Vec<String>,
     /// Log index.
     pub index: u64,
 }
@@ -112,8 +113,8 @@ pub struct PolicyRecord {
     pub name: String,
     /// The Cedar text.
     pub text: String,
-    /// Publishing principals.
-    pub admins: BTreeSet<String>,
+    /// Publishing principals, sorted.
+    pub admins: Vec<String>,
     /// Log index.
     pub index: u64,
     #[serde(skip)]
@@ -186,11 +187,11 @@ pub struct State {
     /// Models by digest.
     pub models: BTreeMap<String, ModelRecord>,
     /// Approvals by id.
-    pub approvals: BTreeMap<String, ApprovalRecord>,
+    pub approvals: BTreeMap<Arc<str>, ApprovalRecord>,
     /// Revocations by model digest.
     pub revocations: BTreeMap<String, RevocationRecord>,
     /// Exceptions by id.
-    pub exceptions: BTreeMap<String, ExceptionRecord>,
+    pub exceptions: BTreeMap<Arc<str>, ExceptionRecord>,
     /// The policy set in force.
     pub policy: Option<PolicyRecord>,
     /// Nodes by id.
@@ -200,7 +201,7 @@ pub struct State {
     pinned: Arc<Vec<u8>>,
     /// Approval and exception ids by model, derived (not part of the digest).
     #[serde(skip)]
-    pub(crate) by_model: BTreeMap<String, Vec<String>>,
+    pub(crate) by_model: BTreeMap<Arc<str>, Vec<Arc<str>>>,
     #[serde(skip)]
     digest: OnceLock<Hash>,
 }
@@ -290,17 +291,23 @@ impl State {
         match effect {
             Effect::TrustRoot(r) => self.trust_root = Some(r),
             Effect::Model(m) => {
-                self.models.insert(m.digest.clone(), m);
+                self.models.insert(m.digest.to_string(), m);
             }
             Effect::Approval(a) => {
-                self.by_model.entry(a.model.clone()).or_default().push(a.id.clone());
+                self.by_model
+                    .entry(Arc::clone(&a.model))
+                    .or_default()
+                    .push(Arc::clone(&a.id));
                 self.approvals.insert(a.id.clone(), a);
             }
             Effect::Revocation(r) => {
                 self.revocations.insert(r.model.clone(), r);
             }
             Effect::Exception(e) => {
-                self.by_model.entry(e.model.clone()).or_default().push(e.id.clone());
+                self.by_model
+                    .entry(Arc::clone(&e.model))
+                    .or_default()
+                    .push(Arc::clone(&e.id));
                 self.exceptions.insert(e.id.clone(), e);
             }
             Effect::Policy(p) => self.policy = Some(p),
@@ -539,7 +546,7 @@ impl State {
                 }
                 let signers = signers.union(&oms_signers).cloned().collect();
                 Ok(Effect::Model(ModelRecord {
-                    digest,
+                    digest: digest.into(),
                     name: m.model_name,
                     version: m.model_version,
                     signers,
@@ -566,18 +573,18 @@ impl State {
                     root.approval_threshold(a.risk_tier),
                     &format!("a {} approval", a.risk_tier.as_str()),
                 )?;
-                if self.approvals.contains_key(&id) {
+                if self.approvals.contains_key(id.as_str()) {
                     return Err(fail(Rule::Duplicate, format!("approval {id} is already in the log")));
                 }
                 Ok(Effect::Approval(ApprovalRecord {
-                    id,
-                    model: a.model,
+                    id: id.into(),
+                    model: Arc::clone(&model.digest),
                     scopes: a.scopes,
                     valid_from: a.valid_from,
                     valid_until: a.valid_until,
                     risk_tier: a.risk_tier,
                     ticket: a.ticket,
-                    approvers,
+                    approvers: approvers.into_iter().collect(),
                     index,
                 }))
             }
@@ -591,7 +598,7 @@ impl State {
                     model: r.model,
                     reason: r.reason,
                     ticket: r.ticket,
-                    revokers,
+                    revokers: revokers.into_iter().collect(),
                     index,
                 }))
             }
@@ -606,18 +613,18 @@ impl State {
                 }
                 let approvers = signers_with(Role::Approver)?;
                 need(&approvers, root.doc.thresholds.exception, "an exception")?;
-                if self.exceptions.contains_key(&id) {
+                if self.exceptions.contains_key(id.as_str()) {
                     return Err(fail(Rule::Duplicate, format!("exception {id} is already in the log")));
                 }
                 Ok(Effect::Exception(ExceptionRecord {
-                    id,
-                    model: x.model,
+                    id: id.into(),
+                    model: Arc::clone(&model.digest),
                     scopes: x.scopes,
                     expires: x.expires,
                     risk_tier: x.risk_tier,
                     ticket: x.ticket,
                     reason: x.reason,
-                    approvers,
+                    approvers: approvers.into_iter().collect(),
                     index,
                 }))
             }
@@ -630,7 +637,7 @@ impl State {
                     id,
                     name: p.name,
                     text: p.policies,
-                    admins,
+                    admins: admins.into_iter().collect(),
                     index,
                     compiled,
                 }))
@@ -748,7 +755,7 @@ impl State {
     }
 
     /// Ids of the approvals and exceptions of a model.
-    pub(crate) fn grants_of(&self, model: &str) -> &[String] {
+    pub(crate) fn grants_of(&self, model: &str) -> &[Arc<str>] {
         self.by_model.get(model).map_or(&[], Vec::as_slice)
     }
 

@@ -165,7 +165,7 @@ fn every_reason_code() {
     assert_eq!(d.policies, vec!["permit-all".to_string()]);
     assert_eq!(
         d.approval.as_deref(),
-        Some(state.approvals.keys().next().unwrap().as_str())
+        Some(state.approvals.keys().next().unwrap().as_ref())
     );
     assert_eq!((d.valid_from, d.valid_until), (1000, 2000));
     let d = decide(&state, &request(&b.m1, "prod/forbidden/x", "node-1"), 1500);
