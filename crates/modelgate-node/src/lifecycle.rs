@@ -141,6 +141,22 @@ impl<S> Lifecycle<S> {
         }
     }
 
+    /// A step whose evidence is the outcome of a lineage-log operation;
+    /// failing to record is an audit discontinuity.
+    fn lineage_step<T>(
+        self,
+        outcome: Result<u64, String>,
+        now: u64,
+        name: &'static str,
+        step: T,
+        what: &str,
+    ) -> Next<T> {
+        let r = outcome
+            .map(|n| format!("{what} {n}"))
+            .map_err(|e| (ContainmentReason::AuditDiscontinuity, e));
+        self.check(now, name, step, r)
+    }
+
     fn fail(self, (reason, detail): Failure, now: u64) -> Lifecycle<Contained> {
         self.go(
             Contained {
@@ -313,10 +329,14 @@ impl Lifecycle<SignatureVerification> {
     /// The node can record what it does: its lineage log is open and
     /// verifies (the caller passes the outcome of opening and auditing it).
     pub fn validate_telemetry(self, lineage: Result<u64, String>, now: u64) -> Next<TelemetryValidation> {
-        let r = lineage
-            .map(|n| format!("lineage log verified at size {n}"))
-            .map_err(|e| (ContainmentReason::AuditDiscontinuity, e));
-        self.check(now, "TelemetryValidation", TelemetryValidation { _private: () }, r)
+        let step = TelemetryValidation { _private: () };
+        self.lineage_step(
+            lineage,
+            now,
+            "TelemetryValidation",
+            step,
+            "lineage log verified at size",
+        )
     }
 }
 
@@ -365,20 +385,27 @@ impl Lifecycle<Approved> {
     /// The transitions are durably recorded (the caller appends them to the
     /// lineage log and passes the outcome).
     pub fn persist(self, durable: Result<u64, String>, now: u64) -> Next<Persisting> {
-        let r = durable
-            .map(|i| format!("recorded at lineage index {i}"))
-            .map_err(|e| (ContainmentReason::AuditDiscontinuity, e));
-        self.check(now, "Persisting", Persisting { _private: () }, r)
+        self.lineage_step(
+            durable,
+            now,
+            "Persisting",
+            Persisting { _private: () },
+            "recorded at lineage index",
+        )
     }
 }
 
 impl Lifecycle<Persisting> {
     /// The record is in a lineage checkpoint that verifies.
     pub fn verify_audit(self, audited: Result<u64, String>, now: u64) -> Next<AuditVerified> {
-        let r = audited
-            .map(|n| format!("lineage checkpoint at size {n} verified"))
-            .map_err(|e| (ContainmentReason::AuditDiscontinuity, e));
-        self.check(now, "AuditVerified", AuditVerified { _private: () }, r)
+        let step = AuditVerified { _private: () };
+        self.lineage_step(
+            audited,
+            now,
+            "AuditVerified",
+            step,
+            "lineage checkpoint verified at size",
+        )
     }
 }
 
