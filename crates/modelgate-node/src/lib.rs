@@ -17,9 +17,13 @@
 //!   so a model cannot reach `Serving` any other way; failures contain with
 //!   a named reason; every transition is recorded.
 //!
+//! - [`config`]: the node's TOML configuration, every field overridable by
+//!   `MODELGATE_NODE_*`, unknown fields refused.
+//!
 //! Still to come (see issue 7): containment and recovery reporting, model integrity watching, `exec`
 //! mode, node configuration and status, the gateway.
 
+pub mod config;
 pub mod lifecycle;
 pub mod sync;
 

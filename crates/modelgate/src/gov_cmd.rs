@@ -147,7 +147,7 @@ pub fn load_key(path: &Path) -> Result<SigningKey, Failure> {
 }
 
 /// Sign `payload`, then write it to `--out` or submit it.
-fn finish(payload: &Value, s: &Signing) -> Result<(), Failure> {
+pub fn finish(payload: &Value, s: &Signing) -> Result<(), Failure> {
     let key = load_key(&s.key)?;
     let bytes = to_canonical(payload).map_err(|e| usage(e.to_string()))?;
     let entry = Envelope::sign(&bytes, &[&key]).map_err(|e| usage(e.to_string()))?;

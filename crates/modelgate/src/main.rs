@@ -9,6 +9,7 @@ mod authority_cmd;
 mod demo;
 mod gov_cmd;
 mod log_cmd;
+mod node_cmd;
 mod oms_cmd;
 mod progress;
 
@@ -65,6 +66,11 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// Runtime nodes: create a node's key, enroll it.
+    Node {
+        #[command(subcommand)]
+        command: node_cmd::NodeCommand,
     },
     /// Add your signature to a signed entry file (e.g. a second approver).
     Cosign(gov_cmd::CosignArgs),
@@ -146,6 +152,7 @@ fn main() -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Publish(a),
         } => gov_cmd::policy_publish(a),
+        Command::Node { command } => node_cmd::run(command),
         Command::Cosign(a) => gov_cmd::cosign(a),
         Command::Submit(a) => gov_cmd::submit(a),
         Command::Demo => demo::run(),

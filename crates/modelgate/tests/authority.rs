@@ -120,7 +120,7 @@ fn world() -> World {
     let root_token = token(&data, "root");
     let admin = token(&data, "admin");
     let d = dir.path();
-    for k in ["alice", "bob", "signer", "padmin"] {
+    for k in ["alice", "bob", "signer", "padmin", "nadmin"] {
         keygen(d, k, "ed25519");
     }
     keygen(d, "signer-model", "ecdsa-p256");
@@ -147,8 +147,14 @@ fn world() -> World {
     ok(&mg_line(&format!(
         "trust edit --current {} --amend --out {} --principal padmin --role policy-admin --key {}",
         s(&p("v2c.json")),
-        s(&p("v2.json")),
+        s(&p("v2d.json")),
         s(&p("padmin.pub"))
+    )));
+    ok(&mg_line(&format!(
+        "trust edit --current {} --amend --out {} --principal nadmin --role node-admin --key {}",
+        s(&p("v2d.json")),
+        s(&p("v2.json")),
+        s(&p("nadmin.pub"))
     )));
     // Signed by a key that is not a root key: refused, and the reason says why.
     ok(&mg_line(&format!(
@@ -602,4 +608,51 @@ fn sigterm_finishes_in_flight_writes_and_exits_cleanly() {
     }
     // The lock was released: the next authority starts.
     w.server = serve(&w.data);
+}
+
+#[test]
+fn a_node_is_initialised_from_its_config_and_enrolled_by_a_node_admin() {
+    let w = world();
+    let d = w.dir.path();
+    let url = &w.server.url;
+    std::fs::write(
+        d.join("node.toml"),
+        format!(
+            "node = \"node-1\"\nauthority = \"{url}\"\ntrust_root = \"{}\"\nkey = \"node.skey\"\nscopes = [\"prod/credit/scoring\"]\nmax_staleness_seconds = 30\ndata_dir = \"node-data\"\n",
+            s(&w.data.join("trust-root.dsse.json"))
+        ),
+    )
+    .unwrap();
+    let o = mg_line(&format!("node init --config {}", s(&d.join("node.toml"))));
+    let vkey = ok(&o).trim().to_owned();
+    assert!(vkey.starts_with("node-1/lineage+"), "{vkey}");
+    assert!(stderr(&o).contains("modelgate node enroll node-1"), "{}", stderr(&o));
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(d.join("node.skey")).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // A second init does not overwrite the key.
+    assert_eq!(
+        mg_line(&format!("node init --config {}", s(&d.join("node.toml"))))
+            .status
+            .code(),
+        Some(2)
+    );
+    let enroll = format!(
+        "node enroll node-1 --node-key {vkey} --scope prod/* --key {} --authority {url} --token {}",
+        s(&d.join("nadmin.key")),
+        w.admin
+    );
+    assert!(ok(&mg_line(&enroll)).contains("accepted at index 3"));
+    let nodes = get_json(&format!("{url}/api/v1/nodes"));
+    assert_eq!(nodes[0]["id"], "node-1");
+    assert_eq!(nodes[0]["key"], vkey.as_str());
+    // Enrolled once only; and not by someone without the role.
+    let o = mg_line(&enroll);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("node-duplicate"), "{}", stderr(&o));
+    let o = mg_line(&enroll.replace("nadmin.key", "alice.key").replace("node-1 ", "node-2 "));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("threshold"), "{}", stderr(&o));
 }
