@@ -20,11 +20,16 @@
 //! - [`config`]: the node's TOML configuration, every field overridable by
 //!   `MODELGATE_NODE_*`, unknown fields refused.
 //!
-//! Still to come (see issue 7): containment and recovery reporting, model integrity watching, `exec`
+//! - [`report`]: containment and recovery reports signed with the node's
+//!   key (the authority accepts them without a token: the signature is the
+//!   authentication).
+//!
+//! Still to come (see issue 7): model integrity watching, `exec`
 //! mode, node configuration and status, the gateway.
 
 pub mod config;
 pub mod lifecycle;
+pub mod report;
 pub mod sync;
 
 pub use modelgate_governance::ContainmentReason;

@@ -288,6 +288,12 @@ impl SignerKey {
         self.key_type
     }
 
+    /// The Ed25519 key itself, for signing other formats with the same
+    /// identity (a node signs its governance entries with its note key).
+    pub fn ed25519(&self) -> &SigningKey {
+        &self.key
+    }
+
     /// The matching verifier key.
     pub fn verifier(&self) -> VerifierKey {
         VerifierKey {

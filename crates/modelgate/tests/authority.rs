@@ -655,4 +655,40 @@ fn a_node_is_initialised_from_its_config_and_enrolled_by_a_node_admin() {
     let o = mg_line(&enroll.replace("nadmin.key", "alice.key").replace("node-1 ", "node-2 "));
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("threshold"), "{}", stderr(&o));
+
+    // The node reports a containment, authenticated by its key alone (no token).
+    let node_key =
+        modelgate_tlog::SignerKey::parse(std::fs::read_to_string(d.join("node.skey")).unwrap().trim()).unwrap();
+    let report = modelgate_node::report::containment_report(
+        &node_key,
+        "node-1",
+        std::slice::from_ref(&w.digest),
+        modelgate_node::ContainmentReason::UnauthorizedModification,
+        "weights.bin changed",
+        false,
+        1_800_000_000,
+    )
+    .unwrap();
+    let (status, v) = post(url, None, &report);
+    assert_eq!(status, 201, "{v}");
+    let nodes = get_json(&format!("{url}/api/v1/nodes"));
+    assert_eq!(nodes[0]["last_report"]["reason"], "UnauthorizedModification");
+    // The same report signed by another key is refused by the fold's rules.
+    let impostor =
+        modelgate_tlog::SignerKey::from_seed("node-1/lineage", modelgate_tlog::KeyType::Ed25519, &[9; 32]).unwrap();
+    let forged = modelgate_node::report::containment_report(
+        &impostor,
+        "node-1",
+        &[],
+        modelgate_node::ContainmentReason::SyncInterrupted,
+        "",
+        true,
+        1,
+    )
+    .unwrap();
+    let (status, v) = post(url, None, &forged);
+    assert_eq!(status, 422, "{v}");
+    // Other entry types still need a token.
+    let (status, _) = post(url, None, &std::fs::read(d.join("v2.dsse.json")).unwrap());
+    assert_eq!(status, 401);
 }
