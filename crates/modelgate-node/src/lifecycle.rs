@@ -208,23 +208,33 @@ impl Lifecycle<Initializing> {
 }
 
 impl Lifecycle<Validating> {
-    /// The node holds a verified, fresh view of the governance log.
+    /// The node holds a verified, fresh view of the governance log; the view
+    /// is handed on as the evidence the later steps use.
     pub fn inspect_coordination(
         self,
         view: Option<&View>,
         now: u64,
         max_staleness: u64,
-    ) -> Next<CoordinationInspection> {
-        let r = match view {
-            None => Err((
-                ContainmentReason::SyncInterrupted,
-                "no verified view of the governance log".to_owned(),
-            )),
-            Some(v) if now.saturating_sub(v.authority_time) > max_staleness => Err((
+    ) -> Result<(Lifecycle<CoordinationInspection>, &View), Box<Lifecycle<Contained>>> {
+        let v = match view {
+            None => {
+                return Err(Box::new(self.fail(
+                    (
+                        ContainmentReason::SyncInterrupted,
+                        "no verified view of the governance log".to_owned(),
+                    ),
+                    now,
+                )))
+            }
+            Some(v) => v,
+        };
+        let r = if now.saturating_sub(v.authority_time) > max_staleness {
+            Err((
                 ContainmentReason::SyncInterrupted,
                 format!("view is {} s old", now - v.authority_time),
-            )),
-            Some(v) => Ok(format!("view at size {}", v.checkpoint.size)),
+            ))
+        } else {
+            Ok(format!("view at size {}", v.checkpoint.size))
         };
         self.check(
             now,
@@ -232,6 +242,7 @@ impl Lifecycle<Validating> {
             CoordinationInspection { _private: () },
             r,
         )
+        .map(|l| (l, v))
     }
 }
 

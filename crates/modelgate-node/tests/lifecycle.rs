@@ -135,12 +135,10 @@ type Contained = Box<Lifecycle<modelgate_node::lifecycle::Contained>>;
 
 /// Run all ten steps; the first containment is returned as Err.
 fn run(spec: &ModelSpec, v: Option<&View>, lineage_ok: bool) -> Result<Lifecycle<Serving>, Contained> {
-    let m = Lifecycle::new(spec.clone(), NOW)
+    let (m, v) = Lifecycle::new(spec.clone(), NOW)
         .validate(NOW)?
-        .inspect_coordination(v, NOW, 30)?
-        .verify_integrity(NOW)?;
-    let v = v.unwrap();
-    let m = m.verify_signature(v, NOW)?;
+        .inspect_coordination(v, NOW, 30)?;
+    let m = m.verify_integrity(NOW)?.verify_signature(v, NOW)?;
     let lineage = if lineage_ok {
         Ok(0)
     } else {

@@ -618,7 +618,7 @@ fn a_node_is_initialised_from_its_config_and_enrolled_by_a_node_admin() {
     std::fs::write(
         d.join("node.toml"),
         format!(
-            "node = \"node-1\"\nauthority = \"{url}\"\ntrust_root = \"{}\"\nkey = \"node.skey\"\nscopes = [\"prod/credit/scoring\"]\nmax_staleness_seconds = 30\ndata_dir = \"node-data\"\n",
+            "node = \"node-1\"\nauthority = \"{url}\"\ntrust_root = \"{}\"\nkey = \"node.skey\"\nscopes = [\"prod/credit/scoring\"]\nmax_staleness_seconds = 30\ndata_dir = \"node-data\"\n\n[models.credit]\ndir = \"model\"\nbundle = \"model/model.sig\"\n",
             s(&w.data.join("trust-root.dsse.json"))
         ),
     )
@@ -655,6 +655,37 @@ fn a_node_is_initialised_from_its_config_and_enrolled_by_a_node_admin() {
     let o = mg_line(&enroll.replace("nadmin.key", "alice.key").replace("node-1 ", "node-2 "));
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("threshold"), "{}", stderr(&o));
+
+    // Registered but not approved, no policy: the node does not serve it.
+    let status = format!("node status --config {}", s(&d.join("node.toml")));
+    let out = ok(&mg_line(&status));
+    assert!(out.contains("credit: Contained UnverifiableTransition"), "{out}");
+    // Approved and a policy published: Serving.
+    ok(&mg_line(&format!(
+        "approve {} --scope prod/credit/* --until +1d --tier low --ticket CHG-9 --key {} --authority {url} --token {}",
+        w.digest,
+        s(&d.join("alice.key")),
+        w.admin
+    )));
+    std::fs::write(d.join("all.cedar"), "permit(principal, action, resource);").unwrap();
+    ok(&mg_line(&format!(
+        "policy publish {} --key {} --authority {url} --token {}",
+        s(&d.join("all.cedar")),
+        s(&d.join("padmin.key")),
+        w.admin
+    )));
+    let out = ok(&mg_line(&status));
+    assert!(out.contains(&format!("credit: Serving {}", w.digest)), "{out}");
+    // One changed byte in the model: contained, naming the file.
+    std::fs::write(d.join("model/weights.bin"), "weightz").unwrap();
+    let v: Value = serde_json::from_str(&ok(&mg_line(&format!("{status} --json")))).unwrap();
+    assert_eq!(v["models"][0]["reason"], "UnauthorizedModification", "{v}");
+    assert!(
+        v["models"][0]["detail"].as_str().unwrap().contains("weights.bin"),
+        "{v}"
+    );
+    assert_eq!(v["sync"]["ok"], true);
+    std::fs::write(d.join("model/weights.bin"), "weights").unwrap();
 
     // The node reports a containment, authenticated by its key alone (no token).
     let node_key =
