@@ -722,4 +722,59 @@ fn a_node_is_initialised_from_its_config_and_enrolled_by_a_node_admin() {
     // Other entry types still need a token.
     let (status, _) = post(url, None, &std::fs::read(d.join("v2.dsse.json")).unwrap());
     assert_eq!(status, 401);
+
+    // The running node: serves, contains on a changed file, recovers through
+    // the whole lifecycle when it is restored, contains on a revocation.
+    let mut node = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args([
+            "node",
+            "run",
+            "--config",
+            s(&d.join("node.toml")),
+            "--interval-ms",
+            "100",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    let out = node.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let wait_for = |state: &str, reason: Option<&str>| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let v = rx.recv_timeout(left).unwrap_or_else(|_| panic!("no {state} event"));
+            if v["state"] == state && reason.is_none_or(|r| v["reason"] == r) {
+                return v;
+            }
+        }
+    };
+    wait_for("Serving", None);
+    std::fs::write(d.join("model/weights.bin"), "weightz").unwrap();
+    let v = wait_for("Contained", Some("UnauthorizedModification"));
+    assert!(v["detail"].as_str().unwrap().contains("weights.bin"), "{v}");
+    std::fs::write(d.join("model/weights.bin"), "weights").unwrap();
+    wait_for("Serving", None);
+    let revoked_at = std::time::Instant::now();
+    ok(&mg_line(&format!(
+        "revoke {} --reason drift --ticket INC-9 --key {} --authority {url} --token {}",
+        w.digest,
+        s(&d.join("alice.key")),
+        w.admin
+    )));
+    let v = wait_for("Contained", Some("UnverifiableTransition"));
+    eprintln!("revocation contained the model after {:?}: {v}", revoked_at.elapsed());
+    let _ = node.kill();
+    let _ = node.wait();
+    // The node reported its containments to the authority.
+    let nodes = get_json(&format!("{url}/api/v1/nodes"));
+    assert!(nodes[0]["reports"].as_u64().unwrap() >= 3, "{nodes}");
 }
