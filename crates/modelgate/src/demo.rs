@@ -1,8 +1,9 @@
-//! `modelgate demo`: the main job end to end on this machine, with no service.
-//!
-//! Today it shows the model-signing layer: a fresh key, a small model, a signature,
-//! a verification, then a one-byte tamper that verification must refuse, naming the
-//! file. Each later layer (log, authority, node) extends this walk-through.
+//! `modelgate demo`: the main job end to end on this machine, with no service
+//! to install: it signs a model, starts an authority (embedded, on a loopback
+//! port), builds the trust root, registers the model, refuses a self-approval,
+//! approves it with two approvers, brings a node through the ten lifecycle
+//! steps to Serving, contains the model when one bit of it changes and when
+//! it is revoked, and audits the authority offline.
 
 use std::fs;
 use std::path::Path;
@@ -59,16 +60,22 @@ fn walk_through(dir: &Path) -> Result<(), Failure> {
     }
 
     let weights = model.join("weights.bin");
-    let mut bytes = fs::read(&weights).map_err(fail)?;
+    let original = fs::read(&weights).map_err(fail)?;
+    let mut bytes = original.clone();
     bytes[1 << 20] ^= 0x01;
     fs::write(&weights, &bytes).map_err(fail)?;
     match verify_model(&model, &bundle, &trust, &VerifyOptions::default(), None) {
         Err(Error::Mismatch(m)) if m.changed == ["weights.bin"] => {
             println!("5. flipped one bit of weights.bin: verification refused it ({m})");
-            println!("demo complete: an altered model cannot pass as the signed one");
-            Ok(())
         }
-        Ok(_) => Err(Failure::Invalid("a tampered model verified".into())),
-        Err(e) => Err(Failure::Invalid(format!("unexpected verification result: {e}"))),
+        Ok(_) => return Err(Failure::Invalid("a tampered model verified".into())),
+        Err(e) => return Err(Failure::Invalid(format!("unexpected verification result: {e}"))),
     }
+    fs::write(&weights, &original).map_err(fail)?;
+    let Trust::PublicKey(public) = trust else {
+        return Err(fail("unreachable trust kind"));
+    };
+    crate::demo_governance::run(dir, &model, &public.to_pem()?)?;
+    println!("demo complete: only the approved, unaltered, unrevoked model runs, and every step is in a log anyone can audit");
+    Ok(())
 }

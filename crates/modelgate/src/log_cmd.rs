@@ -310,7 +310,7 @@ fn audit(a: AuditArgs) -> Result<(), Failure> {
 
 /// Audit an authority over HTTP with nothing but its key (and the pinned
 /// trust root): every byte served is checked against the signed checkpoint.
-fn remote_audit(url: &str, pinned: Option<&Path>, policy: &CheckpointPolicy) -> Result<(), Failure> {
+pub(crate) fn remote_audit(url: &str, pinned: Option<&Path>, policy: &CheckpointPolicy) -> Result<(), Failure> {
     use modelgate_tlog::{decode_entry_bundle, encode_index, tile_data, MemoryTree, TileId};
     let remote = crate::gov_cmd::Remote::for_url(url);
     let bad = |m: String| Failure::Invalid(format!("audit of {url} failed: {m}"));

@@ -7,6 +7,7 @@
 
 mod authority_cmd;
 mod demo;
+mod demo_governance;
 mod gov_cmd;
 mod log_cmd;
 mod node_cmd;

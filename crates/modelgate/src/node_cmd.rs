@@ -127,16 +127,16 @@ impl modelgate_node::Fetch for Http {
     }
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-type Contained = Box<modelgate_node::lifecycle::Lifecycle<modelgate_node::lifecycle::Contained>>;
+pub(crate) type Contained = Box<modelgate_node::lifecycle::Lifecycle<modelgate_node::lifecycle::Contained>>;
 
 /// A node's runtime pieces, set up from its configuration.
-struct Node {
+pub(crate) struct Node {
     c: NodeConfig,
     key: SignerKey,
     syncer: modelgate_node::sync::Syncer,
@@ -147,13 +147,13 @@ struct Node {
 }
 
 /// A model that made it through all ten steps.
-struct ServingModel {
-    digest: String,
-    basis: String,
+pub(crate) struct ServingModel {
+    pub(crate) digest: String,
+    pub(crate) basis: String,
 }
 
 impl Node {
-    fn open(config: &std::path::Path) -> Result<Self, Failure> {
+    pub(crate) fn open(config: &std::path::Path) -> Result<Self, Failure> {
         use modelgate_node::sync::{Syncer, Trusted};
         let usage = |m: String| Failure::Usage(m);
         let c = NodeConfig::load(config, std::env::vars()).map_err(usage)?;
@@ -195,7 +195,7 @@ impl Node {
     }
 
     /// Sync; on success persist the trusted checkpoint before it is used.
-    fn sync(&mut self, t: u64) -> Result<modelgate_node::View, modelgate_node::SyncError> {
+    pub(crate) fn sync(&mut self, t: u64) -> Result<modelgate_node::View, modelgate_node::SyncError> {
         let v = self.syncer.sync(&self.fetch, t).cloned()?;
         let bytes = serde_json::to_vec_pretty(&v.trusted()).unwrap_or_default();
         let tmp = self.trusted_path.with_extension("tmp");
@@ -212,7 +212,7 @@ impl Node {
     }
 
     /// All ten steps for one model; the lifecycle is recorded in the lineage log.
-    fn lifecycle(
+    pub(crate) fn lifecycle(
         &mut self,
         name: &str,
         view: Option<&modelgate_node::View>,

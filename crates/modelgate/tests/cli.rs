@@ -189,7 +189,19 @@ fn ignore_paths_relative_and_absolute_agree() {
 fn demo_runs_end_to_end() {
     let out = mg(&["demo"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("verification refused it (changed: weights.bin)"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "verification refused it (changed: weights.bin)",
+        "refused (separation-of-duties",
+        "refused (threshold",
+        "all ten lifecycle steps: Serving",
+        "Contained UnauthorizedModification",
+        "the node contains it (UnverifiableTransition",
+        "authority: consistent",
+        "demo complete",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
 }
 
 #[test]

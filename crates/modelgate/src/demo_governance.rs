@@ -1,0 +1,228 @@
+//! The governance half of `modelgate demo`: an embedded authority, the trust
+//! root, approvals, a node's lifecycle, containment and an offline audit.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ed25519_dalek::pkcs8::DecodePrivateKey;
+use ed25519_dalek::SigningKey;
+use modelgate_authority::service::Outcome;
+use modelgate_authority::Authority;
+use modelgate_governance::{to_canonical, Envelope};
+use modelgate_tlog::{CheckpointPolicy, KeyType, SignerKey};
+use serde_json::{json, Value};
+
+use crate::Failure;
+
+fn fail(e: impl std::fmt::Display) -> Failure {
+    Failure::Usage(e.to_string())
+}
+
+fn b64(k: &SigningKey) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(k.verifying_key().as_bytes())
+}
+
+fn signed(v: &Value, keys: &[&SigningKey]) -> Result<Vec<u8>, Failure> {
+    Envelope::sign(&to_canonical(v).map_err(fail)?, keys).map_err(fail)
+}
+
+/// Submit in-process and wait for the durable answer.
+fn submit(a: &Authority, entry: Vec<u8>) -> Result<Result<u64, String>, Failure> {
+    let rx = a.submit(entry).map_err(fail)?;
+    match rx.blocking_recv().map_err(fail)? {
+        Outcome::Accepted { index, .. } => Ok(Ok(index)),
+        Outcome::Refused(e) => Ok(Err(format!("{}: {}", e.rule, e.detail))),
+        Outcome::Failed(m) => Err(fail(m)),
+    }
+}
+
+fn accepted(a: &Authority, entry: Vec<u8>, what: &str) -> Result<u64, Failure> {
+    submit(a, entry)?.map_err(|e| Failure::Invalid(format!("{what} was refused: {e}")))
+}
+
+pub fn run(dir: &Path, model: &Path, model_key_pem: &str) -> Result<(), Failure> {
+    let adir = dir.join("authority");
+    let report = modelgate_authority::init(&adir, "demo.modelgate/governance").map_err(fail)?;
+    let authority = Authority::open(&adir).map_err(fail)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(fail)?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .map_err(fail)?;
+    let url = format!("http://{}", listener.local_addr().map_err(fail)?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(modelgate_authority::serve(
+        Arc::clone(&authority),
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    println!("6. started an authority at {url} (log key {})", report.log_vkey);
+
+    let key = || SigningKey::generate(&mut rand_core::OsRng);
+    let (alice, bob, pipeline, padmin, nadmin) = (key(), key(), key(), key(), key());
+    let root_pem = std::fs::read_to_string(&report.root_key).map_err(fail)?;
+    let root = SigningKey::from_pkcs8_pem(&root_pem).map_err(fail)?;
+    let doc = authority
+        .committed
+        .read()
+        .map_err(fail)?
+        .trust_root
+        .as_ref()
+        .map(|r| r.doc.clone())
+        .ok_or_else(|| fail("no trust root"))?;
+    let mut v = serde_json::to_value(&doc).map_err(fail)?;
+    v["root_version"] = json!(2);
+    for (id, role, k, model_keys) in [
+        ("alice", "approver", &alice, vec![]),
+        ("bob", "approver", &bob, vec![]),
+        ("ml-pipeline", "model-signer", &pipeline, vec![model_key_pem.to_owned()]),
+        ("policy-admin", "policy-admin", &padmin, vec![]),
+        ("node-admin", "node-admin", &nadmin, vec![]),
+    ] {
+        v["principals"][id] = json!({"roles": [role], "keys": [b64(k)], "model_keys": model_keys});
+    }
+    accepted(&authority, signed(&v, &[&root])?, "trust root v2")?;
+    println!("7. trust root v2, signed with the offline root key: approvers alice and bob, an ML pipeline, a policy admin, a node admin");
+
+    let bundle = std::fs::read(model.join("model.sig")).map_err(fail)?;
+    let digest = modelgate_oms::Bundle::parse(&bundle)
+        .and_then(|b| modelgate_oms::decode_statement(&b.envelope.payload))
+        .map(|m| crate::oms_cmd::hex(&m.root_digest()))?;
+    use base64::Engine as _;
+    let b = base64::engine::general_purpose::STANDARD.encode(&bundle);
+    accepted(
+        &authority,
+        signed(
+            &json!({"type": "model", "version": 1, "model_name": "credit-scorer", "model_version": "1.0", "bundle": b}),
+            &[&pipeline],
+        )?,
+        "the model",
+    )?;
+    let policy =
+        "@id(\"credit-only\") permit(principal, action, resource) when { context.scope like \"prod/credit/*\" };";
+    accepted(
+        &authority,
+        signed(
+            &json!({"type": "policy-set", "version": 1, "name": "demo", "policies": policy}),
+            &[&padmin],
+        )?,
+        "the policy",
+    )?;
+    let node_key = SignerKey::from_seed("demo-node/lineage", KeyType::Ed25519, &key().to_bytes()).map_err(fail)?;
+    accepted(
+        &authority,
+        signed(
+            &json!({"type": "node-enrollment", "version": 1, "node": "demo-node", "key": node_key.verifier().to_string(), "scopes": ["prod/*"]}),
+            &[&nadmin],
+        )?,
+        "the node enrollment",
+    )?;
+    println!("8. registered the model ({digest}), published a Cedar policy, enrolled node demo-node");
+
+    let far = crate::node_cmd::now() + 86_400;
+    let approval = |keys: &[&SigningKey], ticket: &str| {
+        signed(
+            &json!({"type": "approval", "version": 1, "model": digest, "scopes": ["prod/credit/*"], "valid_from": 0, "valid_until": far, "risk_tier": "high", "ticket": ticket}),
+            keys,
+        )
+    };
+    match submit(&authority, approval(&[&pipeline], "CHG-1")?)? {
+        Err(why) if why.starts_with("separation-of-duties") => {
+            println!("9. the ML pipeline tried to approve its own model: refused ({why})")
+        }
+        other => return Err(Failure::Invalid(format!("a self-approval was not refused: {other:?}"))),
+    }
+    match submit(&authority, approval(&[&alice], "CHG-2")?)? {
+        Err(why) if why.starts_with("threshold") => {
+            println!("10. alice alone approved at the high tier: refused ({why})")
+        }
+        other => {
+            return Err(Failure::Invalid(format!(
+                "a one-approver high-tier approval was not refused: {other:?}"
+            )))
+        }
+    }
+    let i = accepted(&authority, approval(&[&alice, &bob], "CHG-3")?, "the approval")?;
+    println!("11. alice and bob approved it for prod/credit/* (log index {i}, durable)");
+
+    // The node: its own key and configuration, then the ten steps.
+    let ndir = dir.join("node");
+    std::fs::create_dir_all(&ndir).map_err(fail)?;
+    crate::oms_cmd::write_new(
+        &ndir.join("node.skey"),
+        format!("{}\n", node_key.to_private_string()).as_bytes(),
+        0o600,
+        false,
+    )?;
+    let toml = format!(
+        "node = \"demo-node\"\nauthority = \"{url}\"\ntrust_root = \"{}\"\nkey = \"node.skey\"\nscopes = [\"prod/credit/scoring\"]\nmax_staleness_seconds = 30\ndata_dir = \"data\"\n\n[models.credit-scorer]\ndir = \"{}\"\nbundle = \"{}\"\n",
+        report.trust_root.display(),
+        model.display(),
+        model.join("model.sig").display()
+    );
+    std::fs::write(ndir.join("node.toml"), toml).map_err(fail)?;
+    let mut node = crate::node_cmd::Node::open(&ndir.join("node.toml"))?;
+    let mut check = |what: &str| -> Result<Result<crate::node_cmd::ServingModel, (String, String)>, Failure> {
+        let t = crate::node_cmd::now();
+        let view = node
+            .sync(t)
+            .map_err(|e| Failure::Invalid(format!("{what}: sync failed: {e}")))?;
+        Ok(node
+            .lifecycle("credit-scorer", Some(&view), t)
+            .map_err(|c| (format!("{:?}", c.contained().reason), c.contained().detail.clone())))
+    };
+    match check("serving")? {
+        Ok(s) => println!("12. node demo-node verified the log itself and took the model through all ten lifecycle steps: Serving under approval {}", &s.basis[..16]),
+        Err((r, d)) => return Err(Failure::Invalid(format!("the approved model did not serve: {r}: {d}"))),
+    }
+    let weights = model.join("weights.bin");
+    let original = std::fs::read(&weights).map_err(fail)?;
+    let mut flipped = original.clone();
+    flipped[7] ^= 0x80;
+    std::fs::write(&weights, &flipped).map_err(fail)?;
+    match check("tampered")? {
+        Err((r, d)) if r == "UnauthorizedModification" => {
+            println!("13. one bit of weights.bin changed on the node: Contained {r} ({d})")
+        }
+        other => {
+            return Err(Failure::Invalid(format!(
+                "a tampered model was not contained: {:?}",
+                other.map(|s| s.digest)
+            )))
+        }
+    }
+    std::fs::write(&weights, &original).map_err(fail)?;
+    accepted(
+        &authority,
+        signed(
+            &json!({"type": "revocation", "version": 1, "model": digest, "reason": "drift found in monitoring", "ticket": "INC-7"}),
+            &[&alice],
+        )?,
+        "the revocation",
+    )?;
+    match check("revoked")? {
+        Err((r, d)) => println!("14. alice revoked the model: the node contains it ({r}: {d})"),
+        Ok(_) => return Err(Failure::Invalid("a revoked model still served".into())),
+    }
+
+    let policy = CheckpointPolicy::new(
+        modelgate_tlog::VerifierKey::parse(&report.log_vkey).map_err(fail)?,
+        vec![],
+        0,
+    )
+    .map_err(fail)?;
+    print!(
+        "15. offline audit of the authority (every tile and entry against the signed checkpoint, the state refolded): "
+    );
+    crate::log_cmd::remote_audit(&url, Some(&report.trust_root), &policy)?;
+
+    let _ = stop.send(());
+    runtime.block_on(server).map_err(fail)?.map_err(fail)?;
+    Ok(())
+}
