@@ -37,10 +37,6 @@ pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
         .into_response()
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// The router: every route, the body limit, request counting.
 pub fn router(a: Shared) -> Router {
     Router::new()
@@ -350,7 +346,7 @@ async fn tlog_proof(AxState(a): AxState<Shared>, Path(index): Path<u64>) -> Resp
 fn summary(s: &State) -> Value {
     json!({
         "size": s.size,
-        "digest": hex(&s.digest()),
+        "digest": hex::encode(s.digest()),
         "trust_root_version": s.trust_root.as_ref().map(|r| r.doc.root_version),
         "models": s.models.len(),
         "approvals": s.approvals.len(),

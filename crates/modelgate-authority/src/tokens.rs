@@ -69,10 +69,7 @@ struct TokenFile {
 }
 
 fn hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 fn read(path: &Path) -> Result<TokenFile, AuthorityError> {
@@ -91,7 +88,7 @@ pub fn create(path: &Path, role: TokenRole, name: &str) -> Result<String, Author
     let mut raw = [0u8; 32];
     rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut raw)
         .map_err(|e| AuthorityError::Io(format!("the operating system's random source failed: {e}")))?;
-    let token = format!("mgt_{}", raw.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let token = format!("mgt_{}", hex::encode(raw));
     file.tokens.push(TokenRecord {
         name: name.to_owned(),
         role,

@@ -114,7 +114,7 @@ pub struct Decision {
 }
 
 fn ser_hex<S: serde::Serializer>(h: &Hash, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::envelope::hex(h))
+    s.serialize_str(&hex::encode(h))
 }
 
 struct Basis<'a> {

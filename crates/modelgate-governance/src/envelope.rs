@@ -37,11 +37,7 @@ struct SignatureJson {
 
 /// The key id of an Ed25519 key: hex SHA-256 of its 32 raw bytes.
 pub fn key_id(key: &VerifyingKey) -> String {
-    hex(&Sha256::digest(key.as_bytes()))
-}
-
-pub(crate) fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(Sha256::digest(key.as_bytes()))
 }
 
 /// DSSE pre-authentication encoding: what the signatures cover.

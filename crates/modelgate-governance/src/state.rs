@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::canonical::{parse_canonical, to_canonical};
 use crate::entry::*;
-use crate::envelope::{hex, key_id, Envelope};
+use crate::envelope::{key_id, Envelope};
 use crate::error::{FoldError, Rule};
 use crate::policy::{compile, Policies};
 use crate::scope::{validate_pattern, validate_scope};
@@ -224,7 +224,7 @@ fn is_digest(s: &str) -> bool {
 }
 
 fn payload_id(payload: &[u8]) -> String {
-    hex(&Sha256::digest(payload))
+    hex::encode(Sha256::digest(payload))
 }
 
 impl State {
@@ -527,7 +527,7 @@ impl State {
                     match modelgate_oms::verify_bundle(&bundle, &modelgate_oms::Trust::PublicKey(key.clone())) {
                         Ok(manifest) => {
                             oms_signers.insert(principal.clone());
-                            digest = Some(hex(&manifest.root_digest()));
+                            digest = Some(hex::encode(manifest.root_digest()));
                         }
                         Err(e) => last_error = e.to_string(),
                     }
@@ -725,7 +725,7 @@ impl State {
                     a.node,
                     AnchorRecord {
                         size: new.size,
-                        root: hex(&new.root),
+                        root: hex::encode(new.root),
                         index,
                     },
                 ))
@@ -768,14 +768,7 @@ impl State {
 }
 
 fn hex_to_hash(s: &str) -> Option<Hash> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, c) in s.as_bytes().chunks(2).enumerate() {
-        out[i] = u8::from_str_radix(std::str::from_utf8(c).ok()?, 16).ok()?;
-    }
-    Some(out)
+    hex::decode(s).ok()?.try_into().ok()
 }
 
 /// Fold entries onto the pinned trust root: the state after all of them, or

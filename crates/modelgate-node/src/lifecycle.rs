@@ -318,7 +318,7 @@ fn signature(spec: &ModelSpec, view: &View) -> Result<String, Failure> {
         };
         match modelgate_oms::verify_bundle(&bundle, &Trust::PublicKey(key)) {
             Ok(m) => {
-                let digest: String = m.root_digest().iter().map(|b| format!("{b:02x}")).collect();
+                let digest = hex::encode(m.root_digest());
                 if !view.state.models.contains_key(&digest) {
                     return Err((
                         ContainmentReason::UnverifiableTransition,

@@ -86,13 +86,9 @@ impl View {
         Trusted {
             size: self.checkpoint.size,
             root: B64.encode(self.checkpoint.root),
-            state_digest: hex(&self.state.digest()),
+            state_digest: hex::encode(self.state.digest()),
         }
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// The synchronizer: the pinned trust root, freshness bound, and the view
@@ -232,7 +228,7 @@ impl Syncer {
         }
         if let (None, Some(t)) = (&self.view, &self.trusted) {
             // A restart: the refolded state at the persisted size must be what we persisted.
-            if checkpoint.size == t.size && hex(&state.digest()) != t.state_digest {
+            if checkpoint.size == t.size && hex::encode(state.digest()) != t.state_digest {
                 return Err(fail(
                     StateDivergence,
                     "the replayed state differs from the persisted one",
@@ -244,7 +240,7 @@ impl Syncer {
             .map_err(|e| fail(SyncInterrupted, format!("state digest: {e}")))?;
         let published: serde_json::Value =
             serde_json::from_slice(&published).map_err(|e| fail(GovernanceMismatch, format!("state summary: {e}")))?;
-        let ours = hex(&state.digest());
+        let ours = hex::encode(state.digest());
         if published["digest"].as_str() != Some(ours.as_str()) {
             return Err(fail(
                 GovernanceMismatch,

@@ -72,10 +72,6 @@ pub enum AuditError {
     },
 }
 
-fn hex(h: &[u8]) -> String {
-    h.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Walk the whole store: recompute every leaf and node hash from the entries
 /// and compare with the stored ones; verify every checkpoint's signature
 /// (with `policy`), size and root; verify consistency between successive
@@ -116,8 +112,8 @@ pub fn audit<S: LogStore + ?Sized>(store: &S, policy: &CheckpointPolicy) -> Resu
             if cp.root != tree.root() {
                 return Err(bad(format!(
                     "its root {} is not the recomputed {}",
-                    hex(&cp.root),
-                    hex(&tree.root())
+                    hex::encode(cp.root),
+                    hex::encode(tree.root())
                 )));
             }
             if let Some((m, old_root)) = *previous {
@@ -150,15 +146,15 @@ pub fn audit<S: LogStore + ?Sized>(store: &S, policy: &CheckpointPolicy) -> Resu
                         mismatch = Some(AuditError::Node {
                             level,
                             index,
-                            expected: hex(hash),
-                            found: hex(&stored),
+                            expected: hex::encode(hash),
+                            found: hex::encode(stored),
                         })
                     }
                     Err(e) => {
                         mismatch = Some(AuditError::Node {
                             level,
                             index,
-                            expected: hex(hash),
+                            expected: hex::encode(hash),
                             found: e.to_string(),
                         })
                     }

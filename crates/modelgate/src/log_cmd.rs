@@ -249,16 +249,10 @@ fn verify_checkpoint(a: VerifyCheckpointArgs) -> Result<(), Failure> {
 }
 
 fn parse_leaf_hash(s: &str) -> Result<Hash, Failure> {
-    let bad = || Failure::Usage(format!("--leaf-hash {s:?} is not 64 hex digits"));
-    if s.len() != 64 {
-        return Err(bad());
-    }
-    let mut out = [0u8; 32];
-    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
-        let pair = std::str::from_utf8(chunk).map_err(|_| bad())?;
-        out[i] = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
-    }
-    Ok(out)
+    hex::decode(s)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| Failure::Usage(format!("--leaf-hash {s:?} is not 64 hex digits")))
 }
 
 fn verify_proof(a: VerifyProofArgs) -> Result<(), Failure> {

@@ -357,7 +357,7 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<(), Failure> {
 }
 
 pub(crate) fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 pub fn verify(a: VerifyArgs) -> Result<(), Failure> {
