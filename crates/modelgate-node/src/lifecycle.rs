@@ -76,13 +76,24 @@ steps!(
     Validating,
     CoordinationInspection,
     IntegrityVerification,
-    SignatureVerification,
-    TelemetryValidation,
     EnforcementEvaluation,
     Approved,
     Persisting,
     AuditVerified
 );
+
+/// Signature verified: carries the model's root digest, the evidence the
+/// later steps decide on (so the bundle is read and verified once).
+#[derive(Debug)]
+pub struct SignatureVerification {
+    digest: String,
+}
+
+/// Telemetry validated; still carries the verified digest.
+#[derive(Debug)]
+pub struct TelemetryValidation {
+    digest: String,
+}
 
 /// Facts established on the way, carried by the later steps.
 #[derive(Debug)]
@@ -296,8 +307,13 @@ impl Lifecycle<IntegrityVerification> {
     /// The bundle is signed by a model signer of the trust root in force,
     /// and the model is registered in the governance state.
     pub fn verify_signature(self, view: &View, now: u64) -> Next<SignatureVerification> {
-        let r = signature(&self.spec, view).map(|d| format!("signed and registered as {d}"));
-        self.check(now, "SignatureVerification", SignatureVerification { _private: () }, r)
+        match signature(&self.spec, view) {
+            Ok(digest) => {
+                let detail = format!("signed and registered as {digest}");
+                Ok(self.go(SignatureVerification { digest }, "SignatureVerification", now, detail))
+            }
+            Err(f) => Err(Box::new(self.fail(f, now))),
+        }
     }
 }
 
@@ -340,7 +356,9 @@ impl Lifecycle<SignatureVerification> {
     /// The node can record what it does: its lineage log is open and
     /// verifies (the caller passes the outcome of opening and auditing it).
     pub fn validate_telemetry(self, lineage: Result<u64, String>, now: u64) -> Next<TelemetryValidation> {
-        let step = TelemetryValidation { _private: () };
+        let step = TelemetryValidation {
+            digest: self.step.digest.clone(),
+        };
         self.lineage_step(
             lineage,
             now,
@@ -358,10 +376,7 @@ impl Lifecycle<TelemetryValidation> {
         view: &View,
         now: u64,
     ) -> Result<(Lifecycle<EnforcementEvaluation>, String, String), Box<Lifecycle<Contained>>> {
-        let digest = match signature(&self.spec, view) {
-            Ok(d) => d,
-            Err(f) => return Err(Box::new(self.fail(f, now))),
-        };
+        let digest = self.step.digest.clone();
         let req = DecisionRequest {
             model: digest.clone(),
             scope: self.spec.scope.clone(),
@@ -444,15 +459,7 @@ impl Lifecycle<Serving> {
 
     /// A check failed while serving: contain.
     pub fn contain(self, reason: ContainmentReason, detail: String, now: u64) -> Lifecycle<Contained> {
-        self.go(
-            Contained {
-                reason,
-                detail: detail.clone(),
-            },
-            "Contained",
-            now,
-            detail,
-        )
+        self.fail((reason, detail), now)
     }
 }
 
