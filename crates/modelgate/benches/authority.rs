@@ -6,9 +6,6 @@
 //! `cargo bench -p modelgate --bench authority` (MODELGATE_BENCH_SECS, default 10).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,19 +14,16 @@ use ed25519_dalek::pkcs8::DecodePrivateKey;
 use modelgate_governance::{to_canonical, Envelope};
 use serde_json::{json, Value};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::s;
+
 const CLIENTS: usize = 64;
 
+/// Run `modelgate ARGS…`, which must succeed; its standard output.
 fn mg(args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    common::ok(&common::mg(args))
 }
 
 fn agent() -> ureq::Agent {
@@ -110,28 +104,9 @@ fn main() {
         tempfile::tempdir_in(std::env::var_os("MODELGATE_BENCH_DIR").unwrap_or_else(|| "/var/tmp".into())).unwrap();
     let d = dir.path();
     let data = d.join("authority");
-    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args([
-            "authority",
-            "serve",
-            "--data",
-            s(&data),
-            "--listen",
-            "127.0.0.1:0",
-            "--origin",
-            "bench.example/gov",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().strip_prefix("listening on ").unwrap().to_owned();
-    let pid = child.id();
+    let server = common::serve(&data);
+    let url = server.url.clone();
+    let pid = server.child.id();
     let admin = mg(&["authority", "token", "create", "--data", s(&data), "--role", "admin"])
         .trim()
         .to_owned();
@@ -330,24 +305,12 @@ fn main() {
             .unwrap(),
     )
     .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     // The same data, a fresh process: what holding the log costs by itself.
-    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(["authority", "serve", "--data", s(&data), "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let restarted = common::serve(&data);
     std::thread::sleep(Duration::from_secs(1));
-    let idle_after_restart = rss_kib(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
+    let idle_after_restart = rss_kib(restarted.child.id());
+    drop(restarted);
 
     // The store alone, same entries, same client count, same disk.
     let store_dir = tempfile::tempdir_in(d).unwrap();

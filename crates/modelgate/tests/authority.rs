@@ -9,55 +9,15 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{mg, mg_line, s, stderr, stdout};
+use common::{mg, mg_line, ok, s, serve, stderr, stdout, Server};
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use modelgate_governance::{to_canonical, Envelope};
 use serde_json::{json, Value};
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args([
-            "authority",
-            "serve",
-            "--data",
-            s(data),
-            "--listen",
-            "127.0.0.1:0",
-            "--origin",
-            "test.example/governance",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    Server { child, url }
-}
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -95,11 +55,6 @@ fn keygen(dir: &Path, name: &str, alg: &str) -> PathBuf {
     let o = mg(&["keygen", "--algorithm", alg, "--out", s(&prefix)]);
     assert!(o.status.success(), "{}", stderr(&o));
     prefix
-}
-
-fn ok(o: &std::process::Output) -> String {
-    assert!(o.status.success(), "exit {:?}: {}", o.status.code(), stderr(o));
-    stdout(o)
 }
 
 /// An authority with alice and bob (approvers), a model signer and a policy

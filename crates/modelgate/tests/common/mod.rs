@@ -1,8 +1,9 @@
 //! Helpers shared by the CLI test files: run the real binary, read its output.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::panic)]
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// Run `modelgate ARGS…` and capture everything.
 pub fn mg(args: &[&str]) -> Output {
@@ -31,4 +32,55 @@ pub fn stderr(o: &Output) -> String {
 /// test paths, which never hold spaces).
 pub fn mg_line(line: &str) -> Output {
     mg(&line.split(' ').collect::<Vec<_>>())
+}
+
+/// A running `modelgate authority serve`, killed when dropped.
+pub struct Server {
+    /// The process.
+    pub child: Child,
+    /// Its base URL.
+    pub url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start an authority on `data` (initialised on first run) on a free
+/// loopback port, and wait for the URL it prints.
+pub fn serve(data: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args([
+            "authority",
+            "serve",
+            "--data",
+            s(data),
+            "--listen",
+            "127.0.0.1:0",
+            "--origin",
+            "test.example/governance",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    Server { child, url }
+}
+
+/// Standard output of a command that must have succeeded.
+pub fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "exit {:?}: {}", o.status.code(), stderr(o));
+    stdout(o)
 }
