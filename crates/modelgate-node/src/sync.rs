@@ -94,7 +94,10 @@ impl View {
 /// The synchronizer: the pinned trust root, freshness bound, and the view
 /// it last verified.
 pub struct Syncer {
-    pinned: Vec<u8>,
+    /// The state before entry 0 (the pinned root checked), the base of a refold.
+    genesis: State,
+    /// The pinned trust root, whose keys verify checkpoints before the first sync.
+    pinned_root: modelgate_governance::TrustRoot,
     max_staleness: u64,
     view: Option<View>,
     trusted: Option<Trusted>,
@@ -105,9 +108,18 @@ impl Syncer {
     /// previous run persisted (its checkpoint must be extended, never
     /// rolled back or forked); `None` on a node's first start.
     pub fn new(pinned: &[u8], max_staleness: u64, trusted: Option<Trusted>) -> Result<Self, SyncError> {
-        State::new(pinned).map_err(|e| fail(ContainmentReason::SignatureInvalid, format!("pinned trust root: {e}")))?;
+        // Checked once here; every later use clones the results.
+        let bad = |e: String| fail(ContainmentReason::SignatureInvalid, format!("pinned trust root: {e}"));
+        let genesis = State::new(pinned).map_err(|e| bad(e.to_string()))?;
+        let mut first = genesis.clone();
+        first.apply(pinned).map_err(|e| bad(e.to_string()))?;
+        let pinned_root = first
+            .trust_root()
+            .cloned()
+            .ok_or_else(|| bad("the pinned entry set no trust root".into()))?;
         Ok(Self {
-            pinned: pinned.to_vec(),
+            genesis,
+            pinned_root,
             max_staleness,
             view: None,
             trusted,
@@ -130,7 +142,7 @@ impl Syncer {
         // or from the pinned one before the first sync.
         let root_doc = match self.view.as_ref().and_then(|v| v.state.trust_root()) {
             Some(r) => r.clone(),
-            None => pinned_root(&self.pinned)?,
+            None => self.pinned_root.clone(),
         };
         let (checkpoint, authority_time) = verify_checkpoint(&note, &root_doc, now, self.max_staleness)?;
 
@@ -185,11 +197,7 @@ impl Syncer {
         // persisted checkpoint we refold from 0 (the state is not persisted).
         let (mut state, mut tree, from) = match &self.view {
             Some(v) => (v.state.clone(), v.tree.clone(), v.checkpoint.size),
-            None => (
-                State::new(&self.pinned).map_err(|e| fail(SignatureInvalid, e.to_string()))?,
-                CompactTree::new(),
-                0,
-            ),
+            None => (self.genesis.clone(), CompactTree::new(), 0),
         };
         let mut index = from;
         while index < checkpoint.size {
@@ -312,18 +320,6 @@ pub fn verify_checkpoint(
         ));
     }
     Ok((verified.checkpoint, time))
-}
-
-fn pinned_root(pinned: &[u8]) -> Result<modelgate_governance::TrustRoot, SyncError> {
-    let mut s = State::new(pinned).map_err(|e| fail(ContainmentReason::SignatureInvalid, e.to_string()))?;
-    s.apply(pinned)
-        .map_err(|e| fail(ContainmentReason::SignatureInvalid, e.to_string()))?;
-    s.trust_root().cloned().ok_or_else(|| {
-        fail(
-            ContainmentReason::SignatureInvalid,
-            "the pinned entry set no trust root",
-        )
-    })
 }
 
 fn parse_proof(body: &[u8]) -> Result<Vec<Hash>, String> {
