@@ -292,7 +292,8 @@ fn writer(a: Arc<Authority>, mut log: Log<SqliteStore>, rx: Receiver<Submission>
         if accepted.is_empty() {
             continue;
         }
-        let entries: Vec<Vec<u8>> = accepted.iter().map(|s| s.bytes.clone()).collect();
+        // The replies no longer need the bytes: move them, don't copy them.
+        let entries: Vec<Vec<u8>> = accepted.iter_mut().map(|s| std::mem::take(&mut s.bytes)).collect();
         match log.append(&entries) {
             Ok(done) => {
                 drop(state);
