@@ -29,7 +29,7 @@ mod sequencer;
 mod sqlite;
 mod store;
 
-pub use audit::{audit, AuditError, AuditReport};
+pub use audit::{audit, AuditError, AuditReport, Auditor};
 pub use error::StoreError;
 pub use log::{Appended, Log, MAX_ENTRY_BYTES};
 pub use sequencer::{Receipt, Sequencer, SequencerConfig, SubmitError};

@@ -267,3 +267,61 @@ fn raw_byte_edits_of_the_file_are_reported() {
         trials * 3
     );
 }
+
+/// The incremental auditor follows a growing log chunk by chunk, agrees with
+/// the full audit, and stops at a changed node hash or a re-signed
+/// checkpoint among the entries it has not audited yet.
+#[test]
+fn the_incremental_auditor_follows_growth_and_finds_tampering_in_the_new_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("grow.db");
+    let mut log = Log::open(SqliteStore::open(&db).unwrap(), key()).unwrap();
+    let reader = SqliteStore::open_read_only(&db).unwrap();
+    let mut auditor = Auditor::new(policy());
+    assert_eq!(auditor.advance(&reader).unwrap(), 0);
+    let mut i = 0;
+    for size in [1u64, 5, 4096, 3, 5000] {
+        let es: Vec<Vec<u8>> = (i..i + size).map(entry).collect();
+        log.append(&es).unwrap();
+        i += size;
+        let mut reader = SqliteStore::open_read_only(&db).unwrap();
+        reader.refresh_size().unwrap();
+        assert_eq!(auditor.advance(&reader).unwrap(), i);
+    }
+    let mut reader = reader;
+    reader.refresh_size().unwrap();
+    assert_eq!(audit(&reader, &policy()).unwrap().root, log.root());
+    // Tamper with a node in the next (not yet audited) batch.
+    log.append(&(i..i + 10).map(entry).collect::<Vec<_>>()).unwrap();
+    drop(log);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let n = conn
+        .execute(
+            "UPDATE nodes SET hash = zeroblob(32) WHERE level = 0 AND idx = ?1",
+            params![(i + 4) as i64],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    let reader = SqliteStore::open_read_only(&db).unwrap();
+    let before = auditor.size();
+    let err = auditor.advance(&reader).unwrap_err();
+    assert!(
+        matches!(err, AuditError::Node { level: 0, index, .. } if index == i + 4),
+        "{err}"
+    );
+    assert_eq!(auditor.size(), before, "a failed advance must not move");
+    // A checkpoint signed by another key is refused.
+    let other = Auditor::new(
+        CheckpointPolicy::new(
+            SignerKey::from_seed(ORIGIN, KeyType::Ed25519, &[7; 32])
+                .unwrap()
+                .verifier(),
+            vec![],
+            0,
+        )
+        .unwrap(),
+    )
+    .advance(&reader)
+    .unwrap_err();
+    assert!(matches!(other, AuditError::Checkpoint { .. }), "{other}");
+}
