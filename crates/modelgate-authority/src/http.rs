@@ -46,6 +46,7 @@ pub fn router(a: Shared) -> Router {
         .route("/api/v1/proof/inclusion", get(inclusion))
         .route("/api/v1/proof/consistency", get(consistency))
         .route("/api/v1/tlog-proof/{index}", get(tlog_proof))
+        .route("/api/v1/entries/{index}", get(entry))
         .route("/api/v1/state", get(state))
         .route("/api/v1/trust-root", get(trust_root))
         .route("/api/v1/models", get(models))
@@ -54,6 +55,7 @@ pub fn router(a: Shared) -> Router {
         .route("/api/v1/revocations", get(revocations))
         .route("/api/v1/exceptions", get(exceptions))
         .route("/api/v1/nodes", get(nodes))
+        .route("/api/v1/nodes/{id}/heartbeat", post(heartbeat))
         .route("/api/v1/policy", get(policy))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -309,6 +311,26 @@ async fn consistency(AxState(a): AxState<Shared>, Query(q): Query<ConsistencyQue
     }
 }
 
+/// One entry's exact bytes (what its leaf hash covers).
+async fn entry(AxState(a): AxState<Shared>, Path(index): Path<u64>) -> Response {
+    let size = latest_size(&a);
+    if index >= size {
+        return error(
+            StatusCode::NOT_FOUND,
+            "out-of-range",
+            format!("index {index} is not in the log (size {size})"),
+        );
+    }
+    let a2 = Arc::clone(&a);
+    let r = tokio::task::spawn_blocking(move || a2.with_reader(|s| s.entries(index, index + 1))).await;
+    match r {
+        Ok(Ok(mut e)) if e.len() == 1 => ([(header::CONTENT_TYPE, "application/json")], e.remove(0)).into_response(),
+        Ok(Ok(_)) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", "entry missing"),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
 async fn tlog_proof(AxState(a): AxState<Shared>, Path(index): Path<u64>) -> Response {
     let (note, size) = match a.served.read() {
         Ok(s) => (Arc::clone(&s.note), s.size),
@@ -440,7 +462,93 @@ async fn exceptions(AxState(a): AxState<Shared>) -> Response {
 }
 
 async fn nodes(AxState(a): AxState<Shared>) -> Response {
-    with_state(&a, |s| json!(s.nodes.values().collect::<Vec<_>>()))
+    let beats = match a.heartbeats.lock() {
+        Ok(h) => h.clone(),
+        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lock poisoned"),
+    };
+    with_state(&a, |s| {
+        json!(s
+            .nodes
+            .values()
+            .map(|n| {
+                let mut v = json!(n);
+                v["last_heartbeat"] = beats
+                    .get(&n.id)
+                    .map_or(Value::Null, |h| json!({"time": h.time, "summary": h.summary}));
+                v
+            })
+            .collect::<Vec<_>>())
+    })
+}
+
+/// Heartbeat clock window: how far a node's clock may be behind or ahead.
+const HEARTBEAT_WINDOW_SECONDS: u64 = 300;
+
+/// A node's heartbeat: a note signed by its enrolled key (see
+/// `modelgate_governance::heartbeat`). Kept in memory, latest per node.
+async fn heartbeat(
+    AxState(a): AxState<Shared>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    use modelgate_governance::heartbeat::verify_heartbeat;
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad-body", e.body_text()),
+    };
+    let key = match a.committed.read() {
+        Ok(s) => s.nodes.get(&id).map(|n| n.key.clone()),
+        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lock poisoned"),
+    };
+    let Some(key) = key else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "node-unknown",
+            format!("node {id} is not enrolled"),
+        );
+    };
+    let key = match modelgate_tlog::VerifierKey::parse(&key) {
+        Ok(k) => k,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("enrolled key: {e}"),
+            )
+        }
+    };
+    let hb = match verify_heartbeat(&body, &id, &key) {
+        Ok(h) => h,
+        Err(e) => return error(StatusCode::UNAUTHORIZED, "heartbeat-invalid", e),
+    };
+    let t = now();
+    if hb.time + HEARTBEAT_WINDOW_SECONDS < t || hb.time > t + HEARTBEAT_WINDOW_SECONDS {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "heartbeat-time",
+            format!(
+                "heartbeat time {} is not within {HEARTBEAT_WINDOW_SECONDS} s of {t}",
+                hb.time
+            ),
+        );
+    }
+    let Ok(mut beats) = a.heartbeats.lock() else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lock poisoned");
+    };
+    if let Some(prev) = beats.get(&id) {
+        if hb.time <= prev.time {
+            return error(
+                StatusCode::CONFLICT,
+                "heartbeat-replayed",
+                format!(
+                    "heartbeat time {} is not after the previous one ({})",
+                    hb.time, prev.time
+                ),
+            );
+        }
+    }
+    beats.insert(id, hb);
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn policy(AxState(a): AxState<Shared>) -> Response {
@@ -579,7 +687,17 @@ async fn openapi() -> Response {
         ("/api/v1/approvals", "get", "Approvals."),
         ("/api/v1/revocations", "get", "Revocations."),
         ("/api/v1/exceptions", "get", "Exceptions."),
-        ("/api/v1/nodes", "get", "Enrolled nodes, their anchors and reports."),
+        ("/api/v1/entries/{index}", "get", "One entry's exact signed bytes."),
+        (
+            "/api/v1/nodes",
+            "get",
+            "Enrolled nodes, their anchors, reports and latest heartbeat.",
+        ),
+        (
+            "/api/v1/nodes/{id}/heartbeat",
+            "post",
+            "A node's heartbeat: a note signed by its enrolled key (modelgate-heartbeat/v1).",
+        ),
         ("/api/v1/policy", "get", "The Cedar policy set in force."),
         ("/healthz", "get", "Liveness."),
         ("/readyz", "get", "Readiness: 200 while the writer runs."),

@@ -107,6 +107,8 @@ pub struct Authority {
     pub tokens: crate::tokens::Tokens,
     /// The pinned trust root (entry 0).
     pub trust_root: Vec<u8>,
+    /// Each node's latest verified heartbeat (not part of the log).
+    pub heartbeats: Mutex<std::collections::HashMap<String, modelgate_governance::heartbeat::Heartbeat>>,
 }
 
 /// POSIX seconds now.
@@ -163,6 +165,7 @@ impl Authority {
             counters: Counters::default(),
             tokens: crate::tokens::Tokens::new(&d.tokens()),
             trust_root,
+            heartbeats: Mutex::new(Default::default()),
         });
         authority.refresh_checkpoint()?;
         let a = Arc::clone(&authority);

@@ -38,6 +38,7 @@ mod decide;
 mod entry;
 mod envelope;
 mod error;
+pub mod heartbeat;
 pub mod policy;
 pub mod scope;
 mod state;
