@@ -10,9 +10,22 @@
 //! max_staleness_seconds = 30              # MODELGATE_NODE_MAX_STALENESS_SECONDS
 //! data_dir = "/var/lib/modelgate-node"    # MODELGATE_NODE_DATA_DIR: persisted checkpoint, lineage log
 //!
+//! anchor_interval_seconds = 5            # MODELGATE_NODE_ANCHOR_INTERVAL_SECONDS: how often lineage is anchored
+//! heartbeat_interval_seconds = 10         # MODELGATE_NODE_HEARTBEAT_INTERVAL_SECONDS
+//!
+//! # The gateway (`modelgate node serve`) only:
+//! listen = "127.0.0.1:7380"               # MODELGATE_NODE_LISTEN: where callers connect
+//! upstream = "http://127.0.0.1:8000"      # MODELGATE_NODE_UPSTREAM: the OpenAI-compatible inference server
+//! store_content = false                   # MODELGATE_NODE_STORE_CONTENT: keep prompts/outputs, not just digests
+//!
 //! [models.credit]                         # one table per served model
 //! dir = "/models/credit"                  # the model directory (or file)
 //! bundle = "/models/credit/model.sig"     # its OMS signature
+//!
+//! [callers.scoring-service]               # one table per caller; the table name is its principal
+//! token_sha256 = "9f86d0…"                # hex SHA-256 of its bearer token (the token itself is never stored)
+//! groups = ["credit-team"]                # Cedar groups of the principal
+//! scopes = ["prod/credit/scoring"]        # scopes it may call in; the first is the default
 //! ```
 //!
 //! Relative paths are resolved against the configuration file's directory.
@@ -30,6 +43,31 @@ pub struct ModelConfig {
     pub dir: PathBuf,
     /// Its OMS bundle.
     pub bundle: PathBuf,
+}
+
+/// A caller of the gateway.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerConfig {
+    /// Hex SHA-256 of its bearer token.
+    pub token_sha256: String,
+    /// Its Cedar groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Scopes it may call in (the first is the default).
+    pub scopes: Vec<String>,
+}
+
+fn default_anchor_interval() -> u64 {
+    5
+}
+
+fn default_heartbeat_interval() -> u64 {
+    10
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:7380".into()
 }
 
 /// The node's configuration.
@@ -50,9 +88,27 @@ pub struct NodeConfig {
     pub max_staleness_seconds: u64,
     /// Where the node keeps its state.
     pub data_dir: PathBuf,
+    /// How often the lineage log is anchored in the governance log.
+    #[serde(default = "default_anchor_interval")]
+    pub anchor_interval_seconds: u64,
+    /// How often a heartbeat goes to the authority.
+    #[serde(default = "default_heartbeat_interval")]
+    pub heartbeat_interval_seconds: u64,
+    /// The gateway's listening address.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// The inference server's base URL (the gateway forwards to it).
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// Keep request and response bodies in the lineage log (default: digests only).
+    #[serde(default)]
+    pub store_content: bool,
     /// Served models by name.
     #[serde(default)]
     pub models: BTreeMap<String, ModelConfig>,
+    /// Gateway callers by principal name.
+    #[serde(default)]
+    pub callers: BTreeMap<String, CallerConfig>,
 }
 
 const PREFIX: &str = "MODELGATE_NODE_";
@@ -75,7 +131,23 @@ impl NodeConfig {
                     c.max_staleness_seconds = v.parse().map_err(|_| format!("{k}={v:?} is not a number of seconds"))?
                 }
                 "DATA_DIR" => c.data_dir = v.into(),
-                other => return Err(format!("unknown override {PREFIX}{other} (fields: NODE, AUTHORITY, TRUST_ROOT, KEY, SCOPES, MAX_STALENESS_SECONDS, DATA_DIR)")),
+                "ANCHOR_INTERVAL_SECONDS" => {
+                    c.anchor_interval_seconds = v.parse().map_err(|_| format!("{k}={v:?} is not a number of seconds"))?
+                }
+                "HEARTBEAT_INTERVAL_SECONDS" => {
+                    c.heartbeat_interval_seconds =
+                        v.parse().map_err(|_| format!("{k}={v:?} is not a number of seconds"))?
+                }
+                "LISTEN" => c.listen = v,
+                "UPSTREAM" => c.upstream = Some(v),
+                "STORE_CONTENT" => {
+                    c.store_content = match v.as_str() {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => return Err(format!("{k}={v:?} must be true or false")),
+                    }
+                }
+                other => return Err(format!("unknown override {PREFIX}{other} (fields: NODE, AUTHORITY, TRUST_ROOT, KEY, SCOPES, MAX_STALENESS_SECONDS, DATA_DIR, ANCHOR_INTERVAL_SECONDS, HEARTBEAT_INTERVAL_SECONDS, LISTEN, UPSTREAM, STORE_CONTENT)")),
             }
         }
         let base = path.parent().unwrap_or(Path::new("."));
@@ -128,6 +200,28 @@ impl NodeConfig {
             }
             if !m.dir.exists() {
                 return Err(format!("model {name}: {} does not exist", m.dir.display()));
+            }
+        }
+        if self.anchor_interval_seconds == 0 || self.heartbeat_interval_seconds == 0 {
+            return Err("anchor_interval_seconds and heartbeat_interval_seconds must be positive".into());
+        }
+        if let Some(u) = &self.upstream {
+            if !u.starts_with("http://") {
+                return Err(format!("upstream {u:?} must be an http:// URL"));
+            }
+        }
+        for (name, c) in &self.callers {
+            if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(format!("caller name {name:?} must be non-empty without spaces"));
+            }
+            if c.token_sha256.len() != 64 || hex::decode(&c.token_sha256).is_err() {
+                return Err(format!("caller {name}: token_sha256 must be 64 hex digits"));
+            }
+            if c.scopes.is_empty() {
+                return Err(format!("caller {name}: at least one scope is required"));
+            }
+            for s in &c.scopes {
+                modelgate_governance::check_scope(s).map_err(|e| format!("caller {name}: scopes: {e}"))?;
             }
         }
         Ok(())

@@ -125,7 +125,7 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str) -> Result<(), Failure>
     )?;
     println!("8. registered the model ({digest}), published a Cedar policy, enrolled node demo-node");
 
-    let far = crate::node_cmd::now() + 86_400;
+    let far = crate::runtime::now() + 86_400;
     let approval = |keys: &[&SigningKey], ticket: &str| {
         signed(
             &json!({"type": "approval", "version": 1, "model": digest, "scopes": ["prod/credit/*"], "valid_from": 0, "valid_until": far, "risk_tier": "high", "ticket": ticket}),
@@ -167,11 +167,12 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str) -> Result<(), Failure>
         model.join("model.sig").display()
     );
     std::fs::write(ndir.join("node.toml"), toml).map_err(fail)?;
-    let mut node = crate::node_cmd::Node::open(&ndir.join("node.toml"))?;
-    let mut check = |what: &str| -> Result<Result<crate::node_cmd::ServingModel, (String, String)>, Failure> {
-        let t = crate::node_cmd::now();
+    let mut node = crate::runtime::Node::open(&ndir.join("node.toml"))?;
+    let mut check = |what: &str| -> Result<Result<crate::runtime::ServingModel, (String, String)>, Failure> {
+        let t = crate::runtime::now();
         let view = node
             .sync(t)
+            .cloned()
             .map_err(|e| Failure::Invalid(format!("{what}: sync failed: {e}")))?;
         Ok(node
             .lifecycle("credit-scorer", Some(&view), t)

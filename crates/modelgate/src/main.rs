@@ -1,18 +1,23 @@
 //! `modelgate`: the one binary. It parses arguments (no I/O), then runs a command.
 //!
 //! Exit codes, for every command: 0 success (verified, done), 1 verification failed
-//! (the input was read and is not what it must be), 2 usage error or unreadable input.
+//! (the input was read and is not what it must be), 2 usage error or unreadable input;
+//! `exec` adds 3 (contained) and passes on its server's own exit code.
 
 #![forbid(unsafe_code)]
 
 mod authority_cmd;
 mod demo;
 mod demo_governance;
+mod exec_cmd;
+mod gateway;
 mod gov_cmd;
+mod lineage_cmd;
 mod log_cmd;
 mod node_cmd;
 mod oms_cmd;
 mod progress;
+mod runtime;
 
 use std::process::ExitCode;
 
@@ -77,8 +82,22 @@ enum Command {
     Cosign(gov_cmd::CosignArgs),
     /// Submit a signed entry file to the authority.
     Submit(gov_cmd::SubmitArgs),
+    /// Run an inference server under governance: start it only once the model
+    /// is Serving, stop it (SIGTERM, then SIGKILL) the moment it is contained.
+    ///
+    /// Exit 3 with the reason when the model is contained; the server's own
+    /// exit code when it exits by itself.
+    Exec(exec_cmd::ExecArgs),
+    /// Lineage proofs: verify offline that an inference happened as recorded.
+    Lineage {
+        #[command(subcommand)]
+        command: lineage_cmd::LineageCommand,
+    },
     /// Run the end-to-end demonstration on this machine (no service needed).
     Demo,
+    /// A deterministic OpenAI-compatible inference server, for tests and benchmarks.
+    #[command(hide = true)]
+    MockUpstream(gateway::MockArgs),
 }
 
 #[derive(Subcommand)]
@@ -108,6 +127,10 @@ pub(crate) enum Failure {
     Invalid(String),
     /// Exit 2: could not be checked (bad arguments, unreadable input).
     Usage(String),
+    /// Exit 3: `exec` stopped its server because the model was contained.
+    Contained(String),
+    /// `exec`: the server exited by itself; pass its exit code on.
+    Child(u8, String),
 }
 
 impl From<modelgate_oms::Error> for Failure {
@@ -156,7 +179,10 @@ fn main() -> ExitCode {
         Command::Node { command } => node_cmd::run(command),
         Command::Cosign(a) => gov_cmd::cosign(a),
         Command::Submit(a) => gov_cmd::submit(a),
+        Command::Exec(a) => exec_cmd::run(a),
+        Command::Lineage { command } => lineage_cmd::run(command),
         Command::Demo => demo::run(),
+        Command::MockUpstream(a) => gateway::mock_upstream(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -167,6 +193,14 @@ fn main() -> ExitCode {
         Err(Failure::Usage(msg)) => {
             eprintln!("modelgate: {msg}");
             ExitCode::from(2)
+        }
+        Err(Failure::Contained(msg)) => {
+            eprintln!("modelgate: contained: {msg}");
+            ExitCode::from(3)
+        }
+        Err(Failure::Child(code, msg)) => {
+            eprintln!("modelgate: {msg}");
+            ExitCode::from(code)
         }
     }
 }

@@ -375,7 +375,7 @@ pub fn verify(a: VerifyArgs) -> Result<(), Failure> {
             Err((f, mismatch)) => {
                 let (kind, msg) = match f {
                     Failure::Invalid(m) => ("verification_failed", m),
-                    Failure::Usage(m) => ("bad_input", m),
+                    Failure::Usage(m) | Failure::Contained(m) | Failure::Child(_, m) => ("bad_input", m),
                 };
                 let mut v = serde_json::json!({
                     "verified": false,

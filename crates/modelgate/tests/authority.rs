@@ -8,161 +8,17 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{mg, mg_line, ok, s, serve, stderr, stdout, Server};
+use common::world::{agent, get_json, post, token, world};
+use common::{mg, mg_line, ok, s, serve, stderr};
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use modelgate_governance::{to_canonical, Envelope};
 use serde_json::{json, Value};
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into()
-}
-
-fn get_json(url: &str) -> Value {
-    let mut r = agent().get(url).call().unwrap();
-    assert_eq!(r.status().as_u16(), 200, "{url}");
-    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
-}
-
-fn post(url: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
-    let mut req = agent().post(&format!("{url}/api/v1/entries"));
-    if let Some(t) = token {
-        req = req.header("Authorization", &format!("Bearer {t}"));
-    }
-    let mut r = req.send(body).unwrap();
-    let status = r.status().as_u16();
-    let text = r.body_mut().read_to_string().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
-fn token(data: &Path, role: &str) -> String {
-    let o = mg(&["authority", "token", "create", "--data", s(data), "--role", role]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    stdout(&o).trim().to_owned()
-}
-
-fn keygen(dir: &Path, name: &str, alg: &str) -> PathBuf {
-    let prefix = dir.join(name);
-    let o = mg(&["keygen", "--algorithm", alg, "--out", s(&prefix)]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    prefix
-}
-
-/// An authority with alice and bob (approvers), a model signer and a policy
-/// admin in trust root v2, and a registered signed model.
-struct World {
-    dir: tempfile::TempDir,
-    data: PathBuf,
-    server: Server,
-    admin: String,
-    digest: String,
-}
-
-fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("authority");
-    let server = serve(&data); // initialises the empty dir
-    let url = server.url.clone();
-    let root_token = token(&data, "root");
-    let admin = token(&data, "admin");
-    let d = dir.path();
-    for k in ["alice", "bob", "signer", "padmin", "nadmin"] {
-        keygen(d, k, "ed25519");
-    }
-    keygen(d, "signer-model", "ecdsa-p256");
-    let p = |n: &str| d.join(n);
-    ok(&mg_line(&format!(
-        "trust edit --authority {} --out {} --principal alice --role approver --key {}",
-        &url,
-        s(&p("v2a.json")),
-        s(&p("alice.pub"))
-    )));
-    ok(&mg_line(&format!(
-        "trust edit --current {} --amend --out {} --principal bob --role approver --key {}",
-        s(&p("v2a.json")),
-        s(&p("v2b.json")),
-        s(&p("bob.pub"))
-    )));
-    ok(&mg_line(&format!(
-        "trust edit --current {} --amend --out {} --principal signer --role model-signer --key {} --model-key {}",
-        s(&p("v2b.json")),
-        s(&p("v2c.json")),
-        s(&p("signer.pub")),
-        s(&p("signer-model.pub"))
-    )));
-    ok(&mg_line(&format!(
-        "trust edit --current {} --amend --out {} --principal padmin --role policy-admin --key {}",
-        s(&p("v2c.json")),
-        s(&p("v2d.json")),
-        s(&p("padmin.pub"))
-    )));
-    ok(&mg_line(&format!(
-        "trust edit --current {} --amend --out {} --principal nadmin --role node-admin --key {}",
-        s(&p("v2d.json")),
-        s(&p("v2.json")),
-        s(&p("nadmin.pub"))
-    )));
-    // Signed by a key that is not a root key: refused, and the reason says why.
-    ok(&mg_line(&format!(
-        "trust sign {} --key {} --out {}",
-        s(&p("v2.json")),
-        s(&p("alice.key")),
-        s(&p("v2-bad.dsse.json"))
-    )));
-    let o = mg_line(&format!(
-        "submit {} --authority {} --token {}",
-        s(&p("v2-bad.dsse.json")),
-        &url,
-        &root_token
-    ));
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("trust-root-threshold"), "{}", stderr(&o));
-    // Signed by the offline root key: accepted.
-    let root_key = data.join("offline-root-keys/root-1.key");
-    ok(&mg_line(&format!(
-        "trust sign {} --key {} --out {}",
-        s(&p("v2.json")),
-        s(&root_key),
-        s(&p("v2.dsse.json"))
-    )));
-    assert!(ok(&mg_line(&format!(
-        "submit {} --authority {} --token {}",
-        s(&p("v2.dsse.json")),
-        &url,
-        &root_token
-    )))
-    .contains("accepted at index 1"));
-
-    let model = d.join("model");
-    std::fs::create_dir_all(&model).unwrap();
-    std::fs::write(model.join("weights.bin"), "weights").unwrap();
-    ok(&mg(&["sign", s(&model), "--key", s(&p("signer-model.key"))]));
-    let digest = ok(&mg(&["digest", s(&model)])).trim().to_owned();
-    let o = mg_line(&format!(
-        "model register {} --name credit --model-version 1.0 --key {} --authority {} --token {}",
-        s(&model),
-        s(&p("signer.key")),
-        &url,
-        &admin
-    ));
-    assert!(ok(&o).contains("accepted at index 2"));
-    World {
-        dir,
-        data,
-        server,
-        admin,
-        digest,
-    }
-}
 
 #[test]
 fn governance_end_to_end() {

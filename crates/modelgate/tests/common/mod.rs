@@ -1,6 +1,8 @@
 //! Helpers shared by the CLI test files: run the real binary, read its output.
 #![allow(dead_code, clippy::unwrap_used, clippy::panic)]
 
+pub mod world;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};

@@ -1,0 +1,222 @@
+//! A running authority with a rotated trust root (approvers alice and bob,
+//! a model signer, a policy admin, a node admin) and a registered model.
+#![allow(dead_code, clippy::unwrap_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{mg, mg_line, ok, s, serve, stderr, stdout, Server};
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+pub fn get_json(url: &str) -> Value {
+    let mut r = agent().get(url).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{url}");
+    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+pub fn post(url: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
+    let mut req = agent().post(&format!("{url}/api/v1/entries"));
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut r = req.send(body).unwrap();
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+pub fn token(data: &Path, role: &str) -> String {
+    let o = mg(&["authority", "token", "create", "--data", s(data), "--role", role]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o).trim().to_owned()
+}
+
+pub fn keygen(dir: &Path, name: &str, alg: &str) -> PathBuf {
+    let prefix = dir.join(name);
+    let o = mg(&["keygen", "--algorithm", alg, "--out", s(&prefix)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    prefix
+}
+
+/// An authority with alice and bob (approvers), a model signer and a policy
+/// admin in trust root v2, and a registered signed model.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub data: PathBuf,
+    pub server: Server,
+    pub admin: String,
+    pub digest: String,
+}
+
+pub fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("authority");
+    let server = serve(&data); // initialises the empty dir
+    let url = server.url.clone();
+    let root_token = token(&data, "root");
+    let admin = token(&data, "admin");
+    let d = dir.path();
+    for k in ["alice", "bob", "signer", "padmin", "nadmin"] {
+        keygen(d, k, "ed25519");
+    }
+    keygen(d, "signer-model", "ecdsa-p256");
+    let p = |n: &str| d.join(n);
+    ok(&mg_line(&format!(
+        "trust edit --authority {} --out {} --principal alice --role approver --key {}",
+        &url,
+        s(&p("v2a.json")),
+        s(&p("alice.pub"))
+    )));
+    ok(&mg_line(&format!(
+        "trust edit --current {} --amend --out {} --principal bob --role approver --key {}",
+        s(&p("v2a.json")),
+        s(&p("v2b.json")),
+        s(&p("bob.pub"))
+    )));
+    ok(&mg_line(&format!(
+        "trust edit --current {} --amend --out {} --principal signer --role model-signer --key {} --model-key {}",
+        s(&p("v2b.json")),
+        s(&p("v2c.json")),
+        s(&p("signer.pub")),
+        s(&p("signer-model.pub"))
+    )));
+    ok(&mg_line(&format!(
+        "trust edit --current {} --amend --out {} --principal padmin --role policy-admin --key {}",
+        s(&p("v2c.json")),
+        s(&p("v2d.json")),
+        s(&p("padmin.pub"))
+    )));
+    ok(&mg_line(&format!(
+        "trust edit --current {} --amend --out {} --principal nadmin --role node-admin --key {}",
+        s(&p("v2d.json")),
+        s(&p("v2.json")),
+        s(&p("nadmin.pub"))
+    )));
+    // Signed by a key that is not a root key: refused, and the reason says why.
+    ok(&mg_line(&format!(
+        "trust sign {} --key {} --out {}",
+        s(&p("v2.json")),
+        s(&p("alice.key")),
+        s(&p("v2-bad.dsse.json"))
+    )));
+    let o = mg_line(&format!(
+        "submit {} --authority {} --token {}",
+        s(&p("v2-bad.dsse.json")),
+        &url,
+        &root_token
+    ));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("trust-root-threshold"), "{}", stderr(&o));
+    // Signed by the offline root key: accepted.
+    let root_key = data.join("offline-root-keys/root-1.key");
+    ok(&mg_line(&format!(
+        "trust sign {} --key {} --out {}",
+        s(&p("v2.json")),
+        s(&root_key),
+        s(&p("v2.dsse.json"))
+    )));
+    assert!(ok(&mg_line(&format!(
+        "submit {} --authority {} --token {}",
+        s(&p("v2.dsse.json")),
+        &url,
+        &root_token
+    )))
+    .contains("accepted at index 1"));
+
+    let model = d.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::write(model.join("weights.bin"), "weights").unwrap();
+    ok(&mg(&["sign", s(&model), "--key", s(&p("signer-model.key"))]));
+    let digest = ok(&mg(&["digest", s(&model)])).trim().to_owned();
+    let o = mg_line(&format!(
+        "model register {} --name credit --model-version 1.0 --key {} --authority {} --token {}",
+        s(&model),
+        s(&p("signer.key")),
+        &url,
+        &admin
+    ));
+    assert!(ok(&o).contains("accepted at index 2"));
+    World {
+        dir,
+        data,
+        server,
+        admin,
+        digest,
+    }
+}
+
+/// A node for the world's model: configured (`extra` is added to the TOML
+/// before the model table), its key made, enrolled by the node admin; the
+/// model approved for `prod/credit/*` and a permit-all policy published.
+/// Returns the configuration file.
+pub fn approved_node(w: &World, extra: &str) -> PathBuf {
+    let d = w.dir.path();
+    let url = &w.server.url;
+    let config = d.join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "node = \"node-1\"\nauthority = \"{url}\"\ntrust_root = \"{}\"\nkey = \"node.skey\"\nscopes = [\"prod/credit/scoring\"]\nmax_staleness_seconds = 30\ndata_dir = \"node-data\"\n{extra}\n[models.credit]\ndir = \"model\"\nbundle = \"model/model.sig\"\n",
+            s(&w.data.join("trust-root.dsse.json"))
+        ),
+    )
+    .unwrap();
+    let vkey = ok(&mg_line(&format!("node init --config {}", s(&config))))
+        .trim()
+        .to_owned();
+    ok(&mg_line(&format!(
+        "node enroll node-1 --node-key {vkey} --scope prod/* --key {} --authority {url} --token {}",
+        s(&d.join("nadmin.key")),
+        w.admin
+    )));
+    ok(&mg_line(&format!(
+        "approve {} --scope prod/credit/* --until +1d --tier low --ticket CHG-9 --key {} --authority {url} --token {}",
+        w.digest,
+        s(&d.join("alice.key")),
+        w.admin
+    )));
+    std::fs::write(d.join("all.cedar"), "permit(principal, action, resource);").unwrap();
+    ok(&mg_line(&format!(
+        "policy publish {} --key {} --authority {url} --token {}",
+        s(&d.join("all.cedar")),
+        s(&d.join("padmin.key")),
+        w.admin
+    )));
+    config
+}
+
+/// JSON lines from a child's stdout, on a channel.
+pub fn json_lines(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<Value> {
+    use std::io::BufRead as _;
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    rx
+}
+
+/// Wait (at most `secs`) for a line matching `f`.
+pub fn wait_for(rx: &std::sync::mpsc::Receiver<Value>, secs: u64, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(v) if f(&v) => return v,
+            Ok(_) => {}
+            Err(_) => panic!("no {what} within {secs} s"),
+        }
+    }
+}

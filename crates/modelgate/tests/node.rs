@@ -1,0 +1,514 @@
+//! The runtime node with real processes: `exec` starts and stops a real
+//! server process; `node serve` proxies a real (mock) inference server,
+//! records lineage, anchors it, and serves proofs that verify offline; model
+//! files are really changed, the lineage store is really locked.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::world::{agent, approved_node, get_json, json_lines, wait_for, world};
+use common::{mg_line, ok, s, stderr};
+use serde_json::{json, Value};
+
+/// Kills the child when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_exit(c: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "the process did not exit within {secs} s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn exec_runs_the_server_only_while_the_model_is_proven() {
+    let w = world();
+    let d = w.dir.path();
+    let config = approved_node(&w, "");
+    let marker = d.join("server.log");
+    let server = format!(
+        "echo \"started $MODELGATE_MODEL_DIGEST\" >> {m}; trap 'echo term >> {m}; exit 0' TERM; while true; do sleep 0.05; done",
+        m = s(&marker)
+    );
+    let mut exec = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args([
+            "exec",
+            "--config",
+            s(&config),
+            "--model",
+            "credit",
+            "--interval-ms",
+            "100",
+            "--",
+        ])
+        .args(["sh", "-c", &server])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = exec.stderr.take().unwrap();
+    let mut exec = Killed(exec);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&marker).unwrap_or_default().contains("started") {
+        assert!(Instant::now() < deadline, "the server never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(std::fs::read_to_string(&marker).unwrap().contains(&w.digest));
+    // One byte changed in place, length and modification time restored:
+    // the cheap fingerprint cannot see it; inotify does.
+    let weights = d.join("model/weights.bin");
+    let mtime = std::fs::metadata(&weights).unwrap().modified().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let changed_at = Instant::now();
+    {
+        let mut f = std::fs::OpenOptions::new().write(true).open(&weights).unwrap();
+        f.write_all(b"weightz").unwrap();
+        f.set_modified(mtime).unwrap();
+    }
+    assert_eq!(std::fs::metadata(&weights).unwrap().modified().unwrap(), mtime);
+    let status = wait_exit(&mut exec.0, 10);
+    let took = changed_at.elapsed();
+    let mut text = String::new();
+    BufReader::new(err).read_to_string(&mut text).unwrap();
+    assert_eq!(status.code(), Some(3), "{text}");
+    assert!(text.contains("contained: UnauthorizedModification"), "{text}");
+    assert!(text.contains("the server stopped on SIGTERM"), "{text}");
+    assert!(std::fs::read_to_string(&marker).unwrap().contains("term"));
+    assert!(took < Duration::from_secs(1), "contained after {took:?}");
+    eprintln!("exec: changed byte → server stopped after {took:?}");
+
+    // Still changed: exec refuses to start the server at all.
+    std::fs::write(&marker, "").unwrap();
+    let o = mg_line(&format!(
+        "exec --config {} --model credit --interval-ms 100 -- sh -c 'echo started >> {}'",
+        s(&config),
+        s(&marker)
+    ));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("UnauthorizedModification"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "",
+        "a contained model's server started"
+    );
+
+    // Restored, and a server that ignores SIGTERM: killed after the grace period on revocation.
+    std::fs::write(&weights, "weights").unwrap();
+    let stubborn = format!(
+        "echo started >> {m}; trap '' TERM; while true; do sleep 0.05; done",
+        m = s(&marker)
+    );
+    let exec = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args([
+            "exec",
+            "--config",
+            s(&config),
+            "--model",
+            "credit",
+            "--interval-ms",
+            "100",
+        ])
+        .args(["--grace-seconds", "1", "--", "sh", "-c", &stubborn])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut exec = Killed(exec);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&marker).unwrap_or_default().contains("started") {
+        assert!(Instant::now() < deadline, "the server never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ok(&mg_line(&format!(
+        "revoke {} --reason drift --ticket INC-1 --key {} --authority {} --token {}",
+        w.digest,
+        s(&d.join("alice.key")),
+        w.server.url,
+        w.admin
+    )));
+    let status = wait_exit(&mut exec.0, 10);
+    let mut text = String::new();
+    exec.0.stderr.take().unwrap().read_to_string(&mut text).unwrap();
+    assert_eq!(status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("UnverifiableTransition") && text.contains("Revoked"),
+        "{text}"
+    );
+    assert!(text.contains("ignored SIGTERM for 1 s and was killed"), "{text}");
+}
+
+struct Gateway {
+    url: String,
+    events: std::sync::mpsc::Receiver<Value>,
+    _node: Killed,
+    _mock: Killed,
+}
+
+fn start_gateway(config: &std::path::Path) -> Gateway {
+    let mut mock = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["mock-upstream", "--chunks", "8", "--chunk-delay-ms", "60"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(mock.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let upstream: Value = serde_json::from_str(&line).unwrap();
+    let mut node = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["node", "serve", "--config", s(config), "--interval-ms", "100"])
+        .env("MODELGATE_NODE_UPSTREAM", upstream["listening"].as_str().unwrap())
+        .env("MODELGATE_NODE_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = json_lines(node.stdout.take().unwrap());
+    let listening = wait_for(&events, 20, "listening", |v| v.get("listening").is_some());
+    Gateway {
+        url: listening["listening"].as_str().unwrap().to_owned(),
+        events,
+        _node: Killed(node),
+        _mock: Killed(mock),
+    }
+}
+
+const TOKEN: &str = "scoring-service-secret";
+
+fn call(url: &str, token: Option<&str>, scope: Option<&str>, body: &Value) -> (u16, ureq::http::HeaderMap, Value) {
+    let mut req = agent()
+        .post(&format!("{url}/v1/chat/completions"))
+        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    if let Some(sc) = scope {
+        req = req.header("x-modelgate-scope", sc);
+    }
+    let mut r = req
+        .header("Content-Type", "application/json")
+        .send(body.to_string())
+        .unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn chat(stream: bool) -> Value {
+    json!({"model": "credit", "stream": stream, "messages": [{"role": "user", "content": "score applicant 42"}]})
+}
+
+/// Poll `f` every 50 ms for up to `secs`.
+fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> (T, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(x) = f() {
+            return (x, start.elapsed());
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "{what}: not within {secs} s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_gateway_governs_records_and_proves_every_call() {
+    let w = world();
+    let d = w.dir.path();
+    let token_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(TOKEN.as_bytes()));
+    let config = approved_node(
+        &w,
+        &format!(
+            "anchor_interval_seconds = 1\nheartbeat_interval_seconds = 1\n\n[callers.scoring-service]\ntoken_sha256 = \"{token_sha}\"\ngroups = [\"credit-team\"]\nscopes = [\"prod/credit/scoring\", \"prod/risk/review\"]\n"
+        ),
+    );
+    let g = start_gateway(&config);
+    wait_for(&g.events, 20, "Serving", |v| v["state"] == "Serving");
+    let models = get_json(&format!("{}/v1/models", g.url));
+    assert_eq!(models["data"][0]["id"], "credit", "{models}");
+    assert_eq!(models["data"][0]["digest"], w.digest.as_str());
+
+    // Allowed: forwarded, with lineage headers; the trace id goes upstream, the caller's token does not.
+    let (st, h, body) = call(&g.url, Some(TOKEN), None, &chat(false));
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "echo: score applicant 42");
+    let id = h["x-modelgate-lineage-id"].to_str().unwrap().to_owned();
+    assert!(
+        h["x-modelgate-checkpoint-size"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > id.parse().unwrap()
+    );
+    let seen = h["x-seen-traceparent"].to_str().unwrap();
+    assert!(
+        seen.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && !seen.contains("00f067aa0ba902b7"),
+        "{seen}"
+    );
+    assert_eq!(h["x-seen-authorization"], "no");
+
+    // Denied: no token (401), a scope the caller may not use (403), an unknown model (404).
+    let (st, _, body) = call(&g.url, None, None, &chat(false));
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (401, Some("invalid_api_key")),
+        "{body}"
+    );
+    let (st, _, body) = call(&g.url, Some(TOKEN), Some("prod/other"), &chat(false));
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (403, Some("ScopeNotPermitted")),
+        "{body}"
+    );
+    let (st, _, body) = call(&g.url, Some(TOKEN), None, &json!({"model": "nope", "messages": []}));
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (404, Some("model_not_found")),
+        "{body}"
+    );
+    // A scope the caller may use but the approval does not cover: the decision's own code.
+    let (st, _, body) = call(&g.url, Some(TOKEN), Some("prod/risk/review"), &chat(false));
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (403, Some("ScopeNotApproved")),
+        "{body}"
+    );
+
+    // Streaming passes through incrementally: the first event arrives long before the last.
+    let t0 = Instant::now();
+    let mut r = agent()
+        .post(&format!("{}/v1/chat/completions", g.url))
+        .header("Authorization", &format!("Bearer {TOKEN}"))
+        .header("Content-Type", "application/json")
+        .send(chat(true).to_string())
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let stream_id = r.headers()["x-modelgate-lineage-id"].to_str().unwrap().to_owned();
+    let mut lines = BufReader::new(r.body_mut().as_reader()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let first_at = t0.elapsed();
+    assert!(first.starts_with("data: {"), "{first}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let all_at = t0.elapsed();
+    assert!(rest.iter().any(|l| l == "data: [DONE]"), "{rest:?}");
+    assert!(
+        all_at >= Duration::from_millis(400) && first_at * 3 < all_at,
+        "first event after {first_at:?}, all after {all_at:?}: buffered?"
+    );
+
+    // A client that disconnects mid-stream leaves a completion record saying so.
+    let addr = g.url.trim_start_matches("http://");
+    let mut sock = std::net::TcpStream::connect(addr).unwrap();
+    let req_body = chat(true).to_string();
+    write!(
+        sock,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{req_body}",
+        req_body.len()
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("data: {") {
+        let n = sock.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&got).into_owned();
+    let dropped_id = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-modelgate-lineage-id: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    drop(sock);
+
+    // Proofs: each call's records, anchored, verify offline with the pinned trust root only.
+    let lineage = |id: &str| -> Value { get_json(&format!("{}/lineage/{id}", g.url)) };
+    let (proof, _) = eventually(15, "an anchored proof", || {
+        let r = agent().get(&format!("{}/lineage/{id}", g.url)).call().unwrap();
+        (r.status().as_u16() == 200).then_some(()).and_then(|_| {
+            let v = lineage(&id);
+            (v["anchored"] == true && v["records"].as_array().unwrap().len() == 2).then_some(v)
+        })
+    });
+    let req = &proof["records"][0]["record"];
+    assert_eq!(req["type"], "request");
+    assert_eq!(req["principal"], "scoring-service");
+    assert_eq!(req["digest"], w.digest.as_str());
+    assert_eq!(req["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert!(req.get("body").is_none(), "prompts are kept as digests only by default");
+    let done = &proof["records"][1]["record"];
+    assert_eq!(
+        (done["type"].as_str(), done["status"].as_u64()),
+        (Some("completion"), Some(200))
+    );
+    assert_eq!(done["usage"]["completion_tokens"], 2, "{done}");
+    let pf = d.join("proof.json");
+    std::fs::write(&pf, proof.to_string()).unwrap();
+    let trust = w.data.join("trust-root.dsse.json");
+    let out = ok(&mg_line(&format!(
+        "lineage verify {} --trust-root {}",
+        s(&pf),
+        s(&trust)
+    )));
+    assert!(out.contains("verified: 2 record(s) of node node-1"), "{out}");
+    // One changed byte of a proven record: refused.
+    let mut bad = proof.clone();
+    let entry = bad["proof"]["records"][0]["entry"].as_str().unwrap().to_owned();
+    let mut raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &entry).unwrap();
+    let at = raw.iter().position(|b| *b == b'4').unwrap();
+    raw[at] = b'5';
+    bad["proof"]["records"][0]["entry"] =
+        json!(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, raw));
+    std::fs::write(&pf, bad.to_string()).unwrap();
+    let o = mg_line(&format!("lineage verify {} --trust-root {}", s(&pf), s(&trust)));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is not in the node's checkpoint"), "{}", stderr(&o));
+    // The stream and the disconnected stream: completion outcomes recorded.
+    let (outcomes, _) = eventually(15, "completion records", || {
+        let a = lineage(&stream_id);
+        let b = lineage(&dropped_id);
+        let oa = a["records"][1]["record"]["outcome"].as_str().map(str::to_owned)?;
+        let ob = b["records"][1]["record"]["outcome"].as_str().map(str::to_owned)?;
+        Some((oa, ob, a["records"][1]["record"]["usage"].clone()))
+    });
+    assert_eq!(outcomes.0, "complete");
+    assert_eq!(outcomes.1, "client-disconnected");
+    assert_eq!(
+        outcomes.2["completion_tokens"], 8,
+        "the usage from the stream's last event"
+    );
+
+    // Metrics, and the heartbeat the authority now holds.
+    let m = agent()
+        .get(&format!("{}/metrics", g.url))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        m.contains("modelgate_gateway_denials_total{reason=\"invalid_api_key\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("modelgate_gateway_denials_total{reason=\"ScopeNotApproved\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("modelgate_model_state{model=\"credit\",state=\"Serving\""),
+        "{m}"
+    );
+    let (hb, _) = eventually(10, "a heartbeat", || {
+        let n = get_json(&format!("{}/api/v1/nodes", w.server.url));
+        let hb = n[0]["last_heartbeat"].clone();
+        (hb["summary"]["counters"]["requests"].as_u64().unwrap_or(0) >= 5).then_some(hb)
+    });
+    assert_eq!(hb["summary"]["models"]["credit"]["state"], "Serving", "{hb}");
+
+    // A changed model file: 503 UnauthorizedModification within a second.
+    let weights = d.join("model/weights.bin");
+    std::fs::write(&weights, "weightz").unwrap();
+    let (_, took) = eventually(5, "containment", || {
+        let (st, _, b) = call(&g.url, Some(TOKEN), None, &chat(false));
+        (st == 503 && b["error"]["code"] == "UnauthorizedModification").then_some(())
+    });
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    std::fs::write(&weights, "weights").unwrap();
+    eventually(10, "recovery", || {
+        (call(&g.url, Some(TOKEN), None, &chat(false)).0 == 200).then_some(())
+    });
+
+    // The lineage store held by another process: the record cannot be made durable, so no call.
+    let db = config.parent().unwrap().join("node-data/lineage.db");
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let (st, _, b) = call(&g.url, Some(TOKEN), None, &chat(false));
+    assert_eq!(
+        (st, b["error"]["code"].as_str()),
+        (503, Some("AuditDiscontinuity")),
+        "{b}"
+    );
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    eventually(20, "recovery after the lock", || {
+        (call(&g.url, Some(TOKEN), None, &chat(false)).0 == 200).then_some(())
+    });
+
+    // Revoked: 403 within a second.
+    let revoked = Instant::now();
+    ok(&mg_line(&format!(
+        "revoke {} --reason drift --ticket INC-2 --key {} --authority {} --token {}",
+        w.digest,
+        s(&d.join("alice.key")),
+        w.server.url,
+        w.admin
+    )));
+    let (code, _) = eventually(5, "revocation", || {
+        let (st, _, b) = call(&g.url, Some(TOKEN), None, &chat(false));
+        (st != 200).then(|| (st, b["error"]["code"].as_str().unwrap_or("").to_owned()))
+    });
+    let took = revoked.elapsed();
+    assert!(
+        code == (403, "Revoked".to_owned()) || code == (503, "UnverifiableTransition".to_owned()),
+        "{code:?}"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "revocation took {took:?} including the CLI"
+    );
+    let (_, _) = eventually(5, "the model leaving /v1/models", || {
+        let m = get_json(&format!("{}/v1/models", g.url));
+        m["data"].as_array().unwrap().is_empty().then_some(())
+    });
+}
+
+#[test]
+fn the_gateway_contains_when_the_authority_is_gone_past_max_staleness() {
+    let mut w = world();
+    let _ = &mut w;
+    let token_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(TOKEN.as_bytes()));
+    let config = approved_node(
+        &w,
+        &format!("\n[callers.scoring-service]\ntoken_sha256 = \"{token_sha}\"\nscopes = [\"prod/credit/scoring\"]\n"),
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("max_staleness_seconds = 30", "max_staleness_seconds = 2");
+    std::fs::write(&config, text).unwrap();
+    let g = start_gateway(&config);
+    wait_for(&g.events, 20, "Serving", |v| v["state"] == "Serving");
+    assert_eq!(call(&g.url, Some(TOKEN), None, &chat(false)).0, 200);
+    let _ = w.server.child.kill();
+    let _ = w.server.child.wait();
+    let stopped = Instant::now();
+    let (_, _) = eventually(10, "SyncInterrupted", || {
+        let (st, _, b) = call(&g.url, Some(TOKEN), None, &chat(false));
+        (st == 503 && b["error"]["code"] == "SyncInterrupted").then_some(())
+    });
+    let after = stopped.elapsed();
+    // Not before the bound: a short outage is tolerated.
+    assert!(after >= Duration::from_secs(1), "contained after only {after:?}");
+}
