@@ -199,6 +199,13 @@ impl Syncer {
             Some(v) => (v.state.clone(), v.tree.clone(), v.checkpoint.size),
             None => (self.genesis.clone(), CompactTree::new(), 0),
         };
+        // A restart: when the refold passes the persisted size, the state
+        // there must be the one persisted, however far the log has grown.
+        let check_at = match (&self.view, &self.trusted) {
+            (None, Some(t)) => Some((t.size, t.state_digest.clone())),
+            _ => None,
+        };
+        let mut replayed_at_trusted = None;
         let mut index = from;
         while index < checkpoint.size {
             let bundle = index / u64::from(TILE_WIDTH);
@@ -226,6 +233,9 @@ impl Syncer {
                     fail(reason, format!("entry refused by this node's rules: {err}"))
                 })?;
                 index += 1;
+                if check_at.as_ref().is_some_and(|(n, _)| index == *n) {
+                    replayed_at_trusted = Some(hex::encode(state.digest()));
+                }
             }
         }
         if tree.root() != checkpoint.root {
@@ -234,12 +244,12 @@ impl Syncer {
                 "the entries served do not hash to the checkpoint's root",
             ));
         }
-        if let (None, Some(t)) = (&self.view, &self.trusted) {
-            // A restart: the refolded state at the persisted size must be what we persisted.
-            if checkpoint.size == t.size && hex::encode(state.digest()) != t.state_digest {
+        // Compared only now that the entries are proven to be the log's.
+        if let (Some((n, persisted)), Some(replayed)) = (&check_at, &replayed_at_trusted) {
+            if persisted != replayed {
                 return Err(fail(
                     StateDivergence,
-                    "the replayed state differs from the persisted one",
+                    format!("the state replayed to the persisted size {n} ({replayed}) differs from the persisted one ({persisted})"),
                 ));
             }
         }

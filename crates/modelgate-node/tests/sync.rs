@@ -178,6 +178,18 @@ fn a_node_follows_the_log_and_refuses_every_lie() {
     );
     // While the honest authority is accepted after the restart.
     restarted.sync(&http, now()).unwrap();
+    // A node whose persisted state does not match its own replay of the
+    // same entries (changed rules, a corrupted file) refuses to go on, even
+    // after the log has grown past the persisted size.
+    let mut diverged = trusted.clone();
+    diverged.state_digest = "11".repeat(32);
+    add_approver(&a, &a_dir, "dave");
+    let e = Syncer::new(&pinned, 30, Some(diverged))
+        .unwrap()
+        .sync(&http, now())
+        .unwrap_err();
+    assert_eq!(e.reason, ContainmentReason::StateDivergence, "{e}");
+    assert!(e.detail.contains("persisted size 3"), "{e}");
 
     // Stale: the authority's cosignature is older than max_staleness.
     assert_eq!(
@@ -223,5 +235,5 @@ fn a_node_follows_the_log_and_refuses_every_lie() {
     );
     // None of that moved the view; the honest sync still works.
     assert_eq!(node.view().unwrap().checkpoint.size, 3);
-    assert_eq!(node.sync(&http, now()).unwrap().checkpoint.size, 4);
+    assert_eq!(node.sync(&http, now()).unwrap().checkpoint.size, 5);
 }
