@@ -17,6 +17,7 @@
 //! listen = "127.0.0.1:7380"               # MODELGATE_NODE_LISTEN: where callers connect
 //! upstream = "http://127.0.0.1:8000"      # MODELGATE_NODE_UPSTREAM: the OpenAI-compatible inference server
 //! store_content = false                   # MODELGATE_NODE_STORE_CONTENT: keep prompts/outputs, not just digests
+//! otlp_endpoint = "http://127.0.0.1:4318/v1/traces"  # MODELGATE_NODE_OTLP_ENDPOINT: OTLP/HTTP traces (none: not sent)
 //!
 //! [models.credit]                         # one table per served model
 //! dir = "/models/credit"                  # the model directory (or file)
@@ -103,6 +104,9 @@ pub struct NodeConfig {
     /// Keep request and response bodies in the lineage log (default: digests only).
     #[serde(default)]
     pub store_content: bool,
+    /// Where to send OpenTelemetry traces (OTLP/HTTP, the full traces URL).
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
     /// Served models by name.
     #[serde(default)]
     pub models: BTreeMap<String, ModelConfig>,
@@ -140,6 +144,7 @@ impl NodeConfig {
                 }
                 "LISTEN" => c.listen = v,
                 "UPSTREAM" => c.upstream = Some(v),
+                "OTLP_ENDPOINT" => c.otlp_endpoint = Some(v),
                 "STORE_CONTENT" => {
                     c.store_content = match v.as_str() {
                         "true" | "1" => true,
@@ -147,7 +152,7 @@ impl NodeConfig {
                         _ => return Err(format!("{k}={v:?} must be true or false")),
                     }
                 }
-                other => return Err(format!("unknown override {PREFIX}{other} (fields: NODE, AUTHORITY, TRUST_ROOT, KEY, SCOPES, MAX_STALENESS_SECONDS, DATA_DIR, ANCHOR_INTERVAL_SECONDS, HEARTBEAT_INTERVAL_SECONDS, LISTEN, UPSTREAM, STORE_CONTENT)")),
+                other => return Err(format!("unknown override {PREFIX}{other} (fields: NODE, AUTHORITY, TRUST_ROOT, KEY, SCOPES, MAX_STALENESS_SECONDS, DATA_DIR, ANCHOR_INTERVAL_SECONDS, HEARTBEAT_INTERVAL_SECONDS, LISTEN, UPSTREAM, STORE_CONTENT, OTLP_ENDPOINT)")),
             }
         }
         let base = path.parent().unwrap_or(Path::new("."));
@@ -204,6 +209,11 @@ impl NodeConfig {
         }
         if self.anchor_interval_seconds == 0 || self.heartbeat_interval_seconds == 0 {
             return Err("anchor_interval_seconds and heartbeat_interval_seconds must be positive".into());
+        }
+        if let Some(u) = &self.otlp_endpoint {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(format!("otlp_endpoint {u:?} must be an http:// or https:// URL"));
+            }
         }
         if let Some(u) = &self.upstream {
             if !u.starts_with("http://") {

@@ -135,7 +135,7 @@ fn init(data: &std::path::Path, origin: &str, vkey_on_stdout: bool) -> Result<()
 /// The limit can only be set before the first allocation, so the process
 /// re-executes itself once with it set. `exec` keeps the PID; if it fails
 /// we simply run with the default.
-fn limit_malloc_arenas() {
+pub(crate) fn limit_malloc_arenas() {
     use std::os::unix::process::CommandExt as _;
     if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
         return;

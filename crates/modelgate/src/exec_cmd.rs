@@ -57,6 +57,7 @@ fn stop(child: &mut Child, grace: Duration) -> String {
 }
 
 pub fn run(a: ExecArgs) -> Result<(), Failure> {
+    crate::runtime::init_logging();
     let mut rt = Runtime::open(&a.config, Duration::from_millis(a.interval_ms.max(10)))?;
     let shared = rt.shared();
     let Some(model) = shared.config.models.get(&a.model).cloned() else {

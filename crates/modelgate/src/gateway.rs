@@ -37,7 +37,9 @@ use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::runtime::{now, Lineage, ModelStatus, Runtime, Shared, Wake};
+use crate::telemetry::{semconv, CallSpan, Telemetry};
 use crate::Failure;
+use opentelemetry::KeyValue;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -100,6 +102,7 @@ struct Gateway {
     callers: HashMap<[u8; 32], Caller>,
     cache: Mutex<DecisionCache>,
     metrics: Metrics,
+    telemetry: Telemetry,
     /// Request index → completion index, for recent calls (bounded).
     completions: Mutex<(HashMap<u64, u64>, std::collections::VecDeque<u64>)>,
 }
@@ -135,8 +138,10 @@ fn random_hex(n: usize) -> String {
     hex::encode(b)
 }
 
-/// W3C trace context: keep the caller's trace id, start our own span.
-fn traceparent(headers: &HeaderMap) -> (String, String) {
+/// W3C trace context: keep the caller's trace id (and its span as our
+/// parent), start our own span. Returns (trace id, parent span id, our span
+/// id, the traceparent to send upstream).
+fn traceparent(headers: &HeaderMap) -> (String, Option<String>, String, String) {
     let incoming = headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(|s| {
         let p: Vec<&str> = s.split('-').collect();
         let ok = p.len() == 4
@@ -149,11 +154,12 @@ fn traceparent(headers: &HeaderMap) -> (String, String) {
                 .all(|x| x.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()))
             && p[1] != "00000000000000000000000000000000"
             && p[2] != "0000000000000000";
-        ok.then(|| (p[1].to_owned(), p[3].to_owned()))
+        ok.then(|| (p[1].to_owned(), Some(p[2].to_owned()), p[3].to_owned()))
     });
-    let (trace, flags) = incoming.unwrap_or_else(|| (random_hex(16), "01".to_owned()));
+    let (trace, parent, flags) = incoming.unwrap_or_else(|| (random_hex(16), None, "01".to_owned()));
     let span = random_hex(8);
-    (trace.clone(), format!("00-{trace}-{span}-{flags}"))
+    let header = format!("00-{trace}-{span}-{flags}");
+    (trace, parent, span, header)
 }
 
 impl Gateway {
@@ -216,7 +222,14 @@ fn gateway(shared: Arc<Shared>) -> Result<Gateway, Failure> {
     let client = Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .build_http();
+    let telemetry = Telemetry::new(
+        shared.config.otlp_endpoint.as_deref(),
+        "modelgate-node",
+        &shared.config.node,
+    )
+    .map_err(Failure::Usage)?;
     Ok(Gateway {
+        telemetry,
         shared,
         client,
         upstream: upstream.trim_end_matches('/').to_owned(),
@@ -362,7 +375,7 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
             )
             .await;
     }
-    let (trace_id, tp) = traceparent(&headers);
+    let (trace_id, parent_span, span_id, tp) = traceparent(&headers);
     let mut record = base;
     record["type"] = json!("request");
     record["time"] = json!(t);
@@ -425,7 +438,27 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
     if let Some(ts) = headers.get("tracestate") {
         up = up.header("tracestate", ts);
     }
+    let upstream_host = gw.upstream.trim_start_matches("http://").to_owned();
+    let span = gw.telemetry.start(
+        &trace_id,
+        parent_span.as_deref(),
+        &span_id,
+        endpoint,
+        &model,
+        vec![
+            KeyValue::new(semconv::SERVER_ADDRESS, upstream_host),
+            KeyValue::new(semconv::MODELGATE_LINEAGE_ID, receipt.index.to_string()),
+            KeyValue::new(semconv::MODELGATE_MODEL_DIGEST, digest.clone()),
+            KeyValue::new(semconv::MODELGATE_SCOPE, scope.clone()),
+            KeyValue::new(semconv::MODELGATE_PRINCIPAL, caller.principal.clone()),
+            KeyValue::new(
+                semconv::MODELGATE_APPROVAL,
+                decision.approval.clone().unwrap_or_default(),
+            ),
+        ],
+    );
     let completion = Completion {
+        span: Some(span),
         lineage: Arc::clone(&lineage),
         gw: Arc::clone(&gw),
         request: receipt.index,
@@ -498,6 +531,7 @@ fn is_hop_by_hop(h: &HeaderName) -> bool {
 
 /// What is known about a call's answer while it streams.
 struct Completion {
+    span: Option<CallSpan>,
     lineage: Arc<Lineage>,
     gw: Gw,
     request: u64,
@@ -528,6 +562,22 @@ impl Completion {
         }
     }
 
+    fn response_model(&self) -> Option<String> {
+        let first = if self.bytes as usize == self.head.len() {
+            serde_json::from_slice::<Value>(&self.head).ok()
+        } else {
+            None
+        };
+        first
+            .or_else(|| {
+                String::from_utf8_lossy(&self.head)
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+            })
+            .and_then(|v| v["model"].as_str().map(str::to_owned))
+    }
+
     fn usage(&self) -> Value {
         if self.bytes as usize == self.head.len() {
             if let Ok(v) = serde_json::from_slice::<Value>(&self.head) {
@@ -544,8 +594,32 @@ impl Completion {
             .unwrap_or(Value::Null)
     }
 
-    fn finish(self, outcome: &'static str, error: Option<&str>) {
+    fn finish(mut self, outcome: &'static str, error: Option<&str>) {
         bump(&self.gw.metrics.completions, outcome);
+        let usage = self.usage();
+        if let Some(span) = self.span.take() {
+            let mut attrs = vec![
+                KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, i64::from(self.status)),
+                KeyValue::new(semconv::MODELGATE_OUTCOME, outcome),
+            ];
+            for (key, field) in [
+                (semconv::GEN_AI_USAGE_INPUT_TOKENS, "prompt_tokens"),
+                (semconv::GEN_AI_USAGE_OUTPUT_TOKENS, "completion_tokens"),
+            ] {
+                if let Some(n) = usage[field].as_i64() {
+                    attrs.push(KeyValue::new(key, n));
+                }
+            }
+            if let Some(m) = self.response_model() {
+                attrs.push(KeyValue::new(semconv::GEN_AI_RESPONSE_MODEL, m));
+            }
+            let failed = match (outcome, self.status) {
+                ("complete", 200..=299) => None,
+                ("complete", s) => Some(s.to_string()),
+                (o, _) => Some(error.map_or_else(|| o.to_owned(), |e| format!("{o}: {e}"))),
+            };
+            span.end(attrs, failed);
+        }
         let mut r = json!({
             "type": "completion",
             "request": self.request,
@@ -555,7 +629,7 @@ impl Completion {
             "bytes": self.bytes,
             "response_sha256": hex::encode(self.hasher.clone().finalize()),
             "latency_ms": self.started.elapsed().as_secs_f64() * 1000.0,
-            "usage": self.usage(),
+            "usage": usage,
         });
         if let Some(e) = error {
             r["error"] = json!(e);
@@ -943,11 +1017,15 @@ fn proof_for(gw: &Gateway, index: u64) -> Result<Value, ProofError> {
 /// `modelgate node serve`.
 pub fn serve(a: ServeArgs) -> Result<(), Failure> {
     use std::io::Write as _;
+    crate::authority_cmd::limit_malloc_arenas();
+    crate::runtime::init_logging();
     let mut rt = Runtime::open(&a.config, Duration::from_millis(a.interval_ms.max(10)))?;
     let shared = rt.shared();
     let gw = Arc::new(gateway(Arc::clone(&shared))?);
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Proof requests read the lineage store on blocking threads; a bounded pool bounds memory.
+        .max_blocking_threads(8)
         .build()
         .map_err(|e| Failure::Usage(format!("starting the async runtime: {e}")))?;
     let listener = tokio_rt
@@ -972,7 +1050,7 @@ pub fn serve(a: ServeArgs) -> Result<(), Failure> {
             }
         })
         .map_err(|e| Failure::Usage(format!("starting the node loop: {e}")))?;
-    let app = router(gw);
+    let app = router(Arc::clone(&gw));
     let served = tokio_rt.block_on(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
@@ -991,6 +1069,7 @@ pub fn serve(a: ServeArgs) -> Result<(), Failure> {
     let _ = looper.join();
     // Give in-flight completion records their batch.
     tokio_rt.shutdown_timeout(Duration::from_secs(2));
+    gw.telemetry.shutdown();
     served.map_err(|e| Failure::Usage(format!("serving: {e}")))
 }
 

@@ -18,6 +18,7 @@ mod node_cmd;
 mod oms_cmd;
 mod progress;
 mod runtime;
+mod telemetry;
 
 use std::process::ExitCode;
 

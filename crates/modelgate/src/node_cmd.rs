@@ -181,6 +181,7 @@ pub struct RunArgs {
 /// state change on stdout; containments are also reported to the authority.
 pub fn run_node(a: RunArgs) -> Result<(), Failure> {
     use std::io::Write as _;
+    crate::runtime::init_logging();
     let mut rt = Runtime::open(&a.config, std::time::Duration::from_millis(a.interval_ms.max(10)))?;
     crate::runtime::stop_on_signals(&rt.shared());
     loop {

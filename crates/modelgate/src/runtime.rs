@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use modelgate_governance::{decide, DecisionRequest};
+use modelgate_governance::DecisionRequest;
 use modelgate_node::config::NodeConfig;
 use modelgate_node::{ContainmentReason, View};
 use modelgate_store::{Auditor, LogStore, Nodes, Receipt, Sequencer, SequencerConfig, SqliteStore};
@@ -474,6 +474,9 @@ pub(crate) struct Runtime {
     unanchored_since: Option<u64>,
     last_anchor_try: Option<Instant>,
     last_heartbeat: Option<Instant>,
+    /// The serving check repeats the same decision every pass; it changes
+    /// only with the state (the cache is keyed by the state digest).
+    cache: modelgate_governance::DecisionCache,
     pub(crate) interval: Duration,
 }
 
@@ -513,6 +516,7 @@ impl Runtime {
             unanchored_since: None,
             last_anchor_try: None,
             last_heartbeat: None,
+            cache: modelgate_governance::DecisionCache::new(1024),
             interval,
         })
     }
@@ -615,10 +619,11 @@ impl Runtime {
                     groups: vec![],
                     attributes: vec![],
                 };
+                let cache = &mut self.cache;
                 let denied = self
                     .view
                     .as_ref()
-                    .map(|v| decide(&v.state, &req, t))
+                    .map(|v| cache.decide(&v.state, &req, t))
                     .filter(|d| !d.allow);
                 if let Some(d) = denied {
                     let detail = format!("{:?}: {}", d.reasons, d.detail);
@@ -857,6 +862,16 @@ fn append_anchor(path: &Path, a: &Anchor) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
     f.write_all(format!("{}\n", json!(a)).as_bytes())?;
     f.sync_data()
+}
+
+/// Diagnostics to stderr (RUST_LOG overrides; warnings by default). The
+/// node's own events go to stdout as JSON lines.
+pub(crate) fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Stop the loop on SIGTERM or SIGINT (a small signal thread).

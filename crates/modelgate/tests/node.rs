@@ -232,15 +232,61 @@ fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> (T,
     }
 }
 
+/// A minimal OTLP/HTTP collector: answers 200 to every POST and keeps the bodies.
+/// Each POST the collector received: request line and body.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+fn collector() -> (String, Received) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1/traces", l.local_addr().unwrap());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = std::sync::Arc::clone(&got);
+    std::thread::spawn(move || {
+        for conn in l.incoming().map_while(Result::ok) {
+            let g = std::sync::Arc::clone(&g);
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut start = String::new();
+                    if r.read_line(&mut start).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut len = 0usize;
+                    loop {
+                        let mut h = String::new();
+                        r.read_line(&mut h).unwrap();
+                        if h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    r.read_exact(&mut body).unwrap();
+                    g.lock()
+                        .unwrap()
+                        .push((start.trim().to_owned(), String::from_utf8_lossy(&body).into_owned()));
+                    conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}")
+                        .unwrap();
+                }
+            });
+        }
+    });
+    (url, got)
+}
+
 #[test]
 fn the_gateway_governs_records_and_proves_every_call() {
     let w = world();
     let d = w.dir.path();
     let token_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(TOKEN.as_bytes()));
+    let (otlp, spans) = collector();
     let config = approved_node(
         &w,
         &format!(
-            "anchor_interval_seconds = 1\nheartbeat_interval_seconds = 1\n\n[callers.scoring-service]\ntoken_sha256 = \"{token_sha}\"\ngroups = [\"credit-team\"]\nscopes = [\"prod/credit/scoring\", \"prod/risk/review\"]\n"
+            "anchor_interval_seconds = 1\nheartbeat_interval_seconds = 1\notlp_endpoint = \"{otlp}\"\n\n[callers.scoring-service]\ntoken_sha256 = \"{token_sha}\"\ngroups = [\"credit-team\"]\nscopes = [\"prod/credit/scoring\", \"prod/risk/review\"]\n"
         ),
     );
     let g = start_gateway(&config);
@@ -400,6 +446,31 @@ fn the_gateway_governs_records_and_proves_every_call() {
         outcomes.2["completion_tokens"], 8,
         "the usage from the stream's last event"
     );
+
+    // Traces went to the collector: our span, a child of the caller's, with GenAI attributes.
+    let (body, _) = eventually(10, "an OTLP export", || {
+        let g = spans.lock().unwrap();
+        g.iter()
+            .find(|(start, b)| start.starts_with("POST /v1/traces") && b.contains("\"gen_ai.usage.output_tokens\""))
+            .map(|(_, b)| b.clone())
+    });
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let span = &v["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+    assert_eq!(span["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736", "{span}");
+    assert_eq!(span["parentSpanId"], "00f067aa0ba902b7", "{span}");
+    assert_eq!(span["name"], "chat credit", "{span}");
+    let attr = |k: &str| {
+        span["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["key"] == k)
+            .map(|a| a["value"].clone())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(attr("gen_ai.request.model")["stringValue"], "credit");
+    assert_eq!(attr("gen_ai.operation.name")["stringValue"], "chat");
+    assert_eq!(attr("modelgate.model.digest")["stringValue"], w.digest.as_str());
 
     // Metrics, and the heartbeat the authority now holds.
     let m = agent()

@@ -1,0 +1,558 @@
+//! The runtime node and its gateway, with real processes, in one run:
+//!
+//! A. revocation latency: a node following the authority serves 100 models;
+//!    each is revoked in turn, timed from the revocation's submission to the
+//!    node's Contained event (p50/p99 over 100);
+//! B. start-up and idle memory: a gateway node serving 4 models, following a
+//!    governance log of more than 10,000 entries;
+//! C. the gateway under load, against the mock upstream: direct, through
+//!    nginx as a plain reverse proxy, and through the node (a durable lineage
+//!    record per call). Throughput at saturation (wrk, 64 connections) and
+//!    latency at fixed rates of 1,000 and 5,000 calls/s (an open-loop
+//!    generator: latency counts from each call's scheduled time, so a stall
+//!    is not hidden); the node's resident memory at 5,000 calls/s.
+//!
+//! `cargo bench -p modelgate --bench node` (MODELGATE_BENCH_SECS, default 10;
+//! needs `nginx` and `wrk` on PATH for part C's comparison, and says so if not).
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::pkcs8::DecodePrivateKey;
+use modelgate_governance::{to_canonical, Envelope};
+use serde_json::{json, Value};
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::world::{agent, json_lines, wait_for, world, World};
+use common::{ok, s};
+
+const TOKEN: &str = "bench-caller-token";
+
+fn mg(args: &[&str]) -> String {
+    ok(&common::mg(args))
+}
+
+fn load(path: &Path) -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_pkcs8_pem(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Per rate: p50s and p99s of the rounds, and failed calls.
+type Samples = (Vec<f64>, Vec<f64>, u64);
+/// Name, saturation throughput, and per rate (rate, p50, p99, errors).
+type TargetResult = (String, Option<f64>, Vec<(u32, f64, f64, u64)>);
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn post_entry(url: &str, admin: &str, body: &[u8]) -> Value {
+    let mut r = agent()
+        .post(&format!("{url}/api/v1/entries"))
+        .header("Authorization", &format!("Bearer {admin}"))
+        .send(body)
+        .unwrap();
+    let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(r.status().as_u16(), 201, "{v}");
+    v
+}
+
+fn signed(p: &Value, key: &ed25519_dalek::SigningKey) -> Vec<u8> {
+    Envelope::sign(&to_canonical(p).unwrap(), &[key]).unwrap()
+}
+
+/// N extra signed, registered and approved models m0..mN; their digests.
+fn models(w: &World, n: usize) -> Vec<String> {
+    let d = w.dir.path();
+    let alice = load(&d.join("alice.key"));
+    let mut digests = Vec::new();
+    for k in 0..n {
+        let m = d.join(format!("models/m{k}"));
+        std::fs::create_dir_all(&m).unwrap();
+        std::fs::write(m.join("weights.bin"), format!("weights of model {k}")).unwrap();
+        mg(&["sign", s(&m), "--key", s(&d.join("signer-model.key"))]);
+        let digest = mg(&["digest", s(&m)]).trim().to_owned();
+        mg(&[
+            "model",
+            "register",
+            s(&m),
+            "--name",
+            &format!("m{k}"),
+            "--model-version",
+            "1",
+            "--key",
+            s(&d.join("signer.key")),
+            "--authority",
+            &w.server.url,
+            "--token",
+            &w.admin,
+        ]);
+        let p = json!({"type": "approval", "version": 1, "model": digest, "scopes": ["prod/*"], "valid_from": 0,
+                       "valid_until": 4_000_000_000u64, "risk_tier": "low", "ticket": format!("CHG-{k}")});
+        post_entry(&w.server.url, &w.admin, &signed(&p, &alice));
+        digests.push(digest);
+    }
+    digests
+}
+
+fn node_config(w: &World, dir: &Path, models: &[usize], extra: &str) -> std::path::PathBuf {
+    let mut t = format!(
+        "node = \"{}\"\nauthority = \"{}\"\ntrust_root = \"{}\"\nkey = \"node.skey\"\nscopes = [\"prod/credit/scoring\"]\nmax_staleness_seconds = 30\ndata_dir = \"data\"\n{extra}\n",
+        dir.file_name().unwrap().to_str().unwrap(),
+        w.server.url,
+        s(&w.data.join("trust-root.dsse.json"))
+    );
+    for k in models {
+        let m = w.dir.path().join(format!("models/m{k}"));
+        t.push_str(&format!(
+            "[models.m{k}]\ndir = \"{}\"\nbundle = \"{}\"\n",
+            s(&m),
+            s(&m.join("model.sig"))
+        ));
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let c = dir.join("node.toml");
+    std::fs::write(&c, t).unwrap();
+    let vkey = mg(&["node", "init", "--config", s(&c)]).trim().to_owned();
+    let id = dir.file_name().unwrap().to_str().unwrap();
+    mg(&[
+        "node",
+        "enroll",
+        id,
+        "--node-key",
+        &vkey,
+        "--scope",
+        "prod/*",
+        "--key",
+        s(&w.dir.path().join("nadmin.key")),
+        "--authority",
+        &w.server.url,
+        "--token",
+        &w.admin,
+    ]);
+    c
+}
+
+fn main() {
+    let secs: u64 = std::env::var("MODELGATE_BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let w = world();
+    let d = w.dir.path().to_owned();
+    std::fs::write(d.join("all.cedar"), "permit(principal, action, resource);").unwrap();
+    mg(&[
+        "policy",
+        "publish",
+        s(&d.join("all.cedar")),
+        "--key",
+        s(&d.join("padmin.key")),
+        "--authority",
+        &w.server.url,
+        "--token",
+        &w.admin,
+    ]);
+    let t = Instant::now();
+    let digests = models(&w, 104);
+    eprintln!(
+        "set-up: 104 models signed, registered and approved in {:.1?}",
+        t.elapsed()
+    );
+
+    // A. Revocation latency over 100 revocations.
+    let ndir = d.join("node-a");
+    let config = node_config(&w, &ndir, &(0..100).collect::<Vec<_>>(), "");
+    let mut node = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["node", "run", "--config", s(&config)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let events = json_lines(node.stdout.take().unwrap());
+    let node = Killed(node);
+    let mut serving = 0;
+    while serving < 100 {
+        wait_for(&events, 60, "100 models Serving", |v| v["state"] == "Serving");
+        serving += 1;
+    }
+    let alice = load(&d.join("alice.key"));
+    let mut lat = Vec::new();
+    let mut submit = Vec::new();
+    for (k, digest) in digests.iter().enumerate().take(100) {
+        let p = json!({"type": "revocation", "version": 1, "model": digest, "reason": "bench", "ticket": format!("INC-{k}")});
+        let body = signed(&p, &alice);
+        let t0 = Instant::now();
+        post_entry(&w.server.url, &w.admin, &body);
+        submit.push(t0.elapsed().as_secs_f64() * 1000.0);
+        let name = format!("m{k}");
+        wait_for(&events, 10, "containment", |v| {
+            v["model"] == name.as_str() && v["state"] == "Contained"
+        });
+        lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+        // Spread the revocations over the authority's publication cycle.
+        std::thread::sleep(Duration::from_millis(37));
+    }
+    drop(node);
+    let (p50, p99, max) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99), pct(&mut lat, 1.0));
+    println!(
+        "A. revocation → node Contained, 100 revocations: p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms (submission alone p50 {:.1} ms); node interval 250 ms, authority publishes a cosigned checkpoint every 500 ms",
+        pct(&mut submit, 0.5)
+    );
+
+    // B. A log of more than 10,000 entries, then a 4-model gateway node from cold.
+    let t = Instant::now();
+    let agent = agent();
+    let need = 10_200u64.saturating_sub(get_size(&agent, &w.server.url));
+    for i in 0..need {
+        let p = json!({"type": "approval", "version": 1, "model": digests[100 + (i % 4) as usize],
+                       "scopes": ["prod/credit/*"], "valid_from": 0, "valid_until": 4_000_000_000u64,
+                       "risk_tier": "low", "ticket": format!("FILL-{i}")});
+        let body = signed(&p, &alice);
+        let mut r = agent
+            .post(&format!("{}/api/v1/entries", w.server.url))
+            .header("Authorization", &format!("Bearer {}", w.admin))
+            .send(&body[..])
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201, "{}", r.body_mut().read_to_string().unwrap());
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    let log_size = get_size(&agent, &w.server.url);
+    eprintln!("filled the log to {log_size} entries in {:.1?}", t.elapsed());
+    let mut mock = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["mock-upstream", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(mock.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let mock = Killed(mock);
+    let upstream = serde_json::from_str::<Value>(&line).unwrap()["listening"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(TOKEN.as_bytes()));
+    let config = node_config(
+        &w,
+        &d.join("node-b"),
+        &[100, 101, 102, 103],
+        &format!(
+            "listen = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\n[callers.bench]\ntoken_sha256 = \"{token_sha}\"\nscopes = [\"prod/credit/scoring\"]\n"
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let started = Instant::now();
+    let mut gw = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["node", "serve", "--config", s(&config)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let events = json_lines(gw.stdout.take().unwrap());
+    let gw = Killed(gw);
+    let gw_url = wait_for(&events, 30, "listening", |v| v.get("listening").is_some())["listening"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..4 {
+        wait_for(&events, 60, "Serving", |v| v["state"] == "Serving");
+    }
+    let startup = started.elapsed();
+    std::thread::sleep(Duration::from_secs(5));
+    let pid = gw.0.id();
+    println!(
+        "B. gateway node, 4 models, log of {log_size} entries: all Serving {:.0} ms after start (full verified sync + 4 lifecycles); idle RSS {:.1} MiB after 5 s (peak so far {:.1} MiB)",
+        startup.as_secs_f64() * 1000.0,
+        status_kib(pid, "VmRSS:") as f64 / 1024.0,
+        status_kib(pid, "VmHWM:") as f64 / 1024.0
+    );
+
+    // C. Under load.
+    let body = json!({"model": "m100", "messages": [{"role": "user", "content": "score applicant 42"}]}).to_string();
+    let nginx = start_nginx(&d.join("nginx"), &upstream);
+    let mut targets: Vec<(&str, String)> = vec![("direct", upstream.clone())];
+    match &nginx {
+        Ok((_, url)) => targets.push(("nginx", url.clone())),
+        Err(e) => println!("C. nginx: not measured ({e})"),
+    }
+    targets.push(("modelgate", gw_url.clone()));
+    let wrk_ok = Command::new("wrk").arg("--version").output().is_ok();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Three interleaved rounds; each figure is the median of its three.
+    const ROUNDS: usize = 3;
+    let mut sat: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    let mut lat: Vec<[Samples; 2]> = (0..targets.len()).map(|_| Default::default()).collect();
+    let mut rss_at_5k = 0;
+    for round in 0..ROUNDS {
+        for (t, (name, url)) in targets.iter().enumerate() {
+            // MODELGATE_BENCH_PERF=FILE: profile the node during its first saturation run.
+            let perf = std::env::var("MODELGATE_BENCH_PERF")
+                .ok()
+                .filter(|_| *name == "modelgate" && round == 0)
+                .map(|out| {
+                    Command::new("perf")
+                        .args([
+                            "record",
+                            "-F",
+                            "999",
+                            "-g",
+                            "-p",
+                            &pid.to_string(),
+                            "-o",
+                            &out,
+                            "--",
+                            "sleep",
+                        ])
+                        .arg(secs.to_string())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .unwrap()
+                });
+            if wrk_ok {
+                sat[t].push(wrk(url, &body, secs));
+            }
+            if let Some(mut p) = perf {
+                let _ = p.wait();
+            }
+            for (r, rate) in [1_000u32, 5_000].into_iter().enumerate() {
+                let (p50, p99, errors) = rt.block_on(open_loop(url, &body, rate, secs));
+                if *name == "modelgate" && rate == 5_000 {
+                    rss_at_5k = rss_at_5k.max(status_kib(pid, "VmHWM:"));
+                }
+                lat[t][r].0.push(p50);
+                lat[t][r].1.push(p99);
+                lat[t][r].2 += errors;
+            }
+        }
+    }
+    let results: Vec<TargetResult> = targets
+        .iter()
+        .enumerate()
+        .map(|(t, (name, _))| {
+            let rates = [1_000u32, 5_000]
+                .iter()
+                .enumerate()
+                .map(|(r, rate)| {
+                    let (p50s, p99s, errors) = &mut lat[t][r];
+                    (*rate, pct(p50s, 0.5), pct(p99s, 0.5), *errors)
+                })
+                .collect();
+            (name.to_string(), wrk_ok.then(|| pct(&mut sat[t], 0.5)), rates)
+        })
+        .collect();
+    let direct = results[0].clone();
+    println!("C. gateway under load (medians of {ROUNDS} interleaved rounds of {secs} s; latency in ms from each call's scheduled time):");
+    println!("   target     | saturation (wrk -c64) | 1k/s p50 | 1k/s p99 | 5k/s p50 | 5k/s p99 | errors | added p50/p99 at 5k/s");
+    for (name, sat, rates) in &results {
+        let added = (rates[1].1 - direct.2[1].1, rates[1].2 - direct.2[1].2);
+        println!(
+            "   {name:<10} | {:>14} req/s | {:>8.3} | {:>8.3} | {:>8.3} | {:>8.3} | {:>6} | {:+.3} / {:+.3}",
+            sat.map_or("n/a".to_owned(), |x| format!("{x:.0}")),
+            rates[0].1,
+            rates[0].2,
+            rates[1].1,
+            rates[1].2,
+            rates[0].3 + rates[1].3,
+            added.0,
+            added.1
+        );
+    }
+    if let (Some(n), Some(m)) = (
+        results.iter().find(|r| r.0 == "nginx").and_then(|r| r.1),
+        results.iter().find(|r| r.0 == "modelgate").and_then(|r| r.1),
+    ) {
+        println!("   modelgate saturation / nginx saturation = {:.2}", m / n);
+    }
+    println!(
+        "   node peak RSS through the 5k/s runs: {:.1} MiB; now RssAnon {:.1} MiB, RssFile {:.1} MiB, RssShmem {:.1} MiB, threads {}",
+        rss_at_5k as f64 / 1024.0,
+        status_kib(pid, "RssAnon:") as f64 / 1024.0,
+        status_kib(pid, "RssFile:") as f64 / 1024.0,
+        status_kib(pid, "RssShmem:") as f64 / 1024.0,
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .unwrap_or("?")
+            .trim()
+    );
+    let m = agent
+        .get(&format!("{gw_url}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    for l in m.lines().filter(|l| {
+        l.starts_with("modelgate_lineage_append_seconds_count")
+            || l.starts_with("modelgate_lineage_append_seconds_sum")
+            || l.starts_with("modelgate_gateway_denials")
+    }) {
+        println!("   {l}");
+    }
+    drop(gw);
+    drop(mock);
+    drop(nginx);
+}
+
+fn get_size(agent: &ureq::Agent, url: &str) -> u64 {
+    let mut r = agent.get(&format!("{url}/api/v1/state")).call().unwrap();
+    let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    v["size"].as_u64().unwrap_or(0)
+}
+
+fn start_nginx(dir: &Path, upstream: &str) -> Result<(Killed, String), String> {
+    let bin = ["/usr/sbin/nginx", "nginx"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("-v").output().is_ok())
+        .ok_or("nginx is not installed (apt-get install nginx-light)")?;
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let up = upstream.trim_start_matches("http://");
+    let conf = format!(
+        "worker_processes 2;\nerror_log {p}/logs/error.log;\npid {p}/nginx.pid;\nevents {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n  fastcgi_temp_path {p}/fcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n  upstream up {{ server {up}; keepalive 128; }}\n  server {{\n    listen 127.0.0.1:{port};\n    location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; }}\n  }}\n}}\n",
+        p = s(dir)
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let child = Command::new(bin)
+        .args(["-p", s(dir), "-c", s(&dir.join("nginx.conf")), "-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err("nginx did not start".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((Killed(child), url))
+}
+
+/// wrk at saturation: 2 threads, 64 connections; requests/s.
+fn wrk(url: &str, body: &str, secs: u64) -> f64 {
+    let script = std::env::temp_dir().join(format!("modelgate-wrk-{}.lua", std::process::id()));
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = [[{body}]]\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {TOKEN}\"\n"
+        ),
+    )
+    .unwrap();
+    let o = Command::new("wrk")
+        .args(["-t2", "-c64", &format!("-d{secs}s"), "-s", s(&script)])
+        .arg(format!("{url}/v1/chat/completions"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    if text.contains("Non-2xx") {
+        eprintln!("wrk against {url} saw errors:\n{text}");
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// Open-loop load at `rate` calls/s for `secs`: each call is scheduled in
+/// advance and its latency counts from its scheduled time. Returns p50 and
+/// p99 in ms and the number of failed calls.
+async fn open_loop(url: &str, body: &str, rate: u32, secs: u64) -> (f64, f64, u64) {
+    use hyper_util::client::legacy::Client;
+    let client: Client<_, axum::body::Body> = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let uri: hyper::Uri = format!("{url}/v1/chat/completions").parse().unwrap();
+    let body = bytes::Bytes::from(body.to_owned());
+    let total = u64::from(rate) * secs;
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+    let start = tokio::time::Instant::now() + Duration::from_millis(50);
+    let results = Arc::new(std::sync::Mutex::new(Vec::with_capacity(total as usize)));
+    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let at = start + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(at).await;
+        let (client, uri, body, results, errors) = (
+            client.clone(),
+            uri.clone(),
+            body.clone(),
+            Arc::clone(&results),
+            Arc::clone(&errors),
+        );
+        tasks.push(tokio::spawn(async move {
+            let req = hyper::Request::post(uri)
+                .header("content-type", "application/json")
+                .header("authorization", format!("Bearer {TOKEN}"))
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            let ok = match client.request(req).await {
+                Ok(resp) => {
+                    let good = resp.status().is_success();
+                    let mut b = resp.into_body();
+                    loop {
+                        match std::future::poll_fn(|cx| http_body::Body::poll_frame(std::pin::Pin::new(&mut b), cx))
+                            .await
+                        {
+                            Some(Ok(_)) => {}
+                            Some(Err(_)) => break false,
+                            None => break good,
+                        }
+                    }
+                }
+                Err(_) => false,
+            };
+            let ms = (tokio::time::Instant::now() - at).as_secs_f64() * 1000.0;
+            if ok {
+                results.lock().unwrap().push(ms);
+            } else {
+                errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut v = std::mem::take(&mut *results.lock().unwrap());
+    (
+        pct(&mut v, 0.5),
+        pct(&mut v, 0.99),
+        errors.load(std::sync::atomic::Ordering::Relaxed),
+    )
+}
