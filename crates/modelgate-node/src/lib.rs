@@ -29,6 +29,7 @@
 
 pub mod config;
 pub mod lifecycle;
+pub mod proof;
 pub mod report;
 pub mod sync;
 

@@ -182,6 +182,95 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str) -> Result<(), Failure>
         Ok(s) => println!("12. node demo-node verified the log itself and took the model through all ten lifecycle steps: Serving under approval {}", &s.basis[..16]),
         Err((r, d)) => return Err(Failure::Invalid(format!("the approved model did not serve: {r}: {d}"))),
     }
+    // The gateway: the same node serving callers, every call recorded and provable.
+    let upstream = crate::gateway::spawn_mock(&runtime)?;
+    let token = "demo-scoring-service-token";
+    let token_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
+    std::fs::write(
+        ndir.join("gateway.toml"),
+        format!(
+            "node = \"demo-node\"\nauthority = \"{url}\"\ntrust_root = \"{}\"\nkey = \"node.skey\"\nscopes = [\"prod/credit/scoring\"]\nmax_staleness_seconds = 30\ndata_dir = \"gateway-data\"\nanchor_interval_seconds = 1\nlisten = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\n\n[models.credit-scorer]\ndir = \"{}\"\nbundle = \"{}\"\n\n[callers.scoring-service]\ntoken_sha256 = \"{token_sha}\"\nscopes = [\"prod/credit/scoring\", \"prod/risk/review\"]\n",
+            report.trust_root.display(),
+            model.display(),
+            model.join("model.sig").display()
+        ),
+    )
+    .map_err(fail)?;
+    let (gw, gw_state) = crate::gateway::spawn_in_process(&ndir.join("gateway.toml"), &runtime)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !matches!(
+        gw_state.snapshot().models.get("credit-scorer"),
+        Some(crate::runtime::ModelStatus::Serving { .. })
+    ) {
+        if std::time::Instant::now() > deadline {
+            return Err(Failure::Invalid("the gateway's model never reached Serving".into()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
+        .build()
+        .into();
+    let call = |scope: &str| -> Result<(u16, Option<String>, Value), Failure> {
+        let mut r = agent
+            .post(&format!("{gw}/v1/chat/completions"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .header("x-modelgate-scope", scope)
+            .send(
+                json!({"model": "credit-scorer", "messages": [{"role": "user", "content": "score applicant 42"}]})
+                    .to_string(),
+            )
+            .map_err(fail)?;
+        let id = r
+            .headers()
+            .get("x-modelgate-lineage-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body: Value = serde_json::from_str(&r.body_mut().read_to_string().map_err(fail)?).unwrap_or(Value::Null);
+        Ok((r.status().as_u16(), id, body))
+    };
+    let (status, id, body) = call("prod/credit/scoring")?;
+    let id = match (status, id) {
+        (200, Some(id)) => id,
+        other => return Err(Failure::Invalid(format!("the governed call failed: {other:?} {body}"))),
+    };
+    println!(
+        "13. scoring-service called credit-scorer through the node's gateway: 200 ({:?}), lineage record #{id} made durable before the call went upstream",
+        body["choices"][0]["message"]["content"].as_str().unwrap_or("?")
+    );
+    let (status, _, body) = call("prod/risk/review")?;
+    println!(
+        "14. the same caller in prod/risk/review, a scope no approval covers: {status} {}",
+        body["error"]["code"].as_str().unwrap_or("?")
+    );
+    let pinned = std::fs::read(&report.trust_root).map_err(fail)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let verified = loop {
+        let mut r = agent.get(&format!("{gw}/lineage/{id}")).call().map_err(fail)?;
+        let proof = r.body_mut().read_to_vec().map_err(fail)?;
+        if r.status().as_u16() == 200 {
+            if let Ok(v) = modelgate_node::proof::verify_lineage_proof(&proof, &pinned) {
+                break v;
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(Failure::Invalid(format!(
+                "no verifiable proof for lineage record {id}: {}",
+                String::from_utf8_lossy(&proof)
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    println!(
+        "15. its proof, verified offline with the pinned trust root only: record #{id} and its completion are in the node's lineage log (size {}), anchored at governance index {}",
+        verified.lineage_size, verified.anchor_index
+    );
+    if let Ok(w) = gw_state.wake.lock() {
+        let _ = w.send(crate::runtime::Wake::Stop);
+    }
+
     let weights = model.join("weights.bin");
     let original = std::fs::read(&weights).map_err(fail)?;
     let mut flipped = original.clone();
@@ -189,7 +278,7 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str) -> Result<(), Failure>
     std::fs::write(&weights, &flipped).map_err(fail)?;
     match check("tampered")? {
         Err((r, d)) if r == "UnauthorizedModification" => {
-            println!("13. one bit of weights.bin changed on the node: Contained {r} ({d})")
+            println!("16. one bit of weights.bin changed on the node: Contained {r} ({d})")
         }
         other => {
             return Err(Failure::Invalid(format!(
@@ -208,7 +297,7 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str) -> Result<(), Failure>
         "the revocation",
     )?;
     match check("revoked")? {
-        Err((r, d)) => println!("14. alice revoked the model: the node contains it ({r}: {d})"),
+        Err((r, d)) => println!("17. alice revoked the model: the node contains it ({r}: {d})"),
         Ok(_) => return Err(Failure::Invalid("a revoked model still served".into())),
     }
 
@@ -219,7 +308,7 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str) -> Result<(), Failure>
     )
     .map_err(fail)?;
     print!(
-        "15. offline audit of the authority (every tile and entry against the signed checkpoint, the state refolded): "
+        "18. offline audit of the authority (every tile and entry against the signed checkpoint, the state refolded): "
     );
     crate::log_cmd::remote_audit(&url, Some(&report.trust_root), &policy)?;
 

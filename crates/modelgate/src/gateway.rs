@@ -480,11 +480,16 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
             let mut c = completion;
             c.status = 502;
             c.finish("upstream-error", Some(&e));
-            return openai_error(
+            let mut r = openai_error(
                 StatusCode::BAD_GATEWAY,
                 "upstream_unreachable",
                 format!("the inference server did not answer: {e}"),
             );
+            // The call was recorded: say where, so the failure can be traced.
+            if let Ok(v) = HeaderValue::from_str(&receipt.index.to_string()) {
+                r.headers_mut().insert("x-modelgate-lineage-id", v);
+            }
+            return r;
         }
     };
     let (parts, incoming) = resp.into_parts();
@@ -1073,6 +1078,58 @@ pub fn serve(a: ServeArgs) -> Result<(), Failure> {
     served.map_err(|e| Failure::Usage(format!("serving: {e}")))
 }
 
+/// A gateway and its node loop inside this process, on `rt` (the demo).
+/// The loop runs until `Wake::Stop` is sent through the returned state.
+pub(crate) fn spawn_in_process(
+    config: &std::path::Path,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(String, Arc<Shared>), Failure> {
+    let mut runtime = Runtime::open(config, Duration::from_millis(100))?;
+    let shared = runtime.shared();
+    let gw = Arc::new(gateway(Arc::clone(&shared))?);
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(&shared.config.listen))
+        .map_err(|e| Failure::Usage(format!("couldn't listen on {}: {e}", shared.config.listen)))?;
+    let addr = listener.local_addr().map_err(|e| Failure::Usage(e.to_string()))?;
+    std::thread::Builder::new()
+        .name("modelgate-node-loop".into())
+        .spawn(move || loop {
+            let _ = runtime.step();
+            if !runtime.wait() {
+                return;
+            }
+        })
+        .map_err(|e| Failure::Usage(format!("starting the node loop: {e}")))?;
+    rt.spawn(async move { axum::serve(listener, router(gw)).await });
+    Ok((format!("http://{addr}"), shared))
+}
+
+/// The mock upstream inside this process, on `rt` (the demo); its URL.
+pub(crate) fn spawn_mock(rt: &tokio::runtime::Runtime) -> Result<String, Failure> {
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .map_err(|e| Failure::Usage(format!("couldn't listen: {e}")))?;
+    let addr = listener.local_addr().map_err(|e| Failure::Usage(e.to_string()))?;
+    let app = mock_router(Mock {
+        chunks: 8,
+        delay: Duration::from_millis(10),
+    });
+    rt.spawn(async move { axum::serve(listener, app).await });
+    Ok(format!("http://{addr}"))
+}
+
+fn mock_router(m: Mock) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(mock_complete))
+        .route("/v1/completions", post(mock_complete))
+        .route("/v1/embeddings", post(mock_embeddings))
+        .route(
+            "/v1/models",
+            get(|| async { Json(json!({"object": "list", "data": [{"id": "mock", "object": "model"}]})) }),
+        )
+        .with_state(m)
+}
+
 #[derive(Args)]
 pub struct MockArgs {
     /// Address to listen on (port 0 picks one; the address is printed).
@@ -1222,15 +1279,7 @@ pub fn mock_upstream(a: MockArgs) -> Result<(), Failure> {
         chunks: a.chunks,
         delay: Duration::from_millis(a.chunk_delay_ms),
     };
-    let app = Router::new()
-        .route("/v1/chat/completions", post(mock_complete))
-        .route("/v1/completions", post(mock_complete))
-        .route("/v1/embeddings", post(mock_embeddings))
-        .route(
-            "/v1/models",
-            get(|| async { Json(json!({"object": "list", "data": [{"id": "mock", "object": "model"}]})) }),
-        )
-        .with_state(m);
+    let app = mock_router(m);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

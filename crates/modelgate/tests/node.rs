@@ -156,7 +156,7 @@ struct Gateway {
     url: String,
     events: std::sync::mpsc::Receiver<Value>,
     _node: Killed,
-    _mock: Killed,
+    mock: Killed,
 }
 
 fn start_gateway(config: &std::path::Path) -> Gateway {
@@ -183,7 +183,7 @@ fn start_gateway(config: &std::path::Path) -> Gateway {
         url: listening["listening"].as_str().unwrap().to_owned(),
         events,
         _node: Killed(node),
-        _mock: Killed(mock),
+        mock: Killed(mock),
     }
 }
 
@@ -569,9 +569,30 @@ fn the_gateway_contains_when_the_authority_is_gone_past_max_staleness() {
         .unwrap()
         .replace("max_staleness_seconds = 30", "max_staleness_seconds = 2");
     std::fs::write(&config, text).unwrap();
-    let g = start_gateway(&config);
+    let mut g = start_gateway(&config);
     wait_for(&g.events, 20, "Serving", |v| v["state"] == "Serving");
     assert_eq!(call(&g.url, Some(TOKEN), None, &chat(false)).0, 200);
+    // The inference server gone: 502, and the call's completion record says why.
+    let _ = g.mock.0.kill();
+    let _ = g.mock.0.wait();
+    let (st, h, b) = call(&g.url, Some(TOKEN), None, &chat(false));
+    assert_eq!(
+        (st, b["error"]["code"].as_str()),
+        (502, Some("upstream_unreachable")),
+        "{b}"
+    );
+    let id = h["x-modelgate-lineage-id"].to_str().unwrap().to_owned();
+    let (done, _) = eventually(5, "an upstream-error completion", || {
+        let v = get_json(&format!("{}/lineage/{id}", g.url));
+        let r = v["records"][1]["record"].clone();
+        (r["type"] == "completion").then_some(r)
+    });
+    assert_eq!(
+        (done["outcome"].as_str(), done["status"].as_u64()),
+        (Some("upstream-error"), Some(502)),
+        "{done}"
+    );
+    assert!(done["error"].as_str().is_some_and(|e| !e.is_empty()), "{done}");
     let _ = w.server.child.kill();
     let _ = w.server.child.wait();
     let stopped = Instant::now();

@@ -1,0 +1,242 @@
+//! Lineage proofs: the offline check of one inference call's proof chain,
+//! with the pinned trust root and nothing else. The gateway serves the
+//! document (`GET /lineage/{id}`); `modelgate lineage verify` runs this.
+//!
+//! The chain, each link checked:
+//! 1. every lineage record is included (RFC 6962) in the node's lineage
+//!    checkpoint, whose note is signed by the node's key;
+//! 2. that checkpoint is exactly the one carried by a `node-anchor` entry,
+//!    signed by the same node key;
+//! 3. the anchor entry is included in a governance checkpoint signed by the
+//!    authority's log key with the trust root's witness quorum;
+//! 4. the node key is the one enrolled for that node: the `node-enrollment`
+//!    entry naming node and key is included in the same governed log.
+//!
+//! What an offline check does not redo is the fold itself (that the
+//! enrollment was signed by node admins of the trust root in force then):
+//! the authority and every node applied it before the entry was logged and
+//! witnessed, and `modelgate log audit` replays it for anyone who asks.
+//! The pinned trust root's log and witness keys must still be the ones that
+//! sign the governance checkpoint in the proof.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use modelgate_governance::{parse_canonical, Envelope, Payload, State};
+use modelgate_tlog::{leaf_hash, verify_inclusion, CheckpointPolicy, Hash, TlogProof, VerifierKey};
+use serde_json::Value;
+
+/// The proof document's format tag.
+pub const PROOF_FORMAT: &str = "modelgate-lineage-proof/v1";
+
+/// Largest proof document accepted.
+pub const MAX_PROOF_BYTES: usize = 16 << 20;
+
+/// Why a proof was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProofError {
+    /// The document (or the trust root) is not what a proof looks like.
+    #[error("{0}")]
+    Malformed(String),
+    /// A link of the chain does not verify.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+use ProofError::{Invalid, Malformed};
+
+/// What a verified proof establishes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedLineage {
+    /// The node.
+    pub node: String,
+    /// The anchored lineage log size.
+    pub lineage_size: u64,
+    /// The anchor entry's index in the governance log.
+    pub anchor_index: u64,
+    /// The governance checkpoint size that proves the anchor.
+    pub governance_size: u64,
+    /// The proven records: (index in the lineage log, the record).
+    pub records: Vec<(u64, Value)>,
+}
+
+fn field<'a>(v: &'a Value, path: &str) -> Result<&'a Value, ProofError> {
+    let mut cur = v;
+    for k in path.split('.') {
+        cur = cur
+            .get(k)
+            .ok_or_else(|| Malformed(format!("the proof has no {path}")))?;
+    }
+    Ok(cur)
+}
+
+fn string<'a>(v: &'a Value, path: &str) -> Result<&'a str, ProofError> {
+    field(v, path)?
+        .as_str()
+        .ok_or_else(|| Malformed(format!("{path} must be a string")))
+}
+
+fn b64(v: &Value, path: &str) -> Result<Vec<u8>, ProofError> {
+    B64.decode(string(v, path)?)
+        .map_err(|e| Malformed(format!("{path}: {e}")))
+}
+
+fn hashes(v: &Value, path: &str) -> Result<Vec<Hash>, ProofError> {
+    field(v, path)?
+        .as_array()
+        .ok_or_else(|| Malformed(format!("{path} must be an array")))?
+        .iter()
+        .map(|h| {
+            h.as_str()
+                .and_then(|s| B64.decode(s).ok())
+                .and_then(|b| Hash::try_from(b).ok())
+                .ok_or_else(|| Malformed(format!("{path}: every hash must be base64 SHA-256")))
+        })
+        .collect()
+}
+
+/// A governance entry proven included under `policy`; returns its payload.
+fn governed_entry(v: &Value, what: &str, policy: &CheckpointPolicy) -> Result<(Payload, Envelope, u64), ProofError> {
+    let entry = b64(v, &format!("proof.{what}.entry"))?;
+    let index = field(v, &format!("proof.{what}.index"))?
+        .as_u64()
+        .ok_or_else(|| Malformed(format!("proof.{what}.index must be a number")))?;
+    let tp = TlogProof::parse(string(v, &format!("proof.{what}.tlog_proof"))?.as_bytes())
+        .map_err(|e| Malformed(format!("proof.{what}.tlog_proof: {e}")))?;
+    if tp.index != index {
+        return Err(Invalid(format!(
+            "the {what} tlog-proof is for index {}, the entry claims {index}",
+            tp.index
+        )));
+    }
+    let verified = tp
+        .verify(&leaf_hash(&entry), policy)
+        .map_err(|e| Invalid(format!("the {what} entry is not proven in the governance log: {e}")))?;
+    let env = Envelope::parse(&entry).map_err(|e| Invalid(format!("the {what} entry: {e}")))?;
+    let payload = parse_canonical(&env.payload)
+        .map_err(|e| e.to_string())
+        .and_then(|p| Payload::decode(p).map_err(|e| e.to_string()))
+        .map_err(|e| Invalid(format!("the {what} entry's payload: {e}")))?;
+    Ok((payload, env, verified.checkpoint.checkpoint.size))
+}
+
+/// Verify a proof document against the pinned trust root (the governance
+/// log's entry 0). Never panics, whatever the bytes.
+pub fn verify_lineage_proof(proof: &[u8], pinned: &[u8]) -> Result<VerifiedLineage, ProofError> {
+    if proof.len() > MAX_PROOF_BYTES {
+        return Err(Malformed(format!("a proof is at most {MAX_PROOF_BYTES} bytes")));
+    }
+    let v: Value = serde_json::from_slice(proof).map_err(|e| Malformed(format!("the proof is not JSON: {e}")))?;
+    if v["anchored"] == Value::Bool(false) {
+        return Err(Invalid(
+            "this record is not anchored yet: there is no proof chain to check (fetch it again after the next anchor)"
+                .into(),
+        ));
+    }
+    if string(&v, "format")? != PROOF_FORMAT {
+        return Err(Malformed(format!("the proof's format is not {PROOF_FORMAT}")));
+    }
+    let node = string(&v, "node")?.to_owned();
+    let root = State::new(pinned)
+        .and_then(|mut s| {
+            s.apply(pinned)?;
+            Ok(s)
+        })
+        .map_err(|e| Malformed(format!("trust root: {e}")))?
+        .trust_root()
+        .cloned()
+        .ok_or_else(|| Malformed("the trust root file sets no trust root".into()))?;
+    let policy = CheckpointPolicy::new(
+        root.log_key.clone(),
+        root.witness_keys.clone(),
+        root.doc.witness_quorum as usize,
+    )
+    .map_err(|e| Malformed(format!("trust root's witness policy: {e}")))?;
+
+    // 4. The node's key, from its enrollment in the governed log.
+    let (payload, _, gov_size) = governed_entry(&v, "enrollment", &policy)?;
+    let Payload::NodeEnrollment(enr) = payload else {
+        return Err(Invalid("the enrollment entry is not a node-enrollment".into()));
+    };
+    if enr.node != node {
+        return Err(Invalid(format!(
+            "the enrollment is for node {:?}, the proof for {node:?}",
+            enr.node
+        )));
+    }
+    let node_key = VerifierKey::parse(&enr.key).map_err(|e| Invalid(format!("enrolled key: {e}")))?;
+
+    // 3 and 2. The anchor: in the governed log, signed by the node, carrying the checkpoint.
+    let (payload, env, anchor_gov_size) = governed_entry(&v, "anchor", &policy)?;
+    let Payload::NodeAnchor(anchor) = payload else {
+        return Err(Invalid("the anchor entry is not a node-anchor".into()));
+    };
+    if anchor.node != node {
+        return Err(Invalid(format!(
+            "the anchor is by node {:?}, not {node:?}",
+            anchor.node
+        )));
+    }
+    let pk = *node_key.public_key();
+    let id = modelgate_governance::key_id(&pk);
+    let signers = env
+        .verified_keys(|k| (k == id).then_some(pk))
+        .map_err(|e| Invalid(format!("the anchor entry's signatures: {e}")))?;
+    if signers.is_empty() {
+        return Err(Invalid(
+            "the anchor entry is not signed by the node's enrolled key".into(),
+        ));
+    }
+    let note = string(&v, "proof.lineage_checkpoint")?;
+    if anchor.checkpoint != note {
+        return Err(Invalid(
+            "the lineage checkpoint is not the one the anchor entry carries".into(),
+        ));
+    }
+    let lineage_policy = CheckpointPolicy::new(node_key.clone(), vec![], 0).map_err(|e| Invalid(e.to_string()))?;
+    let cp = lineage_policy
+        .verify(note.as_bytes())
+        .map_err(|e| Invalid(format!("the lineage checkpoint: {e}")))?
+        .checkpoint;
+
+    // 1. Every record in that checkpoint.
+    let records = field(&v, "proof.records")?
+        .as_array()
+        .ok_or_else(|| Malformed("proof.records must be an array".into()))?;
+    if records.is_empty() {
+        return Err(Malformed("the proof has no records".into()));
+    }
+    let mut shown = Vec::new();
+    for (k, r) in records.iter().enumerate() {
+        let entry = b64(r, "entry")?;
+        let index = field(r, "index")?
+            .as_u64()
+            .ok_or_else(|| Malformed(format!("proof.records[{k}].index must be a number")))?;
+        let proof = hashes(r, "inclusion")?;
+        verify_inclusion(&leaf_hash(&entry), index, cp.size, &proof, &cp.root).map_err(|e| {
+            Invalid(format!(
+                "lineage record {index} is not in the node's checkpoint (size {}): {e}",
+                cp.size
+            ))
+        })?;
+        let rv: Value = serde_json::from_slice(&entry).unwrap_or(Value::Null);
+        // The readable copy next to the proof must say what the proven bytes say.
+        if let Some(copy) = v["records"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["index"] == index))
+        {
+            if copy["record"] != rv {
+                return Err(Invalid(format!(
+                    "the readable copy of record {index} differs from the proven bytes"
+                )));
+            }
+        }
+        shown.push((index, rv));
+    }
+    Ok(VerifiedLineage {
+        node,
+        lineage_size: cp.size,
+        anchor_index: field(&v, "proof.anchor.index")?.as_u64().unwrap_or_default(),
+        governance_size: anchor_gov_size.max(gov_size),
+        records: shown,
+    })
+}
