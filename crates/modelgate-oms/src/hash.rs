@@ -61,9 +61,10 @@ struct Item {
     end: u64,
 }
 
-/// Hashes `model` into a manifest. `progress`, when given, is advanced by the number
-/// of bytes hashed, so a caller can draw a progress bar from another thread.
-pub fn hash_model(model: &Path, opts: &HashOptions, progress: Option<&AtomicU64>) -> Result<Manifest> {
+/// Hashes `model` into a manifest. `progress`, when given, gets the total once the
+/// tree is listed and is advanced by the bytes hashed, so a caller can draw a
+/// progress bar from another thread.
+pub fn hash_model(model: &Path, opts: &HashOptions, progress: Option<&HashProgress>) -> Result<Manifest> {
     hash_model_filtered(model, opts, progress, |_| true)
 }
 
@@ -71,7 +72,7 @@ pub fn hash_model(model: &Path, opts: &HashOptions, progress: Option<&AtomicU64>
 pub fn hash_model_filtered(
     model: &Path,
     opts: &HashOptions,
-    progress: Option<&AtomicU64>,
+    progress: Option<&HashProgress>,
     keep: impl Fn(&str) -> bool,
 ) -> Result<Manifest> {
     if let Method::Shards { shard_size: 0 } = opts.method {
@@ -79,8 +80,14 @@ pub fn hash_model_filtered(
     }
     let mut tree = ModelTree::open(model, opts.allow_symlinks, &opts.ignore)?;
     tree.files.retain(|f| keep(&f.rel));
+    if let Some(p) = progress {
+        p.total.store(
+            tree.files.iter().map(|f| f.size).sum(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
     let items = plan(&tree, opts.method)?;
-    let digests = run(&tree, &items, opts, progress)?;
+    let digests = run(&tree, &items, opts, progress.map(|p| &p.done))?;
     let serialization = Serialization {
         method: opts.method,
         hash: opts.hash,
@@ -252,8 +259,13 @@ fn read_range(
     Ok(())
 }
 
-/// Total bytes `hash_model` will read for this model, for progress reporting.
-pub fn model_size(model: &Path, opts: &HashOptions) -> Result<u64> {
-    let tree = ModelTree::open(model, opts.allow_symlinks, &opts.ignore)?;
-    Ok(tree.files.iter().map(|f| f.size).sum())
+/// Progress of one hashing run, for a caller that draws it from another
+/// thread. The total is known only once the run has listed the tree (the
+/// tree is walked once, by the run itself); until then it is 0.
+#[derive(Debug, Default)]
+pub struct HashProgress {
+    /// Bytes the run will read (0 until the tree is listed).
+    pub total: AtomicU64,
+    /// Bytes read so far.
+    pub done: AtomicU64,
 }

@@ -38,11 +38,10 @@ mod walk;
 mod x509;
 
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
 
 pub use bundle::{pae, Bundle, Envelope, Material, BUNDLE_BYTES_MAX, MEDIA_TYPE, PAYLOAD_TYPE};
 pub use error::{Error, Mismatch, Result, TreeProblem};
-pub use hash::{hash_model, hash_model_filtered, model_size, HashOptions};
+pub use hash::{hash_model, hash_model_filtered, HashOptions, HashProgress};
 pub use keys::{Curve, PrivateKey, PublicKey};
 pub use manifest::{HashAlgorithm, Manifest, Method, Resource, Serialization, DEFAULT_SHARD_SIZE};
 pub use statement::{decode as decode_statement, encode as encode_statement, PREDICATE_TYPE, STATEMENT_TYPE};
@@ -253,7 +252,7 @@ pub fn verify_model(
     bundle_json: &[u8],
     trust: &Trust,
     opts: &VerifyOptions,
-    progress: Option<&AtomicU64>,
+    progress: Option<&HashProgress>,
 ) -> Result<Verified> {
     let signed = verify_bundle(bundle_json, trust)?;
     let hash_opts = verify_hash_options(&signed, opts)?;

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use modelgate_oms::{
-    hash_model, model_size, sign_manifest, verify_model, Error, HashAlgorithm, HashOptions, IgnorePath, Method,
-    PrivateKey, PublicKey, Signer, Trust, VerifyOptions, BUNDLE_BYTES_MAX, DEFAULT_IGNORES, DEFAULT_SHARD_SIZE,
+    hash_model, sign_manifest, verify_model, Error, HashAlgorithm, HashOptions, IgnorePath, Method, PrivateKey,
+    PublicKey, Signer, Trust, VerifyOptions, BUNDLE_BYTES_MAX, DEFAULT_IGNORES, DEFAULT_SHARD_SIZE,
 };
 use pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 
@@ -302,8 +302,7 @@ fn hash_options(h: &HashingArgs, model: &Path, signature: Option<&Path>) -> Resu
 }
 
 fn hash_with_progress(model: &Path, opts: &HashOptions) -> Result<modelgate_oms::Manifest, Failure> {
-    let total = model_size(model, opts)?;
-    let progress = Progress::start("hashing", total);
+    let progress = Progress::start("hashing");
     Ok(hash_model(model, opts, Some(progress.counter()))?)
 }
 
@@ -434,7 +433,7 @@ fn run_verify(a: &VerifyArgs) -> VerifyOutcome {
         ignore_unsigned_files: a.ignore_unsigned_files,
         threads: None,
     };
-    let progress = Progress::start("verifying", dir_size_hint(&a.model));
+    let progress = Progress::start("verifying");
     match verify_model(&a.model, &bundle, &trust, &opts, Some(progress.counter())) {
         Ok(v) => Ok((
             hex(&v.root_digest),
@@ -450,12 +449,6 @@ fn run_verify(a: &VerifyArgs) -> VerifyOutcome {
         }
         Err(e) => Err(plain(e.into())),
     }
-}
-
-/// Bytes the verifier will probably read; only used to scale the progress line.
-fn dir_size_hint(model: &Path) -> u64 {
-    let opts = HashOptions::new(Method::Files, HashAlgorithm::Sha256);
-    model_size(model, &opts).unwrap_or(0)
 }
 
 pub fn digest(a: DigestArgs) -> Result<(), Failure> {

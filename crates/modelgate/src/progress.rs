@@ -2,35 +2,38 @@
 //! scripts and logs never receive carriage-return noise.
 
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use modelgate_oms::HashProgress;
+
 /// How often the line is redrawn.
 const REDRAW_INTERVAL: Duration = Duration::from_millis(200);
 
-/// Counts bytes hashed; draws them while alive if stderr is a terminal.
+/// Shares a hashing run's progress; draws it while alive if stderr is a terminal.
 pub struct Progress {
-    pub bytes: Arc<AtomicU64>,
+    pub bytes: Arc<HashProgress>,
     done: Arc<AtomicBool>,
     drawer: Option<JoinHandle<()>>,
 }
 
 impl Progress {
-    /// Starts a progress line for `total` bytes labelled `what`.
-    pub fn start(what: &'static str, total: u64) -> Self {
-        let bytes = Arc::new(AtomicU64::new(0));
+    /// Starts a progress line labelled `what`; it appears once the run knows
+    /// its total (after listing the tree, which it does once).
+    pub fn start(what: &'static str) -> Self {
+        let bytes = Arc::new(HashProgress::default());
         let done = Arc::new(AtomicBool::new(false));
-        let drawer = (std::io::stderr().is_terminal() && total > 0).then(|| {
+        let drawer = std::io::stderr().is_terminal().then(|| {
             let (bytes, done) = (bytes.clone(), done.clone());
-            std::thread::spawn(move || draw(what, total, &bytes, &done))
+            std::thread::spawn(move || draw(what, &bytes, &done))
         });
         Progress { bytes, done, drawer }
     }
 
-    /// The counter to hand to the hasher.
-    pub fn counter(&self) -> &AtomicU64 {
+    /// The progress to hand to the hasher.
+    pub fn counter(&self) -> &HashProgress {
         &self.bytes
     }
 }
@@ -44,13 +47,17 @@ impl Drop for Progress {
     }
 }
 
-fn draw(what: &str, total: u64, bytes: &AtomicU64, done: &AtomicBool) {
+fn draw(what: &str, progress: &HashProgress, done: &AtomicBool) {
     let start = Instant::now();
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     let mut err = std::io::stderr();
     while !done.load(Ordering::Relaxed) {
         std::thread::sleep(REDRAW_INTERVAL);
-        let n = bytes.load(Ordering::Relaxed).min(total);
+        let total = progress.total.load(Ordering::Relaxed);
+        if total == 0 {
+            continue;
+        }
+        let n = progress.done.load(Ordering::Relaxed).min(total);
         let secs = start.elapsed().as_secs_f64().max(1e-3);
         let _ = write!(
             err,

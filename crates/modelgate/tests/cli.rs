@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use common::{mg, s, stderr};
+use common::{mg, s, stderr, stdout};
 
 mod common;
 
@@ -231,4 +231,32 @@ fn sec1_pem_keys_sign_and_verify() {
     // The key from setup() is a different signer now.
     let out = mg(&["verify", s(&t.model), "--public-key", s(&t.public)]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// The progress line: drawn on a real terminal (a pty made by util-linux
+/// `script`), never written when stderr is a file or a pipe.
+#[test]
+fn the_progress_line_is_drawn_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    // Sparse: a second or two of hashing without writing a gigabyte.
+    std::fs::File::create(model.join("weights.bin"))
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let typescript = dir.path().join("typescript");
+    let cmd = format!("{} digest {}", env!("CARGO_BIN_EXE_modelgate"), s(&model));
+    let o = Command::new("script")
+        .args(["-qec", &cmd, s(&typescript)])
+        .output()
+        .expect("util-linux `script` (Debian's bsdutils) is needed for this test");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let seen = std::fs::read_to_string(&typescript).unwrap();
+    assert!(seen.contains("\rhashing ") && seen.contains("/1.00 GiB"), "{seen:?}");
+    // The same command with stderr captured (not a terminal): no progress line.
+    let o = mg(&["digest", s(&model)]);
+    assert!(o.status.success());
+    assert_eq!(stderr(&o), "");
+    assert_eq!(stdout(&o).trim().len(), 64);
 }
