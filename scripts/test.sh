@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${MODELGATE_CACHE:-$HOME/.cache/modelgate}/target}"
 MODELGATE_REFERENCE_PYTHON="$(scripts/reference-venv.sh)"
-export MODELGATE_REFERENCE_PYTHON
+MODELGATE_REFERENCE_V02_PYTHON="$(scripts/reference-venv.sh 0.2.0)"
+export MODELGATE_REFERENCE_PYTHON MODELGATE_REFERENCE_V02_PYTHON
 # Interop tests fail rather than skip when the reference is missing.
 export MODELGATE_REQUIRE_INTEROP=1
 log="$(mktemp)"

@@ -193,7 +193,20 @@ fn decode_v02(top: &Map<String, Value>) -> Result<Manifest> {
     for (i, s) in array(top, "subject", "statement")?.iter().enumerate() {
         let ctx = format!("subject[{i}]");
         let s = object(s, &ctx)?;
-        only_keys(s, &["name", "digest"], &ctx)?;
+        only_keys(s, &["name", "digest", "annotations"], &ctx)?;
+        // v0.2 signers annotate each subject with how it was hashed. Only
+        // whole files with SHA-256 can be checked against a `sha256` digest;
+        // anything else is refused rather than verified as something it is not.
+        if let Some(a) = s.get("annotations") {
+            let a = object(a, &format!("{ctx}.annotations"))?;
+            only_keys(a, &["actual_hash_algorithm"], &format!("{ctx}.annotations"))?;
+            let how = string(a, "actual_hash_algorithm", &format!("{ctx}.annotations"))?;
+            if how != "file-sha256" {
+                return Err(Error::Statement(format!(
+                    "{ctx}: hashed as {how:?}; a v0.2 statement can be verified only for file-sha256"
+                )));
+            }
+        }
         let digest = object(field(s, "digest", &ctx)?, &ctx)?;
         only_keys(digest, &["sha256"], &ctx)?;
         resources.push(Resource {

@@ -361,3 +361,80 @@ fn shards_interoperate() {
     ok(&ours, "digest shards");
     assert_eq!(String::from_utf8_lossy(&ours.stdout).trim(), signed_root(&sig));
 }
+
+/// The python of a venv with the reference's v0.2.0 release (its bundles are
+/// the ones NVIDIA NGC and others shipped before v1.0).
+fn reference_v02_python() -> Option<PathBuf> {
+    match std::env::var_os("MODELGATE_REFERENCE_V02_PYTHON") {
+        Some(p) => Some(PathBuf::from(p)),
+        None if std::env::var_os("MODELGATE_REQUIRE_INTEROP").is_some() || std::env::var_os("CI").is_some() => {
+            panic!("MODELGATE_REFERENCE_V02_PYTHON is not set: run scripts/test.sh, which installs model-signing 0.2.0")
+        }
+        None => {
+            eprintln!("SKIPPED: interop test needs MODELGATE_REFERENCE_V02_PYTHON (scripts/test.sh sets it)");
+            None
+        }
+    }
+}
+
+#[test]
+fn bundles_made_by_reference_v0_2_verify_here_while_they_cover_every_file() {
+    let (Some(py02), Some(py)) = (reference_v02_python(), reference_python()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    make_model(&model);
+    // v0.2 had no default ignores; a model as shipped has no .git.
+    fs::remove_dir_all(model.join(".git")).unwrap();
+    let (key, public) = keypair(dir.path(), "ecdsa-p256");
+    let sig = model.join("model.sig");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sign_v02.py");
+    ok(
+        &run(Command::new(&py02).arg(&script).args([s(&model), s(&key), s(&sig)])),
+        "model-signing 0.2.0 sign",
+    );
+    // It really is the v0.2 format: one in-toto subject per file, annotated.
+    let bundle: serde_json::Value = serde_json::from_slice(&fs::read(&sig).unwrap()).unwrap();
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(bundle["dsseEnvelope"]["payload"].as_str().unwrap())
+        .unwrap();
+    let statement: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(statement["predicateType"], "https://model_signing/Digests/v0.1");
+    assert_eq!(statement["subject"].as_array().unwrap().len(), 5, "{statement}");
+    assert_eq!(
+        statement["subject"][0]["annotations"]["actual_hash_algorithm"],
+        "file-sha256"
+    );
+
+    let out = mg(&["verify", s(&model), "--public-key", s(&public)]);
+    ok(&out, "modelgate verify of a v0.2 bundle");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(5 resources)"));
+    ok(
+        &reference_verify_key(&py, &model, &sig, &public),
+        "model-signing 1.1.1 verify of the same v0.2 bundle",
+    );
+
+    // Whatever the bundle's age, the model must still be exactly what was signed.
+    fs::write(model.join("config.json"), "{\"a\": 2}\n").unwrap();
+    let out = mg(&["verify", s(&model), "--public-key", s(&public)]);
+    refused(&out, "a changed file under a v0.2 bundle");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("changed: config.json"));
+    fs::write(model.join("config.json"), "{\"a\": 1}\n").unwrap();
+    fs::write(model.join("extra.bin"), "x").unwrap();
+    let out = mg(&["verify", s(&model), "--public-key", s(&public)]);
+    refused(&out, "an extra file under a v0.2 bundle");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("extra.bin"));
+    fs::remove_file(model.join("extra.bin")).unwrap();
+    fs::remove_file(model.join("empty.bin")).unwrap();
+    let out = mg(&["verify", s(&model), "--public-key", s(&public)]);
+    refused(&out, "a missing file under a v0.2 bundle");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("empty.bin"));
+    // Another key: refused.
+    let (_, other) = keypair(dir.path(), "ecdsa-p384");
+    fs::write(model.join("empty.bin"), "").unwrap();
+    refused(
+        &mg(&["verify", s(&model), "--public-key", s(&other)]),
+        "a v0.2 bundle checked with another key",
+    );
+}
