@@ -311,15 +311,22 @@ async fn consistency(AxState(a): AxState<Shared>, Query(q): Query<ConsistencyQue
     }
 }
 
-/// One entry's exact bytes (what its leaf hash covers).
-async fn entry(AxState(a): AxState<Shared>, Path(index): Path<u64>) -> Response {
-    let size = latest_size(&a);
-    if index >= size {
-        return error(
+/// A 404 for an index the log does not have yet.
+fn out_of_range(index: u64, size: u64) -> Option<Response> {
+    (index >= size).then(|| {
+        error(
             StatusCode::NOT_FOUND,
             "out-of-range",
             format!("index {index} is not in the log (size {size})"),
-        );
+        )
+    })
+}
+
+/// One entry's exact bytes (what its leaf hash covers).
+async fn entry(AxState(a): AxState<Shared>, Path(index): Path<u64>) -> Response {
+    let size = latest_size(&a);
+    if let Some(r) = out_of_range(index, size) {
+        return r;
     }
     let a2 = Arc::clone(&a);
     let r = tokio::task::spawn_blocking(move || a2.with_reader(|s| s.entries(index, index + 1))).await;
@@ -336,12 +343,8 @@ async fn tlog_proof(AxState(a): AxState<Shared>, Path(index): Path<u64>) -> Resp
         Ok(s) => (Arc::clone(&s.note), s.size),
         Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lock poisoned"),
     };
-    if index >= size {
-        return error(
-            StatusCode::NOT_FOUND,
-            "out-of-range",
-            format!("index {index} is not in the log (size {size})"),
-        );
+    if let Some(r) = out_of_range(index, size) {
+        return r;
     }
     let a2 = Arc::clone(&a);
     let r = tokio::task::spawn_blocking(move || {

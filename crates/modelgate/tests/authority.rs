@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::world::{agent, get_json, post, token, world};
+use common::world::{agent, approve_and_permit, get_json, post, token, world};
 use common::{mg, mg_line, ok, s, serve, stderr};
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use modelgate_governance::{to_canonical, Envelope};
@@ -472,19 +472,7 @@ fn a_node_is_initialised_from_its_config_and_enrolled_by_a_node_admin() {
     let out = ok(&mg_line(&status));
     assert!(out.contains("credit: Contained UnverifiableTransition"), "{out}");
     // Approved and a policy published: Serving.
-    ok(&mg_line(&format!(
-        "approve {} --scope prod/credit/* --until +1d --tier low --ticket CHG-9 --key {} --authority {url} --token {}",
-        w.digest,
-        s(&d.join("alice.key")),
-        w.admin
-    )));
-    std::fs::write(d.join("all.cedar"), "permit(principal, action, resource);").unwrap();
-    ok(&mg_line(&format!(
-        "policy publish {} --key {} --authority {url} --token {}",
-        s(&d.join("all.cedar")),
-        s(&d.join("padmin.key")),
-        w.admin
-    )));
+    approve_and_permit(&w);
     let out = ok(&mg_line(&status));
     assert!(out.contains(&format!("credit: Serving {}", w.digest)), "{out}");
     // One changed byte in the model: contained, naming the file.

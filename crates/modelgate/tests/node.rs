@@ -315,32 +315,28 @@ fn the_gateway_governs_records_and_proves_every_call() {
     );
     assert_eq!(h["x-seen-authorization"], "no");
 
-    // Denied: no token (401), a scope the caller may not use (403), an unknown model (404).
-    let (st, _, body) = call(&g.url, None, None, &chat(false));
-    assert_eq!(
-        (st, body["error"]["code"].as_str()),
-        (401, Some("invalid_api_key")),
-        "{body}"
-    );
-    let (st, _, body) = call(&g.url, Some(TOKEN), Some("prod/other"), &chat(false));
-    assert_eq!(
-        (st, body["error"]["code"].as_str()),
-        (403, Some("ScopeNotPermitted")),
-        "{body}"
-    );
-    let (st, _, body) = call(&g.url, Some(TOKEN), None, &json!({"model": "nope", "messages": []}));
-    assert_eq!(
-        (st, body["error"]["code"].as_str()),
-        (404, Some("model_not_found")),
-        "{body}"
-    );
-    // A scope the caller may use but the approval does not cover: the decision's own code.
-    let (st, _, body) = call(&g.url, Some(TOKEN), Some("prod/risk/review"), &chat(false));
-    assert_eq!(
-        (st, body["error"]["code"].as_str()),
-        (403, Some("ScopeNotApproved")),
-        "{body}"
-    );
+    // Denied: no token (401), a scope the caller may not use (403), an unknown
+    // model (404), and a scope the caller may use but no approval covers (the
+    // decision's own code).
+    for (token, scope, body, want) in [
+        (None, None, chat(false), (401, "invalid_api_key")),
+        (Some(TOKEN), Some("prod/other"), chat(false), (403, "ScopeNotPermitted")),
+        (
+            Some(TOKEN),
+            None,
+            json!({"model": "nope", "messages": []}),
+            (404, "model_not_found"),
+        ),
+        (
+            Some(TOKEN),
+            Some("prod/risk/review"),
+            chat(false),
+            (403, "ScopeNotApproved"),
+        ),
+    ] {
+        let (st, _, b) = call(&g.url, token, scope, &body);
+        assert_eq!((st, b["error"]["code"].as_str()), (want.0, Some(want.1)), "{b}");
+    }
 
     // Streaming passes through incrementally: the first event arrives long before the last.
     let t0 = Instant::now();
@@ -603,4 +599,53 @@ fn the_gateway_contains_when_the_authority_is_gone_past_max_staleness() {
     let after = stopped.elapsed();
     // Not before the bound: a short outage is tolerated.
     assert!(after >= Duration::from_secs(1), "contained after only {after:?}");
+}
+
+/// The remaining containment reasons against a running authority, with the
+/// real binary: a bundle re-signed by a key the trust root does not know
+/// (SignatureInvalid), and a node whose persisted state no longer matches its
+/// own replay of the log (StateDivergence, even after the log grew).
+#[test]
+fn node_status_contains_on_an_untrusted_signer_and_on_a_diverged_state() {
+    let w = world();
+    let d = w.dir.path();
+    let config = approved_node(&w, "");
+    let status = |cfg: &std::path::Path| -> Value {
+        let o = mg_line(&format!("node status --config {} --json", s(cfg)));
+        serde_json::from_str(&ok(&o)).unwrap()
+    };
+    let v = status(&config);
+    assert_eq!(v["models"][0]["state"], "Serving", "{v}");
+    // Re-signed by a stranger's key: the files are intact, the signer is not trusted.
+    let original = std::fs::read(d.join("model/model.sig")).unwrap();
+    let o = mg_line(&format!(
+        "keygen --algorithm ecdsa-p256 --out {}",
+        s(&d.join("stranger"))
+    ));
+    ok(&o);
+    ok(&mg_line(&format!(
+        "sign {} --key {}",
+        s(&d.join("model")),
+        s(&d.join("stranger.key"))
+    )));
+    let v = status(&config);
+    assert_eq!(v["models"][0]["reason"], "SignatureInvalid", "{v}");
+    std::fs::write(d.join("model/model.sig"), &original).unwrap();
+    assert_eq!(status(&config)["models"][0]["state"], "Serving");
+    // The persisted state digest edited: the replay disagrees, the node stops.
+    let trusted = config.parent().unwrap().join("node-data/trusted-checkpoint.json");
+    let mut t: Value = serde_json::from_slice(&std::fs::read(&trusted).unwrap()).unwrap();
+    t["state_digest"] = json!("ab".repeat(32));
+    std::fs::write(&trusted, t.to_string()).unwrap();
+    // The log grows past the persisted size first: the check still applies.
+    ok(&mg_line(&format!(
+        "revoke {} --reason test --ticket INC-3 --key {} --authority {} --token {}",
+        w.digest,
+        s(&d.join("alice.key")),
+        w.server.url,
+        w.admin
+    )));
+    let v = status(&config);
+    assert_eq!(v["sync"]["reason"], "StateDivergence", "{v}");
+    assert_eq!(v["models"][0]["state"], "Contained", "{v}");
 }

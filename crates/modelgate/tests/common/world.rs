@@ -178,6 +178,15 @@ pub fn approved_node(w: &World, extra: &str) -> PathBuf {
         s(&d.join("nadmin.key")),
         w.admin
     )));
+    approve_and_permit(w);
+    config
+}
+
+/// Alice approves the world's model for `prod/credit/*` (low tier, one day)
+/// and the policy admin publishes a permit-all Cedar policy.
+pub fn approve_and_permit(w: &World) {
+    let d = w.dir.path();
+    let url = &w.server.url;
     ok(&mg_line(&format!(
         "approve {} --scope prod/credit/* --until +1d --tier low --ticket CHG-9 --key {} --authority {url} --token {}",
         w.digest,
@@ -191,7 +200,6 @@ pub fn approved_node(w: &World, extra: &str) -> PathBuf {
         s(&d.join("padmin.key")),
         w.admin
     )));
-    config
 }
 
 /// JSON lines from a child's stdout, on a channel.
