@@ -730,16 +730,36 @@ impl Runtime {
         };
         let Some(view) = self.view.clone() else { return };
         let anchored = view.state.nodes.get(&self.node.c.node).and_then(|n| n.anchor.clone());
+        let anchored_size = anchored.as_ref().map_or(0, |a| a.size);
         let latest = lineage.read(|r| r.latest_checkpoint().map_err(|e| e.to_string()));
         let (size, note) = match latest {
             Ok(Some(x)) => x,
-            Ok(None) => return,
+            Ok(None) => (0, Vec::new()),
             Err(e) => {
                 self.anchor_problem = Some(format!("reading the lineage log: {e}"));
                 return;
             }
         };
-        let anchored_size = anchored.as_ref().map_or(0, |a| a.size);
+        // What was anchored must still be here, unchanged: a lineage log that
+        // lost records or was replaced breaks the audit trail, at once.
+        if size < anchored_size {
+            self.anchor_problem = Some(format!(
+                "the lineage log holds {size} records but {anchored_size} were anchored: records were lost or the log was replaced"
+            ));
+            return;
+        }
+        if let (Some(a), true) = (&anchored, size == anchored_size && size > 0) {
+            let root = modelgate_tlog::Note::parse(&note)
+                .ok()
+                .and_then(|n| modelgate_tlog::Checkpoint::parse(n.text()).ok())
+                .map(|c| hex::encode(c.root));
+            if root.as_deref() != Some(a.root.as_str()) {
+                self.anchor_problem = Some(format!(
+                    "the lineage log at the anchored size {size} no longer has the anchored root: it was rewritten"
+                ));
+                return;
+            }
+        }
         if size <= anchored_size {
             self.unanchored_since = None;
             self.anchor_problem = None;
@@ -766,6 +786,12 @@ impl Runtime {
                     // the lag clock stops now, it was accepted durably.
                     self.unanchored_since = None;
                     self.anchor_problem = None;
+                    return;
+                }
+                Err(e) if e.contains("anchor-invalid") => {
+                    // The authority proved our log inconsistent with what we
+                    // anchored before: no waiting for the bound.
+                    self.anchor_problem = Some(format!("the authority refused the lineage anchor: {e}"));
                     return;
                 }
                 Err(e) => tracing::warn!("anchoring lineage size {size}: {e}"),

@@ -568,6 +568,7 @@ fn the_gateway_contains_when_the_authority_is_gone_past_max_staleness() {
     let mut g = start_gateway(&config);
     wait_for(&g.events, 20, "Serving", |v| v["state"] == "Serving");
     assert_eq!(call(&g.url, Some(TOKEN), None, &chat(false)).0, 200);
+
     // The inference server gone: 502, and the call's completion record says why.
     let _ = g.mock.0.kill();
     let _ = g.mock.0.wait();
@@ -648,4 +649,60 @@ fn node_status_contains_on_an_untrusted_signer_and_on_a_diverged_state() {
     let v = status(&config);
     assert_eq!(v["sync"]["reason"], "StateDivergence", "{v}");
     assert_eq!(v["models"][0]["state"], "Contained", "{v}");
+}
+
+/// Once anchored, the lineage log is part of the governed record: a node
+/// restarted with its lineage log lost (or its whole data directory) serves
+/// nothing, because the governance log remembers what it anchored.
+#[test]
+fn a_node_that_lost_its_anchored_lineage_serves_nothing() {
+    let w = world();
+    let token_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(TOKEN.as_bytes()));
+    let config = approved_node(
+        &w,
+        &format!(
+            "anchor_interval_seconds = 1\n\n[callers.scoring-service]\ntoken_sha256 = \"{token_sha}\"\nscopes = [\"prod/credit/scoring\"]\n"
+        ),
+    );
+    let g = start_gateway(&config);
+    wait_for(&g.events, 20, "Serving", |v| v["state"] == "Serving");
+    assert_eq!(call(&g.url, Some(TOKEN), None, &chat(false)).0, 200);
+    let (anchored, _) = eventually(15, "an anchor covering the call", || {
+        let n = get_json(&format!("{}/api/v1/nodes", w.server.url));
+        n[0]["anchor"]["size"].as_u64().filter(|s| *s >= 3)
+    });
+    drop(g);
+    let data = config.parent().unwrap().join("node-data");
+    for f in std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().path()) {
+        if f.file_name().unwrap().to_str().unwrap().starts_with("lineage.db") {
+            std::fs::remove_file(f).unwrap();
+        }
+    }
+    let g = start_gateway(&config);
+    let v = wait_for(&g.events, 20, "a state", |v| v.get("state").is_some());
+    assert_eq!(v["state"], "Contained", "never Serving first: {v}");
+    assert_eq!(v["reason"], "AuditDiscontinuity", "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{anchored} were anchored")),
+        "{v}"
+    );
+    let (st, _, b) = call(&g.url, Some(TOKEN), None, &chat(false));
+    assert_eq!(
+        (st, b["error"]["code"].as_str()),
+        (503, Some("AuditDiscontinuity")),
+        "{b}"
+    );
+    drop(g);
+    // The whole data directory gone: the governance log still remembers.
+    std::fs::remove_dir_all(&data).unwrap();
+    let g = start_gateway(&config);
+    let v = wait_for(&g.events, 20, "a state", |v| v.get("state").is_some());
+    assert_eq!(
+        (v["state"].as_str(), v["reason"].as_str()),
+        (Some("Contained"), Some("AuditDiscontinuity")),
+        "{v}"
+    );
 }
