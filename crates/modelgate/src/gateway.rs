@@ -337,6 +337,16 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
         }
         Some(ModelStatus::Serving { digest, .. }) => digest.clone(),
     };
+    if gw.shared.unverified_change(&model) {
+        return gw
+            .deny(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UnauthorizedModification",
+                format!("model {model}'s files changed since they were verified; re-verifying"),
+                base,
+            )
+            .await;
+    }
     base["digest"] = json!(digest);
     let Some(view) = snap.view.clone() else {
         return gw
@@ -348,6 +358,23 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
             )
             .await;
     };
+    // The loop keeps the view fresh; if it stalled (an authority call hanging,
+    // a stuck store) the snapshot ages, and an aged snapshot proves nothing.
+    let t = now();
+    let max = gw.shared.config.max_staleness_seconds;
+    let (view_age, loop_age) = (t.saturating_sub(view.authority_time), t.saturating_sub(snap.time));
+    if view_age > max || loop_age > max {
+        return gw
+            .deny(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SyncInterrupted",
+                format!(
+                    "the governance view is {view_age} s old and the node last checked {loop_age} s ago (bound {max} s)"
+                ),
+                base,
+            )
+            .await;
+    }
     let req = DecisionRequest {
         model: digest.clone(),
         scope: scope.clone(),
@@ -356,7 +383,6 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
         groups: caller.groups.clone(),
         attributes: vec![],
     };
-    let t = now();
     let decision = match gw.cache.lock() {
         Ok(mut c) => c.decide(&view.state, &req, t),
         Err(_) => Arc::new(modelgate_governance::decide(&view.state, &req, t)),

@@ -171,6 +171,8 @@ pub(crate) struct Shared {
     pub(crate) wake: Mutex<Sender<Wake>>,
     /// Counters the gateway adds to heartbeats (requests, denials).
     pub(crate) counters: Mutex<BTreeMap<String, u64>>,
+    /// File changes seen and re-verified, per model.
+    pub(crate) changes: Changes,
 }
 
 impl Shared {
@@ -184,6 +186,14 @@ impl Shared {
                 models: BTreeMap::new(),
             }),
         }
+    }
+
+    /// Did the model's files change after its last verification?
+    pub(crate) fn unverified_change(&self, model: &str) -> bool {
+        // A poisoned lock proves nothing: treat it as a change.
+        self.changes
+            .lock()
+            .map_or(true, |c| c.get(model).is_some_and(|(seen, verified)| seen != verified))
     }
 
     pub(crate) fn count(&self, name: &str) {
@@ -389,7 +399,12 @@ fn fingerprint(dir: &Path) -> Fingerprint {
 
 /// Watch every model's directories with inotify; each event wakes the loop
 /// naming the model. New subdirectories are watched as they appear.
-fn watch(models: Vec<(String, PathBuf)>, wake: Sender<Wake>) -> Result<(), String> {
+/// Per model: (changes seen by inotify, changes re-verified since). While the
+/// two differ the model's files changed after its last verification, and the
+/// gateway refuses it without waiting for the loop.
+pub(crate) type Changes = Arc<Mutex<BTreeMap<String, (u64, u64)>>>;
+
+fn watch(models: Vec<(String, PathBuf)>, wake: Sender<Wake>, changes: Changes) -> Result<(), String> {
     use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
     let fd = inotify::init(CreateFlags::CLOEXEC).map_err(|e| format!("inotify: {e}"))?;
     let flags = WatchFlags::MODIFY
@@ -449,6 +464,9 @@ fn watch(models: Vec<(String, PathBuf)>, wake: Sender<Wake>) -> Result<(), Strin
                         add(&fd, flags, &mut by_wd, &model, &dir.join(n));
                     }
                 }
+                if let Ok(mut c) = changes.lock() {
+                    c.entry(model.clone()).or_default().0 += 1;
+                }
                 if wake.send(Wake::Files(model)).is_err() {
                     return;
                 }
@@ -487,7 +505,8 @@ impl Runtime {
         let (tx, rx) = mpsc::channel();
         let names: Vec<String> = node.c.models.keys().cloned().collect();
         let models: Vec<(String, PathBuf)> = node.c.models.iter().map(|(n, m)| (n.clone(), m.dir.clone())).collect();
-        if let Err(e) = watch(models, tx.clone()) {
+        let changes: Changes = Arc::default();
+        if let Err(e) = watch(models, tx.clone(), Arc::clone(&changes)) {
             tracing::warn!("{e}; model files are checked every {} ms instead", interval.as_millis());
         }
         let anchors = load_anchors(&node.c.data_dir.join("anchors.jsonl"));
@@ -502,6 +521,7 @@ impl Runtime {
             anchors: Mutex::new(anchors),
             wake: Mutex::new(tx),
             counters: Mutex::new(BTreeMap::new()),
+            changes,
         });
         Ok(Self {
             node,
@@ -608,7 +628,10 @@ impl Runtime {
                 continue;
             }
             let fp = fingerprint(&self.node.c.models[&name].dir);
-            let dirty = self.dirty.remove(&name);
+            // The change generation this pass verifies against (read before
+            // hashing: a change during the re-hash leaves the model pending).
+            let seen = self.shared.changes.lock().ok().and_then(|c| c.get(&name).copied());
+            let dirty = self.dirty.remove(&name) || seen.is_some_and(|(s, v)| s != v);
             if let Some((digest, _, old_fp)) = self.serving.get(&name).cloned() {
                 // Serving: the decision must still allow it, and the files must not change.
                 let req = DecisionRequest {
@@ -656,7 +679,15 @@ impl Runtime {
                 }
             }
             let was_serving = self.serving.get(&name).map(|(d, _, _)| d.clone());
-            match self.node.lifecycle(&name, self.view.as_deref(), t) {
+            let outcome = self.node.lifecycle(&name, self.view.as_deref(), t);
+            // Whatever the outcome, the files as of `seen` have been judged:
+            // Serving if they verify, Contained (which the gateway refuses) if not.
+            if let (Some((s, _)), Ok(mut c)) = (seen, self.shared.changes.lock()) {
+                if let Some(e) = c.get_mut(&name) {
+                    e.1 = s;
+                }
+            }
+            match outcome {
                 Ok(s) => {
                     if was_serving.as_deref() != Some(s.digest.as_str()) {
                         events.push(Event {
