@@ -18,6 +18,7 @@
 //! upstream = "http://127.0.0.1:8000"      # MODELGATE_NODE_UPSTREAM: the OpenAI-compatible inference server
 //! store_content = false                   # MODELGATE_NODE_STORE_CONTENT: keep prompts/outputs, not just digests
 //! otlp_endpoint = "http://127.0.0.1:4318/v1/traces"  # MODELGATE_NODE_OTLP_ENDPOINT: OTLP/HTTP traces (none: not sent)
+//! max_in_flight = 1024                    # MODELGATE_NODE_MAX_IN_FLIGHT: calls in progress before 429 overloaded
 //!
 //! [models.credit]                         # one table per served model
 //! dir = "/models/credit"                  # the model directory (or file)
@@ -67,6 +68,10 @@ fn default_heartbeat_interval() -> u64 {
     10
 }
 
+fn default_max_in_flight() -> usize {
+    1024
+}
+
 fn default_listen() -> String {
     "127.0.0.1:7380".into()
 }
@@ -107,6 +112,10 @@ pub struct NodeConfig {
     /// Where to send OpenTelemetry traces (OTLP/HTTP, the full traces URL).
     #[serde(default)]
     pub otlp_endpoint: Option<String>,
+    /// Calls the gateway handles at once; more are refused (429) at once
+    /// instead of queueing without bound.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
     /// Served models by name.
     #[serde(default)]
     pub models: BTreeMap<String, ModelConfig>,
@@ -145,6 +154,9 @@ impl NodeConfig {
                 "LISTEN" => c.listen = v,
                 "UPSTREAM" => c.upstream = Some(v),
                 "OTLP_ENDPOINT" => c.otlp_endpoint = Some(v),
+                "MAX_IN_FLIGHT" => {
+                    c.max_in_flight = v.parse().map_err(|_| format!("{k}={v:?} is not a number"))?
+                }
                 "STORE_CONTENT" => {
                     c.store_content = match v.as_str() {
                         "true" | "1" => true,
@@ -152,7 +164,7 @@ impl NodeConfig {
                         _ => return Err(format!("{k}={v:?} must be true or false")),
                     }
                 }
-                other => return Err(format!("unknown override {PREFIX}{other} (fields: NODE, AUTHORITY, TRUST_ROOT, KEY, SCOPES, MAX_STALENESS_SECONDS, DATA_DIR, ANCHOR_INTERVAL_SECONDS, HEARTBEAT_INTERVAL_SECONDS, LISTEN, UPSTREAM, STORE_CONTENT, OTLP_ENDPOINT)")),
+                other => return Err(format!("unknown override {PREFIX}{other} (fields: NODE, AUTHORITY, TRUST_ROOT, KEY, SCOPES, MAX_STALENESS_SECONDS, DATA_DIR, ANCHOR_INTERVAL_SECONDS, HEARTBEAT_INTERVAL_SECONDS, LISTEN, UPSTREAM, STORE_CONTENT, OTLP_ENDPOINT, MAX_IN_FLIGHT)")),
             }
         }
         let base = path.parent().unwrap_or(Path::new("."));
@@ -206,6 +218,9 @@ impl NodeConfig {
             if !m.dir.exists() {
                 return Err(format!("model {name}: {} does not exist", m.dir.display()));
             }
+        }
+        if self.max_in_flight == 0 {
+            return Err("max_in_flight must be positive".into());
         }
         if self.anchor_interval_seconds == 0 || self.heartbeat_interval_seconds == 0 {
             return Err("anchor_interval_seconds and heartbeat_interval_seconds must be positive".into());

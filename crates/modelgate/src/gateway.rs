@@ -103,6 +103,8 @@ struct Gateway {
     cache: Mutex<DecisionCache>,
     metrics: Metrics,
     telemetry: Telemetry,
+    /// Calls in progress (a permit is held until the answer has streamed).
+    in_flight: Arc<tokio::sync::Semaphore>,
     /// Request index → completion index, for recent calls (bounded).
     completions: Mutex<(HashMap<u64, u64>, std::collections::VecDeque<u64>)>,
 }
@@ -115,6 +117,7 @@ type Gw = Arc<Gateway>;
 fn openai_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     let kind = match status.as_u16() {
         401 => "authentication_error",
+        429 => "rate_limit_error",
         403 => "permission_error",
         404 => "not_found_error",
         400 | 413 | 422 => "invalid_request_error",
@@ -228,6 +231,7 @@ fn gateway(shared: Arc<Shared>) -> Result<Gateway, Failure> {
         &shared.config.node,
     )
     .map_err(Failure::Usage)?;
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(shared.config.max_in_flight));
     Ok(Gateway {
         telemetry,
         shared,
@@ -237,6 +241,7 @@ fn gateway(shared: Arc<Shared>) -> Result<Gateway, Failure> {
         cache: Mutex::new(DecisionCache::new(16_384)),
         metrics: Metrics::default(),
         completions: Mutex::new(Default::default()),
+        in_flight,
     })
 }
 
@@ -261,6 +266,21 @@ fn router(gw: Gw) -> Router {
 
 async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, endpoint: &'static str) -> Response {
     let started = Instant::now();
+    // Overload is refused at once, before any work: queueing without bound
+    // turns a burst into seconds of latency and unbounded memory. This is
+    // not a governance decision, so it is counted, not written to lineage
+    // (a write per refusal would add load exactly when there is too much).
+    let Ok(permit) = Arc::clone(&gw.in_flight).try_acquire_owned() else {
+        bump(&gw.metrics.denials, "overloaded".to_owned());
+        return openai_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "overloaded",
+            format!(
+                "{} calls are already in progress on this node; retry shortly",
+                gw.shared.config.max_in_flight
+            ),
+        );
+    };
     bump(&gw.metrics.requests, endpoint);
     gw.shared.count("requests");
     let request_sha256 = hex_sha256(&body);
@@ -484,6 +504,7 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
         ],
     );
     let completion = Completion {
+        _permit: permit,
         span: Some(span),
         lineage: Arc::clone(&lineage),
         gw: Arc::clone(&gw),
@@ -562,6 +583,8 @@ fn is_hop_by_hop(h: &HeaderName) -> bool {
 
 /// What is known about a call's answer while it streams.
 struct Completion {
+    /// Held until the completion is recorded (the call is in progress until then).
+    _permit: tokio::sync::OwnedSemaphorePermit,
     span: Option<CallSpan>,
     lineage: Arc<Lineage>,
     gw: Gw,

@@ -560,7 +560,7 @@ fn the_gateway_contains_when_the_authority_is_gone_past_max_staleness() {
     let token_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(TOKEN.as_bytes()));
     let config = approved_node(
         &w,
-        &format!("\n[callers.scoring-service]\ntoken_sha256 = \"{token_sha}\"\nscopes = [\"prod/credit/scoring\"]\n"),
+        &format!("max_in_flight = 1\n\n[callers.scoring-service]\ntoken_sha256 = \"{token_sha}\"\nscopes = [\"prod/credit/scoring\"]\n"),
     );
     let text = std::fs::read_to_string(&config)
         .unwrap()
@@ -569,6 +569,30 @@ fn the_gateway_contains_when_the_authority_is_gone_past_max_staleness() {
     let mut g = start_gateway(&config);
     wait_for(&g.events, 20, "Serving", |v| v["state"] == "Serving");
     assert_eq!(call(&g.url, Some(TOKEN), None, &chat(false)).0, 200);
+    // One call at most (max_in_flight = 1): while a stream is in progress the
+    // next call is refused at once with 429, and admitted again afterwards.
+    let mut r = agent()
+        .post(&format!("{}/v1/chat/completions", g.url))
+        .header("Authorization", &format!("Bearer {TOKEN}"))
+        .header("Content-Type", "application/json")
+        .send(chat(true).to_string())
+        .unwrap();
+    let mut lines = BufReader::new(r.body_mut().as_reader()).lines();
+    assert!(lines.next().unwrap().unwrap().starts_with("data: "));
+    let t = Instant::now();
+    let (st, _, b) = call(&g.url, Some(TOKEN), None, &chat(false));
+    assert_eq!((st, b["error"]["code"].as_str()), (429, Some("overloaded")), "{b}");
+    assert!(
+        t.elapsed() < Duration::from_millis(200),
+        "refused only after {:?}",
+        t.elapsed()
+    );
+    assert!(lines.map_while(Result::ok).any(|l| l == "data: [DONE]"));
+    let (ok_again, _) = eventually(5, "admission after the stream", || {
+        let (st, _, _) = call(&g.url, Some(TOKEN), None, &chat(false));
+        (st == 200).then_some(st)
+    });
+    assert_eq!(ok_again, 200);
 
     // The inference server gone: 502, and the call's completion record says why.
     let _ = g.mock.0.kill();
