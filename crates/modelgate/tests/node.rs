@@ -35,6 +35,34 @@ fn wait_exit(c: &mut std::process::Child, secs: u64) -> std::process::ExitStatus
     }
 }
 
+/// `modelgate exec` running `sh -c script` for the model `credit`, once the
+/// script has written "started" to `marker`.
+fn start_exec(config: &std::path::Path, extra: &[&str], script: &str, marker: &std::path::Path) -> Killed {
+    let exec = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args([
+            "exec",
+            "--config",
+            s(config),
+            "--model",
+            "credit",
+            "--interval-ms",
+            "100",
+        ])
+        .args(extra)
+        .args(["--", "sh", "-c", script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exec = Killed(exec);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(marker).unwrap_or_default().contains("started") {
+        assert!(Instant::now() < deadline, "the server never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    exec
+}
+
 #[test]
 fn exec_runs_the_server_only_while_the_model_is_proven() {
     let w = world();
@@ -45,29 +73,8 @@ fn exec_runs_the_server_only_while_the_model_is_proven() {
         "echo \"started $MODELGATE_MODEL_DIGEST\" >> {m}; trap 'echo term >> {m}; exit 0' TERM; while true; do sleep 0.05; done",
         m = s(&marker)
     );
-    let mut exec = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args([
-            "exec",
-            "--config",
-            s(&config),
-            "--model",
-            "credit",
-            "--interval-ms",
-            "100",
-            "--",
-        ])
-        .args(["sh", "-c", &server])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = exec.stderr.take().unwrap();
-    let mut exec = Killed(exec);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&marker).unwrap_or_default().contains("started") {
-        assert!(Instant::now() < deadline, "the server never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut exec = start_exec(&config, &[], &server, &marker);
+    let err = exec.0.stderr.take().unwrap();
     assert!(std::fs::read_to_string(&marker).unwrap().contains(&w.digest));
     // One byte changed in place, length and modification time restored:
     // the cheap fingerprint cannot see it; inotify does.
@@ -113,27 +120,7 @@ fn exec_runs_the_server_only_while_the_model_is_proven() {
         "echo started >> {m}; trap '' TERM; while true; do sleep 0.05; done",
         m = s(&marker)
     );
-    let exec = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args([
-            "exec",
-            "--config",
-            s(&config),
-            "--model",
-            "credit",
-            "--interval-ms",
-            "100",
-        ])
-        .args(["--grace-seconds", "1", "--", "sh", "-c", &stubborn])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut exec = Killed(exec);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&marker).unwrap_or_default().contains("started") {
-        assert!(Instant::now() < deadline, "the server never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut exec = start_exec(&config, &["--grace-seconds", "1"], &stubborn, &marker);
     ok(&mg_line(&format!(
         "revoke {} --reason drift --ticket INC-1 --key {} --authority {} --token {}",
         w.digest,
