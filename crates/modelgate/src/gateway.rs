@@ -141,6 +141,15 @@ fn random_hex(n: usize) -> String {
     hex::encode(b)
 }
 
+/// A call's trace context (see [`traceparent`]).
+struct Trace {
+    trace: String,
+    parent: Option<String>,
+    span: String,
+    header: String,
+    operation: &'static str,
+}
+
 /// W3C trace context: keep the caller's trace id (and its span as our
 /// parent), start our own span. Returns (trace id, parent span id, our span
 /// id, the traceparent to send upstream).
@@ -182,9 +191,34 @@ impl Gateway {
     }
 
     /// Record a denial durably (best effort: the call is denied either way).
-    async fn deny(&self, status: StatusCode, code: &str, message: String, record: Value) -> Response {
+    async fn deny(&self, trace: &Trace, status: StatusCode, code: &str, message: String, record: Value) -> Response {
         bump(&self.metrics.denials, code.to_owned());
         self.shared.count(&format!("denied:{code}"));
+        // A denial is a span too: the caller's trace shows where and why it stopped.
+        let model = record["model"].as_str().unwrap_or("unknown").to_owned();
+        let mut attrs = vec![KeyValue::new(
+            semconv::HTTP_RESPONSE_STATUS_CODE,
+            i64::from(status.as_u16()),
+        )];
+        for (key, field) in [
+            (semconv::MODELGATE_SCOPE, "scope"),
+            (semconv::MODELGATE_PRINCIPAL, "principal"),
+            (semconv::MODELGATE_MODEL_DIGEST, "digest"),
+        ] {
+            if let Some(v) = record[field].as_str() {
+                attrs.push(KeyValue::new(key, v.to_owned()));
+            }
+        }
+        self.telemetry
+            .start(
+                &trace.trace,
+                trace.parent.as_deref(),
+                &trace.span,
+                trace.operation,
+                &model,
+                attrs,
+            )
+            .end(vec![], Some(code.to_owned()));
         if let Ok(l) = self.lineage() {
             let mut r = record;
             r["type"] = json!("denial");
@@ -283,10 +317,21 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
     };
     bump(&gw.metrics.requests, endpoint);
     gw.shared.count("requests");
+    let trace = {
+        let (trace, parent, span, header) = traceparent(&headers);
+        Trace {
+            trace,
+            parent,
+            span,
+            header,
+            operation: endpoint,
+        }
+    };
     let request_sha256 = hex_sha256(&body);
     let Some(caller) = gw.caller(&headers) else {
         return gw
             .deny(
+                &trace,
                 StatusCode::UNAUTHORIZED,
                 "invalid_api_key",
                 "a caller's bearer token is required (Authorization: Bearer …)".into(),
@@ -300,6 +345,7 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
         Some(_) => {
             return gw
                 .deny(
+                    &trace,
                     StatusCode::FORBIDDEN,
                     "ScopeNotPermitted",
                     format!("caller {} may call in {:?} only", caller.principal, caller.scopes),
@@ -327,6 +373,7 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
         None => {
             return gw
                 .deny(
+                    &trace,
                     StatusCode::NOT_FOUND,
                     "model_not_found",
                     format!("this node serves no model named {model:?}"),
@@ -337,6 +384,7 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
         Some(ModelStatus::Starting) => {
             return gw
                 .deny(
+                    &trace,
                     StatusCode::SERVICE_UNAVAILABLE,
                     "Starting",
                     format!("model {model} has not finished its lifecycle yet"),
@@ -348,6 +396,7 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
             let code = format!("{reason:?}");
             return gw
                 .deny(
+                    &trace,
                     StatusCode::SERVICE_UNAVAILABLE,
                     &code,
                     format!("model {model} is contained: {detail}"),
@@ -360,6 +409,7 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
     if gw.shared.unverified_change(&model) {
         return gw
             .deny(
+                &trace,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "UnauthorizedModification",
                 format!("model {model}'s files changed since they were verified; re-verifying"),
@@ -371,6 +421,7 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
     let Some(view) = snap.view.clone() else {
         return gw
             .deny(
+                &trace,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "SyncInterrupted",
                 "no verified governance view".into(),
@@ -386,6 +437,7 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
     if view_age > max || loop_age > max {
         return gw
             .deny(
+                &trace,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "SyncInterrupted",
                 format!(
@@ -414,6 +466,7 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
         base["policies"] = json!(decision.policies);
         return gw
             .deny(
+                &trace,
                 StatusCode::FORBIDDEN,
                 code,
                 format!("denied in scope {scope}: {}", decision.detail),
@@ -421,7 +474,7 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
             )
             .await;
     }
-    let (trace_id, parent_span, span_id, tp) = traceparent(&headers);
+    let (trace_id, parent_span, span_id, tp) = (&trace.trace, trace.parent.clone(), &trace.span, &trace.header);
     let mut record = base;
     record["type"] = json!("request");
     record["time"] = json!(t);
@@ -438,6 +491,7 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
         Err(e) => {
             return gw
                 .deny(
+                    &trace,
                     StatusCode::SERVICE_UNAVAILABLE,
                     "AuditDiscontinuity",
                     format!("the lineage log is not available: {e}"),
@@ -480,15 +534,15 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
             up = up.header(name, v);
         }
     }
-    up = up.header("traceparent", &tp);
+    up = up.header("traceparent", tp);
     if let Some(ts) = headers.get("tracestate") {
         up = up.header("tracestate", ts);
     }
     let upstream_host = gw.upstream.trim_start_matches("http://").to_owned();
     let span = gw.telemetry.start(
-        &trace_id,
+        trace_id,
         parent_span.as_deref(),
-        &span_id,
+        span_id,
         endpoint,
         &model,
         vec![
@@ -553,7 +607,7 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
         .header("x-modelgate-checkpoint-size", receipt.size.to_string())
         .header("x-modelgate-governance-size", view.checkpoint.size.to_string())
         .header("x-modelgate-model-digest", &digest)
-        .header("traceparent", &tp);
+        .header("traceparent", tp);
     let body = Body::new(Recorded {
         inner: incoming,
         rec: Some(completion),

@@ -454,6 +454,13 @@ fn the_gateway_governs_records_and_proves_every_call() {
     assert_eq!(attr("gen_ai.request.model")["stringValue"], "credit");
     assert_eq!(attr("gen_ai.operation.name")["stringValue"], "chat");
     assert_eq!(attr("modelgate.model.digest")["stringValue"], w.digest.as_str());
+    // Denials are spans too, marked with the reason.
+    eventually(10, "a denial span", || {
+        let g = spans.lock().unwrap();
+        g.iter()
+            .any(|(_, b)| b.contains("\"error.type\"") && b.contains("\"ScopeNotApproved\""))
+            .then_some(())
+    });
 
     // Metrics, and the heartbeat the authority now holds.
     let m = agent()
