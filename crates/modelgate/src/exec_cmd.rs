@@ -68,35 +68,55 @@ pub fn run(a: ExecArgs) -> Result<(), Failure> {
         )));
     };
     crate::runtime::stop_on_signals(&shared);
+    // The loop runs on its own thread; this one watches its snapshot and also
+    // checks its age, which must not wait for the loop (a loop stalled on a
+    // hung authority). A file change is left to the loop's re-verification
+    // (inotify wakes it at once): stopping the server is final for `exec`,
+    // and a touched but unchanged file must not cost a restart.
+    let looper = std::thread::Builder::new()
+        .name("modelgate-node-loop".into())
+        .spawn(move || loop {
+            for e in rt.step() {
+                eprintln!("{}", e.json());
+            }
+            if !rt.wait() {
+                return;
+            }
+        })
+        .map_err(|e| Failure::Usage(format!("starting the node loop: {e}")))?;
     let grace = Duration::from_secs(a.grace_seconds);
     let mut child: Option<Child> = None;
     loop {
-        for e in rt.step() {
-            eprintln!("{}", e.json());
-        }
+        std::thread::sleep(Duration::from_millis(20));
         let snap = shared.snapshot();
-        match snap.models.get(&a.model) {
-            Some(ModelStatus::Serving { digest, .. }) if child.is_none() => {
-                let c = Command::new(&a.command[0])
-                    .args(&a.command[1..])
-                    .env("MODELGATE_MODEL_DIGEST", digest)
-                    .env("MODELGATE_MODEL_DIR", &model.dir)
-                    .spawn()
-                    .map_err(|e| Failure::Usage(format!("couldn't start {}: {e}", a.command[0])))?;
-                eprintln!(
-                    "{}",
-                    serde_json::json!({"model": a.model, "state": "Started", "pid": c.id(), "digest": digest})
-                );
-                child = Some(c);
-            }
-            Some(ModelStatus::Contained { reason, detail }) => {
-                let how = child.as_mut().map(|c| stop(c, grace));
-                return Err(Failure::Contained(format!(
-                    "{reason:?}: {detail}{}",
-                    how.map(|h| format!("; {h}")).unwrap_or_default()
-                )));
-            }
-            _ => {}
+        let stale = snap.stale(shared.config.max_staleness_seconds, crate::runtime::now());
+        let state = match snap.models.get(&a.model) {
+            Some(ModelStatus::Serving { .. }) if stale.is_some() => Some((
+                modelgate_node::ContainmentReason::SyncInterrupted,
+                stale.unwrap_or_default(),
+            )),
+            Some(ModelStatus::Contained { reason, detail }) => Some((*reason, detail.clone())),
+            _ => None,
+        };
+        if let Some((reason, detail)) = state {
+            let how = child.as_mut().map(|c| stop(c, grace));
+            return Err(Failure::Contained(format!(
+                "{reason:?}: {detail}{}",
+                how.map(|h| format!("; {h}")).unwrap_or_default()
+            )));
+        }
+        if let (Some(ModelStatus::Serving { digest, .. }), None) = (snap.models.get(&a.model), &child) {
+            let c = Command::new(&a.command[0])
+                .args(&a.command[1..])
+                .env("MODELGATE_MODEL_DIGEST", digest)
+                .env("MODELGATE_MODEL_DIR", &model.dir)
+                .spawn()
+                .map_err(|e| Failure::Usage(format!("couldn't start {}: {e}", a.command[0])))?;
+            eprintln!(
+                "{}",
+                serde_json::json!({"model": a.model, "state": "Started", "pid": c.id(), "digest": digest})
+            );
+            child = Some(c);
         }
         if let Some(c) = child.as_mut() {
             if let Ok(Some(status)) = c.try_wait() {
@@ -108,7 +128,7 @@ pub fn run(a: ExecArgs) -> Result<(), Failure> {
                 };
             }
         }
-        if !rt.wait() {
+        if looper.is_finished() {
             let how = child.as_mut().map(|c| stop(c, grace));
             eprintln!(
                 "modelgate: stopping{}",

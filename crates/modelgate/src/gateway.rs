@@ -432,19 +432,9 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
     // The loop keeps the view fresh; if it stalled (an authority call hanging,
     // a stuck store) the snapshot ages, and an aged snapshot proves nothing.
     let t = now();
-    let max = gw.shared.config.max_staleness_seconds;
-    let (view_age, loop_age) = (t.saturating_sub(view.authority_time), t.saturating_sub(snap.time));
-    if view_age > max || loop_age > max {
+    if let Some(why) = snap.stale(gw.shared.config.max_staleness_seconds, t) {
         return gw
-            .deny(
-                &trace,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "SyncInterrupted",
-                format!(
-                    "the governance view is {view_age} s old and the node last checked {loop_age} s ago (bound {max} s)"
-                ),
-                base,
-            )
+            .deny(&trace, StatusCode::SERVICE_UNAVAILABLE, "SyncInterrupted", why, base)
             .await;
     }
     let req = DecisionRequest {

@@ -161,6 +161,23 @@ pub(crate) struct Snapshot {
     pub(crate) models: BTreeMap<String, ModelStatus>,
 }
 
+impl Snapshot {
+    /// Why this snapshot no longer proves anything at `t`, if it does not:
+    /// no view, a view older than `max` seconds, or a loop that has not
+    /// published for `max` seconds (stalled on a hung authority, a stuck store).
+    pub(crate) fn stale(&self, max: u64, t: u64) -> Option<String> {
+        let Some(view) = &self.view else {
+            return Some("no verified governance view".into());
+        };
+        let (view_age, loop_age) = (t.saturating_sub(view.authority_time), t.saturating_sub(self.time));
+        (view_age > max || loop_age > max).then(|| {
+            format!(
+                "the governance view is {view_age} s old and the node last checked {loop_age} s ago (bound {max} s)"
+            )
+        })
+    }
+}
+
 /// State shared between the loop and readers (gateway, exec).
 pub(crate) struct Shared {
     pub(crate) config: NodeConfig,
