@@ -58,7 +58,7 @@ fn stop(child: &mut Child, grace: Duration) -> String {
 
 pub fn run(a: ExecArgs) -> Result<(), Failure> {
     crate::runtime::init_logging();
-    let mut rt = Runtime::open(&a.config, Duration::from_millis(a.interval_ms.max(10)))?;
+    let rt = Runtime::open(&a.config, Duration::from_millis(a.interval_ms.max(10)))?;
     let shared = rt.shared();
     let Some(model) = shared.config.models.get(&a.model).cloned() else {
         return Err(Failure::Usage(format!(
@@ -73,17 +73,7 @@ pub fn run(a: ExecArgs) -> Result<(), Failure> {
     // hung authority). A file change is left to the loop's re-verification
     // (inotify wakes it at once): stopping the server is final for `exec`,
     // and a touched but unchanged file must not cost a restart.
-    let looper = std::thread::Builder::new()
-        .name("modelgate-node-loop".into())
-        .spawn(move || loop {
-            for e in rt.step() {
-                eprintln!("{}", e.json());
-            }
-            if !rt.wait() {
-                return;
-            }
-        })
-        .map_err(|e| Failure::Usage(format!("starting the node loop: {e}")))?;
+    let looper = rt.spawn(|e| eprintln!("{}", e.json()))?;
     let grace = Duration::from_secs(a.grace_seconds);
     let mut child: Option<Child> = None;
     loop {

@@ -36,7 +36,7 @@ use modelgate_store::LogStore;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
-use crate::runtime::{now, Lineage, ModelStatus, Runtime, Shared, Wake};
+use crate::runtime::{now, Event, Lineage, ModelStatus, Runtime, Shared, Wake};
 use crate::telemetry::{semconv, CallSpan, Telemetry};
 use crate::Failure;
 use opentelemetry::KeyValue;
@@ -103,6 +103,8 @@ struct Gateway {
     cache: Mutex<DecisionCache>,
     metrics: Metrics,
     telemetry: Telemetry,
+    /// The authority, for the governance half of proof chains.
+    authority: crate::runtime::Http,
     /// Calls in progress (a permit is held until the answer has streamed).
     in_flight: Arc<tokio::sync::Semaphore>,
     /// Request index → completion index, for recent calls (bounded).
@@ -267,6 +269,7 @@ fn gateway(shared: Arc<Shared>) -> Result<Gateway, Failure> {
     .map_err(Failure::Usage)?;
     let in_flight = Arc::new(tokio::sync::Semaphore::new(shared.config.max_in_flight));
     Ok(Gateway {
+        authority: crate::runtime::Http::new(&shared.config.authority),
         telemetry,
         shared,
         client,
@@ -739,27 +742,23 @@ impl Completion {
         let request = self.request;
         // Not awaited: the answer has already gone to the caller; the record
         // is durable with the next batch (milliseconds).
-        let bytes = serde_json::to_vec(&r).unwrap_or_default();
-        let lineage = Arc::clone(&self.lineage);
-        let fut = lineage.append_async(bytes);
-        let spawned = tokio::runtime::Handle::try_current().map(|h| {
-            h.spawn(async move {
-                if let Ok(rc) = fut.await {
-                    if let Ok(mut m) = gw.completions.lock() {
-                        let (map, order) = &mut *m;
-                        map.insert(request, rc.index);
-                        order.push_back(request);
-                        while order.len() > RECENT_COMPLETIONS {
-                            if let Some(old) = order.pop_front() {
-                                map.remove(&old);
-                            }
-                        }
+        let queued = self
+            .lineage
+            .append_then(serde_json::to_vec(&r).unwrap_or_default(), move |done| {
+                let (Ok(rc), Ok(mut m)) = (done, gw.completions.lock()) else {
+                    return;
+                };
+                let (map, order) = &mut *m;
+                map.insert(request, rc.index);
+                order.push_back(request);
+                while order.len() > RECENT_COMPLETIONS {
+                    if let Some(old) = order.pop_front() {
+                        map.remove(&old);
                     }
                 }
-            })
-        });
-        if spawned.is_err() {
-            tracing::warn!("completion record for {request} queued without a runtime");
+            });
+        if let Err(e) = queued {
+            tracing::warn!("completion record for {request} not queued: {e}");
         }
     }
 }
@@ -844,20 +843,7 @@ async fn models(State(gw): State<Gw>) -> Response {
 
 fn status_json(shared: &Shared) -> Value {
     let snap = shared.snapshot();
-    let models: BTreeMap<&str, Value> = snap
-        .models
-        .iter()
-        .map(|(n, s)| {
-            let v = match s {
-                ModelStatus::Starting => json!({"state": "Starting"}),
-                ModelStatus::Serving { digest, basis } => json!({"state": "Serving", "digest": digest, "basis": basis}),
-                ModelStatus::Contained { reason, detail } => {
-                    json!({"state": "Contained", "reason": format!("{reason:?}"), "detail": detail})
-                }
-            };
-            (n.as_str(), v)
-        })
-        .collect();
+    let models: BTreeMap<&str, Value> = snap.models.iter().map(|(n, s)| (n.as_str(), s.json())).collect();
     json!({
         "node": shared.config.node,
         "time": snap.time,
@@ -949,9 +935,8 @@ async fn metrics(State(gw): State<Gw>) -> Response {
     let _ = writeln!(o, "# TYPE modelgate_model_state gauge");
     for (n, s) in &snap.models {
         let (state, reason) = match s {
-            ModelStatus::Starting => ("Starting", String::new()),
-            ModelStatus::Serving { .. } => ("Serving", String::new()),
-            ModelStatus::Contained { reason, .. } => ("Contained", format!("{reason:?}")),
+            ModelStatus::Contained { reason, .. } => (s.name(), format!("{reason:?}")),
+            _ => (s.name(), String::new()),
         };
         let _ = writeln!(
             o,
@@ -1066,30 +1051,19 @@ fn proof_for(gw: &Gateway, index: u64) -> Result<Value, ProofError> {
         .as_ref()
         .and_then(|v| v.state.nodes.get(&gw.shared.config.node).map(|n| n.index))
         .ok_or_else(|| unavailable("the node's enrollment is not in the verified view".into()))?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let base = gw.shared.config.authority.trim_end_matches('/').to_owned();
     let fetch = |path: String| -> Result<Vec<u8>, ProofError> {
-        let url = format!("{base}{path}");
-        let mut r = agent.get(&url).call().map_err(|e| unavailable(format!("{url}: {e}")))?;
-        if r.status().as_u16() == 404 {
-            return Err((
+        match gw.authority.get_any(&path, 4 << 20).map_err(unavailable)? {
+            (200, body) => Ok(body),
+            (404, _) => Err((
                 StatusCode::ACCEPTED,
                 "anchor_pending",
-                format!("{url}: not yet covered by the authority's checkpoint; retry in a second"),
-            ));
+                format!(
+                    "{}: not yet covered by the authority's checkpoint; retry in a second",
+                    gw.authority.url(&path)
+                ),
+            )),
+            (status, _) => Err(unavailable(format!("{}: HTTP {status}", gw.authority.url(&path)))),
         }
-        if r.status().as_u16() != 200 {
-            return Err(unavailable(format!("{url}: HTTP {}", r.status())));
-        }
-        r.body_mut()
-            .with_config()
-            .limit(4 << 20)
-            .read_to_vec()
-            .map_err(|e| unavailable(format!("{url}: {e}")))
     };
     let anchor_entry = fetch(format!("/api/v1/entries/{}", anchor.index))?;
     let anchor_proof = fetch(format!("/api/v1/tlog-proof/{}", anchor.index))?;
@@ -1117,7 +1091,7 @@ pub fn serve(a: ServeArgs) -> Result<(), Failure> {
     use std::io::Write as _;
     crate::authority_cmd::limit_malloc_arenas();
     crate::runtime::init_logging();
-    let mut rt = Runtime::open(&a.config, Duration::from_millis(a.interval_ms.max(10)))?;
+    let rt = Runtime::open(&a.config, Duration::from_millis(a.interval_ms.max(10)))?;
     let shared = rt.shared();
     let gw = Arc::new(gateway(Arc::clone(&shared))?);
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
@@ -1136,18 +1110,7 @@ pub fn serve(a: ServeArgs) -> Result<(), Failure> {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}", json!({"listening": format!("http://{addr}")})).and_then(|()| out.flush());
     }
-    let looper = std::thread::Builder::new()
-        .name("modelgate-node-loop".into())
-        .spawn(move || loop {
-            for e in rt.step() {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{}", e.json()).and_then(|()| out.flush());
-            }
-            if !rt.wait() {
-                return;
-            }
-        })
-        .map_err(|e| Failure::Usage(format!("starting the node loop: {e}")))?;
+    let looper = rt.spawn(Event::print)?;
     let app = router(Arc::clone(&gw));
     let served = tokio_rt.block_on(async move {
         axum::serve(listener, app)
@@ -1177,22 +1140,14 @@ pub(crate) fn spawn_in_process(
     config: &std::path::Path,
     rt: &tokio::runtime::Runtime,
 ) -> Result<(String, Arc<Shared>), Failure> {
-    let mut runtime = Runtime::open(config, Duration::from_millis(100))?;
+    let runtime = Runtime::open(config, Duration::from_millis(100))?;
     let shared = runtime.shared();
     let gw = Arc::new(gateway(Arc::clone(&shared))?);
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(&shared.config.listen))
         .map_err(|e| Failure::Usage(format!("couldn't listen on {}: {e}", shared.config.listen)))?;
     let addr = listener.local_addr().map_err(|e| Failure::Usage(e.to_string()))?;
-    std::thread::Builder::new()
-        .name("modelgate-node-loop".into())
-        .spawn(move || loop {
-            let _ = runtime.step();
-            if !runtime.wait() {
-                return;
-            }
-        })
-        .map_err(|e| Failure::Usage(format!("starting the node loop: {e}")))?;
+    runtime.spawn(|_| {})?;
     rt.spawn(async move { axum::serve(listener, router(gw)).await });
     Ok((format!("http://{addr}"), shared))
 }

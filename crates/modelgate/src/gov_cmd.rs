@@ -7,7 +7,6 @@
 //! `modelgate submit x.dsse.json`. With `--authority` and no `--out`, a
 //! single-signer command submits at once.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -333,16 +332,7 @@ pub struct SubmitArgs {
 }
 
 pub fn submit(a: SubmitArgs) -> Result<(), Failure> {
-    let bytes = if a.file.as_os_str() == "-" {
-        let mut b = Vec::new();
-        std::io::stdin()
-            .take(1 << 20)
-            .read_to_end(&mut b)
-            .map_err(|e| usage(e.to_string()))?;
-        b
-    } else {
-        read_limited(&a.file, 1 << 20, "entry")?
-    };
+    let bytes = crate::log_cmd::read_input(&a.file, 1 << 20, "entry")?;
     submit_bytes(&a.remote, &bytes)
 }
 

@@ -42,21 +42,8 @@ pub fn run(cmd: LineageCommand) -> Result<(), Failure> {
     }
 }
 
-fn read_input(p: &std::path::Path) -> Result<Vec<u8>, Failure> {
-    if p.as_os_str() == "-" {
-        let mut b = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin().take(MAX_PROOF_BYTES as u64), &mut b)
-            .map_err(|e| Failure::Usage(format!("reading stdin: {e}")))?;
-        Ok(b)
-    } else {
-        crate::oms_cmd::read_limited(p, MAX_PROOF_BYTES as u64, "proof")
-    }
-}
-
-use std::io::Read as _;
-
 fn verify(a: VerifyArgs) -> Result<(), Failure> {
-    let bytes = read_input(&a.proof)?;
+    let bytes = crate::log_cmd::read_input(&a.proof, MAX_PROOF_BYTES as u64, "proof")?;
     let pinned = crate::oms_cmd::read_limited(&a.trust_root, 1 << 20, "trust root")?;
     let verified = verify_lineage_proof(&bytes, &pinned).map_err(|e| match e {
         ProofError::Malformed(m) => Failure::Usage(m),

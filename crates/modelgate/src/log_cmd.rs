@@ -178,7 +178,8 @@ fn tlog_failure(e: modelgate_tlog::Error) -> Failure {
     }
 }
 
-fn read_input(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, Failure> {
+/// A file's bytes, or standard input's for `-`; at most `max` bytes (more is an error).
+pub(crate) fn read_input(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, Failure> {
     if path.as_os_str() != "-" {
         return read_limited(path, max, what);
     }

@@ -111,7 +111,7 @@ pub struct StatusArgs {
     json: bool,
 }
 
-use crate::runtime::{now, Node, Runtime};
+use crate::runtime::{now, Event, Node, Runtime};
 
 /// Sync once, then take every configured model through the lifecycle and
 /// report where each one stands.
@@ -180,17 +180,9 @@ pub struct RunArgs {
 /// any failed check, recover only through all ten steps. One JSON line per
 /// state change on stdout; containments are also reported to the authority.
 pub fn run_node(a: RunArgs) -> Result<(), Failure> {
-    use std::io::Write as _;
     crate::runtime::init_logging();
-    let mut rt = Runtime::open(&a.config, std::time::Duration::from_millis(a.interval_ms.max(10)))?;
+    let rt = Runtime::open(&a.config, std::time::Duration::from_millis(a.interval_ms.max(10)))?;
     crate::runtime::stop_on_signals(&rt.shared());
-    loop {
-        for e in rt.step() {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{}", e.json()).and_then(|()| out.flush());
-        }
-        if !rt.wait() {
-            return Ok(());
-        }
-    }
+    rt.run(Event::print);
+    Ok(())
 }

@@ -32,45 +32,66 @@ pub(crate) fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// HTTP reads from the authority, for the sync.
+/// HTTP to the authority: the sync's reads, entries and heartbeats, proofs.
 pub(crate) struct Http {
-    pub(crate) base: String,
-    pub(crate) agent: ureq::Agent,
+    base: String,
+    agent: ureq::Agent,
 }
 
 impl modelgate_node::Fetch for Http {
     fn get(&self, path: &str) -> Result<Vec<u8>, String> {
-        let url = format!("{}{path}", self.base.trim_end_matches('/'));
-        let mut r = self.agent.get(&url).call().map_err(|e| format!("{url}: {e}"))?;
-        if r.status().as_u16() != 200 {
-            return Err(format!("{url}: HTTP {}", r.status()));
+        match self.get_any(path, 64 << 20)? {
+            (200, body) => Ok(body),
+            (status, _) => Err(format!("{}: HTTP {status}", self.url(path))),
         }
-        r.body_mut()
-            .with_config()
-            .limit(64 << 20)
-            .read_to_vec()
-            .map_err(|e| format!("{url}: {e}"))
     }
 }
 
 impl Http {
+    pub(crate) fn new(base: &str) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            agent,
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn body(url: &str, mut r: ureq::http::Response<ureq::Body>, limit: u64) -> Result<(u16, Vec<u8>), String> {
+        let status = r.status().as_u16();
+        let body = r
+            .body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(|e| format!("{url}: {e}"))?;
+        Ok((status, body))
+    }
+
+    /// GET `path`; the status and at most `limit` bytes of body, whatever the status.
+    pub(crate) fn get_any(&self, path: &str, limit: u64) -> Result<(u16, Vec<u8>), String> {
+        let url = self.url(path);
+        let r = self.agent.get(&url).call().map_err(|e| format!("{url}: {e}"))?;
+        Self::body(&url, r, limit)
+    }
+
     /// POST `body`; returns the status and the response body.
     pub(crate) fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
-        let url = format!("{}{path}", self.base.trim_end_matches('/'));
-        let mut r = self
+        let url = self.url(path);
+        let r = self
             .agent
             .post(&url)
             .header("Content-Type", content_type)
             .send(body)
             .map_err(|e| format!("{url}: {e}"))?;
-        let status = r.status().as_u16();
-        let body = r
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_vec()
-            .map_err(|e| format!("{url}: {e}"))?;
-        Ok((status, body))
+        Self::body(&url, r, 1 << 20)
     }
 }
 
@@ -101,17 +122,29 @@ impl Lineage {
         self.seq.submit(record).map_err(|e| e.to_string())
     }
 
+    /// Append without waiting; `then` runs (on the writer thread) once the
+    /// record is durable or has failed. Returns an error if it could not even be queued.
+    pub(crate) fn append_then(
+        &self,
+        record: Vec<u8>,
+        then: impl FnOnce(Result<Receipt, String>) + Send + 'static,
+    ) -> Result<(), String> {
+        self.seq
+            .submit_with(record, move |r| then(r.map_err(|e| e.to_string())))
+            .map_err(|e| e.to_string())
+    }
+
     /// Append; the future resolves once the record is durable.
     pub(crate) fn append_async(
         &self,
         record: Vec<u8>,
     ) -> impl std::future::Future<Output = Result<Receipt, String>> + Send + 'static {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let queued = self.seq.submit_with(record, move |r| {
-            let _ = tx.send(r.map_err(|e| e.to_string()));
+        let queued = self.append_then(record, move |r| {
+            let _ = tx.send(r);
         });
         async move {
-            queued.map_err(|e| e.to_string())?;
+            queued?;
             rx.await
                 .unwrap_or_else(|_| Err("the lineage writer exited mid-batch".into()))
         }
@@ -152,6 +185,27 @@ pub(crate) enum ModelStatus {
     Serving { digest: String, basis: String },
     /// Not serving, and why.
     Contained { reason: ContainmentReason, detail: String },
+}
+
+impl ModelStatus {
+    /// The state's name, as events, status, metrics and heartbeats show it.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            ModelStatus::Starting => "Starting",
+            ModelStatus::Serving { .. } => "Serving",
+            ModelStatus::Contained { .. } => "Contained",
+        }
+    }
+
+    pub(crate) fn json(&self) -> Value {
+        match self {
+            ModelStatus::Starting => json!({"state": self.name()}),
+            ModelStatus::Serving { digest, basis } => json!({"state": self.name(), "digest": digest, "basis": basis}),
+            ModelStatus::Contained { reason, detail } => {
+                json!({"state": self.name(), "reason": format!("{reason:?}"), "detail": detail})
+            }
+        }
+    }
 }
 
 /// What the loop publishes after each pass.
@@ -243,6 +297,13 @@ impl Event {
         json!({"time": self.time, "model": self.model, "state": self.state,
                "reason": self.reason.map(|r| format!("{r:?}")), "detail": self.detail})
     }
+
+    /// One JSON line on stdout, flushed (scripts and tests follow it live).
+    pub(crate) fn print(&self) {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", self.json()).and_then(|()| out.flush());
+    }
 }
 
 /// A contained model's lifecycle.
@@ -280,15 +341,7 @@ impl Node {
             Ok(b) => Some(serde_json::from_slice(&b).map_err(|e| usage(format!("{}: {e}", trusted_path.display())))?),
             Err(_) => None,
         };
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
-        let fetch = Http {
-            base: c.authority.clone(),
-            agent,
-        };
+        let fetch = Http::new(&c.authority);
         let syncer = Syncer::new(&pinned, c.max_staleness_seconds, trusted).map_err(|e| usage(e.to_string()))?;
         // A lineage log that cannot be opened is not a usage error: the node
         // runs, and every model is contained (AuditDiscontinuity) until it can.
@@ -562,9 +615,32 @@ impl Runtime {
         Arc::clone(&self.shared)
     }
 
+    /// Run passes until stopped (`Wake::Stop`), handing each state change to `on_event`.
+    pub(crate) fn run(mut self, mut on_event: impl FnMut(&Event)) {
+        loop {
+            for e in self.step() {
+                on_event(&e);
+            }
+            if !self.wait() {
+                return;
+            }
+        }
+    }
+
+    /// [`Runtime::run`] on a thread of its own.
+    pub(crate) fn spawn(
+        self,
+        on_event: impl FnMut(&Event) + Send + 'static,
+    ) -> Result<std::thread::JoinHandle<()>, Failure> {
+        std::thread::Builder::new()
+            .name("modelgate-node-loop".into())
+            .spawn(move || self.run(on_event))
+            .map_err(|e| Failure::Usage(format!("starting the node loop: {e}")))
+    }
+
     /// Sleep until the interval passes or something wakes the loop.
     /// Returns false when asked to stop.
-    pub(crate) fn wait(&mut self) -> bool {
+    fn wait(&mut self) -> bool {
         match self.rx.recv_timeout(self.interval) {
             Ok(Wake::Files(m)) => {
                 self.dirty.insert(m);
@@ -606,7 +682,7 @@ impl Runtime {
     }
 
     /// One pass: sync, anchor, heartbeat, every model; then publish.
-    pub(crate) fn step(&mut self) -> Vec<Event> {
+    fn step(&mut self) -> Vec<Event> {
         let t = now();
         let mut events = Vec::new();
         let sync_failure = match self.node.sync(t) {
@@ -732,8 +808,8 @@ impl Runtime {
                 }
             }
         }
-        self.heartbeat(t);
         self.publish(t);
+        self.heartbeat(t);
         events
     }
 
@@ -885,18 +961,9 @@ impl Runtime {
             return;
         }
         self.last_heartbeat = Some(Instant::now());
-        let models: BTreeMap<&str, Value> = self
-            .names
-            .iter()
-            .map(|n| {
-                let v = match (self.serving.get(n), self.contained.get(n)) {
-                    (Some((d, _, _)), _) => json!({"state": "Serving", "digest": d}),
-                    (None, Some((r, _, _, _))) => json!({"state": "Contained", "reason": format!("{r:?}")}),
-                    _ => json!({"state": "Starting"}),
-                };
-                (n.as_str(), v)
-            })
-            .collect();
+        // What this pass published, so the authority sees what callers see.
+        let snap = self.shared.snapshot();
+        let models: BTreeMap<&str, Value> = snap.models.iter().map(|(n, s)| (n.as_str(), s.json())).collect();
         let lineage_size = self
             .node
             .lineage
