@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use modelgate_governance::{to_canonical, Envelope};
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -221,16 +221,7 @@ fn main() {
         })
     };
     let http = drive(secs, post.clone());
-    let size_after: Value = serde_json::from_str(
-        &agents[0]
-            .get(&format!("{url}/api/v1/state"))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap(),
-    )
-    .unwrap();
+    let size_after = common::world::get_json(&format!("{url}/api/v1/state"));
     let size = size_after["size"].as_u64().unwrap();
 
     // Tile reads: full level-0 tiles and entry bundles at random.
@@ -295,16 +286,7 @@ fn main() {
     drive(5.0, mixed);
     stop.store(true, Ordering::Relaxed);
     peak = peak.max(sampler.join().unwrap());
-    let final_size: Value = serde_json::from_str(
-        &agents[0]
-            .get(&format!("{url}/api/v1/state"))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap(),
-    )
-    .unwrap();
+    let final_size = common::world::get_json(&format!("{url}/api/v1/state"));
     drop(server);
     // The same data, a fresh process: what holding the log costs by itself.
     let restarted = common::serve(&data);

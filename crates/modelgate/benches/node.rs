@@ -16,9 +16,8 @@
 //! needs `nginx` and `wrk` on PATH for part C's comparison, and says so if not).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +28,7 @@ use serde_json::{json, Value};
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::world::{agent, json_lines, wait_for, world, World};
+use common::world::{agent, caller_table, get_json, json_lines, start_mock, wait_for, world, Killed, World};
 use common::{ok, s};
 
 const TOKEN: &str = "bench-caller-token";
@@ -64,15 +63,6 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 type Samples = (Vec<f64>, Vec<f64>, u64);
 /// Name, saturation throughput, and per rate (rate, p50, p99, errors).
 type TargetResult = (String, Option<f64>, Vec<(u32, f64, f64, u64)>);
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn post_entry(url: &str, admin: &str, body: &[u8]) -> Value {
     let mut r = agent()
@@ -230,7 +220,7 @@ fn main() {
     // B. A log of more than 10,000 entries, then a 4-model gateway node from cold.
     let t = Instant::now();
     let agent = agent();
-    let need = 10_200u64.saturating_sub(get_size(&agent, &w.server.url));
+    let need = 10_200u64.saturating_sub(get_size(&w.server.url));
     for i in 0..need {
         let p = json!({"type": "approval", "version": 1, "model": digests[100 + (i % 4) as usize],
                        "scopes": ["prod/credit/*"], "valid_from": 0, "valid_until": 4_000_000_000u64,
@@ -244,29 +234,16 @@ fn main() {
         assert_eq!(r.status().as_u16(), 201, "{}", r.body_mut().read_to_string().unwrap());
     }
     std::thread::sleep(Duration::from_millis(700));
-    let log_size = get_size(&agent, &w.server.url);
+    let log_size = get_size(&w.server.url);
     eprintln!("filled the log to {log_size} entries in {:.1?}", t.elapsed());
-    let mut mock = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(["mock-upstream", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(mock.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let mock = Killed(mock);
-    let upstream = serde_json::from_str::<Value>(&line).unwrap()["listening"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let token_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(TOKEN.as_bytes()));
+    let (mock, upstream) = start_mock(&["--listen", "127.0.0.1:0"]);
     let config = node_config(
         &w,
         &d.join("node-b"),
         &[100, 101, 102, 103],
         &format!(
-            "listen = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\n[callers.bench]\ntoken_sha256 = \"{token_sha}\"\nscopes = [\"prod/credit/scoring\"]\n"
+            "listen = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\n{}",
+            caller_table("bench", TOKEN, &[], &["prod/credit/scoring"])
         ),
     );
     std::thread::sleep(Duration::from_millis(700));
@@ -428,10 +405,8 @@ fn main() {
     drop(nginx);
 }
 
-fn get_size(agent: &ureq::Agent, url: &str) -> u64 {
-    let mut r = agent.get(&format!("{url}/api/v1/state")).call().unwrap();
-    let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
-    v["size"].as_u64().unwrap_or(0)
+fn get_size(url: &str) -> u64 {
+    get_json(&format!("{url}/api/v1/state"))["size"].as_u64().unwrap_or(0)
 }
 
 fn start_nginx(dir: &Path, upstream: &str) -> Result<(Killed, String), String> {

@@ -10,19 +10,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::world::{agent, approved_node, get_json, json_lines, wait_for, world};
+use common::world::{agent, approved_node, caller_table, get_json, json_lines, start_mock, wait_for, world, Killed};
 use common::{mg_line, ok, s, stderr};
 use serde_json::{json, Value};
-
-/// Kills the child when the test ends, however it ends.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn wait_exit(c: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -147,19 +137,10 @@ struct Gateway {
 }
 
 fn start_gateway(config: &std::path::Path) -> Gateway {
-    let mut mock = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(["mock-upstream", "--chunks", "8", "--chunk-delay-ms", "60"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(mock.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let upstream: Value = serde_json::from_str(&line).unwrap();
+    let (mock, upstream) = start_mock(&["--chunks", "8", "--chunk-delay-ms", "60"]);
     let mut node = Command::new(env!("CARGO_BIN_EXE_modelgate"))
         .args(["node", "serve", "--config", s(config), "--interval-ms", "100"])
-        .env("MODELGATE_NODE_UPSTREAM", upstream["listening"].as_str().unwrap())
+        .env("MODELGATE_NODE_UPSTREAM", &upstream)
         .env("MODELGATE_NODE_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .spawn()
@@ -170,7 +151,7 @@ fn start_gateway(config: &std::path::Path) -> Gateway {
         url: listening["listening"].as_str().unwrap().to_owned(),
         events,
         _node: Killed(node),
-        mock: Killed(mock),
+        mock,
     }
 }
 
@@ -268,12 +249,17 @@ fn collector() -> (String, Received) {
 fn the_gateway_governs_records_and_proves_every_call() {
     let w = world();
     let d = w.dir.path();
-    let token_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(TOKEN.as_bytes()));
     let (otlp, spans) = collector();
     let config = approved_node(
         &w,
         &format!(
-            "anchor_interval_seconds = 1\nheartbeat_interval_seconds = 1\notlp_endpoint = \"{otlp}\"\n\n[callers.scoring-service]\ntoken_sha256 = \"{token_sha}\"\ngroups = [\"credit-team\"]\nscopes = [\"prod/credit/scoring\", \"prod/risk/review\"]\n"
+            "anchor_interval_seconds = 1\nheartbeat_interval_seconds = 1\notlp_endpoint = \"{otlp}\"\n{}",
+            caller_table(
+                "scoring-service",
+                TOKEN,
+                &["credit-team"],
+                &["prod/credit/scoring", "prod/risk/review"]
+            )
         ),
     );
     let g = start_gateway(&config);
@@ -551,10 +537,12 @@ fn the_gateway_governs_records_and_proves_every_call() {
 fn the_gateway_contains_when_the_authority_is_gone_past_max_staleness() {
     let mut w = world();
     let _ = &mut w;
-    let token_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(TOKEN.as_bytes()));
     let config = approved_node(
         &w,
-        &format!("max_in_flight = 1\n\n[callers.scoring-service]\ntoken_sha256 = \"{token_sha}\"\nscopes = [\"prod/credit/scoring\"]\n"),
+        &format!(
+            "max_in_flight = 1\n{}",
+            caller_table("scoring-service", TOKEN, &[], &["prod/credit/scoring"])
+        ),
     );
     let text = std::fs::read_to_string(&config)
         .unwrap()
@@ -690,11 +678,11 @@ fn node_status_contains_on_an_untrusted_signer_and_on_a_diverged_state() {
 #[test]
 fn a_node_that_lost_its_anchored_lineage_serves_nothing() {
     let w = world();
-    let token_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(TOKEN.as_bytes()));
     let config = approved_node(
         &w,
         &format!(
-            "anchor_interval_seconds = 1\n\n[callers.scoring-service]\ntoken_sha256 = \"{token_sha}\"\nscopes = [\"prod/credit/scoring\"]\n"
+            "anchor_interval_seconds = 1\n{}",
+            caller_table("scoring-service", TOKEN, &[], &["prod/credit/scoring"])
         ),
     );
     let g = start_gateway(&config);

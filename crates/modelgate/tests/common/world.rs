@@ -228,3 +228,44 @@ pub fn wait_for(rx: &std::sync::mpsc::Receiver<Value>, secs: u64, what: &str, f:
         }
     }
 }
+
+/// A child process killed (and reaped) when dropped, however the test ends.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `modelgate mock-upstream ARGS…` on a free port: the process and its URL.
+pub fn start_mock(args: &[&str]) -> (Killed, String) {
+    use std::io::BufRead as _;
+    let mut mock = std::process::Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .arg("mock-upstream")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(mock.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = serde_json::from_str::<Value>(&line).unwrap()["listening"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (Killed(mock), url)
+}
+
+/// A node configuration's `[callers.NAME]` table for bearer `token` (only
+/// its SHA-256 is configured), with Cedar `groups` and allowed `scopes`.
+pub fn caller_table(name: &str, token: &str, groups: &[&str], scopes: &[&str]) -> String {
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
+    format!(
+        "\n[callers.{name}]\ntoken_sha256 = \"{sha}\"\ngroups = {}\nscopes = {}\n",
+        serde_json::json!(groups),
+        serde_json::json!(scopes)
+    )
+}
