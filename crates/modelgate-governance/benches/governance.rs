@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use common::*;
 use criterion::{criterion_group, Criterion, Throughput};
-use modelgate_governance::policy::{compile, evaluate, PolicyInput};
+use modelgate_governance::policy::{compile, evaluate, evaluate_reference, PolicyInput};
 use modelgate_governance::*;
 
 const MODELS: usize = 10_000;
@@ -34,6 +34,18 @@ fn policies() -> String {
         };
         s.push_str(&format!(
             "@id(\"forbid-{i}\") forbid(principal, action, resource) when {{ {cond} }};\n"
+        ));
+    }
+    s
+}
+
+/// The same set plus `n` forbids the slicer cannot settle (a disjunction),
+/// so Cedar has to run on them for every request.
+fn policies_with_unsliceable(n: usize) -> String {
+    let mut s = policies();
+    for i in 0..n {
+        s.push_str(&format!(
+            "@id(\"either-{i}\") forbid(principal, action, resource) when {{ context.scope like \"frozen/{i}/*\" || resource.name == \"frozen-{i}\" }};\n"
         ));
     }
     s
@@ -86,26 +98,37 @@ fn percentiles(s: &Setup) {
         uncached.push(t.elapsed().as_nanos() as u64);
         assert!(d.allow, "{d:?}");
     }
-    let compiled = compile(&policies()).unwrap();
-    let mut cedar = Vec::with_capacity(SAMPLES);
-    for r in &s.requests {
-        let m = &s.state.models[&r.model];
-        let input = PolicyInput {
-            principal: &r.principal,
-            groups: &r.groups,
-            attributes: &r.attributes,
-            model: &m.digest,
-            model_name: &m.name,
-            model_version: &m.version,
-            risk_tier: "low",
-            scope: &r.scope,
-            node: &r.node,
-            via_exception: false,
-        };
-        let t = Instant::now();
-        black_box(evaluate(&compiled, &input));
-        cedar.push(t.elapsed().as_nanos() as u64);
-    }
+    // The policy evaluation alone, sliced and not, on the bench's set and on
+    // the set with 5 policies the slicer must leave to Cedar.
+    let time_policies = |text: &str, f: fn(&modelgate_governance::policy::Policies, &PolicyInput<'_>) -> _| {
+        let compiled = compile(text).unwrap();
+        let mut v = Vec::with_capacity(SAMPLES);
+        let mut left = 0;
+        for r in &s.requests {
+            let m = &s.state.models[&r.model];
+            let input = PolicyInput {
+                principal: &r.principal,
+                groups: &r.groups,
+                attributes: &r.attributes,
+                model: &m.digest,
+                model_name: &m.name,
+                model_version: &m.version,
+                risk_tier: "low",
+                scope: &r.scope,
+                node: &r.node,
+                via_exception: false,
+            };
+            left += compiled.left_to_cedar(&input);
+            let t = Instant::now();
+            black_box(f(&compiled, &input));
+            v.push(t.elapsed().as_nanos() as u64);
+        }
+        (v, left as f64 / SAMPLES as f64)
+    };
+    let (cedar, _) = time_policies(&policies(), evaluate_reference);
+    let (sliced, left) = time_policies(&policies(), evaluate);
+    let (cedar5, _) = time_policies(&policies_with_unsliceable(5), evaluate_reference);
+    let (sliced5, left5) = time_policies(&policies_with_unsliceable(5), evaluate);
     let mut cache = DecisionCache::new(1 << 20);
     for r in &s.requests {
         cache.decide(&s.state, r, now);
@@ -127,7 +150,16 @@ fn percentiles(s: &Setup) {
     println!("|---|---|---|");
     for (name, v) in [
         ("decide, uncached", uncached),
-        ("baseline: Cedar evaluation alone", cedar),
+        ("baseline: Cedar alone on the whole set (no slicing)", cedar),
+        (
+            &*format!("policy evaluation, sliced ({left:.1} policies left to Cedar per call)"),
+            sliced,
+        ),
+        ("Cedar alone, set + 5 unsliceable policies", cedar5),
+        (
+            &*format!("policy evaluation, sliced, set + 5 unsliceable ({left5:.1} left to Cedar per call)"),
+            sliced5,
+        ),
         ("decide, cached", cached),
         ("baseline: HashMap lookup of the request", lookups),
     ] {

@@ -41,6 +41,7 @@ mod error;
 pub mod heartbeat;
 pub mod policy;
 pub mod scope;
+mod slice;
 mod state;
 mod trust_root;
 

@@ -4,11 +4,17 @@
 //! Cedar itself skips a policy whose evaluation errors, even a `forbid`, so
 //! a broken forbid would silently stop forbidding. [`evaluate`] refuses that:
 //! one error anywhere and the request is denied with `PolicyError`.
+//!
+//! Evaluation is sliced (see `slice.rs`): policies whose guards already
+//! decide them for the request are settled without Cedar, and Cedar runs
+//! only on the rest; the result is Cedar's on the whole set, which the
+//! property tests check against [`evaluate_reference`].
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
+use crate::slice::{Sliced, Verdict};
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
     PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
@@ -76,6 +82,7 @@ fn compiled() -> Result<&'static Compiled, String> {
 #[derive(Clone, Debug)]
 pub struct Policies {
     set: Arc<PolicySet>,
+    sliced: Arc<[Sliced]>,
 }
 
 /// Parse and strictly validate a Cedar policy set.
@@ -103,7 +110,11 @@ pub fn compile(text: &str) -> Result<Policies, String> {
         let errors: Vec<String> = result.validation_errors().map(|e| e.to_string()).collect();
         return Err(format!("does not validate against the schema: {}", errors.join("; ")));
     }
-    Ok(Policies { set: Arc::new(set) })
+    let sliced = set.policies().map(|p| Sliced::new(p.clone(), &c.action)).collect();
+    Ok(Policies {
+        set: Arc::new(set),
+        sliced,
+    })
 }
 
 /// What the Cedar half of a decision needs.
@@ -143,14 +154,78 @@ pub enum PolicyOutcome {
 }
 
 /// Evaluate `input` against `policies`. Any error is `PolicyOutcome::Error`.
+/// The same outcome as [`evaluate_reference`], usually without running
+/// Cedar on most of the set (or at all).
 pub fn evaluate(policies: &Policies, input: &PolicyInput<'_>) -> PolicyOutcome {
-    match try_evaluate(policies, input) {
+    // Requests Cedar would refuse to build (duplicate groups or tags) go to
+    // Cedar whole, so that it reports them.
+    let plain = {
+        let mut groups: Vec<&str> = input.groups.iter().map(String::as_str).collect();
+        groups.sort_unstable();
+        let mut tags: Vec<&str> = input.attributes.iter().map(|(k, _)| k.as_str()).collect();
+        tags.sort_unstable();
+        groups.windows(2).all(|w| w[0] != w[1]) && tags.windows(2).all(|w| w[0] != w[1])
+    };
+    if !plain {
+        return evaluate_reference(policies, input);
+    }
+    let (mut permits, mut forbids, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+    for p in policies.sliced.iter() {
+        match p.verdict(input) {
+            Verdict::NotSatisfied => {}
+            Verdict::Satisfied if p.permit => permits.push(p.id.clone()),
+            Verdict::Satisfied => forbids.push(p.id.clone()),
+            Verdict::Unknown => rest.push(p.policy.clone()),
+        }
+    }
+    if !rest.is_empty() {
+        let set = match PolicySet::from_policies(rest) {
+            Ok(s) => s,
+            Err(e) => return PolicyOutcome::Error(vec![format!("policy slice: {e}")]),
+        };
+        match try_evaluate(&set, input) {
+            // Cedar's reasons are the satisfied forbids when it denies and
+            // the satisfied permits when it allows; when a forbid of the
+            // slice is satisfied, its permits no longer matter.
+            Ok(PolicyOutcome::Allow(ids)) => permits.extend(ids),
+            Ok(PolicyOutcome::Deny(ids)) => forbids.extend(ids),
+            Ok(PolicyOutcome::Error(e)) => return PolicyOutcome::Error(e),
+            Err(e) => return PolicyOutcome::Error(vec![e]),
+        }
+    }
+    if !forbids.is_empty() {
+        forbids.sort();
+        PolicyOutcome::Deny(forbids)
+    } else if !permits.is_empty() {
+        permits.sort();
+        PolicyOutcome::Allow(permits)
+    } else {
+        PolicyOutcome::Deny(Vec::new())
+    }
+}
+
+impl Policies {
+    /// How many policies [`evaluate`] leaves to Cedar for `input` (the rest
+    /// it settles itself). For tests and benchmarks: a slicer that settles
+    /// nothing is correct but useless, and this shows it.
+    pub fn left_to_cedar(&self, input: &PolicyInput<'_>) -> usize {
+        self.sliced
+            .iter()
+            .filter(|p| p.verdict(input) == Verdict::Unknown)
+            .count()
+    }
+}
+
+/// Cedar alone on the whole set, without slicing: the definition
+/// [`evaluate`] is tested against, and the benchmark's baseline.
+pub fn evaluate_reference(policies: &Policies, input: &PolicyInput<'_>) -> PolicyOutcome {
+    match try_evaluate(&policies.set, input) {
         Ok(o) => o,
         Err(e) => PolicyOutcome::Error(vec![e]),
     }
 }
 
-fn try_evaluate(policies: &Policies, input: &PolicyInput<'_>) -> Result<PolicyOutcome, String> {
+fn try_evaluate(set: &PolicySet, input: &PolicyInput<'_>) -> Result<PolicyOutcome, String> {
     let c = compiled()?;
     let caller = EntityUid::from_type_name_and_id(c.caller.clone(), EntityId::new(input.principal));
     let model = EntityUid::from_type_name_and_id(c.model.clone(), EntityId::new(input.model));
@@ -204,7 +279,7 @@ fn try_evaluate(policies: &Policies, input: &PolicyInput<'_>) -> Result<PolicyOu
     ])
     .map_err(|e| format!("context: {e}"))?;
     let request = Request::new(caller, c.action.clone(), model, context, None).map_err(|e| format!("request: {e}"))?;
-    let response = c.authorizer.is_authorized(&request, &policies.set, &entities);
+    let response = c.authorizer.is_authorized(&request, set, &entities);
     let errors: Vec<String> = response.diagnostics().errors().map(|e| e.to_string()).collect();
     if !errors.is_empty() {
         return Ok(PolicyOutcome::Error(errors));
