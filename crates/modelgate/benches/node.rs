@@ -14,6 +14,10 @@
 //!
 //! `cargo bench -p modelgate --bench node` (MODELGATE_BENCH_SECS, default 10;
 //! needs `nginx` and `wrk` on PATH for part C's comparison, and says so if not).
+//! MODELGATE_BENCH_PARTS (default `ABC`) picks the parts: without `A` the
+//! revocations are skipped, without `B` the log is not filled to 10,000
+//! entries first (C then runs against a short log), for quicker iteration on
+//! one part.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
@@ -156,6 +160,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
+    let parts = std::env::var("MODELGATE_BENCH_PARTS").unwrap_or_else(|_| "ABC".into());
     let w = world();
     let d = w.dir.path().to_owned();
     std::fs::write(d.join("all.cedar"), "permit(principal, action, resource);").unwrap();
@@ -178,49 +183,19 @@ fn main() {
     );
 
     // A. Revocation latency over 100 revocations.
-    let ndir = d.join("node-a");
-    let config = node_config(&w, &ndir, &(0..100).collect::<Vec<_>>(), "");
-    let mut node = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(["node", "run", "--config", s(&config)])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let events = json_lines(node.stdout.take().unwrap());
-    let node = Killed(node);
-    let mut serving = 0;
-    while serving < 100 {
-        wait_for(&events, 60, "100 models Serving", |v| v["state"] == "Serving");
-        serving += 1;
+    if parts.contains('A') {
+        revocations(&w, &digests);
     }
-    let alice = load(&d.join("alice.key"));
-    let mut lat = Vec::new();
-    let mut submit = Vec::new();
-    for (k, digest) in digests.iter().enumerate().take(100) {
-        let p = json!({"type": "revocation", "version": 1, "model": digest, "reason": "bench", "ticket": format!("INC-{k}")});
-        let body = signed(&p, &alice);
-        let t0 = Instant::now();
-        post_entry(&w.server.url, &w.admin, &body);
-        submit.push(t0.elapsed().as_secs_f64() * 1000.0);
-        let name = format!("m{k}");
-        wait_for(&events, 10, "containment", |v| {
-            v["model"] == name.as_str() && v["state"] == "Contained"
-        });
-        lat.push(t0.elapsed().as_secs_f64() * 1000.0);
-        // Spread the revocations over the authority's publication cycle.
-        std::thread::sleep(Duration::from_millis(37));
-    }
-    drop(node);
-    let (p50, p99, max) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99), pct(&mut lat, 1.0));
-    println!(
-        "A. revocation → node Contained, 100 revocations: p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms (submission alone p50 {:.1} ms); node interval 250 ms, authority publishes a cosigned checkpoint every 500 ms",
-        pct(&mut submit, 0.5)
-    );
 
     // B. A log of more than 10,000 entries, then a 4-model gateway node from cold.
     let t = Instant::now();
     let agent = agent();
-    let need = 10_200u64.saturating_sub(get_size(&w.server.url));
+    let alice = load(&d.join("alice.key"));
+    let need = if parts.contains('B') {
+        10_200u64.saturating_sub(get_size(&w.server.url))
+    } else {
+        0
+    };
     for i in 0..need {
         let p = json!({"type": "approval", "version": 1, "model": digests[100 + (i % 4) as usize],
                        "scopes": ["prod/credit/*"], "valid_from": 0, "valid_until": 4_000_000_000u64,
@@ -403,6 +378,50 @@ fn main() {
     drop(gw);
     drop(mock);
     drop(nginx);
+}
+
+/// A: each of 100 Serving models revoked in turn, timed from the submission
+/// to the node's Contained event.
+fn revocations(w: &World, digests: &[String]) {
+    let d = w.dir.path();
+    let alice = load(&d.join("alice.key"));
+    let ndir = d.join("node-a");
+    let config = node_config(w, &ndir, &(0..100).collect::<Vec<_>>(), "");
+    let mut node = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["node", "run", "--config", s(&config)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let events = json_lines(node.stdout.take().unwrap());
+    let node = Killed(node);
+    let mut serving = 0;
+    while serving < 100 {
+        wait_for(&events, 60, "100 models Serving", |v| v["state"] == "Serving");
+        serving += 1;
+    }
+    let mut lat = Vec::new();
+    let mut submit = Vec::new();
+    for (k, digest) in digests.iter().enumerate().take(100) {
+        let p = json!({"type": "revocation", "version": 1, "model": digest, "reason": "bench", "ticket": format!("INC-{k}")});
+        let body = signed(&p, &alice);
+        let t0 = Instant::now();
+        post_entry(&w.server.url, &w.admin, &body);
+        submit.push(t0.elapsed().as_secs_f64() * 1000.0);
+        let name = format!("m{k}");
+        wait_for(&events, 10, "containment", |v| {
+            v["model"] == name.as_str() && v["state"] == "Contained"
+        });
+        lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+        // Spread the revocations over the authority's publication cycle.
+        std::thread::sleep(Duration::from_millis(37));
+    }
+    drop(node);
+    let (p50, p99, max) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99), pct(&mut lat, 1.0));
+    println!(
+        "A. revocation → node Contained, 100 revocations: p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms (submission alone p50 {:.1} ms); node interval 250 ms, authority publishes a cosigned checkpoint every 500 ms",
+        pct(&mut submit, 0.5)
+    );
 }
 
 fn get_size(url: &str) -> u64 {

@@ -128,28 +128,7 @@ fn init(data: &std::path::Path, origin: &str, vkey_on_stdout: bool) -> Result<()
     Ok(())
 }
 
-/// glibc gives busy threads their own malloc arenas and keeps what they
-/// freed: under load that was 60–120 MiB of the authority's resident memory
-/// (benchmark at ~110k entries: 207–276 MiB peak with the default, 147 MiB
-/// with two arenas, 122 MiB with one, for about 10% fewer submissions/s).
-/// The limit can only be set before the first allocation, so the process
-/// re-executes itself once with it set. `exec` keeps the PID; if it fails
-/// we simply run with the default.
-pub(crate) fn limit_malloc_arenas() {
-    use std::os::unix::process::CommandExt as _;
-    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
-        return;
-    }
-    let Ok(exe) = std::env::current_exe() else { return };
-    let err = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env("MALLOC_ARENA_MAX", "1")
-        .exec();
-    tracing::debug!(error = %err, "could not re-execute with MALLOC_ARENA_MAX; continuing");
-}
-
 fn serve(a: ServeArgs) -> Result<(), Failure> {
-    limit_malloc_arenas();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

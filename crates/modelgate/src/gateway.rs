@@ -143,6 +143,74 @@ fn random_hex(n: usize) -> String {
     hex::encode(b)
 }
 
+/// What is known of a call so far, in the order its lineage record lists
+/// it. Serialised straight into the record (no intermediate `Value`: the
+/// gateway builds one per call).
+#[derive(serde::Serialize)]
+struct Facts<'a> {
+    endpoint: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    principal: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
+    request_sha256: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    governance: Option<Governance>,
+}
+
+impl Facts<'_> {
+    /// The facts as a JSON object, for a denial's record.
+    fn value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+/// The governance state a decision was made in.
+#[derive(serde::Serialize)]
+struct Governance {
+    size: u64,
+    root: String,
+    state_digest: String,
+}
+
+/// The record written, durably, before a call is forwarded.
+#[derive(serde::Serialize)]
+struct RequestRecord<'a> {
+    #[serde(flatten)]
+    facts: &'a Facts<'a>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    time: u64,
+    node: &'a str,
+    approval: &'a Option<String>,
+    exception: &'a Option<String>,
+    policies: &'a [String],
+    trace_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The one field of a call's body the gateway reads; the rest is checked to
+/// be JSON and passed on untouched.
+#[derive(serde::Deserialize)]
+struct CallBody<'a> {
+    #[serde(borrow)]
+    model: std::borrow::Cow<'a, str>,
+}
+
+/// The fields of an answer the completion record and the span use.
+#[derive(serde::Deserialize)]
+struct AnswerSummary {
+    #[serde(default)]
+    model: Option<Value>,
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
 /// A call's trace context (see [`traceparent`]).
 struct Trace {
     trace: String,
@@ -170,8 +238,10 @@ fn traceparent(headers: &HeaderMap) -> (String, Option<String>, String, String) 
             && p[2] != "0000000000000000";
         ok.then(|| (p[1].to_owned(), Some(p[2].to_owned()), p[3].to_owned()))
     });
-    let (trace, parent, flags) = incoming.unwrap_or_else(|| (random_hex(16), None, "01".to_owned()));
-    let span = random_hex(8);
+    // One read of the random source for both ids (a system call per call).
+    let ids = random_hex(24);
+    let (trace, parent, flags) = incoming.unwrap_or_else(|| (ids[..32].to_owned(), None, "01".to_owned()));
+    let span = ids[32..].to_owned();
     let header = format!("00-{trace}-{span}-{flags}");
     (trace, parent, span, header)
 }
@@ -218,7 +288,7 @@ impl Gateway {
                 &trace.span,
                 trace.operation,
                 &model,
-                attrs,
+                || attrs,
             )
             .end(vec![], Some(code.to_owned()));
         if let Ok(l) = self.lineage() {
@@ -331,6 +401,15 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
         }
     };
     let request_sha256 = hex_sha256(&body);
+    let mut facts = Facts {
+        endpoint,
+        principal: None,
+        scope: None,
+        request_sha256: &request_sha256,
+        model: None,
+        digest: None,
+        governance: None,
+    };
     let Some(caller) = gw.caller(&headers) else {
         return gw
             .deny(
@@ -338,13 +417,14 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
                 StatusCode::UNAUTHORIZED,
                 "invalid_api_key",
                 "a caller's bearer token is required (Authorization: Bearer …)".into(),
-                json!({"endpoint": endpoint, "request_sha256": request_sha256}),
+                facts.value(),
             )
             .await;
     };
-    let scope = match headers.get("x-modelgate-scope").map(|v| v.to_str()) {
-        None => caller.scopes[0].clone(),
-        Some(Ok(s)) if caller.scopes.iter().any(|c| c == s) => s.to_owned(),
+    facts.principal = Some(&caller.principal);
+    let scope: &str = match headers.get("x-modelgate-scope").map(|v| v.to_str()) {
+        None => &caller.scopes[0],
+        Some(Ok(s)) if caller.scopes.iter().any(|c| c == s) => s,
         Some(_) => {
             return gw
                 .deny(
@@ -352,27 +432,24 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
                     StatusCode::FORBIDDEN,
                     "ScopeNotPermitted",
                     format!("caller {} may call in {:?} only", caller.principal, caller.scopes),
-                    json!({"endpoint": endpoint, "principal": caller.principal, "request_sha256": request_sha256}),
+                    facts.value(),
                 )
                 .await
         }
     };
-    let base = json!({"endpoint": endpoint, "principal": caller.principal, "scope": scope,
-                      "request_sha256": request_sha256});
-    let Some(model) = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_owned))
-    else {
+    facts.scope = Some(scope);
+    let call = serde_json::from_slice::<CallBody<'_>>(&body);
+    let Ok(CallBody { model }) = &call else {
         return openai_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "the body must be a JSON object with a string \"model\"",
         );
     };
-    let mut base = base;
-    base["model"] = json!(model);
+    let model: &str = model;
+    facts.model = Some(model);
     let snap = gw.shared.snapshot();
-    let digest = match snap.models.get(&model) {
+    let digest = match snap.models.get(model) {
         None => {
             return gw
                 .deny(
@@ -380,7 +457,7 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
                     StatusCode::NOT_FOUND,
                     "model_not_found",
                     format!("this node serves no model named {model:?}"),
-                    base,
+                    facts.value(),
                 )
                 .await
         }
@@ -391,7 +468,7 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
                     StatusCode::SERVICE_UNAVAILABLE,
                     "Starting",
                     format!("model {model} has not finished its lifecycle yet"),
-                    base,
+                    facts.value(),
                 )
                 .await
         }
@@ -403,24 +480,24 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
                     StatusCode::SERVICE_UNAVAILABLE,
                     &code,
                     format!("model {model} is contained: {detail}"),
-                    base,
+                    facts.value(),
                 )
                 .await;
         }
-        Some(ModelStatus::Serving { digest, .. }) => digest.clone(),
+        Some(ModelStatus::Serving { digest, .. }) => digest.as_str(),
     };
-    if gw.shared.unverified_change(&model) {
+    if gw.shared.unverified_change(model) {
         return gw
             .deny(
                 &trace,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "UnauthorizedModification",
                 format!("model {model}'s files changed since they were verified; re-verifying"),
-                base,
+                facts.value(),
             )
             .await;
     }
-    base["digest"] = json!(digest);
+    facts.digest = Some(digest);
     let Some(view) = snap.view.clone() else {
         return gw
             .deny(
@@ -428,7 +505,7 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
                 StatusCode::SERVICE_UNAVAILABLE,
                 "SyncInterrupted",
                 "no verified governance view".into(),
-                base,
+                facts.value(),
             )
             .await;
     };
@@ -437,12 +514,18 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
     let t = now();
     if let Some(why) = snap.stale(gw.shared.config.max_staleness_seconds, t) {
         return gw
-            .deny(&trace, StatusCode::SERVICE_UNAVAILABLE, "SyncInterrupted", why, base)
+            .deny(
+                &trace,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SyncInterrupted",
+                why,
+                facts.value(),
+            )
             .await;
     }
     let req = DecisionRequest {
-        model: digest.clone(),
-        scope: scope.clone(),
+        model: digest.to_owned(),
+        scope: scope.to_owned(),
         node: gw.shared.config.node.clone(),
         principal: caller.principal.clone(),
         groups: caller.groups.clone(),
@@ -452,10 +535,14 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
         Ok(mut c) => c.decide(&view.state, &req, t),
         Err(_) => Arc::new(modelgate_governance::decide(&view.state, &req, t)),
     };
-    base["governance"] = json!({"size": view.checkpoint.size, "root": hex::encode(view.checkpoint.root),
-                                "state_digest": hex::encode(decision.state_digest)});
+    facts.governance = Some(Governance {
+        size: view.checkpoint.size,
+        root: hex::encode(view.checkpoint.root),
+        state_digest: hex::encode(decision.state_digest),
+    });
     if !decision.allow {
         let code = decision.reasons.first().map_or("PolicyError", |r| r.as_str());
+        let mut base = facts.value();
         base["policies"] = json!(decision.policies);
         return gw
             .deny(
@@ -468,17 +555,18 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
             .await;
     }
     let (trace_id, parent_span, span_id, tp) = (&trace.trace, trace.parent.clone(), &trace.span, &trace.header);
-    let mut record = base;
-    record["type"] = json!("request");
-    record["time"] = json!(t);
-    record["node"] = json!(gw.shared.config.node);
-    record["approval"] = json!(decision.approval);
-    record["exception"] = json!(decision.exception);
-    record["policies"] = json!(decision.policies);
-    record["trace_id"] = json!(trace_id);
-    if gw.shared.config.store_content {
-        record["body"] = json!(String::from_utf8_lossy(&body));
-    }
+    let record = RequestRecord {
+        facts: &facts,
+        kind: "request",
+        time: t,
+        node: &gw.shared.config.node,
+        approval: &decision.approval,
+        exception: &decision.exception,
+        policies: &decision.policies,
+        trace_id,
+        body: gw.shared.config.store_content.then(|| String::from_utf8_lossy(&body)),
+    };
+    let record = serde_json::to_vec(&record).unwrap_or_default();
     let lineage = match gw.lineage() {
         Ok(l) => l,
         Err(e) => {
@@ -488,16 +576,13 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
                     StatusCode::SERVICE_UNAVAILABLE,
                     "AuditDiscontinuity",
                     format!("the lineage log is not available: {e}"),
-                    record,
+                    serde_json::from_slice(&record).unwrap_or_default(),
                 )
                 .await
         }
     };
     let append_started = Instant::now();
-    let receipt = match lineage
-        .append_async(serde_json::to_vec(&record).unwrap_or_default())
-        .await
-    {
+    let receipt = match lineage.append_async(record).await {
         Ok(r) => r,
         Err(e) => {
             bump(&gw.metrics.denials, "AuditDiscontinuity".to_owned());
@@ -505,7 +590,7 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
             // The record could not be made durable: deny, and wake the loop
             // so the node's own checks see the failure too.
             if let Ok(w) = gw.shared.wake.lock() {
-                let _ = w.send(Wake::Files(model.clone()));
+                let _ = w.send(Wake::Files(model.to_owned()));
             }
             return openai_error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -531,25 +616,24 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
     if let Some(ts) = headers.get("tracestate") {
         up = up.header("tracestate", ts);
     }
-    let upstream_host = gw.upstream.trim_start_matches("http://").to_owned();
-    let span = gw.telemetry.start(
-        trace_id,
-        parent_span.as_deref(),
-        span_id,
-        endpoint,
-        &model,
-        vec![
-            KeyValue::new(semconv::SERVER_ADDRESS, upstream_host),
-            KeyValue::new(semconv::MODELGATE_LINEAGE_ID, receipt.index.to_string()),
-            KeyValue::new(semconv::MODELGATE_MODEL_DIGEST, digest.clone()),
-            KeyValue::new(semconv::MODELGATE_SCOPE, scope.clone()),
-            KeyValue::new(semconv::MODELGATE_PRINCIPAL, caller.principal.clone()),
-            KeyValue::new(
-                semconv::MODELGATE_APPROVAL,
-                decision.approval.clone().unwrap_or_default(),
-            ),
-        ],
-    );
+    let span = gw
+        .telemetry
+        .start(trace_id, parent_span.as_deref(), span_id, endpoint, model, || {
+            vec![
+                KeyValue::new(
+                    semconv::SERVER_ADDRESS,
+                    gw.upstream.trim_start_matches("http://").to_owned(),
+                ),
+                KeyValue::new(semconv::MODELGATE_LINEAGE_ID, receipt.index.to_string()),
+                KeyValue::new(semconv::MODELGATE_MODEL_DIGEST, digest.to_owned()),
+                KeyValue::new(semconv::MODELGATE_SCOPE, scope.to_owned()),
+                KeyValue::new(semconv::MODELGATE_PRINCIPAL, caller.principal.clone()),
+                KeyValue::new(
+                    semconv::MODELGATE_APPROVAL,
+                    decision.approval.clone().unwrap_or_default(),
+                ),
+            ]
+        });
     let completion = Completion {
         _permit: permit,
         span: Some(span),
@@ -564,7 +648,8 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
         tail: Vec::new(),
         store_content: gw.shared.config.store_content,
     };
-    let forwarded = match up.body(Body::from(body)) {
+    // `Bytes` clones share the buffer; `facts` still borrows the model name from it.
+    let forwarded = match up.body(Body::from(body.clone())) {
         Ok(r) => gw.client.request(r).await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
@@ -599,7 +684,7 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
         .header("x-modelgate-lineage-id", receipt.index.to_string())
         .header("x-modelgate-checkpoint-size", receipt.size.to_string())
         .header("x-modelgate-governance-size", view.checkpoint.size.to_string())
-        .header("x-modelgate-model-digest", &digest)
+        .header("x-modelgate-model-digest", digest)
         .header("traceparent", tp);
     let body = Body::new(Recorded {
         inner: incoming,
@@ -663,41 +748,39 @@ impl Completion {
         }
     }
 
-    fn response_model(&self) -> Option<String> {
-        let first = if self.bytes as usize == self.head.len() {
-            serde_json::from_slice::<Value>(&self.head).ok()
-        } else {
-            None
-        };
-        first
-            .or_else(|| {
-                String::from_utf8_lossy(&self.head)
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("data:"))
-                    .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
-            })
-            .and_then(|v| v["model"].as_str().map(str::to_owned))
-    }
-
-    fn usage(&self) -> Value {
+    /// The answer's model and token usage: from the JSON answer, or for a
+    /// stream from its first event (model) and the last event that has a
+    /// usage. One parse of each, skipping everything else.
+    fn summary(&self) -> (Option<String>, Value) {
+        let parse = |b: &[u8]| serde_json::from_slice::<AnswerSummary>(b).ok();
+        let model_of = |a: &AnswerSummary| a.model.as_ref().and_then(Value::as_str).map(str::to_owned);
         if self.bytes as usize == self.head.len() {
-            if let Ok(v) = serde_json::from_slice::<Value>(&self.head) {
-                return v.get("usage").cloned().unwrap_or(Value::Null);
+            if let Some(a) = parse(&self.head) {
+                return (model_of(&a), a.usage.unwrap_or(Value::Null));
             }
         }
-        // A stream: the usage is in the last event that has one.
-        String::from_utf8_lossy(&self.tail)
+        // A stream: the model from its first event, the usage from the last
+        // event that has one.
+        let head = String::from_utf8_lossy(&self.head);
+        let model = head
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .find_map(|l| parse(l.trim().as_bytes()))
+            .and_then(|a| model_of(&a));
+        let tail = String::from_utf8_lossy(&self.tail);
+        let usage = tail
             .lines()
             .rev()
             .filter_map(|l| l.strip_prefix("data:"))
-            .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
-            .find_map(|v| v.get("usage").filter(|u| !u.is_null()).cloned())
-            .unwrap_or(Value::Null)
+            .filter_map(|l| parse(l.trim().as_bytes()))
+            .find_map(|a| a.usage.filter(|u| !u.is_null()))
+            .unwrap_or(Value::Null);
+        (model, usage)
     }
 
     fn finish(mut self, outcome: &'static str, error: Option<&str>) {
         bump(&self.gw.metrics.completions, outcome);
-        let usage = self.usage();
+        let (response_model, usage) = self.summary();
         if let Some(span) = self.span.take() {
             let mut attrs = vec![
                 KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, i64::from(self.status)),
@@ -711,7 +794,7 @@ impl Completion {
                     attrs.push(KeyValue::new(key, n));
                 }
             }
-            if let Some(m) = self.response_model() {
+            if let Some(m) = response_model {
                 attrs.push(KeyValue::new(semconv::GEN_AI_RESPONSE_MODEL, m));
             }
             let failed = match (outcome, self.status) {
@@ -721,46 +804,61 @@ impl Completion {
             };
             span.end(attrs, failed);
         }
-        let mut r = json!({
-            "type": "completion",
-            "request": self.request,
-            "time": now(),
-            "status": self.status,
-            "outcome": outcome,
-            "bytes": self.bytes,
-            "response_sha256": hex::encode(self.hasher.clone().finalize()),
-            "latency_ms": self.started.elapsed().as_secs_f64() * 1000.0,
-            "usage": usage,
-        });
-        if let Some(e) = error {
-            r["error"] = json!(e);
-        }
-        if self.store_content {
-            r["body"] = json!(String::from_utf8_lossy(&self.head));
-        }
+        let record = CompletionRecord {
+            kind: "completion",
+            request: self.request,
+            time: now(),
+            status: self.status,
+            outcome,
+            bytes: self.bytes,
+            response_sha256: hex::encode(self.hasher.clone().finalize()),
+            latency_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            usage: &usage,
+            error,
+            body: self.store_content.then(|| String::from_utf8_lossy(&self.head)),
+        };
+        let record = serde_json::to_vec(&record).unwrap_or_default();
         let gw = Arc::clone(&self.gw);
         let request = self.request;
         // Not awaited: the answer has already gone to the caller; the record
         // is durable with the next batch (milliseconds).
-        let queued = self
-            .lineage
-            .append_then(serde_json::to_vec(&r).unwrap_or_default(), move |done| {
-                let (Ok(rc), Ok(mut m)) = (done, gw.completions.lock()) else {
-                    return;
-                };
-                let (map, order) = &mut *m;
-                map.insert(request, rc.index);
-                order.push_back(request);
-                while order.len() > RECENT_COMPLETIONS {
-                    if let Some(old) = order.pop_front() {
-                        map.remove(&old);
-                    }
+        let queued = self.lineage.append_then(record, move |done| {
+            let (Ok(rc), Ok(mut m)) = (done, gw.completions.lock()) else {
+                return;
+            };
+            let (map, order) = &mut *m;
+            map.insert(request, rc.index);
+            order.push_back(request);
+            while order.len() > RECENT_COMPLETIONS {
+                if let Some(old) = order.pop_front() {
+                    map.remove(&old);
                 }
-            });
+            }
+        });
         if let Err(e) = queued {
             tracing::warn!("completion record for {request} not queued: {e}");
         }
     }
+}
+
+/// The record written once a call's answer has gone to the caller (or
+/// failed), in the order the record lists it.
+#[derive(serde::Serialize)]
+struct CompletionRecord<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    request: u64,
+    time: u64,
+    status: u16,
+    outcome: &'static str,
+    bytes: u64,
+    response_sha256: String,
+    latency_ms: f64,
+    usage: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// The upstream's body, passed through frame by frame while the completion
@@ -1089,7 +1187,6 @@ fn proof_for(gw: &Gateway, index: u64) -> Result<Value, ProofError> {
 /// `modelgate node serve`.
 pub fn serve(a: ServeArgs) -> Result<(), Failure> {
     use std::io::Write as _;
-    crate::authority_cmd::limit_malloc_arenas();
     crate::runtime::init_logging();
     let rt = Runtime::open(&a.config, Duration::from_millis(a.interval_ms.max(10)))?;
     let shared = rt.shared();

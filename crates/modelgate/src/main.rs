@@ -22,6 +22,17 @@ mod telemetry;
 
 use std::process::ExitCode;
 
+/// mimalloc rather than glibc's malloc: the gateway and the authority
+/// allocate on many threads at once, and glibc either gives each busy thread
+/// an arena that keeps what it freed (hundreds of MiB under load) or, limited
+/// to one arena, serialises every thread on that arena's lock (the gateway
+/// spent about a fifth of its CPU in malloc, free and that lock). mimalloc's
+/// per-thread heaps need neither. Its v2 line returns freed memory to the
+/// system after 10 ms (v3 waits a second, which kept the authority's peak
+/// above its 128 MiB budget in the benchmark).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 /// Runtime model governance: sign and verify models (OpenSSF Model Signing), run the

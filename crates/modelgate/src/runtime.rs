@@ -269,7 +269,13 @@ impl Shared {
 
     pub(crate) fn count(&self, name: &str) {
         if let Ok(mut c) = self.counters.lock() {
-            *c.entry(name.to_owned()).or_default() += 1;
+            // Counted on every call: no allocation once the name is known.
+            match c.get_mut(name) {
+                Some(n) => *n += 1,
+                None => {
+                    c.insert(name.to_owned(), 1);
+                }
+            }
         }
     }
 }

@@ -119,8 +119,9 @@ impl Telemetry {
         span: &str,
         operation: &'static str,
         model: &str,
-        attributes: Vec<KeyValue>,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
     ) -> CallSpan {
+        // Built only when traces are exported: they cost allocations per call.
         let Some(tracer) = &self.tracer else {
             return CallSpan(None);
         };
@@ -141,7 +142,7 @@ impl Telemetry {
             KeyValue::new(semconv::GEN_AI_PROVIDER_NAME, "openai"),
             KeyValue::new(semconv::GEN_AI_REQUEST_MODEL, model.to_owned()),
         ];
-        attrs.extend(attributes);
+        attrs.extend(attributes());
         let mut b = tracer
             .span_builder(format!("{operation} {model}"))
             .with_kind(SpanKind::Client)
