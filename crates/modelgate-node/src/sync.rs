@@ -27,6 +27,7 @@ use modelgate_tlog::{
     TILE_WIDTH,
 };
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// How far in the future an authority timestamp may be (clock skew).
 pub const FUTURE_SKEW_SECONDS: u64 = 30;
@@ -74,8 +75,10 @@ pub struct View {
     pub checkpoint: Checkpoint,
     /// The authority's cosignature time.
     pub authority_time: u64,
-    /// The folded state at the checkpoint's size.
-    pub state: State,
+    /// The folded state at the checkpoint's size. Shared: a view is
+    /// re-published on every fresh cosignature, and a state of 10,000
+    /// models is megabytes that must not be copied each time.
+    pub state: Arc<State>,
     /// The tree's compact range at that size.
     pub tree: CompactTree,
 }
@@ -193,10 +196,25 @@ impl Syncer {
             })?;
         }
 
-        // Fetch and fold the entries we do not have. On a first start with a
+        // The same checkpoint, freshly cosigned: nothing to fold, and its
+        // state digest was compared with the authority's when we reached it.
+        if let Some(v) = &self.view {
+            if checkpoint.size == v.checkpoint.size {
+                let view = View {
+                    checkpoint,
+                    authority_time,
+                    state: Arc::clone(&v.state),
+                    tree: v.tree.clone(),
+                };
+                self.view = Some(view);
+                return self.view.as_ref().ok_or_else(|| fail(StateDivergence, "view vanished"));
+            }
+        }
+        // Fetch and fold the entries we do not have, on a copy (a refused
+        // entry leaves the verified view as it was). On a first start with a
         // persisted checkpoint we refold from 0 (the state is not persisted).
         let (mut state, mut tree, from) = match &self.view {
-            Some(v) => (v.state.clone(), v.tree.clone(), v.checkpoint.size),
+            Some(v) => ((*v.state).clone(), v.tree.clone(), v.checkpoint.size),
             None => (self.genesis.clone(), CompactTree::new(), 0),
         };
         // A restart: when the refold passes the persisted size, the state
@@ -271,7 +289,7 @@ impl Syncer {
         self.view = Some(View {
             checkpoint,
             authority_time,
-            state,
+            state: Arc::new(state),
             tree,
         });
         self.view.as_ref().ok_or_else(|| fail(StateDivergence, "view vanished"))

@@ -126,7 +126,7 @@ fn view(entries: &[Vec<u8>], authority_time: u64) -> View {
     View {
         checkpoint,
         authority_time,
-        state,
+        state: std::sync::Arc::new(state),
         tree,
     }
 }

@@ -267,6 +267,12 @@ fn main() {
     let mut sat: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     let mut lat: Vec<[Samples; 2]> = (0..targets.len()).map(|_| Default::default()).collect();
     let mut rss_at_5k = 0;
+    let mut appends: [Vec<(String, u64)>; 2] = [append_buckets(&gw_url), append_buckets(&gw_url)];
+    for a in &mut appends {
+        for (_, n) in a.iter_mut() {
+            *n = 0;
+        }
+    }
     for round in 0..ROUNDS {
         for (t, (name, url)) in targets.iter().enumerate() {
             // MODELGATE_BENCH_PERF=FILE: profile the node during its first saturation run.
@@ -300,7 +306,18 @@ fn main() {
                 let _ = p.wait();
             }
             for (r, rate) in [1_000u32, 5_000].into_iter().enumerate() {
+                let before = (*name == "modelgate").then(|| append_buckets(&gw_url));
                 let (p50, p99, errors) = rt.block_on(open_loop(url, &body, rate, secs));
+                if let Some(before) = before {
+                    // Where a call's time goes: the durable lineage append, by bucket.
+                    let after = append_buckets(&gw_url);
+                    appends[r] = after
+                        .iter()
+                        .zip(&before)
+                        .zip(&appends[r])
+                        .map(|(((le, a), (_, b)), (_, acc))| (le.clone(), acc + a - b))
+                        .collect();
+                }
                 if *name == "modelgate" && rate == 5_000 {
                     rss_at_5k = rss_at_5k.max(status_kib(pid, "VmHWM:"));
                 }
@@ -347,6 +364,17 @@ fn main() {
         results.iter().find(|r| r.0 == "modelgate").and_then(|r| r.1),
     ) {
         println!("   modelgate saturation / nginx saturation = {:.2}", m / n);
+    }
+    for (rate, buckets) in [1_000, 5_000].iter().zip(&appends) {
+        let total = buckets.last().map_or(0, |b| b.1).max(1);
+        let shown: Vec<String> = buckets
+            .iter()
+            .map(|(le, n)| format!("≤{le} s {:.2}%", 100.0 * *n as f64 / total as f64))
+            .collect();
+        println!(
+            "   modelgate at {rate}/s: durable lineage appends (request records), cumulative: {}",
+            shown.join(", ")
+        );
     }
     println!(
         "   node peak RSS through the 5k/s runs: {:.1} MiB; now RssAnon {:.1} MiB, RssFile {:.1} MiB, RssShmem {:.1} MiB, threads {}",
@@ -422,6 +450,24 @@ fn revocations(w: &World, digests: &[String]) {
         "A. revocation → node Contained, 100 revocations: p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms (submission alone p50 {:.1} ms); node interval 250 ms, authority publishes a cosigned checkpoint every 500 ms",
         pct(&mut submit, 0.5)
     );
+}
+
+/// The gateway's cumulative lineage-append histogram: (upper bound, count).
+fn append_buckets(gw_url: &str) -> Vec<(String, u64)> {
+    let m = agent()
+        .get(&format!("{gw_url}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    m.lines()
+        .filter_map(|l| l.strip_prefix("modelgate_lineage_append_seconds_bucket{le=\""))
+        .filter_map(|l| {
+            let (le, n) = l.split_once("\"} ")?;
+            Some((le.to_owned(), n.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 fn get_size(url: &str) -> u64 {
