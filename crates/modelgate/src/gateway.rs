@@ -1187,6 +1187,7 @@ fn proof_for(gw: &Gateway, index: u64) -> Result<Value, ProofError> {
 /// `modelgate node serve`.
 pub fn serve(a: ServeArgs) -> Result<(), Failure> {
     use std::io::Write as _;
+    crate::return_freed_memory_promptly();
     crate::runtime::init_logging();
     let rt = Runtime::open(&a.config, Duration::from_millis(a.interval_ms.max(10)))?;
     let shared = rt.shared();

@@ -27,11 +27,33 @@ use std::process::ExitCode;
 /// an arena that keeps what it freed (hundreds of MiB under load) or, limited
 /// to one arena, serialises every thread on that arena's lock (the gateway
 /// spent about a fifth of its CPU in malloc, free and that lock). mimalloc's
-/// per-thread heaps need neither. Its v2 line returns freed memory to the
-/// system after 10 ms (v3 waits a second, which kept the authority's peak
-/// above its 128 MiB budget in the benchmark).
+/// per-thread heaps need neither. The v2 line, and services that return
+/// freed memory at once (see [`return_freed_memory_promptly`]).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// For the long-running services (`authority serve`, `node run`, `node
+/// serve`): mimalloc gives freed pages back to the system only after a
+/// delay, and only when the thread that freed them allocates again, so a
+/// node kept about 20 MiB of its start-up's garbage for a minute (idle
+/// 62–67 MiB in some runs against 42–45 MiB), and the authority peaked at
+/// 134 MiB with v3's one-second delay. With no delay the pages go back at
+/// once (node idle 41–43 MiB). mimalloc reads its options when the process
+/// starts, before `main`, so the process re-executes itself once with the
+/// option set (`exec` keeps the PID); if that fails it runs with the default.
+pub(crate) fn return_freed_memory_promptly() {
+    use std::os::unix::process::CommandExt as _;
+    const OPTION: &str = "MIMALLOC_PURGE_DELAY";
+    if std::env::var_os(OPTION).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else { return };
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(OPTION, "0")
+        .exec();
+    tracing::debug!(error = %err, "could not re-execute with {OPTION}; continuing");
+}
 
 use clap::{Parser, Subcommand};
 

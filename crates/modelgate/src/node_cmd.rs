@@ -180,6 +180,7 @@ pub struct RunArgs {
 /// any failed check, recover only through all ten steps. One JSON line per
 /// state change on stdout; containments are also reported to the authority.
 pub fn run_node(a: RunArgs) -> Result<(), Failure> {
+    crate::return_freed_memory_promptly();
     crate::runtime::init_logging();
     let rt = Runtime::open(&a.config, std::time::Duration::from_millis(a.interval_ms.max(10)))?;
     crate::runtime::stop_on_signals(&rt.shared());
