@@ -129,7 +129,6 @@ fn init(data: &std::path::Path, origin: &str, vkey_on_stdout: bool) -> Result<()
 }
 
 fn serve(a: ServeArgs) -> Result<(), Failure> {
-    crate::return_freed_memory_promptly();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

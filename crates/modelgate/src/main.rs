@@ -32,15 +32,17 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// For the long-running services (`authority serve`, `node run`, `node
-/// serve`): mimalloc gives freed pages back to the system only after a
-/// delay, and only when the thread that freed them allocates again, so a
-/// node kept about 20 MiB of its start-up's garbage for a minute (idle
-/// 62–67 MiB in some runs against 42–45 MiB), and the authority peaked at
-/// 134 MiB with v3's one-second delay. With no delay the pages go back at
-/// once (node idle 41–43 MiB). mimalloc reads its options when the process
-/// starts, before `main`, so the process re-executes itself once with the
-/// option set (`exec` keeps the PID); if that fails it runs with the default.
+/// For the runtime node (`node run`, `node serve`): mimalloc gives freed
+/// pages back to the system only after a delay, and only when the thread
+/// that freed them allocates again, so a node kept about 20 MiB of its
+/// start-up's garbage for a minute (idle 62–67 MiB in some runs against
+/// 42–45 MiB, over its 64 MiB budget). With no delay the pages go back at
+/// once (idle 41–43 MiB). Not for the authority: there it cost 30% of its
+/// submissions/s (madvise on every free under load), and its peak stays
+/// within budget without it (115.7 MiB of 128 MiB). mimalloc reads its
+/// options when the process starts, before `main`, so the process
+/// re-executes itself once with the option set (`exec` keeps the PID); if
+/// that fails it runs with the default.
 pub(crate) fn return_freed_memory_promptly() {
     use std::os::unix::process::CommandExt as _;
     const OPTION: &str = "MIMALLOC_PURGE_DELAY";
