@@ -223,14 +223,7 @@ fn main() {
     );
     std::thread::sleep(Duration::from_millis(700));
     let started = Instant::now();
-    let mut gw = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(["node", "serve", "--config", s(&config)])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let events = json_lines(gw.stdout.take().unwrap());
-    let gw = Killed(gw);
+    let (gw, events) = spawn_node("serve", &config);
     let gw_url = wait_for(&events, 30, "listening", |v| v.get("listening").is_some())["listening"]
         .as_str()
         .unwrap()
@@ -389,13 +382,7 @@ fn main() {
             .unwrap_or("?")
             .trim()
     );
-    let m = agent
-        .get(&format!("{gw_url}/metrics"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let m = metrics_text(&gw_url);
     for l in m.lines().filter(|l| {
         l.starts_with("modelgate_lineage_append_seconds_count")
             || l.starts_with("modelgate_lineage_append_seconds_sum")
@@ -415,14 +402,7 @@ fn revocations(w: &World, digests: &[String]) {
     let alice = load(&d.join("alice.key"));
     let ndir = d.join("node-a");
     let config = node_config(w, &ndir, &(0..100).collect::<Vec<_>>(), "");
-    let mut node = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(["node", "run", "--config", s(&config)])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let events = json_lines(node.stdout.take().unwrap());
-    let node = Killed(node);
+    let (node, events) = spawn_node("run", &config);
     let mut serving = 0;
     while serving < 100 {
         wait_for(&events, 60, "100 models Serving", |v| v["state"] == "Serving");
@@ -452,16 +432,32 @@ fn revocations(w: &World, digests: &[String]) {
     );
 }
 
-/// The gateway's cumulative lineage-append histogram: (upper bound, count).
-fn append_buckets(gw_url: &str) -> Vec<(String, u64)> {
-    let m = agent()
+/// `modelgate node CMD --config CONFIG`, its JSON event lines, killed on drop.
+fn spawn_node(cmd: &str, config: &Path) -> (Killed, std::sync::mpsc::Receiver<Value>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["node", cmd, "--config", s(config)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let events = json_lines(child.stdout.take().unwrap());
+    (Killed(child), events)
+}
+
+fn metrics_text(gw_url: &str) -> String {
+    agent()
         .get(&format!("{gw_url}/metrics"))
         .call()
         .unwrap()
         .body_mut()
         .read_to_string()
-        .unwrap();
-    m.lines()
+        .unwrap()
+}
+
+/// The gateway's cumulative lineage-append histogram: (upper bound, count).
+fn append_buckets(gw_url: &str) -> Vec<(String, u64)> {
+    metrics_text(gw_url)
+        .lines()
         .filter_map(|l| l.strip_prefix("modelgate_lineage_append_seconds_bucket{le=\""))
         .filter_map(|l| {
             let (le, n) = l.split_once("\"} ")?;
