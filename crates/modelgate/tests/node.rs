@@ -727,3 +727,123 @@ fn a_node_that_lost_its_anchored_lineage_serves_nothing() {
         "{v}"
     );
 }
+
+/// An authority that answers reads but refuses every write (503): what a
+/// node sees when its anchors cannot be logged (an authority in read-only
+/// maintenance, a proxy that drops POSTs). Returns its URL.
+fn read_only_authority(authority: &str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let upstream = authority.to_owned();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let upstream = upstream.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut first = String::new();
+                if r.read_line(&mut first).is_err() {
+                    return;
+                }
+                let mut length = 0usize;
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                }
+                let mut body = vec![0u8; length];
+                let _ = r.read_exact(&mut body);
+                let mut parts = first.split_whitespace();
+                let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+                let (status, answer) = if method == "GET" {
+                    match agent().get(&format!("{upstream}{path}")).call() {
+                        Ok(mut a) => (a.status().as_u16(), a.body_mut().read_to_vec().unwrap_or_default()),
+                        Err(e) => (502, e.to_string().into_bytes()),
+                    }
+                } else {
+                    (503, b"{\"error\":\"read-only\"}".to_vec())
+                };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    answer.len()
+                );
+                let _ = conn.write_all(&answer);
+            });
+        }
+    });
+    url
+}
+
+/// Lineage that cannot be anchored contains the node once it has been
+/// un-anchored longer than the trust root's bound (issue 8: "Unanchored
+/// longer than the configured bound → AuditDiscontinuity"), and not before.
+#[test]
+fn the_gateway_contains_when_lineage_stays_unanchored_past_the_bound() {
+    let w = world();
+    let d = w.dir.path();
+    let url = &w.server.url;
+    // Trust root v3: the same principals, anchors due within 4 s.
+    let root_key = w.data.join("offline-root-keys/root-1.key");
+    ok(&mg_line(&format!(
+        "trust edit --authority {url} --out {}",
+        s(&d.join("v3.json"))
+    )));
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(d.join("v3.json")).unwrap()).unwrap();
+    doc["freshness"]["anchor_max_age_seconds"] = json!(4);
+    std::fs::write(d.join("v3.json"), doc.to_string()).unwrap();
+    ok(&mg_line(&format!(
+        "trust sign {} --key {} --out {}",
+        s(&d.join("v3.json")),
+        s(&root_key),
+        s(&d.join("v3.dsse.json"))
+    )));
+    let root_token = common::world::token(&w.data, "root");
+    ok(&mg_line(&format!(
+        "submit {} --authority {url} --token {root_token}",
+        s(&d.join("v3.dsse.json"))
+    )));
+    let config = approved_node(
+        &w,
+        &format!(
+            "anchor_interval_seconds = 1\n{}",
+            caller_table("scoring-service", TOKEN, &[], &["prod/credit/scoring"])
+        ),
+    );
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("authority = \"{url}\""),
+        &format!("authority = \"{}\"", read_only_authority(url)),
+    );
+    std::fs::write(&config, text).unwrap();
+    // The un-anchored clock cannot start before the node does.
+    let t = Instant::now();
+    let g = start_gateway(&config);
+    wait_for(&g.events, 20, "Serving", |v| v["state"] == "Serving");
+    // Records are written, but no anchor can be logged: served until the bound.
+    assert_eq!(call(&g.url, Some(TOKEN), None, &chat(false)).0, 200);
+    let (code, waited) = eventually(20, "containment for un-anchored lineage", || {
+        let (st, _, b) = call(&g.url, Some(TOKEN), None, &chat(false));
+        if st == 200 {
+            std::thread::sleep(Duration::from_millis(200));
+            return None;
+        }
+        Some((st, b["error"]["code"].as_str().unwrap_or("").to_owned()))
+    });
+    assert_eq!(code, (503, "AuditDiscontinuity".to_owned()));
+    assert!(
+        t.elapsed() > Duration::from_secs(4),
+        "contained after {:?}, before the 4 s bound",
+        t.elapsed()
+    );
+    assert!(waited < Duration::from_secs(10), "contained only after {waited:?}");
+    let contained = wait_for(&g.events, 5, "the containment event", |v| {
+        v["state"] == "Contained" && v["reason"] == "AuditDiscontinuity"
+    });
+    assert!(contained.to_string().contains("un-anchored"), "{contained}");
+}
