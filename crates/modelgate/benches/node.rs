@@ -470,7 +470,19 @@ fn get_size(url: &str) -> u64 {
     get_json(&format!("{url}/api/v1/state"))["size"].as_u64().unwrap_or(0)
 }
 
-fn start_nginx(dir: &Path, upstream: &str) -> Result<(Killed, String), String> {
+/// nginx's master, stopped with SIGTERM so that it takes its workers with it
+/// (SIGKILL would leave them running, orphaned, after every benchmark run).
+struct Nginx(std::process::Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_nginx(dir: &Path, upstream: &str) -> Result<(Nginx, String), String> {
     let bin = ["/usr/sbin/nginx", "nginx"]
         .into_iter()
         .find(|b| Command::new(b).arg("-v").output().is_ok())
@@ -500,7 +512,7 @@ fn start_nginx(dir: &Path, upstream: &str) -> Result<(Killed, String), String> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok((Killed(child), url))
+    Ok((Nginx(child), url))
 }
 
 /// wrk at saturation: 2 threads, 64 connections; requests/s.
