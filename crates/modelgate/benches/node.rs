@@ -260,12 +260,8 @@ fn main() {
     let mut sat: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     let mut lat: Vec<[Samples; 2]> = (0..targets.len()).map(|_| Default::default()).collect();
     let mut rss_at_5k = 0;
-    let mut appends: [Vec<(String, u64)>; 2] = [append_buckets(&gw_url), append_buckets(&gw_url)];
-    for a in &mut appends {
-        for (_, n) in a.iter_mut() {
-            *n = 0;
-        }
-    }
+    // Per rate, the append histogram summed over the rounds' modelgate runs.
+    let mut appends: [Vec<(String, u64)>; 2] = Default::default();
     for round in 0..ROUNDS {
         for (t, (name, url)) in targets.iter().enumerate() {
             // MODELGATE_BENCH_PERF=FILE: profile the node during its first saturation run.
@@ -304,12 +300,12 @@ fn main() {
                 if let Some(before) = before {
                     // Where a call's time goes: the durable lineage append, by bucket.
                     let after = append_buckets(&gw_url);
-                    appends[r] = after
-                        .iter()
-                        .zip(&before)
-                        .zip(&appends[r])
-                        .map(|(((le, a), (_, b)), (_, acc))| (le.clone(), acc + a - b))
-                        .collect();
+                    for (i, ((le, a), (_, b))) in after.iter().zip(&before).enumerate() {
+                        match appends[r].get_mut(i) {
+                            Some(acc) => acc.1 += a - b,
+                            None => appends[r].push((le.clone(), a - b)),
+                        }
+                    }
                 }
                 if *name == "modelgate" && rate == 5_000 {
                     rss_at_5k = rss_at_5k.max(status_kib(pid, "VmHWM:"));

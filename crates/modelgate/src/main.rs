@@ -50,11 +50,12 @@ pub(crate) fn return_freed_memory_promptly() {
         return;
     }
     let Ok(exe) = std::env::current_exe() else { return };
-    let err = std::process::Command::new(exe)
+    // `exec` returns only on failure; then we run with the default, which
+    // costs memory, not correctness. (No log: logging is not set up yet.)
+    let _ = std::process::Command::new(exe)
         .args(std::env::args_os().skip(1))
         .env(OPTION, "0")
         .exec();
-    tracing::debug!(error = %err, "could not re-execute with {OPTION}; continuing");
 }
 
 use clap::{Parser, Subcommand};

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::world::{agent, approve_and_permit, get_json, post, token, world};
+use common::world::{agent, approve_and_permit, get_json, post, revoke, token, world};
 use common::{mg, mg_line, ok, s, serve, stderr};
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use modelgate_governance::{to_canonical, Envelope};
@@ -84,14 +84,7 @@ fn governance_end_to_end() {
         &policy_token
     )))
     .contains("index 4"));
-    assert!(ok(&mg_line(&format!(
-        "revoke {} --reason drift --ticket INC-1 --key {} --authority {} --token {}",
-        &w.digest,
-        s(&p("alice.key")),
-        url,
-        &w.admin
-    )))
-    .contains("index 5"));
+    assert!(revoke(&w, "drift", "INC-1").contains("index 5"));
 
     let state = get_json(&format!("{url}/api/v1/state"));
     assert_eq!(
@@ -563,12 +556,7 @@ fn a_node_is_initialised_from_its_config_and_enrolled_by_a_node_admin() {
     std::fs::write(d.join("model/weights.bin"), "weights").unwrap();
     wait_for("Serving", None);
     let revoked_at = std::time::Instant::now();
-    ok(&mg_line(&format!(
-        "revoke {} --reason drift --ticket INC-9 --key {} --authority {url} --token {}",
-        w.digest,
-        s(&d.join("alice.key")),
-        w.admin
-    )));
+    revoke(&w, "drift", "INC-9");
     let v = wait_for("Contained", Some("UnverifiableTransition"));
     eprintln!("revocation contained the model after {:?}: {v}", revoked_at.elapsed());
     let _ = node.kill();

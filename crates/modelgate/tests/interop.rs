@@ -11,13 +11,20 @@ use std::process::{Command, Output};
 use base64::Engine as _;
 
 fn reference_python() -> Option<PathBuf> {
-    match std::env::var_os("MODELGATE_REFERENCE_PYTHON") {
+    reference_venv("MODELGATE_REFERENCE_PYTHON", "1.1.1")
+}
+
+/// The python of the venv holding model-signing `release`, named by `var`.
+/// Under scripts/test.sh or CI a missing venv fails the test; elsewhere the
+/// test says it skipped.
+fn reference_venv(var: &str, release: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
         Some(p) => Some(PathBuf::from(p)),
         None if std::env::var_os("MODELGATE_REQUIRE_INTEROP").is_some() || std::env::var_os("CI").is_some() => {
-            panic!("MODELGATE_REFERENCE_PYTHON is not set: run scripts/test.sh, which installs model-signing 1.1.1")
+            panic!("{var} is not set: run scripts/test.sh, which installs model-signing {release}")
         }
         None => {
-            eprintln!("SKIPPED: interop test needs MODELGATE_REFERENCE_PYTHON (scripts/test.sh sets it)");
+            eprintln!("SKIPPED: interop test needs {var} (scripts/test.sh sets it)");
             None
         }
     }
@@ -365,16 +372,7 @@ fn shards_interoperate() {
 /// The python of a venv with the reference's v0.2.0 release (its bundles are
 /// the ones NVIDIA NGC and others shipped before v1.0).
 fn reference_v02_python() -> Option<PathBuf> {
-    match std::env::var_os("MODELGATE_REFERENCE_V02_PYTHON") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var_os("MODELGATE_REQUIRE_INTEROP").is_some() || std::env::var_os("CI").is_some() => {
-            panic!("MODELGATE_REFERENCE_V02_PYTHON is not set: run scripts/test.sh, which installs model-signing 0.2.0")
-        }
-        None => {
-            eprintln!("SKIPPED: interop test needs MODELGATE_REFERENCE_V02_PYTHON (scripts/test.sh sets it)");
-            None
-        }
-    }
+    reference_venv("MODELGATE_REFERENCE_V02_PYTHON", "0.2.0")
 }
 
 #[test]

@@ -10,7 +10,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::world::{agent, approved_node, caller_table, get_json, json_lines, start_mock, wait_for, world, Killed};
+use common::world::{
+    agent, approved_node, caller_table, get_json, json_lines, revoke, start_mock, wait_for, world, Killed,
+};
 use common::{mg_line, ok, s, stderr};
 use serde_json::{json, Value};
 
@@ -111,13 +113,7 @@ fn exec_runs_the_server_only_while_the_model_is_proven() {
         m = s(&marker)
     );
     let mut exec = start_exec(&config, &["--grace-seconds", "1"], &stubborn, &marker);
-    ok(&mg_line(&format!(
-        "revoke {} --reason drift --ticket INC-1 --key {} --authority {} --token {}",
-        w.digest,
-        s(&d.join("alice.key")),
-        w.server.url,
-        w.admin
-    )));
+    revoke(&w, "drift", "INC-1");
     let status = wait_exit(&mut exec.0, 10);
     let mut text = String::new();
     exec.0.stderr.take().unwrap().read_to_string(&mut text).unwrap();
@@ -186,6 +182,23 @@ fn chat(stream: bool) -> Value {
 }
 
 /// Poll `f` every 50 ms for up to `secs`.
+/// A streamed chat call by the test's caller; the answer's body is read by the test.
+fn stream(url: &str) -> ureq::http::Response<ureq::Body> {
+    agent()
+        .post(&format!("{url}/v1/chat/completions"))
+        .header("Authorization", &format!("Bearer {TOKEN}"))
+        .header("Content-Type", "application/json")
+        .send(chat(true).to_string())
+        .unwrap()
+}
+
+/// Replace `from` by `to` in a node's configuration file (which must contain it).
+fn edit_config(config: &std::path::Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    assert!(text.contains(from), "{from:?} is not in {}", config.display());
+    std::fs::write(config, text.replace(from, to)).unwrap();
+}
+
 fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> (T, Duration) {
     let start = Instant::now();
     loop {
@@ -313,12 +326,7 @@ fn the_gateway_governs_records_and_proves_every_call() {
 
     // Streaming passes through incrementally: the first event arrives long before the last.
     let t0 = Instant::now();
-    let mut r = agent()
-        .post(&format!("{}/v1/chat/completions", g.url))
-        .header("Authorization", &format!("Bearer {TOKEN}"))
-        .header("Content-Type", "application/json")
-        .send(chat(true).to_string())
-        .unwrap();
+    let mut r = stream(&g.url);
     assert_eq!(r.status().as_u16(), 200);
     let stream_id = r.headers()["x-modelgate-lineage-id"].to_str().unwrap().to_owned();
     let mut lines = BufReader::new(r.body_mut().as_reader()).lines();
@@ -507,13 +515,7 @@ fn the_gateway_governs_records_and_proves_every_call() {
 
     // Revoked: 403 within a second.
     let revoked = Instant::now();
-    ok(&mg_line(&format!(
-        "revoke {} --reason drift --ticket INC-2 --key {} --authority {} --token {}",
-        w.digest,
-        s(&d.join("alice.key")),
-        w.server.url,
-        w.admin
-    )));
+    revoke(&w, "drift", "INC-2");
     let (code, _) = eventually(5, "revocation", || {
         let (st, _, b) = call(&g.url, Some(TOKEN), None, &chat(false));
         (st != 200).then(|| (st, b["error"]["code"].as_str().unwrap_or("").to_owned()))
@@ -544,21 +546,13 @@ fn the_gateway_contains_when_the_authority_is_gone_past_max_staleness() {
             caller_table("scoring-service", TOKEN, &[], &["prod/credit/scoring"])
         ),
     );
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("max_staleness_seconds = 30", "max_staleness_seconds = 2");
-    std::fs::write(&config, text).unwrap();
+    edit_config(&config, "max_staleness_seconds = 30", "max_staleness_seconds = 2");
     let mut g = start_gateway(&config);
     wait_for(&g.events, 20, "Serving", |v| v["state"] == "Serving");
     assert_eq!(call(&g.url, Some(TOKEN), None, &chat(false)).0, 200);
     // One call at most (max_in_flight = 1): while a stream is in progress the
     // next call is refused at once with 429, and admitted again afterwards.
-    let mut r = agent()
-        .post(&format!("{}/v1/chat/completions", g.url))
-        .header("Authorization", &format!("Bearer {TOKEN}"))
-        .header("Content-Type", "application/json")
-        .send(chat(true).to_string())
-        .unwrap();
+    let mut r = stream(&g.url);
     let mut lines = BufReader::new(r.body_mut().as_reader()).lines();
     assert!(lines.next().unwrap().unwrap().starts_with("data: "));
     let t = Instant::now();
@@ -660,13 +654,7 @@ fn node_status_contains_on_an_untrusted_signer_and_on_a_diverged_state() {
     t["state_digest"] = json!("ab".repeat(32));
     std::fs::write(&trusted, t.to_string()).unwrap();
     // The log grows past the persisted size first: the check still applies.
-    ok(&mg_line(&format!(
-        "revoke {} --reason test --ticket INC-3 --key {} --authority {} --token {}",
-        w.digest,
-        s(&d.join("alice.key")),
-        w.server.url,
-        w.admin
-    )));
+    revoke(&w, "test", "INC-3");
     let v = status(&config);
     assert_eq!(v["sync"]["reason"], "StateDivergence", "{v}");
     assert_eq!(v["models"][0]["state"], "Contained", "{v}");
@@ -816,11 +804,11 @@ fn the_gateway_contains_when_lineage_stays_unanchored_past_the_bound() {
             caller_table("scoring-service", TOKEN, &[], &["prod/credit/scoring"])
         ),
     );
-    let text = std::fs::read_to_string(&config).unwrap().replace(
+    edit_config(
+        &config,
         &format!("authority = \"{url}\""),
         &format!("authority = \"{}\"", read_only_authority(url)),
     );
-    std::fs::write(&config, text).unwrap();
     // The un-anchored clock cannot start before the node does.
     let t = Instant::now();
     let g = start_gateway(&config);

@@ -182,6 +182,17 @@ pub fn approved_node(w: &World, extra: &str) -> PathBuf {
     config
 }
 
+/// Alice revokes the world's model through the CLI; returns what it printed.
+pub fn revoke(w: &World, reason: &str, ticket: &str) -> String {
+    ok(&mg_line(&format!(
+        "revoke {} --reason {reason} --ticket {ticket} --key {} --authority {} --token {}",
+        w.digest,
+        s(&w.dir.path().join("alice.key")),
+        w.server.url,
+        w.admin
+    )))
+}
+
 /// Alice approves the world's model for `prod/credit/*` (low tier, one day)
 /// and the policy admin publishes a permit-all Cedar policy.
 pub fn approve_and_permit(w: &World) {
