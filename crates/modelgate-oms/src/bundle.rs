@@ -7,6 +7,13 @@
 //! Read strictly: unknown fields, a second signature, transparency-log entries (which
 //! only keyless Sigstore bundles have, and which cannot be checked offline) are refused
 //! by name. The bundle itself is not signed; what it carries is checked afterwards.
+//!
+//! Also read: what the Go client (`model-transparency-go`, through sigstore-go) writes.
+//! Its key bundles omit `tlogEntries` and the empty `keyid`; its certificate bundles
+//! carry the leaf alone as `certificate` (sigstore-go's v0.3 form) when no chain was
+//! given, or an `x509CertificateChain` re-indented with sorted keys when one was. A
+//! `certificate` with no log entries is therefore a leaf to validate against the
+//! trusted certificates like any chain; with log entries it is keyless Sigstore.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -274,9 +281,6 @@ fn parse_material(vm: &Map<String, Value>) -> Result<Material> {
             "verificationMaterial must hold exactly one of publicKey, x509CertificateChain, certificate".to_owned(),
         ));
     }
-    if vm.contains_key("certificate") {
-        return Ok(Material::Keyless);
-    }
     let tlog_empty = match vm.get("tlogEntries") {
         None => true,
         Some(Value::Array(a)) => a.is_empty(),
@@ -287,6 +291,22 @@ fn parse_material(vm: &Map<String, Value>) -> Result<Material> {
         Some(Value::Object(o)) => o.values().all(|v| v.as_array().is_some_and(Vec::is_empty)),
         Some(_) => return Err(bad("timestampVerificationData is not an object".to_owned())),
     };
+    if let Some(leaf) = vm.get("certificate") {
+        let leaf = leaf
+            .as_object()
+            .ok_or_else(|| bad("verificationMaterial.certificate is not an object".to_owned()))?;
+        only_keys(leaf, &["rawBytes"], "certificate")?;
+        let der = b64(get_str(leaf, "rawBytes", "certificate")?, "certificate")?;
+        // A Fulcio certificate is keyless Sigstore, with or without its log entries (the
+        // OMS test vectors call one stripped of them invalid), never a certificate to
+        // trust on its chain alone.
+        if !tlog_empty || crate::x509::is_fulcio_issued(&der) {
+            return Ok(Material::Keyless);
+        }
+        if tsa_empty {
+            return Ok(Material::CertificateChain(vec![der]));
+        }
+    }
     if !tlog_empty || !tsa_empty {
         return Err(bad(
             "carries transparency-log or timestamp evidence, which key and certificate verification cannot check offline"

@@ -1,10 +1,16 @@
-//! ECDSA keys as OMS uses them: P-256/SHA-256, P-384/SHA-384, P-521/SHA-512, DER signatures.
+//! Keys as OMS uses them. Signing: ECDSA P-256/SHA-256, P-384/SHA-384, P-521/SHA-512,
+//! DER signatures, as the reference Python client signs.
 //!
-//! The curve fixes the hash (as in the reference and Sigstore's key details), so a
-//! signature can never be checked under a weaker hash than it was made with. P-256 and
-//! P-384 signatures are deterministic (RFC 6979), so the same model and key give the
-//! same bundle; the p521 crate draws a fresh random nonce, so P-521 bundles differ in
-//! the signature bytes only (the signed payload is identical, and both are valid).
+//! Verifying also accepts the two key types the Go client (`model-transparency-go`)
+//! signs with besides ECDSA, with the hash Sigstore's key details fix for them:
+//! RSA PKCS#1 v1.5 with SHA-256 (2048 to 4096 bits) and Ed25519 — pre-hashed
+//! (Ed25519ph over SHA-512, `PKIX_ED25519_PH`, what the Go client writes) or pure.
+//!
+//! The key type fixes the hash, so a signature can never be checked under a weaker
+//! hash than it was made with. P-256 and P-384 signatures are deterministic (RFC 6979),
+//! so the same model and key give the same bundle; the p521 crate draws a fresh random
+//! nonce, so P-521 bundles differ in the signature bytes only (the signed payload is
+//! identical, and both are valid).
 
 use pkcs8::der::Decode;
 use pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey, LineEnding};
@@ -59,7 +65,16 @@ pub enum PublicKey {
     P384(p384::ecdsa::VerifyingKey),
     /// P-521.
     P521(p521::PublicKey),
+    /// RSA, 2048 to 4096 bits, PKCS#1 v1.5 with SHA-256 (verification only).
+    Rsa(rsa::RsaPublicKey),
+    /// Ed25519 (verification only).
+    Ed25519(ed25519_dalek::VerifyingKey),
 }
+
+/// The smallest RSA modulus accepted, as in Sigstore's key details.
+pub const RSA_BITS_MIN: usize = 2048;
+const RSA_ENCRYPTION: const_oid::ObjectIdentifier = const_oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const ID_ED25519: const_oid::ObjectIdentifier = const_oid::ObjectIdentifier::new_unwrap("1.3.101.112");
 
 impl PrivateKey {
     /// Reads a PEM private key: PKCS#8 (`PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`).
@@ -184,9 +199,22 @@ impl PublicKey {
     /// Reads a DER SubjectPublicKeyInfo, as found in certificates.
     pub fn from_spki_der(der: &[u8]) -> std::result::Result<Self, String> {
         let spki = spki::SubjectPublicKeyInfoRef::from_der(der).map_err(|e| format!("not a public key: {e}"))?;
+        if spki.algorithm.oid == RSA_ENCRYPTION {
+            use rsa::traits::PublicKeyParts as _;
+            let key = rsa::RsaPublicKey::from_public_key_der(der).map_err(|e| format!("RSA key: {e}"))?;
+            let bits = key.n().bits();
+            if bits < RSA_BITS_MIN {
+                return Err(format!("RSA key of {bits} bits; at least {RSA_BITS_MIN} are required"));
+            }
+            return Ok(PublicKey::Rsa(key));
+        }
+        if spki.algorithm.oid == ID_ED25519 {
+            let key = ed25519_dalek::VerifyingKey::from_public_key_der(der).map_err(|e| format!("Ed25519 key: {e}"))?;
+            return Ok(PublicKey::Ed25519(key));
+        }
         if spki.algorithm.oid != const_oid::db::rfc5912::ID_EC_PUBLIC_KEY {
             return Err(format!(
-                "key algorithm {} is not ECDSA (OMS uses P-256, P-384 or P-521)",
+                "key algorithm {} is not one OMS uses (ECDSA P-256, P-384, P-521; RSA; Ed25519)",
                 spki.algorithm.oid
             ));
         }
@@ -213,6 +241,8 @@ impl PublicKey {
             PublicKey::P256(k) => k.to_public_key_pem(LineEnding::LF),
             PublicKey::P384(k) => k.to_public_key_pem(LineEnding::LF),
             PublicKey::P521(k) => k.to_public_key_pem(LineEnding::LF),
+            PublicKey::Rsa(k) => k.to_public_key_pem(LineEnding::LF),
+            PublicKey::Ed25519(k) => k.to_public_key_pem(LineEnding::LF),
         };
         r.map_err(|e| Error::Key {
             what: "public key".to_owned(),
@@ -225,23 +255,30 @@ impl PublicKey {
         Ok(hex::encode(Sha256::digest(self.to_pem()?.as_bytes())))
     }
 
-    /// Which curve the key is on.
-    pub fn curve(&self) -> Curve {
+    /// Checks a signature over `msg` with the hash the key type fixes: a DER ECDSA
+    /// signature hashed with the curve's hash, RSA PKCS#1 v1.5 over SHA-256, or an
+    /// Ed25519 signature — Ed25519ph over SHA-512 (empty context, RFC 8032) as the Go
+    /// client writes, or pure Ed25519. Both Ed25519 forms are strict (no small-order
+    /// or non-canonical points) and domain-separated by RFC 8032's `dom2` prefix, so
+    /// accepting either cannot make one message's signature valid for another.
+    pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
         match self {
-            PublicKey::P256(_) => Curve::P256,
-            PublicKey::P384(_) => Curve::P384,
-            PublicKey::P521(_) => Curve::P521,
-        }
-    }
-
-    /// Checks a DER ECDSA signature over `msg`, hashed with the curve's hash.
-    pub fn verify(&self, msg: &[u8], sig_der: &[u8]) -> bool {
-        match self {
-            PublicKey::P256(k) => p256::ecdsa::Signature::from_der(sig_der).is_ok_and(|s| k.verify(msg, &s).is_ok()),
-            PublicKey::P384(k) => p384::ecdsa::Signature::from_der(sig_der).is_ok_and(|s| k.verify(msg, &s).is_ok()),
+            PublicKey::Rsa(k) => k
+                .verify(rsa::Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg), sig)
+                .is_ok(),
+            PublicKey::Ed25519(k) => {
+                let Ok(sig) = ed25519_dalek::Signature::from_slice(sig) else {
+                    return false;
+                };
+                k.verify_prehashed_strict(sha2::Sha512::new().chain_update(msg), None, &sig)
+                    .is_ok()
+                    || k.verify_strict(msg, &sig).is_ok()
+            }
+            PublicKey::P256(k) => p256::ecdsa::Signature::from_der(sig).is_ok_and(|s| k.verify(msg, &s).is_ok()),
+            PublicKey::P384(k) => p384::ecdsa::Signature::from_der(sig).is_ok_and(|s| k.verify(msg, &s).is_ok()),
             PublicKey::P521(k) => {
                 let vk = p521::ecdsa::VerifyingKey::from_affine(*k.as_affine());
-                match (vk, p521::ecdsa::Signature::from_der(sig_der)) {
+                match (vk, p521::ecdsa::Signature::from_der(sig)) {
                     (Ok(vk), Ok(s)) => vk.verify(msg, &s).is_ok(),
                     _ => false,
                 }
@@ -249,10 +286,16 @@ impl PublicKey {
         }
     }
 
-    /// Checks a DER ECDSA signature over an already computed message digest.
+    /// Checks a signature over an already computed message digest: DER ECDSA, or RSA
+    /// PKCS#1 v1.5 when the digest is a SHA-256 one. Ed25519 signs messages, not
+    /// digests, so it never verifies here.
     pub fn verify_prehash(&self, prehash: &[u8], sig_der: &[u8]) -> bool {
         use ecdsa::signature::hazmat::PrehashVerifier;
         match self {
+            PublicKey::Rsa(k) => {
+                prehash.len() == 32 && k.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), prehash, sig_der).is_ok()
+            }
+            PublicKey::Ed25519(_) => false,
             PublicKey::P256(k) => {
                 p256::ecdsa::Signature::from_der(sig_der).is_ok_and(|s| k.verify_prehash(prehash, &s).is_ok())
             }
@@ -275,6 +318,8 @@ impl PublicKey {
             PublicKey::P256(k) => k.to_public_key_der(),
             PublicKey::P384(k) => k.to_public_key_der(),
             PublicKey::P521(k) => k.to_public_key_der(),
+            PublicKey::Rsa(k) => k.to_public_key_der(),
+            PublicKey::Ed25519(k) => k.to_public_key_der(),
         };
         r.map(|d| d.as_bytes().to_vec()).map_err(|e| Error::Key {
             what: "public key".to_owned(),
@@ -338,5 +383,26 @@ mod tests {
         }
         let other = keys[0].public_key();
         assert!(!other.verify(b"msg", &keys[1].sign(b"msg")));
+    }
+
+    /// RFC 8032 §7.3, "TEST abc": Ed25519ph of the message "abc", empty context.
+    #[test]
+    fn ed25519ph_matches_rfc8032() {
+        let pk: [u8; 32] = hex::decode("ec172b93ad5e563bf4932c70e1245034c35467ef2efd4d64ebf819683467e2bf")
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let sig = hex::decode(
+            "98a70222f0b8121aa9d30f813d683f809e462b469c7ff87639499bb94e6dae41\
+             31f85042463c2a355a2003d062adf5aaa10b8c61e636062aaad11c2a26083406",
+        )
+        .unwrap();
+        let key = PublicKey::Ed25519(ed25519_dalek::VerifyingKey::from_bytes(&pk).unwrap());
+        assert!(key.verify(b"abc", &sig));
+        assert!(!key.verify(b"abd", &sig));
+        // Ed25519 signs messages; a digest handed over as such never verifies.
+        assert!(!key.verify_prehash(&Sha256::digest(b"abc"), &sig));
+        let pem = key.to_pem().unwrap();
+        assert_eq!(PublicKey::from_pem(&pem, "t").unwrap(), key);
     }
 }

@@ -5,7 +5,9 @@
 //! predicate, signed as a DSSE envelope and stored as a Sigstore bundle v0.3 JSON,
 //! byte for byte as the reference `model-signing` 1.1.1 package writes it. Bundles
 //! from the reference verify here, and ours verify there; the interoperability tests
-//! run both directions against the real package.
+//! run both directions against the real package. Bundles in the forms the Go client
+//! (`model-transparency-go`) writes verify too: protojson statements and bundles, RSA
+//! and Ed25519ph keys, a certificate leaf without its chain (see `bundle` and `keys`).
 //!
 //! What verification guarantees when it returns `Ok`:
 //! - the DSSE signature verifies with the given public key, or with the leaf of a

@@ -155,6 +155,11 @@ impl Cert {
         let ok = match alg {
             ECDSA_SHA256 | ECDSA_SHA384 | ECDSA_SHA512 => {
                 let key = PublicKey::from_spki_der(&spki_der)?;
+                // The algorithm named on the certificate must be the key's: an RSA key
+                // must not pass for an ECDSA signature just because both take a digest.
+                if !matches!(key, PublicKey::P256(_) | PublicKey::P384(_) | PublicKey::P521(_)) {
+                    return Err("ECDSA signature by a non-ECDSA key".to_owned());
+                }
                 let prehash: Vec<u8> = match alg {
                     ECDSA_SHA256 => Sha256::digest(msg).to_vec(),
                     ECDSA_SHA384 => Sha384::digest(msg).to_vec(),
@@ -211,6 +216,19 @@ fn raw_tbs(der: &[u8]) -> Result<Vec<u8>, String> {
         return Err("certificate is not a SEQUENCE".to_owned());
     }
     r.tlv_bytes().map(<[u8]>::to_vec).map_err(|e| e.to_string())
+}
+
+/// Whether the certificate carries Fulcio's extensions (arc 1.3.6.1.4.1.57264.1,
+/// the OIDC issuer and friends): the mark of a keyless Sigstore signing certificate.
+pub(crate) fn is_fulcio_issued(der: &[u8]) -> bool {
+    const FULCIO_ARC: &[u32] = &[1, 3, 6, 1, 4, 1, 57264, 1];
+    let Ok(cert) = Certificate::from_der(der) else {
+        return false;
+    };
+    cert.tbs_certificate.extensions.iter().flatten().any(|e| {
+        let arcs: Vec<u32> = e.extn_id.arcs().collect();
+        arcs.starts_with(FULCIO_ARC)
+    })
 }
 
 /// Validates `leaf` up to one of `trusted` through `intermediates`, and returns the

@@ -110,7 +110,8 @@ pub struct SignArgs {
 pub struct VerifyArgs {
     /// The model: a directory or a single file.
     model: PathBuf,
-    /// The signer's public key (SPKI PEM), for bundles signed with a bare key.
+    /// The signer's public key (SPKI PEM), for bundles signed with a bare key: ECDSA
+    /// P-256/P-384/P-521, or RSA (2048-4096 bits) and Ed25519 as the Go client signs.
     #[arg(long, value_name = "PUB")]
     public_key: Option<PathBuf>,
     /// Trusted CA certificates (PEM), for bundles signed with a certificate.
