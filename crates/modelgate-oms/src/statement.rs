@@ -173,6 +173,14 @@ fn decode_v1(top: &Map<String, Value>) -> Result<Manifest> {
             digest: hex_digest(string(r, "digest", &ctx)?, &ctx)?,
         });
     }
+    // A signature over nothing must not pass for a signature over a model (with
+    // --ignore-unsigned-files it would otherwise vouch for any file set); OMS §5.2.1
+    // requires at least one resource.
+    if resources.is_empty() {
+        return Err(Error::Statement(
+            "the statement lists no resource; a signed model has at least one".to_owned(),
+        ));
+    }
     // The root digest is recomputed in the order the signer listed the resources,
     // exactly as the reference does, before anything is reordered.
     let root = root_digest_of(resources.iter().map(|r| r.digest.as_slice()));

@@ -210,3 +210,38 @@ fn mutated_bundles_never_panic_and_never_verify_a_changed_payload() {
     }
     assert!(checked > 5000);
 }
+
+/// Negative cases of the model-signing conformance suite: each is refused, and for the
+/// reason the suite names (re-signed with our key, so the statement checks are reached
+/// rather than stopping at the signature they no longer match).
+#[test]
+fn conformance_suite_negative_vectors_are_refused_for_their_own_reason() {
+    let restated = [
+        (
+            "conformance/malformed-no-subject_fail.bundle.json",
+            "exactly one subject",
+        ),
+        ("conformance/malformed-empty-resources_fail.bundle.json", "no resource"),
+        (
+            "conformance/malformed-no-predicate_fail.bundle.json",
+            "missing \"predicate\"",
+        ),
+        ("conformance/malformed-wrong-statement-type_fail.bundle.json", "_type"),
+    ];
+    for (name, needle) in restated {
+        let b = Bundle::parse(&data(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let err = resign(&b.envelope.payload).unwrap_err();
+        assert!(err.contains(needle), "{name}: {err}");
+    }
+    let err = verify_bundle(
+        &data("conformance/malformed-wrong-payload-type_fail.bundle.json"),
+        &Trust::PublicKey(test_key().public_key()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("payloadType"), "{err}");
+    let err = Bundle::parse(&data("conformance/key-simple-wrong-mediatype_fail.bundle.json"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("mediaType"), "{err}");
+}
