@@ -100,6 +100,10 @@ fn main() {
     let base = std::env::var_os("MODELGATE_BENCH_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
+    if std::env::var("MODELGATE_BENCH_PARTS").is_ok_and(|p| p.contains("paced")) {
+        paced(&base, secs);
+        return;
+    }
     println!("| mode | submitters | durable appends/s | p50 ms | p99 ms | appends | busy retries |");
     println!("|---|---|---|---|---|---|---|");
     for submitters in [1usize, 16, 256] {
@@ -142,4 +146,121 @@ fn main() {
             );
         }
     }
+}
+
+/// Appends at fixed rates from one submitter, as a node's gateway makes them (one
+/// record per call, ~600 bytes, each waited for), with the raw disk's latency for one
+/// 4 KiB write + fdatasync measured beside it at the same rate.
+fn paced(base: &std::path::Path, secs: f64) {
+    println!("| store | rate/s | appends | p50 ms | p99 ms | p99.9 ms | max ms | > 5 ms |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for rate in [1_000u64, 5_000] {
+        let dir = tempfile::tempdir_in(base).unwrap();
+        let raw = {
+            use std::os::unix::fs::FileExt as _;
+            let f = std::fs::File::create(dir.path().join("raw")).unwrap();
+            let buf = vec![7u8; 4096];
+            let mut off = 0u64;
+            pace(rate, secs, |_| {
+                f.write_all_at(&buf, off).unwrap();
+                f.sync_data().unwrap();
+                off += 4096;
+            })
+        };
+        report("raw file: 4 KiB append + fdatasync", rate, raw);
+        let store = SqliteStore::open(&dir.path().join("log.db")).unwrap();
+        let seq = Sequencer::start(Log::open(store, key()).unwrap(), SequencerConfig::default()).unwrap();
+        let lat = pace(rate, secs, |n| {
+            let mut e = format!("record-{n}-").into_bytes();
+            e.resize(600, b'x');
+            seq.submit(e).unwrap();
+        });
+        report("SqliteStore through the sequencer", rate, lat);
+        drop(seq);
+        report(
+            "SqliteStore, node-like: log of 300k, 2 records per call, a reader every 250 ms",
+            rate,
+            node_like(&dir.path().join("big.db"), rate, secs),
+        );
+    }
+}
+
+/// What a gateway node does to its lineage store: a log already holding 300,000
+/// records, a request record waited for and a completion record queued per call, and a
+/// reader (proofs, anchoring) looking at the latest checkpoint every 250 ms.
+fn node_like(path: &std::path::Path, rate: u64, secs: f64) -> Vec<Duration> {
+    let record = |n: u64| {
+        let mut e = format!("record-{n}-").into_bytes();
+        e.resize(600, b'x');
+        e
+    };
+    {
+        let mut log = Log::open(SqliteStore::open(path).unwrap(), key()).unwrap();
+        for chunk in 0..300u64 {
+            let batch: Vec<Vec<u8>> = (0..1000).map(|i| record(chunk * 1000 + i)).collect();
+            log.append(&batch).unwrap();
+        }
+    }
+    let seq = Sequencer::start(
+        Log::open(SqliteStore::open(path).unwrap(), key()).unwrap(),
+        SequencerConfig::default(),
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = Arc::clone(&stop);
+        let path = path.to_owned();
+        std::thread::spawn(move || {
+            let mut r = SqliteStore::open_read_only(&path).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                use modelgate_store::LogStore as _;
+                r.refresh_size().unwrap();
+                r.latest_checkpoint().unwrap();
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        })
+    };
+    let lat = pace(rate, secs, |n| {
+        seq.submit(record(n)).unwrap();
+        seq.submit_with(record(n), |r| {
+            r.unwrap();
+        })
+        .unwrap();
+    });
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    lat
+}
+
+/// Calls `op` `rate` times a second for `secs` on one thread (each call waited for,
+/// the schedule kept: a slow call is followed by catch-up calls), returning latencies.
+fn pace(rate: u64, secs: f64, mut op: impl FnMut(u64)) -> Vec<Duration> {
+    let total = (rate as f64 * secs) as u64;
+    let start = Instant::now();
+    let mut lat = Vec::with_capacity(total as usize);
+    for n in 0..total {
+        let due = start + Duration::from_secs_f64(n as f64 / rate as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let t0 = Instant::now();
+        op(n);
+        lat.push(t0.elapsed());
+    }
+    lat.sort();
+    lat
+}
+
+fn report(what: &str, rate: u64, lat: Vec<Duration>) {
+    let ms = |p| percentile(&lat, p).as_secs_f64() * 1e3;
+    let slow = lat.iter().filter(|d| d.as_millis() >= 5).count();
+    println!(
+        "| {what} | {rate} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2}% |",
+        lat.len(),
+        ms(0.5),
+        ms(0.99),
+        ms(0.999),
+        lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        slow as f64 * 100.0 / lat.len().max(1) as f64
+    );
 }

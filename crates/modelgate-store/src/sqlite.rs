@@ -154,9 +154,14 @@ impl SqliteStore {
     /// only ever written together.
     fn check_shape(&self) -> Result<u64, StoreError> {
         let conn = self.conn()?;
-        let entries: Option<i64> = conn.query_row("SELECT MAX(idx) FROM entries", [], |r| r.get(0))?;
-        let count: i64 = conn.query_row("SELECT COUNT(*) FROM entries", [], |r| r.get(0))?;
-        let checkpoint: Option<i64> = conn.query_row("SELECT MAX(size) FROM checkpoints", [], |r| r.get(0))?;
+        // One read transaction: a reader opened beside a writer must compare the
+        // three figures at one snapshot, or a batch committed between two queries
+        // looks like a corrupt store.
+        let tx = conn.unchecked_transaction()?;
+        let entries: Option<i64> = tx.query_row("SELECT MAX(idx) FROM entries", [], |r| r.get(0))?;
+        let count: i64 = tx.query_row("SELECT COUNT(*) FROM entries", [], |r| r.get(0))?;
+        let checkpoint: Option<i64> = tx.query_row("SELECT MAX(size) FROM checkpoints", [], |r| r.get(0))?;
+        tx.finish()?;
         let by_index = entries.map_or(0, |m| m + 1);
         let by_checkpoint = checkpoint.unwrap_or(0);
         if by_index != count || by_index != by_checkpoint || count < 0 {

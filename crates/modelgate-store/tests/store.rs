@@ -96,6 +96,41 @@ fn one_writer_at_a_time_and_readers_beside_it() {
     assert_eq!(log.size(), 3);
 }
 
+/// A reader opened while the writer commits sees one snapshot: never a store whose
+/// entries and latest checkpoint disagree (which it would report as corrupt).
+#[test]
+fn readers_opened_during_appends_never_see_a_torn_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("log.db");
+    let mut log = open_log(&db);
+    log.append(&entries(0..1)).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut n = 1;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                log.append(&entries(n..n + 50)).unwrap();
+                n += 50;
+            }
+            n
+        })
+    };
+    let mut opened = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        let r = SqliteStore::open_read_only(&db).unwrap_or_else(|e| panic!("reader {opened}: {e}"));
+        assert!(r.size().unwrap() >= 1);
+        opened += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    assert!(
+        opened > 20 && written > 1_000,
+        "{opened} readers beside {written} entries"
+    );
+}
+
 #[test]
 fn bad_input_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
