@@ -328,6 +328,8 @@ pub(crate) struct Node {
     syncer: modelgate_node::sync::Syncer,
     pub(crate) fetch: Http,
     trusted_path: PathBuf,
+    /// What `trusted_path` holds, so an unchanged checkpoint is not rewritten.
+    persisted: Option<modelgate_node::sync::Trusted>,
     lineage: Result<Arc<Lineage>, String>,
 }
 
@@ -348,6 +350,7 @@ impl Node {
             Err(_) => None,
         };
         let fetch = Http::new(&c.authority);
+        let persisted = trusted.clone();
         let syncer = Syncer::new(&pinned, c.max_staleness_seconds, trusted).map_err(|e| usage(e.to_string()))?;
         // A lineage log that cannot be opened is not a usage error: the node
         // runs, and every model is contained (AuditDiscontinuity) until it can.
@@ -358,23 +361,33 @@ impl Node {
             syncer,
             fetch,
             trusted_path,
+            persisted,
             lineage,
         })
     }
 
     /// Sync; on success persist the trusted checkpoint before it is used.
+    ///
+    /// Only a checkpoint that differs from the persisted one is written: the
+    /// write is an fsync and a rename, and repeating it on every pass (four a
+    /// second) made the filesystem journal commit under the lineage log's own
+    /// fsyncs, which is where the gateway's slowest durable appends came from.
     pub(crate) fn sync(&mut self, t: u64) -> Result<&View, modelgate_node::SyncError> {
         let v = self.syncer.sync(&self.fetch, t)?;
-        let bytes = serde_json::to_vec_pretty(&v.trusted()).unwrap_or_default();
-        let tmp = self.trusted_path.with_extension("tmp");
-        let _ = std::fs::remove_file(&tmp);
-        let persisted = crate::oms_cmd::write_new(&tmp, &bytes, 0o644, false).is_ok()
-            && std::fs::rename(&tmp, &self.trusted_path).is_ok();
-        if !persisted {
-            return Err(modelgate_node::SyncError {
-                reason: ContainmentReason::AuditDiscontinuity,
-                detail: format!("couldn't persist {}", self.trusted_path.display()),
-            });
+        let trusted = v.trusted();
+        if self.persisted.as_ref() != Some(&trusted) {
+            let bytes = serde_json::to_vec_pretty(&trusted).unwrap_or_default();
+            let tmp = self.trusted_path.with_extension("tmp");
+            let _ = std::fs::remove_file(&tmp);
+            let written = crate::oms_cmd::write_new(&tmp, &bytes, 0o644, false).is_ok()
+                && std::fs::rename(&tmp, &self.trusted_path).is_ok();
+            if !written {
+                return Err(modelgate_node::SyncError {
+                    reason: ContainmentReason::AuditDiscontinuity,
+                    detail: format!("couldn't persist {}", self.trusted_path.display()),
+                });
+            }
+            self.persisted = Some(trusted);
         }
         self.syncer.view().ok_or_else(|| modelgate_node::SyncError {
             reason: ContainmentReason::StateDivergence,

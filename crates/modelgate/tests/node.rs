@@ -835,3 +835,37 @@ fn the_gateway_contains_when_lineage_stays_unanchored_past_the_bound() {
     });
     assert!(contained.to_string().contains("un-anchored"), "{contained}");
 }
+
+/// The trusted checkpoint is written (fsync and rename) when it changes, not on
+/// every sync pass: four needless journal commits a second sat under the lineage
+/// log's own fsyncs. A new inode is a rewrite.
+#[test]
+fn the_trusted_checkpoint_is_rewritten_only_when_the_log_moves() {
+    use std::os::unix::fs::MetadataExt as _;
+    let w = world();
+    let config = approved_node(
+        &w,
+        &caller_table("scoring-service", TOKEN, &[], &["prod/credit/scoring"]),
+    );
+    let trusted = config.parent().unwrap().join("node-data/trusted-checkpoint.json");
+    let g = start_gateway(&config);
+    wait_for(&g.events, 20, "Serving", |v| v["state"] == "Serving");
+    let ino = || std::fs::metadata(&trusted).unwrap().ino();
+    // 30 passes at --interval-ms 100; the log may move by a heartbeat or two.
+    let mut seen = vec![ino()];
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_millis(100));
+        let i = ino();
+        if seen.last() != Some(&i) {
+            seen.push(i);
+        }
+    }
+    assert!(seen.len() <= 4, "rewritten {} times in 30 passes", seen.len() - 1);
+    // A revocation moves the log: the new checkpoint is persisted.
+    let before = ino();
+    revoke(&w, "test", "INC-9");
+    wait_for(&g.events, 20, "Contained", |v| v["state"] == "Contained");
+    eventually(5, "the trusted checkpoint rewritten", || {
+        (ino() != before).then_some(())
+    });
+}
