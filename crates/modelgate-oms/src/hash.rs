@@ -208,6 +208,11 @@ fn hash_item(
             read_range(&file, &entry.rel, item.start, item.end, buf, progress, |b| h.update(b))?;
             h.finalize().to_vec()
         }
+        HashAlgorithm::Blake2b => {
+            let mut h = blake2::Blake2b512::new();
+            read_range(&file, &entry.rel, item.start, item.end, buf, progress, |b| h.update(b))?;
+            h.finalize().to_vec()
+        }
         HashAlgorithm::Blake3 => {
             let mut h = blake3::Hasher::new();
             if item.end - item.start >= BLAKE3_CHUNK_BYTES as u64 {

@@ -8,6 +8,8 @@
 //! run both directions against the real package. Bundles in the forms the Go client
 //! (`model-transparency-go`) writes verify too: protojson statements and bundles, RSA
 //! and Ed25519ph keys, a certificate leaf without its chain (see `bundle` and `keys`).
+//! Resource hashes: SHA-256, BLAKE3, and BLAKE2b-512 (which the reference's API and the
+//! Go client write); the root digest is always SHA-256 over the resource digests.
 //!
 //! What verification guarantees when it returns `Ok`:
 //! - the DSSE signature verifies with the given public key, or with the leaf of a

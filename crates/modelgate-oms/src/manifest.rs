@@ -23,14 +23,26 @@ pub enum HashAlgorithm {
     Sha256,
     /// BLAKE3, parallel within a file.
     Blake3,
+    /// BLAKE2b-512: the reference's `blake2` (named `blake2b` in what it writes) and
+    /// the Go client's `blake2b`.
+    Blake2b,
 }
 
 impl HashAlgorithm {
+    /// The length of one digest.
+    pub fn digest_len(self) -> usize {
+        match self {
+            HashAlgorithm::Sha256 | HashAlgorithm::Blake3 => 32,
+            HashAlgorithm::Blake2b => 64,
+        }
+    }
+
     /// The name used in the manifest's `hash_type`.
     pub fn as_str(self) -> &'static str {
         match self {
             HashAlgorithm::Sha256 => "sha256",
             HashAlgorithm::Blake3 => "blake3",
+            HashAlgorithm::Blake2b => "blake2b",
         }
     }
 
@@ -39,8 +51,9 @@ impl HashAlgorithm {
         match s {
             "sha256" => Ok(HashAlgorithm::Sha256),
             "blake3" => Ok(HashAlgorithm::Blake3),
+            "blake2b" => Ok(HashAlgorithm::Blake2b),
             other => Err(Error::Statement(format!(
-                "unsupported hash_type {other:?} (expected sha256 or blake3)"
+                "unsupported hash_type {other:?} (expected sha256, blake3 or blake2b)"
             ))),
         }
     }

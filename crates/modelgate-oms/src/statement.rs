@@ -147,7 +147,7 @@ fn decode_v1(top: &Map<String, Value>) -> Result<Manifest> {
     let model_name = string(subject, "name", "subject")?.to_owned();
     let digest = object(field(subject, "digest", "subject")?, "subject digest")?;
     only_keys(digest, &["sha256"], "subject digest")?;
-    let expected_root = hex_digest(string(digest, "sha256", "subject digest")?, "subject digest")?;
+    let expected_root = hex_digest(string(digest, "sha256", "subject digest")?, 32, "subject digest")?;
 
     let predicate = object(field(top, "predicate", "statement")?, "predicate")?;
     only_keys(predicate, &["serialization", "resources"], "predicate")?;
@@ -170,7 +170,7 @@ fn decode_v1(top: &Map<String, Value>) -> Result<Manifest> {
         resources.push(Resource {
             name: string(r, "name", &ctx)?.to_owned(),
             algorithm: algorithm.to_owned(),
-            digest: hex_digest(string(r, "digest", &ctx)?, &ctx)?,
+            digest: hex_digest(string(r, "digest", &ctx)?, serialization.hash.digest_len(), &ctx)?,
         });
     }
     // A signature over nothing must not pass for a signature over a model (with
@@ -220,7 +220,7 @@ fn decode_v02(top: &Map<String, Value>) -> Result<Manifest> {
         resources.push(Resource {
             name: string(s, "name", &ctx)?.to_owned(),
             algorithm: "sha256".to_owned(),
-            digest: hex_digest(string(digest, "sha256", &ctx)?, &ctx)?,
+            digest: hex_digest(string(digest, "sha256", &ctx)?, 32, &ctx)?,
         });
     }
     if resources.is_empty() {
@@ -334,11 +334,11 @@ fn only_keys(m: &Map<String, Value>, allowed: &[&str], ctx: &str) -> Result<()> 
     }
 }
 
-fn hex_digest(s: &str, ctx: &str) -> Result<Vec<u8>> {
+fn hex_digest(s: &str, len: usize, ctx: &str) -> Result<Vec<u8>> {
     let bytes = hex::decode(s).map_err(|_| Error::Statement(format!("{ctx}: digest {s:?} is not hex")))?;
-    if bytes.len() != 32 {
+    if bytes.len() != len {
         return Err(Error::Statement(format!(
-            "{ctx}: digest is {} bytes, expected 32",
+            "{ctx}: digest is {} bytes, expected {len}",
             bytes.len()
         )));
     }

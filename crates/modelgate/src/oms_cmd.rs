@@ -60,6 +60,9 @@ pub enum HashArg {
     Sha256,
     /// BLAKE3 (parallel within each file).
     Blake3,
+    /// BLAKE2b-512, as the reference's API (`blake2`) and the Go client write it. The
+    /// reference's own verifier (1.1.1) cannot re-hash its blake2b bundles; ours can.
+    Blake2b,
 }
 
 /// How the model is hashed; shared by `sign` and `digest`.
@@ -280,6 +283,7 @@ fn hash_options(h: &HashingArgs, model: &Path, signature: Option<&Path>) -> Resu
     let hash = match h.hash {
         HashArg::Sha256 => HashAlgorithm::Sha256,
         HashArg::Blake3 => HashAlgorithm::Blake3,
+        HashArg::Blake2b => HashAlgorithm::Blake2b,
     };
     let method = match (h.method, hash) {
         (MethodArg::Files, _) => Method::Files,
@@ -287,7 +291,7 @@ fn hash_options(h: &HashingArgs, model: &Path, signature: Option<&Path>) -> Resu
             eprintln!("note: blake3 is parallel within a file; using --method files, as the reference does");
             Method::Files
         }
-        (MethodArg::Shards, HashAlgorithm::Sha256) => {
+        (MethodArg::Shards, HashAlgorithm::Sha256 | HashAlgorithm::Blake2b) => {
             if h.shard_size == 0 {
                 return Err(usage("--shard-size must be at least 1"));
             }
