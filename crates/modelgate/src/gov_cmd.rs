@@ -316,9 +316,7 @@ pub fn cosign(a: CosignArgs) -> Result<(), Failure> {
     env.add_signature(&load_key(&a.key)?)
         .map_err(|e| Failure::Invalid(e.to_string()))?;
     let out = env.to_bytes().map_err(|e| usage(e.to_string()))?;
-    let tmp = a.file.with_extension("tmp");
-    crate::oms_cmd::write_new(&tmp, &out, 0o644, true)?;
-    std::fs::rename(&tmp, &a.file).map_err(|e| usage(format!("couldn't replace {}: {e}", a.file.display())))?;
+    crate::oms_cmd::write_atomic(&a.file, &out)?;
     eprintln!("{} now carries {} signatures", a.file.display(), env.signatures.len());
     Ok(())
 }

@@ -340,9 +340,9 @@ pub fn sign(a: SignArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Writes through a temporary file and a rename, so a crash leaves the old signature
-/// or the new one, never half of one.
-fn write_atomic(path: &Path, data: &[u8]) -> Result<(), Failure> {
+/// Writes through a temporary file (fsynced) and a rename, so a crash leaves the old
+/// file or the new one, never half of one.
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), Failure> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

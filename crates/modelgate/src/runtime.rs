@@ -369,19 +369,15 @@ impl Node {
     /// Sync; on success persist the trusted checkpoint before it is used.
     ///
     /// Only a checkpoint that differs from the persisted one is written: the
-    /// write is an fsync and a rename, and repeating it on every pass (four a
-    /// second) made the filesystem journal commit under the lineage log's own
-    /// fsyncs, which is where the gateway's slowest durable appends came from.
+    /// write is an fsync and a rename, and it used to be repeated on every pass
+    /// (four a second) with nothing changed, each time a filesystem journal
+    /// commit beside the lineage log's own fsyncs.
     pub(crate) fn sync(&mut self, t: u64) -> Result<&View, modelgate_node::SyncError> {
         let v = self.syncer.sync(&self.fetch, t)?;
         let trusted = v.trusted();
         if self.persisted.as_ref() != Some(&trusted) {
             let bytes = serde_json::to_vec_pretty(&trusted).unwrap_or_default();
-            let tmp = self.trusted_path.with_extension("tmp");
-            let _ = std::fs::remove_file(&tmp);
-            let written = crate::oms_cmd::write_new(&tmp, &bytes, 0o644, false).is_ok()
-                && std::fs::rename(&tmp, &self.trusted_path).is_ok();
-            if !written {
+            if crate::oms_cmd::write_atomic(&self.trusted_path, &bytes).is_err() {
                 return Err(modelgate_node::SyncError {
                     reason: ContainmentReason::AuditDiscontinuity,
                     detail: format!("couldn't persist {}", self.trusted_path.display()),
