@@ -73,8 +73,12 @@ pub enum PublicKey {
 
 /// The smallest RSA modulus accepted, as in Sigstore's key details.
 pub const RSA_BITS_MIN: usize = 2048;
-const RSA_ENCRYPTION: const_oid::ObjectIdentifier = const_oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-const ID_ED25519: const_oid::ObjectIdentifier = const_oid::ObjectIdentifier::new_unwrap("1.3.101.112");
+/// `rsaEncryption`, the SPKI algorithm of RSA keys (in certificates too).
+pub(crate) const RSA_ENCRYPTION: const_oid::ObjectIdentifier =
+    const_oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+/// `id-Ed25519`: the SPKI algorithm of Ed25519 keys, and the certificate signature
+/// algorithm of an Ed25519 issuer.
+pub(crate) const ID_ED25519: const_oid::ObjectIdentifier = const_oid::ObjectIdentifier::new_unwrap("1.3.101.112");
 
 impl PrivateKey {
     /// Reads a PEM private key: PKCS#8 (`PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`).
@@ -263,9 +267,7 @@ impl PublicKey {
     /// accepting either cannot make one message's signature valid for another.
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
         match self {
-            PublicKey::Rsa(k) => k
-                .verify(rsa::Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg), sig)
-                .is_ok(),
+            PublicKey::Rsa(_) => self.verify_prehash(&Sha256::digest(msg), sig),
             PublicKey::Ed25519(k) => {
                 let Ok(sig) = ed25519_dalek::Signature::from_slice(sig) else {
                     return false;

@@ -25,7 +25,7 @@ use sha2::{Digest as _, Sha256, Sha384, Sha512};
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages};
 use x509_cert::Certificate;
 
-use crate::keys::PublicKey;
+use crate::keys::{PublicKey, ID_ED25519, RSA_ENCRYPTION};
 
 /// Certificates on one path, leaf included. Real PKIs use three or four.
 pub const PATH_DEPTH_MAX: usize = 10;
@@ -36,8 +36,6 @@ const ECDSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.100
 const RSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
 const RSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
 const RSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
-const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 
 /// A parsed certificate with the raw bytes its signature covers.
 pub(crate) struct Cert {
@@ -180,7 +178,7 @@ impl Cert {
                 };
                 r.is_ok()
             }
-            ED25519 => {
+            ID_ED25519 => {
                 let raw = self
                     .cert
                     .tbs_certificate

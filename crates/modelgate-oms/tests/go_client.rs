@@ -28,7 +28,7 @@ use std::process::Command;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use modelgate_oms::{verify_model, Error, PublicKey, Trust, VerifyOptions};
+use modelgate_oms::{pae, verify_model, Error, PublicKey, Trust, VerifyOptions};
 use sha2::{Digest as _, Sha256};
 
 fn sh(dir: &Path, script: &str) {
@@ -122,13 +122,6 @@ fn go_payload(m: &Path, shard: Option<usize>, spaced: bool) -> Vec<u8> {
     } else {
         text.into_bytes()
     }
-}
-
-fn pae(payload: &[u8]) -> Vec<u8> {
-    let t = "application/vnd.in-toto+json";
-    let mut out = format!("DSSEv1 {} {t} {} ", t.len(), payload.len()).into_bytes();
-    out.extend_from_slice(payload);
-    out
 }
 
 /// sigstore-go's protojson bundle for a bare key.
@@ -283,18 +276,18 @@ fn go_statements_in_protojson_form_verify_and_still_cover_every_file() {
         d,
         "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out k.key; openssl pkey -in k.key -pubout -out k.pub",
     );
+    let bundle_of = |payload: &[u8]| {
+        let sig = openssl_sign(d, "k.key", "sha256", &pae(payload));
+        go_key_bundle(payload, &sig, &read(d, "k.pub"))
+    };
     // Shards of 4 bytes (several per file), and the protojson spelling with a space
     // after each colon.
     for (shard, spaced) in [(None, false), (None, true), (Some(4), false), (Some(4), true)] {
-        let payload = go_payload(&m, shard, spaced);
-        let sig = openssl_sign(d, "k.key", "sha256", &pae(&payload));
-        let bundle = go_key_bundle(&payload, &sig, &read(d, "k.pub"));
+        let bundle = bundle_of(&go_payload(&m, shard, spaced));
         verify(&m, &bundle, &key_trust(d, "k.pub")).unwrap_or_else(|e| panic!("{shard:?} {spaced}: {e}"));
     }
     // The signed file set is still exact: a changed byte and an extra file are named.
-    let payload = go_payload(&m, None, false);
-    let sig = openssl_sign(d, "k.key", "sha256", &pae(&payload));
-    let bundle = go_key_bundle(&payload, &sig, &read(d, "k.pub"));
+    let bundle = bundle_of(&go_payload(&m, None, false));
     std::fs::write(m.join("dir/b.txt"), b"tokenizeR").unwrap();
     std::fs::write(m.join("extra"), b"x").unwrap();
     let err = verify(&m, &bundle, &key_trust(d, "k.pub")).unwrap_err().to_string();

@@ -411,15 +411,7 @@ fn blake2b_bundles_interoperate() {
         ok(&out, &format!("reference sign {method} blake2"));
         let said = String::from_utf8_lossy(&out.stdout);
         assert!(said.contains("Unsupported hashing method blake2b"), "{method}: {said}");
-        let ours = [vec![
-            "verify",
-            s(&model),
-            "--public-key",
-            s(&public),
-            "--signature",
-            s(&sig),
-        ]]
-        .concat();
+        let ours = ["verify", s(&model), "--public-key", s(&public), "--signature", s(&sig)];
         ok(
             &mg(&ours),
             &format!("our verify of the reference's {method} blake2b bundle"),
