@@ -42,6 +42,30 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
+/// CPU seconds (user + system) used so far by this process's sequencer
+/// threads, from /proc: the writer's cost per append, apart from the
+/// submitters' own work. 0 where /proc is missing.
+fn sequencer_cpu() -> f64 {
+    let tick = 100.0; // USER_HZ: Linux reports task times in 1/100 s.
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let mut ticks = 0u64;
+    for t in tasks.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("modelgate-seque") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        ticks += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    }
+    ticks as f64 / tick
+}
+
 /// Run `submitters` threads for `secs`, each calling `op` in a loop.
 fn drive(submitters: usize, secs: f64, op: Arc<dyn Fn(usize, u64) -> bool + Send + Sync>) -> Result {
     let stop = Arc::new(AtomicBool::new(false));
@@ -104,8 +128,8 @@ fn main() {
         paced(&base, secs);
         return;
     }
-    println!("| mode | submitters | durable appends/s | p50 ms | p99 ms | appends | busy retries |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| mode | submitters | durable appends/s | p50 ms | p99 ms | appends | busy retries | sequencer CPU µs/append |");
+    println!("|---|---|---|---|---|---|---|---|");
     for submitters in [1usize, 16, 256] {
         for mode in ["naive: 1 transaction per entry", "group commit (sequencer)"] {
             let dir = tempfile::tempdir_in(&base).unwrap();
@@ -113,16 +137,18 @@ fn main() {
             let log = Log::open(store, key()).unwrap();
             let r = if mode.starts_with("naive") {
                 let log = Arc::new(Mutex::new(log));
-                drive(
+                let r = drive(
                     submitters,
                     secs,
                     Arc::new(move |t, n| {
                         log.lock().unwrap().append(&[entry(t, n)]).unwrap();
                         true
                     }),
-                )
+                );
+                (r, None)
             } else {
                 let seq = Arc::new(Sequencer::start(log, SequencerConfig::default()).unwrap());
+                let cpu0 = sequencer_cpu();
                 let s2 = Arc::clone(&seq);
                 let r = drive(
                     submitters,
@@ -133,16 +159,22 @@ fn main() {
                         Err(e) => panic!("{e}"),
                     }),
                 );
+                let cpu = sequencer_cpu() - cpu0;
                 drop(seq);
-                r
+                (r, Some(cpu))
             };
+            let (r, cpu) = r;
             println!(
-                "| {mode} | {submitters} | {:.0} | {:.2} | {:.2} | {} | {} |",
+                "| {mode} | {submitters} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
                 r.appends as f64 / r.secs,
                 percentile(&r.latencies, 0.50).as_secs_f64() * 1e3,
                 percentile(&r.latencies, 0.99).as_secs_f64() * 1e3,
                 r.appends,
-                r.busy
+                r.busy,
+                cpu.map_or("—".to_owned(), |c| format!(
+                    "{:.1}",
+                    c * 1e6 / r.appends.max(1) as f64
+                ))
             );
         }
     }
@@ -152,8 +184,8 @@ fn main() {
 /// record per call, ~600 bytes, each waited for), with the raw disk's latency for one
 /// 4 KiB write + fdatasync measured beside it at the same rate.
 fn paced(base: &std::path::Path, secs: f64) {
-    println!("| store | rate/s | appends | p50 ms | p99 ms | p99.9 ms | max ms | > 5 ms |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| store | rate/s | calls | p50 ms | p99 ms | p99.9 ms | max ms | > 5 ms | sequencer CPU µs/record |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for rate in [1_000u64, 5_000] {
         let dir = tempfile::tempdir_in(base).unwrap();
         let raw = {
@@ -167,20 +199,24 @@ fn paced(base: &std::path::Path, secs: f64) {
                 off += 4096;
             })
         };
-        report("raw file: 4 KiB append + fdatasync", rate, raw);
+        report("raw file: 4 KiB append + fdatasync", rate, raw, None);
         let store = SqliteStore::open(&dir.path().join("log.db")).unwrap();
         let seq = Sequencer::start(Log::open(store, key()).unwrap(), SequencerConfig::default()).unwrap();
+        let cpu0 = sequencer_cpu();
         let lat = pace(rate, secs, |n| {
             let mut e = format!("record-{n}-").into_bytes();
             e.resize(600, b'x');
             seq.submit(e).unwrap();
         });
-        report("SqliteStore through the sequencer", rate, lat);
+        let cpu = (sequencer_cpu() - cpu0) / lat.len().max(1) as f64;
+        report("SqliteStore through the sequencer", rate, lat, Some(cpu));
         drop(seq);
+        let (lat, cpu) = node_like(&dir.path().join("big.db"), rate, secs);
         report(
             "SqliteStore, node-like: log of 300k, 2 records per call, a reader every 250 ms",
             rate,
-            node_like(&dir.path().join("big.db"), rate, secs),
+            lat,
+            Some(cpu),
         );
     }
 }
@@ -188,7 +224,8 @@ fn paced(base: &std::path::Path, secs: f64) {
 /// What a gateway node does to its lineage store: a log already holding 300,000
 /// records, a request record waited for and a completion record queued per call, and a
 /// reader (proofs, anchoring) looking at the latest checkpoint every 250 ms.
-fn node_like(path: &std::path::Path, rate: u64, secs: f64) -> Vec<Duration> {
+/// Returns the calls' latencies and the sequencer's CPU seconds per record.
+fn node_like(path: &std::path::Path, rate: u64, secs: f64) -> (Vec<Duration>, f64) {
     let record = |n: u64| {
         let mut e = format!("record-{n}-").into_bytes();
         e.resize(600, b'x');
@@ -220,6 +257,7 @@ fn node_like(path: &std::path::Path, rate: u64, secs: f64) -> Vec<Duration> {
             }
         })
     };
+    let cpu0 = sequencer_cpu();
     let lat = pace(rate, secs, |n| {
         seq.submit(record(n)).unwrap();
         seq.submit_with(record(n), |r| {
@@ -227,9 +265,13 @@ fn node_like(path: &std::path::Path, rate: u64, secs: f64) -> Vec<Duration> {
         })
         .unwrap();
     });
+    // Read while the thread lives (its /proc entry goes with it); at most a
+    // few queued completion records are still unwritten here.
+    let cpu = (sequencer_cpu() - cpu0) / (2 * lat.len()).max(1) as f64;
+    drop(seq);
     stop.store(true, Ordering::Relaxed);
     reader.join().unwrap();
-    lat
+    (lat, cpu)
 }
 
 /// Calls `op` `rate` times a second for `secs` on one thread (each call waited for,
@@ -251,16 +293,17 @@ fn pace(rate: u64, secs: f64, mut op: impl FnMut(u64)) -> Vec<Duration> {
     lat
 }
 
-fn report(what: &str, rate: u64, lat: Vec<Duration>) {
+fn report(what: &str, rate: u64, lat: Vec<Duration>, cpu: Option<f64>) {
     let ms = |p| percentile(&lat, p).as_secs_f64() * 1e3;
     let slow = lat.iter().filter(|d| d.as_millis() >= 5).count();
     println!(
-        "| {what} | {rate} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2}% |",
+        "| {what} | {rate} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2}% | {} |",
         lat.len(),
         ms(0.5),
         ms(0.99),
         ms(0.999),
         lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
-        slow as f64 * 100.0 / lat.len().max(1) as f64
+        slow as f64 * 100.0 / lat.len().max(1) as f64,
+        cpu.map_or("—".to_owned(), |c| format!("{:.1}", c * 1e6))
     );
 }

@@ -21,7 +21,36 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE nodes (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
                          PRIMARY KEY (level, idx)) WITHOUT ROWID;
      CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, note BLOB NOT NULL);",
+    // 2: nodes keyed by their position in append order (see `position`). Keyed by
+    // (level, index), one batch's nodes landed on one B-tree page per level, and every
+    // one of those pages went to the WAL on every commit; in append order they share
+    // the rightmost page. Measured with 16 submitters: 29% less sequencer CPU per
+    // entry, 47% more durable appends per second (BENCHMARKS.md, issue 4).
+    "CREATE TABLE nodes_by_position (pos INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+     INSERT INTO nodes_by_position (pos, hash)
+         SELECT ((((idx + 1) << level) - 1) << 6) | level, hash FROM nodes;
+     DROP TABLE nodes;
+     ALTER TABLE nodes_by_position RENAME TO nodes;",
 ];
+
+/// Bits of a node's position that hold its level: levels run below 64.
+const LEVEL_BITS: u32 = 6;
+
+/// The key of node `(level, index)`: the index of the leaf whose append completed it,
+/// times 64, plus its level. Node `(level, index)` covers leaves
+/// `[index·2^level, (index+1)·2^level)` and is completed by the append of the last of
+/// them; the nodes completed by one append all have different levels, so the key is
+/// unique, and it grows with the append order, so a batch's nodes are written together
+/// at the end of the table. Positions fit an SQLite integer for logs below 2^57 leaves.
+fn position(level: u8, index: u64) -> Result<i64, StoreError> {
+    let beyond = || StoreError::NotFound(format!("node (level {level}, index {index}) is beyond any SQLite log"));
+    if u32::from(level) >= 1 << LEVEL_BITS {
+        return Err(beyond());
+    }
+    let last_leaf = ((u128::from(index) + 1) << level) - 1;
+    let pos = (last_leaf << LEVEL_BITS) | u128::from(level);
+    i64::try_from(pos).map_err(|_| beyond())
+}
 
 /// A log stored in one SQLite database file.
 pub struct SqliteStore {
@@ -219,9 +248,9 @@ impl LogStore for SqliteStore {
             for (i, e) in batch.entries.iter().enumerate() {
                 put_entry.execute(params![to_i64(batch.start + i as u64)?, e])?;
             }
-            let mut put_node = tx.prepare_cached("INSERT INTO nodes (level, idx, hash) VALUES (?1, ?2, ?3)")?;
+            let mut put_node = tx.prepare_cached("INSERT INTO nodes (pos, hash) VALUES (?1, ?2)")?;
             for (level, index, hash) in batch.nodes {
-                put_node.execute(params![level, to_i64(*index)?, &hash[..]])?;
+                put_node.execute(params![position(*level, *index)?, &hash[..]])?;
             }
             tx.prepare_cached("INSERT INTO checkpoints (size, note) VALUES (?1, ?2)")?
                 .execute(params![to_i64(new_size)?, batch.checkpoint])?;
@@ -266,29 +295,49 @@ impl LogStore for SqliteStore {
     fn node_hash(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
         let conn = self.conn()?;
         let blob: Option<Vec<u8>> = conn
-            .prepare_cached("SELECT hash FROM nodes WHERE level = ?1 AND idx = ?2")?
-            .query_row(params![level, to_i64(index)?], |r| r.get(0))
+            .prepare_cached("SELECT hash FROM nodes WHERE pos = ?1")?
+            .query_row(params![position(level, index)?], |r| r.get(0))
             .optional()?;
         let blob = blob.ok_or_else(|| StoreError::NotFound(format!("node (level {level}, index {index})")))?;
         hash_from(blob, &format!("node (level {level}, index {index})"))
     }
 
     fn node_hashes(&self, level: u8, start: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare_cached("SELECT idx, hash FROM nodes WHERE level = ?1 AND idx >= ?2 AND idx < ?3 ORDER BY idx")?;
         let end = start
             .checked_add(count)
             .ok_or_else(|| StoreError::NotFound("node range overflows".into()))?;
-        let mut rows = stmt.query(params![level, to_i64(start)?, to_i64(end)?])?;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let (first, last) = (position(level, start)?, position(level, end - 1)?);
+        let conn = self.conn()?;
+        // Between two nodes of one level lie the nodes of every other level completed
+        // in between: about 2^(level+1) rows per wanted one. Low levels (leaf tiles,
+        // the audit's runs) read the range in one scan and skip the rest; higher ones
+        // look each node up by its key.
         let mut out = Vec::with_capacity(count as usize);
-        while let Some(row) = rows.next()? {
-            let idx: i64 = row.get(0)?;
-            let want = start + out.len() as u64;
-            if idx != want as i64 {
-                return Err(StoreError::NotFound(format!("node (level {level}, index {want})")));
+        if level <= 1 {
+            let mut stmt = conn.prepare_cached(
+                "SELECT pos, hash FROM nodes WHERE pos >= ?1 AND pos <= ?2 AND (pos & 63) = ?3 ORDER BY pos",
+            )?; // 63: the LEVEL_BITS
+            let mut rows = stmt.query(params![first, last, level])?;
+            while let Some(row) = rows.next()? {
+                let pos: i64 = row.get(0)?;
+                let want = start + out.len() as u64;
+                if want >= end || pos != position(level, want)? {
+                    return Err(StoreError::NotFound(format!("node (level {level}, index {want})")));
+                }
+                out.push(hash_from(row.get(1)?, &format!("node (level {level}, index {want})"))?);
             }
-            out.push(hash_from(row.get(1)?, &format!("node (level {level}, index {idx})"))?);
+        } else {
+            let mut stmt = conn.prepare_cached("SELECT hash FROM nodes WHERE pos = ?1")?;
+            for index in start..end {
+                let blob: Option<Vec<u8>> = stmt
+                    .query_row(params![position(level, index)?], |r| r.get(0))
+                    .optional()?;
+                let blob = blob.ok_or_else(|| StoreError::NotFound(format!("node (level {level}, index {index})")))?;
+                out.push(hash_from(blob, &format!("node (level {level}, index {index})"))?);
+            }
         }
         if out.len() as u64 != count {
             return Err(StoreError::NotFound(format!(
@@ -352,5 +401,42 @@ impl LogStore for SqliteStore {
         }
         self._lock = None;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn node_positions_are_unique_and_follow_the_append_order() {
+        let mut tree = modelgate_tlog::CompactTree::new();
+        let mut last = -1i64;
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..5000u64 {
+            let mut batch = Vec::new();
+            tree.append(modelgate_tlog::leaf_hash(&i.to_be_bytes()), |level, index, _| {
+                batch.push(position(level, index).unwrap())
+            });
+            // Every append completes its own leaf, and the nodes it completes are written
+            // after every earlier append's.
+            assert!(!batch.is_empty());
+            for p in batch {
+                assert!(seen.insert(p), "position {p} used twice");
+                assert!(
+                    p > last || (p >> LEVEL_BITS) == (last >> LEVEL_BITS),
+                    "{p} after {last}"
+                );
+                last = last.max(p);
+            }
+        }
+        assert_eq!(position(0, 0).unwrap(), 0);
+        assert_eq!(position(2, 7).unwrap(), 31 * 64 + 2);
+        // The largest log an SQLite integer can key, and one leaf beyond it.
+        assert!(position(0, (1 << 57) - 1).is_ok());
+        assert!(matches!(position(0, 1 << 57), Err(StoreError::NotFound(_))));
+        assert!(matches!(position(64, 0), Err(StoreError::NotFound(_))));
+        assert!(matches!(position(63, u64::MAX), Err(StoreError::NotFound(_))));
     }
 }

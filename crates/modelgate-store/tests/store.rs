@@ -341,3 +341,49 @@ fn a_full_queue_says_busy_and_a_failed_batch_appends_nothing() {
     assert_eq!(log.store().entries(0, 1).unwrap(), vec![b"second".to_vec()]);
     audit(log.store(), &policy()).unwrap();
 }
+
+/// A store written by schema version 1 (nodes keyed by level and index) opens, is
+/// migrated in place to version 2, keeps its root and every proof, and takes appends.
+#[test]
+fn a_version_1_store_is_migrated_and_keeps_its_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("log.db");
+    let mut log = open_log(&db);
+    for chunk in 0..7u64 {
+        log.append(&entries(chunk * 100..chunk * 100 + 37 + chunk)).unwrap();
+    }
+    let (size, root) = (log.size(), log.root());
+    log.close().unwrap();
+    // Turn it back into what version 1 wrote.
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch(
+            "BEGIN;
+             CREATE TABLE v1 (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
+                              PRIMARY KEY (level, idx)) WITHOUT ROWID;
+             INSERT INTO v1 SELECT pos & 63, (((pos >> 6) + 1) >> (pos & 63)) - 1, hash FROM nodes;
+             DROP TABLE nodes;
+             ALTER TABLE v1 RENAME TO nodes;
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )
+        .unwrap();
+    }
+    // A reader does not migrate; it names the versions.
+    match SqliteStore::open_read_only(&db) {
+        Err(StoreError::Schema(m)) => assert!(m.contains("version 1") && m.contains("version 2"), "{m}"),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    let mut log = open_log(&db);
+    assert_eq!((log.size(), log.root()), (size, root));
+    let report = audit(log.store(), &policy()).unwrap();
+    assert_eq!(report.root, root);
+    log.append(&entries(1000..1100)).unwrap();
+    let report = audit(log.store(), &policy()).unwrap();
+    assert_eq!(report.root, log.root());
+    let version: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+}
