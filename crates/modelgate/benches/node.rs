@@ -12,14 +12,16 @@
 //!    generator: latency counts from each call's scheduled time, so a stall
 //!    is not hidden; two seconds at the rate run first and are not counted,
 //!    so the figure is the steady state, not the aftermath of the saturation
-//!    run); the node's resident memory at 5,000 calls/s.
+//!    run); the node's resident memory at 5,000 calls/s; the proxy's own CPU per
+//!    call at saturation (node, or nginx's master and workers, from /proc).
 //!
 //! `cargo bench -p modelgate --bench node` (MODELGATE_BENCH_SECS, default 10;
 //! needs `nginx` and `wrk` on PATH for part C's comparison, and says so if not).
 //! MODELGATE_BENCH_PARTS (default `ABC`) picks the parts: without `A` the
 //! revocations are skipped, without `B` the log is not filled to 10,000
 //! entries first (C then runs against a short log), for quicker iteration on
-//! one part.
+//! one part. MODELGATE_BENCH_NODE_NICE=N runs the gateway node's threads at nice N
+//! (a diagnosis: how much of the tail is waiting for a CPU).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
@@ -59,6 +61,65 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+fn lineage_size(db: &Path) -> u64 {
+    let mut r = modelgate_store::SqliteStore::open_read_only(db).unwrap();
+    r.refresh_size().unwrap()
+}
+
+/// `latency_ms` of the completion records appended to the node's lineage log from
+/// index `from` on.
+fn completion_latencies(db: &Path, from: u64) -> Vec<f64> {
+    use modelgate_store::LogStore as _;
+    // The last completion records are queued behind the answers: let them land.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut r = modelgate_store::SqliteStore::open_read_only(db).unwrap();
+    let size = r.refresh_size().unwrap();
+    r.entries(from, size)
+        .unwrap()
+        .iter()
+        .filter_map(|e| serde_json::from_slice::<Value>(e).ok())
+        .filter(|v| v["type"] == "completion")
+        .filter_map(|v| v["latency_ms"].as_f64())
+        .collect()
+}
+
+/// CPU seconds (user + system) used so far by `pids`, from /proc (USER_HZ = 100).
+fn cpu_secs(pids: &[u32]) -> f64 {
+    let ticks: u64 = pids
+        .iter()
+        .map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // After the parenthesised name: utime and stime are fields 14 and 15.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            [11, 12]
+                .iter()
+                .filter_map(|&i| f.get(i).and_then(|v| v.parse::<u64>().ok()))
+                .sum::<u64>()
+        })
+        .sum();
+    ticks as f64 / 100.0
+}
+
+/// `pid` and its children (nginx's master and its workers).
+fn with_children(pid: u32) -> Vec<u32> {
+    let mut out = vec![pid];
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     if v.is_empty() {
@@ -70,7 +131,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 /// Per rate: p50s and p99s of the rounds, and failed calls.
 type Samples = (Vec<f64>, Vec<f64>, u64);
 /// Name, saturation throughput, and per rate (rate, p50, p99, errors).
-type TargetResult = (String, Option<f64>, Vec<(u32, f64, f64, u64)>);
+type TargetResult = (String, Option<f64>, Vec<(u32, f64, f64, u64)>, Option<f64>);
 
 fn post_entry(url: &str, admin: &str, body: &[u8]) -> Value {
     let mut r = agent()
@@ -238,6 +299,20 @@ fn main() {
     let startup = started.elapsed();
     std::thread::sleep(Duration::from_secs(5));
     let pid = gw.0.id();
+    // MODELGATE_BENCH_NODE_NICE=N (diagnosis): run every thread of the gateway node at
+    // nice N, to see how much of its tail is waiting for a CPU on a shared machine.
+    if let Ok(n) = std::env::var("MODELGATE_BENCH_NODE_NICE") {
+        for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+            let ok = Command::new("renice")
+                .args(["-n", &n, "-p"])
+                .arg(t.file_name())
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "renice -n {n} of thread {:?} failed", t.file_name());
+        }
+        println!("   (every thread of the gateway node runs at nice {n})");
+    }
     println!(
         "B. gateway node, 4 models, log of {log_size} entries: all Serving {:.0} ms after start (full verified sync + 4 lifecycles); idle RSS {:.1} MiB after 5 s (peak so far {:.1} MiB)",
         startup.as_secs_f64() * 1000.0,
@@ -262,10 +337,34 @@ fn main() {
     // Three interleaved rounds; each figure is the median of its three.
     const ROUNDS: usize = 3;
     let mut sat: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    // The proxy's own CPU per call at saturation (none for direct), from /proc.
+    let mut cpu_per_call: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    let nginx_pid = nginx.as_ref().ok().map(|(n, _)| n.0.id());
     let mut lat: Vec<[Samples; 2]> = (0..targets.len()).map(|_| Default::default()).collect();
     let mut rss_at_5k = 0;
     // Per rate, the append histogram summed over the rounds' modelgate runs.
-    let mut appends: [Vec<(String, u64)>; 2] = Default::default();
+    // Per histogram and rate: the node's own latency histograms, summed over the rounds.
+    const HISTOGRAMS: [(&str, &str); 3] = [
+        (
+            "modelgate_lineage_append_seconds",
+            "durable lineage appends (request records)",
+        ),
+        (
+            "modelgate_gateway_before_forward_seconds",
+            "arrival to forwarding (checks, decision, durable record)",
+        ),
+        (
+            "modelgate_gateway_upstream_seconds",
+            "forwarding to the upstream's response head",
+        ),
+    ];
+    let mut histograms: Vec<[Vec<(String, u64)>; 2]> = HISTOGRAMS.iter().map(|_| Default::default()).collect();
+    // Per rate, each call's time inside the node (handler entry to the answer's last
+    // byte, upstream included), from the node's own completion records.
+    let mut inside: [Vec<f64>; 2] = Default::default();
+    // Per target and rate, the p99 of how late the generator sent its calls, per round.
+    let mut lags: Vec<[Vec<f64>; 2]> = (0..targets.len()).map(|_| Default::default()).collect();
+    let lineage_db = config.parent().unwrap().join("data/lineage.db");
     for round in 0..ROUNDS {
         for (t, (name, url)) in targets.iter().enumerate() {
             // MODELGATE_BENCH_PERF=FILE: profile the node during its first saturation run.
@@ -293,7 +392,17 @@ fn main() {
                         .unwrap()
                 });
             if wrk_ok {
-                sat[t].push(wrk(url, &body, secs));
+                let pids = match *name {
+                    "modelgate" => vec![pid],
+                    "nginx" => nginx_pid.map(with_children).unwrap_or_default(),
+                    _ => vec![],
+                };
+                let cpu0 = cpu_secs(&pids);
+                let rps = wrk(url, &body, secs);
+                if !pids.is_empty() {
+                    cpu_per_call[t].push((cpu_secs(&pids) - cpu0) / (rps * secs as f64) * 1e6);
+                }
+                sat[t].push(rps);
             }
             if let Some(mut p) = perf {
                 let _ = p.wait();
@@ -302,15 +411,50 @@ fn main() {
                 // Steady state, not the aftermath of the saturation run before it:
                 // two seconds at the rate first, not counted (for every target alike).
                 rt.block_on(open_loop(url, &body, rate, WARM_UP_SECS));
-                let before = (*name == "modelgate").then(|| append_buckets(&gw_url));
-                let (p50, p99, errors) = rt.block_on(open_loop(url, &body, rate, secs));
+                let before = (*name == "modelgate")
+                    .then(|| HISTOGRAMS.iter().map(|(h, _)| buckets(&gw_url, h)).collect::<Vec<_>>());
+                let lineage_from = (*name == "modelgate").then(|| lineage_size(&lineage_db));
+                // MODELGATE_BENCH_SLOW_SYSCALLS=FILE (diagnosis): the node's system calls
+                // slower than 2 ms during its first measured 5,000/s run (`perf trace`).
+                let trace = std::env::var("MODELGATE_BENCH_SLOW_SYSCALLS")
+                    .ok()
+                    .filter(|_| *name == "modelgate" && round == 0 && rate == 5_000)
+                    .map(|out| {
+                        Command::new("perf")
+                            .args([
+                                "trace",
+                                "--duration",
+                                "2",
+                                "-p",
+                                &pid.to_string(),
+                                "-o",
+                                &out,
+                                "--",
+                                "sleep",
+                            ])
+                            .arg(secs.to_string())
+                            .stdout(Stdio::null())
+                            .stderr(Stdio::null())
+                            .spawn()
+                            .unwrap()
+                    });
+                let (p50, p99, errors, lag) = rt.block_on(open_loop(url, &body, rate, secs));
+                lags[t][r].push(lag);
+                if let Some(mut t) = trace {
+                    let _ = t.wait();
+                }
+                if let Some(from) = lineage_from {
+                    inside[r].extend(completion_latencies(&lineage_db, from));
+                }
                 if let Some(before) = before {
-                    // Where a call's time goes: the durable lineage append, by bucket.
-                    let after = append_buckets(&gw_url);
-                    for (i, ((le, a), (_, b))) in after.iter().zip(&before).enumerate() {
-                        match appends[r].get_mut(i) {
-                            Some(acc) => acc.1 += a - b,
-                            None => appends[r].push((le.clone(), a - b)),
+                    // Where a call's time goes, by the node's own histograms.
+                    for (k, (h, _)) in HISTOGRAMS.iter().enumerate() {
+                        let after = buckets(&gw_url, h);
+                        for (i, ((le, a), (_, b))) in after.iter().zip(&before[k]).enumerate() {
+                            match histograms[k][r].get_mut(i) {
+                                Some(acc) => acc.1 += a - b,
+                                None => histograms[k][r].push((le.clone(), a - b)),
+                            }
                         }
                     }
                 }
@@ -335,17 +479,19 @@ fn main() {
                     (*rate, pct(p50s, 0.5), pct(p99s, 0.5), *errors)
                 })
                 .collect();
-            (name.to_string(), wrk_ok.then(|| pct(&mut sat[t], 0.5)), rates)
+            let cpu = (!cpu_per_call[t].is_empty()).then(|| pct(&mut cpu_per_call[t], 0.5));
+            (name.to_string(), wrk_ok.then(|| pct(&mut sat[t], 0.5)), rates, cpu)
         })
         .collect();
     let direct = results[0].clone();
     println!("C. gateway under load (medians of {ROUNDS} interleaved rounds of {secs} s; latency in ms from each call's scheduled time):");
-    println!("   target     | saturation (wrk -c64) | 1k/s p50 | 1k/s p99 | 5k/s p50 | 5k/s p99 | errors | added p50/p99 at 5k/s");
-    for (name, sat, rates) in &results {
+    println!("   target     | saturation (wrk -c64) | proxy CPU/call | 1k/s p50 | 1k/s p99 | 5k/s p50 | 5k/s p99 | errors | added p50/p99 at 5k/s");
+    for (name, sat, rates, cpu) in &results {
         let added = (rates[1].1 - direct.2[1].1, rates[1].2 - direct.2[1].2);
         println!(
-            "   {name:<10} | {:>14} req/s | {:>8.3} | {:>8.3} | {:>8.3} | {:>8.3} | {:>6} | {:+.3} / {:+.3}",
+            "   {name:<10} | {:>14} req/s | {:>11} µs | {:>8.3} | {:>8.3} | {:>8.3} | {:>8.3} | {:>6} | {:+.3} / {:+.3}",
             sat.map_or("n/a".to_owned(), |x| format!("{x:.0}")),
+            cpu.map_or("—".to_owned(), |x| format!("{x:.1}")),
             rates[0].1,
             rates[0].2,
             rates[1].1,
@@ -361,15 +507,31 @@ fn main() {
     ) {
         println!("   modelgate saturation / nginx saturation = {:.2}", m / n);
     }
-    for (rate, buckets) in [1_000, 5_000].iter().zip(&appends) {
-        let total = buckets.last().map_or(0, |b| b.1).max(1);
-        let shown: Vec<String> = buckets
-            .iter()
-            .map(|(le, n)| format!("≤{le} s {:.2}%", 100.0 * *n as f64 / total as f64))
-            .collect();
+    for ((_, what), per_rate) in HISTOGRAMS.iter().zip(&histograms) {
+        for (rate, buckets) in [1_000, 5_000].iter().zip(per_rate) {
+            let total = buckets.last().map_or(0, |b| b.1).max(1);
+            let shown: Vec<String> = buckets
+                .iter()
+                .map(|(le, n)| format!("≤{le} s {:.2}%", 100.0 * *n as f64 / total as f64))
+                .collect();
+            println!("   modelgate at {rate}/s: {what}, cumulative: {}", shown.join(", "));
+        }
+    }
+    for (t, (name, _)) in targets.iter().enumerate() {
         println!(
-            "   modelgate at {rate}/s: durable lineage appends (request records), cumulative: {}",
-            shown.join(", ")
+            "   {name}: the generator's own lateness in sending calls, p99 (median of rounds): {:.3} ms at 1k/s, {:.3} ms at 5k/s",
+            pct(&mut lags[t][0], 0.5),
+            pct(&mut lags[t][1], 0.5)
+        );
+    }
+    for (rate, v) in [1_000, 5_000].iter().zip(inside.iter_mut()) {
+        println!(
+            "   modelgate at {rate}/s: time inside the node per call (its completion records, {} calls): p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms",
+            v.len(),
+            pct(v, 0.5),
+            pct(v, 0.99),
+            pct(v, 0.999),
+            pct(v, 1.0)
         );
     }
     println!(
@@ -458,10 +620,12 @@ fn metrics_text(gw_url: &str) -> String {
 }
 
 /// The gateway's cumulative lineage-append histogram: (upper bound, count).
-fn append_buckets(gw_url: &str) -> Vec<(String, u64)> {
+/// The cumulative buckets of the node's histogram `name`.
+fn buckets(gw_url: &str, name: &str) -> Vec<(String, u64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
     metrics_text(gw_url)
         .lines()
-        .filter_map(|l| l.strip_prefix("modelgate_lineage_append_seconds_bucket{le=\""))
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
         .filter_map(|l| {
             let (le, n) = l.split_once("\"} ")?;
             Some((le.to_owned(), n.trim().parse().ok()?))
@@ -546,7 +710,7 @@ fn wrk(url: &str, body: &str, secs: u64) -> f64 {
 /// Open-loop load at `rate` calls/s for `secs`: each call is scheduled in
 /// advance and its latency counts from its scheduled time. Returns p50 and
 /// p99 in ms and the number of failed calls.
-async fn open_loop(url: &str, body: &str, rate: u32, secs: u64) -> (f64, f64, u64) {
+async fn open_loop(url: &str, body: &str, rate: u32, secs: u64) -> (f64, f64, u64, f64) {
     use hyper_util::client::legacy::Client;
     let client: Client<_, axum::body::Body> = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
     let uri: hyper::Uri = format!("{url}/v1/chat/completions").parse().unwrap();
@@ -555,19 +719,25 @@ async fn open_loop(url: &str, body: &str, rate: u32, secs: u64) -> (f64, f64, u6
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
     let start = tokio::time::Instant::now() + Duration::from_millis(50);
     let results = Arc::new(std::sync::Mutex::new(Vec::with_capacity(total as usize)));
+    // How late each call left the generator: the generator's own stalls (it shares
+    // the machine), which count against every target alike.
+    let lags = Arc::new(std::sync::Mutex::new(Vec::with_capacity(total as usize)));
     let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = Vec::with_capacity(total as usize);
     for i in 0..total {
         let at = start + interval.mul_f64(i as f64);
         tokio::time::sleep_until(at).await;
-        let (client, uri, body, results, errors) = (
+        let (client, uri, body, results, errors, lags) = (
             client.clone(),
             uri.clone(),
             body.clone(),
             Arc::clone(&results),
             Arc::clone(&errors),
+            Arc::clone(&lags),
         );
         tasks.push(tokio::spawn(async move {
+            let lag = (tokio::time::Instant::now() - at).as_secs_f64() * 1000.0;
+            lags.lock().unwrap().push(lag);
             let req = hyper::Request::post(uri)
                 .header("content-type", "application/json")
                 .header("authorization", format!("Bearer {TOKEN}"))
@@ -601,9 +771,11 @@ async fn open_loop(url: &str, body: &str, rate: u32, secs: u64) -> (f64, f64, u6
         let _ = t.await;
     }
     let mut v = std::mem::take(&mut *results.lock().unwrap());
+    let mut l = std::mem::take(&mut *lags.lock().unwrap());
     (
         pct(&mut v, 0.5),
         pct(&mut v, 0.99),
         errors.load(std::sync::atomic::Ordering::Relaxed),
+        pct(&mut l, 0.99),
     )
 }

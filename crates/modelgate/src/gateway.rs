@@ -57,30 +57,58 @@ const MAX_REQUEST_BYTES: usize = 16 << 20;
 const HEAD_BYTES: usize = 256 << 10;
 /// Response bytes kept from the end, for the usage in a stream's last event.
 const TAIL_BYTES: usize = 8 << 10;
-/// Bounds of the lineage-append latency histogram, in microseconds.
+/// Bounds of the gateway's latency histograms, in microseconds.
 const LATENCY_BUCKETS_US: [u64; 10] = [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000];
+
+/// A Prometheus histogram of durations, lock-free on the hot path.
+#[derive(Default)]
+struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, d: Duration) {
+        let us = d.as_micros() as u64;
+        let i = LATENCY_BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Write it in the Prometheus text format under `name`.
+    fn render(&self, o: &mut String, name: &str, help: &str) {
+        use std::fmt::Write as _;
+        let _ = writeln!(o, "# HELP {name} {help}");
+        let _ = writeln!(o, "# TYPE {name} histogram");
+        let mut cum = 0;
+        for (i, b) in LATENCY_BUCKETS_US.iter().enumerate() {
+            cum += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(o, "{name}_bucket{{le=\"{}\"}} {cum}", *b as f64 / 1e6);
+        }
+        cum += self.buckets[LATENCY_BUCKETS_US.len()].load(Ordering::Relaxed);
+        let _ = writeln!(o, "{name}_bucket{{le=\"+Inf\"}} {cum}");
+        let _ = writeln!(o, "{name}_sum {}", self.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(o, "{name}_count {}", self.count.load(Ordering::Relaxed));
+    }
+}
 
 #[derive(Default)]
 struct Metrics {
     requests: Mutex<BTreeMap<&'static str, u64>>,
     denials: Mutex<BTreeMap<String, u64>>,
     completions: Mutex<BTreeMap<&'static str, u64>>,
-    append_buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
-    append_sum_us: AtomicU64,
-    append_count: AtomicU64,
-}
-
-impl Metrics {
-    fn observe_append(&self, d: Duration) {
-        let us = d.as_micros() as u64;
-        let i = LATENCY_BUCKETS_US
-            .iter()
-            .position(|&b| us <= b)
-            .unwrap_or(LATENCY_BUCKETS_US.len());
-        self.append_buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.append_sum_us.fetch_add(us, Ordering::Relaxed);
-        self.append_count.fetch_add(1, Ordering::Relaxed);
-    }
+    /// The durable request record alone.
+    append: Histogram,
+    /// Everything the node does before forwarding a call it allows (checks, decision,
+    /// durable record): what governance adds to a call, apart from the proxying.
+    before_forward: Histogram,
+    /// From forwarding to the upstream's response head: the inference server's part.
+    upstream: Histogram,
 }
 
 fn bump<K: Ord>(m: &Mutex<BTreeMap<K, u64>>, k: K) {
@@ -599,7 +627,9 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
             );
         }
     };
-    gw.metrics.observe_append(append_started.elapsed());
+    gw.metrics.append.observe(append_started.elapsed());
+    let forwarded_at = Instant::now();
+    gw.metrics.before_forward.observe(forwarded_at - started);
 
     let target = format!(
         "{}{}",
@@ -654,7 +684,10 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
         Err(e) => Err(e.to_string()),
     };
     let resp = match forwarded {
-        Ok(r) => r,
+        Ok(r) => {
+            gw.metrics.upstream.observe(forwarded_at.elapsed());
+            r
+        }
         Err(e) => {
             let mut c = completion;
             c.status = 502;
@@ -992,31 +1025,20 @@ async fn metrics(State(gw): State<Gw>) -> Response {
     for (k, v) in m.completions.lock().map(|x| x.clone()).unwrap_or_default() {
         let _ = writeln!(o, "modelgate_gateway_completions_total{{outcome=\"{k}\"}} {v}");
     }
-    let _ = writeln!(
-        o,
-        "# HELP modelgate_lineage_append_seconds Time to make a request's lineage record durable."
+    m.append.render(
+        &mut o,
+        "modelgate_lineage_append_seconds",
+        "Time to make a request's lineage record durable.",
     );
-    let _ = writeln!(o, "# TYPE modelgate_lineage_append_seconds histogram");
-    let mut cum = 0;
-    for (i, b) in LATENCY_BUCKETS_US.iter().enumerate() {
-        cum += m.append_buckets[i].load(Ordering::Relaxed);
-        let _ = writeln!(
-            o,
-            "modelgate_lineage_append_seconds_bucket{{le=\"{}\"}} {cum}",
-            *b as f64 / 1e6
-        );
-    }
-    cum += m.append_buckets[LATENCY_BUCKETS_US.len()].load(Ordering::Relaxed);
-    let _ = writeln!(o, "modelgate_lineage_append_seconds_bucket{{le=\"+Inf\"}} {cum}");
-    let _ = writeln!(
-        o,
-        "modelgate_lineage_append_seconds_sum {}",
-        m.append_sum_us.load(Ordering::Relaxed) as f64 / 1e6
+    m.before_forward.render(
+        &mut o,
+        "modelgate_gateway_before_forward_seconds",
+        "Time from a call's arrival to its forwarding (checks, decision, durable lineage record).",
     );
-    let _ = writeln!(
-        o,
-        "modelgate_lineage_append_seconds_count {}",
-        m.append_count.load(Ordering::Relaxed)
+    m.upstream.render(
+        &mut o,
+        "modelgate_gateway_upstream_seconds",
+        "Time from forwarding a call to the inference server's response head.",
     );
     let snap = gw.shared.snapshot();
     let _ = writeln!(

@@ -476,6 +476,23 @@ fn the_gateway_governs_records_and_proves_every_call() {
         m.contains("modelgate_model_state{model=\"credit\",state=\"Serving\""),
         "{m}"
     );
+    // Where a call's time goes: every allowed call so far was recorded, forwarded and
+    // answered, so the three histograms count the same calls, all within +Inf.
+    let metric = |name: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{m}"))
+    };
+    let allowed = metric("modelgate_lineage_append_seconds_count ");
+    assert!(allowed >= 1, "{m}");
+    for h in [
+        "modelgate_gateway_before_forward_seconds",
+        "modelgate_gateway_upstream_seconds",
+    ] {
+        assert_eq!(metric(&format!("{h}_count ")), allowed, "{h}\n{m}");
+        assert_eq!(metric(&format!("{h}_bucket{{le=\"+Inf\"}} ")), allowed, "{h}\n{m}");
+    }
     let (hb, _) = eventually(10, "a heartbeat", || {
         let n = get_json(&format!("{}/api/v1/nodes", w.server.url));
         let hb = n[0]["last_heartbeat"].clone();
