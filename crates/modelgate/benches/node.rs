@@ -61,6 +61,17 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// `perf SUBCOMMAND…` attached to `pid` for `secs`, writing to `out`.
+fn perf_on(pid: u32, subcommand: &[&str], out: &str, secs: u64) -> std::process::Child {
+    Command::new("perf")
+        .args(subcommand)
+        .args(["-p", &pid.to_string(), "-o", out, "--", "sleep", &secs.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 fn lineage_size(db: &Path) -> u64 {
     let mut r = modelgate_store::SqliteStore::open_read_only(db).unwrap();
     r.refresh_size().unwrap()
@@ -371,26 +382,7 @@ fn main() {
             let perf = std::env::var("MODELGATE_BENCH_PERF")
                 .ok()
                 .filter(|_| *name == "modelgate" && round == 0)
-                .map(|out| {
-                    Command::new("perf")
-                        .args([
-                            "record",
-                            "-F",
-                            "999",
-                            "-g",
-                            "-p",
-                            &pid.to_string(),
-                            "-o",
-                            &out,
-                            "--",
-                            "sleep",
-                        ])
-                        .arg(secs.to_string())
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .spawn()
-                        .unwrap()
-                });
+                .map(|out| perf_on(pid, &["record", "-F", "999", "-g"], &out, secs));
             if wrk_ok {
                 let pids = match *name {
                     "modelgate" => vec![pid],
@@ -419,25 +411,7 @@ fn main() {
                 let trace = std::env::var("MODELGATE_BENCH_SLOW_SYSCALLS")
                     .ok()
                     .filter(|_| *name == "modelgate" && round == 0 && rate == 5_000)
-                    .map(|out| {
-                        Command::new("perf")
-                            .args([
-                                "trace",
-                                "--duration",
-                                "2",
-                                "-p",
-                                &pid.to_string(),
-                                "-o",
-                                &out,
-                                "--",
-                                "sleep",
-                            ])
-                            .arg(secs.to_string())
-                            .stdout(Stdio::null())
-                            .stderr(Stdio::null())
-                            .spawn()
-                            .unwrap()
-                    });
+                    .map(|out| perf_on(pid, &["trace", "--duration", "2"], &out, secs));
                 let (p50, p99, errors, lag) = rt.block_on(open_loop(url, &body, rate, secs));
                 lags[t][r].push(lag);
                 if let Some(mut t) = trace {
