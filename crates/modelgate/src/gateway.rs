@@ -24,6 +24,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt as _;
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -356,9 +357,13 @@ fn gateway(shared: Arc<Shared>) -> Result<Gateway, Failure> {
     if callers.is_empty() {
         tracing::warn!("no [callers] configured: every inference call will be refused");
     }
+    // TCP_NODELAY, as nginx sets it: without it a small write that follows another
+    // unacknowledged one waits for the peer's delayed ACK (tens of milliseconds).
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
     let client = Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
-        .build_http();
+        .build(connector);
     let telemetry = Telemetry::new(
         shared.config.otlp_endpoint.as_deref(),
         "modelgate-node",
@@ -1233,7 +1238,7 @@ pub fn serve(a: ServeArgs) -> Result<(), Failure> {
     let looper = rt.spawn(Event::print)?;
     let app = router(Arc::clone(&gw));
     let served = tokio_rt.block_on(async move {
-        axum::serve(listener, app)
+        axum::serve(listener.tap_io(no_delay), app)
             .with_graceful_shutdown(async {
                 use tokio::signal::unix::{signal, SignalKind};
                 if let (Ok(mut t), Ok(mut i)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
@@ -1268,8 +1273,16 @@ pub(crate) fn spawn_in_process(
         .map_err(|e| Failure::Usage(format!("couldn't listen on {}: {e}", shared.config.listen)))?;
     let addr = listener.local_addr().map_err(|e| Failure::Usage(e.to_string()))?;
     runtime.spawn(|_| {})?;
-    rt.spawn(async move { axum::serve(listener, router(gw)).await });
+    rt.spawn(async move { axum::serve(listener.tap_io(no_delay), router(gw)).await });
     Ok((format!("http://{addr}"), shared))
+}
+
+/// Callers' connections send each write at once (TCP_NODELAY, as nginx does): the
+/// answer's head and its body may leave in separate writes, and Nagle's algorithm would
+/// hold the second until the caller's delayed ACK. A socket that refuses the option
+/// still works, only slower, so the error is ignored.
+fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    let _ = tcp.set_nodelay(true);
 }
 
 /// The mock upstream inside this process, on `rt` (the demo); its URL.
