@@ -20,8 +20,11 @@
 //! MODELGATE_BENCH_PARTS (default `ABC`) picks the parts: without `A` the
 //! revocations are skipped, without `B` the log is not filled to 10,000
 //! entries first (C then runs against a short log), for quicker iteration on
-//! one part. MODELGATE_BENCH_NODE_NICE=N runs the gateway node's threads at nice N
-//! (a diagnosis: how much of the tail is waiting for a CPU).
+//! one part. Diagnosis knobs: MODELGATE_BENCH_NODE_NICE=N runs the gateway node's
+//! threads at nice N; MODELGATE_BENCH_PERF=FILE profiles the node in its first
+//! saturation run; MODELGATE_BENCH_SLOW_SYSCALLS=FILE and MODELGATE_BENCH_SCHED=FILE
+//! record its slow system calls and the machine's scheduler events in its first
+//! 5,000/s run.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
@@ -61,11 +64,14 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// `perf SUBCOMMAND…` attached to `pid` for `secs`, writing to `out`.
-fn perf_on(pid: u32, subcommand: &[&str], out: &str, secs: u64) -> std::process::Child {
-    Command::new("perf")
-        .args(subcommand)
-        .args(["-p", &pid.to_string(), "-o", out, "--", "sleep", &secs.to_string()])
+/// `perf SUBCOMMAND…` for `secs`, attached to `pid` (or the whole machine), writing to `out`.
+fn perf_on(pid: Option<u32>, subcommand: &[&str], out: &str, secs: u64) -> std::process::Child {
+    let mut c = Command::new("perf");
+    c.args(subcommand);
+    if let Some(pid) = pid {
+        c.args(["-p", &pid.to_string()]);
+    }
+    c.args(["-o", out, "--", "sleep", &secs.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -382,7 +388,7 @@ fn main() {
             let perf = std::env::var("MODELGATE_BENCH_PERF")
                 .ok()
                 .filter(|_| *name == "modelgate" && round == 0)
-                .map(|out| perf_on(pid, &["record", "-F", "999", "-g"], &out, secs));
+                .map(|out| perf_on(Some(pid), &["record", "-F", "999", "-g"], &out, secs));
             if wrk_ok {
                 let pids = match *name {
                     "modelgate" => vec![pid],
@@ -411,10 +417,19 @@ fn main() {
                 let trace = std::env::var("MODELGATE_BENCH_SLOW_SYSCALLS")
                     .ok()
                     .filter(|_| *name == "modelgate" && round == 0 && rate == 5_000)
-                    .map(|out| perf_on(pid, &["trace", "--duration", "2"], &out, secs));
+                    .map(|out| perf_on(Some(pid), &["trace", "--duration", "2"], &out, secs));
+                // MODELGATE_BENCH_SCHED=FILE (diagnosis): the whole machine's scheduler
+                // events over the same run (`perf sched latency -i FILE`: wake-to-run delays).
+                let sched = std::env::var("MODELGATE_BENCH_SCHED")
+                    .ok()
+                    .filter(|_| *name == "modelgate" && round == 0 && rate == 5_000)
+                    .map(|out| perf_on(None, &["sched", "record"], &out, secs));
                 let (p50, p99, errors, lag) = rt.block_on(open_loop(url, &body, rate, secs));
                 lags[t][r].push(lag);
                 if let Some(mut t) = trace {
+                    let _ = t.wait();
+                }
+                if let Some(mut t) = sched {
                     let _ = t.wait();
                 }
                 if let Some(from) = lineage_from {
