@@ -21,7 +21,8 @@
 //! revocations are skipped, without `B` the log is not filled to 10,000
 //! entries first (C then runs against a short log), for quicker iteration on
 //! one part. Diagnosis knobs: MODELGATE_BENCH_NODE_NICE=N runs the gateway node's
-//! threads at nice N; MODELGATE_BENCH_PERF=FILE profiles the node in its first
+//! threads at nice N; MODELGATE_BENCH_NODE_WORKERS=N gives it N async worker
+//! threads; MODELGATE_BENCH_PERF=FILE profiles the node in its first
 //! saturation run; MODELGATE_BENCH_SLOW_SYSCALLS=FILE and MODELGATE_BENCH_SCHED=FILE
 //! record its slow system calls and the machine's scheduler events in its first
 //! 5,000/s run.
@@ -588,7 +589,13 @@ fn revocations(w: &World, digests: &[String]) {
 
 /// `modelgate node CMD --config CONFIG`, its JSON event lines, killed on drop.
 fn spawn_node(cmd: &str, config: &Path) -> (Killed, std::sync::mpsc::Receiver<Value>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_modelgate"));
+    // MODELGATE_BENCH_NODE_WORKERS=N (diagnosis): the node's async worker threads
+    // (tokio reads TOKIO_WORKER_THREADS; the default is one per CPU).
+    if let Ok(n) = std::env::var("MODELGATE_BENCH_NODE_WORKERS") {
+        c.env("TOKIO_WORKER_THREADS", n);
+    }
+    let mut child = c
         .args(["node", cmd, "--config", s(config)])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
