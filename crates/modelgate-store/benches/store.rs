@@ -135,7 +135,7 @@ fn main() {
             let dir = tempfile::tempdir_in(&base).unwrap();
             let store = SqliteStore::open(&dir.path().join("log.db")).unwrap();
             let log = Log::open(store, key()).unwrap();
-            let r = if mode.starts_with("naive") {
+            let (r, cpu) = if mode.starts_with("naive") {
                 let log = Arc::new(Mutex::new(log));
                 let r = drive(
                     submitters,
@@ -163,7 +163,6 @@ fn main() {
                 drop(seq);
                 (r, Some(cpu))
             };
-            let (r, cpu) = r;
             println!(
                 "| {mode} | {submitters} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
                 r.appends as f64 / r.secs,

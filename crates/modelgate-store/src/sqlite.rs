@@ -318,9 +318,9 @@ impl LogStore for SqliteStore {
         let mut out = Vec::with_capacity(count as usize);
         if level <= 1 {
             let mut stmt = conn.prepare_cached(
-                "SELECT pos, hash FROM nodes WHERE pos >= ?1 AND pos <= ?2 AND (pos & 63) = ?3 ORDER BY pos",
-            )?; // 63: the LEVEL_BITS
-            let mut rows = stmt.query(params![first, last, level])?;
+                "SELECT pos, hash FROM nodes WHERE pos >= ?1 AND pos <= ?2 AND (pos & ?3) = ?4 ORDER BY pos",
+            )?;
+            let mut rows = stmt.query(params![first, last, (1i64 << LEVEL_BITS) - 1, level])?;
             while let Some(row) = rows.next()? {
                 let pos: i64 = row.get(0)?;
                 let want = start + out.len() as u64;
@@ -330,13 +330,8 @@ impl LogStore for SqliteStore {
                 out.push(hash_from(row.get(1)?, &format!("node (level {level}, index {want})"))?);
             }
         } else {
-            let mut stmt = conn.prepare_cached("SELECT hash FROM nodes WHERE pos = ?1")?;
             for index in start..end {
-                let blob: Option<Vec<u8>> = stmt
-                    .query_row(params![position(level, index)?], |r| r.get(0))
-                    .optional()?;
-                let blob = blob.ok_or_else(|| StoreError::NotFound(format!("node (level {level}, index {index})")))?;
-                out.push(hash_from(blob, &format!("node (level {level}, index {index})"))?);
+                out.push(self.node_hash(level, index)?);
             }
         }
         if out.len() as u64 != count {

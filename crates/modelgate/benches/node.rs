@@ -80,8 +80,11 @@ fn perf_on(pid: Option<u32>, subcommand: &[&str], out: &str, secs: u64) -> std::
 }
 
 fn lineage_size(db: &Path) -> u64 {
-    let mut r = modelgate_store::SqliteStore::open_read_only(db).unwrap();
-    r.refresh_size().unwrap()
+    use modelgate_store::LogStore as _;
+    modelgate_store::SqliteStore::open_read_only(db)
+        .unwrap()
+        .size()
+        .unwrap()
 }
 
 /// `latency_ms` of the completion records appended to the node's lineage log from
@@ -90,9 +93,8 @@ fn completion_latencies(db: &Path, from: u64) -> Vec<f64> {
     use modelgate_store::LogStore as _;
     // The last completion records are queued behind the answers: let them land.
     std::thread::sleep(Duration::from_millis(200));
-    let mut r = modelgate_store::SqliteStore::open_read_only(db).unwrap();
-    let size = r.refresh_size().unwrap();
-    r.entries(from, size)
+    let r = modelgate_store::SqliteStore::open_read_only(db).unwrap();
+    r.entries(from, r.size().unwrap())
         .unwrap()
         .iter()
         .filter_map(|e| serde_json::from_slice::<Value>(e).ok())
@@ -148,7 +150,8 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 
 /// Per rate: p50s and p99s of the rounds, and failed calls.
 type Samples = (Vec<f64>, Vec<f64>, u64);
-/// Name, saturation throughput, and per rate (rate, p50, p99, errors).
+/// Name, saturation throughput, per rate (rate, p50, p99, errors), and the proxy's CPU
+/// per call at saturation.
 type TargetResult = (String, Option<f64>, Vec<(u32, f64, f64, u64)>, Option<f64>);
 
 fn post_entry(url: &str, admin: &str, body: &[u8]) -> Value {
@@ -360,7 +363,6 @@ fn main() {
     let nginx_pid = nginx.as_ref().ok().map(|(n, _)| n.0.id());
     let mut lat: Vec<[Samples; 2]> = (0..targets.len()).map(|_| Default::default()).collect();
     let mut rss_at_5k = 0;
-    // Per rate, the append histogram summed over the rounds' modelgate runs.
     // Per histogram and rate: the node's own latency histograms, summed over the rounds.
     const HISTOGRAMS: [(&str, &str); 3] = [
         (
@@ -410,8 +412,11 @@ fn main() {
                 // Steady state, not the aftermath of the saturation run before it:
                 // two seconds at the rate first, not counted (for every target alike).
                 rt.block_on(open_loop(url, &body, rate, WARM_UP_SECS));
-                let before = (*name == "modelgate")
-                    .then(|| HISTOGRAMS.iter().map(|(h, _)| buckets(&gw_url, h)).collect::<Vec<_>>());
+                let snapshot = || {
+                    let text = metrics_text(&gw_url);
+                    HISTOGRAMS.iter().map(|(h, _)| buckets(&text, h)).collect::<Vec<_>>()
+                };
+                let before = (*name == "modelgate").then(snapshot);
                 let lineage_from = (*name == "modelgate").then(|| lineage_size(&lineage_db));
                 // MODELGATE_BENCH_SLOW_SYSCALLS=FILE (diagnosis): the node's system calls
                 // slower than 2 ms during its first measured 5,000/s run (`perf trace`).
@@ -438,8 +443,7 @@ fn main() {
                 }
                 if let Some(before) = before {
                     // Where a call's time goes, by the node's own histograms.
-                    for (k, (h, _)) in HISTOGRAMS.iter().enumerate() {
-                        let after = buckets(&gw_url, h);
+                    for (k, after) in snapshot().iter().enumerate() {
                         for (i, ((le, a), (_, b))) in after.iter().zip(&before[k]).enumerate() {
                             match histograms[k][r].get_mut(i) {
                                 Some(acc) => acc.1 += a - b,
@@ -615,12 +619,11 @@ fn metrics_text(gw_url: &str) -> String {
         .unwrap()
 }
 
-/// The gateway's cumulative lineage-append histogram: (upper bound, count).
-/// The cumulative buckets of the node's histogram `name`.
-fn buckets(gw_url: &str, name: &str) -> Vec<(String, u64)> {
+/// The cumulative buckets (upper bound, count) of histogram `name` in the node's
+/// metrics `text`.
+fn buckets(text: &str, name: &str) -> Vec<(String, u64)> {
     let prefix = format!("{name}_bucket{{le=\"");
-    metrics_text(gw_url)
-        .lines()
+    text.lines()
         .filter_map(|l| l.strip_prefix(prefix.as_str()))
         .filter_map(|l| {
             let (le, n) = l.split_once("\"} ")?;
@@ -705,7 +708,7 @@ fn wrk(url: &str, body: &str, secs: u64) -> f64 {
 
 /// Open-loop load at `rate` calls/s for `secs`: each call is scheduled in
 /// advance and its latency counts from its scheduled time. Returns p50 and
-/// p99 in ms and the number of failed calls.
+/// p99 in ms, the number of failed calls, and the p99 of how late the calls left.
 async fn open_loop(url: &str, body: &str, rate: u32, secs: u64) -> (f64, f64, u64, f64) {
     use hyper_util::client::legacy::Client;
     let client: Client<_, axum::body::Body> = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();

@@ -632,8 +632,8 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
             );
         }
     };
-    gw.metrics.append.observe(append_started.elapsed());
     let forwarded_at = Instant::now();
+    gw.metrics.append.observe(forwarded_at - append_started);
     gw.metrics.before_forward.observe(forwarded_at - started);
 
     let target = format!(
