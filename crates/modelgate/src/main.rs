@@ -110,7 +110,7 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
-    /// Runtime nodes: create a node's key, enroll it.
+    /// Runtime nodes: create and enroll a node, check it once, run it, or serve as a governed gateway.
     Node {
         #[command(subcommand)]
         command: node_cmd::NodeCommand,
