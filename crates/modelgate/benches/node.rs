@@ -23,7 +23,8 @@
 //! one part. Diagnosis knobs: MODELGATE_BENCH_NODE_NICE=N runs the gateway node's
 //! threads at nice N; MODELGATE_BENCH_NODE_WORKERS=N gives it N async worker
 //! threads; MODELGATE_BENCH_PERF=FILE profiles the node in its first
-//! saturation run; MODELGATE_BENCH_SLOW_SYSCALLS=FILE and MODELGATE_BENCH_SCHED=FILE
+//! saturation run, MODELGATE_BENCH_PERF_5K=FILE in its first 5,000/s run;
+//! MODELGATE_BENCH_SLOW_SYSCALLS=FILE and MODELGATE_BENCH_SCHED=FILE
 //! record its slow system calls and the machine's scheduler events in its first
 //! 5,000/s run.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -360,6 +361,7 @@ fn main() {
     let mut sat: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     // The proxy's own CPU per call at saturation (none for direct), from /proc.
     let mut cpu_per_call: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    let mut cpu_at_5k: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     let nginx_pid = nginx.as_ref().ok().map(|(n, _)| n.0.id());
     let mut lat: Vec<[Samples; 2]> = (0..targets.len()).map(|_| Default::default()).collect();
     let mut rss_at_5k = 0;
@@ -392,12 +394,12 @@ fn main() {
                 .ok()
                 .filter(|_| *name == "modelgate" && round == 0)
                 .map(|out| perf_on(Some(pid), &["record", "-F", "999", "-g"], &out, secs));
+            let pids = match *name {
+                "modelgate" => vec![pid],
+                "nginx" => nginx_pid.map(with_children).unwrap_or_default(),
+                _ => vec![],
+            };
             if wrk_ok {
-                let pids = match *name {
-                    "modelgate" => vec![pid],
-                    "nginx" => nginx_pid.map(with_children).unwrap_or_default(),
-                    _ => vec![],
-                };
                 let cpu0 = cpu_secs(&pids);
                 let rps = wrk(url, &body, secs);
                 if !pids.is_empty() {
@@ -430,13 +432,23 @@ fn main() {
                     .ok()
                     .filter(|_| *name == "modelgate" && round == 0 && rate == 5_000)
                     .map(|out| perf_on(None, &["sched", "record"], &out, secs));
+                // MODELGATE_BENCH_PERF_5K=FILE (diagnosis): profile the node in its first
+                // measured 5,000/s run, where its CPU per call is highest.
+                let profile = std::env::var("MODELGATE_BENCH_PERF_5K")
+                    .ok()
+                    .filter(|_| *name == "modelgate" && round == 0 && rate == 5_000)
+                    .map(|out| perf_on(Some(pid), &["record", "-F", "999", "-g"], &out, secs));
+                let cpu0 = cpu_secs(&pids);
                 let (p50, p99, errors, lag) = rt.block_on(open_loop(url, &body, rate, secs));
+                if !pids.is_empty() && rate == 5_000 {
+                    cpu_at_5k[t].push((cpu_secs(&pids) - cpu0) / (f64::from(rate) * secs as f64) * 1e6);
+                }
                 lags[t][r].push(lag);
                 if let Some(mut t) = trace {
                     let _ = t.wait();
                 }
-                if let Some(mut t) = sched {
-                    let _ = t.wait();
+                for mut p in [sched, profile].into_iter().flatten() {
+                    let _ = p.wait();
                 }
                 if let Some(from) = lineage_from {
                     inside[r].extend(completion_latencies(&lineage_db, from));
@@ -509,6 +521,14 @@ fn main() {
                 .map(|(le, n)| format!("≤{le} s {:.2}%", 100.0 * *n as f64 / total as f64))
                 .collect();
             println!("   modelgate at {rate}/s: {what}, cumulative: {}", shown.join(", "));
+        }
+    }
+    for (t, (name, _)) in targets.iter().enumerate() {
+        if !cpu_at_5k[t].is_empty() {
+            println!(
+                "   {name}: proxy CPU per call at 5000/s (median of rounds): {:.1} µs",
+                pct(&mut cpu_at_5k[t], 0.5)
+            );
         }
     }
     for (t, (name, _)) in targets.iter().enumerate() {
