@@ -359,7 +359,7 @@ fn main() {
     // Three interleaved rounds; each figure is the median of its three.
     const ROUNDS: usize = 3;
     let mut sat: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
-    // The proxy's own CPU per call at saturation (none for direct), from /proc.
+    // The proxy's own CPU per call at saturation and at 5,000/s (none for direct), from /proc.
     let mut cpu_per_call: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     let mut cpu_at_5k: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     let nginx_pid = nginx.as_ref().ok().map(|(n, _)| n.0.id());
