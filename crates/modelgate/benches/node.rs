@@ -66,19 +66,27 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// `perf SUBCOMMAND…` for `secs`, attached to `pid` (or the whole machine), writing to `out`.
-fn perf_on(pid: Option<u32>, subcommand: &[&str], out: &str, secs: u64) -> std::process::Child {
+/// A diagnosis knob: when `when` holds and the environment variable `knob` names a
+/// file, `perf SUBCOMMAND…` for `secs`, attached to `pid` (or the whole machine),
+/// writing to that file.
+fn perf_if(knob: &str, when: bool, pid: Option<u32>, subcommand: &[&str], secs: u64) -> Option<std::process::Child> {
+    let out = std::env::var(knob).ok().filter(|_| when)?;
     let mut c = Command::new("perf");
     c.args(subcommand);
     if let Some(pid) = pid {
         c.args(["-p", &pid.to_string()]);
     }
-    c.args(["-o", out, "--", "sleep", &secs.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    Some(
+        c.args(["-o", &out, "--", "sleep", &secs.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
+
+/// `perf record` with call graphs at 999 Hz.
+const PROFILE: &[&str] = &["record", "-F", "999", "-g"];
 
 fn lineage_size(db: &Path) -> u64 {
     use modelgate_store::LogStore as _;
@@ -389,11 +397,9 @@ fn main() {
     let lineage_db = config.parent().unwrap().join("data/lineage.db");
     for round in 0..ROUNDS {
         for (t, (name, url)) in targets.iter().enumerate() {
+            let first_node_round = *name == "modelgate" && round == 0;
             // MODELGATE_BENCH_PERF=FILE: profile the node during its first saturation run.
-            let perf = std::env::var("MODELGATE_BENCH_PERF")
-                .ok()
-                .filter(|_| *name == "modelgate" && round == 0)
-                .map(|out| perf_on(Some(pid), &["record", "-F", "999", "-g"], &out, secs));
+            let perf = perf_if("MODELGATE_BENCH_PERF", first_node_round, Some(pid), PROFILE, secs);
             let pids = match *name {
                 "modelgate" => vec![pid],
                 "nginx" => nginx_pid.map(with_children).unwrap_or_default(),
@@ -420,34 +426,30 @@ fn main() {
                 };
                 let before = (*name == "modelgate").then(snapshot);
                 let lineage_from = (*name == "modelgate").then(|| lineage_size(&lineage_db));
-                // MODELGATE_BENCH_SLOW_SYSCALLS=FILE (diagnosis): the node's system calls
-                // slower than 2 ms during its first measured 5,000/s run (`perf trace`).
-                let trace = std::env::var("MODELGATE_BENCH_SLOW_SYSCALLS")
-                    .ok()
-                    .filter(|_| *name == "modelgate" && round == 0 && rate == 5_000)
-                    .map(|out| perf_on(Some(pid), &["trace", "--duration", "2"], &out, secs));
-                // MODELGATE_BENCH_SCHED=FILE (diagnosis): the whole machine's scheduler
-                // events over the same run (`perf sched latency -i FILE`: wake-to-run delays).
-                let sched = std::env::var("MODELGATE_BENCH_SCHED")
-                    .ok()
-                    .filter(|_| *name == "modelgate" && round == 0 && rate == 5_000)
-                    .map(|out| perf_on(None, &["sched", "record"], &out, secs));
-                // MODELGATE_BENCH_PERF_5K=FILE (diagnosis): profile the node in its first
-                // measured 5,000/s run, where its CPU per call is highest.
-                let profile = std::env::var("MODELGATE_BENCH_PERF_5K")
-                    .ok()
-                    .filter(|_| *name == "modelgate" && round == 0 && rate == 5_000)
-                    .map(|out| perf_on(Some(pid), &["record", "-F", "999", "-g"], &out, secs));
+                // Diagnosis of the node's first measured 5,000/s run:
+                let at_5k = first_node_round && rate == 5_000;
+                let diagnosis = [
+                    // its system calls slower than 2 ms (`perf trace`);
+                    perf_if(
+                        "MODELGATE_BENCH_SLOW_SYSCALLS",
+                        at_5k,
+                        Some(pid),
+                        &["trace", "--duration", "2"],
+                        secs,
+                    ),
+                    // the whole machine's scheduler events (`perf sched latency -i FILE`:
+                    // wake-to-run delays);
+                    perf_if("MODELGATE_BENCH_SCHED", at_5k, None, &["sched", "record"], secs),
+                    // a profile of the node, where its CPU per call is highest.
+                    perf_if("MODELGATE_BENCH_PERF_5K", at_5k, Some(pid), PROFILE, secs),
+                ];
                 let cpu0 = cpu_secs(&pids);
                 let (p50, p99, errors, lag) = rt.block_on(open_loop(url, &body, rate, secs));
                 if !pids.is_empty() && rate == 5_000 {
                     cpu_at_5k[t].push((cpu_secs(&pids) - cpu0) / (f64::from(rate) * secs as f64) * 1e6);
                 }
                 lags[t][r].push(lag);
-                if let Some(mut t) = trace {
-                    let _ = t.wait();
-                }
-                for mut p in [sched, profile].into_iter().flatten() {
+                for mut p in diagnosis.into_iter().flatten() {
                     let _ = p.wait();
                 }
                 if let Some(from) = lineage_from {
