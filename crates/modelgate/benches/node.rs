@@ -13,7 +13,8 @@
 //!    is not hidden; two seconds at the rate run first and are not counted,
 //!    so the figure is the steady state, not the aftermath of the saturation
 //!    run); the node's resident memory at 5,000 calls/s; the proxy's own CPU per
-//!    call at saturation (node, or nginx's master and workers, from /proc).
+//!    call at saturation and at 5,000 calls/s (node, or nginx's master and workers,
+//!    from /proc).
 //!
 //! `cargo bench -p modelgate --bench node` (MODELGATE_BENCH_SECS, default 10;
 //! needs `nginx` and `wrk` on PATH for part C's comparison, and says so if not).
