@@ -90,19 +90,26 @@ pub struct ExceptionEntry {
     pub reason: String,
 }
 
-/// A Cedar policy set, replacing the previous one.
+/// A Cedar policy set, replacing the one in force.
+///
+/// Version 2 names the set it replaces, so that an older set, signed once,
+/// cannot be put back in force by submitting it again: the fold accepts a
+/// policy set only when `replaces` is the id of the set in force.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySetEntry {
     /// Always `policy-set`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// Format version (1).
+    /// Format version (2).
     pub version: u64,
     /// A name for humans.
     pub name: String,
     /// The Cedar policies.
     pub policies: String,
+    /// The id (hex SHA-256 of the payload) of the policy set in force that
+    /// this one replaces; empty for the log's first policy set.
+    pub replaces: String,
 }
 
 /// Enrollment of a runtime node.
@@ -162,16 +169,24 @@ pub enum ContainmentReason {
 }
 
 /// A node's report that it contained (or recovered).
+///
+/// Version 2 carries the node's report sequence number: the fold accepts a
+/// report only with a sequence above the node's previous one, so a report
+/// fetched from the log and posted again (a replayed "recovered" after a
+/// newer containment) is refused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainmentReportEntry {
     /// Always `containment-report`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// Format version (1).
+    /// Format version (2).
     pub version: u64,
     /// Node id.
     pub node: String,
+    /// The node's report sequence number: strictly above its previous
+    /// report's (gaps are allowed: a signed report may never reach the log).
+    pub sequence: u64,
     /// Models concerned (root digests); empty for node-wide containment.
     pub models: Vec<String>,
     /// The reason.
@@ -197,13 +212,13 @@ pub enum Payload {
     Revocation(RevocationEntry),
     /// `exception` v1.
     Exception(ExceptionEntry),
-    /// `policy-set` v1.
+    /// `policy-set` v2.
     PolicySet(PolicySetEntry),
     /// `node-enrollment` v1.
     NodeEnrollment(NodeEnrollmentEntry),
     /// `node-anchor` v1.
     NodeAnchor(NodeAnchorEntry),
-    /// `containment-report` v1.
+    /// `containment-report` v2.
     ContainmentReport(ContainmentReportEntry),
 }
 
@@ -238,8 +253,13 @@ impl Payload {
         if !known {
             return Err(EntryError::UnknownType(kind));
         }
-        if version != 1 {
-            return Err(EntryError::UnsupportedVersion { kind, version });
+        let accepted = Self::version_of(&kind);
+        if version != accepted {
+            return Err(EntryError::UnsupportedVersion {
+                kind,
+                version,
+                accepted,
+            });
         }
         Ok(match kind.as_str() {
             "trust-root" => Payload::TrustRoot(typed(value)?),
@@ -252,6 +272,16 @@ impl Payload {
             "node-anchor" => Payload::NodeAnchor(typed(value)?),
             _ => Payload::ContainmentReport(typed(value)?),
         })
+    }
+
+    /// The one format version of each entry type this modelgate accepts.
+    /// `policy-set` and `containment-report` are at version 2: their version
+    /// 1 could be replayed (see [`PolicySetEntry`], [`ContainmentReportEntry`]).
+    pub fn version_of(kind: &str) -> u64 {
+        match kind {
+            "policy-set" | "containment-report" => 2,
+            _ => 1,
+        }
     }
 
     /// The entry type's name.

@@ -12,12 +12,14 @@ pub enum EntryError {
     #[error("unknown entry type {0:?}")]
     UnknownType(String),
     /// A known type in a version this modelgate does not know.
-    #[error("entry type {kind:?} version {version} is not supported")]
+    #[error("entry type {kind:?} version {version} is not supported (this modelgate reads version {accepted})")]
     UnsupportedVersion {
         /// The entry type.
         kind: String,
         /// The version found.
         version: u64,
+        /// The version accepted for this type.
+        accepted: u64,
     },
     /// A signature by a known key that does not verify.
     #[error("signature by key {0} does not verify")]
@@ -69,6 +71,13 @@ pub enum Rule {
     AnchorInvalid,
     /// The entry's type or version is not known.
     UnknownEntry,
+    /// The entry repeats or steps back: a node's report sequence or anchored
+    /// size that does not move forward, or a policy set that does not
+    /// replace the one in force.
+    Replay,
+    /// Free text holding control characters, bidirectional overrides, or
+    /// nothing visible.
+    Text,
 }
 
 impl Rule {
@@ -95,6 +104,8 @@ impl Rule {
             Rule::NodeUnknown => "node-unknown",
             Rule::AnchorInvalid => "anchor-invalid",
             Rule::UnknownEntry => "unknown-entry",
+            Rule::Replay => "replay",
+            Rule::Text => "text",
         }
     }
 }

@@ -35,6 +35,7 @@
 
 mod canonical;
 mod decide;
+mod digest;
 mod entry;
 mod envelope;
 mod error;
@@ -54,8 +55,8 @@ pub use entry::{
 pub use envelope::{key_id, pae, Envelope, MAX_ENVELOPE_BYTES, PAYLOAD_TYPE};
 pub use error::{EntryError, FoldError, Rule};
 pub use state::{
-    check_scope, fold, AnchorRecord, ApprovalRecord, ExceptionRecord, ModelRecord, NodeRecord, PolicyRecord,
-    ReportRecord, RevocationRecord, State, TrustRootRecord, TEXT_BYTES_MAX,
+    check_scope, check_text, fold, AnchorRecord, ApprovalRecord, Checked, ExceptionRecord, ModelRecord, NodeRecord,
+    PolicyRecord, ReportRecord, RevocationRecord, State, TrustRootRecord, TEXT_BYTES_MAX,
 };
 pub use trust_root::{
     AuthorityKeys, Freshness, Principal, RiskTier, Role, Thresholds, TierThresholds, TrustRoot, TrustRootDoc,

@@ -7,16 +7,17 @@
 //! [`State::check`] to refuse what the fold would refuse, before it logs it).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::VerifyingKey;
 use modelgate_tlog::{verify_consistency, CheckpointPolicy, Hash, KeyType, VerifierKey, EMPTY_ROOT};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::canonical::{parse_canonical, to_canonical};
+use crate::canonical::parse_canonical;
+use crate::digest::{record_hash, Collection, DigestCache, Records};
 use crate::entry::*;
 use crate::envelope::{key_id, Envelope};
 use crate::error::{FoldError, Rule};
@@ -28,7 +29,7 @@ use crate::trust_root::{RiskTier, Role, TrustRoot, TrustRootDoc};
 pub const TEXT_BYTES_MAX: usize = 4096;
 
 /// A registered model.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelRecord {
     /// Root digest (hex): the model's identity (shared with its approvals).
     pub digest: Arc<str>,
@@ -43,7 +44,7 @@ pub struct ModelRecord {
 }
 
 /// An approval in force (until its window ends or a revocation).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApprovalRecord {
     /// Id: hex SHA-256 of the payload.
     pub id: Arc<str>,
@@ -67,7 +68,7 @@ pub struct ApprovalRecord {
 }
 
 /// A revocation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevocationRecord {
     /// Model digest.
     pub model: String,
@@ -82,7 +83,7 @@ pub struct RevocationRecord {
 }
 
 /// An exception.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExceptionRecord {
     /// Id: hex SHA-256 of the payload.
     pub id: Arc<str>,
@@ -122,7 +123,7 @@ pub struct PolicyRecord {
 }
 
 /// A node's latest anchor.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnchorRecord {
     /// Lineage log size.
     pub size: u64,
@@ -133,8 +134,10 @@ pub struct AnchorRecord {
 }
 
 /// A node's latest containment report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportRecord {
+    /// The node's report sequence number.
+    pub sequence: u64,
     /// Reason.
     pub reason: ContainmentReason,
     /// Recovered rather than contained.
@@ -148,7 +151,7 @@ pub struct ReportRecord {
 }
 
 /// An enrolled node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRecord {
     /// Node id.
     pub id: String,
@@ -203,10 +206,11 @@ pub struct State {
     #[serde(skip)]
     pub(crate) by_model: BTreeMap<Arc<str>, Vec<Arc<str>>>,
     #[serde(skip)]
-    digest: OnceLock<Hash>,
+    digest: DigestCache,
 }
 
 /// What an entry will change, computed by [`State::check`].
+#[derive(Clone)]
 enum Effect {
     TrustRoot(TrustRootRecord),
     Model(ModelRecord),
@@ -242,7 +246,7 @@ impl State {
             nodes: BTreeMap::new(),
             pinned: Arc::new(pinned.to_vec()),
             by_model: BTreeMap::new(),
-            digest: OnceLock::new(),
+            digest: DigestCache::new(),
         };
         // The pinned root must itself be a valid genesis entry.
         state.check(pinned)?;
@@ -254,24 +258,11 @@ impl State {
         self.trust_root.as_ref().map(|r| r.parsed.as_ref())
     }
 
-    /// SHA-256 of the canonical encoding of the state (domain-separated).
+    /// The state's digest (see [`crate::digest`] for its encoding). It is
+    /// maintained incrementally: after an entry, only the records it changed
+    /// are hashed again.
     pub fn digest(&self) -> Hash {
-        *self.digest.get_or_init(|| {
-            let mut h = Sha256::new();
-            h.update(b"modelgate/governance-state/v1\n");
-            // Serialization of these plain records cannot fail, and every
-            // number in them is an index, size or time below 2^53; an
-            // encoding failure would still give a distinct, non-colliding
-            // digest rather than a wrong one.
-            match serde_json::to_value(self)
-                .map_err(|e| e.to_string())
-                .and_then(|v| to_canonical(&v).map_err(|e| e.to_string()))
-            {
-                Ok(bytes) => h.update(bytes),
-                Err(e) => h.update(format!("unencodable state: {e}")),
-            }
-            h.finalize().into()
-        })
+        self.digest.digest(self.size, self)
     }
 
     /// Apply entry number `self.size`. On error the state is unchanged.
@@ -287,13 +278,46 @@ impl State {
         self.check_effect(entry).map(|_| ())
     }
 
+    /// Check entry number `self.size` and return what it changes, to be
+    /// applied with [`State::commit_checked`] to this state or to an equal
+    /// copy of it (the authority's published state, once the entry is
+    /// durable) without checking the signatures again.
+    pub fn check_entry(&self, entry: &[u8]) -> Result<Checked, FoldError> {
+        Ok(Checked {
+            index: self.size,
+            effect: self.check_effect(entry)?,
+        })
+    }
+
+    /// Apply what [`State::check_entry`] found, on a state of the size it
+    /// was checked at (anything else is refused and changes nothing).
+    pub fn commit_checked(&mut self, c: Checked) -> Result<(), FoldError> {
+        if c.index != self.size {
+            return Err(FoldError::new(
+                self.size,
+                Rule::Entry,
+                format!(
+                    "an entry checked at index {} cannot be applied at {}",
+                    c.index, self.size
+                ),
+            ));
+        }
+        self.commit(c.effect);
+        Ok(())
+    }
+
     fn commit(&mut self, effect: Effect) {
         match effect {
-            Effect::TrustRoot(r) => self.trust_root = Some(r),
+            Effect::TrustRoot(r) => {
+                self.trust_root = Some(r);
+                self.digest.touch_trust_root();
+            }
             Effect::Model(m) => {
+                self.digest.touch(Collection::Models, &m.digest);
                 self.models.insert(m.digest.to_string(), m);
             }
             Effect::Approval(a) => {
+                self.digest.touch(Collection::Approvals, &a.id);
                 self.by_model
                     .entry(Arc::clone(&a.model))
                     .or_default()
@@ -301,25 +325,33 @@ impl State {
                 self.approvals.insert(a.id.clone(), a);
             }
             Effect::Revocation(r) => {
+                self.digest.touch(Collection::Revocations, &r.model);
                 self.revocations.insert(r.model.clone(), r);
             }
             Effect::Exception(e) => {
+                self.digest.touch(Collection::Exceptions, &e.id);
                 self.by_model
                     .entry(Arc::clone(&e.model))
                     .or_default()
                     .push(Arc::clone(&e.id));
                 self.exceptions.insert(e.id.clone(), e);
             }
-            Effect::Policy(p) => self.policy = Some(p),
+            Effect::Policy(p) => {
+                self.policy = Some(p);
+                self.digest.touch_policy();
+            }
             Effect::Node(n) => {
+                self.digest.touch(Collection::Nodes, &n.id);
                 self.nodes.insert(n.id.clone(), n);
             }
             Effect::Anchor(node, a) => {
+                self.digest.touch(Collection::Nodes, &node);
                 if let Some(n) = self.nodes.get_mut(&node) {
                     n.anchor = Some(a);
                 }
             }
             Effect::Report(node, r) => {
+                self.digest.touch(Collection::Nodes, &node);
                 if let Some(n) = self.nodes.get_mut(&node) {
                     n.last_report = Some(r);
                     n.reports += 1;
@@ -327,7 +359,6 @@ impl State {
             }
         }
         self.size += 1;
-        self.digest = OnceLock::new();
     }
 
     fn check_effect(&self, bytes: &[u8]) -> Result<Effect, FoldError> {
@@ -407,7 +438,8 @@ impl State {
                     format!("{field} is longer than {TEXT_BYTES_MAX} bytes"),
                 ));
             }
-            Ok(())
+            let lines = matches!(field, "reason" | "detail");
+            check_text(value, lines).map_err(|e| fail(Rule::Text, format!("{field}: {e}")))
         };
         let patterns = |scopes: &[String]| -> Result<(), FoldError> {
             if scopes.is_empty() {
@@ -632,7 +664,28 @@ impl State {
                 let admins = signers_with(Role::PolicyAdmin)?;
                 need(&admins, root.doc.thresholds.policy, "a policy set")?;
                 text("name", &p.name, true)?;
+                if let Some(c) = p.policies.chars().find(|c| is_bidi_control(*c)) {
+                    return Err(fail(
+                        Rule::Text,
+                        format!(
+                            "policies hold the bidirectional control U+{:04X}, which can make policy text read otherwise than it runs",
+                            u32::from(c)
+                        ),
+                    ));
+                }
                 let compiled = compile(&p.policies).map_err(|e| fail(Rule::PolicyInvalid, e))?;
+                let in_force = self.policy.as_ref().map_or("", |p| p.id.as_str());
+                if p.replaces != in_force {
+                    let what = if in_force.is_empty() {
+                        "no policy set is in force, so replaces must be empty".to_owned()
+                    } else {
+                        format!("the policy set in force is {in_force}")
+                    };
+                    return Err(fail(
+                        Rule::Replay,
+                        format!("the policy set replaces {:?}, but {what}", p.replaces),
+                    ));
+                }
                 Ok(Effect::Policy(PolicyRecord {
                     id,
                     name: p.name,
@@ -712,6 +765,17 @@ impl State {
                         )
                     })?;
                 let new = &cp.checkpoint;
+                // An anchor only moves forward: the same anchor posted again
+                // (it is public in the log) must not be appended again.
+                if new.size <= old_size {
+                    return Err(fail(
+                        Rule::Replay,
+                        format!(
+                            "lineage log size {} is not above the anchored size {old_size}",
+                            new.size
+                        ),
+                    ));
+                }
                 verify_consistency(old_size, new.size, &proof, &old_root, &new.root).map_err(|e| {
                     fail(
                         Rule::AnchorInvalid,
@@ -737,12 +801,24 @@ impl State {
                     .ok_or_else(|| fail(Rule::NodeUnknown, format!("node {} is not enrolled", r.node)))?;
                 signed_by_node(&node_key(node)?)?;
                 text("detail", &r.detail, false)?;
+                if let Some(prev) = &node.last_report {
+                    if r.sequence <= prev.sequence {
+                        return Err(fail(
+                            Rule::Replay,
+                            format!(
+                                "report sequence {} is not above node {}'s previous report's ({})",
+                                r.sequence, r.node, prev.sequence
+                            ),
+                        ));
+                    }
+                }
                 if let Some(bad) = r.models.iter().find(|m| !is_digest(m)) {
                     return Err(fail(Rule::Entry, format!("model {bad:?} is not a root digest")));
                 }
                 Ok(Effect::Report(
                     r.node,
                     ReportRecord {
+                        sequence: r.sequence,
                         reason: r.reason,
                         recovered: r.recovered,
                         models: r.models,
@@ -752,6 +828,11 @@ impl State {
                 ))
             }
         }
+    }
+
+    /// Ids of the approvals and exceptions of a model, in log order.
+    pub fn grants_of_model<'a>(&'a self, model: &str) -> impl Iterator<Item = &'a str> + 'a {
+        self.grants_of(model).iter().map(|id| &**id)
     }
 
     /// Ids of the approvals and exceptions of a model.
@@ -764,6 +845,79 @@ impl State {
         self.nodes
             .get(node)
             .map(|n| n.scopes.iter().any(|p| crate::scope::pattern_matches(p, scope)))
+    }
+}
+
+/// Unicode's bidirectional formatting characters (embeddings, overrides,
+/// isolates, marks): they let text display in another order than it is
+/// stored, so a reviewer can be shown one thing while another is signed.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters that show nothing (besides white space): zero-width spaces
+/// and joiners, the word joiner and invisible operators, the byte-order
+/// mark, soft hyphen, fillers and variation selectors.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}' | '\u{180B}'..='\u{180F}'
+        | '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}'
+        | '\u{FEFF}' | '\u{FFA0}' | '\u{E0000}'..='\u{E007F}' | '\u{E0100}'..='\u{E01EF}')
+}
+
+/// Free text as a person will read it in a console or a terminal: no
+/// control characters (`lines` allows line feeds and tabs), no
+/// bidirectional controls, and — when not empty — something visible.
+pub fn check_text(value: &str, lines: bool) -> Result<(), String> {
+    for c in value.chars() {
+        if c.is_control() && !(lines && matches!(c, '\n' | '\t')) {
+            return Err(format!("holds the control character U+{:04X}", u32::from(c)));
+        }
+        if is_bidi_control(c) {
+            return Err(format!("holds the bidirectional control U+{:04X}", u32::from(c)));
+        }
+    }
+    if !value.is_empty() && value.chars().all(|c| c.is_whitespace() || is_invisible(c)) {
+        return Err("holds nothing visible".into());
+    }
+    Ok(())
+}
+
+/// An entry checked against a state: what it will change there.
+#[derive(Clone)]
+pub struct Checked {
+    index: u64,
+    effect: Effect,
+}
+
+impl Records for State {
+    fn record(&self, c: Collection, key: &str) -> Option<Hash> {
+        let name = c_name(c);
+        match c {
+            Collection::Models => self.models.get(key).map(|r| record_hash(name, r)),
+            Collection::Approvals => self.approvals.get(key).map(|r| record_hash(name, r)),
+            Collection::Revocations => self.revocations.get(key).map(|r| record_hash(name, r)),
+            Collection::Exceptions => self.exceptions.get(key).map(|r| record_hash(name, r)),
+            Collection::Nodes => self.nodes.get(key).map(|r| record_hash(name, r)),
+        }
+    }
+
+    fn trust_root_record(&self) -> Option<Hash> {
+        self.trust_root.as_ref().map(|r| record_hash("trust-root", r))
+    }
+
+    fn policy_record(&self) -> Option<Hash> {
+        self.policy.as_ref().map(|r| record_hash("policy", r))
+    }
+}
+
+fn c_name(c: Collection) -> &'static str {
+    match c {
+        Collection::Models => "model",
+        Collection::Approvals => "approval",
+        Collection::Revocations => "revocation",
+        Collection::Exceptions => "exception",
+        Collection::Nodes => "node",
     }
 }
 
@@ -784,4 +938,111 @@ pub fn fold<'a>(pinned: &[u8], entries: impl IntoIterator<Item = &'a [u8]>) -> R
 /// Validate a scope (re-exported for requests).
 pub fn check_scope(scope: &str) -> Result<(), String> {
     validate_scope(scope)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrustRootData {
+    doc: TrustRootDoc,
+    index: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyData {
+    id: String,
+    name: String,
+    text: String,
+    admins: Vec<String>,
+    index: u64,
+}
+
+/// The state as [`State::snapshot`] writes it (every field, nothing derived).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateData {
+    size: u64,
+    trust_root: Option<TrustRootData>,
+    models: BTreeMap<String, ModelRecord>,
+    approvals: BTreeMap<Arc<str>, ApprovalRecord>,
+    revocations: BTreeMap<String, RevocationRecord>,
+    exceptions: BTreeMap<Arc<str>, ExceptionRecord>,
+    policy: Option<PolicyData>,
+    nodes: BTreeMap<String, NodeRecord>,
+}
+
+impl State {
+    /// The state's records as JSON, for [`State::restore`]. Derived data
+    /// (the parsed trust root, compiled policies, indexes) is rebuilt on
+    /// restore, not stored.
+    pub fn snapshot(&self) -> Result<Vec<u8>, String> {
+        serde_json::to_vec(self).map_err(|e| format!("encoding the state: {e}"))
+    }
+
+    /// Rebuild a state from [`State::snapshot`] bytes, for the pinned trust
+    /// root `pinned`. The caller must still check that the restored state's
+    /// [`State::digest`] is the one it recorded with the snapshot: a
+    /// snapshot is a cache of a fold, never a source of truth.
+    pub fn restore(pinned: &[u8], bytes: &[u8]) -> Result<State, String> {
+        let d: StateData = serde_json::from_slice(bytes).map_err(|e| format!("state snapshot: {e}"))?;
+        let mut state = State::new(pinned).map_err(|e| format!("pinned trust root: {e}"))?;
+        state.size = d.size;
+        if let Some(t) = d.trust_root {
+            let parsed = TrustRoot::from_doc(t.doc.clone()).map_err(|e| format!("snapshot trust root: {e}"))?;
+            state.trust_root = Some(TrustRootRecord {
+                doc: t.doc,
+                index: t.index,
+                parsed: Arc::new(parsed),
+            });
+        }
+        if let Some(p) = d.policy {
+            let compiled = compile(&p.text).map_err(|e| format!("snapshot policy set: {e}"))?;
+            state.policy = Some(PolicyRecord {
+                id: p.id,
+                name: p.name,
+                text: p.text,
+                admins: p.admins,
+                index: p.index,
+                compiled,
+            });
+        }
+        // Grants in log order, as the fold appended them.
+        let mut grants: Vec<(u64, Arc<str>, Arc<str>)> = d
+            .approvals
+            .values()
+            .map(|a| (a.index, Arc::clone(&a.model), Arc::clone(&a.id)))
+            .chain(
+                d.exceptions
+                    .values()
+                    .map(|e| (e.index, Arc::clone(&e.model), Arc::clone(&e.id))),
+            )
+            .collect();
+        grants.sort();
+        for (_, model, id) in grants {
+            state.by_model.entry(model).or_default().push(id);
+        }
+        for k in d.models.keys() {
+            state.digest.touch(Collection::Models, k);
+        }
+        for k in d.approvals.keys() {
+            state.digest.touch(Collection::Approvals, k);
+        }
+        for k in d.revocations.keys() {
+            state.digest.touch(Collection::Revocations, k);
+        }
+        for k in d.exceptions.keys() {
+            state.digest.touch(Collection::Exceptions, k);
+        }
+        for k in d.nodes.keys() {
+            state.digest.touch(Collection::Nodes, k);
+        }
+        state.digest.touch_trust_root();
+        state.digest.touch_policy();
+        state.models = d.models;
+        state.approvals = d.approvals;
+        state.revocations = d.revocations;
+        state.exceptions = d.exceptions;
+        state.nodes = d.nodes;
+        Ok(state)
+    }
 }

@@ -230,7 +230,7 @@ fn a_cedar_evaluation_error_denies_even_where_cedar_would_allow() {
         @id("broken-forbid") forbid(principal, action, resource) when { Model::"ghost".name == "x" };
     "#;
     let mut log = b.log.clone();
-    log.push(w.policy(erroring));
+    log.push(w.policy_after(erroring, &b.log[3]));
     let s = fold_all(&w, &log).unwrap();
     let d = decide(&s, &request(&b.m1, "prod/credit/scoring", "node-1"), 1500);
     assert_eq!(
@@ -250,7 +250,7 @@ fn tags_and_groups_reach_the_policies() {
           when { principal.hasTag("department") && principal.getTag("department") == "risk" && resource.risk_tier == "low" };
     "#;
     let mut log = b.log.clone();
-    log.push(w.policy(text));
+    log.push(w.policy_after(text, &b.log[3]));
     let s = fold_all(&w, &log).unwrap();
     let mut r = request(&b.m1, "prod/credit/scoring", "node-1");
     assert!(decide(&s, &r, 1500).allow);
@@ -328,7 +328,7 @@ impl PolicyBy for World {}
 trait PolicyBy {
     fn policy_signed_by(&self, keys: &[&ed25519_dalek::SigningKey]) -> Vec<u8> {
         sign(
-            &json!({"type": "policy-set", "version": 1, "name": "p", "policies": PERMIT_ALL}),
+            &json!({"type": "policy-set", "version": 2, "name": "p", "policies": PERMIT_ALL, "replaces": ""}),
             keys,
         )
     }
@@ -539,23 +539,119 @@ fn node_anchors_must_be_signed_and_consistent() {
         fork.append(leaf_hash(&[i]));
     }
     refused(&w, &log, anchor(&fork, 7, &node_gov), Rule::AnchorInvalid);
-    // A shrinking log: refused.
+    // A shrinking log is a step back; the latest anchor posted again (anyone
+    // can read it from the log) is a repeat: both refused.
     let mut small = MemoryTree::new();
     small.append(leaf_hash(&[0]));
-    refused(&w, &log, anchor(&small, 0, &node_gov), Rule::AnchorInvalid);
+    refused(&w, &log, anchor(&small, 0, &node_gov), Rule::Replay);
+    refused(&w, &log, log.last().unwrap().clone(), Rule::Replay);
     // A containment report from the node is recorded.
-    let report = sign(
-        &json!({"type": "containment-report", "version": 1, "node": "node-1", "models": [b.m1], "reason": "UnauthorizedModification",
-                "detail": "weights.bin changed", "recovered": false, "time": 1234}),
-        &[&node_gov],
-    );
-    log.push(report);
+    let report = |sequence: u64, recovered: bool, time: u64| {
+        sign(
+            &json!({"type": "containment-report", "version": 2, "node": "node-1", "sequence": sequence, "models": [b.m1],
+                    "reason": "UnauthorizedModification", "detail": "weights.bin changed", "recovered": recovered, "time": time}),
+            &[&node_gov],
+        )
+    };
+    let recovered = report(5, true, 1000);
+    log.push(recovered.clone());
+    log.push(report(7, false, 1234));
     let s = fold_all(&w, &log).unwrap();
     let r = s.nodes["node-1"].last_report.as_ref().unwrap();
     assert_eq!(
-        (r.reason, r.recovered, s.nodes["node-1"].reports),
-        (ContainmentReason::UnauthorizedModification, false, 1)
+        (r.reason, r.recovered, r.sequence, s.nodes["node-1"].reports),
+        (ContainmentReason::UnauthorizedModification, false, 7, 2)
     );
+    // The older "recovered" posted again after the newer containment: refused,
+    // and so is a new report that does not move the sequence forward.
+    refused(&w, &log, recovered, Rule::Replay);
+    refused(&w, &log, report(7, true, 2000), Rule::Replay);
+    refused(&w, &log, report(6, true, 2000), Rule::Replay);
+    log.push(report(8, true, 2000));
+    assert!(
+        fold_all(&w, &log).unwrap().nodes["node-1"]
+            .last_report
+            .as_ref()
+            .unwrap()
+            .recovered
+    );
+    // Version 1 reports (no sequence) are no longer read: they could be replayed.
+    let v1 = sign(
+        &json!({"type": "containment-report", "version": 1, "node": "node-1", "models": [], "reason": "SyncInterrupted",
+                "detail": "", "recovered": true, "time": 1}),
+        &[&node_gov],
+    );
+    let e = refused(&w, &log, v1, Rule::UnknownEntry);
+    assert!(e.detail.contains("reads version 2"), "{e}");
+}
+
+#[test]
+fn a_policy_set_names_the_set_it_replaces_so_an_old_one_cannot_come_back() {
+    let w = World::new();
+    let b = base(&w);
+    let first = b.log[3].clone();
+    let deny_all = r#"@id("none") forbid(principal, action, resource);"#;
+    let second = w.policy_after(deny_all, &first);
+    let mut log = b.log.clone();
+    log.push(second.clone());
+    assert_eq!(fold_all(&w, &log).unwrap().policy.unwrap().name, "test policies");
+    // Re-submitting the first set verbatim (it replaces nothing) does not put it back.
+    let e = refused(&w, &log, first.clone(), Rule::Replay);
+    assert!(e.detail.contains("the policy set in force is"), "{e}");
+    // Nor does the second again, nor a set naming a set that is not in force.
+    refused(&w, &log, second.clone(), Rule::Replay);
+    refused(&w, &log, w.policy_after(PERMIT_ALL, &first), Rule::Replay);
+    refused(&w, &log, w.policy_replacing(PERMIT_ALL, &"0".repeat(64)), Rule::Replay);
+    // Replacing the set in force is accepted.
+    log.push(w.policy_after(PERMIT_ALL, &second));
+    assert!(fold_all(&w, &log).is_ok());
+    // Version 1 policy sets (which name nothing) are not read.
+    let v1 = sign(
+        &json!({"type": "policy-set", "version": 1, "name": "p", "policies": PERMIT_ALL}),
+        &[&w.padmin],
+    );
+    refused(&w, &log, v1, Rule::UnknownEntry);
+    // Policy text with a bidirectional override (it can read otherwise than it runs).
+    refused(
+        &w,
+        &b.log,
+        w.policy_after("permit(principal, action, resource); // \u{202E} }", &first),
+        Rule::Text,
+    );
+}
+
+#[test]
+fn free_text_refuses_controls_bidi_overrides_and_invisible_only_text() {
+    let w = World::new();
+    let b = base(&w);
+    for bad in [
+        "CHG\u{1b}[31m-1",
+        "CHG-1\n",
+        "CHG-\u{202E}1",
+        "\u{200B}\u{200B}",
+        " \u{FEFF} ",
+        "\u{2066}x",
+    ] {
+        let e = refused(
+            &w,
+            &b.log,
+            w.approval(&b.m1, &["prod/*"], (1000, 2000), "low", bad, &[&w.alice]),
+            Rule::Text,
+        );
+        assert!(e.detail.starts_with("ticket: "), "{e}");
+    }
+    // Ordinary text, including non-Latin scripts and emoji with joiners, is fine.
+    for good in ["CHG-1", "Änderung 7", "変更-42", "👩‍💻 review"] {
+        let mut log = b.log.clone();
+        log.push(w.approval(&b.m1, &["prod/*"], (1000, 2000), "low", good, &[&w.alice]));
+        assert!(fold_all(&w, &log).is_ok(), "{good}");
+    }
+    // A revocation's reason may span lines, but holds no other control.
+    let e = refused(&w, &b.log, w.revocation_with(&b.m1, "drift\u{7}", "INC-1"), Rule::Text);
+    assert!(e.detail.starts_with("reason: "), "{e}");
+    let mut log = b.log.clone();
+    log.push(w.revocation_with(&b.m1, "drift\nsee the incident", "INC-1"));
+    assert!(fold_all(&w, &log).is_ok());
 }
 
 #[test]
@@ -577,4 +673,33 @@ fn the_cache_never_outlives_its_state_or_window() {
     let s2 = fold_all(&w, &log).unwrap();
     assert_eq!(cache.decide(&s2, &r, 1500).reasons, vec![ReasonCode::Revoked]);
     assert_eq!(cache.len(), 1);
+}
+
+#[test]
+fn a_snapshot_restores_the_same_state_digest_and_decisions() {
+    let w = World::new();
+    let b = base(&w);
+    let mut log = b.log.clone();
+    log.push(w.revocation(&b.m2));
+    let s = fold_all(&w, &log).unwrap();
+    let bytes = s.snapshot().unwrap();
+    let mut r = State::restore(&w.genesis(), &bytes).unwrap();
+    assert_eq!((r.size, r.digest()), (s.size, s.digest()));
+    let req = request(&b.m1, "prod/credit/scoring", "node-1");
+    assert_eq!(decide(&r, &req, 1500), decide(&s, &req, 1500));
+    // Folding on from the restored state is folding the whole log.
+    let next = w.exception(&b.m1, &["prod/other/*"], 5000, "T-1");
+    r.apply(&next).unwrap();
+    log.push(next);
+    assert_eq!(r.digest(), fold_all(&w, &log).unwrap().digest());
+    // One changed field in the snapshot gives another digest (which the
+    // authority compares with the one it recorded).
+    let tampered = String::from_utf8(bytes).unwrap().replace("CHG-1", "CHG-2");
+    let t = State::restore(&w.genesis(), tampered.as_bytes()).unwrap();
+    assert_ne!(t.digest(), s.digest());
+    // Unknown fields are refused, not skipped.
+    let extra = String::from_utf8(s.snapshot().unwrap())
+        .unwrap()
+        .replacen('{', "{\"extra\":1,", 1);
+    assert!(State::restore(&w.genesis(), extra.as_bytes()).is_err());
 }

@@ -1,15 +1,25 @@
 //! What a node tells the governance log about itself: containment and
 //! recovery reports and lineage anchors, signed with the node's own key
 //! (which is how the authority and every other node know it was this node).
+//!
+//! Every report carries a sequence number above the node's previous one
+//! (the fold refuses anything else), so a report that anyone can read back
+//! from the log cannot be posted again to make the node look recovered.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use modelgate_governance::{to_canonical, ContainmentReason, Envelope};
 use modelgate_tlog::SignerKey;
 use serde_json::json;
 
 /// A signed `containment-report` entry (`recovered` false when containing).
+#[allow(clippy::too_many_arguments)]
 pub fn containment_report(
     key: &SignerKey,
     node: &str,
+    sequence: u64,
     models: &[String],
     reason: ContainmentReason,
     detail: &str,
@@ -17,8 +27,76 @@ pub fn containment_report(
     time: u64,
 ) -> Result<Vec<u8>, String> {
     let reason = serde_json::to_value(reason).map_err(|e| e.to_string())?;
-    let p = json!({"type": "containment-report", "version": 1, "node": node, "models": models, "reason": reason,
-                   "detail": detail, "recovered": recovered, "time": time});
+    let p = json!({"type": "containment-report", "version": 2, "node": node, "sequence": sequence, "models": models,
+                   "reason": reason, "detail": detail, "recovered": recovered, "time": time});
     let bytes = to_canonical(&p).map_err(|e| e.to_string())?;
     Envelope::sign(&bytes, &[key.ed25519()]).map_err(|e| e.to_string())
+}
+
+/// The node's report sequence, kept in a file so that it keeps rising
+/// across restarts, and never below what the log already shows.
+#[derive(Debug)]
+pub struct ReportSequence {
+    path: PathBuf,
+    last: Mutex<u64>,
+}
+
+impl ReportSequence {
+    /// The sequence kept at `path` (0 when the file does not exist yet). A
+    /// file that exists but does not hold a number is an error: starting
+    /// again from 0 would only get every report refused.
+    pub fn open(path: &Path) -> Result<Self, String> {
+        let last = match std::fs::read_to_string(path) {
+            Ok(t) => t
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| format!("{} does not hold a report sequence number", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(format!("couldn't read {}: {e}", path.display())),
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            last: Mutex::new(last),
+        })
+    }
+
+    /// The next sequence number: above the last one this node used and above
+    /// `logged` (its latest report in the governance log). It is on disk
+    /// before it is returned.
+    pub fn next(&self, logged: u64) -> Result<u64, String> {
+        let mut last = self
+            .last
+            .lock()
+            .map_err(|_| "report sequence lock poisoned".to_owned())?;
+        let n = (*last).max(logged) + 1;
+        let tmp = self.path.with_extension("tmp");
+        let written = std::fs::File::create(&tmp)
+            .and_then(|mut f| {
+                f.write_all(format!("{n}\n").as_bytes())?;
+                f.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&tmp, &self.path));
+        written.map_err(|e| format!("couldn't write {}: {e}", self.path.display()))?;
+        *last = n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_sequence_rises_across_reopening_and_never_below_the_log() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("report-sequence");
+        let s = ReportSequence::open(&p).unwrap();
+        assert_eq!((s.next(0).unwrap(), s.next(0).unwrap()), (1, 2));
+        let s = ReportSequence::open(&p).unwrap();
+        assert_eq!(s.next(0).unwrap(), 3);
+        assert_eq!(s.next(10).unwrap(), 11);
+        std::fs::write(&p, "garbage").unwrap();
+        assert!(ReportSequence::open(&p).unwrap_err().contains("does not hold"));
+    }
 }

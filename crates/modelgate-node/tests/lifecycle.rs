@@ -83,7 +83,7 @@ fn world() -> World {
             &[&pipeline],
         ),
         sign(
-            &json!({"type": "policy-set", "version": 1, "name": "p", "policies": "permit(principal, action, resource);"}),
+            &json!({"type": "policy-set", "version": 2, "name": "p", "policies": "permit(principal, action, resource);", "replaces": ""}),
             &[&padmin],
         ),
         sign(

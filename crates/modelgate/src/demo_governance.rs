@@ -69,9 +69,7 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str) -> Result<(), Failure>
     let root_pem = std::fs::read_to_string(&report.root_key).map_err(fail)?;
     let root = SigningKey::from_pkcs8_pem(&root_pem).map_err(fail)?;
     let doc = authority
-        .committed
-        .read()
-        .map_err(fail)?
+        .state()
         .trust_root
         .as_ref()
         .map(|r| r.doc.clone())
@@ -109,7 +107,7 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str) -> Result<(), Failure>
     accepted(
         &authority,
         signed(
-            &json!({"type": "policy-set", "version": 1, "name": "demo", "policies": policy}),
+            &json!({"type": "policy-set", "version": 2, "name": "demo", "policies": policy, "replaces": ""}),
             &[&padmin],
         )?,
         "the policy",

@@ -63,6 +63,8 @@ impl Remote {
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
+        // Only the authority named on the command line answers.
+        .max_redirects(0)
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .into()
@@ -249,6 +251,12 @@ pub struct PolicyArgs {
     /// A name for the set.
     #[arg(long, default_value = "policies")]
     name: String,
+    /// The id of the policy set in force that this one replaces (`none` for
+    /// the log's first). Asked of the authority when not given; the fold
+    /// accepts a policy set only when this names the set in force, so an
+    /// older set cannot be put back by submitting it again.
+    #[arg(long, value_name = "ID|none")]
+    replaces: Option<String>,
     #[command(flatten)]
     signing: Signing,
 }
@@ -257,8 +265,27 @@ pub fn policy_publish(a: PolicyArgs) -> Result<(), Failure> {
     let text = String::from_utf8(read_limited(&a.file, 60 * 1024, "policy file")?)
         .map_err(|_| usage(format!("{} is not UTF-8 text", a.file.display())))?;
     modelgate_governance::policy::compile(&text).map_err(|e| Failure::Invalid(format!("{}: {e}", a.file.display())))?;
+    let replaces = match a.replaces.as_deref() {
+        Some("none") => String::new(),
+        Some(id) if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) => id.to_ascii_lowercase(),
+        Some(id) => {
+            return Err(usage(format!(
+                "--replaces {id:?} is neither a policy set id (64 hex digits) nor none"
+            )))
+        }
+        None => {
+            if a.signing.remote.authority.is_none() {
+                return Err(usage(
+                    "give --replaces ID (or none for the first policy set), or --authority to ask it for the set in force",
+                ));
+            }
+            let v: Value = serde_json::from_slice(&get(&a.signing.remote, "/api/v1/policy")?)
+                .map_err(|e| Failure::Invalid(format!("the authority's /api/v1/policy: {e}")))?;
+            v["id"].as_str().unwrap_or_default().to_owned()
+        }
+    };
     finish(
-        &json!({"type": "policy-set", "version": 1, "name": a.name, "policies": text}),
+        &json!({"type": "policy-set", "version": 2, "name": a.name, "policies": text, "replaces": replaces}),
         &a.signing,
     )
 }

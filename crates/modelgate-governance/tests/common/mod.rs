@@ -9,6 +9,7 @@ use modelgate_governance::*;
 use modelgate_oms::{HashAlgorithm, HashOptions, Method, PrivateKey, Signer};
 use modelgate_tlog::{KeyType, SignerKey};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 pub const AUTHORITY: &str = "authority.example/governance";
 
@@ -166,9 +167,20 @@ impl World {
         )
     }
 
+    /// The log's first policy set.
     pub fn policy(&self, text: &str) -> Vec<u8> {
+        self.policy_replacing(text, "")
+    }
+
+    /// A policy set replacing the one whose entry is `previous`.
+    pub fn policy_after(&self, text: &str, previous: &[u8]) -> Vec<u8> {
+        let payload = Envelope::parse(previous).unwrap().payload;
+        self.policy_replacing(text, &hex::encode(Sha256::digest(&payload)))
+    }
+
+    pub fn policy_replacing(&self, text: &str, replaces: &str) -> Vec<u8> {
         sign(
-            &json!({"type": "policy-set", "version": 1, "name": "test policies", "policies": text}),
+            &json!({"type": "policy-set", "version": 2, "name": "test policies", "policies": text, "replaces": replaces}),
             &[&self.padmin],
         )
     }
@@ -181,8 +193,12 @@ impl World {
     }
 
     pub fn revocation(&self, model: &str) -> Vec<u8> {
+        self.revocation_with(model, "drift found", "INC-9")
+    }
+
+    pub fn revocation_with(&self, model: &str, reason: &str, ticket: &str) -> Vec<u8> {
         sign(
-            &json!({"type": "revocation", "version": 1, "model": model, "reason": "drift found", "ticket": "INC-9"}),
+            &json!({"type": "revocation", "version": 1, "model": model, "reason": reason, "ticket": ticket}),
             &[&self.bob],
         )
     }
