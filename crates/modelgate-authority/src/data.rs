@@ -6,6 +6,7 @@
 //! DIR/trust-root.dsse.json         trust root v1, the log's entry 0: nodes pin this file
 //! DIR/governance.db                the governance log (SQLite)
 //! DIR/tokens.json                  write-API tokens, stored as SHA-256 hashes
+//! DIR/state.snapshot               the folded state, signed (restarts refold only what follows it)
 //! DIR/offline-root-keys/root-1.key the first root key (PKCS#8 PEM, 0600): move it offline
 //! ```
 
@@ -60,6 +61,11 @@ impl DataDir {
     /// The SQLite store.
     pub fn store(&self) -> PathBuf {
         self.root.join("governance.db")
+    }
+
+    /// The signed snapshot of the folded state (a cache for restarts).
+    pub fn snapshot(&self) -> PathBuf {
+        self.root.join("state.snapshot")
     }
 
     /// The token file.
@@ -168,9 +174,13 @@ pub fn init(dir: &Path, origin: &str) -> Result<InitReport, AuthorityError> {
     modelgate_governance::State::new(&genesis)
         .map_err(|e| AuthorityError::Config(format!("generated trust root: {e}")))?;
 
-    let pem = root
-        .to_pkcs8_pem(Default::default())
-        .map_err(|e| AuthorityError::Config(e.to_string()))?;
+    // PKCS#8 v1 (RFC 8410), which OpenSSL and Python's cryptography read.
+    let pem = ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: root.to_bytes(),
+        public_key: None,
+    }
+    .to_pkcs8_pem(Default::default())
+    .map_err(|e| AuthorityError::Config(e.to_string()))?;
     let pub_pem = root
         .verifying_key()
         .to_public_key_pem(Default::default())

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State as AxState};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State as AxState};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -23,8 +23,9 @@ use modelgate_tlog::{
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::net::SocketAddr;
 
-use crate::service::{now, Authority, Outcome};
+use crate::service::{now, summary_json, Authority, Outcome, WriterTrouble};
 
 type Shared = Arc<Authority>;
 
@@ -35,6 +36,77 @@ pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
         Json(json!({"error": {"code": code, "message": message.into()}})),
     )
         .into_response()
+}
+
+/// A 503 (or 429) that tells the client when to come back.
+fn retry_after(status: StatusCode, code: &str, message: impl Into<String>, seconds: u64) -> Response {
+    let mut r = error(status, code, message);
+    if let Ok(v) = HeaderValue::from_str(&seconds.max(1).to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+/// Writes come from the CLI and nodes, never from a web page: a browser's
+/// "simple" cross-site request (form or text/plain, no preflight) must not
+/// be able to submit one, nor a page on another origin.
+fn cross_site(headers: &HeaderMap) -> Option<Response> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Some(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content-type",
+            "submissions must be sent with Content-Type: application/json",
+        ));
+    }
+    if headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("cross-site") || v.eq_ignore_ascii_case("same-site"))
+    {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "cross-origin",
+            "submissions from another site's page are refused",
+        ));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        let origin = origin.to_str().unwrap_or("");
+        let same = !host.is_empty() && (origin == format!("http://{host}") || origin == format!("https://{host}"));
+        if !same {
+            return Some(error(
+                StatusCode::FORBIDDEN,
+                "cross-origin",
+                format!("submissions from origin {origin:?} are refused (this authority is {host:?})"),
+            ));
+        }
+    }
+    None
+}
+
+/// The per-client bound on writes that need no token.
+fn rate_limited(a: &Authority, peer: Option<SocketAddr>) -> Option<Response> {
+    let ip = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.ip());
+    match a.unauthenticated.take(ip) {
+        Ok(()) => None,
+        Err(wait) => {
+            a.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+            Some(retry_after(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                format!(
+                    "more than {} unauthenticated writes per second from {ip}",
+                    crate::limit::RATE_PER_SECOND
+                ),
+                wait.as_secs_f64().ceil() as u64,
+            ))
+        }
+    }
 }
 
 /// The router: every route, the body limit, request counting.
@@ -165,7 +237,15 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-async fn submit(AxState(a): AxState<Shared>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn submit(
+    AxState(a): AxState<Shared>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Some(r) = cross_site(&headers) {
+        return r;
+    }
     let body = match body {
         Ok(b) => b,
         Err(e) => return error(e.status(), "bad-body", e.body_text()),
@@ -182,7 +262,11 @@ async fn submit(AxState(a): AxState<Shared>, headers: HeaderMap, body: Result<By
     // signed by that node's key. A token, if given, must still be valid.
     let node_signed = matches!(kind, "node-anchor" | "containment-report");
     match bearer(&headers) {
-        None if node_signed => {}
+        None if node_signed => {
+            if let Some(r) = rate_limited(&a, peer.map(|p| p.0 .0)) {
+                return r;
+            }
+        }
         None => {
             return error(
                 StatusCode::UNAUTHORIZED,
@@ -214,10 +298,11 @@ async fn submit(AxState(a): AxState<Shared>, headers: HeaderMap, body: Result<By
     let rx = match a.submit(body.to_vec()) {
         Ok(rx) => rx,
         Err("busy") => {
-            return error(
+            return retry_after(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy",
                 "the submission queue is full; retry",
+                1,
             )
         }
         Err(m) => return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
@@ -229,7 +314,12 @@ async fn submit(AxState(a): AxState<Shared>, headers: HeaderMap, body: Result<By
         )
             .into_response(),
         Ok(Outcome::Refused(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.rule.code(), e.to_string()),
-        Ok(Outcome::Failed(m)) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", m),
+        Ok(Outcome::Failed(m)) => retry_after(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store-unavailable",
+            format!("the store could not write; nothing was appended, retry: {m}"),
+            1,
+        ),
         Err(_) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
@@ -368,36 +458,26 @@ async fn tlog_proof(AxState(a): AxState<Shared>, Path(index): Path<u64>) -> Resp
     }
 }
 
-fn summary(s: &State) -> Value {
-    json!({
-        "size": s.size,
-        "digest": hex::encode(s.digest()),
-        "trust_root_version": s.trust_root.as_ref().map(|r| r.doc.root_version),
-        "models": s.models.len(),
-        "approvals": s.approvals.len(),
-        "revocations": s.revocations.len(),
-        "exceptions": s.exceptions.len(),
-        "nodes": s.nodes.len(),
-        "policy": s.policy.as_ref().map(|p| json!({"id": p.id, "name": p.name, "index": p.index})),
-    })
-}
-
 #[derive(Deserialize)]
 struct StateQuery {
     size: Option<u64>,
 }
 
+fn json_bytes(bytes: Arc<Vec<u8>>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], bytes.as_ref().clone()).into_response()
+}
+
+/// The state's summary at the latest size, at a recent checkpoint size (kept
+/// by the writer), or refolded for an older size — one refold at a time.
 async fn state(AxState(a): AxState<Shared>, Query(q): Query<StateQuery>) -> Response {
-    let current = match a.committed.read() {
-        Ok(s) => {
-            if q.size.is_none_or(|n| n == s.size) {
-                return Json(summary(&s)).into_response();
-            }
-            s.size
-        }
-        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lock poisoned"),
+    let latest = a.latest_summary();
+    let current = a.state().size;
+    let Some(n) = q.size.filter(|n| *n != current) else {
+        return json_bytes(latest);
     };
-    let n = q.size.unwrap_or(current);
+    if let Some(s) = a.summary_at(n) {
+        return json_bytes(s);
+    }
     if n == 0 || n > current {
         return error(
             StatusCode::BAD_REQUEST,
@@ -405,7 +485,14 @@ async fn state(AxState(a): AxState<Shared>, Query(q): Query<StateQuery>) -> Resp
             format!("size {n} is not between 1 and {current}"),
         );
     }
-    // A past size: refold that prefix from the store.
+    let Ok(_permit) = a.refolds.try_acquire() else {
+        return retry_after(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "another past state is being refolded; retry",
+            1,
+        );
+    };
     let a2 = Arc::clone(&a);
     let r = tokio::task::spawn_blocking(move || {
         let entries = a2.with_reader(|s| s.entries(0, n)).map_err(|e| e.to_string())?;
@@ -413,55 +500,62 @@ async fn state(AxState(a): AxState<Shared>, Query(q): Query<StateQuery>) -> Resp
     })
     .await;
     match r {
-        Ok(Ok(s)) => Json(summary(&s)).into_response(),
+        Ok(Ok(s)) => json_bytes(Arc::new(summary_json(&s))),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "fold", e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the refold stopped"),
     }
 }
 
-fn with_state(a: &Authority, f: impl FnOnce(&State) -> Value) -> Response {
-    match a.committed.read() {
-        Ok(s) => Json(f(&s)).into_response(),
-        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lock poisoned"),
+/// A JSON view of the state, encoded off the async workers (a list of
+/// every approval can take milliseconds).
+async fn with_state(a: &Authority, f: impl FnOnce(&State) -> Value + Send + 'static) -> Response {
+    let state = a.state();
+    match tokio::task::spawn_blocking(move || serde_json::to_vec(&f(&state))).await {
+        Ok(Ok(bytes)) => json_bytes(Arc::new(bytes)),
+        _ => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "encoding the state failed",
+        ),
     }
 }
 
 async fn trust_root(AxState(a): AxState<Shared>) -> Response {
-    with_state(&a, |s| json!(s.trust_root.as_ref().map(|r| &r.doc)))
+    with_state(&a, move |s| json!(s.trust_root.as_ref().map(|r| &r.doc))).await
 }
 
 async fn models(AxState(a): AxState<Shared>) -> Response {
-    with_state(&a, |s| json!(s.models.values().collect::<Vec<_>>()))
+    with_state(&a, move |s| json!(s.models.values().collect::<Vec<_>>())).await
 }
 
 async fn model(AxState(a): AxState<Shared>, Path(digest): Path<String>) -> Response {
-    match a.committed.read() {
-        Ok(s) => match s.models.get(&digest) {
-            Some(m) => {
-                let approvals: Vec<_> = s.approvals.values().filter(|x| *x.model == *digest).collect();
-                Json(json!({"model": m, "approvals": approvals, "revocation": s.revocations.get(&digest)}))
-                    .into_response()
-            }
-            None => error(
-                StatusCode::NOT_FOUND,
-                "unknown-model",
-                format!("model {digest} is not registered"),
-            ),
-        },
-        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lock poisoned"),
+    let s = a.state();
+    match s.models.get(&digest) {
+        Some(m) => {
+            let approvals: Vec<_> = s
+                .grants_of_model(&digest)
+                .filter_map(|id| s.approvals.get(id))
+                .collect();
+            Json(json!({"model": m, "approvals": approvals, "revocation": s.revocations.get(&digest)})).into_response()
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            "unknown-model",
+            format!("model {digest} is not registered"),
+        ),
     }
 }
 
 async fn approvals(AxState(a): AxState<Shared>) -> Response {
-    with_state(&a, |s| json!(s.approvals.values().collect::<Vec<_>>()))
+    with_state(&a, move |s| json!(s.approvals.values().collect::<Vec<_>>())).await
 }
 
 async fn revocations(AxState(a): AxState<Shared>) -> Response {
-    with_state(&a, |s| json!(s.revocations.values().collect::<Vec<_>>()))
+    with_state(&a, move |s| json!(s.revocations.values().collect::<Vec<_>>())).await
 }
 
 async fn exceptions(AxState(a): AxState<Shared>) -> Response {
-    with_state(&a, |s| json!(s.exceptions.values().collect::<Vec<_>>()))
+    with_state(&a, move |s| json!(s.exceptions.values().collect::<Vec<_>>())).await
 }
 
 async fn nodes(AxState(a): AxState<Shared>) -> Response {
@@ -469,7 +563,7 @@ async fn nodes(AxState(a): AxState<Shared>) -> Response {
         Ok(h) => h.clone(),
         Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lock poisoned"),
     };
-    with_state(&a, |s| {
+    with_state(&a, move |s| {
         json!(s
             .nodes
             .values()
@@ -482,6 +576,7 @@ async fn nodes(AxState(a): AxState<Shared>) -> Response {
             })
             .collect::<Vec<_>>())
     })
+    .await
 }
 
 /// Heartbeat clock window: how far a node's clock may be behind or ahead.
@@ -491,18 +586,19 @@ const HEARTBEAT_WINDOW_SECONDS: u64 = 300;
 /// `modelgate_governance::heartbeat`). Kept in memory, latest per node.
 async fn heartbeat(
     AxState(a): AxState<Shared>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     use modelgate_governance::heartbeat::verify_heartbeat;
+    if let Some(r) = rate_limited(&a, peer.map(|p| p.0 .0)) {
+        return r;
+    }
     let body = match body {
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad-body", e.body_text()),
     };
-    let key = match a.committed.read() {
-        Ok(s) => s.nodes.get(&id).map(|n| n.key.clone()),
-        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lock poisoned"),
-    };
+    let key = a.state().nodes.get(&id).map(|n| n.key.clone());
     let Some(key) = key else {
         return error(
             StatusCode::NOT_FOUND,
@@ -555,18 +651,29 @@ async fn heartbeat(
 }
 
 async fn policy(AxState(a): AxState<Shared>) -> Response {
-    with_state(&a, |s| json!(s.policy.as_ref()))
+    with_state(&a, move |s| json!(s.policy.as_ref())).await
 }
 
 async fn readyz(AxState(a): AxState<Shared>) -> Response {
-    if a.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        error(
+    match a.writer_trouble() {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(WriterTrouble::Stopped) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "not-ready",
             "the writer is not running",
-        )
+        ),
+        Some(WriterTrouble::Stalled(d)) => retry_after(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "writer-stalled",
+            format!("a durable write has not returned for {} ms", d.as_millis()),
+            1,
+        ),
+        Some(WriterTrouble::Failing(e)) => retry_after(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "writer-failing",
+            format!("the last durable write failed: {e}"),
+            1,
+        ),
     }
 }
 
@@ -574,7 +681,7 @@ async fn metrics(AxState(a): AxState<Shared>) -> Response {
     let c = &a.counters;
     let (size, time) = a.served.read().map_or((0, 0), |s| (s.size, s.time));
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    let rows: [(&str, &str, &str, u64); 10] = [
+    let rows: [(&str, &str, &str, u64); 12] = [
         ("modelgate_log_size", "gauge", "Entries in the governance log.", size),
         (
             "modelgate_checkpoint_cosignature_age_seconds",
@@ -629,6 +736,18 @@ async fn metrics(AxState(a): AxState<Shared>) -> Response {
             "gauge",
             "1 while the writer runs.",
             u64::from(a.ready.load(Ordering::SeqCst)),
+        ),
+        (
+            "modelgate_writer_healthy",
+            "gauge",
+            "1 while the writer is neither stalled (a write over 2 s) nor failing.",
+            u64::from(a.writer_trouble().is_none()),
+        ),
+        (
+            "modelgate_rate_limited_total",
+            "counter",
+            "Unauthenticated writes refused by the per-client rate limit.",
+            load(&c.rate_limited),
         ),
     ];
     let mut out = String::new();
@@ -703,7 +822,11 @@ async fn openapi() -> Response {
         ),
         ("/api/v1/policy", "get", "The Cedar policy set in force."),
         ("/healthz", "get", "Liveness."),
-        ("/readyz", "get", "Readiness: 200 while the writer runs."),
+        (
+            "/readyz",
+            "get",
+            "Readiness: 200 while the writer runs and is neither stalled nor failing.",
+        ),
         ("/metrics", "get", "Prometheus text exposition."),
     ] {
         paths.insert(

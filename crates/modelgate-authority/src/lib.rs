@@ -16,12 +16,27 @@
 //! - **One sequencer.** A second authority on the same data directory is
 //!   refused by the store's writer lock.
 //! - **Refusals name the problem.** Every error is JSON with a stable code
-//!   and a message; nothing is appended on any error.
+//!   and a message; nothing is appended on any error. A store that cannot
+//!   write (full or read-only disk) answers 503 with Retry-After, and writes
+//!   resume when it can.
+//! - **No replay, no cross-site writes, no starving.** Node-signed entries
+//!   only move forward (the fold refuses a repeated report sequence or
+//!   anchor), writes need a JSON content type and no foreign `Origin`, and
+//!   the writes that need no token are rate-limited per client ([`limit`]).
+//! - **Reads never wait for the disk.** Each durable batch is swapped into
+//!   the published state after its fsync; no lock is held across a write,
+//!   `/readyz` reports a stalled or failing writer, and every listener cuts
+//!   off slow clients ([`listen`]).
+//! - **Restarts are short.** A signed snapshot of the folded state is kept
+//!   beside the log ([`snapshot`]); a restart refolds only what follows it.
 
 pub mod data;
 mod error;
 pub mod http;
+pub mod limit;
+pub mod listen;
 pub mod service;
+pub mod snapshot;
 pub mod tokens;
 
 use std::future::Future;
@@ -58,10 +73,14 @@ pub async fn serve(
             }
         })
     };
-    let result = axum::serve(listener, router(Arc::clone(&authority)))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| AuthorityError::Io(format!("serving: {e}")));
+    let result = listen::serve(
+        listener,
+        router(Arc::clone(&authority)),
+        listen::Limits::default(),
+        shutdown,
+    )
+    .await
+    .map_err(|e| AuthorityError::Io(format!("serving: {e}")));
     refresher.abort();
     let a = Arc::clone(&authority);
     tokio::task::spawn_blocking(move || a.shutdown())

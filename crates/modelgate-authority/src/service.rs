@@ -2,24 +2,28 @@
 //! submission with the fold's rules and appends it with group commit, the
 //! state the read API serves, and the freshly cosigned checkpoint.
 //!
-//! One thread owns the log and the state. It takes a batch of submissions,
-//! and, holding the state's write lock, applies them one by one with the
+//! One thread owns the log. It keeps a working copy of the state: it takes a
+//! batch of submissions, checks them one by one against that copy with the
 //! fold's rules (so two submissions in one batch see each other), appends the
-//! accepted ones in one durable step, and only then releases the lock and
-//! acknowledges. If the append fails, the state is refolded from the store
-//! before the lock is released. Nothing is ever in flight outside this
-//! thread, so the log can never hold an entry the fold would refuse, and
-//! readers never see an entry that is not durable.
+//! accepted ones in one durable step, and only then applies what they change
+//! to the published state, under a write lock held for that alone — never
+//! across an fsync — and acknowledges. If the append fails, the working copy
+//! is reset to the published state, which holds exactly what is durable.
+//! Nothing is ever in flight outside this thread, so the log can never hold
+//! an entry the fold would refuse, and readers never see an entry that is not
+//! durable, nor wait for a disk.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use modelgate_governance::{FoldError, State};
 use modelgate_store::{Log, LogStore, SqliteStore, StoreError};
 use modelgate_tlog::{CheckpointPolicy, Note, SignerKey};
+use serde_json::json;
 
 use crate::data::DataDir;
 use crate::error::AuthorityError;
@@ -30,6 +34,13 @@ pub const BATCH_MAX: usize = 1024;
 pub const QUEUE_MAX: usize = 8192;
 /// Read-only store handles kept open for reads (each holds a page cache).
 const READERS_MAX: usize = 16;
+/// State summaries kept for recent checkpoint sizes (what syncing nodes ask for).
+const SUMMARIES_KEPT: usize = 4096;
+/// A durable write that has not returned after this long is reported by
+/// `/readyz` as a stalled writer.
+pub const STALL_AFTER: Duration = Duration::from_secs(2);
+/// How often the folded state is snapshotted (when the log grew).
+pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The reply to a submission.
 #[derive(Debug)]
@@ -43,7 +54,8 @@ pub enum Outcome {
     },
     /// The fold's rules refuse it; nothing was appended.
     Refused(FoldError),
-    /// The store failed; nothing was appended.
+    /// The store failed (a full or read-only disk, an I/O error); nothing
+    /// was appended, and the same submission may be retried.
     Failed(String),
 }
 
@@ -80,27 +92,51 @@ pub struct Counters {
     pub http_requests: AtomicU64,
     /// HTTP responses with status ≥ 400.
     pub http_errors: AtomicU64,
+    /// Unauthenticated writes refused by the per-client rate limit.
+    pub rate_limited: AtomicU64,
+}
+
+/// Why the writer is not ready to take writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriterTrouble {
+    /// Stopped (shutdown, or a failure it could not recover from).
+    Stopped,
+    /// A durable write has been in progress for this long (a stuck fsync).
+    Stalled(Duration),
+    /// The last durable write failed with this error; writes are retried.
+    Failing(String),
 }
 
 /// Everything the HTTP layer reads.
 pub struct Authority {
     /// The data directory.
     pub dir: DataDir,
-    /// The state of all durable entries.
-    pub committed: RwLock<State>,
+    /// The state of all durable entries, swapped in after each durable write.
+    published: RwLock<Arc<State>>,
+    /// Summaries (JSON) of the state at recent checkpoint sizes, oldest first.
+    summaries: Mutex<VecDeque<(u64, Arc<Vec<u8>>)>>,
     /// The latest signed checkpoint note (without our cosignature).
     latest: Mutex<(u64, Arc<Vec<u8>>)>,
     /// What /log/checkpoint serves.
     pub served: RwLock<Served>,
     cosigner: SignerKey,
+    log_key: SignerKey,
     own_policy: CheckpointPolicy,
     /// Read-only store handles for tiles and entries.
     readers: Mutex<Vec<SqliteStore>>,
     store_path: PathBuf,
     submit: Mutex<Option<SyncSender<Submission>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    snapshotter: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Set (with the condvar) to stop the snapshot thread.
+    stopping: (Mutex<bool>, Condvar),
     /// False once the writer stopped (shutdown or unrecoverable failure).
     pub ready: AtomicBool,
+    /// Milliseconds since the epoch when the durable write in progress
+    /// started; 0 when none is.
+    writing_since_ms: AtomicU64,
+    /// The last durable write's error, until one succeeds.
+    failing: Mutex<Option<String>>,
     /// Metrics.
     pub counters: Counters,
     /// Tokens.
@@ -109,6 +145,26 @@ pub struct Authority {
     pub trust_root: Vec<u8>,
     /// Each node's latest verified heartbeat (not part of the log).
     pub heartbeats: Mutex<std::collections::HashMap<String, modelgate_governance::heartbeat::Heartbeat>>,
+    /// Past-size refolds: one at a time, so a client asking for many cannot
+    /// take the machine.
+    pub refolds: tokio::sync::Semaphore,
+    /// How long the last start-up took to rebuild the state, and from where.
+    pub startup: Startup,
+    /// The per-client bound on writes that need no token.
+    pub unauthenticated: crate::limit::RateLimit,
+}
+
+/// How the state was rebuilt at start-up.
+#[derive(Clone, Debug)]
+pub struct Startup {
+    /// The snapshot's size, if one was used.
+    pub snapshot_size: Option<u64>,
+    /// Why a snapshot present on disk was not used.
+    pub snapshot_refused: Option<String>,
+    /// Entries folded after the snapshot (or all of them).
+    pub folded: u64,
+    /// Time spent.
+    pub elapsed: Duration,
 }
 
 /// POSIX seconds now.
@@ -116,10 +172,33 @@ pub fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The summary `/api/v1/state` serves: size, digest, counts, what is in force.
+pub fn summary_json(s: &State) -> Vec<u8> {
+    let v = json!({
+        "size": s.size,
+        "digest": hex::encode(s.digest()),
+        "trust_root_version": s.trust_root.as_ref().map(|r| r.doc.root_version),
+        "models": s.models.len(),
+        "approvals": s.approvals.len(),
+        "revocations": s.revocations.len(),
+        "exceptions": s.exceptions.len(),
+        "nodes": s.nodes.len(),
+        "policy": s.policy.as_ref().map(|p| json!({"id": p.id, "name": p.name, "index": p.index})),
+    });
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
 impl Authority {
     /// Open the authority in `dir` as the log's only writer: take the store
-    /// lock, refold the whole log (a log that does not fold is refused), and
-    /// start the writer thread.
+    /// lock, rebuild the state (from the snapshot and the entries after it,
+    /// or by folding the whole log; a log that does not fold is refused),
+    /// and start the writer thread.
     pub fn open(dir: &Path) -> Result<Arc<Self>, AuthorityError> {
         let d = DataDir::new(dir);
         if !d.is_initialised() {
@@ -134,9 +213,35 @@ impl Authority {
             .map_err(|e| AuthorityError::Io(format!("couldn't read the trust root: {e}")))?;
         let store = SqliteStore::open(&d.store()).map_err(AuthorityError::Store)?;
         let log = Log::open(store, log_key.clone()).map_err(AuthorityError::Store)?;
-        let size = log.size();
-        let state = refold(&trust_root, log.store()).map_err(AuthorityError::Fold)?;
-        debug_assert_eq!(state.size, size);
+        let started = Instant::now();
+        let (state, snapshot_size, snapshot_refused) =
+            match crate::snapshot::read(&d.snapshot(), &trust_root, log.store(), &log_key) {
+                Ok(Some(s)) => {
+                    let n = s.size;
+                    (s, Some(n), None)
+                }
+                Ok(None) => (fresh(&trust_root)?, None, None),
+                Err(e) => {
+                    tracing::warn!(error = %e, "not using the state snapshot; folding the whole log");
+                    (fresh(&trust_root)?, None, Some(e))
+                }
+            };
+        let from = state.size;
+        let state = refold_onto(state, log.store()).map_err(AuthorityError::Fold)?;
+        let startup = Startup {
+            snapshot_size,
+            snapshot_refused,
+            folded: state.size - from,
+            elapsed: started.elapsed(),
+        };
+        tracing::info!(?startup, "governance state rebuilt");
+        if state.size != log.size() {
+            return Err(AuthorityError::Fold(format!(
+                "the state holds {} entries, the log {}",
+                state.size,
+                log.size()
+            )));
+        }
         let (cp_size, note) = log
             .store()
             .latest_checkpoint()
@@ -146,9 +251,12 @@ impl Authority {
             CheckpointPolicy::new(log_key.verifier(), vec![], 0).map_err(|e| AuthorityError::Config(e.to_string()))?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_MAX);
         let note = Arc::new(note);
+        let summary = Arc::new(summary_json(&state));
+        let working = state.clone();
         let authority = Arc::new(Self {
             dir: d.clone(),
-            committed: RwLock::new(state),
+            published: RwLock::new(Arc::new(state)),
+            summaries: Mutex::new(VecDeque::from([(cp_size, summary)])),
             latest: Mutex::new((cp_size, Arc::clone(&note))),
             served: RwLock::new(Served {
                 note,
@@ -156,27 +264,91 @@ impl Authority {
                 time: 0,
             }),
             cosigner,
+            log_key,
             own_policy,
             readers: Mutex::new(Vec::new()),
             store_path: d.store(),
             submit: Mutex::new(Some(tx)),
             writer: Mutex::new(None),
+            snapshotter: Mutex::new(None),
+            stopping: (Mutex::new(false), Condvar::new()),
             ready: AtomicBool::new(true),
+            writing_since_ms: AtomicU64::new(0),
+            failing: Mutex::new(None),
             counters: Counters::default(),
             tokens: crate::tokens::Tokens::new(&d.tokens()),
             trust_root,
             heartbeats: Mutex::new(Default::default()),
+            refolds: tokio::sync::Semaphore::new(1),
+            startup,
+            unauthenticated: Default::default(),
         });
         authority.refresh_checkpoint()?;
         let a = Arc::clone(&authority);
         let handle = std::thread::Builder::new()
             .name("modelgate-governance-writer".into())
-            .spawn(move || writer(a, log, rx))
+            .spawn(move || writer(a, log, working, rx))
             .map_err(|e| AuthorityError::Io(format!("starting the writer thread: {e}")))?;
         if let Ok(mut w) = authority.writer.lock() {
             *w = Some(handle);
         }
+        let a = Arc::clone(&authority);
+        let handle = std::thread::Builder::new()
+            .name("modelgate-snapshot".into())
+            .spawn(move || snapshotter(a))
+            .map_err(|e| AuthorityError::Io(format!("starting the snapshot thread: {e}")))?;
+        if let Ok(mut w) = authority.snapshotter.lock() {
+            *w = Some(handle);
+        }
         Ok(authority)
+    }
+
+    /// The state of every durable entry (a snapshot: it does not change
+    /// under the caller).
+    pub fn state(&self) -> Arc<State> {
+        match self.published.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(p) => Arc::clone(&p.into_inner()),
+        }
+    }
+
+    /// The summary at `size`, when it is one of the recent checkpoint sizes.
+    pub fn summary_at(&self, size: u64) -> Option<Arc<Vec<u8>>> {
+        let g = self.summaries.lock().ok()?;
+        let i = g.binary_search_by_key(&size, |(n, _)| *n).ok()?;
+        Some(Arc::clone(&g[i].1))
+    }
+
+    /// The summary of the latest published state.
+    pub fn latest_summary(&self) -> Arc<Vec<u8>> {
+        match self
+            .summaries
+            .lock()
+            .ok()
+            .and_then(|g| g.back().map(|(_, s)| Arc::clone(s)))
+        {
+            Some(s) => s,
+            None => Arc::new(summary_json(&self.state())),
+        }
+    }
+
+    /// Whether the writer can take writes now.
+    pub fn writer_trouble(&self) -> Option<WriterTrouble> {
+        if !self.ready.load(Ordering::SeqCst) {
+            return Some(WriterTrouble::Stopped);
+        }
+        let since = self.writing_since_ms.load(Ordering::SeqCst);
+        if since != 0 {
+            let busy = Duration::from_millis(now_ms().saturating_sub(since));
+            if busy >= STALL_AFTER {
+                return Some(WriterTrouble::Stalled(busy));
+            }
+        }
+        self.failing
+            .lock()
+            .ok()
+            .and_then(|f| f.clone())
+            .map(WriterTrouble::Failing)
     }
 
     /// Queue a submission; the receiver gets the outcome once it is durable
@@ -226,13 +398,19 @@ impl Authority {
         Ok(())
     }
 
-    /// Run `f` with a read-only store handle.
+    /// Run `f` with a read-only store handle that sees at least the served
+    /// checkpoint's size (a pooled handle keeps the size it last read, and
+    /// would answer "not found" for what was appended since).
     pub fn with_reader<T>(&self, f: impl FnOnce(&mut SqliteStore) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let pooled = self.readers.lock().ok().and_then(|mut p| p.pop());
         let mut store = match pooled {
             Some(s) => s,
             None => SqliteStore::open_read_only(&self.store_path)?,
         };
+        let served = self.served.read().map_or(0, |s| s.size);
+        if store.size()? < served {
+            store.refresh_size()?;
+        }
         let out = f(&mut store);
         if let Ok(mut p) = self.readers.lock() {
             if p.len() < READERS_MAX {
@@ -242,7 +420,8 @@ impl Authority {
         out
     }
 
-    /// Stop taking submissions, finish the queued ones, close the store.
+    /// Stop taking submissions, finish the queued ones, write a last
+    /// snapshot of the state, close the store.
     pub fn shutdown(&self) {
         if let Ok(mut tx) = self.submit.lock() {
             *tx = None;
@@ -252,13 +431,80 @@ impl Authority {
             let _ = h.join();
         }
         self.ready.store(false, Ordering::SeqCst);
+        if let Ok(mut stop) = self.stopping.0.lock() {
+            *stop = true;
+            self.stopping.1.notify_all();
+        }
+        let handle = self.snapshotter.lock().ok().and_then(|mut w| w.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+        self.snapshot_now();
+    }
+
+    /// Write a snapshot of the published state (errors are logged: a
+    /// missing snapshot only costs a longer start).
+    pub fn snapshot_now(&self) -> Option<u64> {
+        let state = self.state();
+        let r = self.with_reader(|store| {
+            Ok(crate::snapshot::write(
+                &self.dir.snapshot(),
+                &state,
+                store,
+                &self.log_key,
+            ))
+        });
+        match r {
+            Ok(Ok(())) => Some(state.size),
+            Ok(Err(e)) | Err(StoreError::Io(e)) => {
+                tracing::warn!(error = %e, "writing the state snapshot");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "writing the state snapshot");
+                None
+            }
+        }
+    }
+
+    /// Apply a durable batch to the published state and publish its
+    /// summary. The write lock is held only while the batch's effects are
+    /// applied: no I/O, no hashing of the whole state.
+    fn publish(&self, checked: Vec<modelgate_governance::Checked>, working: &State) {
+        let ok = match self.published.write() {
+            Ok(mut g) => {
+                let st = Arc::make_mut(&mut g);
+                checked.into_iter().try_for_each(|c| st.commit_checked(c)).is_ok()
+            }
+            Err(_) => false,
+        };
+        if !ok {
+            // Cannot happen while this thread is the only writer; if it did,
+            // the working copy is the durable state.
+            tracing::error!("publishing a batch failed; publishing the working state instead");
+            if let Ok(mut g) = self.published.write() {
+                *g = Arc::new(working.clone());
+            }
+        }
+        let state = self.state();
+        let summary = Arc::new(summary_json(&state));
+        if let Ok(mut g) = self.summaries.lock() {
+            g.push_back((state.size, summary));
+            while g.len() > SUMMARIES_KEPT {
+                g.pop_front();
+            }
+        }
     }
 }
 
-fn refold(trust_root: &[u8], store: &SqliteStore) -> Result<State, String> {
+fn fresh(trust_root: &[u8]) -> Result<State, AuthorityError> {
+    State::new(trust_root).map_err(|e| AuthorityError::Fold(e.to_string()))
+}
+
+/// Fold the store's entries after `state.size` onto `state`.
+fn refold_onto(mut state: State, store: &SqliteStore) -> Result<State, String> {
     let size = store.size().map_err(|e| e.to_string())?;
-    let mut state = State::new(trust_root).map_err(|e| e.to_string())?;
-    let mut start = 0;
+    let mut start = state.size;
     while start < size {
         let end = (start + 4096).min(size);
         for e in store.entries(start, end).map_err(|e| e.to_string())? {
@@ -269,8 +515,32 @@ fn refold(trust_root: &[u8], store: &SqliteStore) -> Result<State, String> {
     Ok(state)
 }
 
-fn writer(a: Arc<Authority>, mut log: Log<SqliteStore>, rx: Receiver<Submission>) {
-    while let Ok(first) = rx.recv() {
+fn snapshotter(a: Arc<Authority>) {
+    let mut last = a.state().size;
+    loop {
+        let Ok(stop) = a.stopping.0.lock() else { return };
+        let Ok((stop, _)) = a.stopping.1.wait_timeout_while(stop, SNAPSHOT_INTERVAL, |s| !*s) else {
+            return;
+        };
+        if *stop {
+            return;
+        }
+        drop(stop);
+        if a.state().size > last {
+            if let Some(n) = a.snapshot_now() {
+                last = n;
+            }
+        }
+    }
+}
+
+fn writer(a: Arc<Authority>, mut log: Log<SqliteStore>, mut working: State, rx: Receiver<Submission>) {
+    loop {
+        let first = match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(s) => s,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         let mut batch = vec![first];
         while batch.len() < BATCH_MAX {
             match rx.try_recv() {
@@ -278,14 +548,22 @@ fn writer(a: Arc<Authority>, mut log: Log<SqliteStore>, rx: Receiver<Submission>
                 Err(_) => break,
             }
         }
-        // One state, held for the whole batch: each submission is checked
-        // against every earlier one, readers never see an entry that is not
-        // durable yet, and there is no second copy of the state in memory.
-        let Ok(mut state) = a.committed.write() else { break };
+        // Each submission is checked against the working copy, which holds
+        // every earlier one of the batch; readers see the published state.
         let mut accepted = Vec::with_capacity(batch.len());
+        let mut checked = Vec::with_capacity(batch.len());
         for s in batch {
-            match state.apply(&s.bytes) {
-                Ok(()) => accepted.push(s),
+            match working.check_entry(&s.bytes) {
+                Ok(c) => {
+                    if working.commit_checked(c.clone()).is_err() {
+                        let _ = s
+                            .reply
+                            .send(Outcome::Failed("internal: the checked entry did not apply".into()));
+                        continue;
+                    }
+                    checked.push(c);
+                    accepted.push(s);
+                }
                 Err(e) => {
                     a.counters.refused.fetch_add(1, Ordering::Relaxed);
                     let _ = s.reply.send(Outcome::Refused(e));
@@ -297,9 +575,15 @@ fn writer(a: Arc<Authority>, mut log: Log<SqliteStore>, rx: Receiver<Submission>
         }
         // The replies no longer need the bytes: move them, don't copy them.
         let entries: Vec<Vec<u8>> = accepted.iter_mut().map(|s| std::mem::take(&mut s.bytes)).collect();
-        match log.append(&entries) {
+        a.writing_since_ms.store(now_ms().max(1), Ordering::SeqCst);
+        let appended = log.append(&entries);
+        a.writing_since_ms.store(0, Ordering::SeqCst);
+        match appended {
             Ok(done) => {
-                drop(state);
+                a.publish(checked, &working);
+                if let Ok(mut f) = a.failing.lock() {
+                    *f = None;
+                }
                 a.counters.appended.fetch_add(entries.len() as u64, Ordering::Relaxed);
                 a.counters.batches.fetch_add(1, Ordering::Relaxed);
                 let note = Arc::new(done.checkpoint);
@@ -318,24 +602,20 @@ fn writer(a: Arc<Authority>, mut log: Log<SqliteStore>, rx: Receiver<Submission>
             }
             Err(e) => {
                 a.counters.store_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, "appending a batch failed; rebuilding the state from the store");
+                tracing::error!(error = %e, "appending a batch failed; nothing was appended");
+                if let Ok(mut f) = a.failing.lock() {
+                    *f = Some(e.to_string());
+                }
                 for s in accepted {
                     let _ = s.reply.send(Outcome::Failed(e.to_string()));
                 }
-                // The state took entries that are not durable: rebuild it from
-                // what the store holds, before anyone can read it.
-                let rebuilt = if matches!(log.store().size(), Ok(n) if n == log.size()) {
-                    refold(&a.trust_root, log.store())
-                } else {
-                    Err("the store and the log disagree after a failure".into())
-                };
-                match rebuilt {
-                    Ok(s) => *state = s,
-                    Err(m) => {
-                        tracing::error!(error = %m, "stopping the writer");
-                        break;
-                    }
+                // The working copy took entries that are not durable: start
+                // again from the published state, which is exactly what is.
+                if !matches!(log.store().size(), Ok(n) if n == log.size()) {
+                    tracing::error!("the store and the log disagree after a failure; stopping the writer");
+                    break;
                 }
+                working = (*a.state()).clone();
             }
         }
     }

@@ -79,7 +79,21 @@ fn read(path: &Path) -> Result<TokenFile, AuthorityError> {
 }
 
 /// Create a token with `role`; returns the token (shown once).
+///
+/// Safe to run concurrently (several `authority token create` at once, or
+/// beside a running authority): the read-modify-write holds an exclusive
+/// lock on `PATH.lock`, and each writer writes its own temporary file before
+/// the rename, so no token is lost and no reader sees half a file.
 pub fn create(path: &Path, role: TokenRole, name: &str) -> Result<String, AuthorityError> {
+    let lock_path = path.with_extension("json.lock");
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| AuthorityError::Io(format!("couldn't open {}: {e}", lock_path.display())))?;
+    lock.lock()
+        .map_err(|e| AuthorityError::Io(format!("couldn't lock {}: {e}", lock_path.display())))?;
     let mut file = if path.exists() {
         read(path)?
     } else {
@@ -96,17 +110,26 @@ pub fn create(path: &Path, role: TokenRole, name: &str) -> Result<String, Author
     });
     let text = serde_json::to_string_pretty(&file).map_err(|e| AuthorityError::Config(e.to_string()))?;
     // Write beside and rename, so a reader never sees half a file.
-    let tmp = path.with_extension("json.tmp");
-    let _ = fs::remove_file(&tmp);
+    let tmp = path.with_extension(format!("json.tmp-{}-{}", std::process::id(), hex::encode(&raw[..4])));
     crate::data::write_new(&tmp, format!("{text}\n").as_bytes(), 0o600)?;
-    fs::rename(&tmp, path).map_err(|e| AuthorityError::Io(format!("couldn't replace {}: {e}", path.display())))?;
+    let renamed = fs::rename(&tmp, path);
+    if renamed.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    renamed.map_err(|e| AuthorityError::Io(format!("couldn't replace {}: {e}", path.display())))?;
+    drop(lock);
     Ok(token)
 }
+
+/// A file's modification time and inode.
+type FileId = (SystemTime, u64);
 
 /// The token file, cached until it changes on disk.
 pub struct Tokens {
     path: PathBuf,
-    cache: Mutex<Option<(SystemTime, Vec<TokenRecord>)>>,
+    /// The file's identity when read (mtime, inode: every write is a new
+    /// file renamed into place) and its tokens.
+    cache: Mutex<Option<(FileId, Vec<TokenRecord>)>>,
 }
 
 impl Tokens {
@@ -120,8 +143,9 @@ impl Tokens {
 
     /// The role and name of `token`, if it is known.
     pub fn check(&self, token: &str) -> Result<Option<(TokenRole, String)>, AuthorityError> {
+        use std::os::unix::fs::MetadataExt as _;
         let modified = fs::metadata(&self.path)
-            .and_then(|m| m.modified())
+            .and_then(|m| Ok((m.modified()?, m.ino())))
             .map_err(|e| AuthorityError::Io(format!("couldn't read {}: {e}", self.path.display())))?;
         let mut cache = self
             .cache

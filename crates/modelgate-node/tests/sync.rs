@@ -84,16 +84,7 @@ fn now() -> u64 {
 
 /// Submit trust root v2 adding `who` as an approver, signed with the offline root key.
 fn add_approver(r: &Running, data: &Path, who: &str) -> u64 {
-    let doc = r
-        .authority
-        .committed
-        .read()
-        .unwrap()
-        .trust_root
-        .as_ref()
-        .unwrap()
-        .doc
-        .clone();
+    let doc = r.authority.state().trust_root.as_ref().unwrap().doc.clone();
     let mut v: Value = serde_json::to_value(&doc).unwrap();
     let version = v["root_version"].as_u64().unwrap();
     v["root_version"] = json!(version + 1);

@@ -211,6 +211,7 @@ fn main() {
             };
             let r = agents[c]
                 .post(&format!("{url}/api/v1/entries"))
+                .header("Content-Type", "application/json")
                 .header("Authorization", &format!("Bearer {admin}"))
                 .send(&body[..]);
             let ok = matches!(r, Ok(ref resp) if resp.status().as_u16() == 201);
@@ -230,7 +231,7 @@ fn main() {
         let (url, agents) = (url.clone(), Arc::clone(&agents));
         Arc::new(move |c: usize, n: u64| {
             let t = (n.wrapping_mul(2654435761).wrapping_add(c as u64)) % full_tiles.max(1);
-            let path = if n % 2 == 0 {
+            let path = if n.is_multiple_of(2) {
                 format!("tile/0/{}", modelgate_tlog::encode_index(t))
             } else {
                 format!("tile/entries/{}", modelgate_tlog::encode_index(t))
@@ -259,7 +260,7 @@ fn main() {
     let mixed = {
         let (url, agents) = (url.clone(), Arc::clone(&agents));
         Arc::new(move |c: usize, n: u64| {
-            if c % 2 == 0 {
+            if c.is_multiple_of(2) {
                 mixed_post(c, n)
             } else {
                 let t = n % (100_000 / 256);

@@ -167,6 +167,7 @@ type TargetResult = (String, Option<f64>, Vec<(u32, f64, f64, u64)>, Option<f64>
 fn post_entry(url: &str, admin: &str, body: &[u8]) -> Value {
     let mut r = agent()
         .post(&format!("{url}/api/v1/entries"))
+        .header("Content-Type", "application/json")
         .header("Authorization", &format!("Bearer {admin}"))
         .send(body)
         .unwrap();
@@ -299,6 +300,7 @@ fn main() {
         let body = signed(&p, &alice);
         let mut r = agent
             .post(&format!("{}/api/v1/entries", w.server.url))
+            .header("Content-Type", "application/json")
             .header("Authorization", &format!("Bearer {}", w.admin))
             .send(&body[..])
             .unwrap();

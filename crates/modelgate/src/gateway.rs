@@ -24,7 +24,6 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt as _;
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -1238,16 +1237,15 @@ pub fn serve(a: ServeArgs) -> Result<(), Failure> {
     let looper = rt.spawn(Event::print)?;
     let app = router(Arc::clone(&gw));
     let served = tokio_rt.block_on(async move {
-        axum::serve(listener.tap_io(no_delay), app)
-            .with_graceful_shutdown(async {
-                use tokio::signal::unix::{signal, SignalKind};
-                if let (Ok(mut t), Ok(mut i)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-                    tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} }
-                } else {
-                    std::future::pending::<()>().await;
-                }
-            })
-            .await
+        modelgate_authority::listen::serve(listener, app, listen_limits(), async {
+            use tokio::signal::unix::{signal, SignalKind};
+            if let (Ok(mut t), Ok(mut i)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+                tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} }
+            } else {
+                std::future::pending::<()>().await;
+            }
+        })
+        .await
     });
     if let Ok(w) = shared.wake.lock() {
         let _ = w.send(Wake::Stop);
@@ -1273,16 +1271,22 @@ pub(crate) fn spawn_in_process(
         .map_err(|e| Failure::Usage(format!("couldn't listen on {}: {e}", shared.config.listen)))?;
     let addr = listener.local_addr().map_err(|e| Failure::Usage(e.to_string()))?;
     runtime.spawn(|_| {})?;
-    rt.spawn(async move { axum::serve(listener.tap_io(no_delay), router(gw)).await });
+    rt.spawn(async move {
+        modelgate_authority::listen::serve(listener, router(gw), listen_limits(), std::future::pending()).await
+    });
     Ok((format!("http://{addr}"), shared))
 }
 
-/// Callers' connections send each write at once (TCP_NODELAY, as nginx does): the
-/// answer's head and its body may leave in separate writes, and Nagle's algorithm would
-/// hold the second until the caller's delayed ACK. A socket that refuses the option
-/// still works, only slower, so the error is ignored.
-fn no_delay(tcp: &mut tokio::net::TcpStream) {
-    let _ = tcp.set_nodelay(true);
+/// The gateway's listener limits: a slow client is cut off after 10 s
+/// without a complete request head, as on the authority; the time to the
+/// response head may be long (an inference server's time to first token on
+/// a long prompt), so it is bounded at 10 minutes, not 30 s. Callers'
+/// connections are TCP_NODELAY (as nginx sets them), set by the listener.
+fn listen_limits() -> modelgate_authority::listen::Limits {
+    modelgate_authority::listen::Limits {
+        request: Duration::from_secs(600),
+        ..Default::default()
+    }
 }
 
 /// The mock upstream inside this process, on `rt` (the demo); its URL.

@@ -24,7 +24,9 @@ pub fn get_json(url: &str) -> Value {
 }
 
 pub fn post(url: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
-    let mut req = agent().post(&format!("{url}/api/v1/entries"));
+    let mut req = agent()
+        .post(&format!("{url}/api/v1/entries"))
+        .header("Content-Type", "application/json");
     if let Some(t) = token {
         req = req.header("Authorization", &format!("Bearer {t}"));
     }
