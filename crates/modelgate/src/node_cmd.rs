@@ -163,7 +163,18 @@ pub fn status(a: StatusArgs) -> Result<(), Failure> {
             }
         }
     }
-    Ok(())
+    // Scripts and health checks read the exit code: 0 only when the node
+    // is synced and every model is Serving.
+    let contained = models.iter().filter(|m| m["state"] != "Serving").count();
+    match (&sync, contained) {
+        (Ok(_), 0) => Ok(()),
+        (Err(e), _) => Err(Failure::Invalid(format!(
+            "the sync failed ({:?}); {contained} of {} models contained",
+            e.reason,
+            models.len()
+        ))),
+        (Ok(_), n) => Err(Failure::Invalid(format!("{n} of {} models contained", models.len()))),
+    }
 }
 
 #[derive(Args)]

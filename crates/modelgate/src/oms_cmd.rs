@@ -178,8 +178,15 @@ pub fn keygen(a: KeygenArgs) -> Result<(), Failure> {
         }
         Algorithm::Ed25519 => {
             let k = ed25519_dalek::SigningKey::generate(&mut rng);
+            // RFC 8410's form, the private key alone (PKCS#8 v1), as OpenSSL
+            // writes it: ed25519-dalek's own encoding (v2, with the public
+            // key) is refused by OpenSSL 3 and Python's cryptography.
+            let v1 = ed25519_dalek::pkcs8::KeypairBytes {
+                secret_key: k.to_bytes(),
+                public_key: None,
+            };
             (
-                k.to_pkcs8_pem(LineEnding::LF).map_err(usage)?,
+                v1.to_pkcs8_pem(LineEnding::LF).map_err(usage)?,
                 k.verifying_key().to_public_key_pem(LineEnding::LF),
             )
         }

@@ -51,6 +51,9 @@ impl Http {
     pub(crate) fn new(base: &str) -> Self {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            // The configured authority answers, or the sync fails: a
+            // redirect elsewhere is never followed.
+            .max_redirects(0)
             .timeout_global(Some(Duration::from_secs(10)))
             .build()
             .into();
@@ -331,6 +334,7 @@ pub(crate) struct Node {
     /// What `trusted_path` holds, so an unchanged checkpoint is not rewritten.
     persisted: Option<modelgate_node::sync::Trusted>,
     lineage: Result<Arc<Lineage>, String>,
+    reports: modelgate_node::report::ReportSequence,
 }
 
 impl Node {
@@ -355,6 +359,8 @@ impl Node {
         // A lineage log that cannot be opened is not a usage error: the node
         // runs, and every model is contained (AuditDiscontinuity) until it can.
         let lineage = Lineage::open(&c.data_dir.join("lineage.db"), &key).map(Arc::new);
+        let reports =
+            modelgate_node::report::ReportSequence::open(&c.data_dir.join("report-sequence")).map_err(usage)?;
         Ok(Self {
             c,
             key,
@@ -363,6 +369,7 @@ impl Node {
             trusted_path,
             persisted,
             lineage,
+            reports,
         })
     }
 
@@ -446,9 +453,30 @@ impl Node {
         t: u64,
     ) {
         let models: Vec<String> = model_digest.map(str::to_owned).into_iter().collect();
-        if let Ok(entry) =
-            modelgate_node::report::containment_report(&self.key, &self.c.node, &models, reason, detail, recovered, t)
-        {
+        let logged = self
+            .syncer
+            .view()
+            .and_then(|v| v.state.nodes.get(&self.c.node))
+            .and_then(|n| n.last_report.as_ref())
+            .map_or(0, |r| r.sequence);
+        let sequence = match self.reports.next(logged) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!("not reporting {reason:?}: {e}");
+                return;
+            }
+        };
+        let entry = modelgate_node::report::containment_report(
+            &self.key,
+            &self.c.node,
+            sequence,
+            &models,
+            reason,
+            detail,
+            recovered,
+            t,
+        );
+        if let Ok(entry) = entry {
             let _ = self.fetch.post("/api/v1/entries", "application/json", &entry);
         }
     }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::world::{agent, approve_and_permit, get_json, post, revoke, token, world};
-use common::{mg, mg_line, ok, s, serve, stderr};
+use common::{exits, mg, mg_line, ok, s, serve, stderr};
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use modelgate_governance::{to_canonical, Envelope};
 use serde_json::{json, Value};
@@ -300,6 +300,7 @@ fn kill_9_during_submissions_loses_no_acknowledged_entry() {
                     let body = approval(&alice, &digest, &format!("T{t}-{n}"));
                     let Ok(mut r) = agent
                         .post(&format!("{url}/api/v1/entries"))
+                        .header("Content-Type", "application/json")
                         .header("Authorization", &format!("Bearer {admin}"))
                         .send(&body[..])
                     else {
@@ -377,6 +378,7 @@ fn sigterm_finishes_in_flight_writes_and_exits_cleanly() {
                     let body = approval(&alice, &digest, &format!("S{t}-{n}"));
                     match agent()
                         .post(&format!("{url}/api/v1/entries"))
+                        .header("Content-Type", "application/json")
                         .header("Authorization", &format!("Bearer {admin}"))
                         .send(&body[..])
                     {
@@ -462,7 +464,8 @@ fn a_node_is_initialised_from_its_config_and_enrolled_by_a_node_admin() {
 
     // Registered but not approved, no policy: the node does not serve it.
     let status = format!("node status --config {}", s(&d.join("node.toml")));
-    let out = ok(&mg_line(&status));
+    // A contained model is exit 1, for scripts and health checks.
+    let out = exits(&mg_line(&status), 1);
     assert!(out.contains("credit: Contained UnverifiableTransition"), "{out}");
     // Approved and a policy published: Serving.
     approve_and_permit(&w);
@@ -470,7 +473,7 @@ fn a_node_is_initialised_from_its_config_and_enrolled_by_a_node_admin() {
     assert!(out.contains(&format!("credit: Serving {}", w.digest)), "{out}");
     // One changed byte in the model: contained, naming the file.
     std::fs::write(d.join("model/weights.bin"), "weightz").unwrap();
-    let v: Value = serde_json::from_str(&ok(&mg_line(&format!("{status} --json")))).unwrap();
+    let v: Value = serde_json::from_str(&exits(&mg_line(&format!("{status} --json")), 1)).unwrap();
     assert_eq!(v["models"][0]["reason"], "UnauthorizedModification", "{v}");
     assert!(
         v["models"][0]["detail"].as_str().unwrap().contains("weights.bin"),
@@ -485,6 +488,7 @@ fn a_node_is_initialised_from_its_config_and_enrolled_by_a_node_admin() {
     let report = modelgate_node::report::containment_report(
         &node_key,
         "node-1",
+        1,
         std::slice::from_ref(&w.digest),
         modelgate_node::ContainmentReason::UnauthorizedModification,
         "weights.bin changed",
@@ -496,12 +500,16 @@ fn a_node_is_initialised_from_its_config_and_enrolled_by_a_node_admin() {
     assert_eq!(status, 201, "{v}");
     let nodes = get_json(&format!("{url}/api/v1/nodes"));
     assert_eq!(nodes[0]["last_report"]["reason"], "UnauthorizedModification");
+    // Anyone can read it back from the log; posting it again is a replay.
+    let (status, v) = post(url, None, &report);
+    assert_eq!((status, v["error"]["code"].as_str()), (422, Some("replay")), "{v}");
     // The same report signed by another key is refused by the fold's rules.
     let impostor =
         modelgate_tlog::SignerKey::from_seed("node-1/lineage", modelgate_tlog::KeyType::Ed25519, &[9; 32]).unwrap();
     let forged = modelgate_node::report::containment_report(
         &impostor,
         "node-1",
+        2,
         &[],
         modelgate_node::ContainmentReason::SyncInterrupted,
         "",

@@ -523,3 +523,48 @@ fn bundles_made_by_reference_v0_2_verify_here_while_they_cover_every_file() {
         "a v0.2 bundle checked with another key",
     );
 }
+
+/// An Ed25519 key from `modelgate keygen` is a standard PKCS#8 key: OpenSSL 3
+/// and Python's `cryptography` (the reference venv's) read it and derive the
+/// public key `keygen` wrote.
+#[test]
+fn ed25519_keys_load_in_openssl_and_python_cryptography() {
+    let Some(py) = reference_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("gov");
+    let o = mg(&["keygen", "--algorithm", "ed25519", "--out", prefix.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let key = dir.path().join("gov.key");
+    let public = std::fs::read_to_string(dir.path().join("gov.pub")).unwrap();
+    let o = run(Command::new("openssl").args(["pkey", "-in", key.to_str().unwrap(), "-pubout"]));
+    assert!(o.status.success(), "openssl: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), public);
+    let script = "import sys\nfrom cryptography.hazmat.primitives import serialization as s\n\
+        k = s.load_pem_private_key(open(sys.argv[1], 'rb').read(), None)\n\
+        sys.stdout.write(k.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo).decode())\n";
+    let o = run(Command::new(&py).args(["-c", script, key.to_str().unwrap()]));
+    assert!(
+        o.status.success(),
+        "cryptography: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), public);
+    // And modelgate still reads it (a governance key signs an entry).
+    let o = mg(&[
+        "approve",
+        &"a".repeat(64),
+        "--scope",
+        "prod/*",
+        "--until",
+        "+1d",
+        "--tier",
+        "low",
+        "--ticket",
+        "T-1",
+        "--key",
+        key.to_str().unwrap(),
+        "--out",
+        dir.path().join("x.json").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

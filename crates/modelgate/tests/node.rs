@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::world::{
     agent, approved_node, caller_table, get_json, json_lines, revoke, start_mock, wait_for, world, Killed,
 };
-use common::{mg_line, ok, s, stderr};
+use common::{mg_line, ok, s, stderr, stdout};
 use serde_json::{json, Value};
 
 fn wait_exit(c: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
@@ -645,7 +645,11 @@ fn node_status_contains_on_an_untrusted_signer_and_on_a_diverged_state() {
     let config = approved_node(&w, "");
     let status = |cfg: &std::path::Path| -> Value {
         let o = mg_line(&format!("node status --config {} --json", s(cfg)));
-        serde_json::from_str(&ok(&o)).unwrap()
+        let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        // Exit 0 exactly when every model is Serving.
+        let serving = v["models"].as_array().unwrap().iter().all(|m| m["state"] == "Serving");
+        assert_eq!(o.status.code(), Some(if serving { 0 } else { 1 }), "{v}");
+        v
     };
     let v = status(&config);
     assert_eq!(v["models"][0]["state"], "Serving", "{v}");
@@ -885,4 +889,50 @@ fn the_trusted_checkpoint_is_rewritten_only_when_the_log_moves() {
     eventually(5, "the trusted checkpoint rewritten", || {
         (ino() != before).then_some(())
     });
+}
+
+/// An authority URL that answers with redirects (to the real authority): the
+/// node follows none of them, so its sync fails and `node status` exits 1.
+#[test]
+fn the_node_never_follows_a_redirect_away_from_its_authority() {
+    let w = world();
+    let config = approved_node(&w, "");
+    let target = w.server.url.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let redirector = format!("http://{}", listener.local_addr().unwrap());
+    let redirected = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&redirected);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(200) {
+            let Ok(mut stream) = stream else { continue };
+            let mut line = String::new();
+            if std::io::BufReader::new(&stream).read_line(&mut line).is_err() {
+                continue;
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 302 Found\r\nLocation: {target}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    // Served directly, the node is Serving (exit 0) ...
+    ok(&mg_line(&format!("node status --config {}", s(&config))));
+    // ... through the redirector it is not.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            &format!("authority = \"{}\"", w.server.url),
+            &format!("authority = \"{redirector}\""),
+        ),
+    )
+    .unwrap();
+    let o = mg_line(&format!("node status --config {} --json", s(&config)));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["sync"]["ok"], false, "{v}");
+    assert_eq!(v["models"][0]["state"], "Contained", "{v}");
+    assert!(redirected.load(std::sync::atomic::Ordering::SeqCst) >= 1);
 }

@@ -86,3 +86,9 @@ pub fn ok(o: &Output) -> String {
     assert!(o.status.success(), "exit {:?}: {}", o.status.code(), stderr(o));
     stdout(o)
 }
+
+/// The standard output of a command that must exit with `code`.
+pub fn exits(o: &Output, code: i32) -> String {
+    assert_eq!(o.status.code(), Some(code), "{}", stderr(o));
+    stdout(o)
+}
