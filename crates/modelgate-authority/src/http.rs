@@ -470,14 +470,13 @@ fn json_bytes(bytes: Arc<Vec<u8>>) -> Response {
 /// The state's summary at the latest size, at a recent checkpoint size (kept
 /// by the writer), or refolded for an older size — one refold at a time.
 async fn state(AxState(a): AxState<Shared>, Query(q): Query<StateQuery>) -> Response {
-    let latest = a.latest_summary();
-    let current = a.state().size;
-    let Some(n) = q.size.filter(|n| *n != current) else {
-        return json_bytes(latest);
+    let Some(n) = q.size else {
+        return json_bytes(a.latest_summary());
     };
     if let Some(s) = a.summary_at(n) {
         return json_bytes(s);
     }
+    let current = a.size();
     if n == 0 || n > current {
         return error(
             StatusCode::BAD_REQUEST,

@@ -113,6 +113,8 @@ pub struct Authority {
     pub dir: DataDir,
     /// The state of all durable entries, swapped in after each durable write.
     published: RwLock<Arc<State>>,
+    /// The published state's size (read without touching the state).
+    published_size: AtomicU64,
     /// Summaries (JSON) of the state at recent checkpoint sizes, oldest first.
     summaries: Mutex<VecDeque<(u64, Arc<Vec<u8>>)>>,
     /// The latest signed checkpoint note (without our cosignature).
@@ -252,9 +254,10 @@ impl Authority {
         let (tx, rx) = mpsc::sync_channel(QUEUE_MAX);
         let note = Arc::new(note);
         let summary = Arc::new(summary_json(&state));
-        let working = state.clone();
+        let working = state.working_copy();
         let authority = Arc::new(Self {
             dir: d.clone(),
+            published_size: AtomicU64::new(state.size),
             published: RwLock::new(Arc::new(state)),
             summaries: Mutex::new(VecDeque::from([(cp_size, summary)])),
             latest: Mutex::new((cp_size, Arc::clone(&note))),
@@ -310,6 +313,13 @@ impl Authority {
             Ok(g) => Arc::clone(&g),
             Err(p) => Arc::clone(&p.into_inner()),
         }
+    }
+
+    /// The size of the published state. Cheaper than `state().size`, and it
+    /// holds no reference to the state (a reference held while the writer
+    /// publishes makes it copy the state).
+    pub fn size(&self) -> u64 {
+        self.published_size.load(Ordering::SeqCst)
     }
 
     /// The summary at `size`, when it is one of the recent checkpoint sizes.
@@ -494,6 +504,8 @@ impl Authority {
                 g.pop_front();
             }
         }
+        // After the summary: a reader that sees this size finds its summary.
+        self.published_size.store(state.size, Ordering::SeqCst);
     }
 }
 
@@ -615,7 +627,7 @@ fn writer(a: Arc<Authority>, mut log: Log<SqliteStore>, mut working: State, rx: 
                     tracing::error!("the store and the log disagree after a failure; stopping the writer");
                     break;
                 }
-                working = (*a.state()).clone();
+                working = a.state().working_copy();
             }
         }
     }

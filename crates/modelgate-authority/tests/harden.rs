@@ -386,10 +386,21 @@ fn a_restart_refolds_only_after_the_snapshot_and_never_trusts_a_bad_one() {
     let snapshot = data::DataDir::new(&w.data()).snapshot();
     assert!(snapshot.exists(), "shutdown writes a snapshot");
 
-    let a = Authority::open(&w.data()).unwrap();
-    assert_eq!((a.startup.snapshot_size, a.startup.folded), (Some(6), 0));
-    assert_eq!(a.state().digest(), digest);
-    a.shutdown();
+    let r = Running::start(&w.data());
+    assert_eq!(
+        (r.authority.startup.snapshot_size, r.authority.startup.folded),
+        (Some(6), 0)
+    );
+    assert_eq!(r.authority.state().digest(), digest);
+    // Past sizes from before the restart are refolded from the log.
+    let (status, body) = get(&format!("{}/api/v1/state?size=3", r.url));
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (status, v["size"].as_u64(), v["trust_root_version"].as_u64()),
+        (200, Some(3), Some(3)),
+        "{body}"
+    );
+    r.stop();
 
     // A snapshot changed on disk (another root version in it, its signed
     // hash left as it was) is refused, and the log refolded.

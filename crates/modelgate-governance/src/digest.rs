@@ -4,15 +4,18 @@
 //! disagree about any record disagree about the digest. Hashing the whole
 //! state's canonical JSON after every entry made each read after a commit
 //! cost the size of the state (187 ms at 30,000 approvals); instead each
-//! record is hashed once when it changes, records sit in 256 buckets by the
-//! SHA-256 of their key, and only the buckets that changed are hashed again.
+//! record is hashed once when it changes, records sit in 4,096 buckets by the
+//! SHA-256 of their key, buckets in 64 groups, and only what changed is
+//! hashed again (a record, its bucket, its group, its collection).
 //!
 //! The encoding (all hashes SHA-256, integers 8-byte big-endian):
 //!
 //! ```text
 //! record     = H("modelgate/state-record/v2\n" || name || "\n" || canonical JSON of the record)
-//! bucket     = H(for each key in byte order: len(key) || key || record)     (all zero when empty)
-//! collection = H("modelgate/state-collection/v2\n" || name || "\n" || count || bucket[0] .. bucket[255])
+//! bucket b   = H(for each record whose H(key) starts with the 12 bits b, in H(key) order:
+//!                H(key) || record)                                    (all zero when empty)
+//! group g    = H(bucket[64g] || .. || bucket[64g + 63])
+//! collection = H("modelgate/state-collection/v2\n" || name || "\n" || count || group[0] .. group[63])
 //! digest     = H("modelgate/governance-state/v2\n" || size || trust-root record || policy record
 //!                || models || approvals || revocations || exceptions || nodes)
 //! ```
@@ -21,7 +24,7 @@
 //! five collections are keyed by model digest, approval id, revoked model,
 //! exception id and node id.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 use modelgate_tlog::Hash;
@@ -30,7 +33,8 @@ use sha2::{Digest, Sha256};
 
 use crate::canonical::to_canonical;
 
-const BUCKETS: usize = 256;
+const BUCKETS: usize = 4096;
+const GROUPS: usize = 64;
 const ZERO: Hash = [0; 32];
 
 /// The keyed collections of the state, in digest order.
@@ -81,10 +85,13 @@ pub(crate) fn record_hash(name: &str, record: &impl Serialize) -> Hash {
     h.finalize().into()
 }
 
+/// One collection's record hashes: per bucket, (H(key), record hash)
+/// sorted by H(key) — 64 bytes a record, whatever the key's length.
 #[derive(Clone, Default)]
 struct Set {
-    buckets: Vec<BTreeMap<String, Hash>>,
+    buckets: Vec<Vec<(Hash, Hash)>>,
     bucket_digests: Vec<Hash>,
+    group_digests: Vec<Hash>,
     dirty_buckets: BTreeSet<usize>,
     count: u64,
     digest: Option<Hash>,
@@ -93,44 +100,55 @@ struct Set {
 impl Set {
     fn new() -> Self {
         Self {
-            buckets: vec![BTreeMap::new(); BUCKETS],
+            buckets: vec![Vec::new(); BUCKETS],
             bucket_digests: vec![ZERO; BUCKETS],
+            group_digests: vec![ZERO; GROUPS],
             ..Self::default()
         }
     }
 
-    fn bucket_of(key: &str) -> usize {
-        usize::from(Sha256::digest(key.as_bytes())[0])
-    }
-
     fn put(&mut self, key: &str, hash: Option<Hash>) {
-        let b = Self::bucket_of(key);
-        let old = match hash {
-            Some(h) => self.buckets[b].insert(key.to_owned(), h),
-            None => self.buckets[b].remove(key),
-        };
-        match (old.is_some(), hash.is_some()) {
-            (false, true) => self.count += 1,
-            (true, false) => self.count -= 1,
-            _ => {}
+        let k: Hash = Sha256::digest(key.as_bytes()).into();
+        let b = (usize::from(k[0]) << 4) | usize::from(k[1] >> 4);
+        let bucket = &mut self.buckets[b];
+        match (bucket.binary_search_by(|(x, _)| x.cmp(&k)), hash) {
+            (Ok(i), Some(h)) => bucket[i].1 = h,
+            (Ok(i), None) => {
+                bucket.remove(i);
+                self.count -= 1;
+            }
+            (Err(i), Some(h)) => {
+                bucket.insert(i, (k, h));
+                self.count += 1;
+            }
+            (Err(_), None) => {}
         }
         self.dirty_buckets.insert(b);
         self.digest = None;
     }
 
     fn digest(&mut self, name: &str) -> Hash {
+        let mut groups = BTreeSet::new();
         for b in std::mem::take(&mut self.dirty_buckets) {
             self.bucket_digests[b] = if self.buckets[b].is_empty() {
                 ZERO
             } else {
                 let mut h = Sha256::new();
                 for (k, r) in &self.buckets[b] {
-                    h.update((k.len() as u64).to_be_bytes());
-                    h.update(k.as_bytes());
+                    h.update(k);
                     h.update(r);
                 }
                 h.finalize().into()
             };
+            groups.insert(b / (BUCKETS / GROUPS));
+        }
+        for g in groups {
+            let mut h = Sha256::new();
+            let per = BUCKETS / GROUPS;
+            for d in &self.bucket_digests[g * per..(g + 1) * per] {
+                h.update(d);
+            }
+            self.group_digests[g] = h.finalize().into();
         }
         *self.digest.get_or_insert_with(|| {
             let mut h = Sha256::new();
@@ -138,7 +156,7 @@ impl Set {
             h.update(name.as_bytes());
             h.update(b"\n");
             h.update(self.count.to_be_bytes());
-            for d in &self.bucket_digests {
+            for d in &self.group_digests {
                 h.update(d);
             }
             h.finalize().into()
@@ -157,6 +175,9 @@ struct Inner {
     trust_root_dirty: bool,
     policy_dirty: bool,
     top: Option<(u64, Hash)>,
+    /// False for a copy that keeps no cache (see [`DigestCache::untracked`]):
+    /// changes are not recorded, and the first digest hashes every record.
+    tracking: bool,
 }
 
 /// What the digest needs to read from the state.
@@ -167,6 +188,8 @@ pub(crate) trait Records {
     fn trust_root_record(&self) -> Option<Hash>;
     /// The policy record, hashed.
     fn policy_record(&self) -> Option<Hash>;
+    /// Every key of `c`.
+    fn keys(&self, c: Collection) -> Vec<String>;
 }
 
 /// The digest's cache: record hashes by bucket and what changed since.
@@ -198,7 +221,20 @@ impl DigestCache {
             trust_root_dirty: true,
             policy_dirty: true,
             top: None,
+            tracking: true,
         }))
+    }
+
+    /// A cache that records nothing, for a copy of a state whose digest is
+    /// not asked for (the authority's working copy): it costs no memory per
+    /// record. Its first digest hashes every record, and it tracks from then.
+    pub(crate) fn untracked() -> Self {
+        let c = Self::new();
+        if let Ok(mut i) = c.0.lock() {
+            i.tracking = false;
+            i.sets.clear();
+        }
+        c
     }
 
     fn inner(&mut self) -> &mut Inner {
@@ -211,7 +247,9 @@ impl DigestCache {
     /// The record under `key` in `c` changed.
     pub(crate) fn touch(&mut self, c: Collection, key: &str) {
         let i = self.inner();
-        i.dirty.insert((c, key.to_owned()));
+        if i.tracking {
+            i.dirty.insert((c, key.to_owned()));
+        }
         i.top = None;
     }
 
@@ -240,6 +278,17 @@ impl DigestCache {
             if s == size {
                 return d;
             }
+        }
+        if !i.tracking {
+            i.sets = Collection::ALL.iter().map(|_| Set::new()).collect();
+            for c in Collection::ALL {
+                for k in r.keys(c) {
+                    i.dirty.insert((c, k));
+                }
+            }
+            i.trust_root_dirty = true;
+            i.policy_dirty = true;
+            i.tracking = true;
         }
         for (c, key) in std::mem::take(&mut i.dirty) {
             let h = r.record(c, &key);

@@ -187,14 +187,15 @@ pub struct State {
     pub size: u64,
     /// The trust root in force (`None` only before entry 0).
     pub trust_root: Option<TrustRootRecord>,
-    /// Models by digest.
-    pub models: BTreeMap<String, ModelRecord>,
+    /// Models by digest. (Records are shared, `Arc`: a record never
+    /// changes once folded, so copies of a state share them.)
+    pub models: BTreeMap<String, Arc<ModelRecord>>,
     /// Approvals by id.
-    pub approvals: BTreeMap<Arc<str>, ApprovalRecord>,
+    pub approvals: BTreeMap<Arc<str>, Arc<ApprovalRecord>>,
     /// Revocations by model digest.
-    pub revocations: BTreeMap<String, RevocationRecord>,
+    pub revocations: BTreeMap<String, Arc<RevocationRecord>>,
     /// Exceptions by id.
-    pub exceptions: BTreeMap<Arc<str>, ExceptionRecord>,
+    pub exceptions: BTreeMap<Arc<str>, Arc<ExceptionRecord>>,
     /// The policy set in force.
     pub policy: Option<PolicyRecord>,
     /// Nodes by id.
@@ -213,10 +214,10 @@ pub struct State {
 #[derive(Clone)]
 enum Effect {
     TrustRoot(TrustRootRecord),
-    Model(ModelRecord),
-    Approval(ApprovalRecord),
-    Revocation(RevocationRecord),
-    Exception(ExceptionRecord),
+    Model(Arc<ModelRecord>),
+    Approval(Arc<ApprovalRecord>),
+    Revocation(Arc<RevocationRecord>),
+    Exception(Arc<ExceptionRecord>),
     Policy(PolicyRecord),
     Node(NodeRecord),
     Anchor(String, AnchorRecord),
@@ -256,6 +257,25 @@ impl State {
     /// The trust root in force.
     pub fn trust_root(&self) -> Option<&TrustRoot> {
         self.trust_root.as_ref().map(|r| r.parsed.as_ref())
+    }
+
+    /// A copy that shares every record with this state and keeps no digest
+    /// cache (its first [`State::digest`] hashes every record): the
+    /// authority's working copy, whose digest nobody asks for.
+    pub fn working_copy(&self) -> State {
+        State {
+            size: self.size,
+            trust_root: self.trust_root.clone(),
+            models: self.models.clone(),
+            approvals: self.approvals.clone(),
+            revocations: self.revocations.clone(),
+            exceptions: self.exceptions.clone(),
+            policy: self.policy.clone(),
+            nodes: self.nodes.clone(),
+            pinned: Arc::clone(&self.pinned),
+            by_model: self.by_model.clone(),
+            digest: DigestCache::untracked(),
+        }
     }
 
     /// The state's digest (see [`crate::digest`] for its encoding). It is
@@ -577,13 +597,13 @@ impl State {
                     ));
                 }
                 let signers = signers.union(&oms_signers).cloned().collect();
-                Ok(Effect::Model(ModelRecord {
+                Ok(Effect::Model(Arc::new(ModelRecord {
                     digest: digest.into(),
                     name: m.model_name,
                     version: m.model_version,
                     signers,
                     index,
-                }))
+                })))
             }
             Payload::Approval(a) => {
                 let model = live_model(&a.model)?;
@@ -608,7 +628,7 @@ impl State {
                 if self.approvals.contains_key(id.as_str()) {
                     return Err(fail(Rule::Duplicate, format!("approval {id} is already in the log")));
                 }
-                Ok(Effect::Approval(ApprovalRecord {
+                Ok(Effect::Approval(Arc::new(ApprovalRecord {
                     id: id.into(),
                     model: Arc::clone(&model.digest),
                     scopes: a.scopes,
@@ -618,7 +638,7 @@ impl State {
                     ticket: a.ticket,
                     approvers: approvers.into_iter().collect(),
                     index,
-                }))
+                })))
             }
             Payload::Revocation(r) => {
                 live_model(&r.model)?;
@@ -626,13 +646,13 @@ impl State {
                 text("reason", &r.reason, true)?;
                 let revokers = signers_with(Role::Approver)?;
                 need(&revokers, root.doc.thresholds.revocation, "a revocation")?;
-                Ok(Effect::Revocation(RevocationRecord {
+                Ok(Effect::Revocation(Arc::new(RevocationRecord {
                     model: r.model,
                     reason: r.reason,
                     ticket: r.ticket,
                     revokers: revokers.into_iter().collect(),
                     index,
-                }))
+                })))
             }
             Payload::Exception(x) => {
                 let model = live_model(&x.model)?;
@@ -648,7 +668,7 @@ impl State {
                 if self.exceptions.contains_key(id.as_str()) {
                     return Err(fail(Rule::Duplicate, format!("exception {id} is already in the log")));
                 }
-                Ok(Effect::Exception(ExceptionRecord {
+                Ok(Effect::Exception(Arc::new(ExceptionRecord {
                     id: id.into(),
                     model: Arc::clone(&model.digest),
                     scopes: x.scopes,
@@ -658,7 +678,7 @@ impl State {
                     reason: x.reason,
                     approvers: approvers.into_iter().collect(),
                     index,
-                }))
+                })))
             }
             Payload::PolicySet(p) => {
                 let admins = signers_with(Role::PolicyAdmin)?;
@@ -909,6 +929,16 @@ impl Records for State {
     fn policy_record(&self) -> Option<Hash> {
         self.policy.as_ref().map(|r| record_hash("policy", r))
     }
+
+    fn keys(&self, c: Collection) -> Vec<String> {
+        match c {
+            Collection::Models => self.models.keys().cloned().collect(),
+            Collection::Approvals => self.approvals.keys().map(|k| k.to_string()).collect(),
+            Collection::Revocations => self.revocations.keys().cloned().collect(),
+            Collection::Exceptions => self.exceptions.keys().map(|k| k.to_string()).collect(),
+            Collection::Nodes => self.nodes.keys().cloned().collect(),
+        }
+    }
 }
 
 fn c_name(c: Collection) -> &'static str {
@@ -963,10 +993,10 @@ struct PolicyData {
 struct StateData {
     size: u64,
     trust_root: Option<TrustRootData>,
-    models: BTreeMap<String, ModelRecord>,
-    approvals: BTreeMap<Arc<str>, ApprovalRecord>,
-    revocations: BTreeMap<String, RevocationRecord>,
-    exceptions: BTreeMap<Arc<str>, ExceptionRecord>,
+    models: BTreeMap<String, Arc<ModelRecord>>,
+    approvals: BTreeMap<Arc<str>, Arc<ApprovalRecord>>,
+    revocations: BTreeMap<String, Arc<RevocationRecord>>,
+    exceptions: BTreeMap<Arc<str>, Arc<ExceptionRecord>>,
     policy: Option<PolicyData>,
     nodes: BTreeMap<String, NodeRecord>,
 }
@@ -979,12 +1009,24 @@ impl State {
         serde_json::to_vec(self).map_err(|e| format!("encoding the state: {e}"))
     }
 
+    /// [`State::snapshot`], written to `w` as it is encoded (a large state
+    /// is never held twice in memory).
+    pub fn snapshot_to(&self, w: impl std::io::Write) -> Result<(), String> {
+        serde_json::to_writer(w, self).map_err(|e| format!("encoding the state: {e}"))
+    }
+
     /// Rebuild a state from [`State::snapshot`] bytes, for the pinned trust
     /// root `pinned`. The caller must still check that the restored state's
     /// [`State::digest`] is the one it recorded with the snapshot: a
     /// snapshot is a cache of a fold, never a source of truth.
     pub fn restore(pinned: &[u8], bytes: &[u8]) -> Result<State, String> {
-        let d: StateData = serde_json::from_slice(bytes).map_err(|e| format!("state snapshot: {e}"))?;
+        Self::restore_from(pinned, bytes)
+    }
+
+    /// [`State::restore`], reading the snapshot from `r` as it is decoded.
+    pub fn restore_from(pinned: &[u8], r: impl std::io::Read) -> Result<State, String> {
+        let d: StateData =
+            serde_json::from_reader(std::io::BufReader::new(r)).map_err(|e| format!("state snapshot: {e}"))?;
         let mut state = State::new(pinned).map_err(|e| format!("pinned trust root: {e}"))?;
         state.size = d.size;
         if let Some(t) = d.trust_root {

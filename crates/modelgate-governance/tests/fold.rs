@@ -687,6 +687,17 @@ fn a_snapshot_restores_the_same_state_digest_and_decisions() {
     assert_eq!((r.size, r.digest()), (s.size, s.digest()));
     let req = request(&b.m1, "prod/credit/scoring", "node-1");
     assert_eq!(decide(&r, &req, 1500), decide(&s, &req, 1500));
+    // A working copy (no digest cache) has the same digest, and stays equal
+    // when both take the same entry.
+    let mut copy = s.working_copy();
+    assert_eq!(copy.digest(), s.digest());
+    let mut s2 = s.clone();
+    let more = w.exception(&b.m1, &["prod/x/*"], 6000, "T-2");
+    let checked = copy.check_entry(&more).unwrap();
+    copy.commit_checked(checked.clone()).unwrap();
+    s2.commit_checked(checked).unwrap();
+    assert_eq!(copy.digest(), s2.digest());
+    assert_ne!(copy.digest(), s.digest());
     // Folding on from the restored state is folding the whole log.
     let next = w.exception(&b.m1, &["prod/other/*"], 5000, "T-1");
     r.apply(&next).unwrap();
