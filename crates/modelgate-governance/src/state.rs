@@ -1048,13 +1048,36 @@ impl State {
                 compiled,
             });
         }
-        // Grants in log order, as the fold appended them.
-        let mut grants: Vec<(u64, Arc<str>, Arc<str>)> = d
+        // Share what the fold shares (a decoded snapshot has a copy of each
+        // string): a grant's model digest is its model record's, and a map
+        // key is its record's id.
+        let shared = |model: &mut Arc<str>| {
+            if let Some(m) = d.models.get(&**model) {
+                *model = Arc::clone(&m.digest);
+            }
+        };
+        let approvals: BTreeMap<Arc<str>, Arc<ApprovalRecord>> = d
             .approvals
+            .into_values()
+            .map(|mut a| {
+                shared(&mut Arc::make_mut(&mut a).model);
+                (Arc::clone(&a.id), a)
+            })
+            .collect();
+        let exceptions: BTreeMap<Arc<str>, Arc<ExceptionRecord>> = d
+            .exceptions
+            .into_values()
+            .map(|mut e| {
+                shared(&mut Arc::make_mut(&mut e).model);
+                (Arc::clone(&e.id), e)
+            })
+            .collect();
+        // Grants in log order, as the fold appended them.
+        let mut grants: Vec<(u64, Arc<str>, Arc<str>)> = approvals
             .values()
             .map(|a| (a.index, Arc::clone(&a.model), Arc::clone(&a.id)))
             .chain(
-                d.exceptions
+                exceptions
                     .values()
                     .map(|e| (e.index, Arc::clone(&e.model), Arc::clone(&e.id))),
             )
@@ -1066,13 +1089,13 @@ impl State {
         for k in d.models.keys() {
             state.digest.touch(Collection::Models, k);
         }
-        for k in d.approvals.keys() {
+        for k in approvals.keys() {
             state.digest.touch(Collection::Approvals, k);
         }
         for k in d.revocations.keys() {
             state.digest.touch(Collection::Revocations, k);
         }
-        for k in d.exceptions.keys() {
+        for k in exceptions.keys() {
             state.digest.touch(Collection::Exceptions, k);
         }
         for k in d.nodes.keys() {
@@ -1081,9 +1104,9 @@ impl State {
         state.digest.touch_trust_root();
         state.digest.touch_policy();
         state.models = d.models;
-        state.approvals = d.approvals;
+        state.approvals = approvals;
         state.revocations = d.revocations;
-        state.exceptions = d.exceptions;
+        state.exceptions = exceptions;
         state.nodes = d.nodes;
         Ok(state)
     }
