@@ -62,12 +62,24 @@ impl Running {
     }
 
     fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         if let Some(h) = self.server.take() {
-            h.join().unwrap();
+            let _ = h.join();
         }
+    }
+}
+
+/// A test that fails still stops its server (and closes its files, so a
+/// filesystem mounted for it can be unmounted).
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.halt();
     }
 }
 
@@ -430,5 +442,93 @@ fn a_restart_refolds_only_after_the_snapshot_and_never_trusts_a_bad_one() {
         a.startup
     );
     assert_eq!(a.state().digest(), digest);
+    a.shutdown();
+}
+
+/// A small filesystem of our own (tmpfs, as root), so the disk can really
+/// fill up under the running authority. (A read-only disk takes the same
+/// path — any failed durable write — but cannot be staged here: the kernel
+/// refuses to remount read-only while SQLite holds its files open for
+/// writing.) `None` where mounting is not allowed, outside CI (under CI the
+/// test must run).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(bytes: u64) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let o = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match o {
+            Ok(o) if o.status.success() => Some(Self { dir }),
+            other if std::env::var_os("CI").is_some() => panic!("mounting a tmpfs failed under CI: {other:?}"),
+            other => {
+                eprintln!("SKIPPED: mounting a tmpfs needs root ({other:?})");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.dir.path()).output();
+    }
+}
+
+#[test]
+fn a_full_disk_answers_503_and_writes_resume_when_it_has_room_again() {
+    let Some(disk) = SmallDisk::mount(8 << 20) else { return };
+    let data = disk.dir.path().join("data");
+    let report = data::init(&data, "test.example/governance").unwrap();
+    let root = SigningKey::from_pkcs8_pem(&std::fs::read_to_string(&report.root_key).unwrap()).unwrap();
+    let admin = tokens::create(&data::DataDir::new(&data).tokens(), TokenRole::Admin, "test").unwrap();
+    let r = Running::start(&data);
+    let submit = |r: &Running| {
+        let entry = rotation(&r.authority, &root);
+        post(&r.url, Some(&admin), "application/json", &entry, None)
+    };
+    assert_eq!(submit(&r).0, 201);
+    // Fill the disk: a file as large as it will take.
+    let filler = disk.dir.path().join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 << 10];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let mut refused = 0;
+    for _ in 0..3 {
+        let (status, v, retry) = submit(&r);
+        if status == 201 {
+            continue; // a page SQLite still had room for
+        }
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (503, Some("store-unavailable")),
+            "{v}"
+        );
+        assert_eq!(retry.as_deref(), Some("1"));
+        refused += 1;
+    }
+    assert!(refused > 0, "the full disk refused nothing");
+    let (status, body) = get(&format!("{}/readyz", r.url));
+    assert!(status == 503 && body.contains("writer-failing"), "{status} {body}");
+    assert_eq!(get(&format!("{}/healthz", r.url)).0, 200);
+    // Space again: writes resume, at the next index.
+    std::fs::remove_file(&filler).unwrap();
+    let size = r.authority.size();
+    let (status, v, _) = submit(&r);
+    assert_eq!((status, v["index"].as_u64()), (201, Some(size)), "{v}");
+    assert_eq!(get(&format!("{}/readyz", r.url)).0, 200);
+    r.stop();
+    // Nothing acknowledged was lost: reopened (its tree checked against the
+    // latest checkpoint), the log holds every acknowledged entry.
+    let a = Authority::open(&data).unwrap();
+    assert_eq!(a.state().size, size + 1);
     a.shutdown();
 }
