@@ -326,7 +326,13 @@ impl Gateway {
             r["status"] = json!(status.as_u16());
             r["time"] = json!(now());
             r["node"] = json!(self.shared.config.node);
-            let _ = l.append_async(serde_json::to_vec(&r).unwrap_or_default()).await;
+            match serde_json::to_vec(&r) {
+                Ok(bytes) => {
+                    let _ = l.append_async(bytes).await;
+                }
+                // Never an empty record in its place; the call is denied anyway.
+                Err(e) => tracing::error!(error = %e, "encoding a denial's lineage record"),
+            }
         }
         openai_error(status, code, message)
     }
@@ -598,7 +604,22 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
         trace_id,
         body: gw.shared.config.store_content.then(|| String::from_utf8_lossy(&body)),
     };
-    let record = serde_json::to_vec(&record).unwrap_or_default();
+    let record = match serde_json::to_vec(&record) {
+        Ok(r) => r,
+        // No durable record, no call: an empty record in its place would
+        // be a lineage entry that proves nothing.
+        Err(e) => {
+            return gw
+                .deny(
+                    &trace,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "AuditDiscontinuity",
+                    format!("the lineage record could not be encoded: {e}"),
+                    Value::Null,
+                )
+                .await
+        }
+    };
     let lineage = match gw.lineage() {
         Ok(l) => l,
         Err(e) => {
@@ -854,7 +875,15 @@ impl Completion {
             error,
             body: self.store_content.then(|| String::from_utf8_lossy(&self.head)),
         };
-        let record = serde_json::to_vec(&record).unwrap_or_default();
+        // The answer has gone to the caller: the completion is recorded
+        // whatever happens, at worst as a record saying it could not be
+        // encoded (never as an empty one).
+        let record = serde_json::to_vec(&record).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "encoding a completion's lineage record");
+            json!({"type": "completion", "request": self.request, "error": "unencodable-record"})
+                .to_string()
+                .into_bytes()
+        });
         let gw = Arc::clone(&self.gw);
         let request = self.request;
         // Not awaited: the answer has already gone to the caller; the record

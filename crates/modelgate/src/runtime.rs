@@ -425,10 +425,12 @@ impl Node {
             .collect();
         let record =
             serde_json::to_vec(&json!({"type": "lifecycle", "model": name, "digest": digest, "transitions": steps}))
-                .unwrap_or_default();
-        let durable = match &self.lineage {
-            Ok(g) => g.append(record).map(|r| r.index),
-            Err(e) => Err(e.clone()),
+                .map_err(|e| format!("the lifecycle record could not be encoded: {e}"));
+        // A record that cannot be encoded is not persisted: the model is contained.
+        let durable = match (&self.lineage, record) {
+            (Ok(g), Ok(record)) => g.append(record).map(|r| r.index),
+            (Err(e), _) => Err(e.clone()),
+            (_, Err(e)) => Err(e),
         };
         let l = l.persist(durable, t)?;
         let audited = match &self.lineage {
