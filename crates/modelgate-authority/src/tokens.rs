@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -124,12 +124,22 @@ pub fn create(path: &Path, role: TokenRole, name: &str) -> Result<String, Author
 /// A file's modification time and inode.
 type FileId = (SystemTime, u64);
 
-/// The token file, cached until it changes on disk.
+/// How long a known token is trusted without looking at the file again (a
+/// removed token stops working within this).
+const RECHECK: Duration = Duration::from_secs(1);
+
+struct Cached {
+    id: FileId,
+    checked: Instant,
+    tokens: Vec<TokenRecord>,
+}
+
+/// The token file, read again when it changes: for a known token it is
+/// looked at (one `stat`) at most once a second, not on every request; an
+/// unknown token looks at once, so a token created a moment ago works.
 pub struct Tokens {
     path: PathBuf,
-    /// The file's identity when read (mtime, inode: every write is a new
-    /// file renamed into place) and its tokens.
-    cache: Mutex<Option<(FileId, Vec<TokenRecord>)>>,
+    cache: Mutex<Option<Cached>>,
 }
 
 impl Tokens {
@@ -144,20 +154,65 @@ impl Tokens {
     /// The role and name of `token`, if it is known.
     pub fn check(&self, token: &str) -> Result<Option<(TokenRole, String)>, AuthorityError> {
         use std::os::unix::fs::MetadataExt as _;
-        let modified = fs::metadata(&self.path)
-            .and_then(|m| Ok((m.modified()?, m.ino())))
-            .map_err(|e| AuthorityError::Io(format!("couldn't read {}: {e}", self.path.display())))?;
+        let h = hash(token);
         let mut cache = self
             .cache
             .lock()
             .map_err(|_| AuthorityError::Io("token cache lock poisoned".into()))?;
-        if cache.as_ref().is_none_or(|(m, _)| *m != modified) {
-            *cache = Some((modified, read(&self.path)?.tokens));
+        let find = |c: &Option<Cached>| {
+            c.as_ref()
+                .and_then(|c| c.tokens.iter().find(|r| r.sha256 == h))
+                .map(|r| (r.role, r.name.clone()))
+        };
+        let found = find(&cache);
+        let age = cache.as_ref().map(|c| c.checked.elapsed());
+        let look = match (&found, age) {
+            (Some(_), Some(a)) => a >= RECHECK,
+            _ => true,
+        };
+        if !look {
+            return Ok(found);
         }
-        let h = hash(token);
-        Ok(cache
-            .as_ref()
-            .and_then(|(_, t)| t.iter().find(|r| r.sha256 == h))
-            .map(|r| (r.role, r.name.clone())))
+        let id = fs::metadata(&self.path)
+            .and_then(|m| Ok((m.modified()?, m.ino())))
+            .map_err(|e| AuthorityError::Io(format!("couldn't read {}: {e}", self.path.display())))?;
+        match cache.as_mut() {
+            Some(c) if c.id == id => c.checked = Instant::now(),
+            _ => {
+                *cache = Some(Cached {
+                    id,
+                    checked: Instant::now(),
+                    tokens: read(&self.path)?.tokens,
+                })
+            }
+        }
+        Ok(find(&cache))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn new_tokens_work_at_once_and_removed_ones_stop_within_a_second() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("tokens.json");
+        let t1 = create(&path, TokenRole::Approver, "a").unwrap();
+        let tokens = Tokens::new(&path);
+        assert_eq!(tokens.check(&t1).unwrap().map(|t| t.0), Some(TokenRole::Approver));
+        let t2 = create(&path, TokenRole::Node, "b").unwrap();
+        assert_eq!(tokens.check(&t2).unwrap().map(|t| t.0), Some(TokenRole::Node));
+        assert!(tokens.check("mgt_unknown").unwrap().is_none());
+        // The file replaced without t1: still cached for up to RECHECK, then gone.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut f: serde_json::Value = serde_json::from_str(&text).unwrap();
+        f["tokens"].as_array_mut().unwrap().remove(0);
+        std::fs::write(path.with_extension("new"), f.to_string()).unwrap();
+        std::fs::rename(path.with_extension("new"), &path).unwrap();
+        std::thread::sleep(RECHECK + Duration::from_millis(50));
+        assert!(tokens.check(&t1).unwrap().is_none());
+        assert!(tokens.check(&t2).unwrap().is_some());
     }
 }
