@@ -123,12 +123,17 @@ struct Caller {
     scopes: Vec<String>,
 }
 
+/// Shards of the decision cache.
+const DECISION_SHARDS: usize = 16;
+
 struct Gateway {
     shared: Arc<Shared>,
     client: Client<HttpConnector, Body>,
     upstream: String,
     callers: HashMap<[u8; 32], Caller>,
-    cache: Mutex<DecisionCache>,
+    /// Decision caches, one per shard of (model, scope, caller, …): calls of
+    /// different callers or models do not queue behind one lock.
+    caches: Vec<Mutex<DecisionCache>>,
     metrics: Metrics,
     telemetry: Telemetry,
     /// The authority, for the governance half of proof chains.
@@ -275,6 +280,15 @@ fn traceparent(headers: &HeaderMap) -> (String, Option<String>, String, String) 
 }
 
 impl Gateway {
+    /// The decision cache shard for `req` (by its hash: the same request
+    /// always meets the same cache).
+    fn cache_for(&self, req: &DecisionRequest) -> &Mutex<DecisionCache> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        req.hash(&mut h);
+        &self.caches[(h.finish() % DECISION_SHARDS as u64) as usize]
+    }
+
     fn caller(&self, headers: &HeaderMap) -> Option<&Caller> {
         let token = headers
             .get(header::AUTHORIZATION)?
@@ -383,7 +397,9 @@ fn gateway(shared: Arc<Shared>) -> Result<Gateway, Failure> {
         client,
         upstream: upstream.trim_end_matches('/').to_owned(),
         callers,
-        cache: Mutex::new(DecisionCache::new(16_384)),
+        caches: (0..DECISION_SHARDS)
+            .map(|_| Mutex::new(DecisionCache::new(16_384 / DECISION_SHARDS)))
+            .collect(),
         metrics: Metrics::default(),
         completions: Mutex::new(Default::default()),
         in_flight,
@@ -569,7 +585,7 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
         groups: caller.groups.clone(),
         attributes: vec![],
     };
-    let decision = match gw.cache.lock() {
+    let decision = match gw.cache_for(&req).lock() {
         Ok(mut c) => c.decide(&view.state, &req, t),
         Err(_) => Arc::new(modelgate_governance::decide(&view.state, &req, t)),
     };
