@@ -101,7 +101,7 @@ fn rate_limited(a: &Authority, peer: Option<SocketAddr>) -> Option<Response> {
                 "rate-limited",
                 format!(
                     "more than {} unauthenticated writes per second from {ip}",
-                    crate::limit::RATE_PER_SECOND
+                    a.unauthenticated.rate()
                 ),
                 wait.as_secs_f64().ceil() as u64,
             ))

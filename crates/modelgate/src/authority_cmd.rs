@@ -59,6 +59,16 @@ pub struct ServeArgs {
     /// Log format (RUST_LOG sets the level, default info).
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Writes that need no token (node-signed entries, heartbeats) a client
+    /// address may make per second, sustained (bursts of 4 s of it). Nodes
+    /// behind one address share it: raise it for many nodes behind a NAT.
+    #[arg(
+        long,
+        value_name = "PER_SECOND",
+        default_value_t = 10.0,
+        env = "MODELGATE_NODE_WRITE_RATE"
+    )]
+    node_write_rate: f64,
 }
 
 #[derive(Subcommand)]
@@ -129,6 +139,12 @@ fn init(data: &std::path::Path, origin: &str, vkey_on_stdout: bool) -> Result<()
 }
 
 fn serve(a: ServeArgs) -> Result<(), Failure> {
+    if !(a.node_write_rate.is_finite() && a.node_write_rate > 0.0) {
+        return Err(Failure::Usage(format!(
+            "--node-write-rate must be a positive number of writes per second, not {}",
+            a.node_write_rate
+        )));
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -149,6 +165,7 @@ fn serve(a: ServeArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::Usage(format!("starting the runtime: {e}")))?;
     runtime.block_on(async move {
         let authority = Authority::open(&a.data).map_err(fail)?;
+        authority.unauthenticated.set_rate(a.node_write_rate);
         let listener = tokio::net::TcpListener::bind(a.listen)
             .await
             .map_err(|e| Failure::Usage(format!("couldn't listen on {}: {e}", a.listen)))?;

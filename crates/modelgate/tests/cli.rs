@@ -260,3 +260,21 @@ fn the_progress_line_is_drawn_on_a_terminal_only() {
     assert_eq!(stderr(&o), "");
     assert_eq!(stdout(&o).trim().len(), 64);
 }
+
+#[test]
+fn authority_serve_refuses_a_node_write_rate_that_is_not_positive() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("authority");
+    for rate in ["0", "-1", "NaN"] {
+        let o = mg(&[
+            "authority",
+            "serve",
+            "--data",
+            s(&data),
+            &format!("--node-write-rate={rate}"),
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{rate}: {}", stderr(&o));
+        assert!(stderr(&o).contains("--node-write-rate"), "{}", stderr(&o));
+    }
+    assert!(!data.exists(), "nothing initialised on a usage error");
+}
