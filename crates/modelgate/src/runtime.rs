@@ -445,15 +445,16 @@ impl Node {
         })
     }
 
-    /// Tell the authority (best effort; the containment itself does not wait for it).
-    pub(crate) fn report(
+    /// A signed containment (or recovery) report for the authority, with the
+    /// node's next report sequence; `None` when it cannot be numbered.
+    pub(crate) fn report_entry(
         &self,
         model_digest: Option<&str>,
         reason: ContainmentReason,
         detail: &str,
         recovered: bool,
         t: u64,
-    ) {
+    ) -> Option<Vec<u8>> {
         let models: Vec<String> = model_digest.map(str::to_owned).into_iter().collect();
         let logged = self
             .syncer
@@ -465,10 +466,10 @@ impl Node {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!("not reporting {reason:?}: {e}");
-                return;
+                return None;
             }
         };
-        let entry = modelgate_node::report::containment_report(
+        modelgate_node::report::containment_report(
             &self.key,
             &self.c.node,
             sequence,
@@ -477,10 +478,86 @@ impl Node {
             detail,
             recovered,
             t,
-        );
-        if let Ok(entry) = entry {
-            let _ = self.fetch.post("/api/v1/entries", "application/json", &entry);
-        }
+        )
+        .map_err(|e| tracing::warn!("not reporting {reason:?}: {e}"))
+        .ok()
+    }
+}
+
+/// What the loop sends to the authority without waiting for it: a slow or
+/// hanging authority must not hold up the passes that keep the gateway's
+/// snapshot fresh (an aged snapshot is a SyncInterrupted for every call).
+enum Outgoing {
+    Report(Vec<u8>),
+    Heartbeat {
+        path: String,
+        body: Vec<u8>,
+    },
+    /// An anchor entry for lineage size `size`; its outcome comes back.
+    Anchor {
+        entry: Vec<u8>,
+        size: u64,
+    },
+}
+
+/// The thread that posts [`Outgoing`] writes, in order, and the anchors'
+/// outcomes (lineage size, log index or the refusal).
+struct Courier {
+    tx: mpsc::SyncSender<Outgoing>,
+    anchored: Receiver<(u64, Result<u64, String>)>,
+}
+
+/// Writes that may wait for the courier before new ones are dropped
+/// (reports and heartbeats are best effort; an anchor is tried again).
+const COURIER_QUEUE: usize = 64;
+
+impl Courier {
+    fn start(authority: &str) -> Result<Self, Failure> {
+        let (tx, rx) = mpsc::sync_channel::<Outgoing>(COURIER_QUEUE);
+        let (done, anchored) = mpsc::channel();
+        let http = Http::new(authority);
+        std::thread::Builder::new()
+            .name("modelgate-courier".into())
+            .spawn(move || {
+                for out in rx {
+                    match out {
+                        Outgoing::Report(entry) => {
+                            if let Err(e) = http.post("/api/v1/entries", "application/json", &entry) {
+                                tracing::warn!("containment report: {e}");
+                            }
+                        }
+                        Outgoing::Heartbeat { path, body } => {
+                            if let Err(e) = http.post(&path, "text/plain", &body) {
+                                tracing::debug!("heartbeat: {e}");
+                            }
+                        }
+                        Outgoing::Anchor { entry, size } => {
+                            let r =
+                                http.post("/api/v1/entries", "application/json", &entry)
+                                    .and_then(|(status, body)| {
+                                        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                                        if status != 201 {
+                                            return Err(format!("HTTP {status}: {v}"));
+                                        }
+                                        v["index"]
+                                            .as_u64()
+                                            .ok_or_else(|| format!("no index in the answer: {v}"))
+                                    });
+                            if done.send((size, r)).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            })
+            .map_err(|e| Failure::Usage(format!("starting the courier thread: {e}")))?;
+        Ok(Self { tx, anchored })
+    }
+
+    /// Queue `out`; false when the queue is full (the authority is slower
+    /// than the node's writes) or the courier is gone.
+    fn send(&self, out: Outgoing) -> bool {
+        self.tx.try_send(out).is_ok()
     }
 }
 
@@ -606,7 +683,10 @@ pub(crate) struct Runtime {
     anchor_problem: Option<String>,
     unanchored_since: Option<u64>,
     last_anchor_try: Option<Instant>,
+    /// The lineage size of the anchor the courier is posting.
+    anchor_in_flight: Option<u64>,
     last_heartbeat: Option<Instant>,
+    courier: Courier,
     /// The serving check repeats the same decision every pass; it changes
     /// only with the state (the cache is keyed by the state digest).
     cache: modelgate_governance::DecisionCache,
@@ -625,6 +705,7 @@ impl Runtime {
             tracing::warn!("{e}; model files are checked every {} ms instead", interval.as_millis());
         }
         let anchors = load_anchors(&node.c.data_dir.join("anchors.jsonl"));
+        let courier = Courier::start(&node.c.authority)?;
         let shared = Arc::new(Shared {
             config: node.c.clone(),
             snapshot: RwLock::new(Arc::new(Snapshot {
@@ -650,7 +731,9 @@ impl Runtime {
             anchor_problem: None,
             unanchored_since: None,
             last_anchor_try: None,
+            anchor_in_flight: None,
             last_heartbeat: None,
+            courier,
             cache: modelgate_governance::DecisionCache::new(1024),
             interval,
         })
@@ -707,6 +790,16 @@ impl Runtime {
         }
     }
 
+    /// Tell the authority, through the courier (best effort: the containment
+    /// itself never waits for it).
+    fn report(&self, model_digest: Option<&str>, reason: ContainmentReason, detail: &str, recovered: bool, t: u64) {
+        if let Some(entry) = self.node.report_entry(model_digest, reason, detail, recovered, t) {
+            if !self.courier.send(Outgoing::Report(entry)) {
+                tracing::warn!("the authority is not keeping up; a {reason:?} report was dropped");
+            }
+        }
+    }
+
     fn contain(&mut self, events: &mut Vec<Event>, name: &str, reason: ContainmentReason, detail: &str, t: u64) {
         let was = self.serving.remove(name).map(|(d, _, _)| d);
         let known = self.contained.get(name).map(|x| x.0);
@@ -718,7 +811,7 @@ impl Runtime {
                 reason: Some(reason),
                 detail: detail.to_owned(),
             });
-            self.node.report(was.as_deref(), reason, detail, false, t);
+            self.report(was.as_deref(), reason, detail, false, t);
         }
         let size = self.view.as_ref().map_or(0, |v| v.checkpoint.size);
         let fp = fingerprint(&self.node.c.models[name].dir);
@@ -836,7 +929,7 @@ impl Runtime {
                             detail: format!("{} under {}", s.digest, s.basis),
                         });
                         if self.contained.remove(&name).is_some() {
-                            self.node.report(
+                            self.report(
                                 Some(&s.digest),
                                 ContainmentReason::UnverifiableTransition,
                                 "recovered through the full lifecycle",
@@ -893,6 +986,30 @@ impl Runtime {
     /// an anchoring problem once un-anchored records are older than the
     /// trust root's bound.
     fn anchor(&mut self, t: u64) {
+        // What the courier answered for anchors posted earlier.
+        while let Ok((size, result)) = self.courier.anchored.try_recv() {
+            self.anchor_in_flight = None;
+            match result {
+                Ok(index) => {
+                    let a = Anchor { size, index };
+                    if let Ok(mut list) = self.shared.anchors.lock() {
+                        list.push(a);
+                    }
+                    let _ = append_anchor(&self.node.c.data_dir.join("anchors.jsonl"), &a);
+                    // The anchor counts once the log shows it (next sync);
+                    // the lag clock stops now, it was accepted durably.
+                    self.unanchored_since = None;
+                    self.anchor_problem = None;
+                }
+                Err(e) if e.contains("anchor-invalid") => {
+                    // The authority proved our log inconsistent with what we
+                    // anchored before: no waiting for the bound.
+                    self.anchor_problem = Some(format!("the authority refused the lineage anchor: {e}"));
+                    return;
+                }
+                Err(e) => tracing::warn!("anchoring lineage size {size}: {e}"),
+            }
+        }
         let Ok(lineage) = self.node.lineage.clone() else {
             self.anchor_problem = Some("the lineage log is not open".into());
             return;
@@ -942,26 +1059,13 @@ impl Runtime {
         let due = self
             .last_anchor_try
             .is_none_or(|x| x.elapsed() >= Duration::from_secs(self.node.c.anchor_interval_seconds));
-        if due {
+        if due && self.anchor_in_flight.is_none() {
             self.last_anchor_try = Some(Instant::now());
-            match self.submit_anchor(&lineage, anchored_size, size, &note) {
-                Ok(index) => {
-                    let a = Anchor { size, index };
-                    if let Ok(mut list) = self.shared.anchors.lock() {
-                        list.push(a);
+            match self.anchor_entry(&lineage, anchored_size, size, &note) {
+                Ok(entry) => {
+                    if self.courier.send(Outgoing::Anchor { entry, size }) {
+                        self.anchor_in_flight = Some(size);
                     }
-                    let _ = append_anchor(&self.node.c.data_dir.join("anchors.jsonl"), &a);
-                    // The anchor counts once the log shows it (next sync);
-                    // the lag clock stops now, it was accepted durably.
-                    self.unanchored_since = None;
-                    self.anchor_problem = None;
-                    return;
-                }
-                Err(e) if e.contains("anchor-invalid") => {
-                    // The authority proved our log inconsistent with what we
-                    // anchored before: no waiting for the bound.
-                    self.anchor_problem = Some(format!("the authority refused the lineage anchor: {e}"));
-                    return;
                 }
                 Err(e) => tracing::warn!("anchoring lineage size {size}: {e}"),
             }
@@ -974,7 +1078,9 @@ impl Runtime {
         }
     }
 
-    fn submit_anchor(&self, lineage: &Lineage, from: u64, size: u64, note: &[u8]) -> Result<u64, String> {
+    /// The signed anchor entry for lineage size `size`, with the consistency
+    /// proof from the anchored size `from`.
+    fn anchor_entry(&self, lineage: &Lineage, from: u64, size: u64, note: &[u8]) -> Result<Vec<u8>, String> {
         let proof = lineage.read(|r| {
             if from == 0 {
                 Ok(vec![])
@@ -986,16 +1092,7 @@ impl Runtime {
         let p = json!({"type": "node-anchor", "version": 1, "node": self.node.c.node, "checkpoint": note,
                        "consistency": proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>()});
         let bytes = modelgate_governance::to_canonical(&p).map_err(|e| e.to_string())?;
-        let entry =
-            modelgate_governance::Envelope::sign(&bytes, &[self.node.key.ed25519()]).map_err(|e| e.to_string())?;
-        let (status, body) = self.node.fetch.post("/api/v1/entries", "application/json", &entry)?;
-        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        if status != 201 {
-            return Err(format!("HTTP {status}: {v}"));
-        }
-        v["index"]
-            .as_u64()
-            .ok_or_else(|| format!("no index in the answer: {v}"))
+        modelgate_governance::Envelope::sign(&bytes, &[self.node.key.ed25519()]).map_err(|e| e.to_string())
     }
 
     fn heartbeat(&mut self, t: u64) {
@@ -1027,8 +1124,8 @@ impl Runtime {
         if let Ok(hb) = modelgate_governance::heartbeat::sign_heartbeat(&self.node.key, &self.node.c.node, t, &summary)
         {
             let path = format!("/api/v1/nodes/{}/heartbeat", self.node.c.node);
-            if let Err(e) = self.node.fetch.post(&path, "text/plain", &hb) {
-                tracing::debug!("heartbeat: {e}");
+            if !self.courier.send(Outgoing::Heartbeat { path, body: hb }) {
+                tracing::debug!("heartbeat dropped: the authority is not keeping up");
             }
         }
     }

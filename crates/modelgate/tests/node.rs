@@ -737,10 +737,24 @@ fn a_node_that_lost_its_anchored_lineage_serves_nothing() {
     );
 }
 
+/// What a proxy in front of the authority does with writes.
+#[derive(Clone, Copy)]
+enum Writes {
+    /// Answer 503: an authority in read-only maintenance, a proxy that drops POSTs.
+    Refuse,
+    /// Forward them after this long: a slow authority (reads stay fast).
+    Delay(Duration),
+}
+
 /// An authority that answers reads but refuses every write (503): what a
-/// node sees when its anchors cannot be logged (an authority in read-only
-/// maintenance, a proxy that drops POSTs). Returns its URL.
+/// node sees when its anchors cannot be logged. Returns its URL.
 fn read_only_authority(authority: &str) -> String {
+    proxy_authority(authority, Writes::Refuse)
+}
+
+/// A proxy in front of `authority` that forwards reads and treats writes as
+/// `writes` says. Returns its URL.
+fn proxy_authority(authority: &str, writes: Writes) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let upstream = authority.to_owned();
@@ -755,6 +769,7 @@ fn read_only_authority(authority: &str) -> String {
                     return;
                 }
                 let mut length = 0usize;
+                let mut content_type = String::from("application/json");
                 loop {
                     let mut h = String::new();
                     if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
@@ -764,6 +779,9 @@ fn read_only_authority(authority: &str) -> String {
                         if k.eq_ignore_ascii_case("content-length") {
                             length = v.trim().parse().unwrap_or(0);
                         }
+                        if k.eq_ignore_ascii_case("content-type") {
+                            content_type = v.trim().to_owned();
+                        }
                     }
                 }
                 let mut body = vec![0u8; length];
@@ -772,6 +790,16 @@ fn read_only_authority(authority: &str) -> String {
                 let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
                 let (status, answer) = if method == "GET" {
                     match agent().get(&format!("{upstream}{path}")).call() {
+                        Ok(mut a) => (a.status().as_u16(), a.body_mut().read_to_vec().unwrap_or_default()),
+                        Err(e) => (502, e.to_string().into_bytes()),
+                    }
+                } else if let Writes::Delay(d) = writes {
+                    std::thread::sleep(d);
+                    let sent = agent()
+                        .post(&format!("{upstream}{path}"))
+                        .header("Content-Type", &content_type)
+                        .send(&body[..]);
+                    match sent {
                         Ok(mut a) => (a.status().as_u16(), a.body_mut().read_to_vec().unwrap_or_default()),
                         Err(e) => (502, e.to_string().into_bytes()),
                     }
@@ -935,4 +963,52 @@ fn the_node_never_follows_a_redirect_away_from_its_authority() {
     assert_eq!(v["sync"]["ok"], false, "{v}");
     assert_eq!(v["models"][0]["state"], "Contained", "{v}");
     assert!(redirected.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+}
+
+/// An authority slow to take writes (every POST held 3 s; reads fast) beside
+/// a 2 s staleness bound: the node's reports, heartbeats and anchors go out
+/// from a thread of their own, so its passes keep the gateway's view fresh
+/// and calls are served throughout. (With the writes posted from the loop,
+/// each held its pass for 3 s and calls got 503 SyncInterrupted.)
+#[test]
+fn a_slow_authority_for_writes_does_not_age_the_gateway_into_sync_interrupted() {
+    let w = world();
+    let config = approved_node(
+        &w,
+        &format!(
+            "anchor_interval_seconds = 1\nheartbeat_interval_seconds = 1\n{}",
+            caller_table("scoring-service", TOKEN, &[], &["prod/credit/scoring"])
+        ),
+    );
+    edit_config(&config, "max_staleness_seconds = 30", "max_staleness_seconds = 2");
+    let url = w.server.url.clone();
+    edit_config(
+        &config,
+        &format!("authority = \"{url}\""),
+        &format!(
+            "authority = \"{}\"",
+            proxy_authority(&url, Writes::Delay(Duration::from_secs(3)))
+        ),
+    );
+    let g = start_gateway(&config);
+    wait_for(&g.events, 20, "Serving", |v| v["state"] == "Serving");
+    let until = Instant::now() + Duration::from_secs(8);
+    let mut statuses = std::collections::BTreeMap::new();
+    while Instant::now() < until {
+        let (st, _, b) = call(&g.url, Some(TOKEN), None, &chat(false));
+        let code = b["error"]["code"].as_str().unwrap_or("").to_owned();
+        *statuses.entry((st, code)).or_insert(0) += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        statuses.keys().collect::<Vec<_>>(),
+        [&(200, String::new())],
+        "{statuses:?}"
+    );
+    // The slow writes still arrive: the node's heartbeat and an anchor reach the log.
+    let (anchored, _) = eventually(15, "an anchor through the slow proxy", || {
+        let nodes = common::world::get_json(&format!("{url}/api/v1/nodes"));
+        nodes[0]["anchor"]["size"].as_u64().filter(|n| *n > 0)
+    });
+    assert!(anchored > 0);
 }
