@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 
-use crate::service::{now, summary_json, Authority, Outcome, WriterTrouble};
+use crate::service::{now, summary_json, Authority, NotQueued, Outcome, WriterTrouble};
 
 type Shared = Arc<Authority>;
 
@@ -36,6 +36,17 @@ pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
         Json(json!({"error": {"code": code, "message": message.into()}})),
     )
         .into_response()
+}
+
+/// A 500: the detail goes to the authority's log, never to the client (it
+/// may name paths, SQL or internal state); the client gets the code.
+fn internal(code: &str, detail: impl std::fmt::Display) -> Response {
+    tracing::error!(code, %detail, "internal error answering a request");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        code,
+        "internal error; the authority's log has the detail",
+    )
 }
 
 /// A 503 (or 429) that tells the client when to come back.
@@ -151,13 +162,7 @@ async fn count(AxState(a): AxState<Shared>, req: Request, next: Next) -> Respons
 async fn checkpoint(AxState(a): AxState<Shared>) -> Response {
     let note = match a.served.read() {
         Ok(s) => Arc::clone(&s.note),
-        Err(_) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "checkpoint lock poisoned",
-            )
-        }
+        Err(_) => return internal("internal", "checkpoint lock poisoned"),
     };
     (
         [
@@ -223,8 +228,8 @@ async fn tile(AxState(a): AxState<Shared>, Path(path): Path<String>) -> Response
             )
                 .into_response()
         }
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Ok(Err(e)) => internal("store", e.to_string()),
+        Err(e) => internal("internal", e.to_string()),
     }
 }
 
@@ -284,7 +289,7 @@ async fn submit(
                         "the bearer token is not known",
                     )
                 }
-                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "tokens", e.to_string()),
+                Err(e) => return internal("tokens", e.to_string()),
             };
             if !role.may_submit(kind) {
                 return error(
@@ -297,15 +302,10 @@ async fn submit(
     }
     let rx = match a.submit(body.to_vec()) {
         Ok(rx) => rx,
-        Err("busy") => {
-            return retry_after(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "the submission queue is full; retry",
-                1,
-            )
+        Err(e @ NotQueued::Busy) => return retry_after(StatusCode::SERVICE_UNAVAILABLE, "busy", e.message(), 1),
+        Err(e @ (NotQueued::ShuttingDown | NotQueued::WriterStopped)) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.message())
         }
-        Err(m) => return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
     };
     match rx.await {
         Ok(Outcome::Accepted { index, checkpoint }) => (
@@ -360,8 +360,8 @@ async fn inclusion(AxState(a): AxState<Shared>, Query(q): Query<InclusionQuery>)
             Json(json!({"index": q.index, "size": size, "hashes": p.iter().map(|h| B64.encode(h)).collect::<Vec<_>>()}))
                 .into_response()
         }
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Ok(Err(e)) => internal("store", e.to_string()),
+        Err(e) => internal("internal", e.to_string()),
     }
 }
 
@@ -396,8 +396,8 @@ async fn consistency(AxState(a): AxState<Shared>, Query(q): Query<ConsistencyQue
             Json(json!({"from": q.from, "to": to, "hashes": p.iter().map(|h| B64.encode(h)).collect::<Vec<_>>()}))
                 .into_response()
         }
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Ok(Err(e)) => internal("store", e.to_string()),
+        Err(e) => internal("internal", e.to_string()),
     }
 }
 
@@ -422,16 +422,16 @@ async fn entry(AxState(a): AxState<Shared>, Path(index): Path<u64>) -> Response 
     let r = tokio::task::spawn_blocking(move || a2.with_reader(|s| s.entries(index, index + 1))).await;
     match r {
         Ok(Ok(mut e)) if e.len() == 1 => ([(header::CONTENT_TYPE, "application/json")], e.remove(0)).into_response(),
-        Ok(Ok(_)) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", "entry missing"),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Ok(Ok(_)) => internal("store", "entry missing"),
+        Ok(Err(e)) => internal("store", e.to_string()),
+        Err(e) => internal("internal", e.to_string()),
     }
 }
 
 async fn tlog_proof(AxState(a): AxState<Shared>, Path(index): Path<u64>) -> Response {
     let (note, size) = match a.served.read() {
         Ok(s) => (Arc::clone(&s.note), s.size),
-        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lock poisoned"),
+        Err(_) => return internal("internal", "lock poisoned"),
     };
     if let Some(r) = out_of_range(index, size) {
         return r;
@@ -453,8 +453,8 @@ async fn tlog_proof(AxState(a): AxState<Shared>, Path(index): Path<u64>) -> Resp
             };
             ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], proof.to_bytes()).into_response()
         }
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Ok(Err(e)) => internal("store", e.to_string()),
+        Err(e) => internal("internal", e.to_string()),
     }
 }
 
@@ -500,8 +500,8 @@ async fn state(AxState(a): AxState<Shared>, Query(q): Query<StateQuery>) -> Resp
     .await;
     match r {
         Ok(Ok(s)) => json_bytes(Arc::new(summary_json(&s))),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "fold", e),
-        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the refold stopped"),
+        Ok(Err(e)) => internal("fold", e),
+        Err(_) => internal("internal", "the refold stopped"),
     }
 }
 
@@ -511,11 +511,7 @@ async fn with_state(a: &Authority, f: impl FnOnce(&State) -> Value + Send + 'sta
     let state = a.state();
     match tokio::task::spawn_blocking(move || serde_json::to_vec(&f(&state))).await {
         Ok(Ok(bytes)) => json_bytes(Arc::new(bytes)),
-        _ => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "encoding the state failed",
-        ),
+        _ => internal("internal", "encoding the state failed"),
     }
 }
 
@@ -560,7 +556,7 @@ async fn exceptions(AxState(a): AxState<Shared>) -> Response {
 async fn nodes(AxState(a): AxState<Shared>) -> Response {
     let beats = match a.heartbeats.lock() {
         Ok(h) => h.clone(),
-        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lock poisoned"),
+        Err(_) => return internal("internal", "lock poisoned"),
     };
     with_state(&a, move |s| {
         json!(s
@@ -607,13 +603,7 @@ async fn heartbeat(
     };
     let key = match modelgate_tlog::VerifierKey::parse(&key) {
         Ok(k) => k,
-        Err(e) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("enrolled key: {e}"),
-            )
-        }
+        Err(e) => return internal("internal", format!("enrolled key: {e}")),
     };
     let hb = match verify_heartbeat(&body, &id, &key) {
         Ok(h) => h,
@@ -631,7 +621,7 @@ async fn heartbeat(
         );
     }
     let Ok(mut beats) = a.heartbeats.lock() else {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lock poisoned");
+        return internal("internal", "lock poisoned");
     };
     if let Some(prev) = beats.get(&id) {
         if hb.time <= prev.time {

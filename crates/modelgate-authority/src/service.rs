@@ -96,6 +96,34 @@ pub struct Counters {
     pub rate_limited: AtomicU64,
 }
 
+/// Why a submission was not queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotQueued {
+    /// The queue is full ([`QUEUE_MAX`] waiting): retry shortly.
+    Busy,
+    /// The authority is shutting down.
+    ShuttingDown,
+    /// The writer stopped (a failure it could not recover from).
+    WriterStopped,
+}
+
+impl NotQueued {
+    /// For people.
+    pub fn message(self) -> &'static str {
+        match self {
+            NotQueued::Busy => "the submission queue is full; retry",
+            NotQueued::ShuttingDown => "the authority is shutting down",
+            NotQueued::WriterStopped => "the authority's writer has stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for NotQueued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
 /// Why the writer is not ready to take writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WriterTrouble {
@@ -362,18 +390,18 @@ impl Authority {
     }
 
     /// Queue a submission; the receiver gets the outcome once it is durable
-    /// or refused. `Err` means it was not queued (busy or shut down).
-    pub fn submit(&self, bytes: Vec<u8>) -> Result<tokio::sync::oneshot::Receiver<Outcome>, &'static str> {
+    /// or refused. `Err` says why it was not queued.
+    pub fn submit(&self, bytes: Vec<u8>) -> Result<tokio::sync::oneshot::Receiver<Outcome>, NotQueued> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        let guard = self.submit.lock().map_err(|_| "the authority is shutting down")?;
-        let tx = guard.as_ref().ok_or("the authority is shutting down")?;
+        let guard = self.submit.lock().map_err(|_| NotQueued::ShuttingDown)?;
+        let tx = guard.as_ref().ok_or(NotQueued::ShuttingDown)?;
         match tx.try_send(Submission { bytes, reply }) {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => {
                 self.counters.busy.fetch_add(1, Ordering::Relaxed);
-                Err("busy")
+                Err(NotQueued::Busy)
             }
-            Err(TrySendError::Disconnected(_)) => Err("the authority's writer has stopped"),
+            Err(TrySendError::Disconnected(_)) => Err(NotQueued::WriterStopped),
         }
     }
 

@@ -532,3 +532,25 @@ fn a_full_disk_answers_503_and_writes_resume_when_it_has_room_again() {
     assert_eq!(a.state().size, size + 1);
     a.shutdown();
 }
+
+/// A 500 says which part failed (its code) and nothing of the internals:
+/// no path, no SQL, no library message — those go to the authority's log.
+#[test]
+fn an_internal_error_answers_500_without_internal_detail() {
+    let w = world();
+    let r = Running::start(&w.data());
+    // No read yet, so no pooled read handle: the next read opens the file,
+    // which is now not a database at all.
+    let store = data::DataDir::new(&w.data()).store();
+    std::fs::rename(&store, store.with_extension("moved")).unwrap();
+    std::fs::write(&store, b"not a database, and long enough to be read as a header ....").unwrap();
+    let (status, body) = get(&format!("{}/api/v1/entries/0", r.url));
+    assert_eq!(status, 500, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], "store", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    for leak in ["governance.db", "/tmp", "database", "sqlite", "SQLite"] {
+        assert!(!message.contains(leak), "the 500 says {message:?}");
+    }
+    r.stop();
+}
