@@ -463,15 +463,15 @@ struct StateQuery {
     size: Option<u64>,
 }
 
-fn json_bytes(bytes: Arc<Vec<u8>>) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], bytes.as_ref().clone()).into_response()
+fn json_bytes(bytes: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
 
 /// The state's summary at the latest size, at a recent checkpoint size (kept
 /// by the writer), or refolded for an older size — one refold at a time.
 async fn state(AxState(a): AxState<Shared>, Query(q): Query<StateQuery>) -> Response {
     let Some(n) = q.size else {
-        return json_bytes(a.latest_summary());
+        return json_bytes(a.latest().1);
     };
     if let Some(s) = a.summary_at(n) {
         return json_bytes(s);
@@ -499,7 +499,7 @@ async fn state(AxState(a): AxState<Shared>, Query(q): Query<StateQuery>) -> Resp
     })
     .await;
     match r {
-        Ok(Ok(s)) => json_bytes(Arc::new(summary_json(&s))),
+        Ok(Ok(s)) => json_bytes(summary_json(&s)),
         Ok(Err(e)) => internal("fold", e),
         Err(_) => internal("internal", "the refold stopped"),
     }
@@ -510,17 +510,17 @@ async fn state(AxState(a): AxState<Shared>, Query(q): Query<StateQuery>) -> Resp
 async fn with_state(a: &Authority, f: impl FnOnce(&State) -> Value + Send + 'static) -> Response {
     let state = a.state();
     match tokio::task::spawn_blocking(move || serde_json::to_vec(&f(&state))).await {
-        Ok(Ok(bytes)) => json_bytes(Arc::new(bytes)),
+        Ok(Ok(bytes)) => json_bytes(Bytes::from(bytes)),
         _ => internal("internal", "encoding the state failed"),
     }
 }
 
 async fn trust_root(AxState(a): AxState<Shared>) -> Response {
-    with_state(&a, move |s| json!(s.trust_root.as_ref().map(|r| &r.doc))).await
+    with_state(&a, |s| json!(s.trust_root.as_ref().map(|r| &r.doc))).await
 }
 
 async fn models(AxState(a): AxState<Shared>) -> Response {
-    with_state(&a, move |s| json!(s.models.values().collect::<Vec<_>>())).await
+    with_state(&a, |s| json!(s.models.values().collect::<Vec<_>>())).await
 }
 
 async fn model(AxState(a): AxState<Shared>, Path(digest): Path<String>) -> Response {
@@ -542,15 +542,15 @@ async fn model(AxState(a): AxState<Shared>, Path(digest): Path<String>) -> Respo
 }
 
 async fn approvals(AxState(a): AxState<Shared>) -> Response {
-    with_state(&a, move |s| json!(s.approvals.values().collect::<Vec<_>>())).await
+    with_state(&a, |s| json!(s.approvals.values().collect::<Vec<_>>())).await
 }
 
 async fn revocations(AxState(a): AxState<Shared>) -> Response {
-    with_state(&a, move |s| json!(s.revocations.values().collect::<Vec<_>>())).await
+    with_state(&a, |s| json!(s.revocations.values().collect::<Vec<_>>())).await
 }
 
 async fn exceptions(AxState(a): AxState<Shared>) -> Response {
-    with_state(&a, move |s| json!(s.exceptions.values().collect::<Vec<_>>())).await
+    with_state(&a, |s| json!(s.exceptions.values().collect::<Vec<_>>())).await
 }
 
 async fn nodes(AxState(a): AxState<Shared>) -> Response {
@@ -640,7 +640,7 @@ async fn heartbeat(
 }
 
 async fn policy(AxState(a): AxState<Shared>) -> Response {
-    with_state(&a, move |s| json!(s.policy.as_ref())).await
+    with_state(&a, |s| json!(s.policy.as_ref())).await
 }
 
 async fn readyz(AxState(a): AxState<Shared>) -> Response {

@@ -10,7 +10,6 @@
 //! `axum::extract::ConnectInfo<SocketAddr>` (per-client rate limits).
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,9 +112,4 @@ pub async fn serve(
     drop(listener);
     let _ = tokio::time::timeout(limits.drain, graceful.shutdown()).await;
     Ok(())
-}
-
-/// The peer of a request served by [`serve`] (`None` in-process).
-pub fn peer(headers_ext: &axum::http::Extensions) -> Option<SocketAddr> {
-    headers_ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
 }

@@ -16,10 +16,11 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use axum::body::Bytes;
 use modelgate_governance::{FoldError, State};
 use modelgate_store::{Log, LogStore, SqliteStore, StoreError};
 use modelgate_tlog::{CheckpointPolicy, Note, SignerKey};
@@ -141,10 +142,9 @@ pub struct Authority {
     pub dir: DataDir,
     /// The state of all durable entries, swapped in after each durable write.
     published: RwLock<Arc<State>>,
-    /// The published state's size (read without touching the state).
-    published_size: AtomicU64,
-    /// Summaries (JSON) of the state at recent checkpoint sizes, oldest first.
-    summaries: Mutex<VecDeque<(u64, Arc<Vec<u8>>)>>,
+    /// Summaries (JSON) of the state at recent checkpoint sizes, oldest
+    /// first; the last is the published state's (never empty).
+    summaries: Mutex<VecDeque<(u64, Bytes)>>,
     /// The latest signed checkpoint note (without our cosignature).
     latest: Mutex<(u64, Arc<Vec<u8>>)>,
     /// What /log/checkpoint serves.
@@ -209,7 +209,7 @@ fn now_ms() -> u64 {
 }
 
 /// The summary `/api/v1/state` serves: size, digest, counts, what is in force.
-pub fn summary_json(s: &State) -> Vec<u8> {
+pub fn summary_json(s: &State) -> Bytes {
     let v = json!({
         "size": s.size,
         "digest": hex::encode(s.digest()),
@@ -221,7 +221,7 @@ pub fn summary_json(s: &State) -> Vec<u8> {
         "nodes": s.nodes.len(),
         "policy": s.policy.as_ref().map(|p| json!({"id": p.id, "name": p.name, "index": p.index})),
     });
-    serde_json::to_vec(&v).unwrap_or_default()
+    Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
 }
 
 impl Authority {
@@ -281,11 +281,10 @@ impl Authority {
             CheckpointPolicy::new(log_key.verifier(), vec![], 0).map_err(|e| AuthorityError::Config(e.to_string()))?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_MAX);
         let note = Arc::new(note);
-        let summary = Arc::new(summary_json(&state));
+        let summary = summary_json(&state);
         let working = state.working_copy();
         let authority = Arc::new(Self {
             dir: d.clone(),
-            published_size: AtomicU64::new(state.size),
             published: RwLock::new(Arc::new(state)),
             summaries: Mutex::new(VecDeque::from([(cp_size, summary)])),
             latest: Mutex::new((cp_size, Arc::clone(&note))),
@@ -343,31 +342,27 @@ impl Authority {
         }
     }
 
-    /// The size of the published state. Cheaper than `state().size`, and it
-    /// holds no reference to the state (a reference held while the writer
-    /// publishes makes it copy the state).
+    /// The published state's size and summary. Read from the summaries, not
+    /// the state: a reference to the state held while the writer publishes
+    /// makes it copy the state.
+    pub fn latest(&self) -> (u64, Bytes) {
+        let back = self.summaries.lock().ok().and_then(|g| g.back().cloned());
+        back.unwrap_or_else(|| {
+            let s = self.state();
+            (s.size, summary_json(&s))
+        })
+    }
+
+    /// The size of the published state (see [`Authority::latest`]).
     pub fn size(&self) -> u64 {
-        self.published_size.load(Ordering::SeqCst)
+        self.latest().0
     }
 
     /// The summary at `size`, when it is one of the recent checkpoint sizes.
-    pub fn summary_at(&self, size: u64) -> Option<Arc<Vec<u8>>> {
+    pub fn summary_at(&self, size: u64) -> Option<Bytes> {
         let g = self.summaries.lock().ok()?;
         let i = g.binary_search_by_key(&size, |(n, _)| *n).ok()?;
-        Some(Arc::clone(&g[i].1))
-    }
-
-    /// The summary of the latest published state.
-    pub fn latest_summary(&self) -> Arc<Vec<u8>> {
-        match self
-            .summaries
-            .lock()
-            .ok()
-            .and_then(|g| g.back().map(|(_, s)| Arc::clone(s)))
-        {
-            Some(s) => s,
-            None => Arc::new(summary_json(&self.state())),
-        }
+        Some(g[i].1.clone())
     }
 
     /// Whether the writer can take writes now.
@@ -484,20 +479,18 @@ impl Authority {
     /// missing snapshot only costs a longer start).
     pub fn snapshot_now(&self) -> Option<u64> {
         let state = self.state();
-        let r = self.with_reader(|store| {
-            Ok(crate::snapshot::write(
-                &self.dir.snapshot(),
-                &state,
-                store,
-                &self.log_key,
-            ))
-        });
+        let r = self
+            .with_reader(|store| {
+                Ok(crate::snapshot::write(
+                    &self.dir.snapshot(),
+                    &state,
+                    store,
+                    &self.log_key,
+                ))
+            })
+            .unwrap_or_else(|e| Err(e.to_string()));
         match r {
-            Ok(Ok(())) => Some(state.size),
-            Ok(Err(e)) | Err(StoreError::Io(e)) => {
-                tracing::warn!(error = %e, "writing the state snapshot");
-                None
-            }
+            Ok(()) => Some(state.size),
             Err(e) => {
                 tracing::warn!(error = %e, "writing the state snapshot");
                 None
@@ -525,15 +518,13 @@ impl Authority {
             }
         }
         let state = self.state();
-        let summary = Arc::new(summary_json(&state));
+        let summary = summary_json(&state);
         if let Ok(mut g) = self.summaries.lock() {
             g.push_back((state.size, summary));
             while g.len() > SUMMARIES_KEPT {
                 g.pop_front();
             }
         }
-        // After the summary: a reader that sees this size finds its summary.
-        self.published_size.store(state.size, Ordering::SeqCst);
     }
 }
 
@@ -575,12 +566,7 @@ fn snapshotter(a: Arc<Authority>) {
 }
 
 fn writer(a: Arc<Authority>, mut log: Log<SqliteStore>, mut working: State, rx: Receiver<Submission>) {
-    loop {
-        let first = match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(s) => s,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
+    while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH_MAX {
             match rx.try_recv() {

@@ -1086,23 +1086,8 @@ impl State {
         for (_, model, id) in grants {
             state.by_model.entry(model).or_default().push(id);
         }
-        for k in d.models.keys() {
-            state.digest.touch(Collection::Models, k);
-        }
-        for k in approvals.keys() {
-            state.digest.touch(Collection::Approvals, k);
-        }
-        for k in d.revocations.keys() {
-            state.digest.touch(Collection::Revocations, k);
-        }
-        for k in exceptions.keys() {
-            state.digest.touch(Collection::Exceptions, k);
-        }
-        for k in d.nodes.keys() {
-            state.digest.touch(Collection::Nodes, k);
-        }
-        state.digest.touch_trust_root();
-        state.digest.touch_policy();
+        // Its first digest hashes every record (the caller's check).
+        state.digest = DigestCache::untracked();
         state.models = d.models;
         state.approvals = approvals;
         state.revocations = d.revocations;
