@@ -77,8 +77,9 @@ fn build(dir: &Path, w: &World, entries: usize) {
     let reports_n = entries.saturating_sub(head.len() + APPROVALS);
     let reports = parallel(reports_n, |i| {
         sign(
-            &json!({"type": "containment-report", "version": 2, "node": format!("node-{}", i % NODES),
+            &json!({"type": "containment-report", "version": 3, "node": format!("node-{}", i % NODES),
                     "sequence": i / NODES + 1, "models": [digest], "reason": "UnauthorizedModification",
+                    "check": "RuntimeIntegrityVerification", "step": "IntegrityVerification",
                     "detail": "weights.bin changed", "recovered": i % 2 == 1, "time": 1_800_000_000u64 + i as u64}),
             &[&node_gov],
         )

@@ -322,8 +322,9 @@ fn writes_refuse_cross_site_requests_and_unauthenticated_floods() {
     let stranger = SigningKey::from_bytes(&[7; 32]);
     let report = Envelope::sign(
         &to_canonical(
-            &json!({"type": "containment-report", "version": 2, "node": "nobody", "sequence": 1,
-                              "models": [], "reason": "SyncInterrupted", "detail": "", "recovered": true, "time": 1}),
+            &json!({"type": "containment-report", "version": 3, "node": "nobody", "sequence": 1,
+                              "models": [], "reason": "SyncInterrupted", "check": "GovernancePolicySynchronization",
+                              "step": null, "detail": "", "recovered": true, "time": 1}),
         )
         .unwrap(),
         &[&stranger],

@@ -7,8 +7,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::canonical::to_canonical;
+use crate::envelope::Envelope;
 use crate::error::EntryError;
 use crate::trust_root::{RiskTier, TrustRootDoc};
+use crate::vocabulary::{Check, LifecycleStep};
 
 /// Registration of a signed model.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,19 +171,36 @@ pub enum ContainmentReason {
     UnverifiableTransition,
 }
 
+impl ContainmentReason {
+    /// The stable code (the variant's name), as denials and metrics show it.
+    pub fn code(self) -> &'static str {
+        match self {
+            ContainmentReason::SyncInterrupted => "SyncInterrupted",
+            ContainmentReason::GovernanceMismatch => "GovernanceMismatch",
+            ContainmentReason::SignatureInvalid => "SignatureInvalid",
+            ContainmentReason::AuditDiscontinuity => "AuditDiscontinuity",
+            ContainmentReason::CoordinationInconsistent => "CoordinationInconsistent",
+            ContainmentReason::UnauthorizedModification => "UnauthorizedModification",
+            ContainmentReason::StateDivergence => "StateDivergence",
+            ContainmentReason::UnverifiableTransition => "UnverifiableTransition",
+        }
+    }
+}
+
 /// A node's report that it contained (or recovered).
 ///
-/// Version 2 carries the node's report sequence number: the fold accepts a
-/// report only with a sequence above the node's previous one, so a report
-/// fetched from the log and posted again (a replayed "recovered" after a
-/// newer containment) is refused.
+/// It carries the node's report sequence number: the fold accepts a report
+/// only with a sequence above the node's previous one, so a report fetched
+/// from the log and posted again (a replayed "recovered" after a newer
+/// containment) is refused. Version 3 also names the EG-MODEL-001 §3 check
+/// that failed and the lifecycle step the model stopped at.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainmentReportEntry {
     /// Always `containment-report`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// Format version (2).
+    /// Format version (3).
     pub version: u64,
     /// Node id.
     pub node: String,
@@ -191,6 +211,11 @@ pub struct ContainmentReportEntry {
     pub models: Vec<String>,
     /// The reason.
     pub reason: ContainmentReason,
+    /// The check that failed (for a recovery: the one that had failed).
+    pub check: Check,
+    /// The lifecycle step the model stopped at; null when the check failed
+    /// while it was Serving, or for the whole node (a failed sync).
+    pub step: Option<LifecycleStep>,
     /// What the node saw.
     pub detail: String,
     /// False when containing, true when reporting recovery.
@@ -218,7 +243,7 @@ pub enum Payload {
     NodeEnrollment(NodeEnrollmentEntry),
     /// `node-anchor` v1.
     NodeAnchor(NodeAnchorEntry),
-    /// `containment-report` v2.
+    /// `containment-report` v3.
     ContainmentReport(ContainmentReportEntry),
 }
 
@@ -275,11 +300,13 @@ impl Payload {
     }
 
     /// The one format version of each entry type this modelgate accepts.
-    /// `policy-set` and `containment-report` are at version 2: their version
-    /// 1 could be replayed (see [`PolicySetEntry`], [`ContainmentReportEntry`]).
+    /// `policy-set` is at version 2 (version 1 could be replayed, see
+    /// [`PolicySetEntry`]); `containment-report` at version 3 (version 1
+    /// could be replayed, version 2 did not name the check that failed).
     pub fn version_of(kind: &str) -> u64 {
         match kind {
-            "policy-set" | "containment-report" => 2,
+            "policy-set" => 2,
+            "containment-report" => 3,
             _ => 1,
         }
     }
@@ -296,6 +323,203 @@ impl Payload {
             Payload::NodeEnrollment(_) => "node-enrollment",
             Payload::NodeAnchor(_) => "node-anchor",
             Payload::ContainmentReport(_) => "containment-report",
+        }
+    }
+}
+
+/// A payload type of the governance log, built by its constructor (which
+/// sets `type` and `version`) and signed as canonical JSON.
+pub trait EntryPayload: Serialize {
+    /// The entry type (`approval`, …).
+    const KIND: &'static str;
+
+    /// The payload's canonical bytes (RFC 8785), what is signed.
+    fn canonical(&self) -> Result<Vec<u8>, EntryError> {
+        let value = serde_json::to_value(self).map_err(|e| EntryError::Malformed(e.to_string()))?;
+        to_canonical(&value).map_err(|e| EntryError::Malformed(e.to_string()))
+    }
+
+    /// The signed entry (a DSSE envelope) with each of `keys`' signatures.
+    fn sign(&self, keys: &[&ed25519_dalek::SigningKey]) -> Result<Vec<u8>, EntryError> {
+        Envelope::sign(&self.canonical()?, keys)
+    }
+}
+
+macro_rules! entry_payload {
+    ($($ty:ident => $kind:literal),* $(,)?) => {$(
+        impl EntryPayload for $ty {
+            const KIND: &'static str = $kind;
+        }
+    )*};
+}
+entry_payload!(
+    ModelEntry => "model",
+    ApprovalEntry => "approval",
+    RevocationEntry => "revocation",
+    ExceptionEntry => "exception",
+    PolicySetEntry => "policy-set",
+    NodeEnrollmentEntry => "node-enrollment",
+    NodeAnchorEntry => "node-anchor",
+    ContainmentReportEntry => "containment-report",
+);
+
+fn kind_version<T: EntryPayload>() -> (String, u64) {
+    (T::KIND.to_owned(), Payload::version_of(T::KIND))
+}
+
+impl ModelEntry {
+    /// Register a model: its name, version and OMS bundle (the bytes, base64-encoded here).
+    pub fn new(model_name: &str, model_version: &str, bundle: &[u8]) -> Self {
+        use base64::Engine as _;
+        let (kind, version) = kind_version::<Self>();
+        Self {
+            kind,
+            version,
+            model_name: model_name.to_owned(),
+            model_version: model_version.to_owned(),
+            bundle: base64::engine::general_purpose::STANDARD.encode(bundle),
+        }
+    }
+}
+
+impl ApprovalEntry {
+    /// Approve `model` (root digest) for `scopes` in `[valid_from, valid_until)`.
+    pub fn new(
+        model: &str,
+        scopes: Vec<String>,
+        valid_from: u64,
+        valid_until: u64,
+        risk_tier: RiskTier,
+        ticket: &str,
+    ) -> Self {
+        let (kind, version) = kind_version::<Self>();
+        Self {
+            kind,
+            version,
+            model: model.to_owned(),
+            scopes,
+            valid_from,
+            valid_until,
+            risk_tier,
+            ticket: ticket.to_owned(),
+        }
+    }
+}
+
+impl RevocationEntry {
+    /// Revoke `model` (root digest).
+    pub fn new(model: &str, reason: &str, ticket: &str) -> Self {
+        let (kind, version) = kind_version::<Self>();
+        Self {
+            kind,
+            version,
+            model: model.to_owned(),
+            reason: reason.to_owned(),
+            ticket: ticket.to_owned(),
+        }
+    }
+}
+
+impl ExceptionEntry {
+    /// Let `model` run in `scopes` without an approval until `expires`.
+    pub fn new(
+        model: &str,
+        scopes: Vec<String>,
+        expires: u64,
+        risk_tier: RiskTier,
+        ticket: &str,
+        reason: &str,
+    ) -> Self {
+        let (kind, version) = kind_version::<Self>();
+        Self {
+            kind,
+            version,
+            model: model.to_owned(),
+            scopes,
+            expires,
+            risk_tier,
+            ticket: ticket.to_owned(),
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+impl PolicySetEntry {
+    /// A Cedar policy set replacing the set in force (`replaces` its id, "" for the first).
+    pub fn new(name: &str, policies: &str, replaces: &str) -> Self {
+        let (kind, version) = kind_version::<Self>();
+        Self {
+            kind,
+            version,
+            name: name.to_owned(),
+            policies: policies.to_owned(),
+            replaces: replaces.to_owned(),
+        }
+    }
+}
+
+impl NodeEnrollmentEntry {
+    /// Enroll `node` with its note verifier key for `scopes`.
+    pub fn new(node: &str, key: &str, scopes: Vec<String>) -> Self {
+        let (kind, version) = kind_version::<Self>();
+        Self {
+            kind,
+            version,
+            node: node.to_owned(),
+            key: key.to_owned(),
+            scopes,
+        }
+    }
+}
+
+impl NodeAnchorEntry {
+    /// Anchor `node`'s signed lineage checkpoint, with the consistency proof
+    /// (base64 hashes) from its previous anchor.
+    pub fn new(node: &str, checkpoint: &str, consistency: Vec<String>) -> Self {
+        let (kind, version) = kind_version::<Self>();
+        Self {
+            kind,
+            version,
+            node: node.to_owned(),
+            checkpoint: checkpoint.to_owned(),
+            consistency,
+        }
+    }
+}
+
+/// What a containment report says, before it is numbered and signed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Containment {
+    /// Models concerned (root digests); empty for node-wide containment.
+    pub models: Vec<String>,
+    /// The reason.
+    pub reason: ContainmentReason,
+    /// The check that failed.
+    pub check: Check,
+    /// The lifecycle step the model stopped at, if it stopped in one.
+    pub step: Option<LifecycleStep>,
+    /// What the node saw.
+    pub detail: String,
+    /// A recovery rather than a containment.
+    pub recovered: bool,
+}
+
+impl ContainmentReportEntry {
+    /// `node`'s report number `sequence`, at node time `time`.
+    pub fn new(node: &str, sequence: u64, c: Containment, time: u64) -> Self {
+        let (kind, version) = kind_version::<Self>();
+        Self {
+            kind,
+            version,
+            node: node.to_owned(),
+            sequence,
+            models: c.models,
+            reason: c.reason,
+            check: c.check,
+            step: c.step,
+            detail: c.detail,
+            recovered: c.recovered,
+            time,
         }
     }
 }

@@ -45,12 +45,13 @@ pub mod scope;
 mod slice;
 mod state;
 mod trust_root;
+mod vocabulary;
 
 pub use canonical::{parse_canonical, to_canonical, CanonicalError, MAX_SAFE_INTEGER};
 pub use decide::{decide, Decision, DecisionCache, DecisionRequest, ReasonCode};
 pub use entry::{
-    ApprovalEntry, ContainmentReason, ContainmentReportEntry, ExceptionEntry, ModelEntry, NodeAnchorEntry,
-    NodeEnrollmentEntry, Payload, PolicySetEntry, RevocationEntry,
+    ApprovalEntry, Containment, ContainmentReason, ContainmentReportEntry, EntryPayload, ExceptionEntry, ModelEntry,
+    NodeAnchorEntry, NodeEnrollmentEntry, Payload, PolicySetEntry, RevocationEntry,
 };
 pub use envelope::{key_id, pae, Envelope, MAX_ENVELOPE_BYTES, PAYLOAD_TYPE};
 pub use error::{EntryError, FoldError, Rule};
@@ -61,3 +62,4 @@ pub use state::{
 pub use trust_root::{
     AuthorityKeys, Freshness, Principal, RiskTier, Role, Thresholds, TierThresholds, TrustRoot, TrustRootDoc,
 };
+pub use vocabulary::{Check, LifecycleStep};

@@ -140,6 +140,10 @@ pub struct ReportRecord {
     pub sequence: u64,
     /// Reason.
     pub reason: ContainmentReason,
+    /// The EG-MODEL-001 §3 check that failed.
+    pub check: crate::Check,
+    /// The lifecycle step the model stopped at, if any.
+    pub step: Option<crate::LifecycleStep>,
     /// Recovered rather than contained.
     pub recovered: bool,
     /// Models concerned.
@@ -840,6 +844,8 @@ impl State {
                     ReportRecord {
                         sequence: r.sequence,
                         reason: r.reason,
+                        check: r.check,
+                        step: r.step,
                         recovered: r.recovered,
                         models: r.models,
                         time: r.time,

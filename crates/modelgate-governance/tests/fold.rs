@@ -548,8 +548,9 @@ fn node_anchors_must_be_signed_and_consistent() {
     // A containment report from the node is recorded.
     let report = |sequence: u64, recovered: bool, time: u64| {
         sign(
-            &json!({"type": "containment-report", "version": 2, "node": "node-1", "sequence": sequence, "models": [b.m1],
-                    "reason": "UnauthorizedModification", "detail": "weights.bin changed", "recovered": recovered, "time": time}),
+            &json!({"type": "containment-report", "version": 3, "node": "node-1", "sequence": sequence, "models": [b.m1],
+                    "reason": "UnauthorizedModification", "check": "RuntimeIntegrityVerification",
+                    "step": "IntegrityVerification", "detail": "weights.bin changed", "recovered": recovered, "time": time}),
             &[&node_gov],
         )
     };
@@ -561,6 +562,13 @@ fn node_anchors_must_be_signed_and_consistent() {
     assert_eq!(
         (r.reason, r.recovered, r.sequence, s.nodes["node-1"].reports),
         (ContainmentReason::UnauthorizedModification, false, 7, 2)
+    );
+    assert_eq!(
+        (r.check, r.step),
+        (
+            modelgate_governance::Check::RuntimeIntegrityVerification,
+            Some(modelgate_governance::LifecycleStep::IntegrityVerification)
+        )
     );
     // The older "recovered" posted again after the newer containment: refused,
     // and so is a new report that does not move the sequence forward.
@@ -582,7 +590,22 @@ fn node_anchors_must_be_signed_and_consistent() {
         &[&node_gov],
     );
     let e = refused(&w, &log, v1, Rule::UnknownEntry);
-    assert!(e.detail.contains("reads version 2"), "{e}");
+    assert!(e.detail.contains("reads version 3"), "{e}");
+    // Nor version 2 (it did not name the check that failed), nor a v3 report
+    // whose check is not one of the eight.
+    let v2 = sign(
+        &json!({"type": "containment-report", "version": 2, "node": "node-1", "sequence": 9, "models": [],
+                "reason": "SyncInterrupted", "detail": "", "recovered": true, "time": 1}),
+        &[&node_gov],
+    );
+    let e = refused(&w, &log, v2, Rule::UnknownEntry);
+    assert!(e.detail.contains("reads version 3"), "{e}");
+    let unknown_check = sign(
+        &json!({"type": "containment-report", "version": 3, "node": "node-1", "sequence": 9, "models": [],
+                "reason": "SyncInterrupted", "check": "Vibes", "step": null, "detail": "", "recovered": true, "time": 1}),
+        &[&node_gov],
+    );
+    refused(&w, &log, unknown_check, Rule::Entry);
 }
 
 #[test]
