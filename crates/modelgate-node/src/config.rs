@@ -129,7 +129,11 @@ const PREFIX: &str = "MODELGATE_NODE_";
 impl NodeConfig {
     /// Read and validate a configuration file, then apply environment
     /// overrides from `env` (pass `std::env::vars()`).
-    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, String> {
+    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, crate::NodeError> {
+        Self::load_inner(path, env).map_err(crate::NodeError::Config)
+    }
+
+    fn load_inner(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("couldn't read {}: {e}", path.display()))?;
         let mut c: NodeConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         for (k, v) in env {
@@ -318,16 +322,16 @@ bundle = "model.sig"
         ] {
             let p = write(d.path(), &bad);
             let e = NodeConfig::load(&p, []).unwrap_err();
-            assert!(e.contains(needle), "{needle}: {e}");
+            assert!(e.to_string().contains(needle), "{needle}: {e}");
         }
         let p = write(d.path(), GOOD);
         let e = NodeConfig::load(&p, [("MODELGATE_NODE_COLOUR".to_owned(), "x".to_owned())]).unwrap_err();
-        assert!(e.contains("unknown override"), "{e}");
+        assert!(e.to_string().contains("unknown override"), "{e}");
         let e = NodeConfig::load(
             &p,
             [("MODELGATE_NODE_MAX_STALENESS_SECONDS".to_owned(), "soon".to_owned())],
         )
         .unwrap_err();
-        assert!(e.contains("not a number"), "{e}");
+        assert!(e.to_string().contains("not a number"), "{e}");
     }
 }

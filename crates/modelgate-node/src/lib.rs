@@ -1,8 +1,6 @@
 //! The runtime node: the part of modelgate that turns governance into
 //! enforcement. It trusts nothing it has not verified itself.
 //!
-//! This crate is being built in steps (issue 7). What is here now:
-//!
 //! - [`sync`]: verified synchronization with the governance log. A new view
 //!   is accepted only with the log key's signature, the trust root's witness
 //!   quorum, a fresh authority cosignature, consistency with the last trusted
@@ -24,14 +22,21 @@
 //!   key (the authority accepts them without a token: the signature is the
 //!   authentication).
 //!
-//! Still to come (see issue 7): model integrity watching, `exec`
-//! mode, node configuration and status, the gateway.
+//! - [`proof`]: the offline check of a call's lineage proof chain.
+//!
+//! The running node (its loop, the gateway, `exec`) is `modelgate-gateway`,
+//! built on these.
 
+pub mod audit;
 pub mod config;
+mod error;
+pub mod files;
 pub mod lifecycle;
 pub mod proof;
 pub mod report;
 pub mod sync;
 
+pub use error::{FetchError, NodeError};
 pub use modelgate_governance::ContainmentReason;
+pub use modelgate_governance::{Check, LifecycleStep};
 pub use sync::{Fetch, SyncError, Syncer, Trusted, View};

@@ -25,7 +25,7 @@
 
 use std::path::{Path, PathBuf};
 
-use modelgate_governance::{decide, ContainmentReason, DecisionRequest};
+use modelgate_governance::{decide, Check, ContainmentReason, DecisionRequest, LifecycleStep};
 use modelgate_oms::{IgnorePath, Trust, VerifyOptions};
 
 use crate::sync::View;
@@ -111,8 +111,23 @@ pub struct Serving {
 pub struct Contained {
     /// The reason.
     pub reason: ContainmentReason,
+    /// The EG-MODEL-001 §3 check that failed.
+    pub check: Check,
+    /// The step the lifecycle stopped at; `None` when a check failed while
+    /// the model was Serving.
+    pub step: Option<LifecycleStep>,
     /// What failed.
     pub detail: String,
+}
+
+/// The check a failure at step `at` with `reason` fails. The first steps
+/// check several things (Validating: the model path, the bundle, the
+/// scope), so there the reason tells which; later steps check one thing.
+fn check_for(at: LifecycleStep, reason: ContainmentReason) -> Check {
+    match at {
+        LifecycleStep::Validating | LifecycleStep::IntegrityVerification => Check::of_reason(reason),
+        _ => at.check(),
+    }
 }
 
 /// A check's failure: the step contains with this reason.
@@ -145,10 +160,10 @@ impl<S> Lifecycle<S> {
         }
     }
 
-    fn check<T>(self, now: u64, name: &'static str, step: T, result: Result<String, Failure>) -> Next<T> {
+    fn check<T>(self, now: u64, at: LifecycleStep, step: T, result: Result<String, Failure>) -> Next<T> {
         match result {
-            Ok(detail) => Ok(self.go(step, name, now, detail)),
-            Err(f) => Err(Box::new(self.fail(f, now))),
+            Ok(detail) => Ok(self.go(step, at.code(), now, detail)),
+            Err(f) => Err(Box::new(self.fail(Some(at), f, now))),
         }
     }
 
@@ -156,22 +171,25 @@ impl<S> Lifecycle<S> {
     /// failing to record is an audit discontinuity.
     fn lineage_step<T>(
         self,
-        outcome: Result<u64, String>,
+        outcome: Result<u64, impl std::fmt::Display>,
         now: u64,
-        name: &'static str,
+        at: LifecycleStep,
         step: T,
         what: &str,
     ) -> Next<T> {
         let r = outcome
             .map(|n| format!("{what} {n}"))
-            .map_err(|e| (ContainmentReason::AuditDiscontinuity, e));
-        self.check(now, name, step, r)
+            .map_err(|e| (ContainmentReason::AuditDiscontinuity, e.to_string()));
+        self.check(now, at, step, r)
     }
 
-    fn fail(self, (reason, detail): Failure, now: u64) -> Lifecycle<Contained> {
+    fn fail(self, at: Option<LifecycleStep>, (reason, detail): Failure, now: u64) -> Lifecycle<Contained> {
+        let check = at.map_or(Check::of_reason(reason), |s| check_for(s, reason));
         self.go(
             Contained {
                 reason,
+                check,
+                step: at,
                 detail: detail.clone(),
             },
             "Contained",
@@ -214,7 +232,7 @@ impl Lifecycle<Initializing> {
                 .map(|()| "configuration valid".to_owned())
                 .map_err(|e| (ContainmentReason::UnverifiableTransition, e))
         };
-        self.check(now, "Validating", Validating { _private: () }, r)
+        self.check(now, LifecycleStep::Validating, Validating { _private: () }, r)
     }
 }
 
@@ -230,6 +248,7 @@ impl Lifecycle<Validating> {
         let v = match view {
             None => {
                 return Err(Box::new(self.fail(
+                    Some(LifecycleStep::CoordinationInspection),
                     (
                         ContainmentReason::SyncInterrupted,
                         "no verified view of the governance log".to_owned(),
@@ -249,7 +268,7 @@ impl Lifecycle<Validating> {
         };
         self.check(
             now,
-            "CoordinationInspection",
+            LifecycleStep::CoordinationInspection,
             CoordinationInspection { _private: () },
             r,
         )
@@ -270,7 +289,12 @@ impl Lifecycle<CoordinationInspection> {
     /// Every model file hashes to what the signed manifest says.
     pub fn verify_integrity(self, now: u64) -> Next<IntegrityVerification> {
         let r = integrity(&self.spec);
-        self.check(now, "IntegrityVerification", IntegrityVerification { _private: () }, r)
+        self.check(
+            now,
+            LifecycleStep::IntegrityVerification,
+            IntegrityVerification { _private: () },
+            r,
+        )
     }
 }
 
@@ -310,9 +334,10 @@ impl Lifecycle<IntegrityVerification> {
         match signature(&self.spec, view) {
             Ok(digest) => {
                 let detail = format!("signed and registered as {digest}");
-                Ok(self.go(SignatureVerification { digest }, "SignatureVerification", now, detail))
+                let at = LifecycleStep::SignatureVerification;
+                Ok(self.go(SignatureVerification { digest }, at.code(), now, detail))
             }
-            Err(f) => Err(Box::new(self.fail(f, now))),
+            Err(f) => Err(Box::new(self.fail(Some(LifecycleStep::SignatureVerification), f, now))),
         }
     }
 }
@@ -355,14 +380,18 @@ fn signature(spec: &ModelSpec, view: &View) -> Result<String, Failure> {
 impl Lifecycle<SignatureVerification> {
     /// The node can record what it does: its lineage log is open and
     /// verifies (the caller passes the outcome of opening and auditing it).
-    pub fn validate_telemetry(self, lineage: Result<u64, String>, now: u64) -> Next<TelemetryValidation> {
+    pub fn validate_telemetry(
+        self,
+        lineage: Result<u64, impl std::fmt::Display>,
+        now: u64,
+    ) -> Next<TelemetryValidation> {
         let step = TelemetryValidation {
             digest: self.step.digest.clone(),
         };
         self.lineage_step(
             lineage,
             now,
-            "TelemetryValidation",
+            LifecycleStep::TelemetryValidation,
             step,
             "lineage log verified at size",
         )
@@ -395,26 +424,32 @@ impl Lifecycle<TelemetryValidation> {
                 format!("not allowed: {:?} {}", d.reasons, d.detail),
             ))
         };
-        self.check(now, "EnforcementEvaluation", EnforcementEvaluation { _private: () }, r)
-            .map(|l| (l, digest, basis))
+        self.check(
+            now,
+            LifecycleStep::EnforcementEvaluation,
+            EnforcementEvaluation { _private: () },
+            r,
+        )
+        .map(|l| (l, digest, basis))
     }
 }
 
 impl Lifecycle<EnforcementEvaluation> {
     /// Approved for serving.
     pub fn approve(self, now: u64) -> Lifecycle<Approved> {
-        self.go(Approved { _private: () }, "Approved", now, "all checks passed".into())
+        let at = LifecycleStep::Approved;
+        self.go(Approved { _private: () }, at.code(), now, "all checks passed".into())
     }
 }
 
 impl Lifecycle<Approved> {
     /// The transitions are durably recorded (the caller appends them to the
     /// lineage log and passes the outcome).
-    pub fn persist(self, durable: Result<u64, String>, now: u64) -> Next<Persisting> {
+    pub fn persist(self, durable: Result<u64, impl std::fmt::Display>, now: u64) -> Next<Persisting> {
         self.lineage_step(
             durable,
             now,
-            "Persisting",
+            LifecycleStep::Persisting,
             Persisting { _private: () },
             "recorded at lineage index",
         )
@@ -423,12 +458,12 @@ impl Lifecycle<Approved> {
 
 impl Lifecycle<Persisting> {
     /// The record is in a lineage checkpoint that verifies.
-    pub fn verify_audit(self, audited: Result<u64, String>, now: u64) -> Next<AuditVerified> {
+    pub fn verify_audit(self, audited: Result<u64, impl std::fmt::Display>, now: u64) -> Next<AuditVerified> {
         let step = AuditVerified { _private: () };
         self.lineage_step(
             audited,
             now,
-            "AuditVerified",
+            LifecycleStep::AuditVerified,
             step,
             "lineage checkpoint verified at size",
         )
@@ -459,7 +494,7 @@ impl Lifecycle<Serving> {
 
     /// A check failed while serving: contain.
     pub fn contain(self, reason: ContainmentReason, detail: String, now: u64) -> Lifecycle<Contained> {
-        self.fail((reason, detail), now)
+        self.fail(None, (reason, detail), now)
     }
 }
 

@@ -23,6 +23,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use modelgate_governance::{parse_canonical, Envelope, Payload, State};
 use modelgate_tlog::{leaf_hash, verify_inclusion, CheckpointPolicy, Hash, TlogProof, VerifierKey};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The proof document's format tag.
@@ -59,49 +60,112 @@ pub struct VerifiedLineage {
     pub records: Vec<(u64, Value)>,
 }
 
-fn field<'a>(v: &'a Value, path: &str) -> Result<&'a Value, ProofError> {
-    let mut cur = v;
-    for k in path.split('.') {
-        cur = cur
-            .get(k)
-            .ok_or_else(|| Malformed(format!("the proof has no {path}")))?;
-    }
-    Ok(cur)
+/// The proof document a node serves at `/lineage/{id}` once the call is
+/// anchored: built by the gateway, checked by [`verify_lineage_proof`].
+/// Unknown fields are refused: a proof must not seem to claim what is not checked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineageProof {
+    /// [`PROOF_FORMAT`].
+    pub format: String,
+    /// The lineage id asked for (the request record's index, decimal).
+    pub id: String,
+    /// The node.
+    pub node: String,
+    /// Always true here (see [`PendingLineage`]).
+    pub anchored: bool,
+    /// Readable copies of the proven records.
+    pub records: Vec<ShownRecord>,
+    /// The chain.
+    pub proof: ProofChain,
 }
 
-fn string<'a>(v: &'a Value, path: &str) -> Result<&'a str, ProofError> {
-    field(v, path)?
-        .as_str()
-        .ok_or_else(|| Malformed(format!("{path} must be a string")))
+/// What a node answers for a record not anchored yet: the records, no chain.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingLineage {
+    /// The lineage id.
+    pub id: String,
+    /// Readable copies of the records.
+    pub records: Vec<ShownRecord>,
+    /// Always false.
+    pub anchored: bool,
+    /// What to do.
+    pub detail: String,
 }
 
-fn b64(v: &Value, path: &str) -> Result<Vec<u8>, ProofError> {
-    B64.decode(string(v, path)?)
-        .map_err(|e| Malformed(format!("{path}: {e}")))
+/// A record as JSON, beside its proof (it must say what the proven bytes say).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShownRecord {
+    /// Its index in the lineage log.
+    pub index: u64,
+    /// The record.
+    pub record: Value,
 }
 
-fn hashes(v: &Value, path: &str) -> Result<Vec<Hash>, ProofError> {
-    field(v, path)?
-        .as_array()
-        .ok_or_else(|| Malformed(format!("{path} must be an array")))?
-        .iter()
+/// The links of a lineage proof.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProofChain {
+    /// Each record's bytes and inclusion proof in the lineage checkpoint.
+    pub records: Vec<RecordProof>,
+    /// The node's signed lineage checkpoint note.
+    pub lineage_checkpoint: String,
+    /// The `node-anchor` entry carrying that checkpoint, in the governance log.
+    pub anchor: GovernedEntry,
+    /// The `node-enrollment` entry naming the node's key, in the governance log.
+    pub enrollment: GovernedEntry,
+}
+
+/// A lineage record and its RFC 6962 inclusion proof.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordProof {
+    /// Its index.
+    pub index: u64,
+    /// Its bytes, base64.
+    pub entry: String,
+    /// The inclusion proof's hashes, base64.
+    pub inclusion: Vec<String>,
+}
+
+/// A governance entry and its tlog-proof (C2SP) against a governance checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GovernedEntry {
+    /// Its index in the governance log.
+    pub index: u64,
+    /// The signed entry, base64.
+    pub entry: String,
+    /// The tlog-proof text.
+    pub tlog_proof: String,
+}
+
+fn b64(s: &str, what: &str) -> Result<Vec<u8>, ProofError> {
+    B64.decode(s).map_err(|e| Malformed(format!("{what}: {e}")))
+}
+
+fn hashes(list: &[String], what: &str) -> Result<Vec<Hash>, ProofError> {
+    list.iter()
         .map(|h| {
-            h.as_str()
-                .and_then(|s| B64.decode(s).ok())
+            B64.decode(h)
+                .ok()
                 .and_then(|b| Hash::try_from(b).ok())
-                .ok_or_else(|| Malformed(format!("{path}: every hash must be base64 SHA-256")))
+                .ok_or_else(|| Malformed(format!("{what}: every hash must be base64 SHA-256")))
         })
         .collect()
 }
 
 /// A governance entry proven included under `policy`; returns its payload.
-fn governed_entry(v: &Value, what: &str, policy: &CheckpointPolicy) -> Result<(Payload, Envelope, u64), ProofError> {
-    let entry = b64(v, &format!("proof.{what}.entry"))?;
-    let index = field(v, &format!("proof.{what}.index"))?
-        .as_u64()
-        .ok_or_else(|| Malformed(format!("proof.{what}.index must be a number")))?;
-    let tp = TlogProof::parse(string(v, &format!("proof.{what}.tlog_proof"))?.as_bytes())
-        .map_err(|e| Malformed(format!("proof.{what}.tlog_proof: {e}")))?;
+fn governed_entry(
+    g: &GovernedEntry,
+    what: &str,
+    policy: &CheckpointPolicy,
+) -> Result<(Payload, Envelope, u64), ProofError> {
+    let entry = b64(&g.entry, &format!("proof.{what}.entry"))?;
+    let index = g.index;
+    let tp =
+        TlogProof::parse(g.tlog_proof.as_bytes()).map_err(|e| Malformed(format!("proof.{what}.tlog_proof: {e}")))?;
     if tp.index != index {
         return Err(Invalid(format!(
             "the {what} tlog-proof is for index {}, the entry claims {index}",
@@ -132,10 +196,12 @@ pub fn verify_lineage_proof(proof: &[u8], pinned: &[u8]) -> Result<VerifiedLinea
                 .into(),
         ));
     }
-    if string(&v, "format")? != PROOF_FORMAT {
+    if v["format"] != PROOF_FORMAT {
         return Err(Malformed(format!("the proof's format is not {PROOF_FORMAT}")));
     }
-    let node = string(&v, "node")?.to_owned();
+    let doc: LineageProof =
+        serde_json::from_value(v).map_err(|e| Malformed(format!("the proof is not a {PROOF_FORMAT} document: {e}")))?;
+    let node = doc.node.clone();
     let root = State::new(pinned)
         .and_then(|mut s| {
             s.apply(pinned)?;
@@ -153,7 +219,7 @@ pub fn verify_lineage_proof(proof: &[u8], pinned: &[u8]) -> Result<VerifiedLinea
     .map_err(|e| Malformed(format!("trust root's witness policy: {e}")))?;
 
     // 4. The node's key, from its enrollment in the governed log.
-    let (payload, _, gov_size) = governed_entry(&v, "enrollment", &policy)?;
+    let (payload, _, gov_size) = governed_entry(&doc.proof.enrollment, "enrollment", &policy)?;
     let Payload::NodeEnrollment(enr) = payload else {
         return Err(Invalid("the enrollment entry is not a node-enrollment".into()));
     };
@@ -166,7 +232,7 @@ pub fn verify_lineage_proof(proof: &[u8], pinned: &[u8]) -> Result<VerifiedLinea
     let node_key = VerifierKey::parse(&enr.key).map_err(|e| Invalid(format!("enrolled key: {e}")))?;
 
     // 3 and 2. The anchor: in the governed log, signed by the node, carrying the checkpoint.
-    let (payload, env, anchor_gov_size) = governed_entry(&v, "anchor", &policy)?;
+    let (payload, env, anchor_gov_size) = governed_entry(&doc.proof.anchor, "anchor", &policy)?;
     let Payload::NodeAnchor(anchor) = payload else {
         return Err(Invalid("the anchor entry is not a node-anchor".into()));
     };
@@ -186,7 +252,7 @@ pub fn verify_lineage_proof(proof: &[u8], pinned: &[u8]) -> Result<VerifiedLinea
             "the anchor entry is not signed by the node's enrolled key".into(),
         ));
     }
-    let note = string(&v, "proof.lineage_checkpoint")?;
+    let note = doc.proof.lineage_checkpoint.as_str();
     if anchor.checkpoint != note {
         return Err(Invalid(
             "the lineage checkpoint is not the one the anchor entry carries".into(),
@@ -199,19 +265,14 @@ pub fn verify_lineage_proof(proof: &[u8], pinned: &[u8]) -> Result<VerifiedLinea
         .checkpoint;
 
     // 1. Every record in that checkpoint.
-    let records = field(&v, "proof.records")?
-        .as_array()
-        .ok_or_else(|| Malformed("proof.records must be an array".into()))?;
-    if records.is_empty() {
+    if doc.proof.records.is_empty() {
         return Err(Malformed("the proof has no records".into()));
     }
     let mut shown = Vec::new();
-    for (k, r) in records.iter().enumerate() {
-        let entry = b64(r, "entry")?;
-        let index = field(r, "index")?
-            .as_u64()
-            .ok_or_else(|| Malformed(format!("proof.records[{k}].index must be a number")))?;
-        let proof = hashes(r, "inclusion")?;
+    for (k, r) in doc.proof.records.iter().enumerate() {
+        let entry = b64(&r.entry, &format!("proof.records[{k}].entry"))?;
+        let index = r.index;
+        let proof = hashes(&r.inclusion, &format!("proof.records[{k}].inclusion"))?;
         verify_inclusion(&leaf_hash(&entry), index, cp.size, &proof, &cp.root).map_err(|e| {
             Invalid(format!(
                 "lineage record {index} is not in the node's checkpoint (size {}): {e}",
@@ -220,11 +281,8 @@ pub fn verify_lineage_proof(proof: &[u8], pinned: &[u8]) -> Result<VerifiedLinea
         })?;
         let rv: Value = serde_json::from_slice(&entry).unwrap_or(Value::Null);
         // The readable copy next to the proof must say what the proven bytes say.
-        if let Some(copy) = v["records"]
-            .as_array()
-            .and_then(|a| a.iter().find(|x| x["index"] == index))
-        {
-            if copy["record"] != rv {
+        if let Some(copy) = doc.records.iter().find(|x| x.index == index) {
+            if copy.record != rv {
                 return Err(Invalid(format!(
                     "the readable copy of record {index} differs from the proven bytes"
                 )));
@@ -235,7 +293,7 @@ pub fn verify_lineage_proof(proof: &[u8], pinned: &[u8]) -> Result<VerifiedLinea
     Ok(VerifiedLineage {
         node,
         lineage_size: cp.size,
-        anchor_index: field(&v, "proof.anchor.index")?.as_u64().unwrap_or_default(),
+        anchor_index: doc.proof.anchor.index,
         governance_size: anchor_gov_size.max(gov_size),
         records: shown,
     })

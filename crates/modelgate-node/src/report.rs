@@ -10,27 +10,20 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use modelgate_governance::{to_canonical, ContainmentReason, Envelope};
+use modelgate_governance::{Containment, ContainmentReportEntry, EntryPayload as _};
 use modelgate_tlog::SignerKey;
-use serde_json::json;
 
-/// A signed `containment-report` entry (`recovered` false when containing).
-#[allow(clippy::too_many_arguments)]
+use crate::NodeError;
+
+/// A signed `containment-report` entry: what `c` says, numbered `sequence`.
 pub fn containment_report(
     key: &SignerKey,
     node: &str,
     sequence: u64,
-    models: &[String],
-    reason: ContainmentReason,
-    detail: &str,
-    recovered: bool,
+    c: Containment,
     time: u64,
-) -> Result<Vec<u8>, String> {
-    let reason = serde_json::to_value(reason).map_err(|e| e.to_string())?;
-    let p = json!({"type": "containment-report", "version": 2, "node": node, "sequence": sequence, "models": models,
-                   "reason": reason, "detail": detail, "recovered": recovered, "time": time});
-    let bytes = to_canonical(&p).map_err(|e| e.to_string())?;
-    Envelope::sign(&bytes, &[key.ed25519()]).map_err(|e| e.to_string())
+) -> Result<Vec<u8>, NodeError> {
+    Ok(ContainmentReportEntry::new(node, sequence, c, time).sign(&[key.ed25519()])?)
 }
 
 /// The node's report sequence, kept in a file so that it keeps rising
@@ -45,14 +38,14 @@ impl ReportSequence {
     /// The sequence kept at `path` (0 when the file does not exist yet). A
     /// file that exists but does not hold a number is an error: starting
     /// again from 0 would only get every report refused.
-    pub fn open(path: &Path) -> Result<Self, String> {
+    pub fn open(path: &Path) -> Result<Self, NodeError> {
         let last = match std::fs::read_to_string(path) {
             Ok(t) => t
                 .trim()
                 .parse::<u64>()
-                .map_err(|_| format!("{} does not hold a report sequence number", path.display()))?,
+                .map_err(|_| NodeError::Config(format!("{} does not hold a report sequence number", path.display())))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(format!("couldn't read {}: {e}", path.display())),
+            Err(e) => return Err(NodeError::io(path, e)),
         };
         Ok(Self {
             path: path.to_owned(),
@@ -63,11 +56,8 @@ impl ReportSequence {
     /// The next sequence number: above the last one this node used and above
     /// `logged` (its latest report in the governance log). It is on disk
     /// before it is returned.
-    pub fn next(&self, logged: u64) -> Result<u64, String> {
-        let mut last = self
-            .last
-            .lock()
-            .map_err(|_| "report sequence lock poisoned".to_owned())?;
+    pub fn next(&self, logged: u64) -> Result<u64, NodeError> {
+        let mut last = self.last.lock().map_err(|_| NodeError::Poisoned("report sequence"))?;
         let n = (*last).max(logged) + 1;
         let tmp = self.path.with_extension("tmp");
         let written = std::fs::File::create(&tmp)
@@ -76,7 +66,7 @@ impl ReportSequence {
                 f.sync_all()
             })
             .and_then(|()| std::fs::rename(&tmp, &self.path));
-        written.map_err(|e| format!("couldn't write {}: {e}", self.path.display()))?;
+        written.map_err(|e| NodeError::io(&self.path, e))?;
         *last = n;
         Ok(n)
     }
@@ -97,6 +87,9 @@ mod tests {
         assert_eq!(s.next(0).unwrap(), 3);
         assert_eq!(s.next(10).unwrap(), 11);
         std::fs::write(&p, "garbage").unwrap();
-        assert!(ReportSequence::open(&p).unwrap_err().contains("does not hold"));
+        assert!(ReportSequence::open(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("does not hold"));
     }
 }

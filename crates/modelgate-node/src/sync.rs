@@ -35,7 +35,7 @@ pub const FUTURE_SKEW_SECONDS: u64 = 30;
 /// Reads from the authority (an HTTP client in production).
 pub trait Fetch {
     /// GET `path` (e.g. `/log/checkpoint`); the body of a 200 response.
-    fn get(&self, path: &str) -> Result<Vec<u8>, String>;
+    fn get(&self, path: &str) -> Result<Vec<u8>, crate::FetchError>;
 }
 
 /// Why a sync failed, with the containment reason it triggers.

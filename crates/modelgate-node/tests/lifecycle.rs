@@ -146,7 +146,10 @@ fn run(spec: &ModelSpec, v: Option<&View>, lineage_ok: bool) -> Result<Lifecycle
     };
     let m = m.validate_telemetry(lineage, NOW)?;
     let (m, digest, basis) = m.evaluate(v, NOW)?;
-    let m = m.approve(NOW).persist(Ok(1), NOW)?.verify_audit(Ok(2), NOW)?;
+    let m = m
+        .approve(NOW)
+        .persist(Ok::<u64, String>(1), NOW)?
+        .verify_audit(Ok::<u64, String>(2), NOW)?;
     Ok(m.serve(digest, basis, v.checkpoint.size, NOW))
 }
 

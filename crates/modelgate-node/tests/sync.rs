@@ -12,6 +12,7 @@ use std::time::Duration;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use modelgate_authority::Authority;
 use modelgate_governance::{to_canonical, ContainmentReason, Envelope};
+use modelgate_node::FetchError;
 use modelgate_node::{Fetch, Syncer};
 use serde_json::{json, Value};
 
@@ -42,20 +43,25 @@ fn start(data: &Path) -> Running {
 struct Http(String);
 
 impl Fetch for Http {
-    fn get(&self, path: &str) -> Result<Vec<u8>, String> {
+    fn get(&self, path: &str) -> Result<Vec<u8>, FetchError> {
+        let url = format!("{}{path}", self.0);
+        let transport = |e: &dyn std::fmt::Display| FetchError::Transport {
+            url: url.clone(),
+            detail: e.to_string(),
+        };
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(10)))
             .build()
             .into();
-        let mut r = agent
-            .get(&format!("{}{path}", self.0))
-            .call()
-            .map_err(|e| e.to_string())?;
+        let mut r = agent.get(&url).call().map_err(|e| transport(&e))?;
         if r.status().as_u16() != 200 {
-            return Err(format!("HTTP {}", r.status()));
+            return Err(FetchError::Status {
+                url: url.clone(),
+                status: r.status().as_u16(),
+            });
         }
-        r.body_mut().read_to_vec().map_err(|e| e.to_string())
+        r.body_mut().read_to_vec().map_err(|e| transport(&e))
     }
 }
 
@@ -63,15 +69,18 @@ impl Fetch for Http {
 struct Lying<F: Fn(&str, Vec<u8>) -> Vec<u8>>(Http, F);
 
 impl<F: Fn(&str, Vec<u8>) -> Vec<u8>> Fetch for Lying<F> {
-    fn get(&self, path: &str) -> Result<Vec<u8>, String> {
+    fn get(&self, path: &str) -> Result<Vec<u8>, FetchError> {
         Ok((self.1)(path, self.0.get(path)?))
     }
 }
 
 struct Down;
 impl Fetch for Down {
-    fn get(&self, _: &str) -> Result<Vec<u8>, String> {
-        Err("connection refused".into())
+    fn get(&self, _: &str) -> Result<Vec<u8>, FetchError> {
+        Err(FetchError::Transport {
+            url: "http://down".into(),
+            detail: "connection refused".into(),
+        })
     }
 }
 
