@@ -30,6 +30,7 @@
 //! - **Restarts are short.** A signed snapshot of the folded state is kept
 //!   beside the log ([`snapshot`]); a restart refolds only what follows it.
 
+pub mod audit;
 pub mod data;
 mod error;
 pub mod http;

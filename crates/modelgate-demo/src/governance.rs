@@ -8,15 +8,14 @@ use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::SigningKey;
 use modelgate_authority::service::Outcome;
 use modelgate_authority::Authority;
-use modelgate_governance::{to_canonical, Envelope};
+use modelgate_governance::{
+    to_canonical, ApprovalEntry, EntryPayload as _, Envelope, ModelEntry, NodeEnrollmentEntry, PolicySetEntry,
+    RevocationEntry, RiskTier,
+};
 use modelgate_tlog::{CheckpointPolicy, KeyType, SignerKey};
 use serde_json::{json, Value};
 
-use crate::Failure;
-
-fn fail(e: impl std::fmt::Display) -> Failure {
-    Failure::Usage(e.to_string())
-}
+use crate::{fail, say, Failure};
 
 fn b64(k: &SigningKey) -> String {
     use base64::Engine as _;
@@ -38,10 +37,10 @@ fn submit(a: &Authority, entry: Vec<u8>) -> Result<Result<u64, String>, Failure>
 }
 
 fn accepted(a: &Authority, entry: Vec<u8>, what: &str) -> Result<u64, Failure> {
-    submit(a, entry)?.map_err(|e| Failure::Invalid(format!("{what} was refused: {e}")))
+    submit(a, entry)?.map_err(|e| Failure::Failed(format!("{what} was refused: {e}")))
 }
 
-pub fn run(dir: &Path, model: &Path, model_key_pem: &str) -> Result<(), Failure> {
+pub fn run(dir: &Path, model: &Path, model_key_pem: &str, out: &mut dyn FnMut(&str)) -> Result<(), Failure> {
     let adir = dir.join("authority");
     let report = modelgate_authority::init(&adir, "demo.modelgate/governance").map_err(fail)?;
     let authority = Authority::open(&adir).map_err(fail)?;
@@ -62,7 +61,7 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str) -> Result<(), Failure>
             let _ = stopped.await;
         },
     ));
-    println!("6. started an authority at {url} (log key {})", report.log_vkey);
+    say!(out, "6. started an authority at {url} (log key {})", report.log_vkey);
 
     let key = || SigningKey::generate(&mut rand_core::OsRng);
     let (alice, bob, pipeline, padmin, nadmin) = (key(), key(), key(), key(), key());
@@ -86,78 +85,80 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str) -> Result<(), Failure>
         v["principals"][id] = json!({"roles": [role], "keys": [b64(k)], "model_keys": model_keys});
     }
     accepted(&authority, signed(&v, &[&root])?, "trust root v2")?;
-    println!("7. trust root v2, signed with the offline root key: approvers alice and bob, an ML pipeline, a policy admin, a node admin");
+    say!(out, "7. trust root v2, signed with the offline root key: approvers alice and bob, an ML pipeline, a policy admin, a node admin");
 
     let bundle = std::fs::read(model.join("model.sig")).map_err(fail)?;
     let digest = modelgate_oms::Bundle::parse(&bundle)
         .and_then(|b| modelgate_oms::decode_statement(&b.envelope.payload))
-        .map(|m| crate::oms_cmd::hex(&m.root_digest()))?;
-    use base64::Engine as _;
-    let b = base64::engine::general_purpose::STANDARD.encode(&bundle);
+        .map(|m| crate::hex(&m.root_digest()))?;
     accepted(
         &authority,
-        signed(
-            &json!({"type": "model", "version": 1, "model_name": "credit-scorer", "model_version": "1.0", "bundle": b}),
-            &[&pipeline],
-        )?,
+        ModelEntry::new("credit-scorer", "1.0", &bundle)
+            .sign(&[&pipeline])
+            .map_err(fail)?,
         "the model",
     )?;
     let policy =
         "@id(\"credit-only\") permit(principal, action, resource) when { context.scope like \"prod/credit/*\" };";
     accepted(
         &authority,
-        signed(
-            &json!({"type": "policy-set", "version": 2, "name": "demo", "policies": policy, "replaces": ""}),
-            &[&padmin],
-        )?,
+        PolicySetEntry::new("demo", policy, "").sign(&[&padmin]).map_err(fail)?,
         "the policy",
     )?;
     let node_key = SignerKey::from_seed("demo-node/lineage", KeyType::Ed25519, &key().to_bytes()).map_err(fail)?;
     accepted(
         &authority,
-        signed(
-            &json!({"type": "node-enrollment", "version": 1, "node": "demo-node", "key": node_key.verifier().to_string(), "scopes": ["prod/*"]}),
-            &[&nadmin],
-        )?,
+        NodeEnrollmentEntry::new("demo-node", &node_key.verifier().to_string(), vec!["prod/*".into()])
+            .sign(&[&nadmin])
+            .map_err(fail)?,
         "the node enrollment",
     )?;
-    println!("8. registered the model ({digest}), published a Cedar policy, enrolled node demo-node");
+    say!(
+        out,
+        "8. registered the model ({digest}), published a Cedar policy, enrolled node demo-node"
+    );
 
-    let far = crate::runtime::now() + 86_400;
+    let far = modelgate_gateway::Clock::now(&modelgate_gateway::SystemClock) + 86_400;
     let approval = |keys: &[&SigningKey], ticket: &str| {
-        signed(
-            &json!({"type": "approval", "version": 1, "model": digest, "scopes": ["prod/credit/*"], "valid_from": 0, "valid_until": far, "risk_tier": "high", "ticket": ticket}),
-            keys,
-        )
+        ApprovalEntry::new(&digest, vec!["prod/credit/*".into()], 0, far, RiskTier::High, ticket)
+            .sign(keys)
+            .map_err(fail)
     };
     match submit(&authority, approval(&[&pipeline], "CHG-1")?)? {
         Err(why) if why.starts_with("separation-of-duties") => {
-            println!("9. the ML pipeline tried to approve its own model: refused ({why})")
+            say!(
+                out,
+                "9. the ML pipeline tried to approve its own model: refused ({why})"
+            )
         }
-        other => return Err(Failure::Invalid(format!("a self-approval was not refused: {other:?}"))),
+        other => return Err(Failure::Failed(format!("a self-approval was not refused: {other:?}"))),
     }
     match submit(&authority, approval(&[&alice], "CHG-2")?)? {
         Err(why) if why.starts_with("threshold") => {
-            println!("10. alice alone approved at the high tier: refused ({why})")
+            say!(out, "10. alice alone approved at the high tier: refused ({why})")
         }
         other => {
-            return Err(Failure::Invalid(format!(
+            return Err(Failure::Failed(format!(
                 "a one-approver high-tier approval was not refused: {other:?}"
             )))
         }
     }
     let i = accepted(&authority, approval(&[&alice, &bob], "CHG-3")?, "the approval")?;
-    println!("11. alice and bob approved it for prod/credit/* (log index {i}, durable)");
+    say!(
+        out,
+        "11. alice and bob approved it for prod/credit/* (log index {i}, durable)"
+    );
 
     // The node: its own key and configuration, then the ten steps.
     let ndir = dir.join("node");
     std::fs::create_dir_all(&ndir).map_err(fail)?;
-    crate::oms_cmd::write_new(
+    modelgate_node::files::write_new(
         &ndir.join("node.skey"),
         format!("{}\n", node_key.to_private_string()).as_bytes(),
         0o600,
         false,
-    )?;
+    )
+    .map_err(fail)?;
     let toml = format!(
         "node = \"demo-node\"\nauthority = \"{url}\"\ntrust_root = \"{}\"\nkey = \"node.skey\"\nscopes = [\"prod/credit/scoring\"]\nmax_staleness_seconds = 30\ndata_dir = \"data\"\n\n[models.credit-scorer]\ndir = \"{}\"\nbundle = \"{}\"\n",
         report.trust_root.display(),
@@ -165,23 +166,24 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str) -> Result<(), Failure>
         model.join("model.sig").display()
     );
     std::fs::write(ndir.join("node.toml"), toml).map_err(fail)?;
-    let mut node = crate::runtime::Node::open(&ndir.join("node.toml"))?;
-    let mut check = |what: &str| -> Result<Result<crate::runtime::ServingModel, (String, String)>, Failure> {
-        let t = crate::runtime::now();
-        let view = node
-            .sync(t)
-            .cloned()
-            .map_err(|e| Failure::Invalid(format!("{what}: sync failed: {e}")))?;
-        Ok(node
-            .lifecycle("credit-scorer", Some(&view), t)
-            .map_err(|c| (format!("{:?}", c.contained().reason), c.contained().detail.clone())))
-    };
+    let mut node = modelgate_gateway::Node::open(&ndir.join("node.toml"))?;
+    let mut check =
+        |what: &str| -> Result<Result<modelgate_gateway::runtime::ServingModel, (String, String)>, Failure> {
+            let t = node.now();
+            let view = node
+                .sync(t)
+                .cloned()
+                .map_err(|e| Failure::Failed(format!("{what}: sync failed: {e}")))?;
+            Ok(node
+                .lifecycle("credit-scorer", Some(&view), t)
+                .map_err(|c| (format!("{:?}", c.contained().reason), c.contained().detail.clone())))
+        };
     match check("serving")? {
-        Ok(s) => println!("12. node demo-node verified the log itself and took the model through all ten lifecycle steps: Serving under approval {}", &s.basis[..16]),
-        Err((r, d)) => return Err(Failure::Invalid(format!("the approved model did not serve: {r}: {d}"))),
+        Ok(s) => say!(out, "12. node demo-node verified the log itself and took the model through all ten lifecycle steps: Serving under approval {}", &s.basis[..16]),
+        Err((r, d)) => return Err(Failure::Failed(format!("the approved model did not serve: {r}: {d}"))),
     }
     // The gateway: the same node serving callers, every call recorded and provable.
-    let upstream = crate::gateway::spawn_mock(&runtime)?;
+    let upstream = spawn_scorer(&runtime)?;
     let token = "demo-scoring-service-token";
     let token_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
     std::fs::write(
@@ -194,14 +196,14 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str) -> Result<(), Failure>
         ),
     )
     .map_err(fail)?;
-    let (gw, gw_state) = crate::gateway::spawn_in_process(&ndir.join("gateway.toml"), &runtime)?;
+    let (gw, gw_state) = spawn_gateway(&ndir.join("gateway.toml"), &runtime)?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !matches!(
         gw_state.snapshot().models.get("credit-scorer"),
-        Some(crate::runtime::ModelStatus::Serving { .. })
+        Some(modelgate_gateway::ModelStatus::Serving { .. })
     ) {
         if std::time::Instant::now() > deadline {
-            return Err(Failure::Invalid("the gateway's model never reached Serving".into()));
+            return Err(Failure::Failed("the gateway's model never reached Serving".into()));
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
@@ -232,14 +234,15 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str) -> Result<(), Failure>
     let (status, id, body) = call("prod/credit/scoring")?;
     let id = match (status, id) {
         (200, Some(id)) => id,
-        other => return Err(Failure::Invalid(format!("the governed call failed: {other:?} {body}"))),
+        other => return Err(Failure::Failed(format!("the governed call failed: {other:?} {body}"))),
     };
-    println!(
+    say!(out,
         "13. scoring-service called credit-scorer through the node's gateway: 200 ({:?}), lineage record #{id} made durable before the call went upstream",
         body["choices"][0]["message"]["content"].as_str().unwrap_or("?")
     );
     let (status, _, body) = call("prod/risk/review")?;
-    println!(
+    say!(
+        out,
         "14. the same caller in prod/risk/review, a scope no approval covers: {status} {}",
         body["error"]["code"].as_str().unwrap_or("?")
     );
@@ -254,20 +257,18 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str) -> Result<(), Failure>
             }
         }
         if std::time::Instant::now() > deadline {
-            return Err(Failure::Invalid(format!(
+            return Err(Failure::Failed(format!(
                 "no verifiable proof for lineage record {id}: {}",
                 String::from_utf8_lossy(&proof)
             )));
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
-    println!(
+    say!(out,
         "15. its proof, verified offline with the pinned trust root only: record #{id} and its completion are in the node's lineage log (size {}), anchored at governance index {}",
         verified.lineage_size, verified.anchor_index
     );
-    if let Ok(w) = gw_state.wake.lock() {
-        let _ = w.send(crate::runtime::Wake::Stop);
-    }
+    gw_state.stop();
 
     let weights = model.join("weights.bin");
     let original = std::fs::read(&weights).map_err(fail)?;
@@ -276,10 +277,13 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str) -> Result<(), Failure>
     std::fs::write(&weights, &flipped).map_err(fail)?;
     match check("tampered")? {
         Err((r, d)) if r == "UnauthorizedModification" => {
-            println!("16. one bit of weights.bin changed on the node: Contained {r} ({d})")
+            say!(
+                out,
+                "16. one bit of weights.bin changed on the node: Contained {r} ({d})"
+            )
         }
         other => {
-            return Err(Failure::Invalid(format!(
+            return Err(Failure::Failed(format!(
                 "a tampered model was not contained: {:?}",
                 other.map(|s| s.digest)
             )))
@@ -288,15 +292,14 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str) -> Result<(), Failure>
     std::fs::write(&weights, &original).map_err(fail)?;
     accepted(
         &authority,
-        signed(
-            &json!({"type": "revocation", "version": 1, "model": digest, "reason": "drift found in monitoring", "ticket": "INC-7"}),
-            &[&alice],
-        )?,
+        RevocationEntry::new(&digest, "drift found in monitoring", "INC-7")
+            .sign(&[&alice])
+            .map_err(fail)?,
         "the revocation",
     )?;
     match check("revoked")? {
-        Err((r, d)) => println!("17. alice revoked the model: the node contains it ({r}: {d})"),
-        Ok(_) => return Err(Failure::Invalid("a revoked model still served".into())),
+        Err((r, d)) => say!(out, "17. alice revoked the model: the node contains it ({r}: {d})"),
+        Ok(_) => return Err(Failure::Failed("a revoked model still served".into())),
     }
 
     let policy = CheckpointPolicy::new(
@@ -305,12 +308,61 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str) -> Result<(), Failure>
         0,
     )
     .map_err(fail)?;
-    print!(
-        "18. offline audit of the authority (every tile and entry against the signed checkpoint, the state refolded): "
+    let client = modelgate_gateway::HttpAuthority::new(&url);
+    let audit = modelgate_node::audit::remote_audit(
+        &modelgate_gateway::authority::Reads(&client),
+        Some(&pinned),
+        &policy,
+        |_, _| {},
+    )
+    .map_err(|e| Failure::Failed(format!("the offline audit of the authority failed: {e}")))?;
+    say!(
+        out,
+        "18. offline audit of the authority: every tile and entry against the signed checkpoint, the state refolded: authority: consistent ({} entries, state digest {})",
+        audit.size,
+        &audit.state_digest[..16]
     );
-    crate::log_cmd::remote_audit(&url, Some(&report.trust_root), &policy)?;
 
     let _ = stop.send(());
     runtime.block_on(server).map_err(fail)?.map_err(fail)?;
     Ok(())
+}
+
+/// The demo's inference server, in this process: it answers every chat call
+/// with a fixed score (an inference server stands here for the model the
+/// node governs). Its URL.
+fn spawn_scorer(rt: &tokio::runtime::Runtime) -> Result<String, Failure> {
+    use axum::routing::post;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .map_err(fail)?;
+    let addr = listener.local_addr().map_err(fail)?;
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        post(|axum::Json(v): axum::Json<Value>| async move {
+            axum::Json(json!({"id": "demo", "object": "chat.completion", "created": 0, "model": v["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "score: 712"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}))
+        }),
+    );
+    rt.spawn(async move { axum::serve(listener, app).await });
+    Ok(format!("http://{addr}"))
+}
+
+/// A gateway and its node loop inside this process, on `rt`; the loop
+/// runs until the returned state is told to stop.
+fn spawn_gateway(
+    config: &Path,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(String, Arc<modelgate_gateway::Shared>), Failure> {
+    let runtime = modelgate_gateway::Runtime::open(config, std::time::Duration::from_millis(100))?;
+    let shared = runtime.shared();
+    let gw = Arc::new(modelgate_gateway::gateway::gateway(Arc::clone(&shared))?);
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(&shared.config.listen))
+        .map_err(|e| Failure::Setup(format!("couldn't listen on {}: {e}", shared.config.listen)))?;
+    let addr = listener.local_addr().map_err(fail)?;
+    runtime.spawn(|_| {})?;
+    rt.spawn(modelgate_gateway::gateway::serve(listener, gw, std::future::pending()));
+    Ok((format!("http://{addr}"), shared))
 }

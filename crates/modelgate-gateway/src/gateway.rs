@@ -1,4 +1,4 @@
-//! `modelgate node serve`: the governed inference gateway. An
+//! The governed inference gateway (`modelgate node serve`). An
 //! OpenAI-compatible reverse proxy that forwards a call only when the
 //! requested model is Serving (all ten lifecycle steps) and the governance
 //! decision allows the caller in its scope; that makes a durable lineage
@@ -8,11 +8,8 @@
 //!
 //! Streaming responses pass through frame by frame: the proxy hashes and
 //! counts what goes by, it never buffers a response.
-//!
-//! Also here: the deterministic mock upstream used by tests and benchmarks.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,29 +24,19 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use clap::Args;
 use http_body::{Body as _, Frame, SizeHint};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use modelgate_governance::{DecisionCache, DecisionRequest};
-use modelgate_store::LogStore;
+use modelgate_governance::{Check, DecisionCache, DecisionRequest};
+use modelgate_node::proof::{GovernedEntry, LineageProof, PendingLineage, ProofChain, RecordProof, ShownRecord};
+use opentelemetry::KeyValue;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
-use crate::runtime::{now, Event, Lineage, ModelStatus, Runtime, Shared, Wake};
+use crate::error::{Error, Refusal};
+use crate::lineage::{append_async, LineageLog};
+use crate::runtime::{ModelStatus, Shared};
 use crate::telemetry::{semconv, CallSpan, Telemetry};
-use crate::Failure;
-use opentelemetry::KeyValue;
-
-#[derive(Args)]
-pub struct ServeArgs {
-    /// The node's configuration file (`listen`, `upstream`, `[callers.*]`).
-    #[arg(long, value_name = "FILE", env = "MODELGATE_NODE_CONFIG")]
-    config: PathBuf,
-    /// How often to sync and re-check, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 250)]
-    interval_ms: u64,
-}
 
 /// Largest request body forwarded.
 const MAX_REQUEST_BYTES: usize = 16 << 20;
@@ -100,7 +87,8 @@ impl Histogram {
 #[derive(Default)]
 struct Metrics {
     requests: Mutex<BTreeMap<&'static str, u64>>,
-    denials: Mutex<BTreeMap<String, u64>>,
+    /// By (code, check).
+    denials: Mutex<BTreeMap<(&'static str, Option<Check>), u64>>,
     completions: Mutex<BTreeMap<&'static str, u64>>,
     /// The durable request record alone.
     append: Histogram,
@@ -126,7 +114,8 @@ struct Caller {
 /// Shards of the decision cache.
 const DECISION_SHARDS: usize = 16;
 
-struct Gateway {
+/// The gateway: what every call reads, built once from the node's shared state.
+pub struct Gateway {
     shared: Arc<Shared>,
     client: Client<HttpConnector, Body>,
     upstream: String,
@@ -136,8 +125,6 @@ struct Gateway {
     caches: Vec<Mutex<DecisionCache>>,
     metrics: Metrics,
     telemetry: Telemetry,
-    /// The authority, for the governance half of proof chains.
-    authority: crate::runtime::Http,
     /// Calls in progress (a permit is held until the answer has streamed).
     in_flight: Arc<tokio::sync::Semaphore>,
     /// Request index → completion index, for recent calls (bounded).
@@ -146,24 +133,8 @@ struct Gateway {
 
 const RECENT_COMPLETIONS: usize = 100_000;
 
-type Gw = Arc<Gateway>;
-
-/// An OpenAI-style error.
-fn openai_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let kind = match status.as_u16() {
-        401 => "authentication_error",
-        429 => "rate_limit_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        400 | 413 | 422 => "invalid_request_error",
-        _ => "service_unavailable",
-    };
-    (
-        status,
-        Json(json!({"error": {"message": message.into(), "type": kind, "param": null, "code": code}})),
-    )
-        .into_response()
-}
+/// The gateway as routes hold it.
+pub type Gw = Arc<Gateway>;
 
 fn hex_sha256(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
@@ -195,11 +166,20 @@ struct Facts<'a> {
     governance: Option<Governance>,
 }
 
-impl Facts<'_> {
-    /// The facts as a JSON object, for a denial's record.
-    fn value(&self) -> Value {
-        serde_json::to_value(self).unwrap_or_default()
-    }
+/// The record of a refused call (what was known when it was refused).
+#[derive(serde::Serialize)]
+struct DenialRecord<'a> {
+    #[serde(flatten)]
+    facts: &'a Facts<'a>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    code: &'static str,
+    check: Option<Check>,
+    status: u16,
+    time: u64,
+    node: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policies: Option<&'a [String]>,
 }
 
 /// The governance state a decision was made in.
@@ -300,28 +280,39 @@ impl Gateway {
         self.callers.get(&h)
     }
 
-    fn lineage(&self) -> Result<Arc<Lineage>, String> {
+    fn lineage(&self) -> Result<Arc<dyn LineageLog>, crate::lineage::LineageError> {
         self.shared.lineage.clone()
     }
 
-    /// Record a denial durably (best effort: the call is denied either way).
-    async fn deny(&self, trace: &Trace, status: StatusCode, code: &str, message: String, record: Value) -> Response {
-        bump(&self.metrics.denials, code.to_owned());
+    /// Count a refusal (metrics and the heartbeat's counters).
+    fn count_refusal(&self, code: &'static str, check: Option<Check>) {
+        bump(&self.metrics.denials, (code, check));
         self.shared.count(&format!("denied:{code}"));
+    }
+
+    /// Refuse a call: counted, traced, and recorded durably in the lineage
+    /// log before the answer goes (best effort: the call is refused either
+    /// way); the answer names the record.
+    async fn deny(&self, trace: &Trace, refusal: Refusal, facts: &Facts<'_>, policies: Option<&[String]>) -> Response {
+        let p = refusal.parts();
+        self.count_refusal(p.code, p.check);
         // A denial is a span too: the caller's trace shows where and why it stopped.
-        let model = record["model"].as_str().unwrap_or("unknown").to_owned();
+        let model = facts.model.unwrap_or("unknown").to_owned();
         let mut attrs = vec![KeyValue::new(
             semconv::HTTP_RESPONSE_STATUS_CODE,
-            i64::from(status.as_u16()),
+            i64::from(p.status.as_u16()),
         )];
-        for (key, field) in [
-            (semconv::MODELGATE_SCOPE, "scope"),
-            (semconv::MODELGATE_PRINCIPAL, "principal"),
-            (semconv::MODELGATE_MODEL_DIGEST, "digest"),
+        for (key, v) in [
+            (semconv::MODELGATE_SCOPE, facts.scope),
+            (semconv::MODELGATE_PRINCIPAL, facts.principal),
+            (semconv::MODELGATE_MODEL_DIGEST, facts.digest),
         ] {
-            if let Some(v) = record[field].as_str() {
+            if let Some(v) = v {
                 attrs.push(KeyValue::new(key, v.to_owned()));
             }
+        }
+        if let Some(c) = p.check {
+            attrs.push(KeyValue::new(semconv::MODELGATE_CHECK, c.code()));
         }
         self.telemetry
             .start(
@@ -332,38 +323,60 @@ impl Gateway {
                 &model,
                 || attrs,
             )
-            .end(vec![], Some(code.to_owned()));
+            .end(vec![], Some(p.code.to_owned()));
+        let mut recorded = None;
         if let Ok(l) = self.lineage() {
-            let mut r = record;
-            r["type"] = json!("denial");
-            r["code"] = json!(code);
-            r["status"] = json!(status.as_u16());
-            r["time"] = json!(now());
-            r["node"] = json!(self.shared.config.node);
+            let r = DenialRecord {
+                facts,
+                kind: "denial",
+                code: p.code,
+                check: p.check,
+                status: p.status.as_u16(),
+                time: self.shared.clock.now(),
+                node: &self.shared.config.node,
+                policies,
+            };
             match serde_json::to_vec(&r) {
-                Ok(bytes) => {
-                    let _ = l.append_async(bytes).await;
-                }
+                Ok(bytes) => recorded = append_async(&*l, bytes).await.ok(),
                 // Never an empty record in its place; the call is denied anyway.
                 Err(e) => tracing::error!(error = %e, "encoding a denial's lineage record"),
             }
         }
-        openai_error(status, code, message)
+        let mut resp = refusal.into_response();
+        if let Some(rc) = recorded {
+            if let Ok(v) = HeaderValue::from_str(&rc.index.to_string()) {
+                resp.headers_mut().insert("x-modelgate-lineage-id", v);
+            }
+        }
+        resp
+    }
+
+    /// Refuse without a lineage record (not a governance decision: overload,
+    /// a body that is not a call, or the record itself could not be written).
+    fn refuse(&self, refusal: Refusal) -> Response {
+        let p = refusal.parts();
+        self.count_refusal(p.code, p.check);
+        refusal.into_response()
+    }
+
+    /// Stop exporting traces (flushes what is queued).
+    pub fn shutdown(&self) {
+        self.telemetry.shutdown();
     }
 }
 
 /// Build the gateway from the runtime's shared state.
-fn gateway(shared: Arc<Shared>) -> Result<Gateway, Failure> {
+pub fn gateway(shared: Arc<Shared>) -> Result<Gateway, Error> {
     let upstream = shared
         .config
         .upstream
         .clone()
-        .ok_or_else(|| Failure::Usage("the configuration has no `upstream` (the inference server's URL)".into()))?;
+        .ok_or_else(|| Error::Config("the configuration has no `upstream` (the inference server's URL)".into()))?;
     let mut callers = HashMap::new();
     for (name, c) in &shared.config.callers {
         let mut h = [0u8; 32];
         hex::decode_to_slice(&c.token_sha256, &mut h)
-            .map_err(|e| Failure::Usage(format!("caller {name}: token_sha256: {e}")))?;
+            .map_err(|e| Error::Config(format!("caller {name}: token_sha256: {e}")))?;
         callers.insert(
             h,
             Caller {
@@ -388,10 +401,9 @@ fn gateway(shared: Arc<Shared>) -> Result<Gateway, Failure> {
         "modelgate-node",
         &shared.config.node,
     )
-    .map_err(Failure::Usage)?;
+    .map_err(Error::Config)?;
     let in_flight = Arc::new(tokio::sync::Semaphore::new(shared.config.max_in_flight));
     Ok(Gateway {
-        authority: crate::runtime::Http::new(&shared.config.authority),
         telemetry,
         shared,
         client,
@@ -406,7 +418,9 @@ fn gateway(shared: Arc<Shared>) -> Result<Gateway, Failure> {
     })
 }
 
-fn router(gw: Gw) -> Router {
+/// The gateway's routes: the OpenAI-compatible calls, `/v1/models`,
+/// `/lineage/{id}`, `/status`, `/metrics`, `/healthz`, `/readyz`.
+pub fn router(gw: Gw) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(|s, u, h, b| proxy(s, u, h, b, "chat")))
         .route(
@@ -420,7 +434,7 @@ fn router(gw: Gw) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .fallback(|| async { openai_error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .fallback(|| async { Refusal::NoRoute })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(gw)
 }
@@ -432,15 +446,9 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
     // not a governance decision, so it is counted, not written to lineage
     // (a write per refusal would add load exactly when there is too much).
     let Ok(permit) = Arc::clone(&gw.in_flight).try_acquire_owned() else {
-        bump(&gw.metrics.denials, "overloaded".to_owned());
-        return openai_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "overloaded",
-            format!(
-                "{} calls are already in progress on this node; retry shortly",
-                gw.shared.config.max_in_flight
-            ),
-        );
+        return gw.refuse(Refusal::Overloaded {
+            max_in_flight: gw.shared.config.max_in_flight,
+        });
     };
     bump(&gw.metrics.requests, endpoint);
     gw.shared.count("requests");
@@ -465,116 +473,71 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
         governance: None,
     };
     let Some(caller) = gw.caller(&headers) else {
-        return gw
-            .deny(
-                &trace,
-                StatusCode::UNAUTHORIZED,
-                "invalid_api_key",
-                "a caller's bearer token is required (Authorization: Bearer …)".into(),
-                facts.value(),
-            )
-            .await;
+        return gw.deny(&trace, Refusal::InvalidApiKey, &facts, None).await;
     };
     facts.principal = Some(&caller.principal);
     let scope: &str = match headers.get("x-modelgate-scope").map(|v| v.to_str()) {
         None => &caller.scopes[0],
         Some(Ok(s)) if caller.scopes.iter().any(|c| c == s) => s,
         Some(_) => {
-            return gw
-                .deny(
-                    &trace,
-                    StatusCode::FORBIDDEN,
-                    "ScopeNotPermitted",
-                    format!("caller {} may call in {:?} only", caller.principal, caller.scopes),
-                    facts.value(),
-                )
-                .await
+            let refusal = Refusal::ScopeNotPermitted {
+                principal: caller.principal.clone(),
+                scopes: caller.scopes.clone(),
+            };
+            return gw.deny(&trace, refusal, &facts, None).await;
         }
     };
     facts.scope = Some(scope);
     let call = serde_json::from_slice::<CallBody<'_>>(&body);
     let Ok(CallBody { model }) = &call else {
-        return openai_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the body must be a JSON object with a string \"model\"",
-        );
+        return gw.refuse(Refusal::InvalidBody);
     };
     let model: &str = model;
     facts.model = Some(model);
     let snap = gw.shared.snapshot();
     let digest = match snap.models.get(model) {
         None => {
-            return gw
-                .deny(
-                    &trace,
-                    StatusCode::NOT_FOUND,
-                    "model_not_found",
-                    format!("this node serves no model named {model:?}"),
-                    facts.value(),
-                )
-                .await
+            let refusal = Refusal::ModelNotFound {
+                model: model.to_owned(),
+            };
+            return gw.deny(&trace, refusal, &facts, None).await;
         }
         Some(ModelStatus::Starting) => {
-            return gw
-                .deny(
-                    &trace,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Starting",
-                    format!("model {model} has not finished its lifecycle yet"),
-                    facts.value(),
-                )
-                .await
+            let refusal = Refusal::Starting {
+                model: model.to_owned(),
+            };
+            return gw.deny(&trace, refusal, &facts, None).await;
         }
-        Some(ModelStatus::Contained { reason, detail }) => {
-            let code = format!("{reason:?}");
-            return gw
-                .deny(
-                    &trace,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &code,
-                    format!("model {model} is contained: {detail}"),
-                    facts.value(),
-                )
-                .await;
+        Some(ModelStatus::Contained(why)) => {
+            let refusal = Refusal::Contained {
+                model: model.to_owned(),
+                reason: why.reason,
+                check: why.check,
+                detail: why.detail.clone(),
+            };
+            return gw.deny(&trace, refusal, &facts, None).await;
         }
         Some(ModelStatus::Serving { digest, .. }) => digest.as_str(),
     };
     if gw.shared.unverified_change(model) {
-        return gw
-            .deny(
-                &trace,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "UnauthorizedModification",
-                format!("model {model}'s files changed since they were verified; re-verifying"),
-                facts.value(),
-            )
-            .await;
+        let refusal = Refusal::UnverifiedChange {
+            model: model.to_owned(),
+        };
+        return gw.deny(&trace, refusal, &facts, None).await;
     }
     facts.digest = Some(digest);
     let Some(view) = snap.view.clone() else {
-        return gw
-            .deny(
-                &trace,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "SyncInterrupted",
-                "no verified governance view".into(),
-                facts.value(),
-            )
-            .await;
+        let refusal = Refusal::SyncInterrupted {
+            detail: "no verified governance view".into(),
+        };
+        return gw.deny(&trace, refusal, &facts, None).await;
     };
     // The loop keeps the view fresh; if it stalled (an authority call hanging,
     // a stuck store) the snapshot ages, and an aged snapshot proves nothing.
-    let t = now();
+    let t = gw.shared.clock.now();
     if let Some(why) = snap.stale(gw.shared.config.max_staleness_seconds, t) {
         return gw
-            .deny(
-                &trace,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "SyncInterrupted",
-                why,
-                facts.value(),
-            )
+            .deny(&trace, Refusal::SyncInterrupted { detail: why }, &facts, None)
             .await;
     }
     let req = DecisionRequest {
@@ -595,18 +558,16 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
         state_digest: hex::encode(decision.state_digest),
     });
     if !decision.allow {
-        let code = decision.reasons.first().map_or("PolicyError", |r| r.as_str());
-        let mut base = facts.value();
-        base["policies"] = json!(decision.policies);
-        return gw
-            .deny(
-                &trace,
-                StatusCode::FORBIDDEN,
-                code,
-                format!("denied in scope {scope}: {}", decision.detail),
-                base,
-            )
-            .await;
+        let refusal = Refusal::Decision {
+            code: decision
+                .reasons
+                .first()
+                .copied()
+                .unwrap_or(modelgate_governance::ReasonCode::PolicyError),
+            scope: scope.to_owned(),
+            detail: decision.detail.clone(),
+        };
+        return gw.deny(&trace, refusal, &facts, Some(&decision.policies)).await;
     }
     let (trace_id, parent_span, span_id, tp) = (&trace.trace, trace.parent.clone(), &trace.span, &trace.header);
     let record = RequestRecord {
@@ -625,47 +586,23 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
         // No durable record, no call: an empty record in its place would
         // be a lineage entry that proves nothing.
         Err(e) => {
-            return gw
-                .deny(
-                    &trace,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "AuditDiscontinuity",
-                    format!("the lineage record could not be encoded: {e}"),
-                    Value::Null,
-                )
-                .await
+            return gw.refuse(Refusal::LineageNotDurable {
+                detail: format!("the lineage record could not be encoded: {e}"),
+            })
         }
     };
     let lineage = match gw.lineage() {
         Ok(l) => l,
-        Err(e) => {
-            return gw
-                .deny(
-                    &trace,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "AuditDiscontinuity",
-                    format!("the lineage log is not available: {e}"),
-                    serde_json::from_slice(&record).unwrap_or_default(),
-                )
-                .await
-        }
+        Err(e) => return gw.refuse(Refusal::LineageNotDurable { detail: e.to_string() }),
     };
     let append_started = Instant::now();
-    let receipt = match lineage.append_async(record).await {
+    let receipt = match append_async(&*lineage, record).await {
         Ok(r) => r,
         Err(e) => {
-            bump(&gw.metrics.denials, "AuditDiscontinuity".to_owned());
-            gw.shared.count("denied:AuditDiscontinuity");
             // The record could not be made durable: deny, and wake the loop
             // so the node's own checks see the failure too.
-            if let Ok(w) = gw.shared.wake.lock() {
-                let _ = w.send(Wake::Files(model.to_owned()));
-            }
-            return openai_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "AuditDiscontinuity",
-                format!("the lineage record could not be made durable: {e}"),
-            );
+            gw.shared.wake(model);
+            return gw.refuse(Refusal::LineageNotDurable { detail: e.to_string() });
         }
     };
     let forwarded_at = Instant::now();
@@ -733,11 +670,7 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
             let mut c = completion;
             c.status = 502;
             c.finish("upstream-error", Some(&e));
-            let mut r = openai_error(
-                StatusCode::BAD_GATEWAY,
-                "upstream_unreachable",
-                format!("the inference server did not answer: {e}"),
-            );
+            let mut r = Refusal::UpstreamUnreachable { detail: e }.into_response();
             // The call was recorded: say where, so the failure can be traced.
             if let Ok(v) = HeaderValue::from_str(&receipt.index.to_string()) {
                 r.headers_mut().insert("x-modelgate-lineage-id", v);
@@ -765,11 +698,10 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
         rec: Some(completion),
     });
     out.body(body).unwrap_or_else(|e| {
-        openai_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("building the response: {e}"),
-        )
+        Refusal::Internal {
+            detail: format!("building the response: {e}"),
+        }
+        .into_response()
     })
 }
 
@@ -792,7 +724,7 @@ struct Completion {
     /// Held until the completion is recorded (the call is in progress until then).
     _permit: tokio::sync::OwnedSemaphorePermit,
     span: Option<CallSpan>,
-    lineage: Arc<Lineage>,
+    lineage: Arc<dyn LineageLog>,
     gw: Gw,
     request: u64,
     status: u16,
@@ -881,7 +813,7 @@ impl Completion {
         let record = CompletionRecord {
             kind: "completion",
             request: self.request,
-            time: now(),
+            time: self.gw.shared.clock.now(),
             status: self.status,
             outcome,
             bytes: self.bytes,
@@ -904,19 +836,22 @@ impl Completion {
         let request = self.request;
         // Not awaited: the answer has already gone to the caller; the record
         // is durable with the next batch (milliseconds).
-        let queued = self.lineage.append_then(record, move |done| {
-            let (Ok(rc), Ok(mut m)) = (done, gw.completions.lock()) else {
-                return;
-            };
-            let (map, order) = &mut *m;
-            map.insert(request, rc.index);
-            order.push_back(request);
-            while order.len() > RECENT_COMPLETIONS {
-                if let Some(old) = order.pop_front() {
-                    map.remove(&old);
+        let queued = self.lineage.append_then(
+            record,
+            Box::new(move |done| {
+                let (Ok(rc), Ok(mut m)) = (done, gw.completions.lock()) else {
+                    return;
+                };
+                let (map, order) = &mut *m;
+                map.insert(request, rc.index);
+                order.push_back(request);
+                while order.len() > RECENT_COMPLETIONS {
+                    if let Some(old) = order.pop_front() {
+                        map.remove(&old);
+                    }
                 }
-            }
-        });
+            }),
+        );
         if let Err(e) = queued {
             tracing::warn!("completion record for {request} not queued: {e}");
         }
@@ -1021,14 +956,16 @@ async fn models(State(gw): State<Gw>) -> Response {
     Json(json!({"object": "list", "data": data})).into_response()
 }
 
-fn status_json(shared: &Shared) -> Value {
+/// The node's `/status`: its governance view and every model's state and lifecycle step.
+pub fn status_json(shared: &Shared) -> Value {
     let snap = shared.snapshot();
     let models: BTreeMap<&str, Value> = snap.models.iter().map(|(n, s)| (n.as_str(), s.json())).collect();
+    let now = shared.clock.now();
     json!({
         "node": shared.config.node,
         "time": snap.time,
         "governance": snap.view.as_ref().map(|v| json!({"size": v.checkpoint.size,
-            "staleness_seconds": now().saturating_sub(v.authority_time)})),
+            "staleness_seconds": now.saturating_sub(v.authority_time)})),
         "models": models,
     })
 }
@@ -1060,11 +997,15 @@ async fn metrics(State(gw): State<Gw>) -> Response {
     }
     let _ = writeln!(
         o,
-        "# HELP modelgate_gateway_denials_total Calls denied, by reason code."
+        "# HELP modelgate_gateway_denials_total Calls denied, by reason code and the EG-MODEL-001 check that failed."
     );
     let _ = writeln!(o, "# TYPE modelgate_gateway_denials_total counter");
-    for (k, v) in m.denials.lock().map(|x| x.clone()).unwrap_or_default() {
-        let _ = writeln!(o, "modelgate_gateway_denials_total{{reason=\"{k}\"}} {v}");
+    for ((code, check), v) in m.denials.lock().map(|x| x.clone()).unwrap_or_default() {
+        let check = check.map_or("", Check::code);
+        let _ = writeln!(
+            o,
+            "modelgate_gateway_denials_total{{reason=\"{code}\",check=\"{check}\"}} {v}"
+        );
     }
     let _ = writeln!(
         o,
@@ -1095,21 +1036,36 @@ async fn metrics(State(gw): State<Gw>) -> Response {
         "# HELP modelgate_sync_staleness_seconds Age of the authority's latest verified timestamp."
     );
     let _ = writeln!(o, "# TYPE modelgate_sync_staleness_seconds gauge");
+    let now = gw.shared.clock.now();
     let staleness = snap
         .view
         .as_ref()
-        .map_or(f64::NAN, |v| now().saturating_sub(v.authority_time) as f64);
+        .map_or(f64::NAN, |v| now.saturating_sub(v.authority_time) as f64);
     let _ = writeln!(o, "modelgate_sync_staleness_seconds {staleness}");
     let _ = writeln!(o, "# HELP modelgate_model_state 1 for the state each model is in.");
     let _ = writeln!(o, "# TYPE modelgate_model_state gauge");
     for (n, s) in &snap.models {
-        let (state, reason) = match s {
-            ModelStatus::Contained { reason, .. } => (s.name(), format!("{reason:?}")),
-            _ => (s.name(), String::new()),
+        let (reason, check) = match s {
+            ModelStatus::Contained(w) => (w.reason.code(), w.check.code()),
+            _ => ("", ""),
         };
         let _ = writeln!(
             o,
-            "modelgate_model_state{{model=\"{n}\",state=\"{state}\",reason=\"{reason}\"}} 1"
+            "modelgate_model_state{{model=\"{n}\",state=\"{}\",reason=\"{reason}\",check=\"{check}\"}} 1",
+            s.name()
+        );
+    }
+    let _ = writeln!(
+        o,
+        "# HELP modelgate_model_lifecycle_step Each model's EG-MODEL-001 lifecycle step (1-10; 10 when Serving, the step it stopped at when Contained)."
+    );
+    let _ = writeln!(o, "# TYPE modelgate_model_lifecycle_step gauge");
+    for (n, s) in &snap.models {
+        let step = s.step();
+        let _ = writeln!(
+            o,
+            "modelgate_model_lifecycle_step{{model=\"{n}\",step=\"{step}\"}} {}",
+            step.number()
         );
     }
     (
@@ -1125,65 +1081,87 @@ async fn metrics(State(gw): State<Gw>) -> Response {
 /// A call's records and, once anchored, its offline proof chain.
 async fn lineage(State(gw): State<Gw>, Path(id): Path<String>) -> Response {
     let Ok(index) = id.parse::<u64>() else {
-        return openai_error(StatusCode::BAD_REQUEST, "invalid_id", "a lineage id is a decimal index");
+        return Refusal::InvalidLineageId.into_response();
     };
     let gw2 = Arc::clone(&gw);
-    let r = tokio::task::spawn_blocking(move || proof_for(&gw2, index)).await;
-    match r {
-        Ok(Ok(v)) => Json(v).into_response(),
-        Ok(Err((status, code, msg))) => openai_error(status, code, msg),
-        Err(e) => openai_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    match tokio::task::spawn_blocking(move || proof_for(&gw2, index)).await {
+        Ok(Ok(Proof::Anchored(p))) => Json(p).into_response(),
+        Ok(Ok(Proof::Pending(p))) => Json(p).into_response(),
+        Ok(Err(r)) => r.into_response(),
+        Err(e) => Refusal::Internal {
+            detail: format!("the proof task failed: {e}"),
+        }
+        .into_response(),
     }
 }
 
-type ProofError = (StatusCode, &'static str, String);
+/// A lineage id's answer.
+enum Proof {
+    Anchored(Box<LineageProof>),
+    Pending(PendingLineage),
+}
 
-fn proof_for(gw: &Gateway, index: u64) -> Result<Value, ProofError> {
-    let unavailable = |e: String| (StatusCode::SERVICE_UNAVAILABLE, "lineage_unavailable", e);
-    let lineage = gw.lineage().map_err(unavailable)?;
-    let size = lineage
-        .read(|r| r.size().map_err(|e| e.to_string()))
-        .map_err(unavailable)?;
-    if index >= size {
-        return Err((
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no lineage record {index} (the log has {size})"),
-        ));
+fn unavailable(e: impl std::fmt::Display) -> Refusal {
+    Refusal::LineageUnavailable { detail: e.to_string() }
+}
+
+fn shown(index: u64, bytes: &[u8]) -> ShownRecord {
+    ShownRecord {
+        index,
+        record: serde_json::from_slice(bytes).unwrap_or(Value::Null),
     }
-    let read = |i: u64| -> Result<Vec<u8>, ProofError> {
+}
+
+/// The completion record of request `index`: from the recent map, else
+/// searched for forward (at most a million records).
+fn find_completion(gw: &Gateway, lineage: &dyn LineageLog, index: u64, size: u64) -> Result<Option<u64>, Refusal> {
+    if let Some(c) = gw.completions.lock().ok().and_then(|m| m.0.get(&index).copied()) {
+        return Ok(Some(c));
+    }
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        request: Option<u64>,
+    }
+    let mut start = index + 1;
+    let end = size.min(index + 1 + 1_000_000);
+    while start < end {
+        let stop = (start + 4096).min(end);
+        let chunk = lineage.entries(start, stop).map_err(unavailable)?;
+        for (k, e) in chunk.iter().enumerate() {
+            if let Ok(h) = serde_json::from_slice::<Head>(e) {
+                if h.kind == "completion" && h.request == Some(index) {
+                    return Ok(Some(start + k as u64));
+                }
+            }
+        }
+        start = stop;
+    }
+    Ok(None)
+}
+
+fn proof_for(gw: &Gateway, index: u64) -> Result<Proof, Refusal> {
+    let lineage = gw.lineage().map_err(unavailable)?;
+    let size = lineage.size().map_err(unavailable)?;
+    if index >= size {
+        return Err(Refusal::NoRecord { index, size });
+    }
+    let read = |i: u64| -> Result<Vec<u8>, Refusal> {
         lineage
-            .read(|r| r.entries(i, i + 1).map_err(|e| e.to_string()))
+            .entries(i, i + 1)
             .map_err(unavailable)?
             .pop()
             .ok_or_else(|| unavailable(format!("record {i} missing")))
     };
     let record = read(index)?;
-    let rv: Value = serde_json::from_slice(&record).unwrap_or(Value::Null);
-    // The completion: from the recent map, else search forward.
-    let mut completion = gw.completions.lock().ok().and_then(|m| m.0.get(&index).copied());
-    if completion.is_none() && rv["type"] == "request" {
-        let mut start = index + 1;
-        let end = size.min(index + 1 + 1_000_000);
-        'scan: while start < end {
-            let stop = (start + 4096).min(end);
-            let chunk = lineage
-                .read(|r| r.entries(start, stop).map_err(|e| e.to_string()))
-                .map_err(unavailable)?;
-            for (k, e) in chunk.iter().enumerate() {
-                if let Ok(v) = serde_json::from_slice::<Value>(e) {
-                    if v["type"] == "completion" && v["request"] == index {
-                        completion = Some(start + k as u64);
-                        break 'scan;
-                    }
-                }
-            }
-            start = stop;
-        }
-    }
+    let is_request = serde_json::from_slice::<Value>(&record).is_ok_and(|v| v["type"] == "request");
     let mut records = vec![(index, record)];
-    if let Some(c) = completion {
-        records.push((c, read(c)?));
+    if is_request {
+        if let Some(c) = find_completion(gw, &*lineage, index, size)? {
+            records.push((c, read(c)?));
+        }
     }
     let last = records.iter().map(|r| r.0).max().unwrap_or(index);
     let anchor = gw
@@ -1192,26 +1170,27 @@ fn proof_for(gw: &Gateway, index: u64) -> Result<Value, ProofError> {
         .lock()
         .ok()
         .and_then(|a| a.iter().find(|a| a.size > last).copied());
-    let summary: Vec<Value> = records
-        .iter()
-        .map(|(i, e)| json!({"index": i, "record": serde_json::from_slice::<Value>(e).unwrap_or(Value::Null)}))
-        .collect();
+    let summary: Vec<ShownRecord> = records.iter().map(|(i, e)| shown(*i, e)).collect();
     let Some(anchor) = anchor else {
-        return Ok(json!({"id": index.to_string(), "records": summary, "anchored": false,
-                         "detail": "not anchored yet; ask again after the next anchor (a few seconds)"}));
+        return Ok(Proof::Pending(PendingLineage {
+            id: index.to_string(),
+            records: summary,
+            anchored: false,
+            detail: "not anchored yet; ask again after the next anchor (a few seconds)".into(),
+        }));
     };
     let note = lineage
-        .read(|r| r.checkpoint(anchor.size).map_err(|e| e.to_string()))
+        .checkpoint(anchor.size)
         .map_err(unavailable)?
         .ok_or_else(|| unavailable(format!("no lineage checkpoint for size {}", anchor.size)))?;
     let mut proofs = Vec::new();
     for (i, e) in &records {
-        let p = lineage
-            .read(|r| {
-                modelgate_tlog::inclusion_proof(*i, anchor.size, &modelgate_store::Nodes(r)).map_err(|e| e.to_string())
-            })
-            .map_err(unavailable)?;
-        proofs.push(json!({"index": i, "entry": B64.encode(e), "inclusion": p.iter().map(|h| B64.encode(h)).collect::<Vec<_>>()}));
+        let p = lineage.inclusion_proof(*i, anchor.size).map_err(unavailable)?;
+        proofs.push(RecordProof {
+            index: *i,
+            entry: B64.encode(e),
+            inclusion: p.iter().map(|h| B64.encode(h)).collect(),
+        });
     }
     let enrollment = gw
         .shared
@@ -1219,107 +1198,51 @@ fn proof_for(gw: &Gateway, index: u64) -> Result<Value, ProofError> {
         .view
         .as_ref()
         .and_then(|v| v.state.nodes.get(&gw.shared.config.node).map(|n| n.index))
-        .ok_or_else(|| unavailable("the node's enrollment is not in the verified view".into()))?;
-    let fetch = |path: String| -> Result<Vec<u8>, ProofError> {
-        match gw.authority.get_any(&path, 4 << 20).map_err(unavailable)? {
+        .ok_or_else(|| unavailable("the node's enrollment is not in the verified view"))?;
+    let authority = &gw.shared.authority;
+    let fetch = |path: String| -> Result<Vec<u8>, Refusal> {
+        match authority.get(&path, 4 << 20).map_err(unavailable)? {
             (200, body) => Ok(body),
-            (404, _) => Err((
-                StatusCode::ACCEPTED,
-                "anchor_pending",
-                format!(
-                    "{}: not yet covered by the authority's checkpoint; retry in a second",
-                    gw.authority.url(&path)
-                ),
-            )),
-            (status, _) => Err(unavailable(format!("{}: HTTP {status}", gw.authority.url(&path)))),
+            (404, _) => Err(Refusal::AnchorPending {
+                url: authority.url(&path),
+            }),
+            (status, _) => Err(unavailable(format!("{}: HTTP {status}", authority.url(&path)))),
         }
     };
-    let anchor_entry = fetch(format!("/api/v1/entries/{}", anchor.index))?;
-    let anchor_proof = fetch(format!("/api/v1/tlog-proof/{}", anchor.index))?;
-    let enrollment_entry = fetch(format!("/api/v1/entries/{enrollment}"))?;
-    let enrollment_proof = fetch(format!("/api/v1/tlog-proof/{enrollment}"))?;
-    Ok(json!({
-        "format": crate::lineage_cmd::PROOF_FORMAT,
-        "id": index.to_string(),
-        "node": gw.shared.config.node,
-        "anchored": true,
-        "records": summary,
-        "proof": {
-            "records": proofs,
-            "lineage_checkpoint": String::from_utf8_lossy(&note),
-            "anchor": {"index": anchor.index, "entry": B64.encode(&anchor_entry),
-                       "tlog_proof": String::from_utf8_lossy(&anchor_proof)},
-            "enrollment": {"index": enrollment, "entry": B64.encode(&enrollment_entry),
-                           "tlog_proof": String::from_utf8_lossy(&enrollment_proof)},
-        }
-    }))
-}
-
-/// `modelgate node serve`.
-pub fn serve(a: ServeArgs) -> Result<(), Failure> {
-    use std::io::Write as _;
-    crate::return_freed_memory_promptly();
-    crate::runtime::init_logging();
-    let rt = Runtime::open(&a.config, Duration::from_millis(a.interval_ms.max(10)))?;
-    let shared = rt.shared();
-    let gw = Arc::new(gateway(Arc::clone(&shared))?);
-    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        // Proof requests read the lineage store on blocking threads; a bounded pool bounds memory.
-        .max_blocking_threads(8)
-        .build()
-        .map_err(|e| Failure::Usage(format!("starting the async runtime: {e}")))?;
-    let listener = tokio_rt
-        .block_on(tokio::net::TcpListener::bind(&shared.config.listen))
-        .map_err(|e| Failure::Usage(format!("couldn't listen on {}: {e}", shared.config.listen)))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Failure::Usage(format!("listening address: {e}")))?;
-    {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", json!({"listening": format!("http://{addr}")})).and_then(|()| out.flush());
-    }
-    let looper = rt.spawn(Event::print)?;
-    let app = router(Arc::clone(&gw));
-    let served = tokio_rt.block_on(async move {
-        modelgate_authority::listen::serve(listener, app, listen_limits(), async {
-            use tokio::signal::unix::{signal, SignalKind};
-            if let (Ok(mut t), Ok(mut i)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-                tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} }
-            } else {
-                std::future::pending::<()>().await;
-            }
+    let governed = |i: u64| -> Result<GovernedEntry, Refusal> {
+        let entry = fetch(format!("/api/v1/entries/{i}"))?;
+        let proof = fetch(format!("/api/v1/tlog-proof/{i}"))?;
+        Ok(GovernedEntry {
+            index: i,
+            entry: B64.encode(&entry),
+            tlog_proof: String::from_utf8_lossy(&proof).into_owned(),
         })
-        .await
-    });
-    if let Ok(w) = shared.wake.lock() {
-        let _ = w.send(Wake::Stop);
-    }
-    let _ = looper.join();
-    // Give in-flight completion records their batch.
-    tokio_rt.shutdown_timeout(Duration::from_secs(2));
-    gw.telemetry.shutdown();
-    served.map_err(|e| Failure::Usage(format!("serving: {e}")))
+    };
+    Ok(Proof::Anchored(Box::new(LineageProof {
+        format: modelgate_node::proof::PROOF_FORMAT.to_owned(),
+        id: index.to_string(),
+        node: gw.shared.config.node.clone(),
+        anchored: true,
+        records: summary,
+        proof: ProofChain {
+            records: proofs,
+            lineage_checkpoint: String::from_utf8_lossy(&note).into_owned(),
+            anchor: governed(anchor.index)?,
+            enrollment: governed(enrollment)?,
+        },
+    })))
 }
 
-/// A gateway and its node loop inside this process, on `rt` (the demo).
-/// The loop runs until `Wake::Stop` is sent through the returned state.
-pub(crate) fn spawn_in_process(
-    config: &std::path::Path,
-    rt: &tokio::runtime::Runtime,
-) -> Result<(String, Arc<Shared>), Failure> {
-    let runtime = Runtime::open(config, Duration::from_millis(100))?;
-    let shared = runtime.shared();
-    let gw = Arc::new(gateway(Arc::clone(&shared))?);
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind(&shared.config.listen))
-        .map_err(|e| Failure::Usage(format!("couldn't listen on {}: {e}", shared.config.listen)))?;
-    let addr = listener.local_addr().map_err(|e| Failure::Usage(e.to_string()))?;
-    runtime.spawn(|_| {})?;
-    rt.spawn(async move {
-        modelgate_authority::listen::serve(listener, router(gw), listen_limits(), std::future::pending()).await
-    });
-    Ok((format!("http://{addr}"), shared))
+/// Serve `gw` on `listener` until `shutdown` resolves, with the gateway's
+/// limits (see [`listen_limits`]).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    gw: Gw,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    modelgate_authority::listen::serve(listener, router(gw), listen_limits(), shutdown)
+        .await
+        .map_err(Error::Serve)
 }
 
 /// The gateway's listener limits: a slow client is cut off after 10 s
@@ -1327,204 +1250,9 @@ pub(crate) fn spawn_in_process(
 /// response head may be long (an inference server's time to first token on
 /// a long prompt), so it is bounded at 10 minutes, not 30 s. Callers'
 /// connections are TCP_NODELAY (as nginx sets them), set by the listener.
-fn listen_limits() -> modelgate_authority::listen::Limits {
+pub fn listen_limits() -> modelgate_authority::listen::Limits {
     modelgate_authority::listen::Limits {
         request: Duration::from_secs(600),
         ..Default::default()
     }
-}
-
-/// The mock upstream inside this process, on `rt` (the demo); its URL.
-pub(crate) fn spawn_mock(rt: &tokio::runtime::Runtime) -> Result<String, Failure> {
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .map_err(|e| Failure::Usage(format!("couldn't listen: {e}")))?;
-    let addr = listener.local_addr().map_err(|e| Failure::Usage(e.to_string()))?;
-    let app = mock_router(Mock {
-        chunks: 8,
-        delay: Duration::from_millis(10),
-    });
-    rt.spawn(async move { axum::serve(listener, app).await });
-    Ok(format!("http://{addr}"))
-}
-
-fn mock_router(m: Mock) -> Router {
-    Router::new()
-        .route("/v1/chat/completions", post(mock_complete))
-        .route("/v1/completions", post(mock_complete))
-        .route("/v1/embeddings", post(mock_embeddings))
-        .route(
-            "/v1/models",
-            get(|| async { Json(json!({"object": "list", "data": [{"id": "mock", "object": "model"}]})) }),
-        )
-        .with_state(m)
-}
-
-#[derive(Args)]
-pub struct MockArgs {
-    /// Address to listen on (port 0 picks one; the address is printed).
-    #[arg(long, default_value = "127.0.0.1:0")]
-    listen: String,
-    /// Events in a streamed answer.
-    #[arg(long, default_value_t = 8)]
-    chunks: u32,
-    /// Pause between streamed events, in milliseconds.
-    #[arg(long, default_value_t = 50)]
-    chunk_delay_ms: u64,
-}
-
-#[derive(Clone)]
-struct Mock {
-    chunks: u32,
-    delay: Duration,
-}
-
-fn last_text(v: &Value) -> String {
-    if let Some(msgs) = v["messages"].as_array() {
-        return msgs
-            .last()
-            .and_then(|m| m["content"].as_str())
-            .unwrap_or_default()
-            .to_owned();
-    }
-    match &v["prompt"] {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-async fn mock_complete(State(m): State<Mock>, headers: HeaderMap, uri: Uri, Json(v): Json<Value>) -> Response {
-    let model = v["model"].as_str().unwrap_or("mock").to_owned();
-    let text = last_text(&v);
-    let prompt_tokens = text.split_whitespace().count() as u64;
-    let chat = uri.path().ends_with("/chat/completions");
-    let seen = headers
-        .get("traceparent")
-        .cloned()
-        .unwrap_or(HeaderValue::from_static(""));
-    let auth_seen = if headers.contains_key(header::AUTHORIZATION) {
-        "yes"
-    } else {
-        "no"
-    };
-    if v["stream"] == json!(true) {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-        let (chunks, delay) = (m.chunks, m.delay);
-        tokio::spawn(async move {
-            for i in 0..chunks {
-                let piece = format!("tok{i} ");
-                let ev = if chat {
-                    json!({"id": "mock", "object": "chat.completion.chunk", "model": model,
-                           "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]})
-                } else {
-                    json!({"id": "mock", "object": "text_completion", "model": model,
-                           "choices": [{"index": 0, "text": piece, "finish_reason": null}]})
-                };
-                if tx.send(Bytes::from(format!("data: {ev}\n\n"))).await.is_err() {
-                    return;
-                }
-                tokio::time::sleep(delay).await;
-            }
-            let last = json!({"id": "mock", "object": "chat.completion.chunk", "model": model, "choices": [],
-                              "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": chunks,
-                                        "total_tokens": prompt_tokens + u64::from(chunks)}});
-            let _ = tx.send(Bytes::from(format!("data: {last}\n\ndata: [DONE]\n\n"))).await;
-        });
-        return (
-            [
-                (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
-                (HeaderName::from_static("x-seen-traceparent"), seen),
-                (
-                    HeaderName::from_static("x-seen-authorization"),
-                    HeaderValue::from_static(auth_seen),
-                ),
-            ],
-            Body::new(ChannelBody(rx)),
-        )
-            .into_response();
-    }
-    let answer = format!("echo: {text}");
-    let body = if chat {
-        json!({"id": "mock", "object": "chat.completion", "created": 0, "model": model,
-               "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
-               "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 2, "total_tokens": prompt_tokens + 2}})
-    } else {
-        json!({"id": "mock", "object": "text_completion", "created": 0, "model": model,
-               "choices": [{"index": 0, "text": answer, "finish_reason": "stop"}],
-               "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 2, "total_tokens": prompt_tokens + 2}})
-    };
-    (
-        [
-            (HeaderName::from_static("x-seen-traceparent"), seen),
-            (
-                HeaderName::from_static("x-seen-authorization"),
-                HeaderValue::from_static(auth_seen),
-            ),
-        ],
-        Json(body),
-    )
-        .into_response()
-}
-
-/// A channel of chunks as a response body (frames as they are sent).
-struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
-
-impl http_body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::convert::Infallible>>> {
-        self.0.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b))))
-    }
-}
-
-async fn mock_embeddings(Json(v): Json<Value>) -> Response {
-    let inputs: Vec<String> = match &v["input"] {
-        Value::Array(a) => a.iter().map(|x| x.as_str().unwrap_or_default().to_owned()).collect(),
-        Value::String(s) => vec![s.clone()],
-        _ => vec![],
-    };
-    let data: Vec<Value> = inputs
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let h = Sha256::digest(s.as_bytes());
-            let emb: Vec<f64> = h.iter().take(8).map(|b| f64::from(*b) / 255.0).collect();
-            json!({"object": "embedding", "index": i, "embedding": emb})
-        })
-        .collect();
-    let tokens: usize = inputs.iter().map(|s| s.split_whitespace().count()).sum();
-    Json(json!({"object": "list", "data": data, "model": v["model"],
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
-    .into_response()
-}
-
-/// `modelgate mock-upstream`.
-pub fn mock_upstream(a: MockArgs) -> Result<(), Failure> {
-    use std::io::Write as _;
-    let m = Mock {
-        chunks: a.chunks,
-        delay: Duration::from_millis(a.chunk_delay_ms),
-    };
-    let app = mock_router(m);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Usage(format!("starting the async runtime: {e}")))?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&a.listen)
-            .await
-            .map_err(|e| Failure::Usage(format!("couldn't listen on {}: {e}", a.listen)))?;
-        let addr = listener.local_addr().map_err(|e| Failure::Usage(e.to_string()))?;
-        {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{}", json!({"listening": format!("http://{addr}")})).and_then(|()| out.flush());
-        }
-        axum::serve(listener, app)
-            .await
-            .map_err(|e| Failure::Usage(format!("serving: {e}")))
-    })
 }

@@ -17,216 +17,133 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use modelgate_governance::DecisionRequest;
+use modelgate_governance::{Check, Containment, DecisionRequest, EntryPayload as _, LifecycleStep, NodeAnchorEntry};
 use modelgate_node::config::NodeConfig;
 use modelgate_node::{ContainmentReason, View};
-use modelgate_store::{Auditor, LogStore, Nodes, Receipt, Sequencer, SequencerConfig, SqliteStore};
 use modelgate_tlog::SignerKey;
-use serde_json::{json, Value};
+use serde::Serialize;
 
-use crate::Failure;
-
-pub(crate) fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// HTTP to the authority: the sync's reads, entries and heartbeats, proofs.
-pub(crate) struct Http {
-    base: String,
-    agent: ureq::Agent,
-}
-
-impl modelgate_node::Fetch for Http {
-    fn get(&self, path: &str) -> Result<Vec<u8>, String> {
-        match self.get_any(path, 64 << 20)? {
-            (200, body) => Ok(body),
-            (status, _) => Err(format!("{}: HTTP {status}", self.url(path))),
-        }
-    }
-}
-
-impl Http {
-    pub(crate) fn new(base: &str) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            // The configured authority answers, or the sync fails: a
-            // redirect elsewhere is never followed.
-            .max_redirects(0)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
-        Self {
-            base: base.trim_end_matches('/').to_owned(),
-            agent,
-        }
-    }
-
-    pub(crate) fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn body(url: &str, mut r: ureq::http::Response<ureq::Body>, limit: u64) -> Result<(u16, Vec<u8>), String> {
-        let status = r.status().as_u16();
-        let body = r
-            .body_mut()
-            .with_config()
-            .limit(limit)
-            .read_to_vec()
-            .map_err(|e| format!("{url}: {e}"))?;
-        Ok((status, body))
-    }
-
-    /// GET `path`; the status and at most `limit` bytes of body, whatever the status.
-    pub(crate) fn get_any(&self, path: &str, limit: u64) -> Result<(u16, Vec<u8>), String> {
-        let url = self.url(path);
-        let r = self.agent.get(&url).call().map_err(|e| format!("{url}: {e}"))?;
-        Self::body(&url, r, limit)
-    }
-
-    /// POST `body`; returns the status and the response body.
-    pub(crate) fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
-        let url = self.url(path);
-        let r = self
-            .agent
-            .post(&url)
-            .header("Content-Type", content_type)
-            .send(body)
-            .map_err(|e| format!("{url}: {e}"))?;
-        Self::body(&url, r, 1 << 20)
-    }
-}
-
-/// The node's own lineage log: a group-commit writer and a read-only
-/// connection for audits and proofs.
-pub(crate) struct Lineage {
-    seq: Sequencer<SqliteStore>,
-    reader: Mutex<SqliteStore>,
-    auditor: Mutex<Auditor>,
-}
-
-impl Lineage {
-    fn open(path: &Path, key: &SignerKey) -> Result<Self, String> {
-        let store = SqliteStore::open(path).map_err(|e| e.to_string())?;
-        let log = modelgate_store::Log::open(store, key.clone()).map_err(|e| e.to_string())?;
-        let seq = Sequencer::start(log, SequencerConfig::default()).map_err(|e| e.to_string())?;
-        let reader = SqliteStore::open_read_only(path).map_err(|e| e.to_string())?;
-        let policy = modelgate_tlog::CheckpointPolicy::new(key.verifier(), vec![], 0).map_err(|e| e.to_string())?;
-        Ok(Self {
-            seq,
-            reader: Mutex::new(reader),
-            auditor: Mutex::new(Auditor::new(policy)),
-        })
-    }
-
-    /// Append and wait until durable.
-    pub(crate) fn append(&self, record: Vec<u8>) -> Result<Receipt, String> {
-        self.seq.submit(record).map_err(|e| e.to_string())
-    }
-
-    /// Append without waiting; `then` runs (on the writer thread) once the
-    /// record is durable or has failed. Returns an error if it could not even be queued.
-    pub(crate) fn append_then(
-        &self,
-        record: Vec<u8>,
-        then: impl FnOnce(Result<Receipt, String>) + Send + 'static,
-    ) -> Result<(), String> {
-        self.seq
-            .submit_with(record, move |r| then(r.map_err(|e| e.to_string())))
-            .map_err(|e| e.to_string())
-    }
-
-    /// Append; the future resolves once the record is durable.
-    pub(crate) fn append_async(
-        &self,
-        record: Vec<u8>,
-    ) -> impl std::future::Future<Output = Result<Receipt, String>> + Send + 'static {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let queued = self.append_then(record, move |r| {
-            let _ = tx.send(r);
-        });
-        async move {
-            queued?;
-            rx.await
-                .unwrap_or_else(|_| Err("the lineage writer exited mid-batch".into()))
-        }
-    }
-
-    /// Run `f` on the read-only connection, refreshed to the latest size.
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&SqliteStore) -> Result<T, String>) -> Result<T, String> {
-        let mut r = self
-            .reader
-            .lock()
-            .map_err(|_| "lineage reader lock poisoned".to_owned())?;
-        r.refresh_size().map_err(|e| e.to_string())?;
-        f(&r)
-    }
-
-    /// Extend the audit to the latest checkpoint; returns the audited size.
-    fn audit(&self) -> Result<u64, String> {
-        let mut a = self.auditor.lock().map_err(|_| "auditor lock poisoned".to_owned())?;
-        self.read(|r| a.advance(r).map_err(|e| e.to_string()))
-    }
-}
+use crate::authority::{AuthorityClient, HttpAuthority, Reads};
+use crate::clock::{Clock, SystemClock};
+use crate::lineage::{LineageError, LineageLog, StoreLineage};
+use crate::Error;
 
 /// A lineage checkpoint anchored in the governance log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Anchor {
+pub struct Anchor {
     /// Lineage log size anchored.
-    pub(crate) size: u64,
+    pub size: u64,
     /// Index of the node-anchor entry in the governance log.
-    pub(crate) index: u64,
+    pub index: u64,
+}
+
+/// Why a model is contained: the reason (§4), the check that failed (§3)
+/// and the lifecycle step it stopped at (§9; `None` when it was Serving).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Why {
+    /// The containment reason.
+    pub reason: ContainmentReason,
+    /// The check that failed.
+    pub check: Check,
+    /// The step the lifecycle stopped at.
+    pub step: Option<LifecycleStep>,
+    /// What exactly failed.
+    pub detail: String,
+}
+
+impl Why {
+    /// A failure outside a lifecycle run (a sync, an anchor, a decision
+    /// while Serving).
+    pub fn new(reason: ContainmentReason, check: Check, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            check,
+            step: None,
+            detail: detail.into(),
+        }
+    }
 }
 
 /// A model's state as the gateway sees it.
-#[derive(Clone, Debug)]
-pub(crate) enum ModelStatus {
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "state")]
+pub enum ModelStatus {
     /// Not yet through the lifecycle.
     Starting,
     /// Through all ten steps.
-    Serving { digest: String, basis: String },
+    Serving {
+        /// The model's root digest.
+        digest: String,
+        /// The approval or exception it serves under.
+        basis: String,
+    },
     /// Not serving, and why.
-    Contained { reason: ContainmentReason, detail: String },
+    Contained(Why),
 }
 
 impl ModelStatus {
     /// The state's name, as events, status, metrics and heartbeats show it.
-    pub(crate) fn name(&self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             ModelStatus::Starting => "Starting",
             ModelStatus::Serving { .. } => "Serving",
-            ModelStatus::Contained { .. } => "Contained",
+            ModelStatus::Contained(_) => "Contained",
         }
     }
 
-    pub(crate) fn json(&self) -> Value {
+    /// The lifecycle step the model is at: the first while Starting, the
+    /// last (all ten passed) while Serving, the one it stopped at when
+    /// Contained (the last passed, when it was contained while Serving).
+    pub fn step(&self) -> LifecycleStep {
         match self {
-            ModelStatus::Starting => json!({"state": self.name()}),
-            ModelStatus::Serving { digest, basis } => json!({"state": self.name(), "digest": digest, "basis": basis}),
-            ModelStatus::Contained { reason, detail } => {
-                json!({"state": self.name(), "reason": format!("{reason:?}"), "detail": detail})
-            }
+            ModelStatus::Starting => LifecycleStep::Initializing,
+            ModelStatus::Serving { .. } => LifecycleStep::AuditVerified,
+            ModelStatus::Contained(w) => w.step.unwrap_or(LifecycleStep::AuditVerified),
         }
+    }
+
+    /// As `/status`, heartbeats and `node status --json` show it.
+    pub fn json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_else(|_| serde_json::json!({"state": self.name()}));
+        v["lifecycle_step"] = serde_json::json!(self.step());
+        v["lifecycle_step_number"] = serde_json::json!(self.step().number());
+        v
     }
 }
 
 /// What the loop publishes after each pass.
-pub(crate) struct Snapshot {
-    pub(crate) time: u64,
-    pub(crate) view: Option<Arc<View>>,
-    pub(crate) models: BTreeMap<String, ModelStatus>,
+pub struct Snapshot {
+    /// When (the node's clock).
+    pub time: u64,
+    /// When, by the monotonic clock.
+    pub published: Instant,
+    /// The last successful sync, by the monotonic clock, and the view's age
+    /// then (seconds): how old the view is does not depend on a wall clock
+    /// that may jump back.
+    pub synced: Option<(Instant, u64)>,
+    /// The verified governance view it was made under.
+    pub view: Option<Arc<View>>,
+    /// Every configured model's state.
+    pub models: BTreeMap<String, ModelStatus>,
 }
 
 impl Snapshot {
     /// Why this snapshot no longer proves anything at `t`, if it does not:
     /// no view, a view older than `max` seconds, or a loop that has not
     /// published for `max` seconds (stalled on a hung authority, a stuck store).
-    pub(crate) fn stale(&self, max: u64, t: u64) -> Option<String> {
+    ///
+    /// Ages are measured twice, by the node's clock `t` and by the monotonic
+    /// clock, and the older one counts: a wall clock that jumps back must not
+    /// keep an old view fresh.
+    pub fn stale(&self, max: u64, t: u64) -> Option<String> {
         let Some(view) = &self.view else {
             return Some("no verified governance view".into());
         };
-        let (view_age, loop_age) = (t.saturating_sub(view.authority_time), t.saturating_sub(self.time));
+        let mono_view = self
+            .synced
+            .map_or(u64::MAX, |(at, age)| age.saturating_add(at.elapsed().as_secs()));
+        let view_age = t.saturating_sub(view.authority_time).max(mono_view);
+        let loop_age = t.saturating_sub(self.time).max(self.published.elapsed().as_secs());
         (view_age > max || loop_age > max).then(|| {
             format!(
                 "the governance view is {view_age} s old and the node last checked {loop_age} s ago (bound {max} s)"
@@ -236,41 +153,66 @@ impl Snapshot {
 }
 
 /// State shared between the loop and readers (gateway, exec).
-pub(crate) struct Shared {
-    pub(crate) config: NodeConfig,
-    pub(crate) snapshot: RwLock<Arc<Snapshot>>,
-    pub(crate) lineage: Result<Arc<Lineage>, String>,
-    pub(crate) anchors: Mutex<Vec<Anchor>>,
+pub struct Shared {
+    /// The node's configuration.
+    pub config: NodeConfig,
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// The lineage log, or why it is not open.
+    pub lineage: Result<Arc<dyn LineageLog>, LineageError>,
+    /// The lineage sizes anchored so far (for proofs).
+    pub anchors: Mutex<Vec<Anchor>>,
     /// Wakes the loop (and makes it re-verify the named models).
-    pub(crate) wake: Mutex<Sender<Wake>>,
+    wake: Mutex<Sender<Wake>>,
     /// Counters the gateway adds to heartbeats (requests, denials).
-    pub(crate) counters: Mutex<BTreeMap<String, u64>>,
+    counters: Mutex<BTreeMap<String, u64>>,
     /// File changes seen and re-verified, per model.
-    pub(crate) changes: Changes,
+    changes: Changes,
+    /// The authority (the gateway reads the governance half of proofs there).
+    pub authority: Arc<dyn AuthorityClient>,
+    /// The node's clock.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Shared {
-    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+    /// What the loop last published.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
         match self.snapshot.read() {
             Ok(s) => Arc::clone(&s),
             // A poisoned lock means the loop panicked: nothing is proven any more.
             Err(_) => Arc::new(Snapshot {
-                time: now(),
+                time: self.clock.now(),
+                published: Instant::now(),
+                synced: None,
                 view: None,
                 models: BTreeMap::new(),
             }),
         }
     }
 
+    /// Ask the loop for a pass now, re-verifying `model`.
+    pub fn wake(&self, model: &str) {
+        if let Ok(w) = self.wake.lock() {
+            let _ = w.send(Wake::Files(model.to_owned()));
+        }
+    }
+
+    /// Stop the loop (it finishes its pass first).
+    pub fn stop(&self) {
+        if let Ok(w) = self.wake.lock() {
+            let _ = w.send(Wake::Stop);
+        }
+    }
+
     /// Did the model's files change after its last verification?
-    pub(crate) fn unverified_change(&self, model: &str) -> bool {
+    pub fn unverified_change(&self, model: &str) -> bool {
         // A poisoned lock proves nothing: treat it as a change.
         self.changes
             .lock()
             .map_or(true, |c| c.get(model).is_some_and(|(seen, verified)| seen != verified))
     }
 
-    pub(crate) fn count(&self, name: &str) {
+    /// Count one `name` event for the next heartbeat (requests, denials by code).
+    pub fn count(&self, name: &str) {
         if let Ok(mut c) = self.counters.lock() {
             // Counted on every call: no allocation once the name is known.
             match c.get_mut(name) {
@@ -284,93 +226,156 @@ impl Shared {
 }
 
 /// Why the loop woke early.
-pub(crate) enum Wake {
+enum Wake {
     /// A model's files changed.
     Files(String),
     /// Stop the loop.
     Stop,
 }
 
-/// One state change, as printed by `node run`.
-#[derive(Clone, Debug)]
-pub(crate) struct Event {
-    pub(crate) time: u64,
-    pub(crate) model: String,
-    pub(crate) state: &'static str,
-    pub(crate) reason: Option<ContainmentReason>,
-    pub(crate) detail: String,
+/// One state change, as `node run` prints it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Event {
+    /// When (the node's clock).
+    pub time: u64,
+    /// The model.
+    pub model: String,
+    /// `Serving` or `Contained`.
+    pub state: &'static str,
+    /// For a containment: the reason.
+    pub reason: Option<ContainmentReason>,
+    /// For a containment: the check that failed.
+    pub check: Option<Check>,
+    /// For a containment: the lifecycle step it stopped at.
+    pub step: Option<LifecycleStep>,
+    /// What happened.
+    pub detail: String,
 }
 
 impl Event {
-    pub(crate) fn json(&self) -> Value {
-        json!({"time": self.time, "model": self.model, "state": self.state,
-               "reason": self.reason.map(|r| format!("{r:?}")), "detail": self.detail})
-    }
-
-    /// One JSON line on stdout, flushed (scripts and tests follow it live).
-    pub(crate) fn print(&self) {
-        use std::io::Write as _;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", self.json()).and_then(|()| out.flush());
+    /// As one JSON line.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_else(|_| serde_json::json!({"model": self.model, "state": self.state}))
     }
 }
 
 /// A contained model's lifecycle.
-pub(crate) type Contained = Box<modelgate_node::lifecycle::Lifecycle<modelgate_node::lifecycle::Contained>>;
+pub type Contained = Box<modelgate_node::lifecycle::Lifecycle<modelgate_node::lifecycle::Contained>>;
 
 /// A model that made it through all ten steps.
-pub(crate) struct ServingModel {
-    pub(crate) digest: String,
-    pub(crate) basis: String,
+pub struct ServingModel {
+    /// Its root digest.
+    pub digest: String,
+    /// The approval or exception it serves under.
+    pub basis: String,
 }
 
-/// A node's runtime pieces, set up from its configuration.
-pub(crate) struct Node {
-    pub(crate) c: NodeConfig,
+/// Why a contained lifecycle stopped.
+pub fn why(c: &Contained) -> Why {
+    let x = c.contained();
+    Why {
+        reason: x.reason,
+        check: x.check,
+        step: x.step,
+        detail: x.detail.clone(),
+    }
+}
+
+/// What a node is made of: its configuration and key, and the three seams
+/// (authority, lineage log, clock). [`Node::open`] builds the real ones
+/// from the configuration; tests pass their own.
+pub struct Parts {
+    /// The configuration.
+    pub config: NodeConfig,
+    /// The node's signing key (lineage checkpoints, anchors, reports).
+    pub key: SignerKey,
+    /// The pinned trust root (the governance log's entry 0).
+    pub pinned: Vec<u8>,
+    /// The authority.
+    pub authority: Arc<dyn AuthorityClient>,
+    /// The lineage log, or why it could not be opened.
+    pub lineage: Result<Arc<dyn LineageLog>, LineageError>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Parts {
+    /// The real parts, from the configuration file at `config`.
+    pub fn from_config(config: &Path) -> Result<Self, Error> {
+        let c = NodeConfig::load(config, std::env::vars())?;
+        let pinned = modelgate_node::files::read_limited(&c.trust_root, 1 << 20, "trust root")?;
+        let key_text = std::fs::read_to_string(&c.key).map_err(|e| modelgate_node::NodeError::io(&c.key, e))?;
+        let key = SignerKey::parse(key_text.trim()).map_err(|e| Error::Config(format!("{}: {e}", c.key.display())))?;
+        std::fs::create_dir_all(&c.data_dir).map_err(|e| modelgate_node::NodeError::io(&c.data_dir, e))?;
+        // A lineage log that cannot be opened is not a usage error: the node
+        // runs, and every model is contained (AuditDiscontinuity) until it can.
+        let lineage =
+            StoreLineage::open(&c.data_dir.join("lineage.db"), &key).map(|l| Arc::new(l) as Arc<dyn LineageLog>);
+        Ok(Self {
+            authority: Arc::new(HttpAuthority::new(&c.authority)),
+            config: c,
+            key,
+            pinned,
+            lineage,
+            clock: Arc::new(SystemClock),
+        })
+    }
+}
+
+/// A node's pieces, set up from its [`Parts`]: what `node status` uses
+/// for one pass, and the loop for every pass.
+pub struct Node {
+    /// The configuration.
+    pub c: NodeConfig,
     key: SignerKey,
     syncer: modelgate_node::sync::Syncer,
-    pub(crate) fetch: Http,
+    authority: Arc<dyn AuthorityClient>,
+    clock: Arc<dyn Clock>,
     trusted_path: PathBuf,
     /// What `trusted_path` holds, so an unchanged checkpoint is not rewritten.
     persisted: Option<modelgate_node::sync::Trusted>,
-    lineage: Result<Arc<Lineage>, String>,
+    lineage: Result<Arc<dyn LineageLog>, LineageError>,
     reports: modelgate_node::report::ReportSequence,
 }
 
 impl Node {
-    pub(crate) fn open(config: &Path) -> Result<Self, Failure> {
+    /// The node of the configuration file at `config`.
+    pub fn open(config: &Path) -> Result<Self, Error> {
+        Self::new(Parts::from_config(config)?)
+    }
+
+    /// A node from its parts.
+    pub fn new(p: Parts) -> Result<Self, Error> {
         use modelgate_node::sync::{Syncer, Trusted};
-        let usage = |m: String| Failure::Usage(m);
-        let c = NodeConfig::load(config, std::env::vars()).map_err(usage)?;
-        let pinned = crate::oms_cmd::read_limited(&c.trust_root, 1 << 20, "trust root")?;
-        let key_text =
-            std::fs::read_to_string(&c.key).map_err(|e| usage(format!("couldn't read {}: {e}", c.key.display())))?;
-        let key = SignerKey::parse(key_text.trim()).map_err(|e| usage(format!("{}: {e}", c.key.display())))?;
-        std::fs::create_dir_all(&c.data_dir)
-            .map_err(|e| usage(format!("couldn't create {}: {e}", c.data_dir.display())))?;
+        let c = p.config;
+        std::fs::create_dir_all(&c.data_dir).map_err(|e| modelgate_node::NodeError::io(&c.data_dir, e))?;
         let trusted_path = c.data_dir.join("trusted-checkpoint.json");
         let trusted: Option<Trusted> = match std::fs::read(&trusted_path) {
-            Ok(b) => Some(serde_json::from_slice(&b).map_err(|e| usage(format!("{}: {e}", trusted_path.display())))?),
+            Ok(b) => Some(
+                serde_json::from_slice(&b).map_err(|e| Error::Config(format!("{}: {e}", trusted_path.display())))?,
+            ),
             Err(_) => None,
         };
-        let fetch = Http::new(&c.authority);
         let persisted = trusted.clone();
-        let syncer = Syncer::new(&pinned, c.max_staleness_seconds, trusted).map_err(|e| usage(e.to_string()))?;
-        // A lineage log that cannot be opened is not a usage error: the node
-        // runs, and every model is contained (AuditDiscontinuity) until it can.
-        let lineage = Lineage::open(&c.data_dir.join("lineage.db"), &key).map(Arc::new);
-        let reports =
-            modelgate_node::report::ReportSequence::open(&c.data_dir.join("report-sequence")).map_err(usage)?;
+        let syncer = Syncer::new(&p.pinned, c.max_staleness_seconds, trusted)
+            .map_err(|e| Error::Config(format!("the pinned trust root: {e}")))?;
+        let reports = modelgate_node::report::ReportSequence::open(&c.data_dir.join("report-sequence"))?;
         Ok(Self {
             c,
-            key,
+            key: p.key,
             syncer,
-            fetch,
+            authority: p.authority,
+            clock: p.clock,
             trusted_path,
             persisted,
-            lineage,
+            lineage: p.lineage,
             reports,
         })
+    }
+
+    /// Now, by the node's clock.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
     }
 
     /// Sync; on success persist the trusted checkpoint before it is used.
@@ -379,12 +384,14 @@ impl Node {
     /// write is an fsync and a rename, and it used to be repeated on every pass
     /// (four a second) with nothing changed, each time a filesystem journal
     /// commit beside the lineage log's own fsyncs.
-    pub(crate) fn sync(&mut self, t: u64) -> Result<&View, modelgate_node::SyncError> {
-        let v = self.syncer.sync(&self.fetch, t)?;
+    pub fn sync(&mut self, t: u64) -> Result<&View, modelgate_node::SyncError> {
+        let v = self.syncer.sync(&Reads(&*self.authority), t)?;
         let trusted = v.trusted();
         if self.persisted.as_ref() != Some(&trusted) {
-            let bytes = serde_json::to_vec_pretty(&trusted).unwrap_or_default();
-            if crate::oms_cmd::write_atomic(&self.trusted_path, &bytes).is_err() {
+            let written = serde_json::to_vec_pretty(&trusted)
+                .map_err(|e| e.to_string())
+                .and_then(|b| modelgate_node::files::write_atomic(&self.trusted_path, &b).map_err(|e| e.to_string()));
+            if written.is_err() {
                 return Err(modelgate_node::SyncError {
                     reason: ContainmentReason::AuditDiscontinuity,
                     detail: format!("couldn't persist {}", self.trusted_path.display()),
@@ -399,7 +406,7 @@ impl Node {
     }
 
     /// All ten steps for one model; the lifecycle is recorded in the lineage log.
-    pub(crate) fn lifecycle(&self, name: &str, view: Option<&View>, t: u64) -> Result<ServingModel, Contained> {
+    pub fn lifecycle(&self, name: &str, view: Option<&View>, t: u64) -> Result<ServingModel, Contained> {
         use modelgate_node::lifecycle::{Lifecycle, ModelSpec};
         let m = &self.c.models[name];
         let spec = ModelSpec {
@@ -415,18 +422,18 @@ impl Node {
                 .inspect_coordination(view, t, self.c.max_staleness_seconds)?;
         let l = l.verify_integrity(t)?.verify_signature(v, t)?;
         let lineage = self.lineage.as_ref().map_err(Clone::clone);
-        let l = l.validate_telemetry(lineage.and_then(|g| g.read(|r| r.size().map_err(|e| e.to_string()))), t)?;
+        let l = l.validate_telemetry(lineage.and_then(|g| g.size()), t)?;
         let (l, digest, basis) = l.evaluate(v, t)?;
         let l = l.approve(t);
-        let steps: Vec<_> = l
-            .transitions()
-            .iter()
-            .map(|x| json!({"step": x.step, "time": x.time, "detail": x.detail}))
-            .collect();
-        let record =
-            serde_json::to_vec(&json!({"type": "lifecycle", "model": name, "digest": digest, "transitions": steps}))
-                .map_err(|e| format!("the lifecycle record could not be encoded: {e}"));
+        let record = LifecycleRecord {
+            kind: "lifecycle",
+            model: name,
+            digest: &digest,
+            transitions: l.transitions().iter().map(TransitionRecord::of).collect(),
+        };
         // A record that cannot be encoded is not persisted: the model is contained.
+        let record = serde_json::to_vec(&record)
+            .map_err(|e| LineageError::Write(format!("the lifecycle record could not be encoded: {e}")));
         let durable = match (&self.lineage, record) {
             (Ok(g), Ok(record)) => g.append(record).map(|r| r.index),
             (Err(e), _) => Err(e.clone()),
@@ -445,16 +452,33 @@ impl Node {
         })
     }
 
+    /// The lineage record of a lifecycle that stopped: the transitions up to
+    /// the step where it stopped, and why (best effort: the log may be the
+    /// thing that failed).
+    fn record_stopped(&self, name: &str, c: &Contained) {
+        let Ok(g) = &self.lineage else { return };
+        let x = c.contained();
+        let record = StoppedRecord {
+            kind: "lifecycle-stopped",
+            model: name,
+            reason: x.reason,
+            check: x.check,
+            step: x.step,
+            detail: &x.detail,
+            transitions: c.transitions().iter().map(TransitionRecord::of).collect(),
+        };
+        match serde_json::to_vec(&record) {
+            Ok(r) => {
+                let _ = g.append_then(r, Box::new(|_| {}));
+            }
+            Err(e) => tracing::error!(error = %e, "encoding a stopped lifecycle's lineage record"),
+        }
+    }
+
     /// A signed containment (or recovery) report for the authority, with the
     /// node's next report sequence; `None` when it cannot be numbered.
-    pub(crate) fn report_entry(
-        &self,
-        model_digest: Option<&str>,
-        reason: ContainmentReason,
-        detail: &str,
-        recovered: bool,
-        t: u64,
-    ) -> Option<Vec<u8>> {
+    fn report_entry(&self, model_digest: Option<&str>, why: &Why, recovered: bool, t: u64) -> Option<Vec<u8>> {
+        let reason = why.reason;
         let models: Vec<String> = model_digest.map(str::to_owned).into_iter().collect();
         let logged = self
             .syncer
@@ -469,18 +493,17 @@ impl Node {
                 return None;
             }
         };
-        modelgate_node::report::containment_report(
-            &self.key,
-            &self.c.node,
-            sequence,
-            &models,
+        let c = Containment {
+            models,
             reason,
-            detail,
+            check: why.check,
+            step: why.step,
+            detail: why.detail.clone(),
             recovered,
-            t,
-        )
-        .map_err(|e| tracing::warn!("not reporting {reason:?}: {e}"))
-        .ok()
+        };
+        modelgate_node::report::containment_report(&self.key, &self.c.node, sequence, c, t)
+            .map_err(|e| tracing::warn!("not reporting {reason:?}: {e}"))
+            .ok()
     }
 }
 
@@ -500,11 +523,59 @@ enum Outgoing {
     },
 }
 
+/// What became of an anchor the courier posted.
+#[derive(Debug)]
+enum Anchored {
+    /// In the log at this index.
+    Accepted(u64),
+    /// The authority refused it by a fold rule (its code).
+    Refused { rule: String, detail: String },
+    /// No verdict: the authority was unreachable, overloaded, or answered
+    /// something else; the anchor is tried again.
+    Failed(String),
+}
+
+/// An authority's refusal body: `{"error": {"code", "message"}}`.
+#[derive(serde::Deserialize)]
+struct RefusalBody {
+    error: RefusalDetail,
+}
+
+#[derive(serde::Deserialize)]
+struct RefusalDetail {
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(serde::Deserialize)]
+struct AcceptedBody {
+    index: u64,
+}
+
+fn anchored(answer: Result<(u16, Vec<u8>), modelgate_node::FetchError>) -> Anchored {
+    match answer {
+        Err(e) => Anchored::Failed(e.to_string()),
+        Ok((201, body)) => match serde_json::from_slice::<AcceptedBody>(&body) {
+            Ok(a) => Anchored::Accepted(a.index),
+            Err(e) => Anchored::Failed(format!("an acceptance without an index: {e}")),
+        },
+        Ok((422, body)) => match serde_json::from_slice::<RefusalBody>(&body) {
+            Ok(r) => Anchored::Refused {
+                rule: r.error.code,
+                detail: r.error.message,
+            },
+            Err(e) => Anchored::Failed(format!("HTTP 422 without a rule: {e}")),
+        },
+        Ok((status, _)) => Anchored::Failed(format!("HTTP {status}")),
+    }
+}
+
 /// The thread that posts [`Outgoing`] writes, in order, and the anchors'
-/// outcomes (lineage size, log index or the refusal).
+/// outcomes (lineage size, and what became of it).
 struct Courier {
     tx: mpsc::SyncSender<Outgoing>,
-    anchored: Receiver<(u64, Result<u64, String>)>,
+    anchored: Receiver<(u64, Anchored)>,
 }
 
 /// Writes that may wait for the courier before new ones are dropped
@@ -512,10 +583,9 @@ struct Courier {
 const COURIER_QUEUE: usize = 64;
 
 impl Courier {
-    fn start(authority: &str) -> Result<Self, Failure> {
+    fn start(http: Arc<dyn AuthorityClient>) -> Result<Self, Error> {
         let (tx, rx) = mpsc::sync_channel::<Outgoing>(COURIER_QUEUE);
-        let (done, anchored) = mpsc::channel();
-        let http = Http::new(authority);
+        let (done, anchored_rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("modelgate-courier".into())
             .spawn(move || {
@@ -532,17 +602,7 @@ impl Courier {
                             }
                         }
                         Outgoing::Anchor { entry, size } => {
-                            let r =
-                                http.post("/api/v1/entries", "application/json", &entry)
-                                    .and_then(|(status, body)| {
-                                        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                                        if status != 201 {
-                                            return Err(format!("HTTP {status}: {v}"));
-                                        }
-                                        v["index"]
-                                            .as_u64()
-                                            .ok_or_else(|| format!("no index in the answer: {v}"))
-                                    });
+                            let r = anchored(http.post("/api/v1/entries", "application/json", &entry));
                             if done.send((size, r)).is_err() {
                                 return;
                             }
@@ -550,8 +610,11 @@ impl Courier {
                     }
                 }
             })
-            .map_err(|e| Failure::Usage(format!("starting the courier thread: {e}")))?;
-        Ok(Self { tx, anchored })
+            .map_err(|e| Error::Start(format!("the courier thread: {e}")))?;
+        Ok(Self {
+            tx,
+            anchored: anchored_rx,
+        })
     }
 
     /// Queue `out`; false when the queue is full (the authority is slower
@@ -594,7 +657,7 @@ fn fingerprint(dir: &Path) -> Fingerprint {
 /// Per model: (changes seen by inotify, changes re-verified since). While the
 /// two differ the model's files changed after its last verification, and the
 /// gateway refuses it without waiting for the loop.
-pub(crate) type Changes = Arc<Mutex<BTreeMap<String, (u64, u64)>>>;
+type Changes = Arc<Mutex<BTreeMap<String, (u64, u64)>>>;
 
 fn watch(models: Vec<(String, PathBuf)>, wake: Sender<Wake>, changes: Changes) -> Result<(), String> {
     use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
@@ -668,17 +731,19 @@ fn watch(models: Vec<(String, PathBuf)>, wake: Sender<Wake>, changes: Changes) -
     Ok(())
 }
 
-/// The loop's state.
-pub(crate) struct Runtime {
+/// The node's loop and its state.
+pub struct Runtime {
     node: Node,
     shared: Arc<Shared>,
     rx: Receiver<Wake>,
     names: Vec<String>,
     /// Serving models: digest, basis, fingerprint.
     serving: BTreeMap<String, (String, String, Fingerprint)>,
-    /// Contained models: reason, detail, log size when contained, fingerprint.
-    contained: BTreeMap<String, (ContainmentReason, String, u64, Fingerprint)>,
+    /// Contained models: why, log size when contained, fingerprint.
+    contained: BTreeMap<String, (Why, u64, Fingerprint)>,
     view: Option<Arc<View>>,
+    /// The last successful sync (monotonic) and the view's age then.
+    synced: Option<(Instant, u64)>,
     dirty: BTreeSet<String>,
     anchor_problem: Option<String>,
     unanchored_since: Option<u64>,
@@ -690,13 +755,21 @@ pub(crate) struct Runtime {
     /// The serving check repeats the same decision every pass; it changes
     /// only with the state (the cache is keyed by the state digest).
     cache: modelgate_governance::DecisionCache,
-    pub(crate) interval: Duration,
+    interval: Duration,
 }
 
 impl Runtime {
-    /// Set up the node from its configuration and start watching its models.
-    pub(crate) fn open(config: &Path, interval: Duration) -> Result<Self, Failure> {
-        let node = Node::open(config)?;
+    /// Set up the node from its configuration file and start watching its models.
+    pub fn open(config: &Path, interval: Duration) -> Result<Self, Error> {
+        Self::new(Parts::from_config(config)?, interval)
+    }
+
+    /// Set up the node from its parts and start watching its models; the
+    /// loop runs a pass every `interval`, and at once on a file change.
+    pub fn new(parts: Parts, interval: Duration) -> Result<Self, Error> {
+        let authority = Arc::clone(&parts.authority);
+        let clock = Arc::clone(&parts.clock);
+        let node = Node::new(parts)?;
         let (tx, rx) = mpsc::channel();
         let names: Vec<String> = node.c.models.keys().cloned().collect();
         let models: Vec<(String, PathBuf)> = node.c.models.iter().map(|(n, m)| (n.clone(), m.dir.clone())).collect();
@@ -705,11 +778,13 @@ impl Runtime {
             tracing::warn!("{e}; model files are checked every {} ms instead", interval.as_millis());
         }
         let anchors = load_anchors(&node.c.data_dir.join("anchors.jsonl"));
-        let courier = Courier::start(&node.c.authority)?;
+        let courier = Courier::start(Arc::clone(&authority))?;
         let shared = Arc::new(Shared {
             config: node.c.clone(),
             snapshot: RwLock::new(Arc::new(Snapshot {
-                time: now(),
+                time: clock.now(),
+                published: Instant::now(),
+                synced: None,
                 view: None,
                 models: names.iter().map(|n| (n.clone(), ModelStatus::Starting)).collect(),
             })),
@@ -718,6 +793,8 @@ impl Runtime {
             wake: Mutex::new(tx),
             counters: Mutex::new(BTreeMap::new()),
             changes,
+            authority,
+            clock,
         });
         Ok(Self {
             node,
@@ -727,6 +804,7 @@ impl Runtime {
             serving: BTreeMap::new(),
             contained: BTreeMap::new(),
             view: None,
+            synced: None,
             dirty: BTreeSet::new(),
             anchor_problem: None,
             unanchored_since: None,
@@ -739,12 +817,13 @@ impl Runtime {
         })
     }
 
-    pub(crate) fn shared(&self) -> Arc<Shared> {
+    /// What the loop shares with readers.
+    pub fn shared(&self) -> Arc<Shared> {
         Arc::clone(&self.shared)
     }
 
     /// Run passes until stopped (`Wake::Stop`), handing each state change to `on_event`.
-    pub(crate) fn run(mut self, mut on_event: impl FnMut(&Event)) {
+    pub fn run(mut self, mut on_event: impl FnMut(&Event)) {
         loop {
             for e in self.step() {
                 on_event(&e);
@@ -756,14 +835,11 @@ impl Runtime {
     }
 
     /// [`Runtime::run`] on a thread of its own.
-    pub(crate) fn spawn(
-        self,
-        on_event: impl FnMut(&Event) + Send + 'static,
-    ) -> Result<std::thread::JoinHandle<()>, Failure> {
+    pub fn spawn(self, on_event: impl FnMut(&Event) + Send + 'static) -> Result<std::thread::JoinHandle<()>, Error> {
         std::thread::Builder::new()
             .name("modelgate-node-loop".into())
             .spawn(move || self.run(on_event))
-            .map_err(|e| Failure::Usage(format!("starting the node loop: {e}")))
+            .map_err(|e| Error::Start(format!("the node loop: {e}")))
     }
 
     /// Sleep until the interval passes or something wakes the loop.
@@ -792,36 +868,41 @@ impl Runtime {
 
     /// Tell the authority, through the courier (best effort: the containment
     /// itself never waits for it).
-    fn report(&self, model_digest: Option<&str>, reason: ContainmentReason, detail: &str, recovered: bool, t: u64) {
-        if let Some(entry) = self.node.report_entry(model_digest, reason, detail, recovered, t) {
+    fn report(&self, model_digest: Option<&str>, why: &Why, recovered: bool, t: u64) {
+        if let Some(entry) = self.node.report_entry(model_digest, why, recovered, t) {
             if !self.courier.send(Outgoing::Report(entry)) {
-                tracing::warn!("the authority is not keeping up; a {reason:?} report was dropped");
+                tracing::warn!("the authority is not keeping up; a {:?} report was dropped", why.reason);
             }
         }
     }
 
-    fn contain(&mut self, events: &mut Vec<Event>, name: &str, reason: ContainmentReason, detail: &str, t: u64) {
+    /// Contain `name`; an event and a report when its state or reason changed.
+    /// Returns whether it did change.
+    fn contain(&mut self, events: &mut Vec<Event>, name: &str, why: Why, t: u64) -> bool {
         let was = self.serving.remove(name).map(|(d, _, _)| d);
-        let known = self.contained.get(name).map(|x| x.0);
-        if was.is_some() || known != Some(reason) {
+        let known = self.contained.get(name).map(|x| (x.0.reason, x.0.check));
+        let changed = was.is_some() || known != Some((why.reason, why.check));
+        if changed {
             events.push(Event {
                 time: t,
                 model: name.to_owned(),
                 state: "Contained",
-                reason: Some(reason),
-                detail: detail.to_owned(),
+                reason: Some(why.reason),
+                check: Some(why.check),
+                step: why.step,
+                detail: why.detail.clone(),
             });
-            self.report(was.as_deref(), reason, detail, false, t);
+            self.report(was.as_deref(), &why, false, t);
         }
         let size = self.view.as_ref().map_or(0, |v| v.checkpoint.size);
         let fp = fingerprint(&self.node.c.models[name].dir);
-        self.contained
-            .insert(name.to_owned(), (reason, detail.to_owned(), size, fp));
+        self.contained.insert(name.to_owned(), (why, size, fp));
+        changed
     }
 
     /// One pass: sync, anchor, heartbeat, every model; then publish.
     fn step(&mut self) -> Vec<Event> {
-        let t = now();
+        let t = self.node.now();
         let mut events = Vec::new();
         let sync_failure = match self.node.sync(t) {
             Ok(v) => {
@@ -829,6 +910,7 @@ impl Runtime {
                     .view
                     .as_ref()
                     .is_some_and(|old| old.checkpoint == v.checkpoint && old.authority_time == v.authority_time);
+                self.synced = Some((Instant::now(), t.saturating_sub(v.authority_time)));
                 if !same {
                     self.view = Some(Arc::new(v.clone()));
                 }
@@ -836,13 +918,21 @@ impl Runtime {
             }
             Err(e) => {
                 let fatal = e.reason != ContainmentReason::SyncInterrupted;
-                let stale = self
-                    .view
-                    .as_ref()
-                    .is_none_or(|v| t.saturating_sub(v.authority_time) > self.node.c.max_staleness_seconds);
+                // By the wall clock and by the monotonic one: a clock set
+                // back must not keep the last view fresh while syncs fail.
+                let max = self.node.c.max_staleness_seconds;
+                let mono = self
+                    .synced
+                    .is_none_or(|(at, age)| age.saturating_add(at.elapsed().as_secs()) > max);
+                let stale = mono
+                    || self
+                        .view
+                        .as_ref()
+                        .is_none_or(|v| t.saturating_sub(v.authority_time) > max);
                 if fatal || stale {
                     self.view = None;
-                    Some((e.reason, e.detail))
+                    self.synced = None;
+                    Some(Why::new(e.reason, Check::of_reason(e.reason), e.detail))
                 } else {
                     None
                 }
@@ -850,12 +940,17 @@ impl Runtime {
         };
         self.anchor(t);
         for name in self.names.clone() {
-            if let Some((reason, detail)) = &sync_failure {
-                self.contain(&mut events, &name, *reason, detail, t);
+            if let Some(why) = &sync_failure {
+                self.contain(&mut events, &name, why.clone(), t);
                 continue;
             }
             if let Some(p) = self.anchor_problem.clone() {
-                self.contain(&mut events, &name, ContainmentReason::AuditDiscontinuity, &p, t);
+                let why = Why::new(
+                    ContainmentReason::AuditDiscontinuity,
+                    Check::ExecutionLineageContinuity,
+                    p,
+                );
+                self.contain(&mut events, &name, why, t);
                 continue;
             }
             let fp = fingerprint(&self.node.c.models[&name].dir);
@@ -880,25 +975,27 @@ impl Runtime {
                     .map(|v| cache.decide(&v.state, &req, t))
                     .filter(|d| !d.allow);
                 if let Some(d) = denied {
-                    let detail = format!("{:?}: {}", d.reasons, d.detail);
-                    self.contain(
-                        &mut events,
-                        &name,
+                    let check = d
+                        .reasons
+                        .first()
+                        .map_or(Check::ModelScopeContinuity, |r| Check::of_decision(*r));
+                    let why = Why::new(
                         ContainmentReason::UnverifiableTransition,
-                        &detail,
-                        t,
+                        check,
+                        format!("{:?}: {}", d.reasons, d.detail),
                     );
+                    self.contain(&mut events, &name, why, t);
                     continue;
                 }
                 if fp == old_fp && !dirty {
                     continue;
                 }
-            } else if let Some((reason, _, size, old_fp)) = self.contained.get(&name) {
+            } else if let Some((why, size, old_fp)) = self.contained.get(&name) {
                 // Contained: retry when the log or the files changed, or when
                 // the cause may pass by itself (the lineage store was busy or
                 // unwritable, the authority was away).
                 let transient = matches!(
-                    reason,
+                    why.reason,
                     ContainmentReason::AuditDiscontinuity | ContainmentReason::SyncInterrupted
                 );
                 if !transient
@@ -926,23 +1023,24 @@ impl Runtime {
                             model: name.clone(),
                             state: "Serving",
                             reason: None,
+                            check: None,
+                            step: None,
                             detail: format!("{} under {}", s.digest, s.basis),
                         });
-                        if self.contained.remove(&name).is_some() {
-                            self.report(
-                                Some(&s.digest),
-                                ContainmentReason::UnverifiableTransition,
-                                "recovered through the full lifecycle",
-                                true,
-                                t,
-                            );
+                        if let Some((was, _, _)) = self.contained.remove(&name) {
+                            let why = Why {
+                                detail: "recovered through the full lifecycle".into(),
+                                ..was
+                            };
+                            self.report(Some(&s.digest), &why, true, t);
                         }
                     }
                     self.serving.insert(name.clone(), (s.digest, s.basis, fp));
                 }
                 Err(c) => {
-                    let (reason, detail) = (c.contained().reason, c.contained().detail.clone());
-                    self.contain(&mut events, &name, reason, &detail, t);
+                    if self.contain(&mut events, &name, why(&c), t) {
+                        self.node.record_stopped(&name, &c);
+                    }
                 }
             }
         }
@@ -961,11 +1059,8 @@ impl Runtime {
                         digest: digest.clone(),
                         basis: basis.clone(),
                     }
-                } else if let Some((reason, detail, _, _)) = self.contained.get(n) {
-                    ModelStatus::Contained {
-                        reason: *reason,
-                        detail: detail.clone(),
-                    }
+                } else if let Some((why, _, _)) = self.contained.get(n) {
+                    ModelStatus::Contained(why.clone())
                 } else {
                     ModelStatus::Starting
                 };
@@ -974,6 +1069,8 @@ impl Runtime {
             .collect();
         let snap = Arc::new(Snapshot {
             time: t,
+            published: Instant::now(),
+            synced: self.synced,
             view: self.view.clone(),
             models,
         });
@@ -990,7 +1087,7 @@ impl Runtime {
         while let Ok((size, result)) = self.courier.anchored.try_recv() {
             self.anchor_in_flight = None;
             match result {
-                Ok(index) => {
+                Anchored::Accepted(index) => {
                     let a = Anchor { size, index };
                     if let Ok(mut list) = self.shared.anchors.lock() {
                         list.push(a);
@@ -1001,13 +1098,16 @@ impl Runtime {
                     self.unanchored_since = None;
                     self.anchor_problem = None;
                 }
-                Err(e) if e.contains("anchor-invalid") => {
+                Anchored::Refused { rule, detail } if rule == modelgate_governance::Rule::AnchorInvalid.code() => {
                     // The authority proved our log inconsistent with what we
                     // anchored before: no waiting for the bound.
-                    self.anchor_problem = Some(format!("the authority refused the lineage anchor: {e}"));
+                    self.anchor_problem = Some(format!("the authority refused the lineage anchor ({rule}): {detail}"));
                     return;
                 }
-                Err(e) => tracing::warn!("anchoring lineage size {size}: {e}"),
+                Anchored::Refused { rule, detail } => {
+                    tracing::warn!("anchoring lineage size {size}: refused ({rule}): {detail}")
+                }
+                Anchored::Failed(e) => tracing::warn!("anchoring lineage size {size}: {e}"),
             }
         }
         let Ok(lineage) = self.node.lineage.clone() else {
@@ -1017,7 +1117,7 @@ impl Runtime {
         let Some(view) = self.view.clone() else { return };
         let anchored = view.state.nodes.get(&self.node.c.node).and_then(|n| n.anchor.clone());
         let anchored_size = anchored.as_ref().map_or(0, |a| a.size);
-        let latest = lineage.read(|r| r.latest_checkpoint().map_err(|e| e.to_string()));
+        let latest = lineage.latest_checkpoint();
         let (size, note) = match latest {
             Ok(Some(x)) => x,
             Ok(None) => (0, Vec::new()),
@@ -1061,7 +1161,7 @@ impl Runtime {
             .is_none_or(|x| x.elapsed() >= Duration::from_secs(self.node.c.anchor_interval_seconds));
         if due && self.anchor_in_flight.is_none() {
             self.last_anchor_try = Some(Instant::now());
-            match self.anchor_entry(&lineage, anchored_size, size, &note) {
+            match self.anchor_entry(&*lineage, anchored_size, size, &note) {
                 Ok(entry) => {
                     if self.courier.send(Outgoing::Anchor { entry, size }) {
                         self.anchor_in_flight = Some(size);
@@ -1080,19 +1180,15 @@ impl Runtime {
 
     /// The signed anchor entry for lineage size `size`, with the consistency
     /// proof from the anchored size `from`.
-    fn anchor_entry(&self, lineage: &Lineage, from: u64, size: u64, note: &[u8]) -> Result<Vec<u8>, String> {
-        let proof = lineage.read(|r| {
-            if from == 0 {
-                Ok(vec![])
-            } else {
-                modelgate_tlog::consistency_proof(from, size, &Nodes(r)).map_err(|e| e.to_string())
-            }
-        })?;
-        let note = String::from_utf8(note.to_vec()).map_err(|e| e.to_string())?;
-        let p = json!({"type": "node-anchor", "version": 1, "node": self.node.c.node, "checkpoint": note,
-                       "consistency": proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>()});
-        let bytes = modelgate_governance::to_canonical(&p).map_err(|e| e.to_string())?;
-        modelgate_governance::Envelope::sign(&bytes, &[self.node.key.ed25519()]).map_err(|e| e.to_string())
+    fn anchor_entry(&self, lineage: &dyn LineageLog, from: u64, size: u64, note: &[u8]) -> Result<Vec<u8>, Error> {
+        let proof = if from == 0 {
+            vec![]
+        } else {
+            lineage.consistency_proof(from, size)?
+        };
+        let note = std::str::from_utf8(note).map_err(|e| Error::Lineage(LineageError::Read(e.to_string())))?;
+        let entry = NodeAnchorEntry::new(&self.node.c.node, note, proof.iter().map(|h| B64.encode(h)).collect());
+        Ok(entry.sign(&[self.node.key.ed25519()])?)
     }
 
     fn heartbeat(&mut self, t: u64) {
@@ -1105,15 +1201,11 @@ impl Runtime {
         self.last_heartbeat = Some(Instant::now());
         // What this pass published, so the authority sees what callers see.
         let snap = self.shared.snapshot();
-        let models: BTreeMap<&str, Value> = snap.models.iter().map(|(n, s)| (n.as_str(), s.json())).collect();
-        let lineage_size = self
-            .node
-            .lineage
-            .as_ref()
-            .ok()
-            .and_then(|g| g.read(|r| r.size().map_err(|e| e.to_string())).ok());
+        let models: BTreeMap<&str, serde_json::Value> =
+            snap.models.iter().map(|(n, s)| (n.as_str(), s.json())).collect();
+        let lineage_size = self.node.lineage.as_ref().ok().and_then(|g| g.size().ok());
         let counters = self.shared.counters.lock().map(|c| c.clone()).unwrap_or_default();
-        let summary = json!({
+        let summary = serde_json::json!({
             "models": models,
             "checkpoint_size": self.view.as_ref().map(|v| v.checkpoint.size),
             "staleness_seconds": self.view.as_ref().map(|v| t.saturating_sub(v.authority_time)),
@@ -1143,22 +1235,13 @@ fn load_anchors(path: &Path) -> Vec<Anchor> {
 fn append_anchor(path: &Path, a: &Anchor) -> std::io::Result<()> {
     use std::io::Write as _;
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-    f.write_all(format!("{}\n", json!(a)).as_bytes())?;
+    let line = serde_json::to_string(a).map_err(std::io::Error::other)?;
+    f.write_all(format!("{line}\n").as_bytes())?;
     f.sync_data()
 }
 
-/// Diagnostics to stderr (RUST_LOG overrides; warnings by default). The
-/// node's own events go to stdout as JSON lines.
-pub(crate) fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// Stop the loop on SIGTERM or SIGINT (a small signal thread).
-pub(crate) fn stop_on_signals(shared: &Arc<Shared>) {
+pub fn stop_on_signals(shared: &Arc<Shared>) {
     let s = Arc::clone(shared);
     let _ = std::thread::Builder::new()
         .name("modelgate-signals".into())
@@ -1177,8 +1260,48 @@ pub(crate) fn stop_on_signals(shared: &Arc<Shared>) {
                     _ = int.recv() => {}
                 }
             });
-            if let Ok(w) = s.wake.lock() {
-                let _ = w.send(Wake::Stop);
-            }
+            s.stop();
         });
+}
+
+/// One lifecycle transition, as lineage records list it.
+#[derive(Serialize)]
+struct TransitionRecord<'a> {
+    step: &'static str,
+    time: u64,
+    detail: &'a str,
+}
+
+impl<'a> TransitionRecord<'a> {
+    fn of(t: &'a modelgate_node::lifecycle::Transition) -> Self {
+        Self {
+            step: t.step,
+            time: t.time,
+            detail: &t.detail,
+        }
+    }
+}
+
+/// The lineage record of a lifecycle that reached Approved: written (and
+/// made durable) at Persisting.
+#[derive(Serialize)]
+struct LifecycleRecord<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    model: &'a str,
+    digest: &'a str,
+    transitions: Vec<TransitionRecord<'a>>,
+}
+
+/// The lineage record of a lifecycle that stopped, with the step it stopped at.
+#[derive(Serialize)]
+struct StoppedRecord<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    model: &'a str,
+    reason: ContainmentReason,
+    check: Check,
+    step: Option<LifecycleStep>,
+    detail: &'a str,
+    transitions: Vec<TransitionRecord<'a>>,
 }

@@ -36,6 +36,7 @@ pub(crate) mod semconv {
     pub const MODELGATE_PRINCIPAL: &str = "modelgate.principal";
     pub const MODELGATE_APPROVAL: &str = "modelgate.approval";
     pub const MODELGATE_OUTCOME: &str = "modelgate.outcome";
+    pub const MODELGATE_CHECK: &str = "modelgate.check";
 }
 
 /// OTLP/HTTP over ureq (blocking, on the exporter's own thread).

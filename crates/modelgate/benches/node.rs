@@ -309,7 +309,7 @@ fn main() {
     std::thread::sleep(Duration::from_millis(700));
     let log_size = get_size(&w.server.url);
     eprintln!("filled the log to {log_size} entries in {:.1?}", t.elapsed());
-    let (mock, upstream) = start_mock(&["--listen", "127.0.0.1:0"]);
+    let (mock, upstream) = start_mock(8, 50);
     let config = node_config(
         &w,
         &d.join("node-b"),

@@ -1,17 +1,14 @@
 //! `modelgate exec`: run an inference server only while its model is
-//! proven. The lifecycle runs first; the server starts as a child once the
-//! model is Serving, and is stopped (SIGTERM, then SIGKILL after a grace
-//! period) the moment the model is contained, after which `exec` exits 3
-//! with the reason. An orchestrator restarting `exec` restarts the whole
-//! lifecycle: recovery never skips a step.
+//! proven (see `modelgate_gateway::exec`); exit 3 with the reason when it
+//! is contained, the server's own code when it exits by itself.
 
 use std::path::PathBuf;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
+use modelgate_gateway::exec::{supervise, Ended, Supervised};
+use modelgate_gateway::Runtime;
 
-use crate::runtime::{ModelStatus, Runtime};
 use crate::Failure;
 
 #[derive(Args)]
@@ -34,97 +31,45 @@ pub struct ExecArgs {
     command: Vec<String>,
 }
 
-/// SIGTERM, wait up to `grace`, then SIGKILL. Returns how it ended.
-fn stop(child: &mut Child, grace: Duration) -> String {
-    let pid = rustix::process::Pid::from_raw(child.id() as i32);
-    if let Some(pid) = pid {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-    }
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        match child.try_wait() {
-            Ok(Some(s)) => return format!("the server stopped on SIGTERM ({s})"),
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(_) => break,
-        }
-    }
-    let _ = child.kill();
-    let s = child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-    format!(
-        "the server ignored SIGTERM for {} s and was killed ({s})",
-        grace.as_secs()
-    )
-}
-
 pub fn run(a: ExecArgs) -> Result<(), Failure> {
-    crate::runtime::init_logging();
+    crate::init_logging();
     let rt = Runtime::open(&a.config, Duration::from_millis(a.interval_ms.max(10)))?;
     let shared = rt.shared();
-    let Some(model) = shared.config.models.get(&a.model).cloned() else {
+    if !shared.config.models.contains_key(&a.model) {
         return Err(Failure::Usage(format!(
             "model {:?} is not in the configuration (it has: {})",
             a.model,
             shared.config.models.keys().cloned().collect::<Vec<_>>().join(", ")
         )));
-    };
-    crate::runtime::stop_on_signals(&shared);
-    // The loop runs on its own thread; this one watches its snapshot and also
-    // checks its age, which must not wait for the loop (a loop stalled on a
-    // hung authority). A file change is left to the loop's re-verification
-    // (inotify wakes it at once): stopping the server is final for `exec`,
-    // and a touched but unchanged file must not cost a restart.
+    }
+    modelgate_gateway::runtime::stop_on_signals(&shared);
     let looper = rt.spawn(|e| eprintln!("{}", e.json()))?;
-    let grace = Duration::from_secs(a.grace_seconds);
-    let mut child: Option<Child> = None;
-    loop {
-        std::thread::sleep(Duration::from_millis(20));
-        let snap = shared.snapshot();
-        let stale = snap.stale(shared.config.max_staleness_seconds, crate::runtime::now());
-        let state = match snap.models.get(&a.model) {
-            Some(ModelStatus::Serving { .. }) if stale.is_some() => Some((
-                modelgate_node::ContainmentReason::SyncInterrupted,
-                stale.unwrap_or_default(),
-            )),
-            Some(ModelStatus::Contained { reason, detail }) => Some((*reason, detail.clone())),
-            _ => None,
-        };
-        if let Some((reason, detail)) = state {
-            let how = child.as_mut().map(|c| stop(c, grace));
-            return Err(Failure::Contained(format!(
-                "{reason:?}: {detail}{}",
-                how.map(|h| format!("; {h}")).unwrap_or_default()
-            )));
+    let job = Supervised {
+        model: a.model.clone(),
+        command: a.command,
+        grace: Duration::from_secs(a.grace_seconds),
+    };
+    let ended = supervise(&shared, &job, &looper, |pid, digest| {
+        eprintln!(
+            "{}",
+            serde_json::json!({"model": a.model, "state": "Started", "pid": pid, "digest": digest})
+        );
+    })?;
+    match ended {
+        Ended::Contained { reason, check, detail } => {
+            Err(Failure::Contained(format!("{reason:?} ({check}): {detail}")))
         }
-        if let (Some(ModelStatus::Serving { digest, .. }), None) = (snap.models.get(&a.model), &child) {
-            let c = Command::new(&a.command[0])
-                .args(&a.command[1..])
-                .env("MODELGATE_MODEL_DIGEST", digest)
-                .env("MODELGATE_MODEL_DIR", &model.dir)
-                .spawn()
-                .map_err(|e| Failure::Usage(format!("couldn't start {}: {e}", a.command[0])))?;
-            eprintln!(
-                "{}",
-                serde_json::json!({"model": a.model, "state": "Started", "pid": c.id(), "digest": digest})
-            );
-            child = Some(c);
+        Ended::Exited(status) if status.success() => Ok(()),
+        Ended::Exited(status) => {
+            let code = status.code().map_or(1, |c| c.clamp(0, 255) as u8);
+            Err(Failure::Child(code.max(1), format!("the server exited: {status}")))
         }
-        if let Some(c) = child.as_mut() {
-            if let Ok(Some(status)) = c.try_wait() {
-                let code = status.code().map_or(1, |c| c.clamp(0, 255) as u8);
-                return if status.success() {
-                    Ok(())
-                } else {
-                    Err(Failure::Child(code.max(1), format!("the server exited: {status}")))
-                };
-            }
-        }
-        if looper.is_finished() {
-            let how = child.as_mut().map(|c| stop(c, grace));
+        Ended::Stopped { how } => {
             eprintln!(
                 "modelgate: stopping{}",
                 how.map(|h| format!(": {h}")).unwrap_or_default()
             );
-            return Ok(());
+            Ok(())
         }
     }
 }

@@ -15,7 +15,9 @@ use base64::Engine as _;
 use clap::Args;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::SigningKey;
-use modelgate_governance::{to_canonical, Envelope};
+use modelgate_governance::{
+    to_canonical, ApprovalEntry, EntryPayload, Envelope, ModelEntry, PolicySetEntry, RevocationEntry, RiskTier,
+};
 use serde_json::{json, Value};
 
 use crate::oms_cmd::read_limited;
@@ -48,16 +50,6 @@ pub struct Signing {
     out: Option<PathBuf>,
     #[command(flatten)]
     remote: Remote,
-}
-
-impl Remote {
-    /// A read-only remote (no token).
-    pub fn for_url(url: &str) -> Self {
-        Self {
-            authority: Some(url.to_owned()),
-            token: None,
-        }
-    }
 }
 
 fn agent() -> ureq::Agent {
@@ -148,10 +140,9 @@ pub fn load_key(path: &Path) -> Result<SigningKey, Failure> {
 }
 
 /// Sign `payload`, then write it to `--out` or submit it.
-pub fn finish(payload: &Value, s: &Signing) -> Result<(), Failure> {
+pub fn finish(payload: &impl EntryPayload, s: &Signing) -> Result<(), Failure> {
     let key = load_key(&s.key)?;
-    let bytes = to_canonical(payload).map_err(|e| usage(e.to_string()))?;
-    let entry = Envelope::sign(&bytes, &[&key]).map_err(|e| usage(e.to_string()))?;
+    let entry = payload.sign(&[&key]).map_err(|e| usage(e.to_string()))?;
     match &s.out {
         Some(out) => {
             crate::oms_cmd::write_new(out, &entry, 0o644, false)?;
@@ -218,8 +209,9 @@ pub fn approve(a: ApproveArgs) -> Result<(), Failure> {
         Some(t) => parse_time(t)?,
         None => parse_time("+0s")?,
     };
-    let p = json!({"type": "approval", "version": 1, "model": a.digest, "scopes": a.scopes, "valid_from": from,
-                   "valid_until": parse_time(&a.until)?, "risk_tier": a.tier, "ticket": a.ticket});
+    let tier: RiskTier = serde_json::from_value(json!(a.tier))
+        .map_err(|_| usage(format!("--tier {:?}: one of low, medium, high, critical", a.tier)))?;
+    let p = ApprovalEntry::new(&a.digest, a.scopes, from, parse_time(&a.until)?, tier, &a.ticket);
     finish(&p, &a.signing)
 }
 
@@ -238,10 +230,7 @@ pub struct RevokeArgs {
 }
 
 pub fn revoke(a: RevokeArgs) -> Result<(), Failure> {
-    finish(
-        &json!({"type": "revocation", "version": 1, "model": a.digest, "reason": a.reason, "ticket": a.ticket}),
-        &a.signing,
-    )
+    finish(&RevocationEntry::new(&a.digest, &a.reason, &a.ticket), &a.signing)
 }
 
 #[derive(Args)]
@@ -284,10 +273,7 @@ pub fn policy_publish(a: PolicyArgs) -> Result<(), Failure> {
             v["id"].as_str().unwrap_or_default().to_owned()
         }
     };
-    finish(
-        &json!({"type": "policy-set", "version": 2, "name": a.name, "policies": text, "replaces": replaces}),
-        &a.signing,
-    )
+    finish(&PolicySetEntry::new(&a.name, &text, &replaces), &a.signing)
 }
 
 #[derive(Args)]
@@ -318,8 +304,7 @@ pub fn register(a: RegisterArgs) -> Result<(), Failure> {
         }
     });
     let bundle = read_limited(&sig, modelgate_oms::BUNDLE_BYTES_MAX, "signature")?;
-    let p = json!({"type": "model", "version": 1, "model_name": a.name, "model_version": a.model_version, "bundle": B64.encode(bundle)});
-    finish(&p, &a.signing)
+    finish(&ModelEntry::new(&a.name, &a.model_version, &bundle), &a.signing)
 }
 
 #[derive(Args)]

@@ -11,8 +11,6 @@ use modelgate_node::proof::{verify_lineage_proof, ProofError, MAX_PROOF_BYTES};
 
 use crate::Failure;
 
-pub(crate) use modelgate_node::proof::PROOF_FORMAT;
-
 #[derive(Subcommand)]
 pub enum LineageCommand {
     /// Verify a lineage proof (the JSON a node serves at /lineage/ID) offline.

@@ -283,17 +283,10 @@ fn audit(a: AuditArgs) -> Result<(), Failure> {
         (None, Some(url)) => return remote_audit(url, a.trust_root.as_deref(), &policy),
         (None, None) => return Err(Failure::Usage("give STORE or --authority URL".into())),
     };
-    let store = modelgate_store::SqliteStore::open_read_only(&store_path).map_err(|e| match e {
-        modelgate_store::StoreError::Corrupt(_) => {
-            Failure::Invalid(format!("audit of {} failed: {e}", store_path.display()))
-        }
-        other => Failure::Usage(format!("opening {}: {other}", store_path.display())),
-    })?;
-    let r = modelgate_store::audit(&store, &policy).map_err(|e| match e {
-        modelgate_store::AuditError::Store(modelgate_store::StoreError::Io(m)) => {
-            Failure::Usage(format!("reading {}: {m}", store_path.display()))
-        }
-        other => Failure::Invalid(format!("audit of {} failed: {other}", store_path.display())),
+    use modelgate_authority::audit::{audit_store, StoreAuditError};
+    let r = audit_store(&store_path, &policy).map_err(|e| match e {
+        StoreAuditError::Unreadable(m) => Failure::Usage(m),
+        e @ StoreAuditError::Failed { .. } => Failure::Invalid(e.to_string()),
     })?;
     println!("store: intact");
     println!("entries: {}", r.entries);
@@ -306,75 +299,33 @@ fn audit(a: AuditArgs) -> Result<(), Failure> {
 /// Audit an authority over HTTP with nothing but its key (and the pinned
 /// trust root): every byte served is checked against the signed checkpoint.
 pub(crate) fn remote_audit(url: &str, pinned: Option<&Path>, policy: &CheckpointPolicy) -> Result<(), Failure> {
-    use modelgate_tlog::{decode_entry_bundle, encode_index, tile_data, MemoryTree, TileId};
-    let remote = crate::gov_cmd::Remote::for_url(url);
-    let bad = |m: String| Failure::Invalid(format!("audit of {url} failed: {m}"));
-    let note = crate::gov_cmd::get(&remote, "/log/checkpoint")?;
-    let cp = policy
-        .verify(&note)
-        .map_err(|e| bad(format!("checkpoint: {e}")))?
-        .checkpoint;
-    let size = cp.size;
-    let mut tree = MemoryTree::new();
-    let mut entries: Vec<Vec<u8>> = Vec::with_capacity(size as usize);
-    let bundles = size.div_ceil(256);
-    for n in 0..bundles {
-        let width = (size - n * 256).min(256) as u16;
-        let suffix = if width == 256 {
-            String::new()
-        } else {
-            format!(".p/{width}")
-        };
-        let path = format!("/log/tile/entries/{}{suffix}", encode_index(n));
-        let data = crate::gov_cmd::get(&remote, &path)?;
-        let got = decode_entry_bundle(&data, width).map_err(|e| bad(format!("{path}: {e}")))?;
-        for e in got {
-            tree.append(leaf_hash(e));
-            entries.push(e.to_vec());
-        }
-        if bundles > 20 && n % (bundles / 20).max(1) == 0 {
-            eprint!("\rentries: {}/{size}", entries.len());
-        }
-    }
-    if bundles > 20 {
-        eprintln!();
-    }
-    if tree.root() != cp.root {
-        return Err(bad(format!(
-            "the {size} entries served do not hash to the checkpoint's root"
-        )));
-    }
-    for t in TileId::all_for_size(size) {
-        let path = format!("/log/{}", t.path());
-        let served = crate::gov_cmd::get(&remote, &path)?;
-        let want = tile_data(t, &tree).map_err(|e| bad(e.to_string()))?;
-        if served != want {
-            return Err(bad(format!("{path} differs from the tile recomputed from the entries")));
-        }
-    }
-    let first = entries.first().ok_or_else(|| bad("the log is empty".into()))?;
-    if let Some(p) = pinned {
-        let pinned = read_limited(p, 1 << 20, "trust root")?;
-        if &pinned != first {
-            return Err(bad(format!("entry 0 is not the trust root pinned in {}", p.display())));
-        }
-    }
-    let state = modelgate_governance::fold(first, entries.iter().map(Vec::as_slice))
-        .map_err(|e| bad(format!("the log does not fold: {e}")))?;
-    let digest = hex(&state.digest());
-    let published: serde_json::Value =
-        serde_json::from_slice(&crate::gov_cmd::get(&remote, &format!("/api/v1/state?size={size}"))?)
-            .map_err(|e| bad(format!("state summary: {e}")))?;
-    if published["digest"].as_str() != Some(digest.as_str()) {
-        return Err(bad(format!(
-            "state digest at size {size}: refolded {digest}, published {}",
-            published["digest"]
-        )));
-    }
+    use modelgate_node::audit::{remote_audit, RemoteAuditError};
+    let pinned_bytes = pinned.map(|p| read_limited(p, 1 << 20, "trust root")).transpose()?;
+    let client = modelgate_gateway::HttpAuthority::new(url);
+    let mut shown = 0;
+    let r = remote_audit(
+        &modelgate_gateway::authority::Reads(&client),
+        pinned_bytes.as_deref(),
+        policy,
+        |n, size| {
+            if size > 5_120 && (n == size || n >= shown + size / 20) {
+                shown = n;
+                eprint!("\rentries: {n}/{size}{}", if n == size { "\n" } else { "" });
+            }
+        },
+    )
+    .map_err(|e| match e {
+        RemoteAuditError::Fetch(e) => Failure::Usage(format!("couldn't read the authority: {e}")),
+        RemoteAuditError::NotPinned => Failure::Invalid(format!(
+            "audit of {url} failed: entry 0 is not the trust root pinned in {}",
+            pinned.map_or_else(String::new, |p| p.display().to_string())
+        )),
+        RemoteAuditError::Invalid(m) => Failure::Invalid(format!("audit of {url} failed: {m}")),
+    })?;
     println!("authority: consistent");
-    println!("entries: {size}");
-    println!("root: {}", hex(&cp.root));
-    println!("state digest: {digest}");
+    println!("entries: {}", r.size);
+    println!("root: {}", r.root);
+    println!("state digest: {}", r.state_digest);
     if pinned.is_none() {
         println!("note: entry 0 was not compared with a pinned trust root (give --trust-root FILE)");
     }

@@ -7,18 +7,13 @@
 #![forbid(unsafe_code)]
 
 mod authority_cmd;
-mod demo;
-mod demo_governance;
 mod exec_cmd;
-mod gateway;
 mod gov_cmd;
 mod lineage_cmd;
 mod log_cmd;
 mod node_cmd;
 mod oms_cmd;
 mod progress;
-mod runtime;
-mod telemetry;
 
 use std::process::ExitCode;
 
@@ -132,9 +127,6 @@ enum Command {
     },
     /// Run the end-to-end demonstration on this machine (no service needed).
     Demo,
-    /// A deterministic OpenAI-compatible inference server, for tests and benchmarks.
-    #[command(hide = true)]
-    MockUpstream(gateway::MockArgs),
 }
 
 #[derive(Subcommand)]
@@ -168,6 +160,35 @@ pub(crate) enum Failure {
     Contained(String),
     /// `exec`: the server exited by itself; pass its exit code on.
     Child(u8, String),
+}
+
+impl From<modelgate_gateway::Error> for Failure {
+    fn from(e: modelgate_gateway::Error) -> Self {
+        Failure::Usage(e.to_string())
+    }
+}
+
+impl From<modelgate_node::NodeError> for Failure {
+    fn from(e: modelgate_node::NodeError) -> Self {
+        Failure::Usage(e.to_string())
+    }
+}
+
+/// Diagnostics to stderr (RUST_LOG overrides; warnings by default). The
+/// node's own events go to stdout as JSON lines.
+pub(crate) fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// One JSON line on stdout, flushed (scripts and tests follow it live).
+pub(crate) fn print_line(v: &serde_json::Value) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}").and_then(|()| out.flush());
 }
 
 impl From<modelgate_oms::Error> for Failure {
@@ -218,8 +239,10 @@ fn main() -> ExitCode {
         Command::Submit(a) => gov_cmd::submit(a),
         Command::Exec(a) => exec_cmd::run(a),
         Command::Lineage { command } => lineage_cmd::run(command),
-        Command::Demo => demo::run(),
-        Command::MockUpstream(a) => gateway::mock_upstream(a),
+        Command::Demo => modelgate_demo::run(&mut |line| println!("{line}")).map_err(|e| match e {
+            modelgate_demo::Failure::Failed(m) => Failure::Invalid(m),
+            modelgate_demo::Failure::Setup(m) => Failure::Usage(m),
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

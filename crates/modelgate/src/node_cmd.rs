@@ -29,7 +29,17 @@ pub enum NodeCommand {
     Run(RunArgs),
     /// Run the node as a governed gateway in front of an OpenAI-compatible
     /// inference server (`listen` and `upstream` in the configuration).
-    Serve(crate::gateway::ServeArgs),
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The node's configuration file (`listen`, `upstream`, `[callers.*]`).
+    #[arg(long, value_name = "FILE", env = "MODELGATE_NODE_CONFIG")]
+    config: PathBuf,
+    /// How often to sync and re-check, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 250)]
+    interval_ms: u64,
 }
 
 #[derive(Args)]
@@ -58,18 +68,18 @@ pub fn run(cmd: NodeCommand) -> Result<(), Failure> {
         NodeCommand::Init(a) => init(a),
         NodeCommand::Status(a) => status(a),
         NodeCommand::Run(a) => run_node(a),
-        NodeCommand::Serve(a) => crate::gateway::serve(a),
+        NodeCommand::Serve(a) => serve(a),
         NodeCommand::Enroll(a) => {
             let key = modelgate_tlog::VerifierKey::parse(&a.node_key)
                 .map_err(|e| Failure::Usage(format!("--node-key: {e}")))?;
-            let p = json!({"type": "node-enrollment", "version": 1, "node": a.node, "key": key.to_string(), "scopes": a.scopes});
+            let p = modelgate_governance::NodeEnrollmentEntry::new(&a.node, &key.to_string(), a.scopes);
             crate::gov_cmd::finish(&p, &a.signing)
         }
     }
 }
 
 fn init(a: InitArgs) -> Result<(), Failure> {
-    let config = NodeConfig::load(&a.config, std::env::vars()).map_err(Failure::Usage)?;
+    let config = NodeConfig::load(&a.config, std::env::vars())?;
     let name = format!("{}/lineage", config.node);
     let mut seed = [0u8; 32];
     rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut seed)
@@ -111,28 +121,34 @@ pub struct StatusArgs {
     json: bool,
 }
 
-use crate::runtime::{now, Event, Node, Runtime};
+use modelgate_gateway::{ModelStatus, Node, Runtime};
 
 /// Sync once, then take every configured model through the lifecycle and
 /// report where each one stands.
 pub fn status(a: StatusArgs) -> Result<(), Failure> {
     let mut node = Node::open(&a.config)?;
-    let t = now();
+    let t = node.now();
     let sync = node.sync(t).cloned();
     let view = sync.as_ref().ok();
     let names: Vec<String> = node.c.models.keys().cloned().collect();
     let mut models = Vec::new();
     for name in &names {
-        models.push(match node.lifecycle(name, view, t) {
-            Ok(s) => json!({"model": name, "state": "Serving", "digest": s.digest, "basis": s.basis}),
-            Err(c) => json!({"model": name, "state": "Contained", "reason": format!("{:?}", c.contained().reason), "detail": c.contained().detail}),
-        });
+        let s = match node.lifecycle(name, view, t) {
+            Ok(s) => ModelStatus::Serving {
+                digest: s.digest,
+                basis: s.basis,
+            },
+            Err(c) => ModelStatus::Contained(modelgate_gateway::runtime::why(&c)),
+        };
+        let mut v = s.json();
+        v["model"] = json!(name);
+        models.push(v);
     }
     let report = json!({
         "node": node.c.node,
         "sync": match &sync {
             Ok(v) => json!({"ok": true, "size": v.checkpoint.size, "staleness_seconds": t.saturating_sub(v.authority_time)}),
-            Err(e) => json!({"ok": false, "reason": format!("{:?}", e.reason), "detail": e.detail}),
+            Err(e) => json!({"ok": false, "reason": e.reason, "check": modelgate_governance::Check::of_reason(e.reason), "detail": e.detail}),
         },
         "models": models,
     });
@@ -151,13 +167,16 @@ pub fn status(a: StatusArgs) -> Result<(), Failure> {
             let name = m["model"].as_str().unwrap_or("?");
             match m["state"].as_str() {
                 Some("Serving") => println!(
-                    "{name}: Serving {} under {}",
+                    "{name}: Serving {} under {} (all ten lifecycle steps)",
                     m["digest"].as_str().unwrap_or("?"),
                     m["basis"].as_str().unwrap_or("?")
                 ),
                 _ => println!(
-                    "{name}: Contained {}: {}",
+                    "{name}: Contained {} (check {}) at step {} {}: {}",
                     m["reason"].as_str().unwrap_or("?"),
+                    m["check"].as_str().unwrap_or("?"),
+                    m["lifecycle_step_number"],
+                    m["lifecycle_step"].as_str().unwrap_or("?"),
                     m["detail"].as_str().unwrap_or("")
                 ),
             }
@@ -192,9 +211,52 @@ pub struct RunArgs {
 /// state change on stdout; containments are also reported to the authority.
 pub fn run_node(a: RunArgs) -> Result<(), Failure> {
     crate::return_freed_memory_promptly();
-    crate::runtime::init_logging();
+    crate::init_logging();
     let rt = Runtime::open(&a.config, std::time::Duration::from_millis(a.interval_ms.max(10)))?;
-    crate::runtime::stop_on_signals(&rt.shared());
-    rt.run(Event::print);
+    modelgate_gateway::runtime::stop_on_signals(&rt.shared());
+    rt.run(|e| crate::print_line(&e.json()));
     Ok(())
+}
+
+/// `modelgate node serve`: the node loop on its thread, the gateway on a
+/// tokio runtime, until SIGTERM or SIGINT.
+pub fn serve(a: ServeArgs) -> Result<(), Failure> {
+    use std::time::Duration;
+    crate::return_freed_memory_promptly();
+    crate::init_logging();
+    let rt = Runtime::open(&a.config, Duration::from_millis(a.interval_ms.max(10)))?;
+    let shared = rt.shared();
+    let gw = std::sync::Arc::new(modelgate_gateway::gateway::gateway(std::sync::Arc::clone(&shared))?);
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // Proof requests read the lineage store on blocking threads; a bounded pool bounds memory.
+        .max_blocking_threads(8)
+        .build()
+        .map_err(|e| Failure::Usage(format!("starting the async runtime: {e}")))?;
+    let listener = tokio_rt
+        .block_on(tokio::net::TcpListener::bind(&shared.config.listen))
+        .map_err(|e| Failure::Usage(format!("couldn't listen on {}: {e}", shared.config.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Failure::Usage(format!("listening address: {e}")))?;
+    crate::print_line(&json!({"listening": format!("http://{addr}")}));
+    let looper = rt.spawn(|e| crate::print_line(&e.json()))?;
+    let served = tokio_rt.block_on(modelgate_gateway::gateway::serve(
+        listener,
+        std::sync::Arc::clone(&gw),
+        async {
+            use tokio::signal::unix::{signal, SignalKind};
+            if let (Ok(mut t), Ok(mut i)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+                tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} }
+            } else {
+                std::future::pending::<()>().await;
+            }
+        },
+    ));
+    shared.stop();
+    let _ = looper.join();
+    // Give in-flight completion records their batch.
+    tokio_rt.shutdown_timeout(Duration::from_secs(2));
+    gw.shutdown();
+    Ok(served?)
 }

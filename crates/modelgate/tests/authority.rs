@@ -485,21 +485,22 @@ fn a_node_is_initialised_from_its_config_and_enrolled_by_a_node_admin() {
     // The node reports a containment, authenticated by its key alone (no token).
     let node_key =
         modelgate_tlog::SignerKey::parse(std::fs::read_to_string(d.join("node.skey")).unwrap().trim()).unwrap();
-    let report = modelgate_node::report::containment_report(
-        &node_key,
-        "node-1",
-        1,
-        std::slice::from_ref(&w.digest),
-        modelgate_node::ContainmentReason::UnauthorizedModification,
-        "weights.bin changed",
-        false,
-        1_800_000_000,
-    )
-    .unwrap();
+    let containment = modelgate_governance::Containment {
+        models: vec![w.digest.clone()],
+        reason: modelgate_node::ContainmentReason::UnauthorizedModification,
+        check: modelgate_governance::Check::RuntimeIntegrityVerification,
+        step: Some(modelgate_governance::LifecycleStep::IntegrityVerification),
+        detail: "weights.bin changed".into(),
+        recovered: false,
+    };
+    let report =
+        modelgate_node::report::containment_report(&node_key, "node-1", 1, containment, 1_800_000_000).unwrap();
     let (status, v) = post(url, None, &report);
     assert_eq!(status, 201, "{v}");
     let nodes = get_json(&format!("{url}/api/v1/nodes"));
     assert_eq!(nodes[0]["last_report"]["reason"], "UnauthorizedModification");
+    assert_eq!(nodes[0]["last_report"]["check"], "RuntimeIntegrityVerification");
+    assert_eq!(nodes[0]["last_report"]["step"], "IntegrityVerification");
     // Anyone can read it back from the log; posting it again is a replay.
     let (status, v) = post(url, None, &report);
     assert_eq!((status, v["error"]["code"].as_str()), (422, Some("replay")), "{v}");
@@ -510,10 +511,14 @@ fn a_node_is_initialised_from_its_config_and_enrolled_by_a_node_admin() {
         &impostor,
         "node-1",
         2,
-        &[],
-        modelgate_node::ContainmentReason::SyncInterrupted,
-        "",
-        true,
+        modelgate_governance::Containment {
+            models: vec![],
+            reason: modelgate_node::ContainmentReason::SyncInterrupted,
+            check: modelgate_governance::Check::GovernancePolicySynchronization,
+            step: None,
+            detail: String::new(),
+            recovered: true,
+        },
         1,
     )
     .unwrap();

@@ -129,11 +129,11 @@ struct Gateway {
     url: String,
     events: std::sync::mpsc::Receiver<Value>,
     _node: Killed,
-    mock: Killed,
+    mock: modelgate_testkit::MockServer,
 }
 
 fn start_gateway(config: &std::path::Path) -> Gateway {
-    let (mock, upstream) = start_mock(&["--chunks", "8", "--chunk-delay-ms", "60"]);
+    let (mock, upstream) = start_mock(8, 60);
     let mut node = Command::new(env!("CARGO_BIN_EXE_modelgate"))
         .args(["node", "serve", "--config", s(config), "--interval-ms", "100"])
         .env("MODELGATE_NODE_UPSTREAM", &upstream)
@@ -304,24 +304,52 @@ fn the_gateway_governs_records_and_proves_every_call() {
     // Denied: no token (401), a scope the caller may not use (403), an unknown
     // model (404), and a scope the caller may use but no approval covers (the
     // decision's own code).
-    for (token, scope, body, want) in [
-        (None, None, chat(false), (401, "invalid_api_key")),
-        (Some(TOKEN), Some("prod/other"), chat(false), (403, "ScopeNotPermitted")),
+    // Each names the EG-MODEL-001 check that failed, and the lineage record
+    // written for it.
+    for (token, scope, body, want, check) in [
+        (
+            None,
+            None,
+            chat(false),
+            (401, "invalid_api_key"),
+            "ModelScopeContinuity",
+        ),
+        (
+            Some(TOKEN),
+            Some("prod/other"),
+            chat(false),
+            (403, "ScopeNotPermitted"),
+            "ModelScopeContinuity",
+        ),
         (
             Some(TOKEN),
             None,
             json!({"model": "nope", "messages": []}),
             (404, "model_not_found"),
+            "ModelRuntimeContinuity",
         ),
         (
             Some(TOKEN),
             Some("prod/risk/review"),
             chat(false),
             (403, "ScopeNotApproved"),
+            "ModelScopeContinuity",
         ),
     ] {
-        let (st, _, b) = call(&g.url, token, scope, &body);
+        let (st, h, b) = call(&g.url, token, scope, &body);
         assert_eq!((st, b["error"]["code"].as_str()), (want.0, Some(want.1)), "{b}");
+        assert_eq!(b["error"]["check"], check, "{b}");
+        assert_eq!(h["x-modelgate-check"], check);
+        let id = h["x-modelgate-lineage-id"].to_str().unwrap();
+        let rec = get_json(&format!("{}/lineage/{id}", g.url));
+        assert_eq!(
+            (
+                rec["records"][0]["record"]["type"].as_str(),
+                rec["records"][0]["record"]["check"].as_str()
+            ),
+            (Some("denial"), Some(check)),
+            "{rec}"
+        );
     }
 
     // Streaming passes through incrementally: the first event arrives long before the last.
@@ -465,15 +493,16 @@ fn the_gateway_governs_records_and_proves_every_call() {
         .read_to_string()
         .unwrap();
     assert!(
-        m.contains("modelgate_gateway_denials_total{reason=\"invalid_api_key\"} 1"),
+        m.contains("modelgate_gateway_denials_total{reason=\"invalid_api_key\",check=\"ModelScopeContinuity\"} 1"),
         "{m}"
     );
     assert!(
-        m.contains("modelgate_gateway_denials_total{reason=\"ScopeNotApproved\"} 1"),
+        m.contains("modelgate_gateway_denials_total{reason=\"ScopeNotApproved\",check=\"ModelScopeContinuity\"} 1"),
         "{m}"
     );
     assert!(
-        m.contains("modelgate_model_state{model=\"credit\",state=\"Serving\""),
+        m.contains("modelgate_model_state{model=\"credit\",state=\"Serving\"")
+            && m.contains("modelgate_model_lifecycle_step{model=\"credit\",step=\"AuditVerified\"} 10"),
         "{m}"
     );
     // Where a call's time goes: every allowed call so far was recorded, forwarded and
@@ -588,8 +617,7 @@ fn the_gateway_contains_when_the_authority_is_gone_past_max_staleness() {
     assert_eq!(ok_again, 200);
 
     // The inference server gone: 502, and the call's completion record says why.
-    let _ = g.mock.0.kill();
-    let _ = g.mock.0.wait();
+    g.mock.stop();
     let (st, h, b) = call(&g.url, Some(TOKEN), None, &chat(false));
     assert_eq!(
         (st, b["error"]["code"].as_str()),

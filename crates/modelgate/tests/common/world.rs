@@ -252,24 +252,16 @@ impl Drop for Killed {
     }
 }
 
-/// `modelgate mock-upstream ARGS…` on a free port: the process and its URL.
-pub fn start_mock(args: &[&str]) -> (Killed, String) {
-    use std::io::BufRead as _;
-    let mut mock = std::process::Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .arg("mock-upstream")
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(mock.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = serde_json::from_str::<Value>(&line).unwrap()["listening"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (Killed(mock), url)
+/// The test-support mock upstream on a free port, streaming `chunks`
+/// events `delay_ms` apart: the server (stopped when dropped) and its URL.
+pub fn start_mock(chunks: u32, delay_ms: u64) -> (modelgate_testkit::MockServer, String) {
+    let m = modelgate_testkit::MockServer::start(modelgate_testkit::Mock {
+        chunks,
+        delay: std::time::Duration::from_millis(delay_ms),
+    })
+    .unwrap();
+    let url = m.url().to_owned();
+    (m, url)
 }
 
 /// A node configuration's `[callers.NAME]` table for bearer `token` (only
