@@ -25,38 +25,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 
+use crate::api_error::ApiError;
 use crate::service::{now, summary_json, Authority, NotQueued, Outcome, WriterTrouble};
 
 type Shared = Arc<Authority>;
-
-/// A JSON error response.
-pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({"error": {"code": code, "message": message.into()}})),
-    )
-        .into_response()
-}
-
-/// A 500: the detail goes to the authority's log, never to the client (it
-/// may name paths, SQL or internal state); the client gets the code.
-fn internal(code: &str, detail: impl std::fmt::Display) -> Response {
-    tracing::error!(code, %detail, "internal error answering a request");
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        code,
-        "internal error; the authority's log has the detail",
-    )
-}
-
-/// A 503 (or 429) that tells the client when to come back.
-fn retry_after(status: StatusCode, code: &str, message: impl Into<String>, seconds: u64) -> Response {
-    let mut r = error(status, code, message);
-    if let Ok(v) = HeaderValue::from_str(&seconds.max(1).to_string()) {
-        r.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    r
-}
 
 /// Writes come from the CLI and nodes, never from a web page: a browser's
 /// "simple" cross-site request (form or text/plain, no preflight) must not
@@ -68,33 +40,29 @@ fn cross_site(headers: &HeaderMap) -> Option<Response> {
         .and_then(|v| v.split(';').next())
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
     if !json {
-        return Some(error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "content-type",
-            "submissions must be sent with Content-Type: application/json",
-        ));
+        return Some(
+            ApiError::ContentType("submissions must be sent with Content-Type: application/json".into())
+                .into_response(),
+        );
     }
     if headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("cross-site") || v.eq_ignore_ascii_case("same-site"))
     {
-        return Some(error(
-            StatusCode::FORBIDDEN,
-            "cross-origin",
-            "submissions from another site's page are refused",
-        ));
+        return Some(ApiError::CrossOrigin("submissions from another site's page are refused".into()).into_response());
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
         let origin = origin.to_str().unwrap_or("");
         let same = !host.is_empty() && (origin == format!("http://{host}") || origin == format!("https://{host}"));
         if !same {
-            return Some(error(
-                StatusCode::FORBIDDEN,
-                "cross-origin",
-                format!("submissions from origin {origin:?} are refused (this authority is {host:?})"),
-            ));
+            return Some(
+                ApiError::CrossOrigin(format!(
+                    "submissions from origin {origin:?} are refused (this authority is {host:?})"
+                ))
+                .into_response(),
+            );
         }
     }
     None
@@ -107,15 +75,16 @@ fn rate_limited(a: &Authority, peer: Option<SocketAddr>) -> Option<Response> {
         Ok(()) => None,
         Err(wait) => {
             a.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-            Some(retry_after(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate-limited",
-                format!(
-                    "more than {} unauthenticated writes per second from {ip}",
-                    a.unauthenticated.rate()
-                ),
-                wait.as_secs_f64().ceil() as u64,
-            ))
+            Some(
+                ApiError::RateLimited {
+                    message: format!(
+                        "more than {} unauthenticated writes per second from {ip}",
+                        a.unauthenticated.rate()
+                    ),
+                    seconds: wait.as_secs_f64().ceil() as u64,
+                }
+                .into_response(),
+            )
         }
     }
 }
@@ -144,7 +113,7 @@ pub fn router(a: Shared) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not-found", "no such route (see /openapi.json)") })
+        .fallback(|| async { ApiError::NoRoute("no such route (see /openapi.json)".into()).into_response() })
         .layer(DefaultBodyLimit::max(MAX_ENVELOPE_BYTES))
         .layer(middleware::from_fn_with_state(Arc::clone(&a), count))
         .with_state(a)
@@ -162,7 +131,7 @@ async fn count(AxState(a): AxState<Shared>, req: Request, next: Next) -> Respons
 async fn checkpoint(AxState(a): AxState<Shared>) -> Response {
     let note = match a.served.read() {
         Ok(s) => Arc::clone(&s.note),
-        Err(_) => return internal("internal", "checkpoint lock poisoned"),
+        Err(_) => return ApiError::internal("internal", "checkpoint lock poisoned").into_response(),
     };
     (
         [
@@ -181,7 +150,7 @@ fn latest_size(a: &Authority) -> u64 {
 async fn tile(AxState(a): AxState<Shared>, Path(path): Path<String>) -> Response {
     let parsed = match parse_path(&format!("tile/{path}")) {
         Ok(p) => p,
-        Err(e) => return error(StatusCode::NOT_FOUND, "bad-tile-path", e.to_string()),
+        Err(e) => return ApiError::BadTilePath(e.to_string()).into_response(),
     };
     let size = latest_size(&a);
     let (id, entries) = match parsed {
@@ -190,11 +159,7 @@ async fn tile(AxState(a): AxState<Shared>, Path(path): Path<String>) -> Response
     };
     let available = TileId::width_at(id.level, id.index, size).unwrap_or(0);
     if id.width > available {
-        return error(
-            StatusCode::NOT_FOUND,
-            "no-such-tile",
-            format!("tile {path} is beyond the log's size {size}"),
-        );
+        return ApiError::NoSuchTile(format!("tile {path} is beyond the log's size {size}")).into_response();
     }
     let a2 = Arc::clone(&a);
     let data = tokio::task::spawn_blocking(move || {
@@ -228,8 +193,8 @@ async fn tile(AxState(a): AxState<Shared>, Path(path): Path<String>) -> Response
             )
                 .into_response()
         }
-        Ok(Err(e)) => internal("store", e.to_string()),
-        Err(e) => internal("internal", e.to_string()),
+        Ok(Err(e)) => ApiError::internal("store", e.to_string()).into_response(),
+        Err(e) => ApiError::internal("internal", e.to_string()).into_response(),
     }
 }
 
@@ -253,14 +218,14 @@ async fn submit(
     }
     let body = match body {
         Ok(b) => b,
-        Err(e) => return error(e.status(), "bad-body", e.body_text()),
+        Err(e) => return ApiError::BadBody(e).into_response(),
     };
     let kind = match Envelope::parse(&body).and_then(|env| {
         let v = parse_canonical(&env.payload).map_err(modelgate_governance::EntryError::Malformed)?;
         Payload::decode(v)
     }) {
         Ok(p) => p.kind(),
-        Err(e) => return error(StatusCode::BAD_REQUEST, "malformed-entry", e.to_string()),
+        Err(e) => return ApiError::MalformedEntry(e.to_string()).into_response(),
     };
     // A node authenticates by its enrolled key: its anchors and reports are
     // accepted without a token because the fold accepts them only when
@@ -273,38 +238,25 @@ async fn submit(
             }
         }
         None => {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "missing-token",
-                "an Authorization: Bearer token is required to submit",
-            )
+            return ApiError::MissingToken("an Authorization: Bearer token is required to submit".into())
+                .into_response()
         }
         Some(token) => {
             let role = match a.tokens.check(token) {
                 Ok(Some((role, _))) => role,
-                Ok(None) => {
-                    return error(
-                        StatusCode::UNAUTHORIZED,
-                        "unknown-token",
-                        "the bearer token is not known",
-                    )
-                }
-                Err(e) => return internal("tokens", e.to_string()),
+                Ok(None) => return ApiError::UnknownToken("the bearer token is not known".into()).into_response(),
+                Err(e) => return ApiError::internal("tokens", e.to_string()).into_response(),
             };
             if !role.may_submit(kind) {
-                return error(
-                    StatusCode::FORBIDDEN,
-                    "wrong-role",
-                    format!("a {role:?} token may not submit {kind} entries"),
-                );
+                return ApiError::WrongRole(format!("a {role:?} token may not submit {kind} entries")).into_response();
             }
         }
     }
     let rx = match a.submit(body.to_vec()) {
         Ok(rx) => rx,
-        Err(e @ NotQueued::Busy) => return retry_after(StatusCode::SERVICE_UNAVAILABLE, "busy", e.message(), 1),
+        Err(e @ NotQueued::Busy) => return ApiError::Busy(e.message().to_string()).into_response(),
         Err(e @ (NotQueued::ShuttingDown | NotQueued::WriterStopped)) => {
-            return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.message())
+            return ApiError::Unavailable(e.message().to_string()).into_response()
         }
     };
     match rx.await {
@@ -313,18 +265,12 @@ async fn submit(
             Json(json!({"index": index, "checkpoint": String::from_utf8_lossy(&checkpoint)})),
         )
             .into_response(),
-        Ok(Outcome::Refused(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.rule.code(), e.to_string()),
-        Ok(Outcome::Failed(m)) => retry_after(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store-unavailable",
-            format!("the store could not write; nothing was appended, retry: {m}"),
-            1,
-        ),
-        Err(_) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "the writer stopped before answering",
-        ),
+        Ok(Outcome::Refused(e)) => ApiError::Refused(e).into_response(),
+        Ok(Outcome::Failed(m)) => {
+            ApiError::StoreUnavailable(format!("the store could not write; nothing was appended, retry: {m}"))
+                .into_response()
+        }
+        Err(_) => ApiError::Unavailable("the writer stopped before answering".into()).into_response(),
     }
 }
 
@@ -337,15 +283,12 @@ struct InclusionQuery {
 async fn inclusion(AxState(a): AxState<Shared>, Query(q): Query<InclusionQuery>) -> Response {
     let size = q.size.unwrap_or_else(|| latest_size(&a));
     if size > latest_size(&a) || q.index >= size {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "out-of-range",
-            format!(
-                "index {} is not in a tree of size {size} (log size {})",
-                q.index,
-                latest_size(&a)
-            ),
-        );
+        return ApiError::OutOfRange(format!(
+            "index {} is not in a tree of size {size} (log size {})",
+            q.index,
+            latest_size(&a)
+        ))
+        .into_response();
     }
     let a2 = Arc::clone(&a);
     let r = tokio::task::spawn_blocking(move || {
@@ -360,8 +303,8 @@ async fn inclusion(AxState(a): AxState<Shared>, Query(q): Query<InclusionQuery>)
             Json(json!({"index": q.index, "size": size, "hashes": p.iter().map(|h| B64.encode(h)).collect::<Vec<_>>()}))
                 .into_response()
         }
-        Ok(Err(e)) => internal("store", e.to_string()),
-        Err(e) => internal("internal", e.to_string()),
+        Ok(Err(e)) => ApiError::internal("store", e.to_string()).into_response(),
+        Err(e) => ApiError::internal("internal", e.to_string()).into_response(),
     }
 }
 
@@ -374,15 +317,12 @@ struct ConsistencyQuery {
 async fn consistency(AxState(a): AxState<Shared>, Query(q): Query<ConsistencyQuery>) -> Response {
     let to = q.to.unwrap_or_else(|| latest_size(&a));
     if to > latest_size(&a) || q.from > to {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "out-of-range",
-            format!(
-                "sizes {} → {to} are not within the log (size {})",
-                q.from,
-                latest_size(&a)
-            ),
-        );
+        return ApiError::OutOfRange(format!(
+            "sizes {} → {to} are not within the log (size {})",
+            q.from,
+            latest_size(&a)
+        ))
+        .into_response();
     }
     let a2 = Arc::clone(&a);
     let r = tokio::task::spawn_blocking(move || {
@@ -396,20 +336,15 @@ async fn consistency(AxState(a): AxState<Shared>, Query(q): Query<ConsistencyQue
             Json(json!({"from": q.from, "to": to, "hashes": p.iter().map(|h| B64.encode(h)).collect::<Vec<_>>()}))
                 .into_response()
         }
-        Ok(Err(e)) => internal("store", e.to_string()),
-        Err(e) => internal("internal", e.to_string()),
+        Ok(Err(e)) => ApiError::internal("store", e.to_string()).into_response(),
+        Err(e) => ApiError::internal("internal", e.to_string()).into_response(),
     }
 }
 
 /// A 404 for an index the log does not have yet.
 fn out_of_range(index: u64, size: u64) -> Option<Response> {
-    (index >= size).then(|| {
-        error(
-            StatusCode::NOT_FOUND,
-            "out-of-range",
-            format!("index {index} is not in the log (size {size})"),
-        )
-    })
+    (index >= size)
+        .then(|| ApiError::NotInLog(format!("index {index} is not in the log (size {size})")).into_response())
 }
 
 /// One entry's exact bytes (what its leaf hash covers).
@@ -422,16 +357,16 @@ async fn entry(AxState(a): AxState<Shared>, Path(index): Path<u64>) -> Response 
     let r = tokio::task::spawn_blocking(move || a2.with_reader(|s| s.entries(index, index + 1))).await;
     match r {
         Ok(Ok(mut e)) if e.len() == 1 => ([(header::CONTENT_TYPE, "application/json")], e.remove(0)).into_response(),
-        Ok(Ok(_)) => internal("store", "entry missing"),
-        Ok(Err(e)) => internal("store", e.to_string()),
-        Err(e) => internal("internal", e.to_string()),
+        Ok(Ok(_)) => ApiError::internal("store", "entry missing").into_response(),
+        Ok(Err(e)) => ApiError::internal("store", e.to_string()).into_response(),
+        Err(e) => ApiError::internal("internal", e.to_string()).into_response(),
     }
 }
 
 async fn tlog_proof(AxState(a): AxState<Shared>, Path(index): Path<u64>) -> Response {
     let (note, size) = match a.served.read() {
         Ok(s) => (Arc::clone(&s.note), s.size),
-        Err(_) => return internal("internal", "lock poisoned"),
+        Err(_) => return ApiError::internal("internal", "lock poisoned").into_response(),
     };
     if let Some(r) = out_of_range(index, size) {
         return r;
@@ -453,8 +388,8 @@ async fn tlog_proof(AxState(a): AxState<Shared>, Path(index): Path<u64>) -> Resp
             };
             ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], proof.to_bytes()).into_response()
         }
-        Ok(Err(e)) => internal("store", e.to_string()),
-        Err(e) => internal("internal", e.to_string()),
+        Ok(Err(e)) => ApiError::internal("store", e.to_string()).into_response(),
+        Err(e) => ApiError::internal("internal", e.to_string()).into_response(),
     }
 }
 
@@ -478,19 +413,10 @@ async fn state(AxState(a): AxState<Shared>, Query(q): Query<StateQuery>) -> Resp
     }
     let current = a.size();
     if n == 0 || n > current {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "out-of-range",
-            format!("size {n} is not between 1 and {current}"),
-        );
+        return ApiError::OutOfRange(format!("size {n} is not between 1 and {current}")).into_response();
     }
     let Ok(_permit) = a.refolds.try_acquire() else {
-        return retry_after(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            "another past state is being refolded; retry",
-            1,
-        );
+        return ApiError::Busy("another past state is being refolded; retry".into()).into_response();
     };
     let a2 = Arc::clone(&a);
     let r = tokio::task::spawn_blocking(move || {
@@ -500,8 +426,8 @@ async fn state(AxState(a): AxState<Shared>, Query(q): Query<StateQuery>) -> Resp
     .await;
     match r {
         Ok(Ok(s)) => json_bytes(summary_json(&s)),
-        Ok(Err(e)) => internal("fold", e),
-        Err(_) => internal("internal", "the refold stopped"),
+        Ok(Err(e)) => ApiError::internal("fold", e).into_response(),
+        Err(_) => ApiError::internal("internal", "the refold stopped").into_response(),
     }
 }
 
@@ -511,7 +437,7 @@ async fn with_state(a: &Authority, f: impl FnOnce(&State) -> Value + Send + 'sta
     let state = a.state();
     match tokio::task::spawn_blocking(move || serde_json::to_vec(&f(&state))).await {
         Ok(Ok(bytes)) => json_bytes(Bytes::from(bytes)),
-        _ => internal("internal", "encoding the state failed"),
+        _ => ApiError::internal("internal", "encoding the state failed").into_response(),
     }
 }
 
@@ -533,11 +459,7 @@ async fn model(AxState(a): AxState<Shared>, Path(digest): Path<String>) -> Respo
                 .collect();
             Json(json!({"model": m, "approvals": approvals, "revocation": s.revocations.get(&digest)})).into_response()
         }
-        None => error(
-            StatusCode::NOT_FOUND,
-            "unknown-model",
-            format!("model {digest} is not registered"),
-        ),
+        None => ApiError::UnknownModel(format!("model {digest} is not registered")).into_response(),
     }
 }
 
@@ -556,7 +478,7 @@ async fn exceptions(AxState(a): AxState<Shared>) -> Response {
 async fn nodes(AxState(a): AxState<Shared>) -> Response {
     let beats = match a.heartbeats.lock() {
         Ok(h) => h.clone(),
-        Err(_) => return internal("internal", "lock poisoned"),
+        Err(_) => return ApiError::internal("internal", "lock poisoned").into_response(),
     };
     with_state(&a, move |s| {
         json!(s
@@ -591,48 +513,38 @@ async fn heartbeat(
     }
     let body = match body {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad-body", e.body_text()),
+        Err(e) => return ApiError::BadText(e.body_text().to_string()).into_response(),
     };
     let key = a.state().nodes.get(&id).map(|n| n.key.clone());
     let Some(key) = key else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "node-unknown",
-            format!("node {id} is not enrolled"),
-        );
+        return ApiError::NodeUnknown(format!("node {id} is not enrolled")).into_response();
     };
     let key = match modelgate_tlog::VerifierKey::parse(&key) {
         Ok(k) => k,
-        Err(e) => return internal("internal", format!("enrolled key: {e}")),
+        Err(e) => return ApiError::internal("internal", format!("enrolled key: {e}")).into_response(),
     };
     let hb = match verify_heartbeat(&body, &id, &key) {
         Ok(h) => h,
-        Err(e) => return error(StatusCode::UNAUTHORIZED, "heartbeat-invalid", e),
+        Err(e) => return ApiError::HeartbeatInvalid(e.to_string()).into_response(),
     };
     let t = now();
     if hb.time + HEARTBEAT_WINDOW_SECONDS < t || hb.time > t + HEARTBEAT_WINDOW_SECONDS {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "heartbeat-time",
-            format!(
-                "heartbeat time {} is not within {HEARTBEAT_WINDOW_SECONDS} s of {t}",
-                hb.time
-            ),
-        );
+        return ApiError::HeartbeatTime(format!(
+            "heartbeat time {} is not within {HEARTBEAT_WINDOW_SECONDS} s of {t}",
+            hb.time
+        ))
+        .into_response();
     }
     let Ok(mut beats) = a.heartbeats.lock() else {
-        return internal("internal", "lock poisoned");
+        return ApiError::internal("internal", "lock poisoned").into_response();
     };
     if let Some(prev) = beats.get(&id) {
         if hb.time <= prev.time {
-            return error(
-                StatusCode::CONFLICT,
-                "heartbeat-replayed",
-                format!(
-                    "heartbeat time {} is not after the previous one ({})",
-                    hb.time, prev.time
-                ),
-            );
+            return ApiError::HeartbeatReplayed(format!(
+                "heartbeat time {} is not after the previous one ({})",
+                hb.time, prev.time
+            ))
+            .into_response();
         }
     }
     beats.insert(id, hb);
@@ -646,23 +558,14 @@ async fn policy(AxState(a): AxState<Shared>) -> Response {
 async fn readyz(AxState(a): AxState<Shared>) -> Response {
     match a.writer_trouble() {
         None => (StatusCode::OK, "ready\n").into_response(),
-        Some(WriterTrouble::Stopped) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not-ready",
-            "the writer is not running",
-        ),
-        Some(WriterTrouble::Stalled(d)) => retry_after(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "writer-stalled",
-            format!("a durable write has not returned for {} ms", d.as_millis()),
-            1,
-        ),
-        Some(WriterTrouble::Failing(e)) => retry_after(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "writer-failing",
-            format!("the last durable write failed: {e}"),
-            1,
-        ),
+        Some(WriterTrouble::Stopped) => ApiError::NotReady("the writer is not running".into()).into_response(),
+        Some(WriterTrouble::Stalled(d)) => {
+            ApiError::WriterStalled(format!("a durable write has not returned for {} ms", d.as_millis()))
+                .into_response()
+        }
+        Some(WriterTrouble::Failing(e)) => {
+            ApiError::WriterFailing(format!("the last durable write failed: {e}")).into_response()
+        }
     }
 }
 

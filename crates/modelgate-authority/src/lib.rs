@@ -30,6 +30,7 @@
 //! - **Restarts are short.** A signed snapshot of the folded state is kept
 //!   beside the log ([`snapshot`]); a restart refolds only what follows it.
 
+mod api_error;
 pub mod audit;
 pub mod data;
 mod error;
@@ -44,6 +45,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use api_error::ApiError;
 pub use data::{init, DataDir, InitReport};
 pub use error::AuthorityError;
 pub use http::router;
