@@ -18,4 +18,7 @@ pub enum AuthorityError {
     /// File or network I/O.
     #[error("{0}")]
     Io(String),
+    /// A state snapshot that cannot be written, or read back and trusted.
+    #[error("state snapshot: {0}")]
+    Snapshot(String),
 }

@@ -221,7 +221,8 @@ async fn submit(
         Err(e) => return ApiError::BadBody(e).into_response(),
     };
     let kind = match Envelope::parse(&body).and_then(|env| {
-        let v = parse_canonical(&env.payload).map_err(modelgate_governance::EntryError::Malformed)?;
+        let v =
+            parse_canonical(&env.payload).map_err(|e| modelgate_governance::EntryError::Malformed(e.to_string()))?;
         Payload::decode(v)
     }) {
         Ok(p) => p.kind(),

@@ -253,7 +253,7 @@ impl Authority {
                 Ok(None) => (fresh(&trust_root)?, None, None),
                 Err(e) => {
                     tracing::warn!(error = %e, "not using the state snapshot; folding the whole log");
-                    (fresh(&trust_root)?, None, Some(e))
+                    (fresh(&trust_root)?, None, Some(e.to_string()))
                 }
             };
         let from = state.size;
@@ -488,7 +488,7 @@ impl Authority {
                     &self.log_key,
                 ))
             })
-            .unwrap_or_else(|e| Err(e.to_string()));
+            .unwrap_or_else(|e| Err(AuthorityError::Store(e)));
         match r {
             Ok(()) => Some(state.size),
             Err(e) => {

@@ -21,6 +21,7 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
+use crate::error::AuthorityError;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::{Signer as _, Verifier as _};
@@ -95,7 +96,11 @@ fn root_at(store: &SqliteStore, size: u64) -> Result<String, String> {
 
 /// Write `state` (at a size where the store has a checkpoint) to `path`,
 /// atomically: a temporary file, fsynced, renamed over the old snapshot.
-pub fn write(path: &Path, state: &State, store: &SqliteStore, key: &SignerKey) -> Result<(), String> {
+pub fn write(path: &Path, state: &State, store: &SqliteStore, key: &SignerKey) -> Result<(), AuthorityError> {
+    write_msg(path, state, store, key).map_err(AuthorityError::Snapshot)
+}
+
+fn write_msg(path: &Path, state: &State, store: &SqliteStore, key: &SignerKey) -> Result<(), String> {
     let root = root_at(store, state.size)?;
     let digest = hex::encode(state.digest());
     let tmp = path.with_extension("tmp");
@@ -106,7 +111,7 @@ pub fn write(path: &Path, state: &State, store: &SqliteStore, key: &SignerKey) -
         hash: Sha256::new(),
         len: 0,
     };
-    state.snapshot_to(&mut w)?;
+    state.snapshot_to(&mut w).map_err(|e| e.to_string())?;
     let mut h = Header {
         format: FORMAT.into(),
         size: state.size,
@@ -127,7 +132,11 @@ pub fn write(path: &Path, state: &State, store: &SqliteStore, key: &SignerKey) -
 
 /// The state in the snapshot at `path`, checked against the log's key, the
 /// store and its own digest. `Ok(None)` when there is no snapshot.
-pub fn read(path: &Path, pinned: &[u8], store: &SqliteStore, key: &SignerKey) -> Result<Option<State>, String> {
+pub fn read(path: &Path, pinned: &[u8], store: &SqliteStore, key: &SignerKey) -> Result<Option<State>, AuthorityError> {
+    read_msg(path, pinned, store, key).map_err(AuthorityError::Snapshot)
+}
+
+fn read_msg(path: &Path, pinned: &[u8], store: &SqliteStore, key: &SignerKey) -> Result<Option<State>, String> {
     let mut file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -183,7 +192,7 @@ pub fn read(path: &Path, pinned: &[u8], store: &SqliteStore, key: &SignerKey) ->
     if hex::encode(r.hash.finalize()) != h.state_sha256 {
         return Err("the snapshot's state does not match its signed hash".into());
     }
-    let state = state?;
+    let state = state.map_err(|e| e.to_string())?;
     if state.size != h.size || hex::encode(state.digest()) != h.digest {
         return Err("the restored state does not have the snapshot's size and digest".into());
     }

@@ -35,9 +35,11 @@ pub enum TokenRole {
 
 impl TokenRole {
     /// Parse a role name.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, AuthorityError> {
         serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
-            format!("unknown role {s:?}; one of admin, root, model-signer, approver, policy-admin, node-admin, node")
+            AuthorityError::Config(format!(
+                "unknown role {s:?}; one of admin, root, model-signer, approver, policy-admin, node-admin, node"
+            ))
         })
     }
 

@@ -105,7 +105,11 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
 
 /// Parse `bytes` as JSON and require them to be exactly the canonical form,
 /// so every document has one encoding and a signature covers one meaning.
-pub fn parse_canonical(bytes: &[u8]) -> Result<Value, String> {
+pub fn parse_canonical(bytes: &[u8]) -> Result<Value, crate::GovernanceError> {
+    parse_canonical_msg(bytes).map_err(crate::GovernanceError::NotCanonical)
+}
+
+pub(crate) fn parse_canonical_msg(bytes: &[u8]) -> Result<Value, String> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
     let canonical = to_canonical(&value).map_err(|e| e.to_string())?;
     if canonical != bytes {

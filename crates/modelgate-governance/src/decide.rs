@@ -143,7 +143,7 @@ pub fn decide(state: &State, request: &DecisionRequest, now: u64) -> Decision {
         d
     };
     if let Err(e) = validate_scope(&request.scope) {
-        return deny(d, ReasonCode::InvalidRequest, e);
+        return deny(d, ReasonCode::InvalidRequest, e.to_string());
     }
     let Some(model) = state.models.get(&request.model) else {
         return deny(

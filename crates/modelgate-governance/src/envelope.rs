@@ -9,7 +9,7 @@ use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::canonical::{parse_canonical, to_canonical};
+use crate::canonical::to_canonical;
 use crate::error::EntryError;
 
 /// The DSSE payload type of every governance entry.
@@ -67,7 +67,7 @@ impl Envelope {
                 bytes.len()
             )));
         }
-        let value = parse_canonical(bytes).map_err(|e| bad(format!("envelope: {e}")))?;
+        let value = crate::canonical::parse_canonical_msg(bytes).map_err(|e| bad(format!("envelope: {e}")))?;
         let env: EnvelopeJson = serde_json::from_value(value).map_err(|e| bad(format!("envelope: {e}")))?;
         if env.payload_type != PAYLOAD_TYPE {
             return Err(bad(format!(
@@ -78,7 +78,7 @@ impl Envelope {
         let payload = B64
             .decode(&env.payload)
             .map_err(|_| bad("payload is not base64".into()))?;
-        parse_canonical(&payload).map_err(|e| bad(format!("payload: {e}")))?;
+        crate::canonical::parse_canonical_msg(&payload).map_err(|e| bad(format!("payload: {e}")))?;
         if env.signatures.is_empty() || env.signatures.len() > MAX_SIGNATURES {
             return Err(bad(format!(
                 "{} signatures; 1 to {MAX_SIGNATURES} allowed",
@@ -112,7 +112,7 @@ impl Envelope {
     /// Sign a payload (which must be canonical JSON) with each key; returns
     /// the canonical envelope bytes, ready to submit.
     pub fn sign(payload: &[u8], keys: &[&SigningKey]) -> Result<Vec<u8>, EntryError> {
-        parse_canonical(payload).map_err(|e| EntryError::Malformed(format!("payload: {e}")))?;
+        crate::canonical::parse_canonical_msg(payload).map_err(|e| EntryError::Malformed(format!("payload: {e}")))?;
         let message = pae(payload);
         let signatures = keys
             .iter()

@@ -26,6 +26,40 @@ pub enum EntryError {
     BadSignature(String),
 }
 
+/// The crate's error: every way a governance operation can fail, each
+/// variant naming what kind of input was wrong (the detail says how).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GovernanceError {
+    /// An entry could not be read or verified.
+    #[error(transparent)]
+    Entry(#[from] EntryError),
+    /// The fold stopped at an entry breaking a rule.
+    #[error(transparent)]
+    Fold(#[from] FoldError),
+    /// Bytes that are not canonical JSON (RFC 8785).
+    #[error("not canonical JSON: {0}")]
+    NotCanonical(String),
+    /// A scope or scope pattern outside the grammar.
+    #[error("{0}")]
+    Scope(String),
+    /// Text with characters governance documents refuse.
+    #[error("{0}")]
+    Text(String),
+    /// A Cedar policy set that does not compile against the schema.
+    #[error("{0}")]
+    Policy(String),
+    /// A trust-root document inconsistent in itself.
+    #[error("{0}")]
+    TrustRoot(String),
+    /// A heartbeat that does not verify.
+    #[error("{0}")]
+    Heartbeat(String),
+    /// A state snapshot that cannot be written or restored.
+    #[error("{0}")]
+    Snapshot(String),
+}
+
 /// The rules the fold enforces. Each has a stable kebab-case code that
 /// appears in errors, logs and the authority's refusals.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -47,7 +47,11 @@ pub fn sign_heartbeat(key: &SignerKey, node: &str, time: u64, summary: &serde_js
 
 /// Verify a heartbeat from `node` against its enrolled `key`. The caller
 /// checks the time window and the ordering against earlier heartbeats.
-pub fn verify_heartbeat(bytes: &[u8], node: &str, key: &VerifierKey) -> Result<Heartbeat, String> {
+pub fn verify_heartbeat(bytes: &[u8], node: &str, key: &VerifierKey) -> Result<Heartbeat, crate::GovernanceError> {
+    verify(bytes, node, key).map_err(crate::GovernanceError::Heartbeat)
+}
+
+fn verify(bytes: &[u8], node: &str, key: &VerifierKey) -> Result<Heartbeat, String> {
     if bytes.len() > MAX_HEARTBEAT_BYTES {
         return Err(format!("a heartbeat is at most {MAX_HEARTBEAT_BYTES} bytes"));
     }
@@ -98,12 +102,14 @@ mod tests {
         assert!(verify_heartbeat(&hb, "node-1", &other.verifier()).is_err());
         assert!(verify_heartbeat(&hb, "node-2", &key.verifier())
             .unwrap_err()
+            .to_string()
             .contains("names node"));
         let forged = String::from_utf8(hb).unwrap().replace("1800000000", "1800000001");
         assert!(verify_heartbeat(forged.as_bytes(), "node-1", &key.verifier()).is_err());
         let not_json = sign_heartbeat(&key, "node-1", 1, &serde_json::json!([1])).unwrap();
         assert!(verify_heartbeat(&not_json, "node-1", &key.verifier())
             .unwrap_err()
+            .to_string()
             .contains("JSON object"));
     }
 }

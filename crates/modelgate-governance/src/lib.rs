@@ -54,7 +54,7 @@ pub use entry::{
     NodeAnchorEntry, NodeEnrollmentEntry, Payload, PolicySetEntry, RevocationEntry,
 };
 pub use envelope::{key_id, pae, Envelope, MAX_ENVELOPE_BYTES, PAYLOAD_TYPE};
-pub use error::{EntryError, FoldError, Rule};
+pub use error::{EntryError, FoldError, GovernanceError, Rule};
 pub use state::{
     check_scope, check_text, fold, AnchorRecord, ApprovalRecord, Checked, ExceptionRecord, ModelRecord, NodeRecord,
     PolicyRecord, ReportRecord, RevocationRecord, State, TrustRootRecord, TEXT_BYTES_MAX,

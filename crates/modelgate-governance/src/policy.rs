@@ -86,7 +86,11 @@ pub struct Policies {
 }
 
 /// Parse and strictly validate a Cedar policy set.
-pub fn compile(text: &str) -> Result<Policies, String> {
+pub fn compile(text: &str) -> Result<Policies, crate::GovernanceError> {
+    compile_msg(text).map_err(crate::GovernanceError::Policy)
+}
+
+pub(crate) fn compile_msg(text: &str) -> Result<Policies, String> {
     let c = compiled()?;
     let parsed = PolicySet::from_str(text).map_err(|e| format!("parse error: {e}"))?;
     if parsed.templates().next().is_some() {

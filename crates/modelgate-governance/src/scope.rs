@@ -30,7 +30,16 @@ fn valid_segment(s: &str) -> bool {
 }
 
 /// Check a scope against the grammar.
-pub fn validate_scope(scope: &str) -> Result<(), String> {
+pub fn validate_scope(scope: &str) -> Result<(), crate::GovernanceError> {
+    scope_msg(scope).map_err(crate::GovernanceError::Scope)
+}
+
+/// Check a pattern (a scope, `PREFIX/*`, or `*`) against the grammar.
+pub fn validate_pattern(pattern: &str) -> Result<(), crate::GovernanceError> {
+    pattern_msg(pattern).map_err(crate::GovernanceError::Scope)
+}
+
+pub(crate) fn scope_msg(scope: &str) -> Result<(), String> {
     if scope.len() > SCOPE_BYTES_MAX {
         return Err(format!("scope is {} bytes; at most {SCOPE_BYTES_MAX}", scope.len()));
     }
@@ -43,12 +52,11 @@ pub fn validate_scope(scope: &str) -> Result<(), String> {
     }
 }
 
-/// Check a pattern against the grammar.
-pub fn validate_pattern(pattern: &str) -> Result<(), String> {
+pub(crate) fn pattern_msg(pattern: &str) -> Result<(), String> {
     if pattern == "*" {
         return Ok(());
     }
-    validate_scope(pattern.strip_suffix("/*").unwrap_or(pattern))
+    scope_msg(pattern.strip_suffix("/*").unwrap_or(pattern))
         .map_err(|_| format!("{pattern:?} is not a scope pattern: a scope, a scope followed by /*, or *"))
 }
 

@@ -16,13 +16,12 @@ use modelgate_tlog::{verify_consistency, CheckpointPolicy, Hash, KeyType, Verifi
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::canonical::parse_canonical;
 use crate::digest::{record_hash, Collection, DigestCache, Records};
 use crate::entry::*;
 use crate::envelope::{key_id, Envelope};
-use crate::error::{FoldError, Rule};
-use crate::policy::{compile, Policies};
-use crate::scope::{validate_pattern, validate_scope};
+use crate::error::{FoldError, GovernanceError, Rule};
+use crate::policy::Policies;
+use crate::scope::validate_scope;
 use crate::trust_root::{RiskTier, Role, TrustRoot, TrustRootDoc};
 
 /// Longest free-text field (names, tickets, reasons, details), in bytes.
@@ -389,7 +388,7 @@ impl State {
         let index = self.size;
         let fail = |rule: Rule, detail: String| FoldError::new(index, rule, detail);
         let env = Envelope::parse(bytes).map_err(|e| FoldError::from((index, e)))?;
-        let value = parse_canonical(&env.payload).map_err(|e| fail(Rule::Entry, e))?;
+        let value = crate::canonical::parse_canonical_msg(&env.payload).map_err(|e| fail(Rule::Entry, e))?;
         let payload = Payload::decode(value).map_err(|e| FoldError::from((index, e)))?;
         let id = payload_id(&env.payload);
 
@@ -404,7 +403,7 @@ impl State {
             let Payload::TrustRoot(doc) = payload else {
                 return Err(fail(Rule::Genesis, "entry 0 must be a trust-root entry".into()));
             };
-            let new = TrustRoot::from_doc(doc.clone()).map_err(|e| fail(Rule::TrustRootInvalid, e))?;
+            let new = TrustRoot::from_doc_msg(doc.clone()).map_err(|e| fail(Rule::TrustRootInvalid, e))?;
             if doc.root_version != 1 {
                 return Err(fail(
                     Rule::TrustRootVersion,
@@ -463,7 +462,7 @@ impl State {
                 ));
             }
             let lines = matches!(field, "reason" | "detail");
-            check_text(value, lines).map_err(|e| fail(Rule::Text, format!("{field}: {e}")))
+            text_msg(value, lines).map_err(|e| fail(Rule::Text, format!("{field}: {e}")))
         };
         let patterns = |scopes: &[String]| -> Result<(), FoldError> {
             if scopes.is_empty() {
@@ -473,7 +472,7 @@ impl State {
                 ));
             }
             for s in scopes {
-                validate_pattern(s).map_err(|e| fail(Rule::ScopeGrammar, e))?;
+                crate::scope::pattern_msg(s).map_err(|e| fail(Rule::ScopeGrammar, e))?;
             }
             Ok(())
         };
@@ -528,7 +527,7 @@ impl State {
 
         match payload {
             Payload::TrustRoot(doc) => {
-                let new = TrustRoot::from_doc(doc.clone()).map_err(|e| fail(Rule::TrustRootInvalid, e))?;
+                let new = TrustRoot::from_doc_msg(doc.clone()).map_err(|e| fail(Rule::TrustRootInvalid, e))?;
                 let old_version = root.doc.root_version;
                 if doc.root_version != old_version + 1 {
                     return Err(fail(
@@ -697,7 +696,7 @@ impl State {
                         ),
                     ));
                 }
-                let compiled = compile(&p.policies).map_err(|e| fail(Rule::PolicyInvalid, e))?;
+                let compiled = crate::policy::compile_msg(&p.policies).map_err(|e| fail(Rule::PolicyInvalid, e))?;
                 let in_force = self.policy.as_ref().map_or("", |p| p.id.as_str());
                 if p.replaces != in_force {
                     let what = if in_force.is_empty() {
@@ -739,7 +738,7 @@ impl State {
                     ));
                 }
                 for s in &n.scopes {
-                    validate_pattern(s).map_err(|e| fail(Rule::ScopeGrammar, e))?;
+                    crate::scope::pattern_msg(s).map_err(|e| fail(Rule::ScopeGrammar, e))?;
                 }
                 if self.nodes.contains_key(&n.node) {
                     return Err(fail(
@@ -894,7 +893,11 @@ fn is_invisible(c: char) -> bool {
 /// Free text as a person will read it in a console or a terminal: no
 /// control characters (`lines` allows line feeds and tabs), no
 /// bidirectional controls, and — when not empty — something visible.
-pub fn check_text(value: &str, lines: bool) -> Result<(), String> {
+pub fn check_text(value: &str, lines: bool) -> Result<(), GovernanceError> {
+    text_msg(value, lines).map_err(GovernanceError::Text)
+}
+
+fn text_msg(value: &str, lines: bool) -> Result<(), String> {
     for c in value.chars() {
         if c.is_control() && !(lines && matches!(c, '\n' | '\t')) {
             return Err(format!("holds the control character U+{:04X}", u32::from(c)));
@@ -972,7 +975,7 @@ pub fn fold<'a>(pinned: &[u8], entries: impl IntoIterator<Item = &'a [u8]>) -> R
 }
 
 /// Validate a scope (re-exported for requests).
-pub fn check_scope(scope: &str) -> Result<(), String> {
+pub fn check_scope(scope: &str) -> Result<(), GovernanceError> {
     validate_scope(scope)
 }
 
@@ -1017,26 +1020,30 @@ impl State {
 
     /// [`State::snapshot`], written to `w` as it is encoded (a large state
     /// is never held twice in memory).
-    pub fn snapshot_to(&self, w: impl std::io::Write) -> Result<(), String> {
-        serde_json::to_writer(w, self).map_err(|e| format!("encoding the state: {e}"))
+    pub fn snapshot_to(&self, w: impl std::io::Write) -> Result<(), GovernanceError> {
+        serde_json::to_writer(w, self).map_err(|e| GovernanceError::Snapshot(format!("encoding the state: {e}")))
     }
 
     /// Rebuild a state from [`State::snapshot`] bytes, for the pinned trust
     /// root `pinned`. The caller must still check that the restored state's
     /// [`State::digest`] is the one it recorded with the snapshot: a
     /// snapshot is a cache of a fold, never a source of truth.
-    pub fn restore(pinned: &[u8], bytes: &[u8]) -> Result<State, String> {
+    pub fn restore(pinned: &[u8], bytes: &[u8]) -> Result<State, GovernanceError> {
         Self::restore_from(pinned, bytes)
     }
 
     /// [`State::restore`], reading the snapshot from `r` as it is decoded.
-    pub fn restore_from(pinned: &[u8], r: impl std::io::Read) -> Result<State, String> {
+    pub fn restore_from(pinned: &[u8], r: impl std::io::Read) -> Result<State, GovernanceError> {
+        Self::restore_msg(pinned, r).map_err(GovernanceError::Snapshot)
+    }
+
+    fn restore_msg(pinned: &[u8], r: impl std::io::Read) -> Result<State, String> {
         let d: StateData =
             serde_json::from_reader(std::io::BufReader::new(r)).map_err(|e| format!("state snapshot: {e}"))?;
         let mut state = State::new(pinned).map_err(|e| format!("pinned trust root: {e}"))?;
         state.size = d.size;
         if let Some(t) = d.trust_root {
-            let parsed = TrustRoot::from_doc(t.doc.clone()).map_err(|e| format!("snapshot trust root: {e}"))?;
+            let parsed = TrustRoot::from_doc_msg(t.doc.clone()).map_err(|e| format!("snapshot trust root: {e}"))?;
             state.trust_root = Some(TrustRootRecord {
                 doc: t.doc,
                 index: t.index,
@@ -1044,7 +1051,7 @@ impl State {
             });
         }
         if let Some(p) = d.policy {
-            let compiled = compile(&p.text).map_err(|e| format!("snapshot policy set: {e}"))?;
+            let compiled = crate::policy::compile_msg(&p.text).map_err(|e| format!("snapshot policy set: {e}"))?;
             state.policy = Some(PolicyRecord {
                 id: p.id,
                 name: p.name,

@@ -175,7 +175,11 @@ impl TrustRoot {
     /// Validate a document: keys parse, each key belongs to one principal,
     /// every threshold is at least 1, the root threshold is reachable by the
     /// principals holding the root role, the witness quorum is reachable.
-    pub fn from_doc(doc: TrustRootDoc) -> Result<Self, String> {
+    pub fn from_doc(doc: TrustRootDoc) -> Result<Self, crate::GovernanceError> {
+        Self::from_doc_msg(doc).map_err(crate::GovernanceError::TrustRoot)
+    }
+
+    pub(crate) fn from_doc_msg(doc: TrustRootDoc) -> Result<Self, String> {
         if doc.kind != "trust-root" || doc.version != 1 {
             return Err(format!(
                 "not a trust-root v1 document (type {:?} version {})",

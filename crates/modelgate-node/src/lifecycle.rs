@@ -230,7 +230,7 @@ impl Lifecycle<Initializing> {
         } else {
             modelgate_governance::check_scope(&s.scope)
                 .map(|()| "configuration valid".to_owned())
-                .map_err(|e| (ContainmentReason::UnverifiableTransition, e))
+                .map_err(|e| (ContainmentReason::UnverifiableTransition, e.to_string()))
         };
         self.check(now, LifecycleStep::Validating, Validating { _private: () }, r)
     }

@@ -197,11 +197,18 @@ impl PublicKey {
                 "PEM block {label:?} is not a public key (expected PUBLIC KEY)"
             )));
         }
-        Self::from_spki_der(&der).map_err(bad)
+        Self::spki_msg(&der).map_err(bad)
     }
 
     /// Reads a DER SubjectPublicKeyInfo, as found in certificates.
-    pub fn from_spki_der(der: &[u8]) -> std::result::Result<Self, String> {
+    pub fn from_spki_der(der: &[u8]) -> Result<Self> {
+        Self::spki_msg(der).map_err(|reason| Error::Key {
+            what: "public key (DER SubjectPublicKeyInfo)".into(),
+            reason,
+        })
+    }
+
+    pub(crate) fn spki_msg(der: &[u8]) -> std::result::Result<Self, String> {
         let spki = spki::SubjectPublicKeyInfoRef::from_der(der).map_err(|e| format!("not a public key: {e}"))?;
         if spki.algorithm.oid == RSA_ENCRYPTION {
             use rsa::traits::PublicKeyParts as _;

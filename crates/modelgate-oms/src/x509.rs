@@ -62,7 +62,7 @@ impl Cert {
             .subject_public_key_info
             .to_der()
             .map_err(|e| e.to_string())?;
-        PublicKey::from_spki_der(&spki)
+        PublicKey::spki_msg(&spki)
     }
 
     fn subject_str(&self) -> String {
@@ -152,7 +152,7 @@ impl Cert {
         let msg = &child.tbs_der;
         let ok = match alg {
             ECDSA_SHA256 | ECDSA_SHA384 | ECDSA_SHA512 => {
-                let key = PublicKey::from_spki_der(&spki_der)?;
+                let key = PublicKey::spki_msg(&spki_der)?;
                 // The algorithm named on the certificate must be the key's: an RSA key
                 // must not pass for an ECDSA signature just because both take a digest.
                 if !matches!(key, PublicKey::P256(_) | PublicKey::P384(_) | PublicKey::P521(_)) {

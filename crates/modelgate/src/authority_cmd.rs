@@ -101,7 +101,7 @@ pub fn run(cmd: AuthorityCommand) -> Result<(), Failure> {
         AuthorityCommand::Token {
             command: TokenCommand::Create(a),
         } => {
-            let role = TokenRole::parse(&a.role).map_err(Failure::Usage)?;
+            let role = TokenRole::parse(&a.role).map_err(|e| Failure::Usage(e.to_string()))?;
             let d = modelgate_authority::DataDir::new(&a.data);
             if !d.is_initialised() {
                 return Err(Failure::Usage(format!(
