@@ -4,8 +4,6 @@
 //! scripts written against `model_signing` carry over.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
@@ -209,23 +207,12 @@ fn with_suffix(prefix: &Path, ext: &str) -> PathBuf {
 }
 
 pub(crate) fn write_new(path: &Path, data: &[u8], mode: u32, overwrite: bool) -> Result<(), Failure> {
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).mode(mode);
-    if overwrite {
-        opts.create(true).truncate(true);
-    } else {
-        opts.create_new(true);
-    }
-    let mut f = opts.open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
+    modelgate_node::files::write_new(path, data, mode, overwrite).map_err(|e| match e {
+        modelgate_node::NodeError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
             usage(format!("{} exists; pass --force to overwrite it", path.display()))
-        } else {
-            usage(format!("couldn't create {}: {e}", path.display()))
         }
-    })?;
-    f.write_all(data)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| usage(format!("couldn't write {}: {e}", path.display())))
+        e => usage(format!("couldn't write {e}")),
+    })
 }
 
 pub(crate) fn read_limited(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, Failure> {
@@ -350,21 +337,7 @@ pub fn sign(a: SignArgs) -> Result<(), Failure> {
 /// Writes through a temporary file (fsynced) and a rename, so a crash leaves the old
 /// file or the new one, never half of one.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), Failure> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = write_new(&tmp, data, 0o644, true)
-        .and_then(|()| fs::rename(&tmp, path).map_err(|e| usage(format!("couldn't write {}: {e}", path.display()))));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    modelgate_node::files::write_atomic(path, data).map_err(|e| usage(format!("couldn't write {e}")))
 }
 
 pub(crate) fn hex(b: &[u8]) -> String {
