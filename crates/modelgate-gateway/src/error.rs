@@ -78,6 +78,8 @@ pub enum Refusal {
         reason: ContainmentReason,
         /// The check that failed.
         check: Check,
+        /// The governance decision's reason, when a decision refused it.
+        decision: Option<ReasonCode>,
         /// What failed.
         detail: String,
     },
@@ -163,7 +165,18 @@ impl Refusal {
             Refusal::InvalidBody => (S::BAD_REQUEST, "invalid_request", None),
             Refusal::ModelNotFound { .. } => (S::NOT_FOUND, "model_not_found", Some(C::ModelRuntimeContinuity)),
             Refusal::Starting { .. } => (S::SERVICE_UNAVAILABLE, "Starting", Some(C::ModelRuntimeContinuity)),
-            Refusal::Contained { reason, check, .. } => (S::SERVICE_UNAVAILABLE, reason.code(), Some(*check)),
+            // Refused by governance (revoked, approval expired, …): the
+            // decision's code, 403 as for a call the decision refuses; no
+            // retry will change it. Any other containment is 503.
+            Refusal::Contained {
+                decision: Some(code), ..
+            } => (S::FORBIDDEN, code.as_str(), Some(Check::of_decision(*code))),
+            Refusal::Contained {
+                reason,
+                check,
+                decision: None,
+                ..
+            } => (S::SERVICE_UNAVAILABLE, reason.code(), Some(*check)),
             Refusal::UnverifiedChange { .. } => (
                 S::SERVICE_UNAVAILABLE,
                 ContainmentReason::UnauthorizedModification.code(),

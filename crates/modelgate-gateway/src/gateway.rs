@@ -490,7 +490,9 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
     facts.scope = Some(scope);
     let call = serde_json::from_slice::<CallBody<'_>>(&body);
     let Ok(CallBody { model }) = &call else {
-        return gw.refuse(Refusal::InvalidBody);
+        // Recorded like any refusal of an authenticated caller (its digest
+        // is in the record); the body itself is not kept.
+        return gw.deny(&trace, Refusal::InvalidBody, &facts, None).await;
     };
     let model: &str = model;
     facts.model = Some(model);
@@ -513,6 +515,7 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
                 model: model.to_owned(),
                 reason: why.reason,
                 check: why.check,
+                decision: why.decision,
                 detail: why.detail.clone(),
             };
             return gw.deny(&trace, refusal, &facts, None).await;

@@ -47,6 +47,10 @@ pub struct Why {
     pub check: Check,
     /// The step the lifecycle stopped at.
     pub step: Option<LifecycleStep>,
+    /// When a governance decision refused the model: its reason code
+    /// (`Revoked`, …), the code callers are given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<modelgate_governance::ReasonCode>,
     /// What exactly failed.
     pub detail: String,
 }
@@ -59,6 +63,7 @@ impl Why {
             reason,
             check,
             step: None,
+            decision: None,
             detail: detail.into(),
         }
     }
@@ -135,10 +140,14 @@ impl Snapshot {
     /// Ages are measured twice, by the node's clock `t` and by the monotonic
     /// clock, and the older one counts: a wall clock that jumps back must not
     /// keep an old view fresh.
+    ///
+    /// `max` is the node's own bound; the trust root's signed bound applies
+    /// when it is tighter.
     pub fn stale(&self, max: u64, t: u64) -> Option<String> {
         let Some(view) = &self.view else {
             return Some("no verified governance view".into());
         };
+        let max = view.staleness_bound(max);
         let mono_view = self
             .synced
             .map_or(u64::MAX, |(at, age)| age.saturating_add(at.elapsed().as_secs()));
@@ -277,6 +286,7 @@ pub fn why(c: &Contained) -> Why {
         reason: x.reason,
         check: x.check,
         step: x.step,
+        decision: x.decision,
         detail: x.detail.clone(),
     }
 }
@@ -880,8 +890,8 @@ impl Runtime {
     /// Returns whether it did change.
     fn contain(&mut self, events: &mut Vec<Event>, name: &str, why: Why, t: u64) -> bool {
         let was = self.serving.remove(name).map(|(d, _, _)| d);
-        let known = self.contained.get(name).map(|x| (x.0.reason, x.0.check));
-        let changed = was.is_some() || known != Some((why.reason, why.check));
+        let known = self.contained.get(name).map(|x| (x.0.reason, x.0.check, x.0.decision));
+        let changed = was.is_some() || known != Some((why.reason, why.check, why.decision));
         if changed {
             events.push(Event {
                 time: t,
@@ -920,7 +930,8 @@ impl Runtime {
                 let fatal = e.reason != ContainmentReason::SyncInterrupted;
                 // By the wall clock and by the monotonic one: a clock set
                 // back must not keep the last view fresh while syncs fail.
-                let max = self.node.c.max_staleness_seconds;
+                let node_max = self.node.c.max_staleness_seconds;
+                let max = self.view.as_ref().map_or(node_max, |v| v.staleness_bound(node_max));
                 let mono = self
                     .synced
                     .is_none_or(|(at, age)| age.saturating_add(at.elapsed().as_secs()) > max);
@@ -979,11 +990,14 @@ impl Runtime {
                         .reasons
                         .first()
                         .map_or(Check::ModelScopeContinuity, |r| Check::of_decision(*r));
-                    let why = Why::new(
-                        ContainmentReason::UnverifiableTransition,
-                        check,
-                        format!("{:?}: {}", d.reasons, d.detail),
-                    );
+                    let why = Why {
+                        decision: d.reasons.first().copied(),
+                        ..Why::new(
+                            ContainmentReason::UnverifiableTransition,
+                            check,
+                            format!("{:?}: {}", d.reasons, d.detail),
+                        )
+                    };
                     self.contain(&mut events, &name, why, t);
                     continue;
                 }

@@ -229,6 +229,11 @@ fn sign_model(dir: &Path, key: modelgate_oms::PrivateKey) -> (Vec<u8>, String) {
 /// opened), a signed and approved model, and a node serving it through the
 /// gateway with the faulty seams.
 fn world() -> World {
+    world_with(5)
+}
+
+/// [`world`], the node configured with `max_staleness` (the trust root signs 30 s).
+fn world_with(max_staleness: u64) -> World {
     let dir = tempfile::tempdir().unwrap();
     let (adir, bdir) = (dir.path().join("a"), dir.path().join("b"));
     let report = modelgate_authority::init(&adir, "faults.example/gov").unwrap();
@@ -287,7 +292,7 @@ fn world() -> World {
         ndir.join("node.toml"),
         format!(
             "node = \"node-1\"\nauthority = \"{}\"\ntrust_root = \"{}\"\nkey = \"node.skey\"\nscopes = [\"prod/credit/scoring\"]\n\
-             max_staleness_seconds = 5\ndata_dir = \"data\"\nanchor_interval_seconds = 1\nupstream = \"{}\"\n\n\
+             max_staleness_seconds = {max_staleness}\ndata_dir = \"data\"\nanchor_interval_seconds = 1\nupstream = \"{}\"\n\n\
              [models.credit]\ndir = \"{}\"\nbundle = \"{}\"\n\n\
              [callers.svc]\ntoken_sha256 = \"{sha}\"\nscopes = [\"prod/credit/scoring\"]\n",
             a.url,
@@ -404,12 +409,14 @@ impl World {
 
     /// A chat call through the router: status, headers, body, and how long it took.
     fn call(&self) -> (u16, axum::http::HeaderMap, Value, Duration) {
+        self.call_with(json!({"model": "credit", "messages": [{"role": "user", "content": "hi"}]}).to_string())
+    }
+
+    fn call_with(&self, body: String) -> (u16, axum::http::HeaderMap, Value, Duration) {
         let req = Request::post("/v1/chat/completions")
             .header("authorization", format!("Bearer {TOKEN}"))
             .header("content-type", "application/json")
-            .body(Body::from(
-                json!({"model": "credit", "messages": [{"role": "user", "content": "hi"}]}).to_string(),
-            ))
+            .body(Body::from(body))
             .unwrap();
         let started = Instant::now();
         let (status, headers, body) = self.rt.block_on(async {
@@ -608,5 +615,56 @@ fn a_lineage_log_that_refuses_a_write_denies_the_call_and_contains_the_model() {
         last_lifecycle["transitions"].as_array().unwrap().len(),
         8,
         "{last_lifecycle}"
+    );
+}
+
+#[test]
+fn the_trust_roots_signed_freshness_bound_holds_when_the_node_would_allow_more() {
+    // The node allows 60 s; the trust root signs 30 s. 35 s later the view
+    // is too old, whatever the node's configuration says.
+    let w = world_with(60);
+    w.serves();
+    w.clock.0.store(35, Ordering::SeqCst);
+    w.refused(503, "SyncInterrupted", "GovernancePolicySynchronization");
+    let why = w.contained("SyncInterrupted");
+    assert!(why.detail.contains("max 30"), "{}", why.detail);
+    w.clock.0.store(0, Ordering::SeqCst);
+    w.serves();
+}
+
+#[test]
+fn a_revoked_model_is_refused_as_revoked_not_as_an_unverifiable_transition() {
+    let w = world();
+    w.serves();
+    let revocation = modelgate_governance::RevocationEntry::new(&w.digest, "drift", "INC-1")
+        .sign(&[&w.alice])
+        .unwrap();
+    submit(&w.a.authority, &revocation);
+    let why = w.contained("UnverifiableTransition");
+    assert_eq!(why.decision.map(|d| d.as_str()), Some("Revoked"));
+    // Once contained, and on every call after: 403 Revoked, not 503.
+    for _ in 0..3 {
+        w.refused(403, "Revoked", "ModelScopeContinuity");
+    }
+    let status = modelgate_gateway::gateway::status_json(&w.shared);
+    assert_eq!(status["models"]["credit"]["decision"], "Revoked", "{status}");
+}
+
+#[test]
+fn a_body_that_is_not_a_call_is_refused_and_recorded() {
+    let w = world();
+    w.serves();
+    let (st, h, b, _) = w.call_with("{not json".into());
+    assert_eq!((st, b["error"]["code"].as_str()), (400, Some("invalid_request")), "{b}");
+    let id: u64 = h["x-modelgate-lineage-id"].to_str().unwrap().parse().unwrap();
+    let record: Value = serde_json::from_slice(&w.lineage.entries(id, id + 1).unwrap()[0]).unwrap();
+    assert_eq!(
+        (record["type"].as_str(), record["code"].as_str()),
+        (Some("denial"), Some("invalid_request"))
+    );
+    assert_eq!(record["principal"], "svc");
+    assert!(
+        record["request_sha256"].as_str().is_some_and(|s| s.len() == 64),
+        "{record}"
     );
 }

@@ -7,7 +7,7 @@
 //! trust_root = "trust-root.dsse.json"     # MODELGATE_NODE_TRUST_ROOT: the pinned trust root (entry 0)
 //! key = "node.skey"                       # MODELGATE_NODE_KEY: the node's note key (PRIVATE+KEY…)
 //! scopes = ["prod/credit/scoring"]        # MODELGATE_NODE_SCOPES (comma-separated): scopes served
-//! max_staleness_seconds = 30              # MODELGATE_NODE_MAX_STALENESS_SECONDS
+//! max_staleness_seconds = 30              # MODELGATE_NODE_MAX_STALENESS_SECONDS: may only tighten the trust root's signed bound
 //! data_dir = "/var/lib/modelgate-node"    # MODELGATE_NODE_DATA_DIR: persisted checkpoint, lineage log
 //!
 //! anchor_interval_seconds = 5            # MODELGATE_NODE_ANCHOR_INTERVAL_SECONDS: how often lineage is anchored
@@ -90,7 +90,9 @@ pub struct NodeConfig {
     pub key: PathBuf,
     /// Scopes this node serves.
     pub scopes: Vec<String>,
-    /// Oldest authority timestamp accepted, in seconds.
+    /// Oldest authority timestamp accepted, in seconds. The trust root's
+    /// signed `freshness.max_staleness_seconds` applies when it is lower: a
+    /// node may only tighten it.
     pub max_staleness_seconds: u64,
     /// Where the node keeps its state.
     pub data_dir: PathBuf,

@@ -25,7 +25,7 @@
 
 use std::path::{Path, PathBuf};
 
-use modelgate_governance::{decide, Check, ContainmentReason, DecisionRequest, LifecycleStep};
+use modelgate_governance::{decide, Check, ContainmentReason, DecisionRequest, LifecycleStep, ReasonCode};
 use modelgate_oms::{IgnorePath, Trust, VerifyOptions};
 
 use crate::sync::View;
@@ -116,6 +116,9 @@ pub struct Contained {
     /// The step the lifecycle stopped at; `None` when a check failed while
     /// the model was Serving.
     pub step: Option<LifecycleStep>,
+    /// When the governance decision refused it: the decision's reason
+    /// (`Revoked`, `ApprovalExpired`, …), which callers are told.
+    pub decision: Option<ReasonCode>,
     /// What failed.
     pub detail: String,
 }
@@ -190,6 +193,7 @@ impl<S> Lifecycle<S> {
                 reason,
                 check,
                 step: at,
+                decision: None,
                 detail: detail.clone(),
             },
             "Contained",
@@ -258,6 +262,7 @@ impl Lifecycle<Validating> {
             }
             Some(v) => v,
         };
+        let max_staleness = v.staleness_bound(max_staleness);
         let r = if now.saturating_sub(v.authority_time) > max_staleness {
             Err((
                 ContainmentReason::SyncInterrupted,
@@ -416,14 +421,14 @@ impl Lifecycle<TelemetryValidation> {
         };
         let d = decide(&view.state, &req, now);
         let basis = d.approval.clone().or(d.exception.clone()).unwrap_or_default();
-        let r = if d.allow {
-            Ok(format!("allowed ({:?}) under {basis}", d.reasons))
-        } else {
-            Err((
-                ContainmentReason::UnverifiableTransition,
-                format!("not allowed: {:?} {}", d.reasons, d.detail),
-            ))
-        };
+        if !d.allow {
+            let at = LifecycleStep::EnforcementEvaluation;
+            let detail = format!("not allowed: {:?} {}", d.reasons, d.detail);
+            let mut c = self.fail(Some(at), (ContainmentReason::UnverifiableTransition, detail), now);
+            c.step.decision = Some(d.reasons.first().copied().unwrap_or(ReasonCode::PolicyError));
+            return Err(Box::new(c));
+        }
+        let r = Ok(format!("allowed ({:?}) under {basis}", d.reasons));
         self.check(
             now,
             LifecycleStep::EnforcementEvaluation,

@@ -84,6 +84,15 @@ pub struct View {
 }
 
 impl View {
+    /// The staleness bound in force: the trust root's signed
+    /// `max_staleness_seconds`, or the node's own `node_max` when that is
+    /// tighter. A node's configuration may only tighten the signed bound.
+    pub fn staleness_bound(&self, node_max: u64) -> u64 {
+        self.state
+            .trust_root()
+            .map_or(node_max, |r| r.doc.freshness.max_staleness_seconds.min(node_max))
+    }
+
     /// What to persist.
     pub fn trusted(&self) -> Trusted {
         Trusted {
@@ -147,7 +156,10 @@ impl Syncer {
             Some(r) => r.clone(),
             None => self.pinned_root.clone(),
         };
-        let (checkpoint, authority_time) = verify_checkpoint(&note, &root_doc, now, self.max_staleness)?;
+        // The signed bound holds whatever the node's configuration says; the
+        // configuration may only tighten it.
+        let bound = self.max_staleness.min(root_doc.doc.freshness.max_staleness_seconds);
+        let (checkpoint, authority_time) = verify_checkpoint(&note, &root_doc, now, bound)?;
 
         // Consistency with what we trusted before (this run or a persisted one).
         let (old_size, old_root) = match (&self.view, &self.trusted) {
