@@ -458,7 +458,13 @@ async fn model(AxState(a): AxState<Shared>, Path(digest): Path<String>) -> Respo
                 .grants_of_model(&digest)
                 .filter_map(|id| s.approvals.get(id))
                 .collect();
-            Json(json!({"model": m, "approvals": approvals, "revocation": s.revocations.get(&digest)})).into_response()
+            let exceptions: Vec<_> = s
+                .grants_of_model(&digest)
+                .filter_map(|id| s.exceptions.get(id))
+                .collect();
+            Json(json!({"model": m, "approvals": approvals, "exceptions": exceptions,
+                        "revocation": s.revocations.get(&digest)}))
+            .into_response()
         }
         None => ApiError::UnknownModel(format!("model {digest} is not registered")).into_response(),
     }

@@ -16,7 +16,8 @@ use clap::Args;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::SigningKey;
 use modelgate_governance::{
-    to_canonical, ApprovalEntry, EntryPayload, Envelope, ModelEntry, PolicySetEntry, RevocationEntry, RiskTier,
+    to_canonical, ApprovalEntry, EntryPayload, Envelope, ExceptionEntry, ModelEntry, PolicySetEntry, RevocationEntry,
+    RiskTier,
 };
 use serde_json::{json, Value};
 
@@ -209,9 +210,14 @@ pub fn approve(a: ApproveArgs) -> Result<(), Failure> {
         Some(t) => parse_time(t)?,
         None => parse_time("+0s")?,
     };
-    let tier: RiskTier = serde_json::from_value(json!(a.tier))
-        .map_err(|_| usage(format!("--tier {:?}: one of low, medium, high, critical", a.tier)))?;
-    let p = ApprovalEntry::new(&a.digest, a.scopes, from, parse_time(&a.until)?, tier, &a.ticket);
+    let p = ApprovalEntry::new(
+        &a.digest,
+        a.scopes,
+        from,
+        parse_time(&a.until)?,
+        tier(&a.tier)?,
+        &a.ticket,
+    );
     finish(&p, &a.signing)
 }
 
@@ -227,6 +233,42 @@ pub struct RevokeArgs {
     ticket: String,
     #[command(flatten)]
     signing: Signing,
+}
+
+#[derive(Args)]
+pub struct ExceptionArgs {
+    /// The model's root digest.
+    digest: String,
+    /// Scope pattern it may run in without an approval (repeat).
+    #[arg(long = "scope", value_name = "PATTERN", required = true)]
+    scopes: Vec<String>,
+    /// When the exception ends (POSIX seconds or +N[smhd], e.g. +7d); mandatory.
+    #[arg(long, value_name = "TIME")]
+    expires: String,
+    /// Risk tier the model runs under meanwhile (low, medium, high, critical).
+    #[arg(long, value_name = "TIER")]
+    tier: String,
+    /// Change or risk ticket; mandatory.
+    #[arg(long)]
+    ticket: String,
+    /// Why the exception is granted.
+    #[arg(long)]
+    reason: String,
+    #[command(flatten)]
+    signing: Signing,
+}
+
+fn tier(t: &str) -> Result<RiskTier, Failure> {
+    serde_json::from_value(json!(t)).map_err(|_| usage(format!("--tier {t:?}: one of low, medium, high, critical")))
+}
+
+/// Grant a time-bounded exception: the model may run in the scopes
+/// without an approval until it expires (approvers sign it, as many as the
+/// trust root's `exception` threshold; no signer of the model may).
+pub fn exception(a: ExceptionArgs) -> Result<(), Failure> {
+    let expires = parse_time(&a.expires)?;
+    let p = ExceptionEntry::new(&a.digest, a.scopes, expires, tier(&a.tier)?, &a.ticket, &a.reason);
+    finish(&p, &a.signing)
 }
 
 pub fn revoke(a: RevokeArgs) -> Result<(), Failure> {

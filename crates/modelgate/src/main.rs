@@ -100,6 +100,9 @@ enum Command {
     Approve(gov_cmd::ApproveArgs),
     /// Revoke a model: it stops running everywhere from this entry on.
     Revoke(gov_cmd::RevokeArgs),
+    /// Grant a time-bounded exception: the model may run in scopes without an
+    /// approval until it expires (ticket mandatory).
+    Exception(gov_cmd::ExceptionArgs),
     /// Policy sets (Cedar).
     Policy {
         #[command(subcommand)]
@@ -231,6 +234,7 @@ fn main() -> ExitCode {
         } => gov_cmd::register(a),
         Command::Approve(a) => gov_cmd::approve(a),
         Command::Revoke(a) => gov_cmd::revoke(a),
+        Command::Exception(a) => gov_cmd::exception(a),
         Command::Policy {
             command: PolicyCommand::Publish(a),
         } => gov_cmd::policy_publish(a),

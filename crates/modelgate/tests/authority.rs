@@ -578,3 +578,52 @@ fn a_node_is_initialised_from_its_config_and_enrolled_by_a_node_admin() {
     let nodes = get_json(&format!("{url}/api/v1/nodes"));
     assert!(nodes[0]["reports"].as_u64().unwrap() >= 3, "{nodes}");
 }
+
+#[test]
+fn an_exception_is_granted_from_the_cli_by_approvers_with_its_mandatory_expiry() {
+    let w = world();
+    let url = &w.server.url;
+    let key = |n: &str| s(&w.dir.path().join(format!("{n}.key"))).to_owned();
+    let grant = |tier: &str, signer: &str, extra: &str| {
+        mg_line(&format!(
+            "exception {} --scope prod/credit/* --tier {tier} --ticket RISK-7 --reason hotfix {extra} --key {} --authority {url} --token {}",
+            w.digest,
+            key(signer),
+            w.admin
+        ))
+    };
+    // No expiry: refused before anything is signed.
+    let o = grant("low", "alice", "");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--expires"), "{}", stderr(&o));
+    // An unknown tier names the valid ones.
+    let o = grant("urgent", "alice", "--expires +1d");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("low, medium, high, critical"), "{}", stderr(&o));
+    // Only approvers grant exceptions (the trust root's exception threshold),
+    // and the model's signer may not.
+    let o = grant("low", "padmin", "--expires +1d");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("threshold"), "{}", stderr(&o));
+    let o = grant("low", "signer", "--expires +1d");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("separation-of-duties"), "{}", stderr(&o));
+    // Granted: the model now has it, with its expiry and ticket.
+    ok(&grant("low", "alice", "--expires +2d"));
+    let m = get_json(&format!("{url}/api/v1/models/{}", w.digest));
+    let x = &m["exceptions"][0];
+    assert_eq!(
+        (x["ticket"].as_str(), x["scopes"][0].as_str()),
+        (Some("RISK-7"), Some("prod/credit/*")),
+        "{m}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expires = x["expires"].as_u64().unwrap();
+    assert!(
+        (now + 2 * 86_400 - 60..=now + 2 * 86_400 + 60).contains(&expires),
+        "{x}"
+    );
+}
