@@ -7,8 +7,12 @@
 //! DIR/governance.db                the governance log (SQLite)
 //! DIR/tokens.json                  write-API tokens, stored as SHA-256 hashes
 //! DIR/state.snapshot               the folded state, signed (restarts refold only what follows it)
-//! DIR/offline-root-keys/root-1.key the first root key (PKCS#8 PEM, 0600): move it offline
+//! DIR/offline-root-keys/root-N.key the root keys (PKCS#8 PEM, 0600): move them offline
 //! ```
+//!
+//! A root of k of n keys ([`RootKeys`]) makes n keys and signs trust root v1
+//! with every one of them, so each key is proven to work before it leaves the
+//! machine; from then on any k of them sign a rotation.
 
 use std::fs;
 use std::io::Write;
@@ -75,7 +79,12 @@ impl DataDir {
 
     /// Where init leaves the first root key.
     pub fn offline_root_key(&self) -> PathBuf {
-        self.root.join("offline-root-keys").join("root-1.key")
+        self.offline_root_key_n(1)
+    }
+
+    /// Where init leaves root key `n` (1-based).
+    pub fn offline_root_key_n(&self, n: usize) -> PathBuf {
+        self.root.join("offline-root-keys").join(format!("root-{n}.key"))
     }
 
     /// True when every file `init` writes is present.
@@ -106,8 +115,12 @@ pub struct InitReport {
     pub log_vkey: String,
     /// The cosigner's verifier key.
     pub cosigner_vkey: String,
-    /// Where the root key is (it belongs offline).
+    /// Where the first root key is (it belongs offline).
     pub root_key: PathBuf,
+    /// Every root key made, in order (principals `root-1` … `root-n`).
+    pub root_keys: Vec<PathBuf>,
+    /// How many of them sign a trust-root rotation.
+    pub root_threshold: usize,
     /// The trust root file nodes pin.
     pub trust_root: PathBuf,
 }
@@ -132,10 +145,52 @@ fn seed() -> Result<[u8; 32], AuthorityError> {
     Ok(s)
 }
 
-/// Create a new authority in `dir` for the log `origin`: keys, a first
-/// trust root signed by a new root key, and the store with the trust root as
-/// entry 0. Refuses a directory that already holds anything.
+/// How many root keys `init` makes, and how many of them a rotation needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RootKeys {
+    /// n: keys made, one principal each (`root-1` … `root-n`).
+    pub count: usize,
+    /// k: signatures a new trust-root version needs.
+    pub threshold: usize,
+}
+
+impl RootKeys {
+    /// At most this many keys: a ceremony with more custodians is done by
+    /// rotation, where each brings a key made on their own machine.
+    pub const MAX: usize = 16;
+
+    /// One key, threshold one.
+    pub const SINGLE: RootKeys = RootKeys { count: 1, threshold: 1 };
+
+    /// k of n, checked: 1 ≤ k ≤ n ≤ [`RootKeys::MAX`].
+    pub fn new(count: usize, threshold: usize) -> Result<Self, AuthorityError> {
+        if count == 0 || count > Self::MAX {
+            return Err(AuthorityError::Config(format!(
+                "root keys: {count} asked, between 1 and {} allowed",
+                Self::MAX
+            )));
+        }
+        if threshold == 0 || threshold > count {
+            return Err(AuthorityError::Config(format!(
+                "root threshold {threshold}: must be between 1 and the number of root keys ({count})"
+            )));
+        }
+        Ok(Self { count, threshold })
+    }
+}
+
+/// Create a new authority in `dir` for the log `origin` with one root key.
+/// See [`init_with`].
 pub fn init(dir: &Path, origin: &str) -> Result<InitReport, AuthorityError> {
+    init_with(dir, origin, RootKeys::SINGLE)
+}
+
+/// Create a new authority in `dir` for the log `origin`: keys, a first
+/// trust root whose `root` role is `roots.count` new keys with threshold
+/// `roots.threshold` (signed by all of them), and the store with the trust
+/// root as entry 0. Refuses a directory that already holds anything.
+pub fn init_with(dir: &Path, origin: &str, roots: RootKeys) -> Result<InitReport, AuthorityError> {
+    let roots = RootKeys::new(roots.count, roots.threshold)?;
     let d = DataDir::new(dir);
     if !d.is_empty() {
         return Err(AuthorityError::Config(format!(
@@ -157,36 +212,52 @@ pub fn init(dir: &Path, origin: &str) -> Result<InitReport, AuthorityError> {
         SignerKey::from_seed(origin, KeyType::Ed25519, &seed()?).map_err(|e| AuthorityError::Config(e.to_string()))?;
     let cosigner = SignerKey::from_seed(origin, KeyType::CosignatureV1, &seed()?)
         .map_err(|e| AuthorityError::Config(e.to_string()))?;
-    let root = SigningKey::from_bytes(&seed()?);
+    let keys: Vec<SigningKey> = (0..roots.count)
+        .map(|_| seed().map(|s| SigningKey::from_bytes(&s)))
+        .collect::<Result<_, _>>()?;
+    let principals: serde_json::Map<String, serde_json::Value> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            (
+                format!("root-{}", i + 1),
+                json!({"roles": ["root"], "keys": [B64.encode(k.verifying_key().as_bytes())], "model_keys": []}),
+            )
+        })
+        .collect();
 
     let doc = json!({
         "type": "trust-root", "version": 1, "root_version": 1,
-        "principals": {"root-1": {"roles": ["root"], "keys": [B64.encode(root.verifying_key().as_bytes())], "model_keys": []}},
-        "thresholds": {"root": 1, "model": 1, "approval": {"low": 1, "medium": 1, "high": 2, "critical": 2},
+        "principals": principals,
+        "thresholds": {"root": roots.threshold, "model": 1, "approval": {"low": 1, "medium": 1, "high": 2, "critical": 2},
                        "revocation": 1, "exception": 1, "policy": 1, "enrollment": 1},
         "authority": {"log": log_key.verifier().to_string(), "cosigner": cosigner.verifier().to_string()},
         "witnesses": [], "witness_quorum": 0,
         "freshness": {"max_staleness_seconds": 30, "anchor_max_age_seconds": 60}
     });
     let payload = to_canonical(&doc).map_err(|e| AuthorityError::Config(e.to_string()))?;
-    let genesis = Envelope::sign(&payload, &[&root]).map_err(|e| AuthorityError::Config(e.to_string()))?;
+    let signers: Vec<&SigningKey> = keys.iter().collect();
+    let genesis = Envelope::sign(&payload, &signers).map_err(|e| AuthorityError::Config(e.to_string()))?;
     // The fold must accept it before anything is written.
     modelgate_governance::State::new(&genesis)
         .map_err(|e| AuthorityError::Config(format!("generated trust root: {e}")))?;
 
-    // PKCS#8 v1 (RFC 8410), which OpenSSL and Python's cryptography read.
-    let pem = ed25519_dalek::pkcs8::KeypairBytes {
-        secret_key: root.to_bytes(),
-        public_key: None,
-    }
-    .to_pkcs8_pem(Default::default())
-    .map_err(|e| AuthorityError::Config(e.to_string()))?;
-    let pub_pem = root
-        .verifying_key()
-        .to_public_key_pem(Default::default())
+    for (i, root) in keys.iter().enumerate() {
+        // PKCS#8 v1 (RFC 8410), which OpenSSL and Python's cryptography read.
+        let pem = ed25519_dalek::pkcs8::KeypairBytes {
+            secret_key: root.to_bytes(),
+            public_key: None,
+        }
+        .to_pkcs8_pem(Default::default())
         .map_err(|e| AuthorityError::Config(e.to_string()))?;
-    write_new(&d.offline_root_key(), pem.as_bytes(), 0o600)?;
-    write_new(&d.offline_root_key().with_extension("pub"), pub_pem.as_bytes(), 0o644)?;
+        let pub_pem = root
+            .verifying_key()
+            .to_public_key_pem(Default::default())
+            .map_err(|e| AuthorityError::Config(e.to_string()))?;
+        let path = d.offline_root_key_n(i + 1);
+        write_new(&path, pem.as_bytes(), 0o600)?;
+        write_new(&path.with_extension("pub"), pub_pem.as_bytes(), 0o644)?;
+    }
     write_new(
         &d.log_key(),
         format!("{}\n", log_key.to_private_string()).as_bytes(),
@@ -209,6 +280,8 @@ pub fn init(dir: &Path, origin: &str) -> Result<InitReport, AuthorityError> {
         log_vkey: log_key.verifier().to_string(),
         cosigner_vkey: cosigner.verifier().to_string(),
         root_key: d.offline_root_key(),
+        root_keys: (1..=roots.count).map(|n| d.offline_root_key_n(n)).collect(),
+        root_threshold: roots.threshold,
         trust_root: d.trust_root(),
     })
 }

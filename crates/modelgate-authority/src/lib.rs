@@ -46,7 +46,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use api_error::ApiError;
-pub use data::{init, DataDir, InitReport};
+pub use data::{init, init_with, DataDir, InitReport, RootKeys};
 pub use error::AuthorityError;
 pub use http::router;
 pub use service::Authority;

@@ -30,6 +30,13 @@ pub struct InitArgs {
     /// The log's origin, e.g. `example.com/governance`; also the key name.
     #[arg(long, value_name = "ORIGIN")]
     origin: String,
+    /// Root keys to make (n), one per custodian: principals root-1 … root-n,
+    /// in DATA/offline-root-keys/. Trust root v1 is signed by all of them.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    root_keys: usize,
+    /// Root signatures a new trust-root version needs (k of n).
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    root_threshold: usize,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -96,7 +103,10 @@ fn fail(e: AuthorityError) -> Failure {
 
 pub fn run(cmd: AuthorityCommand) -> Result<(), Failure> {
     match cmd {
-        AuthorityCommand::Init(a) => init(&a.data, &a.origin, true),
+        AuthorityCommand::Init(a) => {
+            let roots = modelgate_authority::RootKeys::new(a.root_keys, a.root_threshold).map_err(fail)?;
+            init(&a.data, &a.origin, roots, true)
+        }
         AuthorityCommand::Serve(a) => serve(a),
         AuthorityCommand::Token {
             command: TokenCommand::Create(a),
@@ -121,13 +131,34 @@ pub fn run(cmd: AuthorityCommand) -> Result<(), Failure> {
 }
 
 /// With `vkey_on_stdout` false (first run of `serve`), stdout keeps its one-line contract.
-fn init(data: &std::path::Path, origin: &str, vkey_on_stdout: bool) -> Result<(), Failure> {
-    let r = modelgate_authority::init(data, origin).map_err(fail)?;
+fn init(
+    data: &std::path::Path,
+    origin: &str,
+    roots: modelgate_authority::RootKeys,
+    vkey_on_stdout: bool,
+) -> Result<(), Failure> {
+    let r = modelgate_authority::init_with(data, origin, roots).map_err(fail)?;
     eprintln!("authority initialised in {}", data.display());
     eprintln!("  trust root v1 (nodes pin this file): {}", r.trust_root.display());
-    eprintln!("  root key: {}", r.root_key.display());
-    eprintln!("    It signs trust-root versions. Move it OFFLINE now (and delete it here);");
-    eprintln!("    bring it back only to sign the next trust root with `modelgate trust sign`.");
+    if r.root_keys.len() == 1 {
+        eprintln!("  root key: {}", r.root_key.display());
+        eprintln!("    It signs trust-root versions. Move it OFFLINE now (and delete it here);");
+        eprintln!("    bring it back only to sign the next trust root with `modelgate trust sign`.");
+    } else {
+        eprintln!(
+            "  root keys ({} of {} sign a new trust-root version):",
+            r.root_threshold,
+            r.root_keys.len()
+        );
+        for k in &r.root_keys {
+            eprintln!("    {}", k.display());
+        }
+        eprintln!("    Give each to its custodian OFFLINE now (and delete them here); a rotation");
+        eprintln!(
+            "    is signed by any {} of them with `modelgate trust sign`.",
+            r.root_threshold
+        );
+    }
     eprintln!("  cosigner key (freshness): {}", r.cosigner_vkey);
     eprintln!("authority verifier key (give it to nodes and auditors):");
     if vkey_on_stdout {
@@ -155,7 +186,7 @@ fn serve(a: ServeArgs) -> Result<(), Failure> {
     }
     let d = modelgate_authority::DataDir::new(&a.data);
     if d.is_empty() {
-        init(&a.data, &a.origin, false)?;
+        init(&a.data, &a.origin, modelgate_authority::RootKeys::SINGLE, false)?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -627,3 +627,84 @@ fn an_exception_is_granted_from_the_cli_by_approvers_with_its_mandatory_expiry()
         "{x}"
     );
 }
+
+#[test]
+fn authority_init_makes_a_k_of_n_root_and_a_rotation_needs_k_root_signatures() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("authority");
+    // Out-of-range thresholds are refused, and nothing is created.
+    for (n, k) in [("3", "4"), ("3", "0"), ("0", "0"), ("17", "2")] {
+        let o = mg(&[
+            "authority",
+            "init",
+            "--data",
+            s(&data),
+            "--origin",
+            "k.example/gov",
+            "--root-keys",
+            n,
+            "--root-threshold",
+            k,
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{n} of {k}: {}", stderr(&o));
+        assert!(!data.exists(), "{n} of {k} created the data dir");
+    }
+    let o = mg(&[
+        "authority",
+        "init",
+        "--data",
+        s(&data),
+        "--origin",
+        "k.example/gov",
+        "--root-keys",
+        "3",
+        "--root-threshold",
+        "2",
+    ]);
+    ok(&o);
+    assert!(stderr(&o).contains("2 of 3"), "{}", stderr(&o));
+    let env = Envelope::parse(&std::fs::read(data.join("trust-root.dsse.json")).unwrap()).unwrap();
+    assert_eq!(env.signatures.len(), 3, "v1 is signed by every root key");
+    let doc: Value = serde_json::from_slice(&env.payload).unwrap();
+    assert_eq!(doc["thresholds"]["root"], 2);
+    for n in 1..=3 {
+        assert_eq!(doc["principals"][format!("root-{n}")]["roles"], json!(["root"]));
+        assert!(data.join(format!("offline-root-keys/root-{n}.key")).exists());
+    }
+
+    let server = serve(&data);
+    let url = &server.url;
+    let root_token = common::world::token(&data, "root");
+    common::world::keygen(d, "alice", "ed25519");
+    ok(&mg_line(&format!(
+        "trust edit --authority {url} --out {} --principal alice --role approver --key {}",
+        s(&d.join("v2.json")),
+        s(&d.join("alice.pub"))
+    )));
+    // One of three root keys: short of the threshold.
+    ok(&mg_line(&format!(
+        "trust sign {} --key {} --out {}",
+        s(&d.join("v2.json")),
+        s(&data.join("offline-root-keys/root-3.key")),
+        s(&d.join("v2.dsse.json"))
+    )));
+    let o = mg_line(&format!(
+        "submit {} --authority {url} --token {root_token}",
+        s(&d.join("v2.dsse.json"))
+    ));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("trust-root-threshold"), "{}", stderr(&o));
+    // A second custodian cosigns: two of three, accepted.
+    ok(&mg(&[
+        "cosign",
+        s(&d.join("v2.dsse.json")),
+        "--key",
+        s(&data.join("offline-root-keys/root-1.key")),
+    ]));
+    assert!(ok(&mg_line(&format!(
+        "submit {} --authority {url} --token {root_token}",
+        s(&d.join("v2.dsse.json"))
+    )))
+    .contains("accepted at index 1"));
+}
