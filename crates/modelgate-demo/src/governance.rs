@@ -17,12 +17,12 @@ use serde_json::{json, Value};
 
 use crate::{fail, say, Failure};
 
-fn b64(k: &SigningKey) -> String {
+pub(crate) fn b64(k: &SigningKey) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(k.verifying_key().as_bytes())
 }
 
-fn signed(v: &Value, keys: &[&SigningKey]) -> Result<Vec<u8>, Failure> {
+pub(crate) fn signed(v: &Value, keys: &[&SigningKey]) -> Result<Vec<u8>, Failure> {
     Envelope::sign(&to_canonical(v).map_err(fail)?, keys).map_err(fail)
 }
 
@@ -36,7 +36,7 @@ fn submit(a: &Authority, entry: Vec<u8>) -> Result<Result<u64, String>, Failure>
     }
 }
 
-fn accepted(a: &Authority, entry: Vec<u8>, what: &str) -> Result<u64, Failure> {
+pub(crate) fn accepted(a: &Authority, entry: Vec<u8>, what: &str) -> Result<u64, Failure> {
     submit(a, entry)?.map_err(|e| Failure::Failed(format!("{what} was refused: {e}")))
 }
 
@@ -249,7 +249,11 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str, out: &mut dyn FnMut(&s
     let pinned = std::fs::read(&report.trust_root).map_err(fail)?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let verified = loop {
-        let mut r = agent.get(&format!("{gw}/lineage/{id}")).call().map_err(fail)?;
+        let mut r = agent
+            .get(&format!("{gw}/lineage/{id}"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .map_err(fail)?;
         let proof = r.body_mut().read_to_vec().map_err(fail)?;
         if r.status().as_u16() == 200 {
             if let Ok(v) = modelgate_node::proof::verify_lineage_proof(&proof, &pinned) {

@@ -114,6 +114,13 @@ pub enum Refusal {
     },
     /// No such route.
     NoRoute,
+    /// The caller's token does not give it the right to read this.
+    NotReadable {
+        /// The caller.
+        principal: String,
+        /// What it asked to read.
+        what: String,
+    },
     /// A lineage id that is not a decimal index.
     InvalidLineageId,
     /// No lineage record at that index.
@@ -195,6 +202,7 @@ impl Refusal {
             ),
             Refusal::UpstreamUnreachable { .. } => (S::BAD_GATEWAY, "upstream_unreachable", None),
             Refusal::NoRoute => (S::NOT_FOUND, "not_found", None),
+            Refusal::NotReadable { .. } => (S::FORBIDDEN, "forbidden", None),
             Refusal::InvalidLineageId => (S::BAD_REQUEST, "invalid_id", None),
             Refusal::NoRecord { .. } => (S::NOT_FOUND, "not_found", None),
             Refusal::LineageUnavailable { .. } => (S::SERVICE_UNAVAILABLE, "lineage_unavailable", None),
@@ -226,6 +234,7 @@ impl Refusal {
             Refusal::LineageNotDurable { detail } => detail.clone(),
             Refusal::UpstreamUnreachable { detail } => format!("the inference server did not answer: {detail}"),
             Refusal::NoRoute => "no such route".into(),
+            Refusal::NotReadable { principal, what } => format!("caller {principal} may not read {what}"),
             Refusal::InvalidLineageId => "a lineage id is a decimal index".into(),
             Refusal::NoRecord { index, size } => format!("no lineage record {index} (the log has {size})"),
             Refusal::LineageUnavailable { detail } => detail.clone(),

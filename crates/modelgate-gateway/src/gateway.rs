@@ -28,6 +28,7 @@ use http_body::{Body as _, Frame, SizeHint};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use modelgate_governance::{Check, DecisionCache, DecisionRequest};
+use modelgate_node::config::{EndpointAccess, LineageAccess};
 use modelgate_node::proof::{GovernedEntry, LineageProof, PendingLineage, ProofChain, RecordProof, ShownRecord};
 use opentelemetry::KeyValue;
 use serde_json::{json, Value};
@@ -97,6 +98,35 @@ struct Metrics {
     before_forward: Histogram,
     /// From forwarding to the upstream's response head: the inference server's part.
     upstream: Histogram,
+    /// Refusals of calls without a valid token beyond [`UNAUTHENTICATED_RECORDS`].
+    unrecorded: std::sync::atomic::AtomicU64,
+}
+
+/// Records of refusals without a valid token, per second and in a burst.
+/// Anyone who reaches the listener can send those: a record for each would
+/// let them fill the node's disk and slow every caller's durable append.
+/// Beyond the bucket they are refused all the same and counted
+/// (`modelgate_gateway_unrecorded_denials_total`), not recorded.
+pub const UNAUTHENTICATED_RECORDS: (f64, f64) = (10.0, 40.0);
+
+/// A token bucket: `take` is true while there is a token.
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn take(&mut self, (rate, burst): (f64, f64)) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * rate).min(burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 fn bump<K: Ord>(m: &Mutex<BTreeMap<K, u64>>, k: K) {
@@ -109,6 +139,8 @@ struct Caller {
     principal: String,
     groups: Vec<String>,
     scopes: Vec<String>,
+    lineage: LineageAccess,
+    monitor: bool,
 }
 
 /// Shards of the decision cache.
@@ -129,6 +161,8 @@ pub struct Gateway {
     in_flight: Arc<tokio::sync::Semaphore>,
     /// Request index → completion index, for recent calls (bounded).
     completions: Mutex<(HashMap<u64, u64>, std::collections::VecDeque<u64>)>,
+    /// Records left for refusals without a valid token.
+    unauthenticated: Mutex<Bucket>,
 }
 
 const RECENT_COMPLETIONS: usize = 100_000;
@@ -325,7 +359,17 @@ impl Gateway {
             )
             .end(vec![], Some(p.code.to_owned()));
         let mut recorded = None;
-        if let Ok(l) = self.lineage() {
+        let record = facts.principal.is_some()
+            || self
+                .unauthenticated
+                .lock()
+                .is_ok_and(|mut b| b.take(UNAUTHENTICATED_RECORDS));
+        if !record {
+            self.metrics
+                .unrecorded
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let (true, Ok(l)) = (record, self.lineage()) {
             let r = DenialRecord {
                 facts,
                 kind: "denial",
@@ -383,6 +427,8 @@ pub fn gateway(shared: Arc<Shared>) -> Result<Gateway, Error> {
                 principal: name.clone(),
                 groups: c.groups.clone(),
                 scopes: c.scopes.clone(),
+                lineage: c.lineage,
+                monitor: c.monitor,
             },
         );
     }
@@ -415,6 +461,10 @@ pub fn gateway(shared: Arc<Shared>) -> Result<Gateway, Error> {
         metrics: Metrics::default(),
         completions: Mutex::new(Default::default()),
         in_flight,
+        unauthenticated: Mutex::new(Bucket {
+            tokens: UNAUTHENTICATED_RECORDS.1,
+            last: Instant::now(),
+        }),
     })
 }
 
@@ -477,9 +527,9 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
     };
     facts.principal = Some(&caller.principal);
     let scope: &str = match headers.get("x-modelgate-scope").map(|v| v.to_str()) {
-        None => &caller.scopes[0],
+        None if !caller.scopes.is_empty() => &caller.scopes[0],
         Some(Ok(s)) if caller.scopes.iter().any(|c| c == s) => s,
-        Some(_) => {
+        _ => {
             let refusal = Refusal::ScopeNotPermitted {
                 principal: caller.principal.clone(),
                 scopes: caller.scopes.clone(),
@@ -973,7 +1023,28 @@ pub fn status_json(shared: &Shared) -> Value {
     })
 }
 
-async fn status(State(gw): State<Gw>) -> Response {
+impl Gateway {
+    /// May the caller of `headers` read an operational endpoint?
+    fn may_read(&self, headers: &HeaderMap, access: EndpointAccess, what: &'static str) -> Result<(), Refusal> {
+        match access {
+            EndpointAccess::Open => Ok(()),
+            EndpointAccess::Off => Err(Refusal::NoRoute),
+            EndpointAccess::Token => match self.caller(headers) {
+                None => Err(Refusal::InvalidApiKey),
+                Some(c) if c.monitor => Ok(()),
+                Some(c) => Err(Refusal::NotReadable {
+                    principal: c.principal.clone(),
+                    what: format!("{what} (it needs a caller with monitor = true)"),
+                }),
+            },
+        }
+    }
+}
+
+async fn status(State(gw): State<Gw>, headers: HeaderMap) -> Response {
+    if let Err(r) = gw.may_read(&headers, gw.shared.config.status_access, "/status") {
+        return r.into_response();
+    }
     Json(status_json(&gw.shared)).into_response()
 }
 
@@ -986,8 +1057,11 @@ async fn readyz(State(gw): State<Gw>) -> Response {
     }
 }
 
-async fn metrics(State(gw): State<Gw>) -> Response {
+async fn metrics(State(gw): State<Gw>, headers: HeaderMap) -> Response {
     use std::fmt::Write as _;
+    if let Err(r) = gw.may_read(&headers, gw.shared.config.metrics_access, "/metrics") {
+        return r.into_response();
+    }
     let mut o = String::new();
     let m = &gw.metrics;
     let _ = writeln!(
@@ -1018,6 +1092,16 @@ async fn metrics(State(gw): State<Gw>) -> Response {
     for (k, v) in m.completions.lock().map(|x| x.clone()).unwrap_or_default() {
         let _ = writeln!(o, "modelgate_gateway_completions_total{{outcome=\"{k}\"}} {v}");
     }
+    let _ = writeln!(
+        o,
+        "# HELP modelgate_gateway_unrecorded_denials_total Refusals without a valid token beyond the recording limit (refused, not recorded)."
+    );
+    let _ = writeln!(o, "# TYPE modelgate_gateway_unrecorded_denials_total counter");
+    let _ = writeln!(
+        o,
+        "modelgate_gateway_unrecorded_denials_total {}",
+        m.unrecorded.load(std::sync::atomic::Ordering::Relaxed)
+    );
     m.append.render(
         &mut o,
         "modelgate_lineage_append_seconds",
@@ -1082,12 +1166,30 @@ async fn metrics(State(gw): State<Gw>) -> Response {
 }
 
 /// A call's records and, once anchored, its offline proof chain.
-async fn lineage(State(gw): State<Gw>, Path(id): Path<String>) -> Response {
+///
+/// A record names a call's caller, scope, model and time: it is read with a
+/// caller's token, of the caller's own calls unless its table says
+/// `lineage = "all"`.
+async fn lineage(State(gw): State<Gw>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let reader = match gw.caller(&headers) {
+        None => return Refusal::InvalidApiKey.into_response(),
+        Some(c) => match c.lineage {
+            LineageAccess::None => {
+                return Refusal::NotReadable {
+                    principal: c.principal.clone(),
+                    what: "lineage records".into(),
+                }
+                .into_response()
+            }
+            LineageAccess::All => None,
+            LineageAccess::Own => Some(c.principal.clone()),
+        },
+    };
     let Ok(index) = id.parse::<u64>() else {
         return Refusal::InvalidLineageId.into_response();
     };
     let gw2 = Arc::clone(&gw);
-    match tokio::task::spawn_blocking(move || proof_for(&gw2, index)).await {
+    match tokio::task::spawn_blocking(move || proof_for(&gw2, index, reader.as_deref())).await {
         Ok(Ok(Proof::Anchored(p))) => Json(p).into_response(),
         Ok(Ok(Proof::Pending(p))) => Json(p).into_response(),
         Ok(Err(r)) => r.into_response(),
@@ -1145,7 +1247,33 @@ fn find_completion(gw: &Gateway, lineage: &dyn LineageLog, index: u64, size: u64
     Ok(None)
 }
 
-fn proof_for(gw: &Gateway, index: u64) -> Result<Proof, Refusal> {
+/// The principal a record belongs to: its own `principal`, or for a
+/// completion its request's.
+fn owner(record: &[u8], read: &dyn Fn(u64) -> Result<Vec<u8>, Refusal>) -> Result<Option<String>, Refusal> {
+    #[derive(serde::Deserialize)]
+    struct Owner {
+        #[serde(default)]
+        principal: Option<String>,
+        #[serde(rename = "type", default)]
+        kind: String,
+        #[serde(default)]
+        request: Option<u64>,
+    }
+    let Ok(o) = serde_json::from_slice::<Owner>(record) else {
+        return Ok(None);
+    };
+    match (o.principal, o.kind.as_str(), o.request) {
+        (Some(p), _, _) => Ok(Some(p)),
+        (None, "completion", Some(r)) => {
+            let req = read(r)?;
+            Ok(serde_json::from_slice::<Owner>(&req).ok().and_then(|o| o.principal))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `reader` is the principal whose records alone may be shown (none: all).
+fn proof_for(gw: &Gateway, index: u64, reader: Option<&str>) -> Result<Proof, Refusal> {
     let lineage = gw.lineage().map_err(unavailable)?;
     let size = lineage.size().map_err(unavailable)?;
     if index >= size {
@@ -1159,6 +1287,14 @@ fn proof_for(gw: &Gateway, index: u64) -> Result<Proof, Refusal> {
             .ok_or_else(|| unavailable(format!("record {i} missing")))
     };
     let record = read(index)?;
+    if let Some(reader) = reader {
+        if owner(&record, &read)?.as_deref() != Some(reader) {
+            return Err(Refusal::NotReadable {
+                principal: reader.to_owned(),
+                what: format!("lineage record {index} (not one of its calls)"),
+            });
+        }
+    }
     let is_request = serde_json::from_slice::<Value>(&record).is_ok_and(|v| v["type"] == "request");
     let mut records = vec![(index, record)];
     if is_request {

@@ -35,6 +35,8 @@ use serde_json::{json, Value};
 use tower::ServiceExt as _;
 
 const TOKEN: &str = "svc-token";
+const OTHER: &str = "other-token";
+const AUDITOR: &str = "auditor-token";
 
 /// An authority served on a loopback port.
 struct Served {
@@ -292,14 +294,19 @@ fn world_with(max_staleness: u64) -> World {
         ndir.join("node.toml"),
         format!(
             "node = \"node-1\"\nauthority = \"{}\"\ntrust_root = \"{}\"\nkey = \"node.skey\"\nscopes = [\"prod/credit/scoring\"]\n\
-             max_staleness_seconds = {max_staleness}\ndata_dir = \"data\"\nanchor_interval_seconds = 1\nupstream = \"{}\"\n\n\
+             max_staleness_seconds = {max_staleness}\ndata_dir = \"data\"\nanchor_interval_seconds = 1\nupstream = \"{}\"\n\
+             status_access = \"token\"\nmetrics_access = \"token\"\n\n\
              [models.credit]\ndir = \"{}\"\nbundle = \"{}\"\n\n\
-             [callers.svc]\ntoken_sha256 = \"{sha}\"\nscopes = [\"prod/credit/scoring\"]\n",
+             [callers.svc]\ntoken_sha256 = \"{sha}\"\nscopes = [\"prod/credit/scoring\"]\n\n\
+             [callers.other]\ntoken_sha256 = \"{}\"\nscopes = [\"prod/credit/scoring\"]\n\n\
+             [callers.auditor]\ntoken_sha256 = \"{}\"\nscopes = []\nlineage = \"all\"\nmonitor = true\n",
             a.url,
             report.trust_root.display(),
             mock.url(),
             model.display(),
-            bundle_path.display()
+            bundle_path.display(),
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(OTHER.as_bytes())),
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(AUDITOR.as_bytes())),
         ),
     )
     .unwrap();
@@ -413,8 +420,30 @@ impl World {
     }
 
     fn call_with(&self, body: String) -> (u16, axum::http::HeaderMap, Value, Duration) {
-        let req = Request::post("/v1/chat/completions")
-            .header("authorization", format!("Bearer {TOKEN}"))
+        self.call_as(Some(TOKEN), body)
+    }
+
+    /// A GET through the router with an optional bearer token: status and body.
+    fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        let mut req = Request::get(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req.body(Body::empty()).unwrap();
+        self.rt.block_on(async {
+            let r = self.app.clone().oneshot(req).await.unwrap();
+            let (parts, body) = r.into_parts();
+            let bytes = axum::body::to_bytes(body, 1 << 22).await.unwrap();
+            (parts.status.as_u16(), String::from_utf8_lossy(&bytes).into_owned())
+        })
+    }
+
+    fn call_as(&self, token: Option<&str>, body: String) -> (u16, axum::http::HeaderMap, Value, Duration) {
+        let mut req = Request::post("/v1/chat/completions");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req
             .header("content-type", "application/json")
             .body(Body::from(body))
             .unwrap();
@@ -667,4 +696,98 @@ fn a_body_that_is_not_a_call_is_refused_and_recorded() {
         record["request_sha256"].as_str().is_some_and(|s| s.len() == 64),
         "{record}"
     );
+}
+
+#[test]
+fn lineage_is_read_with_a_callers_token_and_only_of_its_own_calls() {
+    let w = world();
+    w.serves();
+    let (st, h, _, _) = w.call();
+    assert_eq!(st, 200);
+    let id = h["x-modelgate-lineage-id"].to_str().unwrap().to_owned();
+    let path = format!("/lineage/{id}");
+    // No token, or a token of no caller: 401, and nothing of the record.
+    for token in [None, Some("not-a-caller")] {
+        let (st, body) = w.get(&path, token);
+        assert_eq!(st, 401, "{body}");
+        assert!(!body.contains("svc") && !body.contains(&w.digest), "{body}");
+    }
+    // Another caller: 403, its own calls only.
+    let (st, body) = w.get(&path, Some(OTHER));
+    assert_eq!(st, 403, "{body}");
+    assert!(
+        body.contains("not one of its calls") && !body.contains(&w.digest),
+        "{body}"
+    );
+    // The caller itself, and an auditor with lineage = "all".
+    for token in [TOKEN, AUDITOR] {
+        let (st, body) = w.get(&path, Some(token));
+        assert!(st == 200 || st == 202, "{st} {body}");
+        assert!(body.contains("\"principal\":\"svc\""), "{body}");
+    }
+    // A refusal without a token belongs to no caller: the auditor alone reads it.
+    let (st, h, _, _) = w.call_as(None, json!({"model": "credit"}).to_string());
+    assert_eq!(st, 401);
+    let anon = format!("/lineage/{}", h["x-modelgate-lineage-id"].to_str().unwrap());
+    assert_eq!(w.get(&anon, Some(TOKEN)).0, 403);
+    assert_eq!(w.get(&anon, Some(AUDITOR)).0, 200);
+    // The auditor has no scope: it reads, it never calls.
+    let (st, _, b, _) = w.call_as(Some(AUDITOR), json!({"model": "credit"}).to_string());
+    assert_eq!(
+        (st, b["error"]["code"].as_str()),
+        (403, Some("ScopeNotPermitted")),
+        "{b}"
+    );
+}
+
+#[test]
+fn status_and_metrics_set_to_token_need_a_monitor_caller() {
+    let w = world();
+    w.serves();
+    for path in ["/status", "/metrics"] {
+        assert_eq!(w.get(path, None).0, 401, "{path} without a token");
+        let (st, body) = w.get(path, Some(TOKEN));
+        assert_eq!(st, 403, "{path} with a caller that is no monitor: {body}");
+        assert!(body.contains("monitor = true"), "{body}");
+        let (st, body) = w.get(path, Some(AUDITOR));
+        assert_eq!(st, 200, "{path}: {body}");
+    }
+    // /healthz and /readyz stay open.
+    assert_eq!(w.get("/healthz", None).0, 200);
+    assert_eq!(w.get("/readyz", None).0, 200);
+}
+
+#[test]
+fn refusals_without_a_token_are_recorded_up_to_a_bound_then_only_counted() {
+    let w = world();
+    w.serves();
+    let before = w.lineage.size().unwrap();
+    let mut recorded = 0;
+    for _ in 0..200 {
+        let (st, h, _, _) = w.call_as(Some("guess"), json!({"model": "credit"}).to_string());
+        assert_eq!(st, 401);
+        recorded += usize::from(h.contains_key("x-modelgate-lineage-id"));
+    }
+    // Other records (the earlier call's completion) may land meanwhile: count the refusals'.
+    let after = w.lineage.size().unwrap();
+    let written = w
+        .lineage
+        .entries(before, after)
+        .unwrap()
+        .iter()
+        .filter(|r| serde_json::from_slice::<Value>(r).is_ok_and(|v| v["code"] == "invalid_api_key"))
+        .count();
+    assert_eq!(written, recorded, "a record without its id, or an id without a record");
+    // The burst (40) and what refilled meanwhile (10/s); far from 200.
+    assert!((40..100).contains(&recorded), "{recorded} of 200 recorded");
+    let (_, metrics) = w.get("/metrics", Some(AUDITOR));
+    let unrecorded = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("modelgate_gateway_unrecorded_denials_total "))
+        .unwrap();
+    assert_eq!(unrecorded.parse::<usize>().unwrap(), 200 - recorded, "{metrics}");
+    // A caller with a valid token is recorded whatever the bucket says.
+    let (st, h, _, _) = w.call();
+    assert_eq!(st, 200);
+    assert!(h.contains_key("x-modelgate-lineage-id"));
 }

@@ -19,6 +19,8 @@
 //! store_content = false                   # MODELGATE_NODE_STORE_CONTENT: keep prompts/outputs, not just digests
 //! otlp_endpoint = "http://127.0.0.1:4318/v1/traces"  # MODELGATE_NODE_OTLP_ENDPOINT: OTLP/HTTP traces (none: not sent)
 //! max_in_flight = 1024                    # MODELGATE_NODE_MAX_IN_FLIGHT: calls in progress before 429 overloaded
+//! status_access = "open"                  # MODELGATE_NODE_STATUS_ACCESS: /status is open, "token" (a monitor caller) or "off"
+//! metrics_access = "open"                 # MODELGATE_NODE_METRICS_ACCESS: /metrics likewise
 //!
 //! [models.credit]                         # one table per served model
 //! dir = "/models/credit"                  # the model directory (or file)
@@ -27,8 +29,12 @@
 //! [callers.scoring-service]               # one table per caller; the table name is its principal
 //! token_sha256 = "9f86d0…"                # hex SHA-256 of its bearer token (the token itself is never stored)
 //! groups = ["credit-team"]                # Cedar groups of the principal
-//! scopes = ["prod/credit/scoring"]        # scopes it may call in; the first is the default
+//! scopes = ["prod/credit/scoring"]        # scopes it may call in; the first is the default ([] for none)
+//! lineage = "own"                         # lineage records it may read: "own" calls, "all" (an auditor) or "none"
+//! monitor = false                         # may read /status and /metrics when they are set to "token"
 //! ```
+//!
+//! `/healthz` and `/readyz` are always open (they say only "ok" or "ready").
 //!
 //! Relative paths are resolved against the configuration file's directory.
 
@@ -56,8 +62,53 @@ pub struct CallerConfig {
     /// Its Cedar groups.
     #[serde(default)]
     pub groups: Vec<String>,
-    /// Scopes it may call in (the first is the default).
+    /// Scopes it may call in (the first is the default; none for a caller
+    /// that only reads, such as an auditor).
     pub scopes: Vec<String>,
+    /// Which lineage records (`/lineage/{id}`) it may read.
+    #[serde(default)]
+    pub lineage: LineageAccess,
+    /// May read `/status` and `/metrics` when they are `"token"`.
+    #[serde(default)]
+    pub monitor: bool,
+}
+
+/// Which lineage records a caller may read. A record names the caller,
+/// scope, model and time of a call: counting ids must not list them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LineageAccess {
+    /// Records of its own calls (a request, its completion, its denial).
+    #[default]
+    Own,
+    /// Every record, the node's lifecycle records included (an auditor).
+    All,
+    /// None.
+    None,
+}
+
+/// Who may read an operational endpoint (`/status`, `/metrics`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointAccess {
+    /// Anyone who reaches the listener.
+    #[default]
+    Open,
+    /// A caller whose table says `monitor = true`.
+    Token,
+    /// Nobody: the route answers 404.
+    Off,
+}
+
+impl EndpointAccess {
+    fn parse(k: &str, v: &str) -> Result<Self, String> {
+        match v {
+            "open" => Ok(Self::Open),
+            "token" => Ok(Self::Token),
+            "off" => Ok(Self::Off),
+            _ => Err(format!("{k}={v:?} must be open, token or off")),
+        }
+    }
 }
 
 fn default_anchor_interval() -> u64 {
@@ -118,6 +169,12 @@ pub struct NodeConfig {
     /// instead of queueing without bound.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// Who may read `/status`.
+    #[serde(default)]
+    pub status_access: EndpointAccess,
+    /// Who may read `/metrics`.
+    #[serde(default)]
+    pub metrics_access: EndpointAccess,
     /// Served models by name.
     #[serde(default)]
     pub models: BTreeMap<String, ModelConfig>,
@@ -163,6 +220,8 @@ impl NodeConfig {
                 "MAX_IN_FLIGHT" => {
                     c.max_in_flight = v.parse().map_err(|_| format!("{k}={v:?} is not a number"))?
                 }
+                "STATUS_ACCESS" => c.status_access = EndpointAccess::parse(&k, &v)?,
+                "METRICS_ACCESS" => c.metrics_access = EndpointAccess::parse(&k, &v)?,
                 "STORE_CONTENT" => {
                     c.store_content = match v.as_str() {
                         "true" | "1" => true,
@@ -170,7 +229,7 @@ impl NodeConfig {
                         _ => return Err(format!("{k}={v:?} must be true or false")),
                     }
                 }
-                other => return Err(format!("unknown override {PREFIX}{other} (fields: NODE, AUTHORITY, TRUST_ROOT, KEY, SCOPES, MAX_STALENESS_SECONDS, DATA_DIR, ANCHOR_INTERVAL_SECONDS, HEARTBEAT_INTERVAL_SECONDS, LISTEN, UPSTREAM, STORE_CONTENT, OTLP_ENDPOINT, MAX_IN_FLIGHT)")),
+                other => return Err(format!("unknown override {PREFIX}{other} (fields: NODE, AUTHORITY, TRUST_ROOT, KEY, SCOPES, MAX_STALENESS_SECONDS, DATA_DIR, ANCHOR_INTERVAL_SECONDS, HEARTBEAT_INTERVAL_SECONDS, LISTEN, UPSTREAM, STORE_CONTENT, OTLP_ENDPOINT, MAX_IN_FLIGHT, STATUS_ACCESS, METRICS_ACCESS)")),
             }
         }
         let base = path.parent().unwrap_or(Path::new("."));
@@ -247,9 +306,6 @@ impl NodeConfig {
             }
             if c.token_sha256.len() != 64 || hex::decode(&c.token_sha256).is_err() {
                 return Err(format!("caller {name}: token_sha256 must be 64 hex digits"));
-            }
-            if c.scopes.is_empty() {
-                return Err(format!("caller {name}: at least one scope is required"));
             }
             for s in &c.scopes {
                 modelgate_governance::check_scope(s).map_err(|e| format!("caller {name}: scopes: {e}"))?;

@@ -152,6 +152,23 @@ fn start_gateway(config: &std::path::Path) -> Gateway {
 }
 
 const TOKEN: &str = "scoring-service-secret";
+const AUDITOR: &str = "auditor-secret";
+
+/// A caller that reads every lineage record and calls nothing.
+fn auditor_table() -> String {
+    format!("{}lineage = \"all\"\n", caller_table("auditor", AUDITOR, &[], &[]))
+}
+
+/// GET a JSON document with a bearer token.
+fn get_json_as(url: &str, token: &str) -> Value {
+    let mut r = agent()
+        .get(url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{url}");
+    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+}
 
 fn call(url: &str, token: Option<&str>, scope: Option<&str>, body: &Value) -> (u16, ureq::http::HeaderMap, Value) {
     let mut req = agent()
@@ -272,7 +289,7 @@ fn the_gateway_governs_records_and_proves_every_call() {
                 TOKEN,
                 &["credit-team"],
                 &["prod/credit/scoring", "prod/risk/review"]
-            )
+            ) + &auditor_table()
         ),
     );
     let g = start_gateway(&config);
@@ -341,7 +358,7 @@ fn the_gateway_governs_records_and_proves_every_call() {
         assert_eq!(b["error"]["check"], check, "{b}");
         assert_eq!(h["x-modelgate-check"], check);
         let id = h["x-modelgate-lineage-id"].to_str().unwrap();
-        let rec = get_json(&format!("{}/lineage/{id}", g.url));
+        let rec = get_json_as(&format!("{}/lineage/{id}", g.url), AUDITOR);
         assert_eq!(
             (
                 rec["records"][0]["record"]["type"].as_str(),
@@ -396,9 +413,13 @@ fn the_gateway_governs_records_and_proves_every_call() {
     drop(sock);
 
     // Proofs: each call's records, anchored, verify offline with the pinned trust root only.
-    let lineage = |id: &str| -> Value { get_json(&format!("{}/lineage/{id}", g.url)) };
+    let lineage = |id: &str| -> Value { get_json_as(&format!("{}/lineage/{id}", g.url), TOKEN) };
     let (proof, _) = eventually(15, "an anchored proof", || {
-        let r = agent().get(&format!("{}/lineage/{id}", g.url)).call().unwrap();
+        let r = agent()
+            .get(&format!("{}/lineage/{id}", g.url))
+            .header("Authorization", &format!("Bearer {TOKEN}"))
+            .call()
+            .unwrap();
         (r.status().as_u16() == 200).then_some(()).and_then(|_| {
             let v = lineage(&id);
             (v["anchored"] == true && v["records"].as_array().unwrap().len() == 2).then_some(v)
@@ -629,7 +650,7 @@ fn the_gateway_contains_when_the_authority_is_gone_past_max_staleness() {
     );
     let id = h["x-modelgate-lineage-id"].to_str().unwrap().to_owned();
     let (done, _) = eventually(5, "an upstream-error completion", || {
-        let v = get_json(&format!("{}/lineage/{id}", g.url));
+        let v = get_json_as(&format!("{}/lineage/{id}", g.url), TOKEN);
         let r = v["records"][1]["record"].clone();
         (r["type"] == "completion").then_some(r)
     });
