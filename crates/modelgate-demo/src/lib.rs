@@ -7,6 +7,9 @@
 //! offline, contains the model when one bit of it changes and when it is
 //! revoked, and audits the authority offline.
 //!
+//! [`dev`] is development mode (`modelgate dev`): one person, every role's
+//! key on one disk, a governed call in four commands.
+//!
 //! Each step is told, as one line, to the caller's `out`; every outcome is
 //! checked, and the demo fails (naming the step) when one is not what the
 //! governance promises.
@@ -19,6 +22,7 @@ use modelgate_oms::{
     Trust, VerifyOptions, DEFAULT_IGNORES,
 };
 
+pub mod dev;
 mod governance;
 
 /// Tell one line to `out`.

@@ -141,6 +141,8 @@ struct Caller {
     scopes: Vec<String>,
     lineage: LineageAccess,
     monitor: bool,
+    /// Cedar tags of the principal, sorted by key.
+    attributes: Vec<(String, String)>,
 }
 
 /// Shards of the decision cache.
@@ -429,6 +431,7 @@ pub fn gateway(shared: Arc<Shared>) -> Result<Gateway, Error> {
                 scopes: c.scopes.clone(),
                 lineage: c.lineage,
                 monitor: c.monitor,
+                attributes: c.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             },
         );
     }
@@ -599,7 +602,7 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
         node: gw.shared.config.node.clone(),
         principal: caller.principal.clone(),
         groups: caller.groups.clone(),
-        attributes: vec![],
+        attributes: caller.attributes.clone(),
     };
     let decision = match gw.cache_for(&req).lock() {
         Ok(mut c) => c.decide(&view.state, &req, t),

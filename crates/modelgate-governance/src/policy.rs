@@ -47,6 +47,13 @@ action "infer" appliesTo {
 };
 "#;
 
+/// What a policy may name, said in a schema error (valid attributes, so
+/// the author need not read the schema).
+pub const SCHEMA_SUMMARY: &str = "principal is a Caller (`principal in Group::\"NAME\"`; its request attributes as \
+string tags: `principal.hasTag(\"K\") && principal.getTag(\"K\") == \"V\"`); the action is `Action::\"infer\"`; \
+resource is a Model with attributes name, version and risk_tier (all String); \
+context has scope (String), node (String) and via_exception (Bool)";
+
 struct Compiled {
     schema: Schema,
     caller: EntityTypeName,
@@ -112,7 +119,10 @@ pub(crate) fn compile_msg(text: &str) -> Result<Policies, String> {
     let result = Validator::new(c.schema.clone()).validate(&set, ValidationMode::Strict);
     if !result.validation_passed() {
         let errors: Vec<String> = result.validation_errors().map(|e| e.to_string()).collect();
-        return Err(format!("does not validate against the schema: {}", errors.join("; ")));
+        return Err(format!(
+            "does not validate against the schema: {}. Valid: {SCHEMA_SUMMARY}",
+            errors.join("; ")
+        ));
     }
     let sliced = set.policies().map(|p| Sliced::new(p.clone(), &c.action)).collect();
     Ok(Policies {

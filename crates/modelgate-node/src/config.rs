@@ -32,6 +32,7 @@
 //! scopes = ["prod/credit/scoring"]        # scopes it may call in; the first is the default ([] for none)
 //! lineage = "own"                         # lineage records it may read: "own" calls, "all" (an auditor) or "none"
 //! monitor = false                         # may read /status and /metrics when they are set to "token"
+//! attributes = { department = "risk" }    # Cedar tags of the principal: principal.getTag("department")
 //! ```
 //!
 //! `/healthz` and `/readyz` are always open (they say only "ok" or "ready").
@@ -71,6 +72,10 @@ pub struct CallerConfig {
     /// May read `/status` and `/metrics` when they are `"token"`.
     #[serde(default)]
     pub monitor: bool,
+    /// Attributes of the principal, given to Cedar as its string tags
+    /// (`principal.getTag("department")`).
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// Which lineage records a caller may read. A record names the caller,

@@ -179,11 +179,16 @@ pub struct MockServer {
 impl MockServer {
     /// Start one on `127.0.0.1`, on a free port.
     pub fn start(m: Mock) -> std::io::Result<Self> {
+        Self::start_on("127.0.0.1:0", m)
+    }
+
+    /// Start one on `addr` (a documented walkthrough's fixed port).
+    pub fn start_on(addr: &str, m: Mock) -> std::io::Result<Self> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()?;
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let listener = rt.block_on(tokio::net::TcpListener::bind(addr))?;
         let url = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()

@@ -169,6 +169,18 @@ fn init(
     Ok(())
 }
 
+/// Server logs on stderr (RUST_LOG sets the level, default info).
+pub fn init_server_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
 fn serve(a: ServeArgs) -> Result<(), Failure> {
     if !(a.node_write_rate.is_finite() && a.node_write_rate > 0.0) {
         return Err(Failure::Usage(format!(
@@ -176,18 +188,29 @@ fn serve(a: ServeArgs) -> Result<(), Failure> {
             a.node_write_rate
         )));
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match a.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    init_server_logging(a.log_format);
     let d = modelgate_authority::DataDir::new(&a.data);
     if d.is_empty() {
         init(&a.data, &a.origin, modelgate_authority::RootKeys::SINGLE, false)?;
     }
+    serve_until_signal(
+        || Authority::open(&a.data).map_err(fail),
+        a.node_write_rate,
+        a.listen,
+        &a.data,
+        |_| Ok(()),
+    )
+}
+
+/// Run `open()`'s authority on `listen` until SIGINT or SIGTERM; `bound`
+/// is told the URL once the listener is bound, before the first request.
+pub fn serve_until_signal(
+    open: impl FnOnce() -> Result<std::sync::Arc<Authority>, Failure>,
+    node_write_rate: f64,
+    listen: SocketAddr,
+    data: &std::path::Path,
+    bound: impl FnOnce(&str) -> Result<(), Failure>,
+) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Reads run on blocking threads; a bounded pool bounds memory.
@@ -195,14 +218,15 @@ fn serve(a: ServeArgs) -> Result<(), Failure> {
         .build()
         .map_err(|e| Failure::Usage(format!("starting the runtime: {e}")))?;
     runtime.block_on(async move {
-        let authority = Authority::open(&a.data).map_err(fail)?;
-        authority.unauthenticated.set_rate(a.node_write_rate);
-        let listener = tokio::net::TcpListener::bind(a.listen)
+        let authority = open()?;
+        authority.unauthenticated.set_rate(node_write_rate);
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .map_err(|e| Failure::Usage(format!("couldn't listen on {}: {e}", a.listen)))?;
+            .map_err(|e| Failure::Usage(format!("couldn't listen on {listen}: {e}")))?;
         let addr = listener.local_addr().map_err(|e| Failure::Usage(e.to_string()))?;
         let size = authority.served.read().map_or(0, |s| s.size);
-        tracing::info!(%addr, size, data = %a.data.display(), "authority serving");
+        tracing::info!(%addr, size, data = %data.display(), "authority serving");
+        bound(&format!("http://{addr}"))?;
         // Scripts and tests read the bound address (port 0 picks a free one).
         println!("listening on http://{addr}");
         let shutdown = async {

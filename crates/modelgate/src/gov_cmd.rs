@@ -390,8 +390,9 @@ pub fn submit(a: SubmitArgs) -> Result<(), Failure> {
 
 #[derive(Args)]
 pub struct TrustEditArgs {
-    /// Start from this trust-root document (JSON) instead of the authority's.
-    #[arg(long, value_name = "FILE", conflicts_with = "authority")]
+    /// Start from this trust-root document (JSON) instead of the authority's
+    /// (the authority, from --authority or MODELGATE_AUTHORITY, is then not asked).
+    #[arg(long, value_name = "FILE")]
     current: Option<PathBuf>,
     /// Fetch the trust root in force from this authority.
     #[arg(long, value_name = "URL", env = "MODELGATE_AUTHORITY")]

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod authority_cmd;
+mod dev_cmd;
 mod exec_cmd;
 mod gov_cmd;
 mod lineage_cmd;
@@ -130,6 +131,12 @@ enum Command {
     },
     /// Run the end-to-end demonstration on this machine (no service needed).
     Demo,
+    /// Development mode: an authority with every role's keys on this disk
+    /// (UNFIT FOR PRODUCTION), and a model governed in one command.
+    Dev {
+        #[command(subcommand)]
+        command: dev_cmd::DevCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -243,6 +250,7 @@ fn main() -> ExitCode {
         Command::Submit(a) => gov_cmd::submit(a),
         Command::Exec(a) => exec_cmd::run(a),
         Command::Lineage { command } => lineage_cmd::run(command),
+        Command::Dev { command } => dev_cmd::run(command),
         Command::Demo => modelgate_demo::run(&mut |line| println!("{line}")).map_err(|e| match e {
             modelgate_demo::Failure::Failed(m) => Failure::Invalid(m),
             modelgate_demo::Failure::Setup(m) => Failure::Usage(m),

@@ -15,6 +15,12 @@ fn main() -> ExitCode {
     let (mut listen, mut chunks, mut delay_ms) = ("127.0.0.1:0".to_owned(), 8u32, 50u64);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
+        if a == "--help" || a == "-h" {
+            println!("modelgate-mock-upstream: a deterministic OpenAI-compatible inference server for tests and walkthroughs\n\
+                      (chat, completions and embeddings echo their input; streaming sends N chunks MS apart)\n\
+                      usage: modelgate-mock-upstream [--listen ADDR (default 127.0.0.1:0)] [--chunks N (8)] [--chunk-delay-ms MS (50)]");
+            return ExitCode::SUCCESS;
+        }
         let Some(v) = args.next() else {
             return usage(&format!("{a} needs a value"));
         };

@@ -1,0 +1,157 @@
+//! `modelgate dev …`: development mode, every role on one machine (see
+//! `modelgate_demo::dev`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use modelgate_demo::dev::{self, DevDir, GovernOptions};
+
+use crate::authority_cmd::{init_server_logging, serve_until_signal, LogFormat};
+use crate::Failure;
+
+#[derive(Subcommand)]
+pub enum DevCommand {
+    /// Run a development authority. On first run it makes the authority, a
+    /// key for every role (kept in DIR/dev-keys: UNFIT FOR PRODUCTION), trust
+    /// root v2 naming them, a policy permitting approved calls and an admin
+    /// token (DIR/admin.token).
+    Serve(ServeArgs),
+    /// Govern a model through the running dev authority: sign it (writes
+    /// MODEL/model.sig), register it, approve it for a scope, enroll a node
+    /// and write its configuration (DIR/node/node.toml) with a caller token
+    /// (DIR/node/caller.token). Then: `modelgate node serve --config DIR/node/node.toml`.
+    Govern(GovernArgs),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The dev directory (made on first run).
+    #[arg(long, value_name = "DIR", default_value = "modelgate-dev", env = "MODELGATE_DEV")]
+    data: PathBuf,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7370")]
+    listen: SocketAddr,
+}
+
+#[derive(Args)]
+pub struct GovernArgs {
+    /// The model directory (or file); its OMS signature goes to MODEL/model.sig.
+    model: PathBuf,
+    /// The dev directory of the running `modelgate dev serve`.
+    #[arg(long, value_name = "DIR", default_value = "modelgate-dev", env = "MODELGATE_DEV")]
+    data: PathBuf,
+    /// The OpenAI-compatible inference server the gateway forwards to.
+    #[arg(long, value_name = "URL")]
+    upstream: String,
+    /// The name callers ask for (default: the model directory's name).
+    #[arg(long)]
+    name: Option<String>,
+    /// The scope it is approved for and served in.
+    #[arg(long, default_value = "dev/default")]
+    scope: String,
+    /// Where the node's gateway will listen.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7380")]
+    listen: String,
+}
+
+fn fail(e: modelgate_demo::Failure) -> Failure {
+    match e {
+        modelgate_demo::Failure::Setup(m) => Failure::Usage(m),
+        modelgate_demo::Failure::Failed(m) => Failure::Invalid(m),
+    }
+}
+
+pub fn run(cmd: DevCommand) -> Result<(), Failure> {
+    match cmd {
+        DevCommand::Serve(a) => serve(a),
+        DevCommand::Govern(a) => govern(a),
+    }
+}
+
+fn serve(a: ServeArgs) -> Result<(), Failure> {
+    init_server_logging(LogFormat::Text);
+    let d = DevDir::new(&a.data);
+    eprintln!("{}", dev::WARNING);
+    let authority = if d.authority().join("trust-root.dsse.json").exists() {
+        modelgate_authority::Authority::open(&d.authority()).map_err(|e| Failure::Usage(e.to_string()))?
+    } else {
+        if a.data.exists() && std::fs::read_dir(&a.data).is_ok_and(|mut r| r.next().is_some()) {
+            return Err(Failure::Usage(format!(
+                "{} holds files but no dev authority; give an empty or new directory",
+                a.data.display()
+            )));
+        }
+        let b = dev::bootstrap(&a.data).map_err(fail)?;
+        eprintln!("made a dev authority in {}:", a.data.display());
+        eprintln!("  log verifier key: {}", b.log_vkey);
+        eprintln!(
+            "  role keys (signer, two approvers, policy admin, node admin): {}",
+            d.keys().display()
+        );
+        eprintln!(
+            "  root key: {}",
+            d.authority().join("offline-root-keys/root-1.key").display()
+        );
+        eprintln!("  admin token: {} (in {})", b.admin_token, d.admin_token().display());
+        b.authority
+    };
+    let url_file = d.url_file();
+    let data = a.data.clone();
+    serve_until_signal(
+        move || Ok(authority),
+        10.0,
+        a.listen,
+        &d.authority(),
+        move |url| {
+            std::fs::write(&url_file, format!("{url}\n"))
+                .map_err(|e| Failure::Usage(format!("couldn't write {}: {e}", url_file.display())))?;
+            eprintln!(
+                "next: modelgate dev govern MODEL_DIR --data {} --upstream http://127.0.0.1:8000",
+                data.display()
+            );
+            Ok(())
+        },
+    )
+}
+
+fn govern(a: GovernArgs) -> Result<(), Failure> {
+    let name = match &a.name {
+        Some(n) => n.clone(),
+        None => a
+            .model
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .ok_or_else(|| Failure::Usage(format!("{}: give the model a --name", a.model.display())))?,
+    };
+    let model = a
+        .model
+        .canonicalize()
+        .map_err(|e| Failure::Usage(format!("{}: {e}", a.model.display())))?;
+    eprintln!("{}", dev::WARNING);
+    let g = dev::govern(
+        &a.data,
+        &GovernOptions {
+            model: &model,
+            name: &name,
+            scope: &a.scope,
+            upstream: &a.upstream,
+            listen: &a.listen,
+        },
+    )
+    .map_err(fail)?;
+    eprintln!(
+        "governed {name} (digest {}): signed, registered, approved for {}, node enrolled",
+        g.digest, a.scope
+    );
+    eprintln!("  node configuration: {}", g.config.display());
+    eprintln!(
+        "  caller token (in {}): {}",
+        DevDir::new(&a.data).node().join("caller.token").display(),
+        g.caller_token
+    );
+    eprintln!("next: modelgate node serve --config {}", g.config.display());
+    println!("{}", g.config.display());
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! The documented walkthroughs, run from the documentation's own text: every
+//! ```sh block of docs/quickstart.md and docs/production.md, in order, in
+//! one bash (`set -euo pipefail`), with the built `modelgate` first on PATH,
+//! against the mock inference server on the port the docs name. A doc that
+//! rots fails here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+/// The docs use fixed ports (7370, 7380, 8000): one walkthrough at a time.
+static PORTS: Mutex<()> = Mutex::new(());
+
+fn doc(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The ```sh blocks of a Markdown text, in order.
+fn sh_blocks(md: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in md.lines() {
+        match (&mut current, line.trim_start()) {
+            (None, "```sh") => current = Some(String::new()),
+            (Some(b), "```") => {
+                blocks.push(std::mem::take(b));
+                current = None;
+            }
+            (Some(b), _) => {
+                b.push_str(line);
+                b.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    assert!(current.is_none(), "an unclosed ```sh block");
+    blocks
+}
+
+/// Commands in a block: lines that are not blank, comments or continuations.
+fn commands(block: &str) -> usize {
+    let mut n = 0;
+    let mut continued = false;
+    for line in block.lines() {
+        let t = line.trim();
+        if !continued && !t.is_empty() && !t.starts_with('#') {
+            n += 1;
+        }
+        continued = t.ends_with('\\');
+    }
+    n
+}
+
+/// A model directory like a user's.
+fn model(dir: &Path) {
+    let m = dir.join("my-model");
+    std::fs::create_dir_all(m.join("tokenizer")).unwrap();
+    std::fs::write(m.join("config.json"), "{\"layers\": 2}\n").unwrap();
+    std::fs::write(m.join("tokenizer/vocab.txt"), "a\nb\n").unwrap();
+    std::fs::write(m.join("weights.bin"), vec![7u8; 1 << 16]).unwrap();
+}
+
+/// Run the blocks in `dir`; stdout on success, everything on failure.
+fn run(blocks: &[String], dir: &Path) -> String {
+    let _mock = modelgate_testkit::MockServer::start_on(
+        "127.0.0.1:8000",
+        modelgate_testkit::Mock {
+            chunks: 2,
+            delay: std::time::Duration::from_millis(1),
+        },
+    )
+    .expect("the walkthroughs' inference server port 127.0.0.1:8000 is taken");
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_modelgate"));
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // Background servers end with the script, whatever way it ends.
+    let script = format!(
+        "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null' EXIT\n{}",
+        blocks.join("\n")
+    );
+    let out = Command::new("timeout")
+        .args(["300", "bash", "-c", &script])
+        .current_dir(dir)
+        .env("PATH", path)
+        .env_remove("MODELGATE_AUTHORITY")
+        .env_remove("MODELGATE_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "the walkthrough failed ({:?})\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
+#[test]
+fn the_quick_path_reaches_a_governed_call_in_at_most_five_commands() {
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let blocks = sh_blocks(&doc("quickstart.md"));
+    let n: usize = blocks.iter().map(|b| commands(b)).sum();
+    assert!((1..=5).contains(&n), "the quick path takes {n} commands");
+    let dir = tempfile::tempdir().unwrap();
+    model(dir.path());
+    let out = run(&blocks, dir.path());
+    assert!(out.contains("\"content\":\"echo: hello\""), "{out}");
+    assert!(
+        dir.path().join("my-model/model.sig").exists(),
+        "the model was not signed"
+    );
+}
+
+#[test]
+fn the_production_walkthrough_runs_end_to_end() {
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let blocks = sh_blocks(&doc("production.md"));
+    assert!(blocks.len() >= 8, "{} blocks", blocks.len());
+    let dir = tempfile::tempdir().unwrap();
+    model(dir.path());
+    let out = run(&blocks, dir.path());
+    assert!(out.contains("\"content\":\"echo: score applicant 42\""), "{out}");
+    // The root keys left the authority's directory.
+    assert!(!dir.path().join("authority/offline-root-keys/root-1.key").exists());
+    // Trust root v2 is in force, signed by two of the three custodians.
+    let tr: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("v2.dsse.json")).unwrap()).unwrap();
+    assert_eq!(tr["signatures"].as_array().unwrap().len(), 2, "{tr}");
+}
