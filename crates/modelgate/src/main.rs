@@ -9,6 +9,7 @@
 mod authority_cmd;
 mod dev_cmd;
 mod exec_cmd;
+mod generate_cmd;
 mod gov_cmd;
 mod lineage_cmd;
 mod log_cmd;
@@ -131,6 +132,11 @@ enum Command {
     },
     /// Run the end-to-end demonstration on this machine (no service needed).
     Demo,
+    /// Man pages and shell completions, from this CLI's definition.
+    Generate {
+        #[command(subcommand)]
+        command: generate_cmd::GenerateCommand,
+    },
     /// Development mode: an authority with every role's keys on this disk
     /// (UNFIT FOR PRODUCTION), and a model governed in one command.
     Dev {
@@ -251,6 +257,7 @@ fn main() -> ExitCode {
         Command::Exec(a) => exec_cmd::run(a),
         Command::Lineage { command } => lineage_cmd::run(command),
         Command::Dev { command } => dev_cmd::run(command),
+        Command::Generate { command } => generate_cmd::run(command, <Cli as clap::CommandFactory>::command()),
         Command::Demo => modelgate_demo::run(&mut |line| println!("{line}")).map_err(|e| match e {
             modelgate_demo::Failure::Failed(m) => Failure::Invalid(m),
             modelgate_demo::Failure::Setup(m) => Failure::Usage(m),
