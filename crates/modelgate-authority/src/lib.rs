@@ -64,6 +64,17 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AuthorityError> {
+    serve_with(authority, listener, None, shutdown).await
+}
+
+/// [`serve`], with `extra` routes (the console) beside the API on the same
+/// listener; they must not overlap the API's.
+pub async fn serve_with(
+    authority: Arc<Authority>,
+    listener: tokio::net::TcpListener,
+    extra: Option<axum::Router>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AuthorityError> {
     let refresher = {
         let a = Arc::clone(&authority);
         tokio::spawn(async move {
@@ -76,14 +87,13 @@ pub async fn serve(
             }
         })
     };
-    let result = listen::serve(
-        listener,
-        router(Arc::clone(&authority)),
-        listen::Limits::default(),
-        shutdown,
-    )
-    .await
-    .map_err(|e| AuthorityError::Io(format!("serving: {e}")));
+    let app = match extra {
+        Some(extra) => router(Arc::clone(&authority)).merge(extra),
+        None => router(Arc::clone(&authority)),
+    };
+    let result = listen::serve(listener, app, listen::Limits::default(), shutdown)
+        .await
+        .map_err(|e| AuthorityError::Io(format!("serving: {e}")));
     refresher.abort();
     let a = Arc::clone(&authority);
     tokio::task::spawn_blocking(move || a.shutdown())

@@ -453,6 +453,12 @@ impl Authority {
         out
     }
 
+    /// Entries `from..to` (each a DSSE envelope as submitted), read from a
+    /// pooled handle; `to` at most the served size.
+    pub fn entries(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>, AuthorityError> {
+        self.with_reader(|s| s.entries(from, to)).map_err(AuthorityError::Store)
+    }
+
     /// Stop taking submissions, finish the queued ones, write a last
     /// snapshot of the state, close the store.
     pub fn shutdown(&self) {

@@ -76,6 +76,47 @@ pub struct ServeArgs {
         env = "MODELGATE_NODE_WRITE_RATE"
     )]
     node_write_rate: f64,
+    #[command(flatten)]
+    console: ConsoleArgs,
+}
+
+/// Where the public governance console is served.
+#[derive(Args, Clone)]
+pub struct ConsoleArgs {
+    /// Serve the public, read-only console on a listener of its own (publish
+    /// it, keep the write API private); without it the console is at `/` on
+    /// the API's listener.
+    #[arg(long, value_name = "ADDR", env = "MODELGATE_CONSOLE_LISTEN")]
+    console_listen: Option<SocketAddr>,
+    /// The path the console is reached at behind a reverse proxy (e.g.
+    /// `/governance`): every link starts with it, and its pages are served under it.
+    #[arg(long, value_name = "PATH", default_value = "", env = "MODELGATE_CONSOLE_PREFIX")]
+    console_prefix: String,
+    /// Serve no console.
+    #[arg(long, conflicts_with = "console_listen")]
+    no_console: bool,
+}
+
+impl ConsoleArgs {
+    /// The prefix, checked: empty, or a path starting with `/`.
+    fn prefix(&self) -> Result<String, Failure> {
+        let prefix = self.console_prefix.trim_end_matches('/').to_owned();
+        if !prefix.is_empty() && (!prefix.starts_with('/') || prefix.contains(['?', '#', ' '])) {
+            return Err(Failure::Usage(format!(
+                "--console-prefix {prefix:?} must be a path starting with / (e.g. /governance)"
+            )));
+        }
+        Ok(prefix)
+    }
+
+    /// The console at `/` of the main listener.
+    pub fn default_on() -> Self {
+        Self {
+            console_listen: None,
+            console_prefix: String::new(),
+            no_console: false,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -188,6 +229,7 @@ fn serve(a: ServeArgs) -> Result<(), Failure> {
             a.node_write_rate
         )));
     }
+    a.console.prefix()?;
     init_server_logging(a.log_format);
     let d = modelgate_authority::DataDir::new(&a.data);
     if d.is_empty() {
@@ -197,6 +239,7 @@ fn serve(a: ServeArgs) -> Result<(), Failure> {
         || Authority::open(&a.data).map_err(fail),
         a.node_write_rate,
         a.listen,
+        &a.console,
         &a.data,
         |_| Ok(()),
     )
@@ -208,9 +251,11 @@ pub fn serve_until_signal(
     open: impl FnOnce() -> Result<std::sync::Arc<Authority>, Failure>,
     node_write_rate: f64,
     listen: SocketAddr,
+    console: &ConsoleArgs,
     data: &std::path::Path,
     bound: impl FnOnce(&str) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
+    let prefix = console.prefix()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Reads run on blocking threads; a bounded pool bounds memory.
@@ -227,9 +272,45 @@ pub fn serve_until_signal(
         let size = authority.served.read().map_or(0, |s| s.size);
         tracing::info!(%addr, size, data = %data.display(), "authority serving");
         bound(&format!("http://{addr}"))?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut on_api = None;
+        let mut own = None;
+        if !console.no_console {
+            let c = modelgate_console::Console::new(std::sync::Arc::clone(&authority), &prefix);
+            modelgate_console::spawn_refresher(&c);
+            let routes = modelgate_console::router(c);
+            let routes = if prefix.is_empty() {
+                routes
+            } else {
+                axum::Router::new().nest(&prefix, routes)
+            };
+            match console.console_listen {
+                None => {
+                    on_api = Some(routes);
+                    tracing::info!(url = %format!("http://{addr}{prefix}/"), "console");
+                }
+                Some(at) => {
+                    let l = tokio::net::TcpListener::bind(at)
+                        .await
+                        .map_err(|e| Failure::Usage(format!("couldn't listen on {at} for the console: {e}")))?;
+                    let caddr = l.local_addr().map_err(|e| Failure::Usage(e.to_string()))?;
+                    tracing::info!(url = %format!("http://{caddr}{prefix}/"), "console on its own listener");
+                    eprintln!("console: http://{caddr}{prefix}/");
+                    let mut rx = stopped.clone();
+                    own = Some(tokio::spawn(modelgate_authority::listen::serve(
+                        l,
+                        routes,
+                        modelgate_authority::listen::Limits::default(),
+                        async move {
+                            let _ = rx.wait_for(|s| *s).await;
+                        },
+                    )));
+                }
+            }
+        }
         // Scripts and tests read the bound address (port 0 picks a free one).
         println!("listening on http://{addr}");
-        let shutdown = async {
+        let shutdown = async move {
             let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(s) => s,
                 Err(_) => return std::future::pending().await,
@@ -239,10 +320,14 @@ pub fn serve_until_signal(
                 _ = term.recv() => {}
             }
             tracing::info!("shutting down: finishing requests, draining the writer");
+            let _ = stop.send(true);
         };
-        modelgate_authority::serve(authority, listener, shutdown)
+        modelgate_authority::serve_with(authority, listener, on_api, shutdown)
             .await
             .map_err(fail)?;
+        if let Some(h) = own {
+            let _ = h.await;
+        }
         tracing::info!("stopped cleanly");
         Ok(())
     })

@@ -102,10 +102,12 @@ fn serve(a: ServeArgs) -> Result<(), Failure> {
         move || Ok(authority),
         10.0,
         a.listen,
+        &crate::authority_cmd::ConsoleArgs::default_on(),
         &d.authority(),
         move |url| {
             std::fs::write(&url_file, format!("{url}\n"))
                 .map_err(|e| Failure::Usage(format!("couldn't write {}: {e}", url_file.display())))?;
+            eprintln!("console: {url}/");
             eprintln!(
                 "next: modelgate dev govern MODEL_DIR --data {} --upstream http://127.0.0.1:8000",
                 data.display()

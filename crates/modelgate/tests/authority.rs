@@ -708,3 +708,88 @@ fn authority_init_makes_a_k_of_n_root_and_a_rotation_needs_k_root_signatures() {
     )))
     .contains("accepted at index 1"));
 }
+
+#[test]
+fn the_console_is_at_the_root_or_on_a_listener_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("a"));
+    let r = agent().get(&format!("{}/", server.url)).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'none'"));
+    drop(server);
+
+    // On its own listener: published there, and absent beside the write API.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args([
+            "authority",
+            "serve",
+            "--data",
+            s(&dir.path().join("b")),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--console-listen", "127.0.0.1:0", "--console-prefix", "/governance"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let console = loop {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "no console line");
+        if let Some(u) = line.trim().strip_prefix("console: ") {
+            break u.to_owned();
+        }
+    };
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let api = line.trim().strip_prefix("listening on ").unwrap().to_owned();
+    assert!(console.ends_with("/governance/"), "{console}");
+    let page = agent()
+        .get(&format!("{console}models"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(page.contains("href=\"/governance/entries\""), "{page}");
+    assert_eq!(
+        agent()
+            .get(&format!("{api}/governance/models"))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+    assert_eq!(agent().get(&format!("{api}/")).call().unwrap().status().as_u16(), 404);
+    assert_eq!(
+        agent()
+            .get(&format!("{api}/api/v1/state"))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    let o = mg(&[
+        "authority",
+        "serve",
+        "--data",
+        s(&dir.path().join("c")),
+        "--console-prefix",
+        "governance",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        !dir.path().join("c").exists(),
+        "a refused prefix initialised the data dir"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,0 +1,693 @@
+//! The pages. Each builds from one published state, one served checkpoint
+//! and the index, so a page never mixes two moments of the log.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::http::StatusCode;
+use maud::{html, Markup, DOCTYPE};
+use modelgate_governance::{Envelope, State};
+use serde_json::{json, Value};
+
+use crate::diff::{self, Line};
+use crate::{Console, Miss};
+
+/// Entries per log page.
+const PAGE: u64 = 50;
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// "12 s", "3 min", "5 h", "2 d".
+fn age(seconds: u64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7_200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3_600),
+        s => format!("{} d", s / 86_400),
+    }
+}
+
+/// POSIX seconds as UTC `YYYY-MM-DD HH:MM:SS`.
+fn utc(t: u64) -> String {
+    let (days, rem) = (t / 86_400, t % 86_400);
+    // Civil from days (Howard Hinnant's algorithm), for the proleptic Gregorian calendar.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
+fn short(d: &str) -> &str {
+    &d[..d.len().min(16)]
+}
+
+fn layout(c: &Console, title: &str, live: Option<&str>, body: Markup) -> Markup {
+    let nav = [
+        ("/", "Overview"),
+        ("/models", "Models"),
+        ("/policies", "Policies"),
+        ("/trust-root", "Trust root"),
+        ("/entries", "Governance log"),
+        ("/health", "Health"),
+    ];
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · modelgate governance" }
+                link rel="stylesheet" href=(c.link("/assets/console.css"));
+                script src=(c.link("/assets/console.js")) defer {}
+            }
+            body data-prefix=(c.prefix) data-live=[live] {
+                a class="skip" href="#main" { "Skip to content" }
+                header {
+                    p class="brand" { "modelgate · public governance console" }
+                    nav aria-label="Console" {
+                        ul {
+                            @for (href, name) in nav {
+                                li { a href=(c.link(href)) aria-current=[(name == title).then_some("page")] { (name) } }
+                            }
+                        }
+                    }
+                    form role="search" method="get" action=(c.link("/find")) {
+                        label for="q" { "Entry index or model digest" }
+                        input id="q" name="q" type="search" required;
+                        button type="submit" { "Go" }
+                    }
+                }
+                main id="main" {
+                    h1 { (title) }
+                    (body)
+                }
+                footer {
+                    p { "Read-only. Everything here is in the governance log; verify it offline with "
+                        code { "modelgate log audit" } " and the log's verifier key." }
+                }
+            }
+        }
+    }
+}
+
+/// Where each node runs each model, from its latest heartbeat: (node, local
+/// name, state JSON).
+fn placements(c: &Console) -> Vec<(String, String, Value)> {
+    let beats = c
+        .authority
+        .heartbeats
+        .lock()
+        .map(|b| b.values().cloned().collect::<Vec<_>>())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for hb in beats {
+        if let Some(m) = hb.summary["models"].as_object() {
+            for (name, v) in m {
+                out.push((hb.node.clone(), name.clone(), v.clone()));
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    out
+}
+
+/// The placements of one registered model: by digest while Serving, by its
+/// registered name otherwise (a contained model's heartbeat names no digest).
+fn placements_of<'a>(all: &'a [(String, String, Value)], digest: &str, name: &str) -> Vec<&'a (String, String, Value)> {
+    all.iter()
+        .filter(|(_, local, v)| v["digest"].as_str() == Some(digest) || (v["digest"].is_null() && local == name))
+        .collect()
+}
+
+fn state_cell(v: &Value) -> Markup {
+    let state = v["state"].as_str().unwrap_or("Unknown");
+    html! {
+        span class={"state " (state.to_lowercase())} { (state) }
+        @if let Some(r) = v["reason"].as_str() {
+            " " span class="reason" { (r) }
+        }
+        @if let Some(d) = v["decision"].as_str() {
+            " (" (d) ")"
+        }
+    }
+}
+
+struct NodeHealth {
+    id: String,
+    heartbeat_age: Option<u64>,
+    verified_size: Option<u64>,
+    staleness: Option<u64>,
+    contained: usize,
+    models: Vec<(String, Value)>,
+    lineage_size: Option<u64>,
+    anchor: Option<(u64, u64)>,
+    status: &'static str,
+}
+
+fn node_health(c: &Console, state: &State, t: u64) -> Vec<NodeHealth> {
+    let beats = c.authority.heartbeats.lock().map(|b| b.clone()).unwrap_or_default();
+    let max = state.trust_root().map_or(30, |r| r.doc.freshness.max_staleness_seconds);
+    state
+        .nodes
+        .values()
+        .map(|n| {
+            let hb = beats.get(&n.id);
+            let models: Vec<(String, Value)> = hb
+                .and_then(|h| h.summary["models"].as_object())
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default();
+            let contained = models.iter().filter(|(_, v)| v["state"] == "Contained").count();
+            let heartbeat_age = hb.map(|h| t.saturating_sub(h.time));
+            let staleness = hb.and_then(|h| h.summary["staleness_seconds"].as_u64());
+            let status = match (heartbeat_age, contained) {
+                (None, _) => "silent",
+                (Some(a), _) if a > 3 * max => "stale",
+                (_, n) if n > 0 => "containing",
+                _ => "healthy",
+            };
+            NodeHealth {
+                id: n.id.clone(),
+                heartbeat_age,
+                verified_size: hb.and_then(|h| h.summary["checkpoint_size"].as_u64()),
+                staleness,
+                contained,
+                models,
+                lineage_size: hb.and_then(|h| h.summary["lineage_size"].as_u64()),
+                anchor: n.anchor.as_ref().map(|a| (a.size, a.index)),
+                status,
+            }
+        })
+        .collect()
+}
+
+pub fn overview(c: &Console) -> Markup {
+    let state = c.authority.state();
+    let t = now();
+    let (note, size, cosigned) = c
+        .authority
+        .served
+        .read()
+        .map(|s| (String::from_utf8_lossy(&s.note).into_owned(), s.size, s.time))
+        .unwrap_or_default();
+    let parsed = modelgate_tlog::Note::parse(note.as_bytes()).ok();
+    let origin = parsed
+        .as_ref()
+        .and_then(|n| n.text().lines().next().map(str::to_owned))
+        .unwrap_or_default();
+    let placements = placements(c);
+    let serving = state
+        .models
+        .values()
+        .filter(|m| {
+            placements_of(&placements, &m.digest, &m.name)
+                .iter()
+                .any(|p| p.2["state"] == "Serving")
+        })
+        .count();
+    let contained = state
+        .models
+        .values()
+        .filter(|m| {
+            placements_of(&placements, &m.digest, &m.name)
+                .iter()
+                .any(|p| p.2["state"] == "Contained")
+        })
+        .count();
+    let nodes = node_health(c, &state, t);
+    let count = |s: &str| nodes.iter().filter(|n| n.status == s).count();
+    let index = c.index.lock();
+    let recent: Vec<(u64, crate::index::EntrySummary)> = index
+        .as_ref()
+        .map(|i| {
+            let n = i.entries.len();
+            (n.saturating_sub(10)..n)
+                .rev()
+                .map(|k| (k as u64, i.entries[k].clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    drop(index);
+    layout(
+        c,
+        "Overview",
+        Some("overview"),
+        html! {
+            section aria-labelledby="log" {
+                h2 id="log" { "The governance log" }
+                dl class="facts" {
+                    dt { "Origin" } dd { code { (origin) } }
+                    dt { "Size" } dd id="log-size" { (size) " entries" }
+                    dt { "Checkpoint cosigned" } dd { (utc(cosigned)) ", " span id="checkpoint-age" { (age(t.saturating_sub(cosigned))) } " ago" }
+                    dt { "Trust root" } dd { "version " (state.trust_root().map_or(0, |r| r.doc.root_version)) }
+                }
+                h3 { "Latest checkpoint" }
+                pre class="note" { (note) }
+                @if let Some(n) = &parsed {
+                    p { "Signed by: "
+                        @for (i, s) in n.signatures().iter().enumerate() {
+                            @if i > 0 { ", " }
+                            code { (s.name) } " (key " (format!("{:08x}", s.key_id)) ")"
+                        }
+                    }
+                }
+            }
+            section aria-labelledby="counts" {
+                h2 id="counts" { "Models and nodes" }
+                dl class="facts" {
+                    dt { "Models registered" } dd id="models-registered" { (state.models.len()) }
+                    dt { "Serving somewhere" } dd id="models-serving" { (serving) }
+                    dt { "Contained somewhere" } dd id="models-contained" { (contained) }
+                    dt { "Revoked" } dd { (state.revocations.len()) }
+                    dt { "Nodes enrolled" } dd { (nodes.len()) }
+                    dt { "Healthy" } dd id="nodes-healthy" { (count("healthy")) }
+                    dt { "Stale or silent" } dd id="nodes-stale" { (count("stale") + count("silent")) }
+                    dt { "Containing" } dd id="nodes-containing" { (count("containing")) }
+                }
+            }
+            section aria-labelledby="recent" {
+                h2 id="recent" { "Recent governance events" }
+                (entry_table(c, &recent))
+            }
+        },
+    )
+}
+
+fn entry_table(c: &Console, rows: &[(u64, crate::index::EntrySummary)]) -> Markup {
+    html! {
+        table {
+            thead { tr { th scope="col" { "Index" } th scope="col" { "Type" } th scope="col" { "About" } th scope="col" { "Signed by" } } }
+            tbody {
+                @for (i, e) in rows {
+                    tr {
+                        td { a href=(c.link(&format!("/entries/{i}"))) { (i) } }
+                        td { (e.kind) }
+                        td { (e.about) }
+                        td { (e.signers.join(", ")) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn models(c: &Console) -> Markup {
+    let state = c.authority.state();
+    let placements = placements(c);
+    layout(
+        c,
+        "Models",
+        None,
+        html! {
+            p { (state.models.len()) " registered models." }
+            table {
+                thead { tr {
+                    th scope="col" { "Name" } th scope="col" { "Version" } th scope="col" { "Digest" }
+                    th scope="col" { "Signed by" } th scope="col" { "Registered" } th scope="col" { "Approvals" }
+                    th scope="col" { "Governance" } th scope="col" { "On nodes" }
+                } }
+                tbody {
+                    @for m in state.models.values() {
+                        @let approvals = state.grants_of_model(&m.digest).filter(|id| state.approvals.contains_key(*id)).count();
+                        tr {
+                            td { a href=(c.link(&format!("/models/{}", m.digest))) { (m.name) } }
+                            td { (m.version) }
+                            td { code title=(m.digest) { (short(&m.digest)) "…" } }
+                            td { (m.signers.iter().cloned().collect::<Vec<_>>().join(", ")) }
+                            td { a href=(c.link(&format!("/entries/{}", m.index))) { "#" (m.index) } }
+                            td { (approvals) }
+                            td { @if state.revocations.contains_key(&*m.digest) { span class="state contained" { "Revoked" } } @else if approvals > 0 { "Approved" } @else { "Not approved" } }
+                            td {
+                                @for (node, _, v) in placements_of(&placements, &m.digest, &m.name).iter().copied() {
+                                    div { (node) ": " (state_cell(v)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn model(c: &Console, digest: &str) -> Result<Markup, Miss> {
+    let state = c.authority.state();
+    let Some(m) = state.models.get(digest) else {
+        return Err(Miss(
+            StatusCode::NOT_FOUND,
+            format!("no registered model has the digest {digest:?}"),
+        ));
+    };
+    let t = now();
+    let placements = placements(c);
+    let approvals: Vec<_> = state
+        .grants_of_model(digest)
+        .filter_map(|id| state.approvals.get(id))
+        .collect();
+    let exceptions: Vec<_> = state
+        .grants_of_model(digest)
+        .filter_map(|id| state.exceptions.get(id))
+        .collect();
+    let title = format!("Model {} {}", m.name, m.version);
+    Ok(layout(
+        c,
+        &title,
+        None,
+        html! {
+            dl class="facts" {
+                dt { "Digest" } dd { code { (m.digest) } }
+                dt { "Signed by" } dd { (m.signers.iter().cloned().collect::<Vec<_>>().join(", ")) }
+                dt { "Registration" } dd { a href=(c.link(&format!("/entries/{}", m.index))) { "entry #" (m.index) } }
+            }
+            @if let Some(r) = state.revocations.get(digest) {
+                section class="alert" aria-labelledby="revoked" {
+                    h2 id="revoked" { "Revoked" }
+                    p { "At " a href=(c.link(&format!("/entries/{}", r.index))) { "entry #" (r.index) } " by " (r.revokers.join(", ")) ", ticket " (r.ticket) ": " (r.reason) }
+                }
+            }
+            h2 { "Approvals" }
+            @if approvals.is_empty() { p { "None." } }
+            @else {
+                table {
+                    thead { tr { th scope="col" { "Entry" } th scope="col" { "Approved by" } th scope="col" { "Tier" } th scope="col" { "Scopes" } th scope="col" { "Valid" } th scope="col" { "Ticket" } } }
+                    tbody { @for a in &approvals { tr {
+                        td { a href=(c.link(&format!("/entries/{}", a.index))) { "#" (a.index) } }
+                        td { (a.approvers.join(", ")) }
+                        td { (a.risk_tier.as_str()) }
+                        td { (a.scopes.join(", ")) }
+                        td { (utc(a.valid_from)) " – " (utc(a.valid_until)) @if t >= a.valid_until { " (ended)" } @else if t < a.valid_from { " (not yet)" } }
+                        td { (a.ticket) }
+                    } } }
+                }
+            }
+            p class="note-text" { "An approval short of its threshold is never in the log: the authority refuses it, and it waits for cosignatures as a file ("
+                code { "modelgate cosign" } ")." }
+            h2 { "Exceptions" }
+            @if exceptions.is_empty() { p { "None." } }
+            @else {
+                table {
+                    thead { tr { th scope="col" { "Entry" } th scope="col" { "Granted by" } th scope="col" { "Tier" } th scope="col" { "Scopes" } th scope="col" { "Expires" } th scope="col" { "Ticket" } th scope="col" { "Reason" } } }
+                    tbody { @for x in &exceptions { tr {
+                        td { a href=(c.link(&format!("/entries/{}", x.index))) { "#" (x.index) } }
+                        td { (x.approvers.join(", ")) }
+                        td { (x.risk_tier.as_str()) }
+                        td { (x.scopes.join(", ")) }
+                        td { (utc(x.expires)) @if t >= x.expires { " (expired)" } }
+                        td { (x.ticket) }
+                        td { (x.reason) }
+                    } } }
+                }
+            }
+            h2 { "On nodes now" }
+            @let here = placements_of(&placements, &m.digest, &m.name);
+            @if here.is_empty() { p { "No node reports it." } }
+            @else {
+                table {
+                    thead { tr { th scope="col" { "Node" } th scope="col" { "As" } th scope="col" { "State" } th scope="col" { "Lifecycle step" } th scope="col" { "Detail" } } }
+                    tbody { @for (node, local, v) in here.iter().copied() { tr {
+                        td { (node) } td { (local) } td { (state_cell(v)) }
+                        td { (v["lifecycle_step"].as_str().unwrap_or("")) }
+                        td { (v["detail"].as_str().unwrap_or("")) }
+                    } } }
+                }
+            }
+        },
+    ))
+}
+
+pub fn policies(c: &Console) -> Markup {
+    let versions = c.index.lock().map(|i| i.policies.clone()).unwrap_or_default();
+    let text = |v: &crate::index::Version| v.payload["policies"].as_str().unwrap_or_default().to_owned();
+    layout(
+        c,
+        "Policies",
+        None,
+        html! {
+            @if versions.is_empty() { p { "No policy set has been published: every call is refused (NoPolicySet)." } }
+            @for (k, v) in versions.iter().enumerate().rev() {
+                section aria-labelledby=(format!("p{}", v.index)) {
+                    h2 id=(format!("p{}", v.index)) {
+                        "Version " (k + 1) ": " (v.payload["name"].as_str().unwrap_or(""))
+                        @if k + 1 == versions.len() { " (in force)" }
+                    }
+                    p { "Published at " a href=(c.link(&format!("/entries/{}", v.index))) { "entry #" (v.index) } " by " (v.signers.join(", ")) "." }
+                    pre class="cedar" { (text(v)) }
+                    @if k > 0 {
+                        details {
+                            summary { "Changes from version " (k) }
+                            @match diff::lines(&text(&versions[k - 1]), &text(v)) {
+                                Some(lines) => pre class="diff" {
+                                    @for l in lines {
+                                        @match l {
+                                            Line::Same(s) => span class="same" { "  " (s) "\n" },
+                                            Line::Removed(s) => del { "- " (s) "\n" },
+                                            Line::Added(s) => ins { "+ " (s) "\n" },
+                                        }
+                                    }
+                                },
+                                None => p { "Too long to compare here (over " (diff::MAX_LINES) " lines)." },
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn trust_root(c: &Console) -> Markup {
+    let versions = c
+        .index
+        .lock()
+        .map(|i| i.trust_roots.iter().map(|(v, _)| v.clone()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    layout(
+        c,
+        "Trust root",
+        None,
+        html! {
+            @for v in versions.iter().rev() {
+                @let d = &v.payload;
+                section aria-labelledby=(format!("v{}", v.index)) {
+                    h2 id=(format!("v{}", v.index)) { "Version " (d["root_version"]) @if std::ptr::eq(v, versions.last().unwrap_or(v)) { " (in force)" } }
+                    p { a href=(c.link(&format!("/entries/{}", v.index))) { "Entry #" (v.index) } ", signed by " (v.signers.join(", ")) "." }
+                    h3 { "Principals" }
+                    table {
+                        thead { tr { th scope="col" { "Principal" } th scope="col" { "Roles" } th scope="col" { "Keys" } th scope="col" { "Model keys" } } }
+                        tbody {
+                            @if let Some(p) = d["principals"].as_object() {
+                                @for (id, p) in p { tr {
+                                    td { (id) }
+                                    td { (p["roles"].as_array().map(|r| r.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
+                                    td { (p["keys"].as_array().map_or(0, Vec::len)) }
+                                    td { (p["model_keys"].as_array().map_or(0, Vec::len)) }
+                                } }
+                            }
+                        }
+                    }
+                    h3 { "Thresholds" }
+                    @let th = &d["thresholds"];
+                    dl class="facts" {
+                        dt { "Trust-root rotation (root)" } dd { (th["root"]) }
+                        dt { "Model registration" } dd { (th["model"]) }
+                        dt { "Approval: low / medium / high / critical" } dd { (th["approval"]["low"]) " / " (th["approval"]["medium"]) " / " (th["approval"]["high"]) " / " (th["approval"]["critical"]) }
+                        dt { "Revocation" } dd { (th["revocation"]) }
+                        dt { "Exception" } dd { (th["exception"]) }
+                        dt { "Policy set" } dd { (th["policy"]) }
+                        dt { "Node enrollment" } dd { (th["enrollment"]) }
+                    }
+                    h3 { "Witnesses and freshness" }
+                    dl class="facts" {
+                        dt { "Witnesses" } dd { @if d["witnesses"].as_array().is_none_or(Vec::is_empty) { "none" } @else { @for w in d["witnesses"].as_array().into_iter().flatten() { code { (w.as_str().unwrap_or("")) } " " } } }
+                        dt { "Witness quorum" } dd { (d["witness_quorum"]) }
+                        dt { "Max staleness" } dd { (d["freshness"]["max_staleness_seconds"]) " s" }
+                        dt { "Anchor max age" } dd { (d["freshness"]["anchor_max_age_seconds"]) " s" }
+                        dt { "Authority log key" } dd { code { (d["authority"]["log"].as_str().unwrap_or("")) } }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn entries(c: &Console, from: Option<u64>) -> Markup {
+    let index = c.index.lock();
+    let (size, rows) = index
+        .as_ref()
+        .map(|i| {
+            let size = i.entries.len() as u64;
+            let top = from.map_or(size, |f| (f + 1).min(size));
+            let rows: Vec<_> = (top.saturating_sub(PAGE)..top)
+                .rev()
+                .map(|k| (k, i.entries[k as usize].clone()))
+                .collect();
+            (size, rows)
+        })
+        .unwrap_or_default();
+    drop(index);
+    let last = rows.last().map_or(0, |r| r.0);
+    let first = rows.first().map_or(0, |r| r.0);
+    layout(
+        c,
+        "Governance log",
+        None,
+        html! {
+            p { (size) " entries, newest first. Each links to its decoded entry and its inclusion proof." }
+            (entry_table(c, &rows))
+            nav aria-label="Pages" class="pager" {
+                @if first + 1 < size { a href=(c.link(&format!("/entries?from={}", (first + PAGE).min(size - 1)))) { "Newer" } " " }
+                @if last > 0 { a href=(c.link(&format!("/entries?from={}", last - 1))) { "Older" } }
+            }
+        },
+    )
+}
+
+pub fn entry(c: &Console, i: u64) -> Result<Markup, Miss> {
+    let size = c.authority.served.read().map_or(0, |s| s.size);
+    if i >= size {
+        return Err(Miss(StatusCode::NOT_FOUND, format!("no entry {i}: the log has {size}")));
+    }
+    let bytes = c
+        .authority
+        .entries(i, i + 1)
+        .map_err(|e| Miss(StatusCode::SERVICE_UNAVAILABLE, format!("reading entry {i}: {e}")))?
+        .pop()
+        .unwrap_or_default();
+    let summary = c.index.lock().ok().and_then(|x| x.entries.get(i as usize).cloned());
+    let payload = Envelope::parse(&bytes)
+        .ok()
+        .and_then(|e| serde_json::from_slice::<Value>(&e.payload).ok())
+        .unwrap_or(Value::Null);
+    let pretty = serde_json::to_string_pretty(&payload).unwrap_or_default();
+    Ok(layout(
+        c,
+        &format!("Entry {i}"),
+        None,
+        html! {
+            dl class="facts" {
+                dt { "Type" } dd { (summary.as_ref().map_or("", |s| s.kind.as_str())) }
+                dt { "Signed by" } dd { (summary.as_ref().map(|s| s.signers.join(", ")).unwrap_or_default()) }
+                dt { "Inclusion proof" } dd { a href=(c.link(&format!("/api/v1/tlog-proof/{i}"))) { "C2SP tlog-proof against the latest checkpoint" } }
+                dt { "Raw entry" } dd { a href=(c.link(&format!("/api/v1/entries/{i}"))) { "DSSE envelope (JSON)" } }
+            }
+            h2 { "Payload" }
+            pre class="payload" { (pretty) }
+            nav aria-label="Entries" class="pager" {
+                @if i > 0 { a href=(c.link(&format!("/entries/{}", i - 1))) { "Previous" } " " }
+                @if i + 1 < size { a href=(c.link(&format!("/entries/{}", i + 1))) { "Next" } }
+            }
+        },
+    ))
+}
+
+pub fn health(c: &Console) -> Markup {
+    let state = c.authority.state();
+    let t = now();
+    let nodes = node_health(c, &state, t);
+    let size = c.authority.served.read().map_or(0, |s| s.size);
+    let max = state.trust_root().map_or(30, |r| r.doc.freshness.max_staleness_seconds);
+    layout(
+        c,
+        "Health",
+        Some("health"),
+        html! {
+            p { "The authority's log is at " span id="authority-size" { (size) } " entries; the trust root's staleness bound is " (max) " s. This page refreshes every second with JavaScript, or on reload." }
+            table id="nodes" {
+                thead { tr {
+                    th scope="col" { "Node" } th scope="col" { "Status" } th scope="col" { "Last heartbeat" }
+                    th scope="col" { "Sync lag" } th scope="col" { "Staleness" } th scope="col" { "Models" }
+                    th scope="col" { "Lineage log" } th scope="col" { "Last anchor" }
+                } }
+                tbody {
+                    @for n in &nodes {
+                        tr data-node=(n.id) {
+                            td { (n.id) }
+                            td class="status" { span class={"state " (n.status)} { (n.status) } }
+                            td class="heartbeat" { @if let Some(a) = n.heartbeat_age { (age(a)) " ago" } @else { "never" } }
+                            td class="lag" { @if let Some(v) = n.verified_size { (size.saturating_sub(v)) " entries" } }
+                            td class="staleness" { @if let Some(s) = n.staleness { (s) " s of " (max) } }
+                            td class="models" {
+                                @for (name, v) in &n.models {
+                                    div { (name) ": " (state_cell(v)) " · step " (v["lifecycle_step_number"].as_u64().unwrap_or(0)) " " (v["lifecycle_step"].as_str().unwrap_or("")) }
+                                }
+                            }
+                            td class="lineage" { @if let Some(l) = n.lineage_size { (l) " records" } }
+                            td class="anchor" { @if let Some((s, i)) = n.anchor { "size " (s) " at " a href=(c.link(&format!("/entries/{i}"))) { "#" (i) } } }
+                        }
+                    }
+                }
+            }
+            @if nodes.is_empty() { p { "No node is enrolled." } }
+            section aria-labelledby="charts" {
+                h2 id="charts" { "The last hour" }
+                p { "Drawn from the heartbeats the authority keeps (one sample per node every 10 s). Without JavaScript, the figures are in "
+                    a href=(c.link("/health.json")) { "health.json" } "." }
+                div class="charts" {
+                    @for (id, name) in [("calls", "Calls per second"), ("denials", "Denials per second, by reason"), ("contained", "Models contained"), ("lag", "Sync lag (entries)")] {
+                        figure {
+                            figcaption { (name) }
+                            svg id={"chart-" (id)} class="chart" viewBox="0 0 600 160" role="img" aria-label=(name) {}
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The dashboard's data: each node's row and its hour of samples.
+pub fn health_json(c: &Console) -> Value {
+    let state = c.authority.state();
+    let t = now();
+    let size = c.authority.served.read().map_or(0, |s| s.size);
+    let nodes = node_health(c, &state, t);
+    let history = c.index.lock().map(|i| i.history.clone()).unwrap_or_default();
+    let placements = placements(c);
+    let serving = state
+        .models
+        .values()
+        .filter(|m| {
+            placements_of(&placements, &m.digest, &m.name)
+                .iter()
+                .any(|p| p.2["state"] == "Serving")
+        })
+        .count();
+    let contained = state
+        .models
+        .values()
+        .filter(|m| {
+            placements_of(&placements, &m.digest, &m.name)
+                .iter()
+                .any(|p| p.2["state"] == "Contained")
+        })
+        .count();
+    json!({
+        "time": t,
+        "size": size,
+        "models": {"registered": state.models.len(), "serving": serving, "contained": contained},
+        "nodes": nodes.iter().map(|n| json!({
+            "id": n.id, "status": n.status, "heartbeat_age": n.heartbeat_age,
+            "verified_size": n.verified_size, "lag": n.verified_size.map(|v| size.saturating_sub(v)),
+            "staleness": n.staleness, "contained": n.contained, "lineage_size": n.lineage_size,
+            "anchor": n.anchor.map(|(s, i)| json!({"size": s, "index": i})),
+            "models": n.models.iter().map(|(k, v)| json!({"name": k, "state": v["state"], "reason": v["reason"],
+                "decision": v["decision"], "step": v["lifecycle_step"], "step_number": v["lifecycle_step_number"]})).collect::<Vec<_>>(),
+            "history": history.get(&n.id).map(|h| h.iter().map(|s| json!({
+                "time": s.time, "requests": s.counters.get("requests").copied().unwrap_or(0),
+                "denials": s.counters.iter().filter_map(|(k, v)| Some((k.strip_prefix("denied:")?.to_owned(), json!(v)))).collect::<serde_json::Map<String, Value>>(),
+                "contained": s.contained, "lag": s.checkpoint_size.map(|v| size.saturating_sub(v)),
+            })).collect::<Vec<_>>()).unwrap_or_default(),
+        })).collect::<Vec<_>>(),
+    })
+}
