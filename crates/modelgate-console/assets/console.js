@@ -45,7 +45,7 @@
     text(cell("heartbeat"), ago(n.heartbeat_age));
     text(cell("lag"), n.lag === null ? "" : n.lag + " entries");
     text(cell("staleness"), n.staleness === null ? "" : n.staleness + " s");
-    text(cell("lineage"), n.lineage_size === null ? "" : n.lineage_size + " records");
+    text(cell("lineage"), n.lineage_size === null ? "" : n.lineage_size + " lineage records");
     const models = cell("models");
     if (models) {
       models.replaceChildren();
@@ -155,5 +155,5 @@
   }
 
   tick();
-  setInterval(tick, 1000);
+  setInterval(tick, 500);
 })();

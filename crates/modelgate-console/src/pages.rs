@@ -102,25 +102,41 @@ fn layout(c: &Console, title: &str, live: Option<&str>, body: Markup) -> Markup 
     }
 }
 
-/// Where each node runs each model, from its latest heartbeat: (node, local
-/// name, state JSON).
+/// Where each node runs each model: (node, local name, state JSON). From
+/// its latest heartbeat, overridden by a containment report the node
+/// signed after it (reports go out the moment a node contains, heartbeats
+/// every few seconds).
 fn placements(c: &Console) -> Vec<(String, String, Value)> {
-    let beats = c
-        .authority
-        .heartbeats
-        .lock()
-        .map(|b| b.values().cloned().collect::<Vec<_>>())
-        .unwrap_or_default();
-    let mut out = Vec::new();
-    for hb in beats {
+    let state = c.authority.state();
+    let beats = c.authority.heartbeats.lock().map(|b| b.clone()).unwrap_or_default();
+    let mut out: std::collections::BTreeMap<(String, String), Value> = std::collections::BTreeMap::new();
+    for hb in beats.values() {
         if let Some(m) = hb.summary["models"].as_object() {
             for (name, v) in m {
-                out.push((hb.node.clone(), name.clone(), v.clone()));
+                out.insert((hb.node.clone(), name.clone()), v.clone());
             }
         }
     }
-    out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-    out
+    for n in state.nodes.values() {
+        let Some(r) = &n.last_report else { continue };
+        if beats.get(&n.id).is_some_and(|hb| hb.time > r.time) {
+            continue;
+        }
+        for digest in &r.models {
+            let local = state
+                .models
+                .get(digest.as_str())
+                .map_or_else(|| short(digest).to_owned(), |m| m.name.clone());
+            let v = if r.recovered {
+                json!({"state": "Serving", "digest": digest, "reported": true})
+            } else {
+                json!({"state": "Contained", "digest": digest, "reason": r.reason.code(), "check": r.check.code(),
+                       "lifecycle_step": r.step, "lifecycle_step_number": r.step.map(|s| s.number()), "reported": true})
+            };
+            out.insert((n.id.clone(), local), v);
+        }
+    }
+    out.into_iter().map(|((n, l), v)| (n, l, v)).collect()
 }
 
 /// The placements of one registered model: by digest while Serving, by its
@@ -158,23 +174,25 @@ struct NodeHealth {
 
 fn node_health(c: &Console, state: &State, t: u64) -> Vec<NodeHealth> {
     let beats = c.authority.heartbeats.lock().map(|b| b.clone()).unwrap_or_default();
+    let placements = placements(c);
     let max = state.trust_root().map_or(30, |r| r.doc.freshness.max_staleness_seconds);
     state
         .nodes
         .values()
         .map(|n| {
             let hb = beats.get(&n.id);
-            let models: Vec<(String, Value)> = hb
-                .and_then(|h| h.summary["models"].as_object())
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default();
+            let models: Vec<(String, Value)> = placements
+                .iter()
+                .filter(|p| p.0 == n.id)
+                .map(|p| (p.1.clone(), p.2.clone()))
+                .collect();
             let contained = models.iter().filter(|(_, v)| v["state"] == "Contained").count();
             let heartbeat_age = hb.map(|h| t.saturating_sub(h.time));
             let staleness = hb.and_then(|h| h.summary["staleness_seconds"].as_u64());
             let status = match (heartbeat_age, contained) {
+                (_, n) if n > 0 => "containing",
                 (None, _) => "silent",
                 (Some(a), _) if a > 3 * max => "stale",
-                (_, n) if n > 0 => "containing",
                 _ => "healthy",
             };
             NodeHealth {
@@ -602,7 +620,7 @@ pub fn health(c: &Console) -> Markup {
         "Health",
         Some("health"),
         html! {
-            p { "The authority's log is at " span id="authority-size" { (size) } " entries; the trust root's staleness bound is " (max) " s. This page refreshes every second with JavaScript, or on reload." }
+            p { "The authority's log is at " span id="authority-size" { (size) } " entries; the trust root's staleness bound is " (max) " s. This page refreshes twice a second with JavaScript, or on reload." }
             table id="nodes" {
                 thead { tr {
                     th scope="col" { "Node" } th scope="col" { "Status" } th scope="col" { "Last heartbeat" }
@@ -622,7 +640,7 @@ pub fn health(c: &Console) -> Markup {
                                     div { (name) ": " (state_cell(v)) " · step " (v["lifecycle_step_number"].as_u64().unwrap_or(0)) " " (v["lifecycle_step"].as_str().unwrap_or("")) }
                                 }
                             }
-                            td class="lineage" { @if let Some(l) = n.lineage_size { (l) " records" } }
+                            td class="lineage" { @if let Some(l) = n.lineage_size { (l) " lineage records" } }
                             td class="anchor" { @if let Some((s, i)) = n.anchor { "size " (s) " at " a href=(c.link(&format!("/entries/{i}"))) { "#" (i) } } }
                         }
                     }

@@ -1,0 +1,165 @@
+//! The console in a real browser (Debian's Chromium, headless, driven by
+//! playwright-core from `tests/browser/`; `.ci/run` installs both): a dev
+//! authority, a node serving a model whose name is hostile markup, a hostile
+//! exception and policy; `tests/browser/console.mjs` loads every page,
+//! checks what it shows and that nothing hostile runs, runs axe-core, and
+//! follows a containment live on the dashboard. Missing Chromium or the npm
+//! packages fail this test; it never skips. With MODELGATE_SCREENSHOTS=DIR
+//! it saves a screenshot of each page there.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{mg, ok, s, Server};
+
+#[test]
+fn the_console_in_chromium() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let browser = repo.join("tests/browser");
+    assert!(
+        browser.join("node_modules/playwright-core").exists() && browser.join("node_modules/axe-core").exists(),
+        "run `npm ci --prefix tests/browser` first (.ci/run does)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} is missing (Debian package chromium; .ci/run installs it)"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let dev = dir.path().join("dev");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["dev", "serve", "--data", s(&dev), "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().strip_prefix("listening on ").unwrap().to_owned();
+    let _authority = Server {
+        child,
+        url: url.clone(),
+    };
+
+    let model = dir.path().join("my-model");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::write(model.join("weights.bin"), vec![7u8; 4096]).unwrap();
+    let mock = modelgate_testkit::MockServer::start(modelgate_testkit::Mock {
+        chunks: 2,
+        delay: Duration::from_millis(1),
+    })
+    .unwrap();
+    let name = "<script>alert(1)</script>";
+    let config = ok(&mg(&[
+        "dev",
+        "govern",
+        s(&model),
+        "--data",
+        s(&dev),
+        "--upstream",
+        mock.url(),
+        "--name",
+        name,
+        "--listen",
+        "127.0.0.1:0",
+    ]))
+    .trim()
+    .to_owned();
+    let admin = std::fs::read_to_string(dev.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let digest = ok(&mg(&["digest", s(&model)])).trim().to_owned();
+    ok(&mg(&[
+        "exception",
+        &digest,
+        "--scope",
+        "staging/*",
+        "--expires",
+        "+1d",
+        "--tier",
+        "low",
+        "--ticket",
+        "\"><img src=x onerror=alert(2)>",
+        "--reason",
+        "<script>alert(3)</script>",
+        "--key",
+        s(&dev.join("dev-keys/dev-approver-1.key")),
+        "--authority",
+        &url,
+        "--token",
+        &admin,
+    ]));
+    let policy = dir.path().join("p.cedar");
+    std::fs::write(
+        &policy,
+        "// <script>alert(3)</script>\n@id(\"dev-permit-approved\") permit(principal, action, resource);\n",
+    )
+    .unwrap();
+    ok(&mg(&[
+        "policy",
+        "publish",
+        s(&policy),
+        "--key",
+        s(&dev.join("dev-keys/dev-policy-admin.key")),
+        "--authority",
+        &url,
+        "--token",
+        &admin,
+    ]));
+
+    let mut node = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["node", "serve", "--config", &config, "--interval-ms", "100"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(node.stdout.take().unwrap());
+    let _node = Server {
+        child: node,
+        url: String::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for l in out.lines() {
+        if l.unwrap().contains("\"state\":\"Serving\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the node never served");
+    }
+    // Its first heartbeat follows its first pass.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = common::world::get_json(&format!("{url}/health.json"));
+        if v["nodes"][0]["status"] == "healthy" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no heartbeat reached the authority: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let mut cmd = Command::new("node");
+    cmd.arg(browser.join("console.mjs"))
+        .arg(&url)
+        .arg(model.join("weights.bin"))
+        .env("CHROMIUM", &chromium);
+    if let Ok(shots) = std::env::var("MODELGATE_SCREENSHOTS") {
+        cmd.arg(shots);
+    }
+    let o = cmd.output().expect("node (Node.js) is missing");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    eprintln!("{said}");
+    assert!(o.status.success(), "the browser checks failed:\n{said}");
+    assert!(said.contains("every browser check passed"), "{said}");
+}

@@ -1,0 +1,169 @@
+// The console in a real browser: Debian's Chromium, headless, driven by
+// playwright-core. Started by crates/modelgate/tests/browser.rs against a
+// scripted world (a dev authority, a node serving a model with a hostile
+// name, a hostile exception and policy). It loads every page and checks what
+// each shows, that hostile values are text and never markup, that nothing
+// runs that we did not write (no dialog, no injected element), runs axe-core
+// for accessibility (no serious or critical violation), follows a
+// containment live on the dashboard, and saves screenshots when asked.
+//
+// usage: node console.mjs CONSOLE_URL MODEL_FILE [SCREENSHOT_DIR]
+// Exit 0 when every check passed; otherwise each failure is printed and the
+// exit code is 1.
+
+import { chromium } from "playwright-core";
+import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const [url, modelFile, shots] = process.argv.slice(2);
+if (!url || !modelFile) {
+  console.error("usage: node console.mjs CONSOLE_URL MODEL_FILE [SCREENSHOT_DIR]");
+  process.exit(2);
+}
+const here = dirname(fileURLToPath(import.meta.url));
+const axeSource = readFileSync(join(here, "node_modules/axe-core/axe.min.js"), "utf8");
+const HOSTILE = ["<script>alert(1)</script>", "\"><img src=x onerror=alert(2)>", "<script>alert(3)</script>"];
+
+const failures = [];
+function check(ok, what) {
+  if (!ok) failures.push(what);
+  console.log((ok ? "ok   " : "FAIL ") + what);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+  // launch() gives Chromium a fresh temporary --user-data-dir of its own.
+});
+
+// Two contexts: the console as any visitor sees it (its CSP enforced), and
+// one that lets axe-core's script in (the CSP refuses any script we did not
+// serve, which is the point).
+const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+const axeContext = await browser.newContext({ bypassCSP: true, viewport: { width: 1280, height: 900 } });
+const dialogs = [];
+const cspViolations = [];
+
+async function open(ctx, path) {
+  const page = await ctx.newPage();
+  page.on("dialog", async (d) => { dialogs.push(path + ": " + d.message()); await d.dismiss(); });
+  page.on("console", (m) => { if (/Content Security Policy/.test(m.text())) cspViolations.push(path + ": " + m.text()); });
+  const resp = await page.goto(url.replace(/\/$/, "") + path, { waitUntil: "load" });
+  return { page, status: resp.status() };
+}
+
+async function noInjection(page, path) {
+  const injected = await page.evaluate(() => ({
+    imgs: document.querySelectorAll("img").length,
+    scripts: [...document.scripts].map((s) => s.src || "inline"),
+    handlers: [...document.querySelectorAll("*")].filter((e) => [...e.attributes].some((a) => a.name.startsWith("on"))).length,
+  }));
+  check(injected.imgs === 0, `${path}: no injected <img>`);
+  check(injected.scripts.length === 1 && injected.scripts[0].endsWith("/assets/console.js"), `${path}: only the console's own script (${injected.scripts.join(", ")})`);
+  check(injected.handlers === 0, `${path}: no element with an on* attribute`);
+}
+
+async function axe(path) {
+  const { page } = await open(axeContext, path);
+  await page.addScriptTag({ content: axeSource });
+  const result = await page.evaluate(async () => await window.axe.run(document, { resultTypes: ["violations"] }));
+  const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  check(bad.length === 0, `${path}: axe-core finds no serious or critical violation` +
+    (bad.length ? " (" + bad.map((v) => v.id + ": " + v.nodes.length).join(", ") + ")" : ""));
+  await page.close();
+}
+
+const pages = [
+  ["/", "overview", ["Origin", "localhost/modelgate-dev", "Models registered", "Healthy"]],
+  ["/models", "models", [HOSTILE[0], "dev-signer", "Approved"]],
+  ["/policies", "policies", ["(in force)", HOSTILE[2], "Changes from version 1", "dev-policy-admin"]],
+  ["/trust-root", "trust-root", ["Version 2 (in force)", "dev-approver-1", "root-1", "Thresholds"]],
+  ["/entries", "log", ["trust-root", "policy-set", "approval", "exception", "node-enrollment"]],
+  ["/entries/1", "entry", ["Payload", "tlog-proof", "root-1"]],
+  ["/health", "health", ["Serving", "AuditVerified", "Calls per second"]],
+];
+
+for (const [path, name, wants] of pages) {
+  const { page, status } = await open(context, path);
+  check(status === 200, `${path}: 200 (got ${status})`);
+  const text = await page.evaluate(() => document.body.innerText);
+  for (const w of wants) check(text.includes(w), `${path}: shows ${JSON.stringify(w)}`);
+  await noInjection(page, path);
+  if (shots) {
+    mkdirSync(shots, { recursive: true });
+    await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+  }
+  await page.close();
+  await axe(path);
+}
+
+// The model page, reached by following the link from the models list, shows the hostile exception as text.
+{
+  const { page } = await open(context, "/models");
+  await page.getByRole("link", { name: HOSTILE[0] }).click();
+  await page.waitForLoadState("load");
+  const text = await page.evaluate(() => document.body.innerText);
+  check(text.includes(HOSTILE[1]) && text.includes(HOSTILE[2]), "model page: the exception's ticket and reason shown as text");
+  check(text.includes("dev-approver-1"), "model page: the approver named");
+  await noInjection(page, "model page");
+  if (shots) await page.screenshot({ path: join(shots, "model.png"), fullPage: true });
+  await page.close();
+}
+
+// Without JavaScript the dashboard is still complete.
+{
+  const ctx = await browser.newContext({ javaScriptEnabled: false });
+  const page = await ctx.newPage();
+  await page.goto(url.replace(/\/$/, "") + "/health");
+  const text = await page.evaluate(() => document.body.innerText);
+  check(text.includes("Serving") && text.includes("healthy"), "health without JavaScript: node and model state shown");
+  await ctx.close();
+}
+
+// A containment, live: one changed byte in the model file, and the open
+// dashboard shows the node containing, with the reason, by itself.
+{
+  const { page } = await open(context, "/health");
+  await page.waitForFunction(() => document.querySelector("tr[data-node] .status")?.innerText === "healthy", null, { timeout: 10000 });
+  const original = readFileSync(modelFile);
+  const changed = Buffer.from(original);
+  changed[0] ^= 1;
+  const started = Date.now();
+  writeFileSync(modelFile, changed);
+  let seen = null;
+  try {
+    await page.waitForFunction(() => {
+      const row = document.querySelector("tr[data-node]");
+      return row && row.querySelector(".status").innerText === "containing" &&
+        row.querySelector(".models").innerText.includes("UnauthorizedModification");
+    }, null, { timeout: 10000, polling: 50 });
+    seen = Date.now() - started;
+  } catch (e) {
+    seen = null;
+  }
+  check(seen !== null, `dashboard: the containment appeared live (${seen} ms after the change)`);
+  check(seen !== null && seen <= 2000, `dashboard: within 2 s of the change (${seen} ms)`);
+  if (shots) await page.screenshot({ path: join(shots, "health-contained.png"), fullPage: true });
+  writeFileSync(modelFile, original);
+  try {
+    await page.waitForFunction(() => document.querySelector("tr[data-node] .models")?.innerText.includes("Serving"), null, { timeout: 20000, polling: 100 });
+    check(true, "dashboard: restored, the model is Serving again");
+  } catch (e) {
+    check(false, "dashboard: restored, the model is Serving again");
+  }
+  await page.close();
+}
+
+check(dialogs.length === 0, `no dialog opened (${dialogs.join("; ")})`);
+check(cspViolations.length === 0, `no Content-Security-Policy violation (${cspViolations.join("; ")})`);
+await browser.close();
+if (failures.length) {
+  console.log(`${failures.length} check(s) failed`);
+  process.exit(1);
+}
+console.log("every browser check passed");
