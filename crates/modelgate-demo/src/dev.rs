@@ -274,6 +274,8 @@ fn wait_for_authority(d: &DevDir, patience: std::time::Duration) -> Result<Strin
 /// dev approver), make and enroll a node, and write its configuration with a
 /// new caller token. The model's `model.sig` and `dir/node/` must not exist.
 pub fn govern(dir: &Path, o: &GovernOptions<'_>) -> Result<Governed, Failure> {
+    // `dev serve` may have been started a moment ago, in the background.
+    let url = wait_for_authority(&DevDir::new(dir), std::time::Duration::from_secs(15))?;
     // The configuration names its files absolutely: it may be read from anywhere.
     let dir = &dir
         .canonicalize()
@@ -288,7 +290,6 @@ pub fn govern(dir: &Path, o: &GovernOptions<'_>) -> Result<Governed, Failure> {
             ))
         })
     };
-    let url = wait_for_authority(&d, std::time::Duration::from_secs(15))?;
     let admin = read(d.admin_token())?;
     modelgate_governance::check_scope(o.scope).map_err(fail)?;
     let bundle_path = o.model.join("model.sig");

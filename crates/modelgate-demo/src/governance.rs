@@ -335,7 +335,7 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str, out: &mut dyn FnMut(&s
 /// The demo's inference server, in this process: it answers every chat call
 /// with a fixed score (an inference server stands here for the model the
 /// node governs). Its URL.
-fn spawn_scorer(rt: &tokio::runtime::Runtime) -> Result<String, Failure> {
+pub(crate) fn spawn_scorer(rt: &tokio::runtime::Runtime) -> Result<String, Failure> {
     use axum::routing::post;
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -355,7 +355,7 @@ fn spawn_scorer(rt: &tokio::runtime::Runtime) -> Result<String, Failure> {
 
 /// A gateway and its node loop inside this process, on `rt`; the loop
 /// runs until the returned state is told to stop.
-fn spawn_gateway(
+pub(crate) fn spawn_gateway(
     config: &Path,
     rt: &tokio::runtime::Runtime,
 ) -> Result<(String, Arc<modelgate_gateway::Shared>), Failure> {

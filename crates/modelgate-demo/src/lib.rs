@@ -7,6 +7,9 @@
 //! offline, contains the model when one bit of it changes and when it is
 //! revoked, and audits the authority offline.
 //!
+//! [`live`] is the live demonstration (`modelgate demo --serve`): the
+//! console open while governance contains and recovers, in a loop.
+//!
 //! [`dev`] is development mode (`modelgate dev`): one person, every role's
 //! key on one disk, a governed call in four commands.
 //!
@@ -24,6 +27,7 @@ use modelgate_oms::{
 
 pub mod dev;
 mod governance;
+pub mod live;
 
 /// Tell one line to `out`.
 macro_rules! say {

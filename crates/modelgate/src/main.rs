@@ -131,7 +131,14 @@ enum Command {
         command: lineage_cmd::LineageCommand,
     },
     /// Run the end-to-end demonstration on this machine (no service needed).
-    Demo,
+    ///
+    /// With --serve: the live demonstration. An authority with its console,
+    /// two nodes and their gateways and an inference server; it prints
+    /// `console: URL`, then plays, until Ctrl-C, calls through both gateways,
+    /// a changed byte in node 2's model (contained) and its restore, a
+    /// revocation contained on both nodes, and the authority cut off past the
+    /// nodes' staleness bound (SyncInterrupted) and back.
+    Demo(DemoArgs),
     /// Man pages and shell completions, from this CLI's definition.
     Generate {
         #[command(subcommand)]
@@ -143,6 +150,19 @@ enum Command {
         #[command(subcommand)]
         command: dev_cmd::DevCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Serve the console and play the live demonstration in a loop.
+    #[arg(long)]
+    serve: bool,
+    /// Where the authority and its console listen (with --serve).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7370", requires = "serve")]
+    listen: std::net::SocketAddr,
+    /// Stop after this many rounds (with --serve; default: until Ctrl-C).
+    #[arg(long, value_name = "N", requires = "serve")]
+    rounds: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -192,6 +212,40 @@ impl From<modelgate_node::NodeError> for Failure {
 
 /// Diagnostics to stderr (RUST_LOG overrides; warnings by default). The
 /// node's own events go to stdout as JSON lines.
+fn demo(a: &DemoArgs) -> Result<(), modelgate_demo::Failure> {
+    if !a.serve {
+        return modelgate_demo::run(&mut |line| println!("{line}"));
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = std::sync::Arc::clone(&stop);
+    // Ctrl-C ends the loop at the next step; a second one ends the process.
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        rt.block_on(async {
+            let _ = tokio::signal::ctrl_c().await;
+            s.store(true, std::sync::atomic::Ordering::SeqCst);
+            eprintln!("stopping after this step (Ctrl-C again to quit at once)");
+            let _ = tokio::signal::ctrl_c().await;
+            std::process::exit(130);
+        });
+    });
+    let o = modelgate_demo::live::LiveOptions {
+        listen: a.listen,
+        rounds: a.rounds,
+    };
+    modelgate_demo::live::serve(
+        &o,
+        &mut |line| {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+        },
+        &stop,
+    )
+}
+
 pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
     let _ = tracing_subscriber::fmt()
@@ -258,7 +312,7 @@ fn main() -> ExitCode {
         Command::Lineage { command } => lineage_cmd::run(command),
         Command::Dev { command } => dev_cmd::run(command),
         Command::Generate { command } => generate_cmd::run(command, <Cli as clap::CommandFactory>::command()),
-        Command::Demo => modelgate_demo::run(&mut |line| println!("{line}")).map_err(|e| match e {
+        Command::Demo(a) => demo(&a).map_err(|e| match e {
             modelgate_demo::Failure::Failed(m) => Failure::Invalid(m),
             modelgate_demo::Failure::Setup(m) => Failure::Usage(m),
         }),

@@ -278,3 +278,56 @@ fn authority_serve_refuses_a_node_write_rate_that_is_not_positive() {
     }
     assert!(!data.exists(), "nothing initialised on a usage error");
 }
+
+#[test]
+fn the_live_demo_serves_its_console_and_plays_a_round() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["demo", "--serve", "--listen", "127.0.0.1:0", "--rounds", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first
+        .strip_prefix("console: ")
+        .unwrap_or_else(|| panic!("first line {first:?}"))
+        .to_owned();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let page = agent.get(&url).call().unwrap().body_mut().read_to_string().unwrap();
+    assert!(page.contains("Overview"), "{page}");
+    let mut said = Vec::new();
+    for l in lines {
+        let l = l.unwrap();
+        if l.contains("Serving on both") && said.len() < 3 {
+            // The dashboard shows both nodes while the demo plays.
+            let v: serde_json::Value = serde_json::from_str(
+                &agent
+                    .get(&format!("{url}health.json"))
+                    .call()
+                    .unwrap()
+                    .body_mut()
+                    .read_to_string()
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(v["nodes"].as_array().unwrap().len(), 2, "{v}");
+        }
+        said.push(l);
+    }
+    let status = child.wait().unwrap();
+    let text = said.join("\n");
+    assert!(status.success(), "{text}");
+    for want in [
+        "Serving on both",
+        "node-2: Contained UnauthorizedModification",
+        "node-1 still Serving",
+        "revoked: Contained on both nodes",
+        "Contained SyncInterrupted on both",
+        "the authority reachable again: Serving on both nodes",
+        "stopping",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+}

@@ -1,0 +1,441 @@
+//! The live demonstration (`modelgate demo --serve`): an authority with its
+//! console, two nodes with their gateways and an inference server, all in
+//! this process, and a loop that plays what governance is for while a person
+//! watches the console: calls through both gateways, a changed byte in node
+//! 2's copy of the model (Contained, UnauthorizedModification) and its
+//! restore, a revocation contained on both nodes and a new version approved,
+//! the authority unreachable past the nodes' staleness bound
+//! (SyncInterrupted) and back. Each step waits for the state it causes and
+//! fails, naming the step, when that state does not come.
+//!
+//! The inference server is the demo's own scorer (a fixed answer): the demo
+//! needs no model runtime on the machine.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use modelgate_gateway::{ModelStatus, Shared};
+use modelgate_governance::{
+    ApprovalEntry, EntryPayload as _, ModelEntry, NodeEnrollmentEntry, RevocationEntry, RiskTier,
+};
+use modelgate_oms::{
+    hash_model, sign_manifest, HashAlgorithm, HashOptions, IgnorePath, Method, Signer, DEFAULT_IGNORES,
+};
+use modelgate_tlog::{KeyType, SignerKey};
+use serde_json::json;
+
+use crate::dev::DevDir;
+use crate::governance::{accepted, spawn_gateway, spawn_scorer};
+use crate::{fail, say, Failure};
+
+const MODEL: &str = "credit-scorer";
+const TOKEN: &str = "demo-live-caller-token";
+
+/// What `serve` is asked to do.
+pub struct LiveOptions {
+    /// Where the authority and its console listen.
+    pub listen: SocketAddr,
+    /// Rounds to play; `None`: until `stop`.
+    pub rounds: Option<u64>,
+}
+
+/// A TCP proxy in front of the authority that the demo can cut: paused, it
+/// drops every connection (open ones too), as a network partition would.
+struct Cut {
+    url: String,
+    paused: Arc<AtomicBool>,
+}
+
+fn spawn_cut(rt: &tokio::runtime::Runtime, target: SocketAddr) -> Result<Cut, Failure> {
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .map_err(fail)?;
+    let url = format!("http://{}", listener.local_addr().map_err(fail)?);
+    let paused = Arc::new(AtomicBool::new(false));
+    let p = Arc::clone(&paused);
+    rt.spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                continue;
+            };
+            if p.load(Ordering::SeqCst) {
+                continue; // dropped: the node sees a connection cut
+            }
+            let p = Arc::clone(&p);
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                tokio::pin!(copy);
+                loop {
+                    tokio::select! {
+                        _ = &mut copy => return,
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {
+                            if p.load(Ordering::SeqCst) { return; }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Ok(Cut { url, paused })
+}
+
+/// A model version's files: (name, bytes).
+type Files = Vec<(String, Vec<u8>)>;
+
+/// Version `k` of the model: its files, its bundle (signed by the dev model
+/// key) and its digest.
+fn version(staging: &Path, k: u64, key: &Path) -> Result<(Files, Vec<u8>, String), Failure> {
+    let files = vec![
+        (
+            "config.json".to_owned(),
+            format!("{{\"layers\": 4, \"version\": {k}}}\n").into_bytes(),
+        ),
+        (
+            "weights.bin".to_owned(),
+            (0..(1u32 << 16)).map(|i| (i as u64 * 31 + k) as u8).collect(),
+        ),
+    ];
+    let _ = fs::remove_dir_all(staging);
+    fs::create_dir_all(staging).map_err(fail)?;
+    for (n, b) in &files {
+        fs::write(staging.join(n), b).map_err(fail)?;
+    }
+    let mut opts = HashOptions::new(Method::Files, HashAlgorithm::Sha256);
+    for p in DEFAULT_IGNORES.iter().chain(&["model.sig"]) {
+        opts.ignore.push(IgnorePath::parse(p)?);
+    }
+    let manifest = hash_model(staging, &opts, None)?;
+    let pem = fs::read_to_string(key).map_err(fail)?;
+    let bundle = sign_manifest(
+        &manifest,
+        &Signer::Key(modelgate_oms::PrivateKey::from_pem(&pem, "the dev model key")?),
+    )?;
+    Ok((files, bundle, hex::encode(manifest.root_digest())))
+}
+
+/// Put a version's files and bundle into a node's model directory, each by
+/// rename (the node never reads half a file).
+fn install(dir: &Path, files: &[(String, Vec<u8>)], bundle: &[u8]) -> Result<(), Failure> {
+    fs::create_dir_all(dir).map_err(fail)?;
+    for (n, b) in files {
+        modelgate_node::files::write_atomic(&dir.join(n), b).map_err(fail)?;
+    }
+    modelgate_node::files::write_atomic(&dir.join("model.sig"), bundle).map_err(fail)
+}
+
+fn read_key(path: &Path) -> Result<SigningKey, Failure> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    SigningKey::from_pkcs8_pem(&fs::read_to_string(path).map_err(fail)?).map_err(fail)
+}
+
+fn state_of(node: &Shared) -> ModelStatus {
+    node.snapshot()
+        .models
+        .get(MODEL)
+        .cloned()
+        .unwrap_or(ModelStatus::Starting)
+}
+
+/// Wait until `ok` holds for every node, or fail naming `what`.
+fn wait(nodes: &[&Shared], what: &str, secs: u64, ok: impl Fn(&ModelStatus) -> bool) -> Result<Duration, Failure> {
+    let started = Instant::now();
+    loop {
+        if nodes.iter().all(|n| ok(&state_of(n))) {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(secs) {
+            let seen: Vec<String> = nodes.iter().map(|n| format!("{:?}", state_of(n))).collect();
+            return Err(Failure::Failed(format!(
+                "{what}: not within {secs} s ({})",
+                seen.join("; ")
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn contained_with(reason: &'static str) -> impl Fn(&ModelStatus) -> bool {
+    move |s| matches!(s, ModelStatus::Contained(w) if w.reason.code() == reason)
+}
+
+fn serving(s: &ModelStatus) -> bool {
+    matches!(s, ModelStatus::Serving { .. })
+}
+
+/// Sleep up to `d`, returning early (true) when `stop` is set.
+fn pause(stop: &AtomicBool, d: Duration) -> bool {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        if stop.load(Ordering::SeqCst) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.load(Ordering::SeqCst)
+}
+
+/// Run the live demonstration in a temporary directory (removed afterwards)
+/// until `stop` is set (or `rounds` are played). The first line told to
+/// `out` is `console: URL`.
+pub fn serve(o: &LiveOptions, out: &mut dyn FnMut(&str), stop: &AtomicBool) -> Result<(), Failure> {
+    let dir = std::env::temp_dir().join(format!("modelgate-demo-live-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let result = play(&dir, o, out, stop);
+    let _ = fs::remove_dir_all(&dir);
+    result
+}
+
+fn play(dir: &Path, o: &LiveOptions, out: &mut dyn FnMut(&str), stop: &AtomicBool) -> Result<(), Failure> {
+    let b = crate::dev::bootstrap(dir)?;
+    let d = DevDir::new(dir);
+    let authority = b.authority;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(fail)?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(o.listen))
+        .map_err(|e| Failure::Setup(format!("couldn't listen on {}: {e}", o.listen)))?;
+    let addr = listener.local_addr().map_err(fail)?;
+    let console = rt.block_on(async {
+        let c = modelgate_console::Console::new(Arc::clone(&authority), "");
+        modelgate_console::spawn_refresher(&c);
+        modelgate_console::router(c)
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(modelgate_authority::serve_with(
+        Arc::clone(&authority),
+        listener,
+        Some(console),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    say!(out, "console: http://{addr}/");
+    let cut = spawn_cut(&rt, addr)?;
+    let upstream = spawn_scorer(&rt)?;
+
+    let signer = read_key(&d.key("dev-signer"))?;
+    let approver = read_key(&d.key("dev-approver-1"))?;
+    let nadmin = read_key(&d.key("dev-node-admin"))?;
+    let staging = dir.join("staging");
+    let mut k = 1;
+    let (files, bundle, mut digest) = version(&staging, k, &d.model_key())?;
+    let register = |k: u64, bundle: &[u8], digest: &str| -> Result<(), Failure> {
+        accepted(
+            &authority,
+            ModelEntry::new(MODEL, &format!("1.{k}"), bundle)
+                .sign(&[&signer])
+                .map_err(fail)?,
+            "the model's registration",
+        )?;
+        let now = modelgate_gateway::Clock::now(&modelgate_gateway::SystemClock);
+        accepted(
+            &authority,
+            ApprovalEntry::new(
+                digest,
+                vec!["prod/credit/*".into()],
+                now.saturating_sub(60),
+                now + 86_400,
+                RiskTier::Low,
+                &format!("CHG-{k}"),
+            )
+            .sign(&[&approver])
+            .map_err(fail)?,
+            "the approval",
+        )?;
+        Ok(())
+    };
+    register(k, &bundle, &digest)?;
+
+    let token_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(TOKEN.as_bytes()));
+    let mut nodes = Vec::new();
+    let mut models = Vec::new();
+    for n in 1..=2 {
+        let id = format!("node-{n}");
+        let ndir = dir.join(&id);
+        let model = ndir.join("model");
+        install(&model, &files, &bundle)?;
+        let seed: [u8; 32] = SigningKey::generate(&mut rand_core::OsRng).to_bytes();
+        let key = SignerKey::from_seed(&format!("{id}/lineage"), KeyType::Ed25519, &seed).map_err(fail)?;
+        modelgate_node::files::write_new(
+            &ndir.join("node.skey"),
+            format!("{}\n", key.to_private_string()).as_bytes(),
+            0o600,
+            false,
+        )
+        .map_err(fail)?;
+        accepted(
+            &authority,
+            NodeEnrollmentEntry::new(&id, &key.verifier().to_string(), vec!["prod/*".into()])
+                .sign(&[&nadmin])
+                .map_err(fail)?,
+            "a node's enrollment",
+        )?;
+        let toml = format!(
+            "node = \"{id}\"\nauthority = \"{}\"\ntrust_root = \"{}\"\nkey = \"node.skey\"\nscopes = [\"prod/credit/scoring\"]\n\
+             max_staleness_seconds = 4\ndata_dir = \"data\"\nanchor_interval_seconds = 2\nheartbeat_interval_seconds = 2\n\
+             listen = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\n\n[models.{MODEL}]\ndir = \"{}\"\nbundle = \"{}\"\n\n\
+             [callers.scoring-service]\ntoken_sha256 = \"{token_sha}\"\nscopes = [\"prod/credit/scoring\"]\n",
+            cut.url,
+            d.authority().join("trust-root.dsse.json").display(),
+            model.display(),
+            model.join("model.sig").display()
+        );
+        fs::write(ndir.join("node.toml"), toml).map_err(fail)?;
+        let (url, shared) = spawn_gateway(&ndir.join("node.toml"), &rt)?;
+        nodes.push((id, url, shared));
+        models.push(model);
+    }
+    let all: Vec<&Shared> = nodes.iter().map(|n| &*n.2).collect();
+    let t = wait(&all, "both nodes Serving", 60, serving)?;
+    say!(
+        out,
+        "two nodes verified the log and took {MODEL} 1.{k} through the ten lifecycle steps: Serving on both ({} ms)",
+        t.as_millis()
+    );
+
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let call = |url: &str| -> u16 {
+        agent
+            .post(&format!("{url}/v1/chat/completions"))
+            .header("Authorization", &format!("Bearer {TOKEN}"))
+            .header("Content-Type", "application/json")
+            .send(json!({"model": MODEL, "messages": [{"role": "user", "content": "score applicant 42"}]}).to_string())
+            .map_or(0, |r| r.status().as_u16())
+    };
+    let traffic = |out: &mut dyn FnMut(&str), what: &str| {
+        let mut tally = std::collections::BTreeMap::<(String, u16), u32>::new();
+        for _ in 0..10 {
+            for (id, url, _) in &nodes {
+                *tally.entry((id.clone(), call(url))).or_default() += 1;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let said: Vec<String> = tally.iter().map(|((id, st), n)| format!("{id}: {n} × {st}")).collect();
+        say!(out, "  calls {what}: {}", said.join(", "));
+    };
+
+    let mut round = 0;
+    loop {
+        round += 1;
+        if o.rounds.is_some_and(|r| round > r) || stop.load(Ordering::SeqCst) {
+            break;
+        }
+        say!(out, "round {round}");
+        traffic(out, "through both gateways");
+        if pause(stop, Duration::from_secs(2)) {
+            break;
+        }
+
+        // One changed byte in node 2's copy.
+        let weights = models[1].join("weights.bin");
+        let original = fs::read(&weights).map_err(fail)?;
+        let mut changed = original.clone();
+        changed[1234] ^= 0x01;
+        fs::write(&weights, &changed).map_err(fail)?;
+        let t = wait(
+            &all[1..],
+            "node 2 contains the changed model",
+            20,
+            contained_with("UnauthorizedModification"),
+        )?;
+        say!(out, "one byte of weights.bin changed on node-2: Contained UnauthorizedModification in {} ms; node-1 still Serving", t.as_millis());
+        traffic(out, "while node-2 contains");
+        if pause(stop, Duration::from_secs(3)) {
+            break;
+        }
+        fs::write(&weights, &original).map_err(fail)?;
+        let t = wait(&all, "node 2 serves the restored model", 30, serving)?;
+        say!(
+            out,
+            "restored: node-2 Serving again, through all ten steps ({} ms)",
+            t.as_millis()
+        );
+
+        // A revocation, then the next version approved.
+        accepted(
+            &authority,
+            RevocationEntry::new(&digest, "drift found in monitoring", &format!("INC-{round}"))
+                .sign(&[&approver])
+                .map_err(fail)?,
+            "the revocation",
+        )?;
+        let t = wait(
+            &all,
+            "both nodes contain the revoked model",
+            20,
+            |s| matches!(s, ModelStatus::Contained(w) if w.decision.map(|d| d.as_str()) == Some("Revoked")),
+        )?;
+        say!(
+            out,
+            "{MODEL} 1.{k} revoked: Contained on both nodes in {} ms (403 Revoked to callers)",
+            t.as_millis()
+        );
+        traffic(out, "after the revocation");
+        if pause(stop, Duration::from_secs(3)) {
+            break;
+        }
+        k += 1;
+        let (files, bundle, next) = version(&staging, k, &d.model_key())?;
+        register(k, &bundle, &next)?;
+        digest = next;
+        for m in &models {
+            install(m, &files, &bundle)?;
+        }
+        let t = wait(&all, "both nodes serve the new version", 30, serving)?;
+        say!(
+            out,
+            "{MODEL} 1.{k} signed, registered and approved: Serving on both nodes ({} ms)",
+            t.as_millis()
+        );
+
+        // The authority unreachable past the staleness bound, then back.
+        cut.paused.store(true, Ordering::SeqCst);
+        let t = wait(
+            &all,
+            "both nodes contain without the authority",
+            30,
+            contained_with("SyncInterrupted"),
+        )?;
+        say!(
+            out,
+            "the authority cut off from the nodes: Contained SyncInterrupted on both after {} ms (the bound is 4 s)",
+            t.as_millis()
+        );
+        if pause(stop, Duration::from_secs(3)) {
+            cut.paused.store(false, Ordering::SeqCst);
+            break;
+        }
+        cut.paused.store(false, Ordering::SeqCst);
+        let t = wait(&all, "both nodes serve once the authority is back", 30, serving)?;
+        say!(
+            out,
+            "the authority reachable again: Serving on both nodes ({} ms)",
+            t.as_millis()
+        );
+        if pause(stop, Duration::from_secs(2)) {
+            break;
+        }
+    }
+    say!(out, "stopping");
+    for (_, _, shared) in &nodes {
+        shared.stop();
+    }
+    let _ = stop_tx.send(());
+    let _ = rt.block_on(server);
+    Ok(())
+}
