@@ -166,8 +166,17 @@ pub struct Miss(StatusCode, String);
 async fn overview(State(c): State<Shared>) -> Response {
     page(c, |c| Ok(pages::overview(c))).await
 }
-async fn models(State(c): State<Shared>) -> Response {
-    page(c, |c| Ok(pages::models(c))).await
+#[derive(serde::Deserialize)]
+struct ModelsQuery {
+    page: Option<usize>,
+    q: Option<String>,
+}
+
+async fn models(State(c): State<Shared>, Query(q): Query<ModelsQuery>) -> Response {
+    page(c, move |c| {
+        Ok(pages::models(c, q.page.unwrap_or(0), q.q.as_deref().unwrap_or("")))
+    })
+    .await
 }
 async fn model(State(c): State<Shared>, Path(digest): Path<String>) -> Response {
     page(c, move |c| pages::model(c, &digest)).await

@@ -147,6 +147,33 @@ fn placements_of<'a>(all: &'a [(String, String, Value)], digest: &str, name: &st
         .collect()
 }
 
+/// How many registered models are Serving somewhere, and Contained
+/// somewhere: one pass over the placements, not one per model.
+fn counts(state: &State, all: &[(String, String, Value)]) -> (usize, usize) {
+    let mut serving = std::collections::HashSet::new();
+    let mut contained = std::collections::HashSet::new();
+    let by_name: std::collections::HashMap<&str, &str> =
+        state.models.values().map(|m| (m.name.as_str(), &*m.digest)).collect();
+    for (_, local, v) in all {
+        let digest = match v["digest"].as_str() {
+            Some(d) if state.models.contains_key(d) => Some(d.to_owned()),
+            Some(_) => None,
+            None => by_name.get(local.as_str()).map(|d| (*d).to_owned()),
+        };
+        let Some(d) = digest else { continue };
+        match v["state"].as_str() {
+            Some("Serving") => {
+                serving.insert(d);
+            }
+            Some("Contained") => {
+                contained.insert(d);
+            }
+            _ => {}
+        }
+    }
+    (serving.len(), contained.len())
+}
+
 fn state_cell(v: &Value) -> Markup {
     let state = v["state"].as_str().unwrap_or("Unknown");
     html! {
@@ -225,24 +252,7 @@ pub fn overview(c: &Console) -> Markup {
         .and_then(|n| n.text().lines().next().map(str::to_owned))
         .unwrap_or_default();
     let placements = placements(c);
-    let serving = state
-        .models
-        .values()
-        .filter(|m| {
-            placements_of(&placements, &m.digest, &m.name)
-                .iter()
-                .any(|p| p.2["state"] == "Serving")
-        })
-        .count();
-    let contained = state
-        .models
-        .values()
-        .filter(|m| {
-            placements_of(&placements, &m.digest, &m.name)
-                .iter()
-                .any(|p| p.2["state"] == "Contained")
-        })
-        .count();
+    let (serving, contained) = counts(&state, &placements);
     let nodes = node_health(c, &state, t);
     let count = |s: &str| nodes.iter().filter(|n| n.status == s).count();
     let index = c.index.lock();
@@ -320,15 +330,45 @@ fn entry_table(c: &Console, rows: &[(u64, crate::index::EntrySummary)]) -> Marku
     }
 }
 
-pub fn models(c: &Console) -> Markup {
+/// Models per page of the models list.
+const MODELS_PAGE: usize = 100;
+
+pub fn models(c: &Console, page: usize, q: &str) -> Markup {
     let state = c.authority.state();
     let placements = placements(c);
+    let q = q.trim();
+    let matching: Vec<_> = state
+        .models
+        .values()
+        .filter(|m| q.is_empty() || m.name.contains(q) || m.digest.starts_with(q))
+        .collect();
+    let pages = matching.len().div_ceil(MODELS_PAGE).max(1);
+    let page = page.min(pages - 1);
+    let shown = &matching[(page * MODELS_PAGE).min(matching.len())..((page + 1) * MODELS_PAGE).min(matching.len())];
+    let link = |p: usize| {
+        let filter = if q.is_empty() {
+            String::new()
+        } else {
+            format!("&q={}", urlencode(q))
+        };
+        c.link(&format!("/models?page={p}{filter}"))
+    };
     layout(
         c,
         "Models",
         None,
         html! {
-            p { (state.models.len()) " registered models." }
+            form method="get" action=(c.link("/models")) class="filter" {
+                label for="mq" { "Name or digest prefix" }
+                " "
+                input id="mq" name="q" type="search" value=(q);
+                " "
+                button type="submit" { "Filter" }
+            }
+            p { (state.models.len()) " registered models"
+                @if !q.is_empty() { ", " (matching.len()) " matching" }
+                @if !shown.is_empty() { "; " (page * MODELS_PAGE + 1) "–" (page * MODELS_PAGE + shown.len()) " shown" }
+                "." }
             table {
                 thead { tr {
                     th scope="col" { "Name" } th scope="col" { "Version" } th scope="col" { "Digest" }
@@ -336,7 +376,7 @@ pub fn models(c: &Console) -> Markup {
                     th scope="col" { "Governance" } th scope="col" { "On nodes" }
                 } }
                 tbody {
-                    @for m in state.models.values() {
+                    @for m in shown {
                         @let approvals = state.grants_of_model(&m.digest).filter(|id| state.approvals.contains_key(*id)).count();
                         tr {
                             td { a href=(c.link(&format!("/models/{}", m.digest))) { (m.name) } }
@@ -355,8 +395,25 @@ pub fn models(c: &Console) -> Markup {
                     }
                 }
             }
+            @if pages > 1 {
+                nav aria-label="Pages" class="pager" {
+                    @if page > 0 { a href=(link(page - 1)) { "Previous" } " " }
+                    "page " (page + 1) " of " (pages) " "
+                    @if page + 1 < pages { a href=(link(page + 1)) { "Next" } }
+                }
+            }
         },
     )
+}
+
+/// Percent-encode a query value (everything but unreserved characters).
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 pub fn model(c: &Console, digest: &str) -> Result<Markup, Miss> {
@@ -672,24 +729,7 @@ pub fn health_json(c: &Console) -> Value {
     let nodes = node_health(c, &state, t);
     let history = c.index.lock().map(|i| i.history.clone()).unwrap_or_default();
     let placements = placements(c);
-    let serving = state
-        .models
-        .values()
-        .filter(|m| {
-            placements_of(&placements, &m.digest, &m.name)
-                .iter()
-                .any(|p| p.2["state"] == "Serving")
-        })
-        .count();
-    let contained = state
-        .models
-        .values()
-        .filter(|m| {
-            placements_of(&placements, &m.digest, &m.name)
-                .iter()
-                .any(|p| p.2["state"] == "Contained")
-        })
-        .count();
+    let (serving, contained) = counts(&state, &placements);
     json!({
         "time": t,
         "size": size,

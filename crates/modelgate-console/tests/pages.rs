@@ -232,6 +232,10 @@ fn every_page_shows_the_state_with_hostile_values_as_text() {
     assert!(models.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{models}");
     assert!(models.contains("Revoked"), "{models}");
     assert!(models.contains("pipeline"), "{models}");
+    let none = w.page("/models?q=zzz&page=7");
+    assert!(none.contains("1 registered models, 0 matching."), "{none}");
+    let by_digest = w.page(&format!("/models?q={}", &w.digest[..12]));
+    assert!(by_digest.contains("1 matching; 1–1 shown"), "{by_digest}");
 
     let model = w.page(&format!("/models/{}", w.digest));
     for want in [
