@@ -12,7 +12,8 @@
 //!
 //! `cargo bench -p modelgate-console --bench console`
 //! (MODELGATE_BENCH_MODELS, default 10,000; MODELGATE_BENCH_ENTRIES, default
-//! 100,000; MODELGATE_BENCH_REQUESTS per page, default 200).
+//! 100,000; MODELGATE_BENCH_REQUESTS per page, default 200;
+//! MODELGATE_BENCH_KEEP=1 keeps the authority's data directory).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
@@ -288,4 +289,10 @@ fn main() {
         rss_world / 1024,
         rss_kib() / 1024
     );
+    if std::env::var_os("MODELGATE_BENCH_KEEP").is_some() {
+        // For measuring a real `authority serve` on this log afterwards.
+        authority.shutdown();
+        println!("kept the authority's data in {}", adir.display());
+        let _ = dir.keep();
+    }
 }
