@@ -1,8 +1,10 @@
-//! What the pages need that the folded state does not keep: every entry's
-//! type and signers, every policy-set and trust-root version, recent events,
-//! and an hour of each node's heartbeats. Built incrementally from the store
-//! (each entry is read once), so a page costs the same with 100,000 entries
-//! as with 10.
+//! What the pages need that the folded state does not keep: every
+//! policy-set and trust-root version (with who signed it) and an hour of
+//! each node's heartbeats. Built incrementally from the store (each entry is
+//! read once), so a page costs the same with 100,000 entries as with 10.
+//! Entries themselves are not kept: a page of the log reads its fifty from
+//! the store and [`Index::summarize`]s them, with the trust root in force at
+//! each.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -58,8 +60,6 @@ pub struct Sample {
 pub struct Index {
     /// Entries indexed: 0..size.
     pub size: u64,
-    /// Per entry.
-    pub entries: Vec<EntrySummary>,
     /// Policy-set versions, oldest first.
     pub policies: Vec<Version>,
     /// Trust-root versions, oldest first, with their parsed roots.
@@ -68,6 +68,12 @@ pub struct Index {
     pub history: BTreeMap<String, VecDeque<Sample>>,
     /// The last heartbeat time sampled per node.
     sampled: BTreeMap<String, u64>,
+}
+
+fn decode(bytes: &[u8]) -> Option<(Envelope, Value)> {
+    let e = Envelope::parse(bytes).ok()?;
+    let p = serde_json::from_slice::<Value>(&e.payload).ok()?;
+    Some((e, p))
 }
 
 fn about(kind: &str, p: &Value) -> String {
@@ -103,62 +109,63 @@ impl Index {
             .collect()
     }
 
-    fn add(&mut self, index: u64, bytes: &[u8]) {
-        let decoded = Envelope::parse(bytes)
-            .ok()
-            .and_then(|e| serde_json::from_slice::<Value>(&e.payload).ok().map(|p| (e, p)));
-        let Some((env, payload)) = decoded else {
-            // Node-signed notes and anything else that is not an envelope.
-            self.entries.push(EntrySummary {
+    /// What entry `index` is, who signed it and what it is about.
+    pub fn summarize(&self, index: u64, bytes: &[u8]) -> EntrySummary {
+        let Some((env, payload)) = decode(bytes) else {
+            return EntrySummary {
                 kind: "other".into(),
                 signers: vec![],
                 about: String::new(),
-            });
-            return;
+            };
         };
         let kind = payload["type"].as_str().unwrap_or("unknown").to_owned();
-        if kind == "trust-root" {
-            if let Some(root) = serde_json::from_value::<TrustRootDoc>(payload.clone())
-                .ok()
-                .and_then(|d| TrustRoot::from_doc(d).ok())
-            {
-                let root = Arc::new(root);
-                // A version names itself for its own signers when it is the first.
-                let signers = if index == 0 {
-                    env.signatures
-                        .iter()
-                        .map(|(k, _)| root.principal_of(k).unwrap_or("unknown").to_owned())
-                        .collect()
-                } else {
-                    self.signers(&env, index)
-                };
-                self.trust_roots.push((
-                    Version {
-                        index,
-                        signers,
-                        payload: payload.clone(),
-                    },
-                    root,
-                ));
-            }
-        }
         let signers = match kind.as_str() {
             // Signed by the node's own key, which no trust root names.
             "node-anchor" | "containment-report" => vec![format!("node {}", payload["node"].as_str().unwrap_or("?"))],
+            // The first trust root names its own signers.
+            "trust-root" if index == 0 => self.signers(&env, 1),
             _ => self.signers(&env, index),
         };
-        if kind == "policy-set" {
-            self.policies.push(Version {
-                index,
-                signers: signers.clone(),
-                payload: payload.clone(),
-            });
-        }
-        self.entries.push(EntrySummary {
+        EntrySummary {
             about: about(&kind, &payload),
             kind,
             signers,
-        });
+        }
+    }
+
+    fn add(&mut self, index: u64, bytes: &[u8]) {
+        let Some((_, payload)) = decode(bytes) else { return };
+        match payload["type"].as_str() {
+            Some("trust-root") => {
+                if let Some(root) = serde_json::from_value::<TrustRootDoc>(payload.clone())
+                    .ok()
+                    .and_then(|d| TrustRoot::from_doc(d).ok())
+                {
+                    let root = Arc::new(root);
+                    self.trust_roots.push((
+                        Version {
+                            index,
+                            signers: vec![],
+                            payload,
+                        },
+                        root,
+                    ));
+                    let signers = self.summarize(index, bytes).signers;
+                    if let Some(v) = self.trust_roots.last_mut() {
+                        v.0.signers = signers;
+                    }
+                }
+            }
+            Some("policy-set") => {
+                let signers = self.summarize(index, bytes).signers;
+                self.policies.push(Version {
+                    index,
+                    signers,
+                    payload,
+                });
+            }
+            _ => {}
+        }
     }
 
     /// Read what the authority has appended since the last refresh (at most

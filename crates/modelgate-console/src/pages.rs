@@ -255,18 +255,7 @@ pub fn overview(c: &Console) -> Markup {
     let (serving, contained) = counts(&state, &placements);
     let nodes = node_health(c, &state, t);
     let count = |s: &str| nodes.iter().filter(|n| n.status == s).count();
-    let index = c.index.lock();
-    let recent: Vec<(u64, crate::index::EntrySummary)> = index
-        .as_ref()
-        .map(|i| {
-            let n = i.entries.len();
-            (n.saturating_sub(10)..n)
-                .rev()
-                .map(|k| (k as u64, i.entries[k].clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    drop(index);
+    let recent = summaries(c, size.saturating_sub(10), size);
     layout(
         c,
         "Overview",
@@ -596,21 +585,27 @@ pub fn trust_root(c: &Console) -> Markup {
     )
 }
 
+/// Entries `from..to`, newest first, summarized (read from the store).
+fn summaries(c: &Console, from: u64, to: u64) -> Vec<(u64, crate::index::EntrySummary)> {
+    let Ok(bytes) = c.authority.entries(from, to) else {
+        return Vec::new();
+    };
+    let Ok(index) = c.index.lock() else {
+        return Vec::new();
+    };
+    let mut rows: Vec<_> = bytes
+        .iter()
+        .enumerate()
+        .map(|(k, b)| (from + k as u64, index.summarize(from + k as u64, b)))
+        .collect();
+    rows.reverse();
+    rows
+}
+
 pub fn entries(c: &Console, from: Option<u64>) -> Markup {
-    let index = c.index.lock();
-    let (size, rows) = index
-        .as_ref()
-        .map(|i| {
-            let size = i.entries.len() as u64;
-            let top = from.map_or(size, |f| (f + 1).min(size));
-            let rows: Vec<_> = (top.saturating_sub(PAGE)..top)
-                .rev()
-                .map(|k| (k, i.entries[k as usize].clone()))
-                .collect();
-            (size, rows)
-        })
-        .unwrap_or_default();
-    drop(index);
+    let size = c.authority.served.read().map_or(0, |s| s.size);
+    let top = from.map_or(size, |f| (f + 1).min(size));
+    let rows = summaries(c, top.saturating_sub(PAGE), top);
     let last = rows.last().map_or(0, |r| r.0);
     let first = rows.first().map_or(0, |r| r.0);
     layout(
@@ -639,7 +634,7 @@ pub fn entry(c: &Console, i: u64) -> Result<Markup, Miss> {
         .map_err(|e| Miss(StatusCode::SERVICE_UNAVAILABLE, format!("reading entry {i}: {e}")))?
         .pop()
         .unwrap_or_default();
-    let summary = c.index.lock().ok().and_then(|x| x.entries.get(i as usize).cloned());
+    let summary = c.index.lock().ok().map(|x| x.summarize(i, &bytes));
     let payload = Envelope::parse(&bytes)
         .ok()
         .and_then(|e| serde_json::from_slice::<Value>(&e.payload).ok())
