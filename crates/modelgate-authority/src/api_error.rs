@@ -69,6 +69,10 @@ pub enum ApiError {
     WriterStalled(String),
     /// `/readyz`: the last durable write failed.
     WriterFailing(String),
+    /// A pending approval signed by no approver of the trust root.
+    NoApprover(String),
+    /// The pool of pending approvals is full.
+    PendingFull(String),
     /// A fault of the authority itself.
     Internal {
         /// A stable code naming the part that failed (`store`, `fold`, …).
@@ -118,6 +122,8 @@ impl ApiError {
             ApiError::NotReady(_) => (S::SERVICE_UNAVAILABLE, "not-ready", None),
             ApiError::WriterStalled(_) => (S::SERVICE_UNAVAILABLE, "writer-stalled", Some(1)),
             ApiError::WriterFailing(_) => (S::SERVICE_UNAVAILABLE, "writer-failing", Some(1)),
+            ApiError::NoApprover(_) => (S::UNPROCESSABLE_ENTITY, "no-approver", None),
+            ApiError::PendingFull(_) => (S::SERVICE_UNAVAILABLE, "pending-full", Some(60)),
             ApiError::Internal { code, .. } => (S::INTERNAL_SERVER_ERROR, code, None),
         }
     }
@@ -134,6 +140,8 @@ impl ApiError {
             | ApiError::NoSuchTile(m)
             | ApiError::BadText(m)
             | ApiError::MalformedEntry(m)
+            | ApiError::NoApprover(m)
+            | ApiError::PendingFull(m)
             | ApiError::ContentType(m)
             | ApiError::CrossOrigin(m)
             | ApiError::MissingToken(m)

@@ -7,6 +7,7 @@
 //! DIR/governance.db                the governance log (SQLite)
 //! DIR/tokens.json                  write-API tokens, stored as SHA-256 hashes
 //! DIR/state.snapshot               the folded state, signed (restarts refold only what follows it)
+//! DIR/pending.json                 approvals short of their threshold, waiting for cosigners
 //! DIR/offline-root-keys/root-N.key the root keys (PKCS#8 PEM, 0600): move them offline
 //! ```
 //!
@@ -70,6 +71,11 @@ impl DataDir {
     /// The signed snapshot of the folded state (a cache for restarts).
     pub fn snapshot(&self) -> PathBuf {
         self.root.join("state.snapshot")
+    }
+
+    /// Approvals waiting for cosigners.
+    pub fn pending(&self) -> PathBuf {
+        self.root.join("pending.json")
     }
 
     /// The token file.

@@ -109,6 +109,7 @@ pub fn router(a: Shared) -> Router {
         .route("/api/v1/nodes", get(nodes))
         .route("/api/v1/nodes/{id}/heartbeat", post(heartbeat))
         .route("/api/v1/policy", get(policy))
+        .route("/api/v1/pending", get(pending_list).post(pending_post))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -126,6 +127,75 @@ async fn count(AxState(a): AxState<Shared>, req: Request, next: Next) -> Respons
         a.counters.http_errors.fetch_add(1, Ordering::Relaxed);
     }
     resp
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Approvals waiting for cosigners: who signed, how many more are needed.
+async fn pending_list(AxState(a): AxState<Shared>) -> Response {
+    Json(json!({"pending": a.pending.list(&a.state(), now_secs())})).into_response()
+}
+
+/// Post an approval short of its threshold (an approver's or admin's
+/// token): kept, its signatures pooled with earlier copies; once they meet
+/// the threshold it is submitted to the log (201 with its index).
+async fn pending_post(
+    AxState(a): AxState<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Some(r) = cross_site(&headers) {
+        return r;
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return ApiError::BadBody(e).into_response(),
+    };
+    let Some(token) = bearer(&headers) else {
+        return ApiError::MissingToken("an Authorization: Bearer token is required".into()).into_response();
+    };
+    match a.tokens.check(token) {
+        Ok(Some((role, _))) if role.may_submit("approval") => {}
+        Ok(Some((role, _))) => {
+            return ApiError::WrongRole(format!("a {role:?} token may not post approvals")).into_response()
+        }
+        Ok(None) => return ApiError::UnknownToken("the bearer token is not known".into()).into_response(),
+        Err(e) => return ApiError::internal("tokens", e.to_string()).into_response(),
+    }
+    let a2 = Arc::clone(&a);
+    let posted = tokio::task::spawn_blocking(move || a2.pending.post(&a2.state(), &body, now_secs())).await;
+    use crate::pending::{PendingError as P, Posted};
+    let complete = match posted {
+        Ok(Ok(Posted::Pending(p))) => return (StatusCode::ACCEPTED, Json(json!({"pending": p}))).into_response(),
+        Ok(Ok(Posted::Complete(bytes))) => bytes,
+        Ok(Err(P::Malformed(m))) => return ApiError::MalformedEntry(m).into_response(),
+        Ok(Err(P::Refused(e))) => return ApiError::Refused(e).into_response(),
+        Ok(Err(e @ P::NoApprover)) => return ApiError::NoApprover(e.to_string()).into_response(),
+        Ok(Err(e @ P::Full)) => return ApiError::PendingFull(e.to_string()).into_response(),
+        Ok(Err(P::Internal(m))) => return ApiError::internal("pending", m).into_response(),
+        Err(e) => return ApiError::internal("internal", e.to_string()).into_response(),
+    };
+    let rx = match a.submit(complete) {
+        Ok(rx) => rx,
+        Err(e @ NotQueued::Busy) => return ApiError::Busy(e.message().to_string()).into_response(),
+        Err(e @ (NotQueued::ShuttingDown | NotQueued::WriterStopped)) => {
+            return ApiError::Unavailable(e.message().to_string()).into_response()
+        }
+    };
+    match rx.await {
+        Ok(Outcome::Accepted { index, checkpoint }) => (
+            StatusCode::CREATED,
+            Json(json!({"index": index, "checkpoint": String::from_utf8_lossy(&checkpoint)})),
+        )
+            .into_response(),
+        Ok(Outcome::Refused(e)) => ApiError::Refused(e).into_response(),
+        Ok(Outcome::Failed(m)) => ApiError::StoreUnavailable(m).into_response(),
+        Err(e) => ApiError::internal("internal", e.to_string()).into_response(),
+    }
 }
 
 async fn checkpoint(AxState(a): AxState<Shared>) -> Response {
@@ -720,6 +790,16 @@ async fn openapi() -> Response {
             "A node's heartbeat: a note signed by its enrolled key (modelgate-heartbeat/v1).",
         ),
         ("/api/v1/policy", "get", "The Cedar policy set in force."),
+        (
+            "/api/v1/pending",
+            "get",
+            "Approvals short of their threshold, waiting for cosigners: who signed, how many more are needed.",
+        ),
+        (
+            "/api/v1/pending",
+            "post",
+            "Leave an approval short of its threshold for cosigners (approver or admin token); signatures of copies of the same payload are pooled, and it enters the log once they meet the threshold (201).",
+        ),
         ("/healthz", "get", "Liveness."),
         (
             "/readyz",
@@ -728,10 +808,9 @@ async fn openapi() -> Response {
         ),
         ("/metrics", "get", "Prometheus text exposition."),
     ] {
-        paths.insert(
-            path,
-            json!({method: {"summary": summary, "responses": {"200": {"description": "OK"}}}}),
-        );
+        // A path may have several methods (GET and POST /api/v1/pending).
+        paths.entry(path).or_insert_with(|| json!({}))[method] =
+            json!({"summary": summary, "responses": {"200": {"description": "OK"}}});
     }
     Json(json!({
         "openapi": "3.1.0",

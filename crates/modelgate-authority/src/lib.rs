@@ -37,6 +37,7 @@ mod error;
 pub mod http;
 pub mod limit;
 pub mod listen;
+pub mod pending;
 pub mod service;
 pub mod snapshot;
 pub mod tokens;

@@ -171,6 +171,8 @@ pub struct Authority {
     pub counters: Counters,
     /// Tokens.
     pub tokens: crate::tokens::Tokens,
+    /// Approvals waiting for cosigners (not part of the log).
+    pub pending: crate::pending::Pool,
     /// The pinned trust root (entry 0).
     pub trust_root: Vec<u8>,
     /// Each node's latest verified heartbeat (not part of the log).
@@ -307,6 +309,7 @@ impl Authority {
             failing: Mutex::new(None),
             counters: Counters::default(),
             tokens: crate::tokens::Tokens::new(&d.tokens()),
+            pending: crate::pending::Pool::open(&d.pending())?,
             trust_root,
             heartbeats: Mutex::new(Default::default()),
             refolds: tokio::sync::Semaphore::new(1),

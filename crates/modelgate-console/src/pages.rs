@@ -423,6 +423,13 @@ pub fn model(c: &Console, digest: &str) -> Result<Markup, Miss> {
         .grants_of_model(digest)
         .filter_map(|id| state.exceptions.get(id))
         .collect();
+    let pending: Vec<_> = c
+        .authority
+        .pending
+        .list(&state, t)
+        .into_iter()
+        .filter(|p| p.model == digest)
+        .collect();
     let title = format!("Model {} {}", m.name, m.version);
     Ok(layout(
         c,
@@ -455,8 +462,24 @@ pub fn model(c: &Console, digest: &str) -> Result<Markup, Miss> {
                     } } }
                 }
             }
-            p class="note-text" { "An approval short of its threshold is never in the log: the authority refuses it, and it waits for cosignatures as a file ("
-                code { "modelgate cosign" } ")." }
+            h2 { "Approvals waiting for cosigners" }
+            @if pending.is_empty() { p { "None." } }
+            @else {
+                table {
+                    thead { tr { th scope="col" { "Signed by" } th scope="col" { "Still needed" } th scope="col" { "May still sign" } th scope="col" { "Tier" } th scope="col" { "Scopes" } th scope="col" { "Until" } th scope="col" { "Ticket" } } }
+                    tbody { @for p in &pending { tr {
+                        td { (p.signed_by.join(", ")) }
+                        td { (p.needed) " approver(s)" }
+                        td { (p.may_sign.join(", ")) }
+                        td { (p.tier) }
+                        td { (p.scopes.join(", ")) }
+                        td { (utc(p.valid_until)) }
+                        td { (p.ticket) }
+                    } } }
+                }
+            }
+            p class="note-text" { "An approval short of its threshold is not in the log: it waits here, posted with "
+                code { "modelgate submit --pending" } ", until enough approvers have signed it." }
             h2 { "Exceptions" }
             @if exceptions.is_empty() { p { "None." } }
             @else {

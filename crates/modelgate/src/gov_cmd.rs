@@ -379,13 +379,71 @@ pub fn cosign(a: CosignArgs) -> Result<(), Failure> {
 pub struct SubmitArgs {
     /// A signed entry file (`-` for standard input).
     file: PathBuf,
+    /// An approval short of its threshold: leave it with the authority for
+    /// cosigners (its signatures are pooled with every copy posted; once they
+    /// meet the threshold it goes into the log). The console shows who signed.
+    #[arg(long)]
+    pending: bool,
     #[command(flatten)]
     remote: Remote,
 }
 
 pub fn submit(a: SubmitArgs) -> Result<(), Failure> {
     let bytes = crate::log_cmd::read_input(&a.file, 1 << 20, "entry")?;
+    if a.pending {
+        return submit_pending(&a.remote, &bytes);
+    }
     submit_bytes(&a.remote, &bytes)
+}
+
+fn submit_pending(remote: &Remote, entry: &[u8]) -> Result<(), Failure> {
+    let u = url(remote, "/api/v1/pending")?;
+    let token = remote
+        .token
+        .as_deref()
+        .ok_or_else(|| usage("give --token (or MODELGATE_TOKEN)"))?;
+    let mut resp = agent()
+        .post(&u)
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .send(entry)
+        .map_err(|e| usage(format!("couldn't reach {u}: {e}")))?;
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().read_to_string().unwrap_or_default();
+    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    match status {
+        201 => {
+            println!("threshold met: accepted at index {}", v["index"]);
+            Ok(())
+        }
+        202 => {
+            let p = &v["pending"];
+            println!(
+                "pending {}: signed by {}; {} more approver(s) needed (may sign: {})",
+                p["id"].as_str().unwrap_or("?"),
+                p["signed_by"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default(),
+                p["needed"],
+                p["may_sign"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default(),
+            );
+            Ok(())
+        }
+        _ => {
+            let code = v["error"]["code"].as_str().unwrap_or("error");
+            let msg = v["error"]["message"].as_str().unwrap_or(body.trim());
+            let text = format!("refused (HTTP {status}, {code}): {msg}");
+            if (400..500).contains(&status) && status != 401 && status != 413 {
+                Err(Failure::Invalid(text))
+            } else {
+                Err(Failure::Usage(text))
+            }
+        }
+    }
 }
 
 #[derive(Args)]

@@ -793,3 +793,101 @@ fn the_console_is_at_the_root_or_on_a_listener_of_its_own() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn an_approval_short_of_its_threshold_waits_for_cosigners_and_enters_the_log_when_met() {
+    let mut w = world();
+    let url = w.server.url.clone();
+    let d = w.dir.path().to_owned();
+    let p = |n: &str| d.join(n);
+    let approve = |who: &str, out: &str, ticket: &str| {
+        ok(&mg_line(&format!(
+            "approve {} --scope prod/* --from 1000 --until 4000000000 --tier high --ticket {ticket} --key {} --out {}",
+            &w.digest,
+            s(&p(&format!("{who}.key"))),
+            s(&p(out))
+        )));
+    };
+    approve("alice", "a.json", "CHG-9");
+    let said = ok(&mg_line(&format!(
+        "submit {} --pending --authority {url} --token {}",
+        s(&p("a.json")),
+        &w.admin
+    )));
+    assert!(
+        said.contains("signed by alice; 1 more approver(s) needed (may sign: bob)"),
+        "{said}"
+    );
+    let pending = get_json(&format!("{url}/api/v1/pending"));
+    assert_eq!(pending["pending"][0]["signed_by"], json!(["alice"]), "{pending}");
+    let page = agent()
+        .get(&format!("{url}/models/{}", w.digest))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        page.contains("Approvals waiting for cosigners") && page.contains("<td>alice</td><td>1 approver(s)</td>"),
+        "{page}"
+    );
+    // The same copy again changes nothing; a model signer's copy is refused, not pooled.
+    assert!(ok(&mg_line(&format!(
+        "submit {} --pending --authority {url} --token {}",
+        s(&p("a.json")),
+        &w.admin
+    )))
+    .contains("1 more"));
+    approve("signer", "s.json", "CHG-9");
+    let o = mg_line(&format!(
+        "submit {} --pending --authority {url} --token {}",
+        s(&p("s.json")),
+        &w.admin
+    ));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("separation-of-duties"), "{}", stderr(&o));
+
+    // It survives a restart of the authority.
+    w.server.child.kill().unwrap();
+    w.server.child.wait().unwrap();
+    w.server = serve(&w.data);
+    let url = w.server.url.clone();
+    assert_eq!(
+        get_json(&format!("{url}/api/v1/pending"))["pending"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Bob signs his own copy of the same payload: pooled, the threshold is met, it is in the log.
+    approve("bob", "b.json", "CHG-9");
+    let said = ok(&mg_line(&format!(
+        "submit {} --pending --authority {url} --token {}",
+        s(&p("b.json")),
+        &w.admin
+    )));
+    assert!(said.contains("threshold met: accepted at index 3"), "{said}");
+    assert!(get_json(&format!("{url}/api/v1/pending"))["pending"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let m = get_json(&format!("{url}/api/v1/models/{}", w.digest));
+    assert_eq!(m["approvals"][0]["approvers"], json!(["alice", "bob"]), "{m}");
+    // Without a token, or with a token that may not approve: refused.
+    let (st, _) = {
+        let mut r = agent()
+            .post(&format!("{url}/api/v1/pending"))
+            .header("Content-Type", "application/json")
+            .send(&std::fs::read(p("a.json")).unwrap()[..])
+            .unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default())
+    };
+    assert_eq!(st, 401);
+    let policy_token = token(&w.data, "policy-admin");
+    let o = mg_line(&format!(
+        "submit {} --pending --authority {url} --token {policy_token}",
+        s(&p("a.json"))
+    ));
+    assert!(stderr(&o).contains("wrong-role"), "{}", stderr(&o));
+}
