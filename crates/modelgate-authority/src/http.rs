@@ -179,23 +179,7 @@ async fn pending_post(
         Ok(Err(P::Internal(m))) => return ApiError::internal("pending", m).into_response(),
         Err(e) => return ApiError::internal("internal", e.to_string()).into_response(),
     };
-    let rx = match a.submit(complete) {
-        Ok(rx) => rx,
-        Err(e @ NotQueued::Busy) => return ApiError::Busy(e.message().to_string()).into_response(),
-        Err(e @ (NotQueued::ShuttingDown | NotQueued::WriterStopped)) => {
-            return ApiError::Unavailable(e.message().to_string()).into_response()
-        }
-    };
-    match rx.await {
-        Ok(Outcome::Accepted { index, checkpoint }) => (
-            StatusCode::CREATED,
-            Json(json!({"index": index, "checkpoint": String::from_utf8_lossy(&checkpoint)})),
-        )
-            .into_response(),
-        Ok(Outcome::Refused(e)) => ApiError::Refused(e).into_response(),
-        Ok(Outcome::Failed(m)) => ApiError::StoreUnavailable(m).into_response(),
-        Err(e) => ApiError::internal("internal", e.to_string()).into_response(),
-    }
+    append(&a, complete).await
 }
 
 async fn checkpoint(AxState(a): AxState<Shared>) -> Response {
@@ -323,7 +307,13 @@ async fn submit(
             }
         }
     }
-    let rx = match a.submit(body.to_vec()) {
+    append(&a, body.to_vec()).await
+}
+
+/// Queue `entry` for the writer and answer once it is durable (201 with its
+/// index) or refused.
+async fn append(a: &Authority, entry: Vec<u8>) -> Response {
+    let rx = match a.submit(entry) {
         Ok(rx) => rx,
         Err(e @ NotQueued::Busy) => return ApiError::Busy(e.message().to_string()).into_response(),
         Err(e @ (NotQueued::ShuttingDown | NotQueued::WriterStopped)) => {

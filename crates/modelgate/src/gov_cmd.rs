@@ -95,8 +95,9 @@ pub fn get(remote: &Remote, path: &str) -> Result<Vec<u8>, Failure> {
 }
 
 /// Submit an entry; prints the index. A refusal names the rule.
-pub fn submit_bytes(remote: &Remote, entry: &[u8]) -> Result<(), Failure> {
-    let u = url(remote, "/api/v1/entries")?;
+/// POST `entry` to the authority's `path`: the status and the JSON answer.
+fn post_entry(remote: &Remote, path: &str, entry: &[u8]) -> Result<(u16, Value), Failure> {
+    let u = url(remote, path)?;
     let token = remote
         .token
         .as_deref()
@@ -109,23 +110,29 @@ pub fn submit_bytes(remote: &Remote, entry: &[u8]) -> Result<(), Failure> {
         .map_err(|e| usage(format!("couldn't reach {u}: {e}")))?;
     let status = resp.status().as_u16();
     let body = resp.body_mut().read_to_string().unwrap_or_default();
-    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    match status {
-        201 => {
+    Ok((status, serde_json::from_str(&body).unwrap_or(Value::String(body))))
+}
+
+/// The failure for an answer that is not a success.
+fn refused(status: u16, v: &Value) -> Failure {
+    let code = v["error"]["code"].as_str().unwrap_or("error");
+    let msg = v["error"]["message"].as_str().or(v.as_str()).unwrap_or("").trim();
+    let text = format!("refused (HTTP {status}, {code}): {msg}");
+    // 4xx is a decision about the entry; anything else is a failure to decide.
+    if (400..500).contains(&status) && status != 401 && status != 413 {
+        Failure::Invalid(text)
+    } else {
+        Failure::Usage(text)
+    }
+}
+
+pub fn submit_bytes(remote: &Remote, entry: &[u8]) -> Result<(), Failure> {
+    match post_entry(remote, "/api/v1/entries", entry)? {
+        (201, v) => {
             println!("accepted at index {}", v["index"]);
             Ok(())
         }
-        _ => {
-            let code = v["error"]["code"].as_str().unwrap_or("error");
-            let msg = v["error"]["message"].as_str().unwrap_or(body.trim());
-            let text = format!("refused (HTTP {status}, {code}): {msg}");
-            // 4xx is a decision about the entry; anything else is a failure to decide.
-            if (400..500).contains(&status) && status != 401 && status != 413 {
-                Err(Failure::Invalid(text))
-            } else {
-                Err(Failure::Usage(text))
-            }
-        }
+        (status, v) => Err(refused(status, &v)),
     }
 }
 
@@ -397,52 +404,28 @@ pub fn submit(a: SubmitArgs) -> Result<(), Failure> {
 }
 
 fn submit_pending(remote: &Remote, entry: &[u8]) -> Result<(), Failure> {
-    let u = url(remote, "/api/v1/pending")?;
-    let token = remote
-        .token
-        .as_deref()
-        .ok_or_else(|| usage("give --token (or MODELGATE_TOKEN)"))?;
-    let mut resp = agent()
-        .post(&u)
-        .header("Authorization", &format!("Bearer {token}"))
-        .header("Content-Type", "application/json")
-        .send(entry)
-        .map_err(|e| usage(format!("couldn't reach {u}: {e}")))?;
-    let status = resp.status().as_u16();
-    let body = resp.body_mut().read_to_string().unwrap_or_default();
-    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    match status {
-        201 => {
+    let names = |v: &Value| -> String {
+        v.as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()
+    };
+    match post_entry(remote, "/api/v1/pending", entry)? {
+        (201, v) => {
             println!("threshold met: accepted at index {}", v["index"]);
             Ok(())
         }
-        202 => {
+        (202, v) => {
             let p = &v["pending"];
             println!(
                 "pending {}: signed by {}; {} more approver(s) needed (may sign: {})",
                 p["id"].as_str().unwrap_or("?"),
-                p["signed_by"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
-                    .unwrap_or_default(),
+                names(&p["signed_by"]),
                 p["needed"],
-                p["may_sign"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
-                    .unwrap_or_default(),
+                names(&p["may_sign"]),
             );
             Ok(())
         }
-        _ => {
-            let code = v["error"]["code"].as_str().unwrap_or("error");
-            let msg = v["error"]["message"].as_str().unwrap_or(body.trim());
-            let text = format!("refused (HTTP {status}, {code}): {msg}");
-            if (400..500).contains(&status) && status != 401 && status != 413 {
-                Err(Failure::Invalid(text))
-            } else {
-                Err(Failure::Usage(text))
-            }
-        }
+        (status, v) => Err(refused(status, &v)),
     }
 }
 
