@@ -30,23 +30,8 @@ fn age(seconds: u64) -> String {
 
 /// POSIX seconds as UTC `YYYY-MM-DD HH:MM:SS`.
 fn utc(t: u64) -> String {
-    let (days, rem) = (t / 86_400, t % 86_400);
-    // Civil from days (Howard Hinnant's algorithm), for the proleptic Gregorian calendar.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60
-    )
+    let (y, mo, d, h, mi, s) = modelgate_governance::time::utc(t);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
 }
 
 fn short(d: &str) -> &str {

@@ -44,6 +44,7 @@ pub mod policy;
 pub mod scope;
 mod slice;
 mod state;
+pub mod time;
 mod trust_root;
 mod vocabulary;
 

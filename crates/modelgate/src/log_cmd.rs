@@ -357,25 +357,10 @@ fn keygen(a: KeygenArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// POSIX seconds as an RFC 3339 UTC time (civil-from-days, proleptic Gregorian).
+/// POSIX seconds as an RFC 3339 UTC time.
 fn rfc3339(ts: u64) -> String {
-    let days = (ts / 86_400) as i64;
-    let secs = ts % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    let (y, mo, d, h, mi, s) = modelgate_governance::time::utc(ts);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
 #[cfg(test)]
