@@ -9,6 +9,11 @@ MODELGATE_REFERENCE_V02_PYTHON="$(scripts/reference-venv.sh 0.2.0)"
 export MODELGATE_REFERENCE_PYTHON MODELGATE_REFERENCE_V02_PYTHON
 # Interop tests fail rather than skip when the reference is missing.
 export MODELGATE_REQUIRE_INTEROP=1
+# The browser tests' npm packages (pinned by the lockfile); Chromium itself is
+# Debian's (/usr/bin/chromium), which .ci/run installs.
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+fi
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --release "$@" 2>&1 | tee "$log"
