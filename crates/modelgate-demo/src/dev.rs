@@ -25,9 +25,6 @@ use modelgate_authority::Authority;
 use modelgate_governance::{
     ApprovalEntry, EntryPayload as _, ModelEntry, NodeEnrollmentEntry, PolicySetEntry, RiskTier,
 };
-use modelgate_oms::{
-    hash_model, sign_manifest, HashAlgorithm, HashOptions, IgnorePath, Method, Signer, DEFAULT_IGNORES,
-};
 use modelgate_tlog::{KeyType, SignerKey};
 use p256::pkcs8::{EncodePublicKey, LineEnding};
 use serde_json::json;
@@ -307,12 +304,7 @@ pub fn govern(dir: &Path, o: &GovernOptions<'_>) -> Result<Governed, Failure> {
     }
 
     let model_key = modelgate_oms::PrivateKey::from_pem(&read(d.model_key())?, "the dev model key").map_err(fail)?;
-    let mut opts = HashOptions::new(Method::Files, HashAlgorithm::Sha256);
-    for p in DEFAULT_IGNORES.iter().chain(&["model.sig"]) {
-        opts.ignore.push(IgnorePath::parse(p).map_err(fail)?);
-    }
-    let manifest = hash_model(o.model, &opts, None).map_err(fail)?;
-    let bundle = sign_manifest(&manifest, &Signer::Key(model_key)).map_err(fail)?;
+    let (manifest, bundle) = crate::sign_model(o.model, model_key)?;
     let digest = hex::encode(manifest.root_digest());
 
     let signer = read_ed25519(&d.key("dev-signer"))?;

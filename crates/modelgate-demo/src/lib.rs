@@ -67,6 +67,19 @@ fn hex(b: &[u8]) -> String {
     hex::encode(b)
 }
 
+/// Hash `model` as `modelgate sign` does (SHA-256 per file, the default
+/// ignores and the bundle itself left out) and sign it with `key`: its
+/// manifest and OMS bundle.
+pub(crate) fn sign_model(model: &Path, key: PrivateKey) -> Result<(modelgate_oms::Manifest, Vec<u8>), Failure> {
+    let mut opts = HashOptions::new(Method::Files, HashAlgorithm::Sha256);
+    for p in DEFAULT_IGNORES.iter().chain(&["model.sig"]) {
+        opts.ignore.push(IgnorePath::parse(p)?);
+    }
+    let manifest = hash_model(model, &opts, None)?;
+    let bundle = sign_manifest(&manifest, &Signer::Key(key))?;
+    Ok((manifest, bundle))
+}
+
 /// Run the demonstration in a temporary directory (removed afterwards),
 /// telling each step to `out`.
 pub fn run(out: &mut dyn FnMut(&str)) -> Result<(), Failure> {
@@ -88,12 +101,7 @@ fn walk_through(dir: &Path, out: &mut dyn FnMut(&str)) -> Result<(), Failure> {
     let public = key.public_key();
     say!(out, "2. generated an ECDSA P-256 signing key");
 
-    let mut opts = HashOptions::new(Method::Files, HashAlgorithm::Sha256);
-    for p in DEFAULT_IGNORES.iter().chain(&["model.sig"]) {
-        opts.ignore.push(IgnorePath::parse(p)?);
-    }
-    let manifest = hash_model(&model, &opts, None)?;
-    let bundle = sign_manifest(&manifest, &Signer::Key(key))?;
+    let (manifest, bundle) = sign_model(&model, key)?;
     fs::write(model.join("model.sig"), &bundle).map_err(fail)?;
     say!(
         out,

@@ -23,9 +23,6 @@ use modelgate_gateway::{ModelStatus, Shared};
 use modelgate_governance::{
     ApprovalEntry, EntryPayload as _, ModelEntry, NodeEnrollmentEntry, RevocationEntry, RiskTier,
 };
-use modelgate_oms::{
-    hash_model, sign_manifest, HashAlgorithm, HashOptions, IgnorePath, Method, Signer, DEFAULT_IGNORES,
-};
 use modelgate_tlog::{KeyType, SignerKey};
 use serde_json::json;
 
@@ -108,16 +105,9 @@ fn version(staging: &Path, k: u64, key: &Path) -> Result<(Files, Vec<u8>, String
     for (n, b) in &files {
         fs::write(staging.join(n), b).map_err(fail)?;
     }
-    let mut opts = HashOptions::new(Method::Files, HashAlgorithm::Sha256);
-    for p in DEFAULT_IGNORES.iter().chain(&["model.sig"]) {
-        opts.ignore.push(IgnorePath::parse(p)?);
-    }
-    let manifest = hash_model(staging, &opts, None)?;
     let pem = fs::read_to_string(key).map_err(fail)?;
-    let bundle = sign_manifest(
-        &manifest,
-        &Signer::Key(modelgate_oms::PrivateKey::from_pem(&pem, "the dev model key")?),
-    )?;
+    let (manifest, bundle) =
+        crate::sign_model(staging, modelgate_oms::PrivateKey::from_pem(&pem, "the dev model key")?)?;
     Ok((files, bundle, hex::encode(manifest.root_digest())))
 }
 
