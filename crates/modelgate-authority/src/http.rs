@@ -129,15 +129,9 @@ async fn count(AxState(a): AxState<Shared>, req: Request, next: Next) -> Respons
     resp
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Approvals waiting for cosigners: who signed, how many more are needed.
 async fn pending_list(AxState(a): AxState<Shared>) -> Response {
-    Json(json!({"pending": a.pending.list(&a.state(), now_secs())})).into_response()
+    Json(json!({"pending": a.pending.list(&a.state(), crate::service::now())})).into_response()
 }
 
 /// Post an approval short of its threshold (an approver's or admin's
@@ -158,16 +152,11 @@ async fn pending_post(
     let Some(token) = bearer(&headers) else {
         return ApiError::MissingToken("an Authorization: Bearer token is required".into()).into_response();
     };
-    match a.tokens.check(token) {
-        Ok(Some((role, _))) if role.may_submit("approval") => {}
-        Ok(Some((role, _))) => {
-            return ApiError::WrongRole(format!("a {role:?} token may not post approvals")).into_response()
-        }
-        Ok(None) => return ApiError::UnknownToken("the bearer token is not known".into()).into_response(),
-        Err(e) => return ApiError::internal("tokens", e.to_string()).into_response(),
+    if let Some(r) = wrong_token(&a, token, "approval") {
+        return r;
     }
     let a2 = Arc::clone(&a);
-    let posted = tokio::task::spawn_blocking(move || a2.pending.post(&a2.state(), &body, now_secs())).await;
+    let posted = tokio::task::spawn_blocking(move || a2.pending.post(&a2.state(), &body, crate::service::now())).await;
     use crate::pending::{PendingError as P, Posted};
     let complete = match posted {
         Ok(Ok(Posted::Pending(p))) => return (StatusCode::ACCEPTED, Json(json!({"pending": p}))).into_response(),
@@ -297,17 +286,23 @@ async fn submit(
                 .into_response()
         }
         Some(token) => {
-            let role = match a.tokens.check(token) {
-                Ok(Some((role, _))) => role,
-                Ok(None) => return ApiError::UnknownToken("the bearer token is not known".into()).into_response(),
-                Err(e) => return ApiError::internal("tokens", e.to_string()).into_response(),
-            };
-            if !role.may_submit(kind) {
-                return ApiError::WrongRole(format!("a {role:?} token may not submit {kind} entries")).into_response();
+            if let Some(r) = wrong_token(&a, token, kind) {
+                return r;
             }
         }
     }
     append(&a, body.to_vec()).await
+}
+
+/// The refusal, unless `token` names a role that may submit entries of `kind`.
+fn wrong_token(a: &Authority, token: &str, kind: &str) -> Option<Response> {
+    let refusal = match a.tokens.check(token) {
+        Ok(Some((role, _))) if role.may_submit(kind) => return None,
+        Ok(Some((role, _))) => ApiError::WrongRole(format!("a {role:?} token may not submit {kind} entries")),
+        Ok(None) => ApiError::UnknownToken("the bearer token is not known".into()),
+        Err(e) => ApiError::internal("tokens", e.to_string()),
+    };
+    Some(refusal.into_response())
 }
 
 /// Queue `entry` for the writer and answer once it is durable (201 with its
