@@ -184,9 +184,9 @@ struct NodeHealth {
     status: &'static str,
 }
 
-fn node_health(c: &Console, state: &State, t: u64) -> Vec<NodeHealth> {
+/// Each enrolled node's health at `t`, its models from `placements`.
+fn node_health(c: &Console, state: &State, placements: &[(String, String, Value)], t: u64) -> Vec<NodeHealth> {
     let beats = c.authority.heartbeats.lock().map(|b| b.clone()).unwrap_or_default();
-    let placements = placements(c);
     let max = state.trust_root().map_or(30, |r| r.doc.freshness.max_staleness_seconds);
     state
         .nodes
@@ -238,7 +238,7 @@ pub fn overview(c: &Console) -> Markup {
         .unwrap_or_default();
     let placements = placements(c);
     let (serving, contained) = counts(&state, &placements);
-    let nodes = node_health(c, &state, t);
+    let nodes = node_health(c, &state, &placements, t);
     let count = |s: &str| nodes.iter().filter(|n| n.status == s).count();
     let recent = summaries(c, size.saturating_sub(10), size);
     layout(
@@ -672,7 +672,7 @@ pub fn entry(c: &Console, i: u64) -> Result<Markup, Miss> {
 pub fn health(c: &Console) -> Markup {
     let state = c.authority.state();
     let t = now();
-    let nodes = node_health(c, &state, t);
+    let nodes = node_health(c, &state, &placements(c), t);
     let size = c.authority.served.read().map_or(0, |s| s.size);
     let max = state.trust_root().map_or(30, |r| r.doc.freshness.max_staleness_seconds);
     layout(
@@ -729,9 +729,9 @@ pub fn health_json(c: &Console) -> Value {
     let state = c.authority.state();
     let t = now();
     let size = c.authority.served.read().map_or(0, |s| s.size);
-    let nodes = node_health(c, &state, t);
-    let history = c.index.lock().map(|i| i.history.clone()).unwrap_or_default();
     let placements = placements(c);
+    let nodes = node_health(c, &state, &placements, t);
+    let history = c.index.lock().map(|i| i.history.clone()).unwrap_or_default();
     let (serving, contained) = counts(&state, &placements);
     json!({
         "time": t,
