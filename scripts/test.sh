@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, including the interoperability tests against the
-# reference model-signing package (installed into a cached venv on first run).
+# reference model-signing package and the live demo in front of a real llama.cpp server
+# (each installed into a cached venv on first run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${MODELGATE_CACHE:-$HOME/.cache/modelgate}/target}"
 MODELGATE_REFERENCE_PYTHON="$(scripts/reference-venv.sh)"
 MODELGATE_REFERENCE_V02_PYTHON="$(scripts/reference-venv.sh 0.2.0)"
-export MODELGATE_REFERENCE_PYTHON MODELGATE_REFERENCE_V02_PYTHON
+# The live demo's llama.cpp server (llama-cpp-python, built from source once).
+MODELGATE_LLAMA_PYTHON="$(scripts/reference-venv.sh llama-cpp)"
+export MODELGATE_REFERENCE_PYTHON MODELGATE_REFERENCE_V02_PYTHON MODELGATE_LLAMA_PYTHON
 # Interop tests fail rather than skip when the reference is missing.
 export MODELGATE_REQUIRE_INTEROP=1
 # The browser tests' npm packages (pinned by the lockfile); Chromium itself is

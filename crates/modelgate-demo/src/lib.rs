@@ -8,7 +8,8 @@
 //! revoked, and audits the authority offline.
 //!
 //! [`live`] is the live demonstration (`modelgate demo --serve`): the
-//! console open while governance contains and recovers, in a loop.
+//! console open while governance contains and recovers, in a loop, in front
+//! of a real llama.cpp server when one can run here ([`inference`]).
 //!
 //! [`dev`] is development mode (`modelgate dev`): one person, every role's
 //! key on one disk, a governed call in four commands.
@@ -26,7 +27,9 @@ use modelgate_oms::{
 };
 
 pub mod dev;
+mod gguf;
 mod governance;
+pub mod inference;
 pub mod live;
 
 /// Tell one line to `out`.

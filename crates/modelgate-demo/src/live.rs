@@ -8,8 +8,10 @@
 //! (SyncInterrupted) and back. Each step waits for the state it causes and
 //! fails, naming the step, when that state does not come.
 //!
-//! The inference server is the demo's own scorer (a fixed answer): the demo
-//! needs no model runtime on the machine.
+//! The inference server is a real llama.cpp server with a generated GGUF
+//! model when `llama-cpp-python` is importable, else the demo's own scorer
+//! (a fixed answer): the demo needs no model runtime on the machine
+//! ([`crate::inference`]).
 
 use std::fs;
 use std::net::SocketAddr;
@@ -27,10 +29,11 @@ use modelgate_tlog::{KeyType, SignerKey};
 use serde_json::json;
 
 use crate::dev::DevDir;
-use crate::governance::{accepted, spawn_gateway, spawn_scorer};
+use crate::governance::{accepted, spawn_gateway};
+use crate::inference::Inference;
 use crate::{fail, say, Failure};
 
-const MODEL: &str = "credit-scorer";
+pub(crate) const MODEL: &str = "credit-scorer";
 const TOKEN: &str = "demo-live-caller-token";
 
 /// What `serve` is asked to do.
@@ -39,6 +42,8 @@ pub struct LiveOptions {
     pub listen: SocketAddr,
     /// Rounds to play; `None`: until `stop`.
     pub rounds: Option<u64>,
+    /// The inference server behind the gateways.
+    pub inference: Inference,
 }
 
 /// A TCP proxy in front of the authority that the demo can cut: paused, it
@@ -87,18 +92,21 @@ fn spawn_cut(rt: &tokio::runtime::Runtime, target: SocketAddr) -> Result<Cut, Fa
 /// A model version's files: (name, bytes).
 type Files = Vec<(String, Vec<u8>)>;
 
-/// Version `k` of the model: its files, its bundle (signed by the dev model
-/// key) and its digest.
-fn version(staging: &Path, k: u64, key: &Path) -> Result<(Files, Vec<u8>, String), Failure> {
+/// Version `k` of the model: its files (the inference server's weights and
+/// a config naming the version), its bundle (signed by the dev model key)
+/// and its digest.
+fn version(
+    staging: &Path,
+    k: u64,
+    weights: &(String, Vec<u8>),
+    key: &Path,
+) -> Result<(Files, Vec<u8>, String), Failure> {
     let files = vec![
         (
             "config.json".to_owned(),
-            format!("{{\"layers\": 4, \"version\": {k}}}\n").into_bytes(),
+            format!("{{\"version\": {k}, \"weights\": \"{}\"}}\n", weights.0).into_bytes(),
         ),
-        (
-            "weights.bin".to_owned(),
-            (0..(1u32 << 16)).map(|i| (i as u64 * 31 + k) as u8).collect(),
-        ),
+        weights.clone(),
     ];
     let _ = fs::remove_dir_all(staging);
     fs::create_dir_all(staging).map_err(fail)?;
@@ -212,14 +220,16 @@ fn play(dir: &Path, o: &LiveOptions, out: &mut dyn FnMut(&str), stop: &AtomicBoo
     ));
     say!(out, "console: http://{addr}/");
     let cut = spawn_cut(&rt, addr)?;
-    let upstream = spawn_scorer(&rt)?;
+    let upstream = crate::inference::start(o.inference, &dir.join("inference"), &rt)?;
+    say!(out, "inference server: {}", upstream.what);
+    let weights_name = upstream.weights.0.clone();
 
     let signer = read_key(&d.key("dev-signer"))?;
     let approver = read_key(&d.key("dev-approver-1"))?;
     let nadmin = read_key(&d.key("dev-node-admin"))?;
     let staging = dir.join("staging");
     let mut k = 1;
-    let (files, bundle, mut digest) = version(&staging, k, &d.model_key())?;
+    let (files, bundle, mut digest) = version(&staging, k, &upstream.weights, &d.model_key())?;
     let register = |k: u64, bundle: &[u8], digest: &str| -> Result<(), Failure> {
         accepted(
             &authority,
@@ -274,10 +284,11 @@ fn play(dir: &Path, o: &LiveOptions, out: &mut dyn FnMut(&str), stop: &AtomicBoo
         let toml = format!(
             "node = \"{id}\"\nauthority = \"{}\"\ntrust_root = \"{}\"\nkey = \"node.skey\"\nscopes = [\"prod/credit/scoring\"]\n\
              max_staleness_seconds = 4\ndata_dir = \"data\"\nanchor_interval_seconds = 2\nheartbeat_interval_seconds = 2\n\
-             listen = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\n\n[models.{MODEL}]\ndir = \"{}\"\nbundle = \"{}\"\n\n\
+             listen = \"127.0.0.1:0\"\nupstream = \"{}\"\n\n[models.{MODEL}]\ndir = \"{}\"\nbundle = \"{}\"\n\n\
              [callers.scoring-service]\ntoken_sha256 = \"{token_sha}\"\nscopes = [\"prod/credit/scoring\"]\n",
             cut.url,
             d.authority().join("trust-root.dsse.json").display(),
+            upstream.url,
             model.display(),
             model.join("model.sig").display()
         );
@@ -299,24 +310,44 @@ fn play(dir: &Path, o: &LiveOptions, out: &mut dyn FnMut(&str), stop: &AtomicBoo
         .timeout_global(Some(Duration::from_secs(10)))
         .build()
         .into();
-    let call = |url: &str| -> u16 {
-        agent
+    // A call's status and, when answered, the model's words.
+    let call = |url: &str| -> (u16, Option<String>) {
+        let Ok(mut r) = agent
             .post(&format!("{url}/v1/chat/completions"))
             .header("Authorization", &format!("Bearer {TOKEN}"))
             .header("Content-Type", "application/json")
-            .send(json!({"model": MODEL, "messages": [{"role": "user", "content": "score applicant 42"}]}).to_string())
-            .map_or(0, |r| r.status().as_u16())
+            .send(json!({"model": MODEL, "max_tokens": 12, "messages": [{"role": "user", "content": "score applicant 42"}]}).to_string())
+        else {
+            return (0, None);
+        };
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r
+            .body_mut()
+            .read_to_string()
+            .ok()
+            .and_then(|b| serde_json::from_str(&b).ok())
+            .unwrap_or_default();
+        let text = body["choices"][0]["message"]["content"]
+            .as_str()
+            .map(|s| s.trim().to_owned());
+        (status, text.filter(|_| status == 200))
     };
     let traffic = |out: &mut dyn FnMut(&str), what: &str| {
         let mut tally = std::collections::BTreeMap::<(String, u16), u32>::new();
+        let mut answer = None;
         for _ in 0..10 {
             for (id, url, _) in &nodes {
-                *tally.entry((id.clone(), call(url))).or_default() += 1;
+                let (status, text) = call(url);
+                *tally.entry((id.clone(), status)).or_default() += 1;
+                answer = answer.or(text);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         let said: Vec<String> = tally.iter().map(|((id, st), n)| format!("{id}: {n} × {st}")).collect();
         say!(out, "  calls {what}: {}", said.join(", "));
+        if let Some(a) = answer {
+            say!(out, "  the model answered: {a:?}");
+        }
     };
 
     let mut round = 0;
@@ -332,7 +363,7 @@ fn play(dir: &Path, o: &LiveOptions, out: &mut dyn FnMut(&str), stop: &AtomicBoo
         }
 
         // One changed byte in node 2's copy.
-        let weights = models[1].join("weights.bin");
+        let weights = models[1].join(&weights_name);
         let original = fs::read(&weights).map_err(fail)?;
         let mut changed = original.clone();
         changed[1234] ^= 0x01;
@@ -343,7 +374,7 @@ fn play(dir: &Path, o: &LiveOptions, out: &mut dyn FnMut(&str), stop: &AtomicBoo
             20,
             contained_with("UnauthorizedModification"),
         )?;
-        say!(out, "one byte of weights.bin changed on node-2: Contained UnauthorizedModification in {} ms; node-1 still Serving", t.as_millis());
+        say!(out, "one byte of {weights_name} changed on node-2: Contained UnauthorizedModification in {} ms; node-1 still Serving", t.as_millis());
         traffic(out, "while node-2 contains");
         if pause(stop, Duration::from_secs(3)) {
             break;
@@ -380,7 +411,7 @@ fn play(dir: &Path, o: &LiveOptions, out: &mut dyn FnMut(&str), stop: &AtomicBoo
             break;
         }
         k += 1;
-        let (files, bundle, next) = version(&staging, k, &d.model_key())?;
+        let (files, bundle, next) = version(&staging, k, &upstream.weights, &d.model_key())?;
         register(k, &bundle, &next)?;
         digest = next;
         for m in &models {

@@ -163,6 +163,20 @@ struct DemoArgs {
     /// Stop after this many rounds (with --serve; default: until Ctrl-C).
     #[arg(long, value_name = "N", requires = "serve")]
     rounds: Option<u64>,
+    /// The inference server behind the gateways (with --serve): `auto` runs
+    /// a real llama.cpp server with a generated GGUF model when the Python
+    /// package llama-cpp-python is importable (by $MODELGATE_PYTHON, else
+    /// python3), otherwise the built-in scorer; `llama-cpp` fails when it
+    /// cannot run; `builtin` never tries.
+    #[arg(long, value_enum, default_value = "auto", requires = "serve")]
+    inference: InferenceArg,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum InferenceArg {
+    Auto,
+    Builtin,
+    LlamaCpp,
 }
 
 #[derive(Subcommand)]
@@ -234,6 +248,11 @@ fn demo(a: &DemoArgs) -> Result<(), modelgate_demo::Failure> {
     let o = modelgate_demo::live::LiveOptions {
         listen: a.listen,
         rounds: a.rounds,
+        inference: match a.inference {
+            InferenceArg::Auto => modelgate_demo::inference::Inference::Auto,
+            InferenceArg::Builtin => modelgate_demo::inference::Inference::Builtin,
+            InferenceArg::LlamaCpp => modelgate_demo::inference::Inference::LlamaCpp,
+        },
     };
     modelgate_demo::live::serve(
         &o,

@@ -279,11 +279,25 @@ fn authority_serve_refuses_a_node_write_rate_that_is_not_positive() {
     assert!(!data.exists(), "nothing initialised on a usage error");
 }
 
-#[test]
-fn the_live_demo_serves_its_console_and_plays_a_round() {
+/// Play one round of the live demo with `inference` (and `python` for
+/// llama.cpp): what it said, after checking the console while it played.
+fn live_demo_round(inference: &str, python: Option<&std::path::Path>) -> String {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(["demo", "--serve", "--listen", "127.0.0.1:0", "--rounds", "1"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelgate"));
+    cmd.args([
+        "demo",
+        "--serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--rounds",
+        "1",
+        "--inference",
+        inference,
+    ]);
+    if let Some(p) = python {
+        cmd.env("MODELGATE_PYTHON", p);
+    }
+    let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -319,7 +333,16 @@ fn the_live_demo_serves_its_console_and_plays_a_round() {
     let status = child.wait().unwrap();
     let text = said.join("\n");
     assert!(status.success(), "{text}");
+    text
+}
+
+#[test]
+fn the_live_demo_serves_its_console_and_plays_a_round() {
+    let text = live_demo_round("builtin", None);
     for want in [
+        "inference server: the built-in scorer",
+        "calls through both gateways: node-1: 10 × 200, node-2: 10 × 200",
+        "one byte of weights.bin changed on node-2",
         "Serving on both",
         "node-2: Contained UnauthorizedModification",
         "node-1 still Serving",
@@ -330,4 +353,55 @@ fn the_live_demo_serves_its_console_and_plays_a_round() {
     ] {
         assert!(text.contains(want), "{want:?} missing from:\n{text}");
     }
+}
+
+/// The live demo in front of a real llama.cpp server (llama-cpp-python,
+/// which scripts/test.sh installs and names in MODELGATE_LLAMA_PYTHON): the
+/// generated GGUF model loads, is governed like any model, and answers.
+#[test]
+fn the_live_demo_governs_a_real_llama_cpp_server() {
+    let python = match std::env::var_os("MODELGATE_LLAMA_PYTHON") {
+        Some(p) => std::path::PathBuf::from(p),
+        None if std::env::var_os("MODELGATE_REQUIRE_INTEROP").is_some() || std::env::var_os("CI").is_some() => {
+            panic!("MODELGATE_LLAMA_PYTHON is not set: run scripts/test.sh, which installs llama-cpp-python")
+        }
+        None => {
+            eprintln!("SKIPPED: the llama.cpp demo test needs MODELGATE_LLAMA_PYTHON (scripts/test.sh sets it)");
+            return;
+        }
+    };
+    let text = live_demo_round("llama-cpp", Some(&python));
+    for want in [
+        "inference server: llama.cpp (llama-cpp-python 0.3.36) serving a generated",
+        "calls through both gateways: node-1: 10 × 200, node-2: 10 × 200",
+        "one byte of model.gguf changed on node-2: Contained UnauthorizedModification",
+        "after the revocation: node-1: 10 × 403, node-2: 10 × 403",
+        "the authority reachable again: Serving on both nodes",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn the_live_demo_names_why_llama_cpp_cannot_run() {
+    let o = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args([
+            "demo",
+            "--serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--rounds",
+            "1",
+            "--inference",
+            "llama-cpp",
+        ])
+        .env("MODELGATE_PYTHON", "/nonexistent/python3")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--inference llama-cpp: /nonexistent/python3 could not be run"),
+        "{}",
+        stderr(&o)
+    );
 }
