@@ -18,9 +18,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use modelgate_governance::{parse_canonical, Envelope, Payload, State, MAX_ENVELOPE_BYTES};
 use modelgate_store::{read_tile, LogStore, Nodes};
-use modelgate_tlog::{
-    consistency_proof, encode_entry_bundle, inclusion_proof, parse_path, TileId, TilePath, TlogProof,
-};
+use modelgate_tlog::{consistency_proof, encode_entry_bundle, inclusion_proof, parse_path, TileId, TilePath};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -420,30 +418,13 @@ async fn entry(AxState(a): AxState<Shared>, Path(index): Path<u64>) -> Response 
 }
 
 async fn tlog_proof(AxState(a): AxState<Shared>, Path(index): Path<u64>) -> Response {
-    let (note, size) = match a.served.read() {
-        Ok(s) => (Arc::clone(&s.note), s.size),
-        Err(_) => return ApiError::internal("internal", "lock poisoned").into_response(),
-    };
+    let size = a.served.read().map_or(0, |s| s.size);
     if let Some(r) = out_of_range(index, size) {
         return r;
     }
-    let a2 = Arc::clone(&a);
-    let r = tokio::task::spawn_blocking(move || {
-        a2.with_reader(|s| {
-            inclusion_proof(index, size, &Nodes(&*s)).map_err(|e| modelgate_store::StoreError::NotFound(e.to_string()))
-        })
-    })
-    .await;
-    match r {
-        Ok(Ok(hashes)) => {
-            let proof = TlogProof {
-                extra: None,
-                index,
-                hashes,
-                checkpoint: note.as_ref().clone(),
-            };
-            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], proof.to_bytes()).into_response()
-        }
+    match tokio::task::spawn_blocking(move || a.tlog_proof(index)).await {
+        Ok(Ok(Some(proof))) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], proof).into_response(),
+        Ok(Ok(None)) => ApiError::NotInLog(format!("index {index} is not in the log (size {size})")).into_response(),
         Ok(Err(e)) => ApiError::internal("store", e.to_string()).into_response(),
         Err(e) => ApiError::internal("internal", e.to_string()).into_response(),
     }

@@ -462,6 +462,34 @@ impl Authority {
         self.with_reader(|s| s.entries(from, to)).map_err(AuthorityError::Store)
     }
 
+    /// The C2SP tlog-proof of entry `index` against the served checkpoint
+    /// (its text form); `None` when the served log has no such entry.
+    pub fn tlog_proof(&self, index: u64) -> Result<Option<Vec<u8>>, AuthorityError> {
+        let (note, size) = match self.served.read() {
+            Ok(s) => (Arc::clone(&s.note), s.size),
+            Err(p) => {
+                let s = p.into_inner();
+                (Arc::clone(&s.note), s.size)
+            }
+        };
+        if index >= size {
+            return Ok(None);
+        }
+        let hashes = self
+            .with_reader(|s| {
+                modelgate_tlog::inclusion_proof(index, size, &modelgate_store::Nodes(&*s))
+                    .map_err(|e| StoreError::NotFound(e.to_string()))
+            })
+            .map_err(AuthorityError::Store)?;
+        let proof = modelgate_tlog::TlogProof {
+            extra: None,
+            index,
+            hashes,
+            checkpoint: note.as_ref().clone(),
+        };
+        Ok(Some(proof.to_bytes()))
+    }
+
     /// Stop taking submissions, finish the queued ones, write a last
     /// snapshot of the state, close the store.
     pub fn shutdown(&self) {

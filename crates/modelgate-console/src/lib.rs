@@ -39,6 +39,20 @@ connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 const CSS: &str = include_str!("../assets/console.css");
 const JS: &str = include_str!("../assets/console.js");
+/// The in-browser verifier (signed notes, checkpoints, RFC 6962, tlog-proofs).
+pub const VERIFY_JS: &str = include_str!("../assets/verify.js");
+/// The proof viewer's page script.
+pub const VIEWER_JS: &str = include_str!("../assets/viewer.js");
+
+/// A CSP source for an inline script or style: `sha256-` and its base64 hash.
+fn csp_hash(text: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    format!(
+        "sha256-{}",
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(text.as_bytes()))
+    )
+}
 
 /// The console's shared state.
 pub struct Console {
@@ -104,6 +118,8 @@ pub fn router(console: Shared) -> Router {
         .route("/find", get(find))
         .route("/health", get(health))
         .route("/health.json", get(health_json))
+        .route("/proof", get(proof_viewer))
+        .route("/proof/viewer.html", get(viewer_file))
         .route(
             "/assets/console.css",
             get(|| async { asset(CSS, "text/css; charset=utf-8") }),
@@ -111,6 +127,14 @@ pub fn router(console: Shared) -> Router {
         .route(
             "/assets/console.js",
             get(|| async { asset(JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/assets/verify.js",
+            get(|| async { asset(VERIFY_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/assets/viewer.js",
+            get(|| async { asset(VIEWER_JS, "text/javascript; charset=utf-8") }),
         )
         .layer(axum::middleware::map_response(secure))
         .with_state(console)
@@ -191,6 +215,33 @@ async fn trust_root(State(c): State<Shared>) -> Response {
 #[derive(serde::Deserialize)]
 struct From {
     from: Option<u64>,
+}
+
+#[derive(serde::Deserialize)]
+struct ProofQuery {
+    index: Option<u64>,
+}
+
+async fn proof_viewer(State(c): State<Shared>, Query(q): Query<ProofQuery>) -> Response {
+    page(c, move |c| pages::proof_viewer(c, q.index)).await
+}
+
+/// The self-contained viewer, as a download.
+async fn viewer_file(State(c): State<Shared>) -> Response {
+    match tokio::task::spawn_blocking(move || pages::viewer_file(&c)).await {
+        Ok(html) => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"modelgate-proof-viewer.html\"",
+                ),
+            ],
+            html,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 async fn entries(State(c): State<Shared>, Query(q): Query<From>) -> Response {

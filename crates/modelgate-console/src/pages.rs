@@ -39,6 +39,15 @@ fn short(d: &str) -> &str {
 }
 
 fn layout(c: &Console, title: &str, live: Option<&str>, body: Markup) -> Markup {
+    layout_scripts(c, title, live, &[], body)
+}
+
+/// A page that also runs the proof viewer's scripts.
+fn layout_with_scripts(c: &Console, title: &str, body: Markup) -> Markup {
+    layout_scripts(c, title, None, &["/assets/verify.js", "/assets/viewer.js"], body)
+}
+
+fn layout_scripts(c: &Console, title: &str, live: Option<&str>, scripts: &[&str], body: Markup) -> Markup {
     let nav = [
         ("/", "Overview"),
         ("/models", "Models"),
@@ -46,6 +55,7 @@ fn layout(c: &Console, title: &str, live: Option<&str>, body: Markup) -> Markup 
         ("/trust-root", "Trust root"),
         ("/entries", "Governance log"),
         ("/health", "Health"),
+        ("/proof", "Proof viewer"),
     ];
     html! {
         (DOCTYPE)
@@ -56,6 +66,7 @@ fn layout(c: &Console, title: &str, live: Option<&str>, body: Markup) -> Markup 
                 title { (title) " · modelgate governance" }
                 link rel="stylesheet" href=(c.link("/assets/console.css"));
                 script src=(c.link("/assets/console.js")) defer {}
+                @for s in scripts { script src=(c.link(s)) defer {} }
             }
             body data-prefix=(c.prefix) data-live=[live] {
                 a class="skip" href="#main" { "Skip to content" }
@@ -656,7 +667,8 @@ pub fn entry(c: &Console, i: u64) -> Result<Markup, Miss> {
             dl class="facts" {
                 dt { "Type" } dd { (summary.as_ref().map_or("", |s| s.kind.as_str())) }
                 dt { "Signed by" } dd { (summary.as_ref().map(|s| s.signers.join(", ")).unwrap_or_default()) }
-                dt { "Inclusion proof" } dd { a href=(c.link(&format!("/api/v1/tlog-proof/{i}"))) { "C2SP tlog-proof against the latest checkpoint" } }
+                dt { "Inclusion proof" } dd { a href=(c.link(&format!("/api/v1/tlog-proof/{i}"))) { "C2SP tlog-proof against the latest checkpoint" }
+                    " · " a href=(c.link(&format!("/proof?index={i}"))) { "verify it in your browser" } }
                 dt { "Raw entry" } dd { a href=(c.link(&format!("/api/v1/entries/{i}"))) { "DSSE envelope (JSON)" } }
             }
             h2 { "Payload" }
@@ -751,4 +763,151 @@ pub fn health_json(c: &Console) -> Value {
             })).collect::<Vec<_>>()).unwrap_or_default(),
         })).collect::<Vec<_>>(),
     })
+}
+
+/// What the proof viewer starts from: the keys it trusts (and where they
+/// came from), and a proof and its entry when one was asked for.
+pub struct ViewerInput {
+    /// The log's verifier key.
+    pub log_key: String,
+    /// The witnesses' verifier keys.
+    pub witnesses: Vec<String>,
+    /// How many witnesses must have cosigned.
+    pub quorum: u64,
+    /// Where the keys came from, said to the person.
+    pub source: String,
+    /// A tlog-proof or checkpoint to verify (may be empty).
+    pub proof: String,
+    /// The entry the proof is for (may be empty).
+    pub entry: String,
+}
+
+/// The keys of the trust root in force, with where they came from.
+pub fn viewer_input(c: &Console, from: &str) -> ViewerInput {
+    let state = c.authority.state();
+    let root = state.trust_root();
+    ViewerInput {
+        log_key: root.map(|r| r.log_key.to_string()).unwrap_or_default(),
+        witnesses: root
+            .map(|r| r.witness_keys.iter().map(ToString::to_string).collect())
+            .unwrap_or_default(),
+        quorum: root.map_or(0, |r| r.doc.witness_quorum),
+        source: match root {
+            Some(r) => format!(
+                "These keys are prefilled from trust-root version {} as {from}: trusting them trusts that server. \
+                 To trust no server, replace them with keys you obtained yourself (the trust root your organisation pinned).",
+                r.doc.root_version
+            ),
+            None => "No trust root is in force here yet: paste the log's verifier key you trust.".to_owned(),
+        },
+        proof: String::new(),
+        entry: String::new(),
+    }
+}
+
+/// The viewer's form and results: the same markup in the console page and
+/// in the downloadable file.
+fn viewer_body(v: &ViewerInput) -> Markup {
+    html! {
+        p { "Paste or drop a C2SP " strong { "tlog-proof" } " (with the entry it proves) or a signed "
+            strong { "checkpoint" } ". Every check runs in this browser with WebCrypto (SHA-256, Ed25519); "
+            "the page makes no request to any server." }
+        p id="status" role="status" { "This viewer needs JavaScript: the verification runs in your browser, not on a server." }
+        form id="viewer" class="viewer" {
+            div {
+                label for="proof" { "Proof or checkpoint" }
+                textarea id="proof" name="proof" rows="12" spellcheck="false" { (v.proof) }
+                label for="proof-file" { "…or a file" }
+                input id="proof-file" type="file";
+            }
+            div {
+                label for="entry" { "The entry the tlog-proof is for (its exact bytes)" }
+                textarea id="entry" name="entry" rows="4" spellcheck="false" { (v.entry) }
+                label for="entry-file" { "…or a file" }
+                input id="entry-file" type="file";
+                label for="leafhash" { "…or its leaf hash (64 hex digits)" }
+                input id="leafhash" name="leafhash" size="70" spellcheck="false";
+            }
+            fieldset {
+                legend { "Keys you trust" }
+                p class="hint" id="keysource" { (v.source) }
+                label for="logkey" { "The log's verifier key" }
+                input id="logkey" name="logkey" size="90" spellcheck="false" value=(v.log_key);
+                label for="witnesses" { "Witness verifier keys (one per line)" }
+                textarea id="witnesses" name="witnesses" rows="3" spellcheck="false" { (v.witnesses.join("\n")) }
+                label for="quorum" { "Witness quorum (empty: all of them)" }
+                input id="quorum" name="quorum" type="number" min="0" value=(v.quorum);
+            }
+            div { button type="submit" { "Verify" } }
+        }
+        h2 { "Checks" }
+        ol id="checks" aria-live="polite" {}
+        p id="verdict" {}
+    }
+}
+
+/// The proof viewer in the console, prefilled with entry `index`'s proof
+/// when asked.
+pub fn proof_viewer(c: &Console, index: Option<u64>) -> Result<Markup, Miss> {
+    let mut v = viewer_input(c, "served by this console");
+    if let Some(i) = index {
+        let proof = c
+            .authority
+            .tlog_proof(i)
+            .map_err(|e| Miss(StatusCode::SERVICE_UNAVAILABLE, format!("proving entry {i}: {e}")))?
+            .ok_or_else(|| Miss(StatusCode::NOT_FOUND, format!("no entry {i} in the served log")))?;
+        let entry = c
+            .authority
+            .entries(i, i + 1)
+            .map_err(|e| Miss(StatusCode::SERVICE_UNAVAILABLE, format!("reading entry {i}: {e}")))?
+            .pop()
+            .unwrap_or_default();
+        v.proof = String::from_utf8_lossy(&proof).into_owned();
+        v.entry = String::from_utf8_lossy(&entry).into_owned();
+    }
+    Ok(layout_with_scripts(
+        c,
+        "Proof viewer",
+        html! {
+            (viewer_body(&v))
+            p { a href=(c.link("/proof/viewer.html")) download="modelgate-proof-viewer.html" { "Download this viewer" }
+                " as one self-contained HTML file: open it from disk, with the network off, and it verifies the same." }
+        },
+    ))
+}
+
+/// The viewer as one self-contained HTML file: its style and scripts inline,
+/// allowed by their hashes in its own Content-Security-Policy, which also
+/// forbids every request (`default-src 'none'`, `connect-src 'none'`).
+pub fn viewer_file(c: &Console) -> String {
+    let mut v = viewer_input(c, "served by the console you downloaded this file from");
+    v.source = format!("{} (downloaded {})", v.source, utc(now()));
+    let css = crate::CSS;
+    let js = format!("{}\n{}", crate::VERIFY_JS, crate::VIEWER_JS);
+    let csp = format!(
+        "default-src 'none'; script-src '{}'; style-src '{}'; connect-src 'none'; img-src 'none'; \
+         form-action 'none'; base-uri 'none'",
+        crate::csp_hash(&js),
+        crate::csp_hash(css)
+    );
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="Content-Security-Policy" content=(csp);
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "modelgate proof viewer" }
+                style { (maud::PreEscaped(css)) }
+            }
+            body {
+                main id="main" {
+                    h1 { "modelgate proof viewer" }
+                    (viewer_body(&v))
+                }
+                script { (maud::PreEscaped(&js)) }
+            }
+        }
+    }
+    .into_string()
 }

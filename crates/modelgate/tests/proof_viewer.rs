@@ -1,0 +1,402 @@
+//! One verdict, two verifiers: the proof viewer a person downloads from the
+//! console (one self-contained HTML file) and the CLI (`modelgate log
+//! verify-proof`, `modelgate log verify-checkpoint`) must agree on every
+//! proof. The cases are real tlog-proofs of a dev authority's log, proofs and
+//! checkpoints of a log with two witnesses, and single-byte and single-field
+//! mutations of each, more than a thousand in all. The viewer runs in Debian's
+//! Chromium from `file://` with the network off (`tests/browser/verdicts.mjs`,
+//! which also fails on any request the page makes). Missing Chromium or the
+//! npm packages fail this test; it never skips.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use common::{s, Server};
+use modelgate_tlog::{leaf_hash, Checkpoint, KeyType, MemoryTree, Note, SignerKey, TlogProof};
+use serde_json::{json, Value};
+
+/// A deterministic stream of numbers (xorshift64*), so a failure reproduces.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[derive(Clone)]
+struct Case {
+    kind: &'static str,
+    proof: Vec<u8>,
+    entry: Vec<u8>,
+    leaf_hash: Option<String>,
+    log_key: String,
+    witnesses: Vec<String>,
+    quorum: usize,
+    what: String,
+}
+
+impl Case {
+    fn json(&self, expect_valid: bool) -> Value {
+        json!({
+            "kind": self.kind,
+            "proof": B64.encode(&self.proof),
+            "entry": B64.encode(&self.entry),
+            "leaf_hash": self.leaf_hash,
+            "log_key": self.log_key,
+            "witnesses": self.witnesses,
+            "quorum": self.quorum,
+            "expect_valid": expect_valid,
+        })
+    }
+
+    /// The CLI's verdict: exit 0 is valid; 1 (invalid) and 2 (bad input) are not.
+    fn cli(&self, dir: &Path) -> bool {
+        let proof = dir.join("proof");
+        std::fs::write(&proof, &self.proof).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelgate"));
+        cmd.arg("log");
+        if self.kind == "tlog-proof" {
+            cmd.args(["verify-proof", s(&proof)]);
+            match &self.leaf_hash {
+                Some(h) => {
+                    cmd.args(["--leaf-hash", h]);
+                }
+                None => {
+                    let entry = dir.join("entry");
+                    std::fs::write(&entry, &self.entry).unwrap();
+                    cmd.args(["--entry", s(&entry)]);
+                }
+            }
+        } else {
+            cmd.args(["verify-checkpoint", s(&proof)]);
+        }
+        cmd.args(["--vkey", &self.log_key, "--quorum", &self.quorum.to_string()]);
+        for w in &self.witnesses {
+            cmd.args(["--witness", w]);
+        }
+        let o = cmd.stdout(Stdio::null()).stderr(Stdio::null()).output().unwrap();
+        match o.status.code() {
+            Some(0) => true,
+            Some(1 | 2) => false,
+            other => panic!("{}: the CLI exited {other:?}", self.what),
+        }
+    }
+}
+
+/// A log of `n` entries with a checkpoint signed by `log` and cosigned by
+/// each of `witnesses` (cosignature/v1): tlog-proofs of a few of its entries
+/// and the checkpoint itself, as cases.
+fn synthetic(n: u64, log: &SignerKey, witnesses: &[SignerKey], quorum: usize, rng: &mut Rng) -> Vec<Case> {
+    let mut tree = MemoryTree::new();
+    let entries: Vec<Vec<u8>> = (0..n)
+        .map(|i| format!("{{\"entry\":{i},\"nonce\":{}}}", rng.next()).into_bytes())
+        .collect();
+    for e in &entries {
+        tree.append(leaf_hash(e));
+    }
+    let cp = Checkpoint {
+        origin: log.name().to_owned(),
+        size: n,
+        root: tree.root(),
+        extensions: vec![],
+    };
+    let mut note: Note = cp.sign(log).unwrap();
+    for (k, w) in witnesses.iter().enumerate() {
+        note.add_signature(w.cosign(&cp.to_text(), 1_780_000_000 + k as u64).unwrap())
+            .unwrap();
+    }
+    let note = note.to_bytes();
+    let keys = |c: &mut Case| {
+        c.log_key = log.verifier().to_string();
+        c.witnesses = witnesses.iter().map(|w| w.verifier().to_string()).collect();
+        c.quorum = quorum;
+    };
+    let mut out = Vec::new();
+    let mut checkpoint = Case {
+        kind: "checkpoint",
+        proof: note.clone(),
+        entry: vec![],
+        leaf_hash: None,
+        log_key: String::new(),
+        witnesses: vec![],
+        quorum: 0,
+        what: format!("checkpoint of {n} with {} witnesses", witnesses.len()),
+    };
+    keys(&mut checkpoint);
+    out.push(checkpoint);
+    for index in [0, n / 2, n - 1] {
+        let hashes = modelgate_tlog::inclusion_proof(index, n, &tree).unwrap();
+        let proof = TlogProof {
+            extra: None,
+            index,
+            hashes,
+            checkpoint: note.clone(),
+        }
+        .to_bytes();
+        let mut c = Case {
+            kind: "tlog-proof",
+            proof,
+            entry: entries[index as usize].clone(),
+            leaf_hash: None,
+            log_key: String::new(),
+            witnesses: vec![],
+            quorum: 0,
+            what: format!("tlog-proof of {index} in {n}"),
+        };
+        keys(&mut c);
+        out.push(c);
+    }
+    out
+}
+
+/// The dev authority's own proofs: every entry of its log, and its checkpoint.
+fn from_authority(url: &str, log_key: &str) -> Vec<Case> {
+    let get = |path: &str| -> Vec<u8> {
+        let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+        agent
+            .get(&format!("{url}{path}"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_vec()
+            .unwrap()
+    };
+    let checkpoint = get("/log/checkpoint");
+    let size: u64 = std::str::from_utf8(&checkpoint)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut out = vec![Case {
+        kind: "checkpoint",
+        proof: checkpoint,
+        entry: vec![],
+        leaf_hash: None,
+        log_key: log_key.to_owned(),
+        witnesses: vec![],
+        quorum: 0,
+        what: "the authority's checkpoint".into(),
+    }];
+    for i in 0..size {
+        let entry = get(&format!("/api/v1/entries/{i}"));
+        out.push(Case {
+            kind: "tlog-proof",
+            proof: get(&format!("/api/v1/tlog-proof/{i}")),
+            leaf_hash: (i % 2 == 1).then(|| hex::encode(leaf_hash(&entry))),
+            entry,
+            log_key: log_key.to_owned(),
+            witnesses: vec![],
+            quorum: 0,
+            what: format!("the authority's tlog-proof of entry {i}"),
+        });
+    }
+    out
+}
+
+/// Single-byte and single-field changes of a valid case.
+fn mutations(base: &Case, n: usize, rng: &mut Rng, other_key: &str) -> Vec<Case> {
+    let mut out = Vec::new();
+    let replacements: &[u8] = b"0123456789abcdefABCDEF+/=\n \x00\xc3\xe2-";
+    for k in 0..n {
+        let mut c = base.clone();
+        match k % 10 {
+            0..=5 => {
+                let i = rng.below(c.proof.len());
+                let mut b = replacements[rng.below(replacements.len())];
+                if b == c.proof[i] {
+                    b ^= 0x01;
+                }
+                c.proof[i] = b;
+                c.what = format!("{}: proof byte {i} set to {b:#04x}", base.what);
+            }
+            6 => {
+                let i = rng.below(c.proof.len());
+                c.proof[i] ^= 1 << rng.below(8);
+                c.what = format!("{}: one bit of proof byte {i} flipped", base.what);
+            }
+            7 if c.kind == "tlog-proof" && c.leaf_hash.is_none() => {
+                let i = rng.below(c.entry.len());
+                c.entry[i] ^= 1 << rng.below(8);
+                c.what = format!("{}: one bit of entry byte {i} flipped", base.what);
+            }
+            7 if c.leaf_hash.is_some() => {
+                let mut h = c.leaf_hash.take().unwrap().into_bytes();
+                let i = rng.below(h.len());
+                h[i] = if h[i] == b'0' { b'1' } else { b'0' };
+                c.leaf_hash = Some(String::from_utf8(h).unwrap());
+                c.what = format!("{}: leaf hash digit {i} changed", base.what);
+            }
+            8 => {
+                c.quorum = (c.quorum + 1).min(c.witnesses.len());
+                if c.quorum == base.quorum {
+                    c.log_key = other_key.to_owned();
+                    c.what = format!("{}: another log key", base.what);
+                } else {
+                    c.what = format!("{}: quorum raised to {}", base.what, c.quorum);
+                }
+            }
+            _ => {
+                if c.witnesses.is_empty() {
+                    // Deleting a byte rather than changing one.
+                    let i = rng.below(c.proof.len());
+                    c.proof.remove(i);
+                    c.what = format!("{}: proof byte {i} deleted", base.what);
+                } else {
+                    c.witnesses.pop();
+                    c.quorum = c.quorum.min(c.witnesses.len());
+                    c.what = format!("{}: the last witness key left out", base.what);
+                }
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[test]
+fn the_saved_viewer_and_the_cli_agree_on_every_proof() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let browser = repo.join("tests/browser");
+    assert!(
+        browser.join("node_modules/playwright-core").exists(),
+        "run `npm ci --prefix tests/browser` first (.ci/run does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let dev = dir.path().join("dev");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["dev", "serve", "--data", s(&dev), "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().strip_prefix("listening on ").unwrap().to_owned();
+    let _authority = Server {
+        child,
+        url: url.clone(),
+    };
+
+    // The viewer exactly as a person downloads it.
+    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+    let mut resp = agent.get(&format!("{url}/proof/viewer.html")).call().unwrap();
+    assert!(resp
+        .headers()
+        .get("content-disposition")
+        .is_some_and(|v| v.to_str().unwrap().contains("attachment")));
+    let html = resp.body_mut().read_to_string().unwrap();
+    let viewer = dir.path().join("modelgate-proof-viewer.html");
+    std::fs::write(&viewer, &html).unwrap();
+    let state: Value = serde_json::from_str(
+        &agent
+            .get(&format!("{url}/api/v1/trust-root"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let log_key = state["authority"]["log"]
+        .as_str()
+        .or_else(|| state["doc"]["authority"]["log"].as_str())
+        .unwrap_or_else(|| panic!("no log key in {state}"))
+        .to_owned();
+    assert!(
+        html.contains(&log_key),
+        "the saved viewer is prefilled with the log key"
+    );
+
+    let mut rng = Rng(0x5eed_0f_7e57);
+    let key = |name: &str, t: KeyType, seed: u8| SignerKey::from_seed(name, t, &[seed; 32]).unwrap();
+    let log = key("example.org/log", KeyType::Ed25519, 1);
+    let w1 = key("witness-1.example", KeyType::CosignatureV1, 2);
+    let w2 = key("witness-2.example", KeyType::CosignatureV1, 3);
+    let stranger = key("example.org/log", KeyType::Ed25519, 9).verifier().to_string();
+    let mut bases = from_authority(&url, &log_key);
+    bases.extend(synthetic(1, &log, &[], 0, &mut rng));
+    bases.extend(synthetic(7, &log, &[w1.clone()], 1, &mut rng));
+    bases.extend(synthetic(64, &log, &[w1.clone(), w2.clone()], 2, &mut rng));
+    bases.extend(synthetic(1000, &log, &[w1, w2], 1, &mut rng));
+    let per = 1100usize.div_ceil(bases.len());
+    let mut cases: Vec<(Case, Option<bool>)> = Vec::new();
+    for b in &bases {
+        cases.push((b.clone(), Some(true)));
+        for m in mutations(b, per, &mut rng, &stranger) {
+            cases.push((m, None));
+        }
+    }
+
+    // The CLI's verdicts; every base case must be valid to begin with.
+    let work = dir.path().join("cli");
+    std::fs::create_dir_all(&work).unwrap();
+    let cli: Vec<bool> = cases.iter().map(|(c, _)| c.cli(&work)).collect();
+    for ((c, expect), v) in cases.iter().zip(&cli) {
+        if *expect == Some(true) {
+            assert!(v, "{}: the CLI refuses an unchanged proof", c.what);
+        }
+    }
+
+    let cases_file = dir.path().join("cases.json");
+    let doc: Vec<Value> = cases.iter().map(|(c, e)| c.json(e.unwrap_or(false))).collect();
+    std::fs::write(&cases_file, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let out_file = dir.path().join("verdicts.json");
+    let mut cmd = Command::new("node");
+    cmd.arg(browser.join("verdicts.mjs"))
+        .arg(&viewer)
+        .arg(&cases_file)
+        .arg(&out_file);
+    if let Some(shots) = std::env::var_os("MODELGATE_SCREENSHOTS") {
+        cmd.arg(PathBuf::from(shots).join("proof-viewer.png"));
+    }
+    let o = cmd.output().unwrap();
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{said}{}", String::from_utf8_lossy(&o.stderr));
+    let browser_verdicts: Vec<Value> = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    assert_eq!(browser_verdicts.len(), cases.len());
+
+    let mut disagreements = Vec::new();
+    for (((c, _), cli), b) in cases.iter().zip(&cli).zip(&browser_verdicts) {
+        if b["valid"].as_bool() != Some(*cli) {
+            disagreements.push(format!(
+                "{}: CLI says {}, browser says {} ({})",
+                c.what,
+                if *cli { "valid" } else { "invalid" },
+                b["valid"],
+                b["reason"]
+            ));
+        }
+    }
+    let valid = cli.iter().filter(|v| **v).count();
+    println!(
+        "{} cases ({} bases): {valid} valid, {} invalid, {} disagreements",
+        cases.len(),
+        bases.len(),
+        cases.len() - valid,
+        disagreements.len()
+    );
+    assert!(cases.len() >= 1000, "{} cases", cases.len());
+    assert!(
+        valid >= bases.len() && cases.len() - valid >= 900,
+        "{valid} valid of {}",
+        cases.len()
+    );
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+}
