@@ -73,6 +73,16 @@ pub enum ApiError {
     NoApprover(String),
     /// The pool of pending approvals is full.
     PendingFull(String),
+    /// A lineage batch that does not start at the records held (the
+    /// message names the size held; the body also carries it as `size`).
+    LineageGap(String),
+    /// A lineage batch that is not what it claims.
+    LineageInvalid(String),
+    /// A lineage batch signed by the node that contradicts its history
+    /// (kept as evidence).
+    LineageInconsistent(String),
+    /// A lineage batch with prompt or output content.
+    LineageContent(String),
     /// A fault of the authority itself.
     Internal {
         /// A stable code naming the part that failed (`store`, `fold`, …).
@@ -124,6 +134,10 @@ impl ApiError {
             ApiError::WriterFailing(_) => (S::SERVICE_UNAVAILABLE, "writer-failing", Some(1)),
             ApiError::NoApprover(_) => (S::UNPROCESSABLE_ENTITY, "no-approver", None),
             ApiError::PendingFull(_) => (S::SERVICE_UNAVAILABLE, "pending-full", Some(60)),
+            ApiError::LineageGap(_) => (S::CONFLICT, "lineage-gap", None),
+            ApiError::LineageInvalid(_) => (S::UNPROCESSABLE_ENTITY, "lineage-invalid", None),
+            ApiError::LineageInconsistent(_) => (S::CONFLICT, "lineage-inconsistent", None),
+            ApiError::LineageContent(_) => (S::UNPROCESSABLE_ENTITY, "lineage-content", None),
             ApiError::Internal { code, .. } => (S::INTERNAL_SERVER_ERROR, code, None),
         }
     }
@@ -159,7 +173,11 @@ impl ApiError {
             | ApiError::HeartbeatReplayed(m)
             | ApiError::NotReady(m)
             | ApiError::WriterStalled(m)
-            | ApiError::WriterFailing(m) => m.clone(),
+            | ApiError::WriterFailing(m)
+            | ApiError::LineageGap(m)
+            | ApiError::LineageInvalid(m)
+            | ApiError::LineageInconsistent(m)
+            | ApiError::LineageContent(m) => m.clone(),
         }
     }
 }

@@ -78,6 +78,11 @@ impl DataDir {
         self.root.join("pending.json")
     }
 
+    /// The nodes' replicated lineage logs and their index.
+    pub fn lineage(&self) -> PathBuf {
+        self.root.join("lineage")
+    }
+
     /// The token file.
     pub fn tokens(&self) -> PathBuf {
         self.root.join("tokens.json")

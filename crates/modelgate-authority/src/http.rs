@@ -9,6 +9,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State as AxState};
+use axum::handler::Handler as _;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -106,6 +107,13 @@ pub fn router(a: Shared) -> Router {
         .route("/api/v1/exceptions", get(exceptions))
         .route("/api/v1/nodes", get(nodes))
         .route("/api/v1/nodes/{id}/heartbeat", post(heartbeat))
+        .route(
+            "/api/v1/nodes/{id}/lineage",
+            get(lineage_size).post(lineage_post.layer(DefaultBodyLimit::max(crate::lineage::MAX_BATCH_BYTES))),
+        )
+        .route("/api/v1/nodes/{id}/lineage/{index}", get(lineage_record))
+        .route("/api/v1/lineage", get(lineage_search))
+        .route("/api/v1/lineage/evidence", get(lineage_evidence))
         .route("/api/v1/policy", get(policy))
         .route("/api/v1/pending", get(pending_list).post(pending_post))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -592,6 +600,163 @@ async fn heartbeat(
     }
     beats.insert(id, hb);
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// The enrolled key of node `id`, or the answer for a node not enrolled.
+fn node_key(a: &Authority, id: &str) -> Result<String, Box<Response>> {
+    a.state()
+        .nodes
+        .get(id)
+        .map(|n| n.key.clone())
+        .ok_or_else(|| Box::new(ApiError::NodeUnknown(format!("node {id} is not enrolled")).into_response()))
+}
+
+fn lineage_error(e: crate::lineage::LineageError) -> Response {
+    use crate::lineage::LineageError as L;
+    match e {
+        L::Gap { size } => {
+            let mut r = ApiError::LineageGap(format!(
+                "the authority holds {size} records of this node; send from there"
+            ))
+            .into_response();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&size.to_string()) {
+                r.headers_mut().insert("x-modelgate-lineage-size", v);
+            }
+            r
+        }
+        L::Invalid(m) => ApiError::LineageInvalid(m).into_response(),
+        L::Content(m) => ApiError::LineageContent(m).into_response(),
+        L::Inconsistent(m) => ApiError::LineageInconsistent(m).into_response(),
+        L::Store(m) => ApiError::internal("lineage", m).into_response(),
+    }
+}
+
+/// How many records of node `id` the authority holds.
+async fn lineage_size(AxState(a): AxState<Shared>, Path(id): Path<String>) -> Response {
+    let key = match node_key(&a, &id) {
+        Ok(k) => k,
+        Err(r) => return *r,
+    };
+    match tokio::task::spawn_blocking(move || a.lineage.size(&id, &key)).await {
+        Ok(Ok(size)) => Json(json!({ "size": size })).into_response(),
+        Ok(Err(e)) => lineage_error(e),
+        Err(e) => ApiError::internal("internal", e).into_response(),
+    }
+}
+
+/// A node's lineage batch: kept only when its records make the node's
+/// signed checkpoint and agree with what is held and anchored.
+async fn lineage_post(
+    AxState(a): AxState<Shared>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Some(r) = rate_limited(&a, peer.map(|p| p.0 .0)) {
+        return r;
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return ApiError::BadBody(e).into_response(),
+    };
+    let batch: crate::lineage::LineageBatch = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return ApiError::LineageInvalid(format!("not a lineage batch: {e}")).into_response(),
+    };
+    let state = a.state();
+    let Some(node) = state.nodes.get(&id) else {
+        return ApiError::NodeUnknown(format!("node {id} is not enrolled")).into_response();
+    };
+    let key = node.key.clone();
+    let anchor_index = node.anchor.as_ref().map(|x| x.index);
+    drop(state);
+    let t = now();
+    let r = tokio::task::spawn_blocking(move || {
+        // The latest anchor's signed checkpoint, from its entry in the log.
+        let anchored = match anchor_index {
+            Some(i) => {
+                let entry = a
+                    .entries(i, i + 1)
+                    .map_err(|e| crate::lineage::LineageError::Store(e.to_string()))?
+                    .pop()
+                    .unwrap_or_default();
+                match Envelope::parse(&entry)
+                    .ok()
+                    .and_then(|e| parse_canonical(&e.payload).ok())
+                    .and_then(|p| Payload::decode(p).ok())
+                {
+                    Some(Payload::NodeAnchor(an)) => Some(an.checkpoint.into_bytes()),
+                    _ => None,
+                }
+            }
+            None => None,
+        };
+        a.lineage.ingest(&id, &key, anchored.as_deref(), &batch, t)
+    })
+    .await;
+    match r {
+        Ok(Ok(size)) => Json(json!({ "size": size })).into_response(),
+        Ok(Err(e)) => lineage_error(e),
+        Err(e) => ApiError::internal("internal", e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct Paging {
+    #[serde(default)]
+    offset: u64,
+    #[serde(default = "default_limit")]
+    limit: u64,
+}
+
+fn default_limit() -> u64 {
+    50
+}
+
+/// Search the replicated lineage (metadata only).
+async fn lineage_search(
+    AxState(a): AxState<Shared>,
+    Query(q): Query<crate::lineage::Search>,
+    Query(p): Query<Paging>,
+) -> Response {
+    match tokio::task::spawn_blocking(move || a.lineage.search(&q, p.offset, p.limit)).await {
+        Ok(Ok(rows)) => Json(json!({ "records": rows })).into_response(),
+        Ok(Err(e)) => lineage_error(e),
+        Err(e) => ApiError::internal("internal", e).into_response(),
+    }
+}
+
+/// Evidence of nodes that signed two histories.
+async fn lineage_evidence(AxState(a): AxState<Shared>) -> Response {
+    match tokio::task::spawn_blocking(move || a.lineage.evidence()).await {
+        Ok(Ok(ev)) => Json(json!({ "evidence": ev })).into_response(),
+        Ok(Err(e)) => lineage_error(e),
+        Err(e) => ApiError::internal("internal", e).into_response(),
+    }
+}
+
+/// One replicated record, with its inclusion proof in the node's latest
+/// signed checkpoint held.
+async fn lineage_record(AxState(a): AxState<Shared>, Path((id, index)): Path<(String, u64)>) -> Response {
+    let key = match node_key(&a, &id) {
+        Ok(k) => k,
+        Err(r) => return *r,
+    };
+    match tokio::task::spawn_blocking(move || a.lineage.record(&id, &key, index)).await {
+        Ok(Ok(Some(p))) => Json(json!({
+            "index": index,
+            "record": serde_json::from_slice::<Value>(&p.record).unwrap_or(Value::Null),
+            "entry": B64.encode(&p.record),
+            "checkpoint": String::from_utf8_lossy(&p.checkpoint),
+            "inclusion": p.inclusion.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Ok(Ok(None)) => {
+            ApiError::NotInLog(format!("the authority holds no record {index} of this node")).into_response()
+        }
+        Ok(Err(e)) => lineage_error(e),
+        Err(e) => ApiError::internal("internal", e).into_response(),
+    }
 }
 
 async fn policy(AxState(a): AxState<Shared>) -> Response {

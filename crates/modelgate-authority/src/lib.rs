@@ -36,6 +36,7 @@ pub mod data;
 mod error;
 pub mod http;
 pub mod limit;
+pub mod lineage;
 pub mod listen;
 pub mod pending;
 pub mod service;

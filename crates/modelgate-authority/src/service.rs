@@ -184,6 +184,8 @@ pub struct Authority {
     pub startup: Startup,
     /// The per-client bound on writes that need no token.
     pub unauthenticated: crate::limit::RateLimit,
+    /// The nodes' replicated lineage logs.
+    pub lineage: crate::lineage::Lineage,
 }
 
 /// How the state was rebuilt at start-up.
@@ -315,7 +317,15 @@ impl Authority {
             refolds: tokio::sync::Semaphore::new(1),
             startup,
             unauthenticated: Default::default(),
+            lineage: crate::lineage::Lineage::open(&d.lineage())
+                .map_err(|e| AuthorityError::Io(format!("the replicated lineage: {e}")))?,
         });
+        let state = authority.state();
+        authority
+            .lineage
+            .reconcile(|n| state.nodes.get(n).map(|r| r.key.clone()))
+            .map_err(|e| AuthorityError::Io(format!("re-indexing the replicated lineage: {e}")))?;
+        drop(state);
         authority.refresh_checkpoint()?;
         let a = Arc::clone(&authority);
         let handle = std::thread::Builder::new()

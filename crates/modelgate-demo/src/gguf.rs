@@ -95,7 +95,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 }
 
 fn pad(out: &mut Vec<u8>) {
-    while out.len() % ALIGNMENT != 0 {
+    while !out.len().is_multiple_of(ALIGNMENT) {
         out.push(0);
     }
 }
@@ -274,7 +274,7 @@ mod tests {
         assert_eq!(a, tiny_llama());
         assert_eq!(&a[..4], b"GGUF");
         assert_eq!(u32::from_le_bytes(a[4..8].try_into().unwrap()), 3);
-        assert_eq!(a.len() % ALIGNMENT, 0);
+        assert!(a.len().is_multiple_of(ALIGNMENT));
         assert!(a.len() < 256 << 10, "{} bytes", a.len());
     }
 }

@@ -1105,6 +1105,20 @@ async fn metrics(State(gw): State<Gw>, headers: HeaderMap) -> Response {
         "modelgate_gateway_unrecorded_denials_total {}",
         m.unrecorded.load(std::sync::atomic::Ordering::Relaxed)
     );
+    let r = &gw.shared.replication;
+    let relaxed = std::sync::atomic::Ordering::Relaxed;
+    let _ = writeln!(
+        o,
+        "# HELP modelgate_lineage_replicated_records Lineage records the authority holds, as it last said.\n\
+         # TYPE modelgate_lineage_replicated_records gauge\nmodelgate_lineage_replicated_records {}\n\
+         # HELP modelgate_lineage_replication_batches_total Lineage batches the authority kept.\n\
+         # TYPE modelgate_lineage_replication_batches_total counter\nmodelgate_lineage_replication_batches_total {}\n\
+         # HELP modelgate_lineage_replication_failures_total Lineage batches not kept (tried again).\n\
+         # TYPE modelgate_lineage_replication_failures_total counter\nmodelgate_lineage_replication_failures_total {}",
+        r.shipped.load(relaxed),
+        r.batches.load(relaxed),
+        r.refused.load(relaxed)
+    );
     m.append.render(
         &mut o,
         "modelgate_lineage_append_seconds",

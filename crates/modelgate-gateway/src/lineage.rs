@@ -68,6 +68,8 @@ pub trait LineageLog: Send + Sync {
     fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, LineageError>;
     /// RFC 6962 consistency proof from `from` to `to`.
     fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, LineageError>;
+    /// The root of the tree of the first `size` records.
+    fn root(&self, size: u64) -> Result<Hash, LineageError>;
     /// Audit up to the latest checkpoint; the audited size.
     fn audit(&self) -> Result<u64, LineageError>;
 }
@@ -175,6 +177,10 @@ impl LineageLog for StoreLineage {
 
     fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, LineageError> {
         self.read(|r| modelgate_tlog::consistency_proof(from, to, &Nodes(r)).map_err(read_err))
+    }
+
+    fn root(&self, size: u64) -> Result<Hash, LineageError> {
+        self.read(|r| modelgate_tlog::root_at(size, &Nodes(r)).map_err(read_err))
     }
 
     fn audit(&self) -> Result<u64, LineageError> {

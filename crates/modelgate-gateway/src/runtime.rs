@@ -180,6 +180,8 @@ pub struct Shared {
     pub authority: Arc<dyn AuthorityClient>,
     /// The node's clock.
     pub clock: Arc<dyn Clock>,
+    /// What lineage replication has done (zeros when it is off).
+    pub replication: Arc<crate::replicate::Progress>,
 }
 
 impl Shared {
@@ -762,6 +764,8 @@ pub struct Runtime {
     anchor_in_flight: Option<u64>,
     last_heartbeat: Option<Instant>,
     courier: Courier,
+    /// Ships lineage to the authority until the runtime is dropped.
+    _replicator: Option<crate::replicate::Replicator>,
     /// The serving check repeats the same decision every pass; it changes
     /// only with the state (the cache is keyed by the state digest).
     cache: modelgate_governance::DecisionCache,
@@ -789,7 +793,20 @@ impl Runtime {
         }
         let anchors = load_anchors(&node.c.data_dir.join("anchors.jsonl"));
         let courier = Courier::start(Arc::clone(&authority))?;
+        let replicator = match (&node.lineage, node.c.lineage_replication_interval_seconds) {
+            (Ok(l), secs) if secs > 0 => Some(crate::replicate::spawn(
+                node.c.node.clone(),
+                node.key.clone(),
+                Arc::clone(l),
+                Arc::clone(&authority),
+                Duration::from_secs(secs),
+            )?),
+            _ => None,
+        };
         let shared = Arc::new(Shared {
+            replication: replicator
+                .as_ref()
+                .map_or_else(Default::default, |r| Arc::clone(&r.progress)),
             config: node.c.clone(),
             snapshot: RwLock::new(Arc::new(Snapshot {
                 time: clock.now(),
@@ -822,6 +839,7 @@ impl Runtime {
             anchor_in_flight: None,
             last_heartbeat: None,
             courier,
+            _replicator: replicator,
             cache: modelgate_governance::DecisionCache::new(1024),
             interval,
         })

@@ -177,6 +177,9 @@ impl LineageLog for FaultyLineage {
     fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, LineageError> {
         self.inner.consistency_proof(from, to)
     }
+    fn root(&self, size: u64) -> Result<Hash, LineageError> {
+        self.inner.root(size)
+    }
     fn audit(&self) -> Result<u64, LineageError> {
         self.inner.audit()
     }

@@ -12,6 +12,7 @@
 //!
 //! anchor_interval_seconds = 5            # MODELGATE_NODE_ANCHOR_INTERVAL_SECONDS: how often lineage is anchored
 //! heartbeat_interval_seconds = 10         # MODELGATE_NODE_HEARTBEAT_INTERVAL_SECONDS
+//! lineage_replication_interval_seconds = 2  # MODELGATE_NODE_LINEAGE_REPLICATION_INTERVAL_SECONDS: ship lineage to the authority (0: never)
 //!
 //! # The gateway (`modelgate node serve`) only:
 //! listen = "127.0.0.1:7380"               # MODELGATE_NODE_LISTEN: where callers connect
@@ -124,6 +125,10 @@ fn default_heartbeat_interval() -> u64 {
     10
 }
 
+fn default_replication_interval() -> u64 {
+    2
+}
+
 fn default_max_in_flight() -> usize {
     1024
 }
@@ -158,6 +163,10 @@ pub struct NodeConfig {
     /// How often a heartbeat goes to the authority.
     #[serde(default = "default_heartbeat_interval")]
     pub heartbeat_interval_seconds: u64,
+    /// How often new lineage records are shipped to the authority (their
+    /// metadata and digests, with a signed checkpoint); 0: never.
+    #[serde(default = "default_replication_interval")]
+    pub lineage_replication_interval_seconds: u64,
     /// The gateway's listening address.
     #[serde(default = "default_listen")]
     pub listen: String,
@@ -219,6 +228,10 @@ impl NodeConfig {
                     c.heartbeat_interval_seconds =
                         v.parse().map_err(|_| format!("{k}={v:?} is not a number of seconds"))?
                 }
+                "LINEAGE_REPLICATION_INTERVAL_SECONDS" => {
+                    c.lineage_replication_interval_seconds =
+                        v.parse().map_err(|_| format!("{k}={v:?} is not a number of seconds"))?
+                }
                 "LISTEN" => c.listen = v,
                 "UPSTREAM" => c.upstream = Some(v),
                 "OTLP_ENDPOINT" => c.otlp_endpoint = Some(v),
@@ -234,7 +247,7 @@ impl NodeConfig {
                         _ => return Err(format!("{k}={v:?} must be true or false")),
                     }
                 }
-                other => return Err(format!("unknown override {PREFIX}{other} (fields: NODE, AUTHORITY, TRUST_ROOT, KEY, SCOPES, MAX_STALENESS_SECONDS, DATA_DIR, ANCHOR_INTERVAL_SECONDS, HEARTBEAT_INTERVAL_SECONDS, LISTEN, UPSTREAM, STORE_CONTENT, OTLP_ENDPOINT, MAX_IN_FLIGHT, STATUS_ACCESS, METRICS_ACCESS)")),
+                other => return Err(format!("unknown override {PREFIX}{other} (fields: NODE, AUTHORITY, TRUST_ROOT, KEY, SCOPES, MAX_STALENESS_SECONDS, DATA_DIR, ANCHOR_INTERVAL_SECONDS, HEARTBEAT_INTERVAL_SECONDS, LINEAGE_REPLICATION_INTERVAL_SECONDS, LISTEN, UPSTREAM, STORE_CONTENT, OTLP_ENDPOINT, MAX_IN_FLIGHT, STATUS_ACCESS, METRICS_ACCESS)")),
             }
         }
         let base = path.parent().unwrap_or(Path::new("."));
@@ -294,6 +307,14 @@ impl NodeConfig {
         }
         if self.anchor_interval_seconds == 0 || self.heartbeat_interval_seconds == 0 {
             return Err("anchor_interval_seconds and heartbeat_interval_seconds must be positive".into());
+        }
+        if self.store_content && self.lineage_replication_interval_seconds > 0 {
+            return Err(
+                "store_content = true keeps prompts and outputs in the lineage records, and \
+                        lineage_replication_interval_seconds ships those records to the authority; content never \
+                        leaves the node, so keeping it needs lineage_replication_interval_seconds = 0"
+                    .into(),
+            );
         }
         if let Some(u) = &self.otlp_endpoint {
             if !(u.starts_with("http://") || u.starts_with("https://")) {

@@ -25,6 +25,7 @@
 mod audit;
 mod error;
 mod log;
+mod mirror;
 mod sequencer;
 mod sqlite;
 mod store;
@@ -32,6 +33,7 @@ mod store;
 pub use audit::{audit, AuditError, AuditReport, Auditor};
 pub use error::StoreError;
 pub use log::{Appended, Log, MAX_ENTRY_BYTES};
+pub use mirror::{Extended, Mirror, MirrorError};
 pub use sequencer::{Receipt, Sequencer, SequencerConfig, SubmitError};
 pub use sqlite::SqliteStore;
 pub use store::{read_tile, Batch, LogStore, Nodes};

@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::world::{
-    agent, approved_node, caller_table, get_json, json_lines, revoke, start_mock, wait_for, world, Killed,
+    agent, approved_node, call, caller_table, chat, eventually, get_json, revoke, start_gateway, wait_for, world,
+    Killed,
 };
 use common::{mg_line, ok, s, stderr, stdout};
 use serde_json::{json, Value};
@@ -125,32 +126,6 @@ fn exec_runs_the_server_only_while_the_model_is_proven() {
     assert!(text.contains("ignored SIGTERM for 1 s and was killed"), "{text}");
 }
 
-struct Gateway {
-    url: String,
-    events: std::sync::mpsc::Receiver<Value>,
-    _node: Killed,
-    mock: modelgate_testkit::MockServer,
-}
-
-fn start_gateway(config: &std::path::Path) -> Gateway {
-    let (mock, upstream) = start_mock(8, 60);
-    let mut node = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(["node", "serve", "--config", s(config), "--interval-ms", "100"])
-        .env("MODELGATE_NODE_UPSTREAM", &upstream)
-        .env("MODELGATE_NODE_LISTEN", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let events = json_lines(node.stdout.take().unwrap());
-    let listening = wait_for(&events, 20, "listening", |v| v.get("listening").is_some());
-    Gateway {
-        url: listening["listening"].as_str().unwrap().to_owned(),
-        events,
-        _node: Killed(node),
-        mock,
-    }
-}
-
 const TOKEN: &str = "scoring-service-secret";
 const AUDITOR: &str = "auditor-secret";
 
@@ -170,35 +145,6 @@ fn get_json_as(url: &str, token: &str) -> Value {
     serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
 }
 
-fn call(url: &str, token: Option<&str>, scope: Option<&str>, body: &Value) -> (u16, ureq::http::HeaderMap, Value) {
-    let mut req = agent()
-        .post(&format!("{url}/v1/chat/completions"))
-        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-    if let Some(t) = token {
-        req = req.header("Authorization", &format!("Bearer {t}"));
-    }
-    if let Some(sc) = scope {
-        req = req.header("x-modelgate-scope", sc);
-    }
-    let mut r = req
-        .header("Content-Type", "application/json")
-        .send(body.to_string())
-        .unwrap();
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    let text = r.body_mut().read_to_string().unwrap_or_default();
-    (
-        status,
-        headers,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-fn chat(stream: bool) -> Value {
-    json!({"model": "credit", "stream": stream, "messages": [{"role": "user", "content": "score applicant 42"}]})
-}
-
-/// Poll `f` every 50 ms for up to `secs`.
 /// A streamed chat call by the test's caller; the answer's body is read by the test.
 fn stream(url: &str) -> ureq::http::Response<ureq::Body> {
     agent()
@@ -214,20 +160,6 @@ fn edit_config(config: &std::path::Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(config).unwrap();
     assert!(text.contains(from), "{from:?} is not in {}", config.display());
     std::fs::write(config, text.replace(from, to)).unwrap();
-}
-
-fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> (T, Duration) {
-    let start = Instant::now();
-    loop {
-        if let Some(x) = f() {
-            return (x, start.elapsed());
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "{what}: not within {secs} s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A minimal OTLP/HTTP collector: answers 200 to every POST and keeps the bodies.

@@ -324,7 +324,7 @@ fn the_saved_viewer_and_the_cli_agree_on_every_proof() {
         "the saved viewer is prefilled with the log key"
     );
 
-    let mut rng = Rng(0x5eed_0f_7e57);
+    let mut rng = Rng(0x005e_ed0f_7e57);
     let key = |name: &str, t: KeyType, seed: u8| SignerKey::from_seed(name, t, &[seed; 32]).unwrap();
     let log = key("example.org/log", KeyType::Ed25519, 1);
     let w1 = key("witness-1.example", KeyType::CosignatureV1, 2);
@@ -332,7 +332,7 @@ fn the_saved_viewer_and_the_cli_agree_on_every_proof() {
     let stranger = key("example.org/log", KeyType::Ed25519, 9).verifier().to_string();
     let mut bases = from_authority(&url, &log_key);
     bases.extend(synthetic(1, &log, &[], 0, &mut rng));
-    bases.extend(synthetic(7, &log, &[w1.clone()], 1, &mut rng));
+    bases.extend(synthetic(7, &log, std::slice::from_ref(&w1), 1, &mut rng));
     bases.extend(synthetic(64, &log, &[w1.clone(), w2.clone()], 2, &mut rng));
     bases.extend(synthetic(1000, &log, &[w1, w2], 1, &mut rng));
     let per = 1100usize.div_ceil(bases.len());

@@ -3,9 +3,10 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::{mg, mg_line, ok, s, serve, stderr, stdout, Server};
 
@@ -273,4 +274,75 @@ pub fn caller_table(name: &str, token: &str, groups: &[&str], scopes: &[&str]) -
         serde_json::json!(groups),
         serde_json::json!(scopes)
     )
+}
+
+/// A gateway (`node serve`) in front of a mock upstream, and its events.
+pub struct Gateway {
+    pub url: String,
+    pub events: std::sync::mpsc::Receiver<Value>,
+    pub node: Killed,
+    pub mock: modelgate_testkit::MockServer,
+}
+
+pub fn start_gateway(config: &std::path::Path) -> Gateway {
+    let (mock, upstream) = start_mock(8, 60);
+    let mut node = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["node", "serve", "--config", s(config), "--interval-ms", "100"])
+        .env("MODELGATE_NODE_UPSTREAM", &upstream)
+        .env("MODELGATE_NODE_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = json_lines(node.stdout.take().unwrap());
+    let listening = wait_for(&events, 20, "listening", |v| v.get("listening").is_some());
+    Gateway {
+        url: listening["listening"].as_str().unwrap().to_owned(),
+        events,
+        node: Killed(node),
+        mock,
+    }
+}
+
+/// A chat call by `token` (and scope): status, headers, body.
+pub fn call(url: &str, token: Option<&str>, scope: Option<&str>, body: &Value) -> (u16, ureq::http::HeaderMap, Value) {
+    let mut req = agent()
+        .post(&format!("{url}/v1/chat/completions"))
+        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    if let Some(sc) = scope {
+        req = req.header("x-modelgate-scope", sc);
+    }
+    let mut r = req
+        .header("Content-Type", "application/json")
+        .send(body.to_string())
+        .unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+pub fn chat(stream: bool) -> Value {
+    json!({"model": "credit", "stream": stream, "messages": [{"role": "user", "content": "score applicant 42"}]})
+}
+
+/// Poll `f` every 50 ms for up to `secs`.
+pub fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> (T, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(x) = f() {
+            return (x, start.elapsed());
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "{what}: not within {secs} s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

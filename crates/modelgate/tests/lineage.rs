@@ -1,0 +1,228 @@
+//! Lineage replication end to end: a real authority and a real gateway. The
+//! node ships its lineage records to the authority, which keeps them only
+//! when they prove themselves (the node's signed checkpoint, consistency, its
+//! anchors), indexes them for search, serves each with its inclusion proof,
+//! refuses a batch that is not what it claims without keeping anything, and
+//! keeps as evidence a checkpoint the node signed that contradicts the
+//! history it holds.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use common::s;
+use common::world::{agent, approved_node, call, caller_table, chat, eventually, get_json, start_gateway, world};
+use modelgate_tlog::{leaf_hash, verify_inclusion, Checkpoint, CheckpointPolicy, Hash, SignerKey, VerifierKey};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "replicated-caller-secret";
+
+fn post(url: &str, body: &Value) -> (u16, Value, Option<String>) {
+    let mut r = agent()
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(body.to_string())
+        .unwrap();
+    let status = r.status().as_u16();
+    let size = r
+        .headers()
+        .get("x-modelgate-lineage-size")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null), size)
+}
+
+#[test]
+fn a_nodes_lineage_is_replicated_proven_searchable_and_forks_are_evidence() {
+    let w = world();
+    let url = w.server.url.clone();
+    let config = approved_node(
+        &w,
+        &format!(
+            "anchor_interval_seconds = 1\nlineage_replication_interval_seconds = 1\n{}",
+            caller_table("scoring-service", TOKEN, &[], &["prod/credit/scoring"])
+        ),
+    );
+    let g = start_gateway(&config);
+    common::world::wait_for(&g.events, 20, "Serving", |v| v["state"] == "Serving");
+    let mut ids = Vec::new();
+    for _ in 0..12 {
+        let (st, h, body) = call(&g.url, Some(TOKEN), None, &chat(false));
+        assert_eq!(st, 200, "{body}");
+        ids.push(h["x-modelgate-lineage-id"].to_str().unwrap().parse::<u64>().unwrap());
+    }
+    // A denial, recorded too: a scope the caller may not use.
+    let (st, h, _) = call(&g.url, Some(TOKEN), Some("prod/other"), &chat(false));
+    assert_eq!(st, 403);
+    let denied: u64 = h["x-modelgate-lineage-id"].to_str().unwrap().parse().unwrap();
+
+    // The authority catches up with the node's lineage log.
+    let (held, took) = eventually(20, "the authority holds every record", || {
+        let held = get_json(&format!("{url}/api/v1/nodes/node-1/lineage"))["size"]
+            .as_u64()
+            .unwrap();
+        (held > denied).then_some(held)
+    });
+    println!("replicated {held} records in {} ms", took.as_millis());
+
+    // Searchable: by caller, by decision and reason, by model digest prefix.
+    let search = |q: &str| -> Vec<Value> {
+        get_json(&format!("{url}/api/v1/lineage?{q}"))["records"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let calls = search("caller=scoring-service&node=node-1&limit=100");
+    assert_eq!(calls.len(), 13, "{calls:?}");
+    let allowed = search("decision=allow&limit=100");
+    assert_eq!(allowed.len(), 12);
+    assert!(allowed
+        .iter()
+        .all(|r| r["digest"] == w.digest.as_str() && r["model"] == "credit"));
+    let denials = search("decision=deny");
+    assert_eq!(denials.len(), 1, "{denials:?}");
+    assert_eq!(denials[0]["index"], denied);
+    assert_eq!(denials[0]["code"], "ScopeNotPermitted", "{denials:?}");
+    assert_eq!(search(&format!("model={}", &w.digest[..12])).len(), 12);
+    assert_eq!(search("model=credit&limit=5").len(), 5);
+    assert_eq!(search(&format!("id={}", ids[3]))[0]["index"], ids[3]);
+    assert!(search("caller=nobody").is_empty());
+    // Newest first by default, oldest first on request.
+    let newest = search("limit=100");
+    let oldest = search("limit=100&oldest_first=true");
+    assert_eq!(newest.first(), oldest.last());
+
+    // A record from the authority, proven against the node's signed checkpoint.
+    let r = get_json(&format!("{url}/api/v1/nodes/node-1/lineage/{}", ids[0]));
+    assert_eq!(r["record"]["type"], "request", "{r}");
+    assert!(r["record"].get("body").is_none());
+    let node_vkey = get_json(&format!("{url}/api/v1/nodes"))
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "node-1")
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let policy = CheckpointPolicy::new(VerifierKey::parse(&node_vkey).unwrap(), vec![], 0).unwrap();
+    let cp = policy
+        .verify(r["checkpoint"].as_str().unwrap().as_bytes())
+        .unwrap()
+        .checkpoint;
+    let entry = B64.decode(r["entry"].as_str().unwrap()).unwrap();
+    let proof: Vec<Hash> = r["inclusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| B64.decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+        .collect();
+    verify_inclusion(&leaf_hash(&entry), ids[0], cp.size, &proof, &cp.root).unwrap();
+
+    // Batches that are not what they claim: refused, nothing kept.
+    let key = SignerKey::parse(std::fs::read_to_string(w.dir.path().join("node.skey")).unwrap().trim()).unwrap();
+    let lineage_url = format!("{url}/api/v1/nodes/node-1/lineage");
+    let sign = |size: u64, root: Hash| -> String {
+        let note = Checkpoint {
+            origin: key.name().to_owned(),
+            size,
+            root,
+            extensions: vec![],
+        }
+        .sign(&key)
+        .unwrap()
+        .to_bytes();
+        String::from_utf8(note).unwrap()
+    };
+    let fake = br#"{"type":"request","time":1,"node":"node-1","principal":"forged"}"#.to_vec();
+    // Records that do not make the signed root (anyone can send those).
+    let (st, body, _) = post(
+        &lineage_url,
+        &json!({"from": held, "records": [B64.encode(&fake)], "checkpoint": sign(held + 1, [7; 32]), "consistency": []}),
+    );
+    assert_eq!(st, 422, "{body}");
+    assert_eq!(body["error"]["code"], "lineage-invalid");
+    // Not at the size held: a gap, the size held in a header.
+    let (st, body, size) = post(
+        &lineage_url,
+        &json!({"from": held + 5, "records": [B64.encode(&fake)], "checkpoint": sign(held + 6, [7; 32]), "consistency": []}),
+    );
+    assert_eq!(st, 409, "{body}");
+    assert_eq!(body["error"]["code"], "lineage-gap");
+    assert_eq!(size.as_deref(), Some(held.to_string().as_str()));
+    // Content never leaves a node.
+    let with_body = br#"{"type":"request","time":1,"body":"the prompt"}"#.to_vec();
+    let (st, body, _) = post(
+        &lineage_url,
+        &json!({"from": held, "records": [B64.encode(&with_body)], "checkpoint": sign(held + 1, [7; 32]), "consistency": []}),
+    );
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (422, Some("lineage-content")),
+        "{body}"
+    );
+    // A checkpoint not signed by the node's key.
+    let other = SignerKey::from_seed(key.name(), modelgate_tlog::KeyType::Ed25519, &[9; 32]).unwrap();
+    let forged = Checkpoint {
+        origin: key.name().to_owned(),
+        size: 3,
+        root: [1; 32],
+        extensions: vec![],
+    }
+    .sign(&other)
+    .unwrap()
+    .to_bytes();
+    let (st, body, _) = post(
+        &lineage_url,
+        &json!({"from": 0, "records": [], "checkpoint": String::from_utf8(forged).unwrap(), "consistency": []}),
+    );
+    assert_eq!(st, 422, "{body}");
+    // Unknown fields, unknown nodes.
+    let (st, _, _) = post(
+        &lineage_url,
+        &json!({"from": 0, "records": [], "checkpoint": "", "consistency": [], "x": 1}),
+    );
+    assert_eq!(st, 422);
+    let (st, _, _) = post(
+        &format!("{url}/api/v1/nodes/node-9/lineage"),
+        &json!({"from": 0, "records": [], "checkpoint": "", "consistency": []}),
+    );
+    assert_eq!(st, 404);
+    assert!(get_json(&format!("{url}/api/v1/lineage/evidence"))["evidence"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let still = get_json(&lineage_url)["size"].as_u64().unwrap();
+    assert!(still >= held);
+    assert_eq!(search("caller=forged").len(), 0);
+
+    // The node's own key signs another history at a size the authority
+    // holds: refused, and kept as evidence with both signed checkpoints.
+    let (st, body, _) = post(
+        &lineage_url,
+        &json!({"from": 0, "records": [], "checkpoint": sign(3, [5; 32]), "consistency": []}),
+    );
+    // A batch of no records for size 3 claims from 0: its size disagrees.
+    assert_eq!(st, 422, "{body}");
+    let (st, body, _) = post(
+        &lineage_url,
+        &json!({"from": 2, "records": [B64.encode(&fake)], "checkpoint": sign(3, [5; 32]), "consistency": []}),
+    );
+    assert_eq!(st, 409, "{body}");
+    assert_eq!(body["error"]["code"], "lineage-inconsistent", "{body}");
+    let ev = get_json(&format!("{url}/api/v1/lineage/evidence"));
+    let ev = &ev["evidence"][0];
+    assert_eq!(ev["node"], "node-1");
+    assert!(policy.verify(ev["offered"].as_str().unwrap().as_bytes()).is_ok());
+    assert!(policy.verify(ev["held"].as_str().unwrap().as_bytes()).is_ok());
+    // The node goes on replicating: a new call reaches the authority.
+    let (st, h, _) = call(&g.url, Some(TOKEN), None, &chat(false));
+    assert_eq!(st, 200);
+    let last: u64 = h["x-modelgate-lineage-id"].to_str().unwrap().parse().unwrap();
+    eventually(20, "the next call is replicated", || {
+        (get_json(&lineage_url)["size"].as_u64().unwrap() > last).then_some(())
+    });
+    // The authority's data directory holds the mirror; a restart keeps it.
+    assert!(w.data.join("lineage/index.db").exists(), "{}", s(&w.data));
+}
