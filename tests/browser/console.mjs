@@ -64,7 +64,9 @@ async function noInjection(page, path) {
     handlers: [...document.querySelectorAll("*")].filter((e) => [...e.attributes].some((a) => a.name.startsWith("on"))).length,
   }));
   check(injected.imgs === 0, `${path}: no injected <img>`);
-  check(injected.scripts.length === 1 && injected.scripts[0].endsWith("/assets/console.js"), `${path}: only the console's own script (${injected.scripts.join(", ")})`);
+  const ours = (s) => ["/assets/console.js", "/assets/verify.js", "/assets/viewer.js"].some((a) => s.endsWith(a));
+  check(injected.scripts.length >= 1 && injected.scripts[0].endsWith("/assets/console.js") && injected.scripts.every(ours),
+    `${path}: only the console's own scripts (${injected.scripts.join(", ")})`);
   check(injected.handlers === 0, `${path}: no element with an on* attribute`);
 }
 
@@ -86,20 +88,41 @@ const pages = [
   ["/entries", "log", ["trust-root", "policy-set", "approval", "exception", "node-enrollment"]],
   ["/entries/1", "entry", ["Payload", "tlog-proof", "root-1"]],
   ["/health", "health", ["Serving", "AuditVerified", "Calls per second"]],
+  ["/lineage", "lineage", ["Lineage id", HOSTILE[0], "allowed", "dev-caller"]],
+  ["/lineage?since=yesterday", null, ["is not a time", "Lineage id"]],
+  ["/proof?index=1", "proof", ["Keys you trust", "The log's verifier key", "Ready: verification runs in this page."]],
 ];
 
 for (const [path, name, wants] of pages) {
   const { page, status } = await open(context, path);
-  check(status === 200, `${path}: 200 (got ${status})`);
+  const want = name === null ? 400 : 200;
+  check(status === want, `${path}: ${want} (got ${status})`);
   const text = await page.evaluate(() => document.body.innerText);
   for (const w of wants) check(text.includes(w), `${path}: shows ${JSON.stringify(w)}`);
   await noInjection(page, path);
-  if (shots) {
+  if (shots && name !== null) {
     mkdirSync(shots, { recursive: true });
     await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
   }
   await page.close();
   await axe(path);
+}
+
+// A call's record, reached from the explorer: its chain, each link named.
+{
+  const { page } = await open(context, "/lineage");
+  await page.locator("td a[href*='/lineage/']").first().click();
+  await page.waitForLoadState("load");
+  const text = await page.evaluate(() => document.body.innerText);
+  for (const w of ["Its chain", "Record in the node's lineage log", "Node enrollment", "Model registration", "Approval", "Policy set in force", "Trust root in force"]) {
+    check(text.includes(w), `lineage record: shows ${JSON.stringify(w)}`);
+  }
+  check(text.includes(HOSTILE[0]), "lineage record: the hostile model name shown as text");
+  await noInjection(page, "lineage record");
+  if (shots) await page.screenshot({ path: join(shots, "lineage-record.png"), fullPage: true });
+  const recordPath = new URL(page.url()).pathname;
+  await page.close();
+  await axe(recordPath);
 }
 
 // The model page, reached by following the link from the models list, shows the hostile exception as text.

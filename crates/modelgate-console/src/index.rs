@@ -68,6 +68,24 @@ pub struct Index {
     pub history: BTreeMap<String, VecDeque<Sample>>,
     /// The last heartbeat time sampled per node.
     sampled: BTreeMap<String, u64>,
+    /// Node id → its anchors: (lineage size anchored, entry index), oldest first.
+    pub anchors: BTreeMap<String, Vec<(u64, u64)>>,
+}
+
+impl Index {
+    /// The first anchor of `node` that covers lineage record `record`:
+    /// (lineage size anchored, entry index).
+    pub fn anchor_covering(&self, node: &str, record: u64) -> Option<(u64, u64)> {
+        let a = self.anchors.get(node)?;
+        let i = a.partition_point(|(size, _)| *size <= record);
+        a.get(i).copied()
+    }
+
+    /// The latest version in `versions` logged before `size` (in force in
+    /// the state of the log's first `size` entries).
+    pub fn in_force(versions: &[Version], size: u64) -> Option<&Version> {
+        versions.iter().rev().find(|v| v.index < size)
+    }
 }
 
 fn decode(bytes: &[u8]) -> Option<(Envelope, Value)> {
@@ -154,6 +172,15 @@ impl Index {
                     if let Some(v) = self.trust_roots.last_mut() {
                         v.0.signers = signers;
                     }
+                }
+            }
+            Some("node-anchor") => {
+                let size = payload["checkpoint"]
+                    .as_str()
+                    .and_then(|c| c.lines().nth(1))
+                    .and_then(|s| s.parse::<u64>().ok());
+                if let (Some(node), Some(size)) = (payload["node"].as_str(), size) {
+                    self.anchors.entry(node.to_owned()).or_default().push((size, index));
                 }
             }
             Some("policy-set") => {

@@ -118,6 +118,8 @@ pub fn router(console: Shared) -> Router {
         .route("/find", get(find))
         .route("/health", get(health))
         .route("/health.json", get(health_json))
+        .route("/lineage", get(lineage_explorer))
+        .route("/lineage/{node}/{index}", get(lineage_record))
         .route("/proof", get(proof_viewer))
         .route("/proof/viewer.html", get(viewer_file))
         .route(
@@ -163,13 +165,23 @@ fn asset(body: &'static str, kind: &'static str) -> Response {
 
 /// Run a page builder off the async threads (it may read the store).
 async fn page(c: Shared, f: impl FnOnce(&Console) -> Result<maud::Markup, Miss> + Send + 'static) -> Response {
+    page_with_status(c, move |c| f(c).map(|m| (StatusCode::OK, m))).await
+}
+
+/// [`page`] for a page that chooses its own status (a form answered with
+/// what was wrong in it).
+async fn page_with_status(
+    c: Shared,
+    f: impl FnOnce(&Console) -> Result<(StatusCode, maud::Markup), Miss> + Send + 'static,
+) -> Response {
     let r = tokio::task::spawn_blocking(move || {
         c.refresh();
         f(&c)
     })
     .await;
     match r {
-        Ok(Ok(m)) => (
+        Ok(Ok((status, m))) => (
+            status,
             [
                 (header::CONTENT_TYPE, "text/html; charset=utf-8"),
                 (header::CACHE_CONTROL, "no-cache"),
@@ -215,6 +227,20 @@ async fn trust_root(State(c): State<Shared>) -> Response {
 #[derive(serde::Deserialize)]
 struct From {
     from: Option<u64>,
+}
+
+async fn lineage_explorer(State(c): State<Shared>, Query(q): Query<pages::ExplorerQuery>) -> Response {
+    page_with_status(c, move |c| pages::lineage_explorer(c, &q)).await
+}
+
+async fn lineage_record(State(c): State<Shared>, Path((node, index)): Path<(String, String)>) -> Response {
+    page(c, move |c| {
+        let i = index
+            .parse::<u64>()
+            .map_err(|_| Miss(StatusCode::BAD_REQUEST, format!("{index:?} is not a lineage id")))?;
+        pages::lineage_record(c, &node, i)
+    })
+    .await
 }
 
 #[derive(serde::Deserialize)]

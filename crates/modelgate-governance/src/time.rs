@@ -26,8 +26,80 @@ pub fn utc(ts: u64) -> (i64, u8, u8, u8, u8, u8) {
     )
 }
 
+/// POSIX seconds of a UTC civil date and time (the inverse of [`utc`]);
+/// `None` for a date that does not exist or precedes 1970.
+pub fn from_utc(year: i64, month: u8, day: u8, hour: u8, minute: u8, second: u8) -> Option<u64> {
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days_in = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1..=12).contains(&month)
+        || day == 0
+        || day > days_in[usize::from(month - 1)]
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    let y = year - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let t = days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second);
+    u64::try_from(t).ok()
+}
+
+/// A time as a person types it: POSIX seconds, or a UTC date and time
+/// `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM` or `YYYY-MM-DDTHH:MM:SS` (a space for
+/// the `T` too).
+pub fn parse_time(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse().ok();
+    }
+    let (date, clock) = s.split_once(['T', ' ']).unwrap_or((s, "00:00"));
+    let d: Vec<&str> = date.split('-').collect();
+    let c: Vec<&str> = clock.split(':').collect();
+    if d.len() != 3 || !(2..=3).contains(&c.len()) {
+        return None;
+    }
+    let n = |x: &str| x.parse::<u8>().ok();
+    from_utc(
+        d[0].parse().ok()?,
+        n(d[1])?,
+        n(d[2])?,
+        n(c[0])?,
+        n(c[1])?,
+        c.get(2).map_or(Some(0), |x| n(x))?,
+    )
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn civil_times_round_trip() {
+        for t in [0, 951_782_400, 1_796_409_656, 4_102_444_799, 86_399, 1_709_251_199] {
+            let (y, mo, d, h, mi, s) = super::utc(t);
+            assert_eq!(super::from_utc(y, mo, d, h, mi, s), Some(t));
+        }
+        assert_eq!(super::parse_time("2026-12-04T18:40:56"), Some(1_796_409_656));
+        assert_eq!(super::parse_time("2026-12-04 18:40"), Some(1_796_409_600));
+        assert_eq!(super::parse_time("1796409656"), Some(1_796_409_656));
+        assert_eq!(super::parse_time("2026-12-04"), Some(1_796_342_400));
+        for bad in [
+            "2026-02-30",
+            "2026-13-01",
+            "2026-12-04T24:00",
+            "yesterday",
+            "",
+            "1969-12-31",
+        ] {
+            assert_eq!(super::parse_time(bad), None, "{bad}");
+        }
+    }
+
     #[test]
     fn known_dates() {
         assert_eq!(super::utc(0), (1970, 1, 1, 0, 0, 0));

@@ -128,11 +128,41 @@ fn the_console_in_chromium() {
         url: String::new(),
     };
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut gateway = String::new();
     for l in out.lines() {
-        if l.unwrap().contains("\"state\":\"Serving\"") {
+        let l = l.unwrap();
+        if let Some(u) = serde_json::from_str::<serde_json::Value>(&l)
+            .ok()
+            .and_then(|v| v["listening"].as_str().map(str::to_owned))
+        {
+            gateway = u;
+        }
+        if l.contains("\"state\":\"Serving\"") {
             break;
         }
         assert!(Instant::now() < deadline, "the node never served");
+    }
+    // Three governed calls, replicated to the authority for the lineage explorer.
+    let caller = std::fs::read_to_string(dev.join("node/caller.token")).unwrap();
+    for _ in 0..3 {
+        let st = common::world::agent()
+            .post(&format!("{gateway}/v1/chat/completions"))
+            .header("Authorization", &format!("Bearer {}", caller.trim()))
+            .header("Content-Type", "application/json")
+            .send(serde_json::json!({"model": name, "messages": [{"role": "user", "content": "hi"}]}).to_string())
+            .unwrap()
+            .status()
+            .as_u16();
+        assert_eq!(st, 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while common::world::get_json(&format!("{url}/api/v1/lineage?decision=allow"))["records"]
+        .as_array()
+        .map_or(0, Vec::len)
+        < 3
+    {
+        assert!(Instant::now() < deadline, "the calls were not replicated");
+        std::thread::sleep(Duration::from_millis(200));
     }
     // Its first heartbeat follows its first pass.
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -216,6 +216,15 @@ fn a_nodes_lineage_is_replicated_proven_searchable_and_forks_are_evidence() {
     assert_eq!(ev["node"], "node-1");
     assert!(policy.verify(ev["offered"].as_str().unwrap().as_bytes()).is_ok());
     assert!(policy.verify(ev["held"].as_str().unwrap().as_bytes()).is_ok());
+    // The console shows it to anyone.
+    let page = agent()
+        .get(&format!("{url}/lineage"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(page.contains("Evidence: a node signed two histories"), "{page}");
     // The node goes on replicating: a new call reaches the authority.
     let (st, h, _) = call(&g.url, Some(TOKEN), None, &chat(false));
     assert_eq!(st, 200);
