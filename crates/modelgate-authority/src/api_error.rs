@@ -83,6 +83,8 @@ pub enum ApiError {
     LineageInconsistent(String),
     /// A lineage batch with prompt or output content.
     LineageContent(String),
+    /// A record whose proof cannot be made until the node anchors it.
+    NotYetAnchored(String),
     /// A fault of the authority itself.
     Internal {
         /// A stable code naming the part that failed (`store`, `fold`, …).
@@ -138,6 +140,7 @@ impl ApiError {
             ApiError::LineageInvalid(_) => (S::UNPROCESSABLE_ENTITY, "lineage-invalid", None),
             ApiError::LineageInconsistent(_) => (S::CONFLICT, "lineage-inconsistent", None),
             ApiError::LineageContent(_) => (S::UNPROCESSABLE_ENTITY, "lineage-content", None),
+            ApiError::NotYetAnchored(_) => (S::CONFLICT, "not-yet-anchored", Some(5)),
             ApiError::Internal { code, .. } => (S::INTERNAL_SERVER_ERROR, code, None),
         }
     }
@@ -177,7 +180,8 @@ impl ApiError {
             | ApiError::LineageGap(m)
             | ApiError::LineageInvalid(m)
             | ApiError::LineageInconsistent(m)
-            | ApiError::LineageContent(m) => m.clone(),
+            | ApiError::LineageContent(m)
+            | ApiError::NotYetAnchored(m) => m.clone(),
         }
     }
 }

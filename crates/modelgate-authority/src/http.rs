@@ -112,6 +112,7 @@ pub fn router(a: Shared) -> Router {
             get(lineage_size).post(lineage_post.layer(DefaultBodyLimit::max(crate::lineage::MAX_BATCH_BYTES))),
         )
         .route("/api/v1/nodes/{id}/lineage/{index}", get(lineage_record))
+        .route("/api/v1/nodes/{id}/lineage/{index}/proof", get(lineage_proof))
         .route("/api/v1/lineage", get(lineage_search))
         .route("/api/v1/lineage/evidence", get(lineage_evidence))
         .route("/api/v1/policy", get(policy))
@@ -722,6 +723,18 @@ async fn lineage_search(
     match tokio::task::spawn_blocking(move || a.lineage.search(&q, p.offset, p.limit)).await {
         Ok(Ok(rows)) => Json(json!({ "records": rows })).into_response(),
         Ok(Err(e)) => lineage_error(e),
+        Err(e) => ApiError::internal("internal", e).into_response(),
+    }
+}
+
+/// The full-chain proof of a replicated record (`modelgate lineage verify`).
+async fn lineage_proof(AxState(a): AxState<Shared>, Path((id, index)): Path<(String, u64)>) -> Response {
+    use crate::proof::ProofUnavailable as P;
+    match tokio::task::spawn_blocking(move || crate::proof::full_proof(&a, &id, index)).await {
+        Ok(Ok(p)) => Json(p).into_response(),
+        Ok(Err(P::NotFound(m))) => ApiError::NotInLog(m).into_response(),
+        Ok(Err(P::NotYet(m))) => ApiError::NotYetAnchored(m).into_response(),
+        Ok(Err(P::Store(m))) => ApiError::internal("lineage", m).into_response(),
         Err(e) => ApiError::internal("internal", e).into_response(),
     }
 }

@@ -39,6 +39,7 @@ pub mod limit;
 pub mod lineage;
 pub mod listen;
 pub mod pending;
+pub mod proof;
 pub mod service;
 pub mod snapshot;
 pub mod tokens;

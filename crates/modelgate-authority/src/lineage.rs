@@ -404,8 +404,44 @@ impl Lineage {
         Ok(added)
     }
 
+    /// The digests indexed that start with `prefix` (lowercase hex): two
+    /// index seeks when one model matches (the usual case), so the search
+    /// can follow the (digest, time) index in time order instead of sorting
+    /// every record of the model.
+    fn digests_with_prefix(&self, prefix: &str) -> Result<Vec<String>, LineageError> {
+        let c = self
+            .index
+            .lock()
+            .map_err(|_| LineageError::Store("lock poisoned".into()))?;
+        let end = format!("{prefix}g");
+        let mut out: Vec<String> = Vec::new();
+        let mut st =
+            c.prepare_cached("SELECT digest FROM calls WHERE digest > ?1 AND digest < ?2 ORDER BY digest LIMIT 1")?;
+        let mut after = prefix.to_owned();
+        // At most a few distinct models share a prefix of 8+ hex digits.
+        while out.len() < 16 {
+            let next: Option<String> = st.query_row(params![after, end], |r| r.get(0)).optional()?;
+            match next {
+                Some(d) => {
+                    after = d.clone();
+                    out.push(d);
+                }
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
     /// Search the index: up to `limit` rows after skipping `offset`.
     pub fn search(&self, q: &Search, offset: u64, limit: u64) -> Result<Vec<Row>, LineageError> {
+        // A digest prefix names models: resolve it first (outside the
+        // statement below, which holds the index's lock).
+        let digests = match q.model.as_deref() {
+            Some(m) if m.len() >= 8 && m.len() < 64 && m.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some(self.digests_with_prefix(&m.to_ascii_lowercase())?)
+            }
+            _ => None,
+        };
         let mut sql = String::from(
             "SELECT node, idx, time, kind, model, digest, principal, scope, decision, code FROM calls WHERE 1=1",
         );
@@ -437,16 +473,17 @@ impl Lineage {
             let is_digest = m.len() >= 8 && m.bytes().all(|b| b.is_ascii_hexdigit());
             if is_digest && m.len() == 64 {
                 eq(&mut sql, "digest", V::Text(m.to_ascii_lowercase()));
-            } else if is_digest {
-                // A prefix: a range on the digest index.
-                let lo = m.to_ascii_lowercase();
-                args.push(V::Text(lo.clone()));
-                args.push(V::Text(format!("{lo}g")));
-                sql.push_str(&format!(
-                    " AND (digest >= ?{} AND digest < ?{})",
-                    args.len() - 1,
-                    args.len()
-                ));
+            } else if let Some(ds) = &digests {
+                // A prefix, resolved to the digests it matches.
+                if ds.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut marks = Vec::new();
+                for d in ds {
+                    args.push(V::Text(d.clone()));
+                    marks.push(format!("?{}", args.len()));
+                }
+                sql.push_str(&format!(" AND digest IN ({})", marks.join(", ")));
             } else {
                 eq(&mut sql, "model", V::Text(m.to_owned()));
             }

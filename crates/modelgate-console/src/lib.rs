@@ -120,6 +120,7 @@ pub fn router(console: Shared) -> Router {
         .route("/health.json", get(health_json))
         .route("/lineage", get(lineage_explorer))
         .route("/lineage/{node}/{index}", get(lineage_record))
+        .route("/lineage/{node}/{index}/proof", get(lineage_proof))
         .route("/proof", get(proof_viewer))
         .route("/proof/viewer.html", get(viewer_file))
         .route(
@@ -241,6 +242,31 @@ async fn lineage_record(State(c): State<Shared>, Path((node, index)): Path<(Stri
         pages::lineage_record(c, &node, i)
     })
     .await
+}
+
+/// A record's full-chain proof, as a download (the same document as the
+/// authority's API, for a console on a listener of its own).
+async fn lineage_proof(State(c): State<Shared>, Path((node, index)): Path<(String, u64)>) -> Response {
+    use modelgate_authority::proof::ProofUnavailable as P;
+    let name = format!(
+        "attachment; filename=\"{}-{index}.proof.json\"",
+        node.replace(|ch: char| !ch.is_ascii_alphanumeric() && ch != '-', "_")
+    );
+    match tokio::task::spawn_blocking(move || modelgate_authority::proof::full_proof(&c.authority, &node, index)).await
+    {
+        Ok(Ok(p)) => (
+            [
+                (header::CONTENT_TYPE, "application/json".to_owned()),
+                (header::CONTENT_DISPOSITION, name),
+            ],
+            serde_json::to_vec_pretty(&p).unwrap_or_default(),
+        )
+            .into_response(),
+        Ok(Err(P::NotFound(m))) => (StatusCode::NOT_FOUND, m).into_response(),
+        Ok(Err(P::NotYet(m))) => (StatusCode::CONFLICT, m).into_response(),
+        Ok(Err(P::Store(m))) => (StatusCode::SERVICE_UNAVAILABLE, m).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }
 
 #[derive(serde::Deserialize)]

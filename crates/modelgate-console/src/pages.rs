@@ -1360,8 +1360,10 @@ pub fn lineage_record(c: &Console, node: &str, index: u64) -> Result<Markup, Mis
                     }
                 }
             }
-            p { "The node serves this call's offline proof chain at " code { "/lineage/" (index) }
-                "; verify it with " code { "modelgate lineage verify" } "." }
+            p { a href=(c.link(&format!("/lineage/{}/{index}/proof", urlencode(node)))) download=(format!("{node}-{index}.proof.json")) { "Download its full-chain proof" }
+                " (every link above, proven against one governance checkpoint) and verify it offline with "
+                code { "modelgate lineage verify PROOF --trust-root TRUST-ROOT" } ". The node serves its own proof of the call at "
+                code { "/lineage/" (index) } "." }
             h2 { "The record" }
             pre class="payload" { (pretty) }
         },

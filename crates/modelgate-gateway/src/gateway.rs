@@ -1385,6 +1385,9 @@ fn proof_for(gw: &Gateway, index: u64, reader: Option<&str>) -> Result<Proof, Re
             lineage_checkpoint: String::from_utf8_lossy(&note).into_owned(),
             anchor: governed(anchor.index)?,
             enrollment: governed(enrollment)?,
+            // The governance behind the call: in the authority's full-chain
+            // proof of the replicated record.
+            governance: None,
         },
     })))
 }

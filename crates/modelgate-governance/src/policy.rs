@@ -92,6 +92,13 @@ pub struct Policies {
     sliced: Arc<[Sliced]>,
 }
 
+impl Policies {
+    /// The policies' ids, as decisions name them.
+    pub fn ids(&self) -> Vec<String> {
+        self.set.policies().map(|p| p.id().to_string()).collect()
+    }
+}
+
 /// Parse and strictly validate a Cedar policy set.
 pub fn compile(text: &str) -> Result<Policies, crate::GovernanceError> {
     compile_msg(text).map_err(crate::GovernanceError::Policy)

@@ -286,6 +286,11 @@ impl TrustRoot {
         })
     }
 
+    /// The model-signing (OMS) keys: (principal, key).
+    pub fn model_keys(&self) -> &[(String, modelgate_oms::PublicKey)] {
+        &self.model_keys
+    }
+
     /// The governance key with this key id, if any.
     pub fn key(&self, key_id: &str) -> Option<VerifyingKey> {
         self.keys.get(key_id).map(|(_, k)| *k)

@@ -12,6 +12,18 @@
 //! 4. the node key is the one enrolled for that node: the `node-enrollment`
 //!    entry naming node and key is included in the same governed log.
 //!
+//! A full-chain proof (`modelgate-lineage-proof/v2`, served by the authority
+//! for every replicated record) adds the governance behind the call, every
+//! entry proven against **one** governance checkpoint, each logged before
+//! the state the node decided in (the record's `governance.size`):
+//! 5. the trust-root version, whose log key is the pinned one's;
+//! 6. the model's registration: its OMS bundle verifies with a model key of
+//!    that trust root and hashes to the record's digest;
+//! 7. the approval (or exception) the record names: its payload hash is the
+//!    record's approval id, it covers the record's model, scope and time, and
+//!    enough approvers of that trust root signed it for its risk tier;
+//! 8. the policy set in force: every policy the record says decided is in it.
+//!
 //! What an offline check does not redo is the fold itself (that the
 //! enrollment was signed by node admins of the trust root in force then):
 //! the authority and every node applied it before the entry was logged and
@@ -26,8 +38,10 @@ use modelgate_tlog::{leaf_hash, verify_inclusion, CheckpointPolicy, Hash, TlogPr
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The proof document's format tag.
+/// The proof document's format tag (the node's own proof).
 pub const PROOF_FORMAT: &str = "modelgate-lineage-proof/v1";
+/// The full-chain proof's format tag (with [`GovernanceLinks`]).
+pub const PROOF_FORMAT_V2: &str = "modelgate-lineage-proof/v2";
 
 /// Largest proof document accepted.
 pub const MAX_PROOF_BYTES: usize = 16 << 20;
@@ -58,6 +72,8 @@ pub struct VerifiedLineage {
     pub governance_size: u64,
     /// The proven records: (index in the lineage log, the record).
     pub records: Vec<(u64, Value)>,
+    /// The governance links a full-chain proof proved, each said in words.
+    pub links: Vec<String>,
 }
 
 /// The proof document a node serves at `/lineage/{id}` once the call is
@@ -115,6 +131,28 @@ pub struct ProofChain {
     pub anchor: GovernedEntry,
     /// The `node-enrollment` entry naming the node's key, in the governance log.
     pub enrollment: GovernedEntry,
+    /// The governance behind the call (full-chain proofs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub governance: Option<GovernanceLinks>,
+}
+
+/// The governance entries behind a call, each proven against `checkpoint`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GovernanceLinks {
+    /// The one governance checkpoint every entry of the proof is proven against.
+    pub checkpoint: String,
+    /// The trust-root version in force when the node decided.
+    pub trust_root: GovernedEntry,
+    /// The model's registration (absent for a record that names no model digest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration: Option<GovernedEntry>,
+    /// The approval or exception the record names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<GovernedEntry>,
+    /// The policy set in force when the node decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<GovernedEntry>,
 }
 
 /// A lineage record and its RFC 6962 inclusion proof.
@@ -196,8 +234,11 @@ pub fn verify_lineage_proof(proof: &[u8], pinned: &[u8]) -> Result<VerifiedLinea
                 .into(),
         ));
     }
-    if v["format"] != PROOF_FORMAT {
-        return Err(Malformed(format!("the proof's format is not {PROOF_FORMAT}")));
+    let full = v["format"] == PROOF_FORMAT_V2;
+    if v["format"] != PROOF_FORMAT && !full {
+        return Err(Malformed(format!(
+            "the proof's format is neither {PROOF_FORMAT} nor {PROOF_FORMAT_V2}"
+        )));
     }
     let doc: LineageProof =
         serde_json::from_value(v).map_err(|e| Malformed(format!("the proof is not a {PROOF_FORMAT} document: {e}")))?;
@@ -290,11 +331,225 @@ pub fn verify_lineage_proof(proof: &[u8], pinned: &[u8]) -> Result<VerifiedLinea
         }
         shown.push((index, rv));
     }
+    let links = match (&doc.proof.governance, full) {
+        (Some(g), true) => governance_links(&doc.proof, g, &shown, &root, &policy)?,
+        (None, true) => return Err(Malformed(format!("a {PROOF_FORMAT_V2} proof needs proof.governance"))),
+        (Some(_), false) => {
+            return Err(Malformed(format!(
+                "proof.governance belongs in a {PROOF_FORMAT_V2} proof"
+            )))
+        }
+        (None, false) => Vec::new(),
+    };
     Ok(VerifiedLineage {
         node,
         lineage_size: cp.size,
         anchor_index: doc.proof.anchor.index,
         governance_size: anchor_gov_size.max(gov_size),
         records: shown,
+        links,
     })
+}
+
+/// The governance links of a full-chain proof (see the module's 5–8).
+fn governance_links(
+    chain: &ProofChain,
+    g: &GovernanceLinks,
+    shown: &[(u64, Value)],
+    pinned: &modelgate_governance::TrustRoot,
+    policy: &CheckpointPolicy,
+) -> Result<Vec<String>, ProofError> {
+    use modelgate_governance::scope::pattern_matches;
+    use modelgate_governance::Role;
+    let mut links = Vec::new();
+    // One checkpoint for every governed entry.
+    let one = g.checkpoint.as_bytes();
+    for (what, e) in [
+        ("anchor", Some(&chain.anchor)),
+        ("enrollment", Some(&chain.enrollment)),
+        ("trust_root", Some(&g.trust_root)),
+        ("registration", g.registration.as_ref()),
+        ("grant", g.grant.as_ref()),
+        ("policy", g.policy.as_ref()),
+    ] {
+        let Some(e) = e else { continue };
+        let tp = TlogProof::parse(e.tlog_proof.as_bytes())
+            .map_err(|x| Malformed(format!("proof.{what}.tlog_proof: {x}")))?;
+        if tp.checkpoint != one {
+            return Err(Invalid(format!(
+                "the {what} entry is proven against another checkpoint than proof.governance.checkpoint"
+            )));
+        }
+    }
+    let cp = policy
+        .verify(one)
+        .map_err(|e| Invalid(format!("the governance checkpoint: {e}")))?
+        .checkpoint;
+    links.push(format!(
+        "every governance entry below is in the governance log of {} entries (checkpoint signed by {}, witness quorum met)",
+        cp.size,
+        pinned.log_key
+    ));
+    // The call the proof is about: its request or denial record.
+    let (at, call) = shown
+        .iter()
+        .find(|(_, r)| matches!(r["type"].as_str(), Some("request" | "denial")))
+        .ok_or_else(|| Malformed("a full-chain proof proves a request or a denial record".into()))?;
+    let decided_in = call["governance"]["size"].as_u64();
+    let before = |what: &str, index: u64| -> Result<(), ProofError> {
+        match decided_in {
+            Some(size) if index >= size => Err(Invalid(format!(
+                "the {what} entry (index {index}) was logged after the state the node decided in (size {size})"
+            ))),
+            _ => Ok(()),
+        }
+    };
+    let s = |k: &str| call[k].as_str();
+
+    // 5. The trust root.
+    let (payload, _, _) = governed_entry(&g.trust_root, "trust_root", policy)?;
+    let Payload::TrustRoot(doc) = payload else {
+        return Err(Invalid("the trust_root entry is not a trust-root".into()));
+    };
+    let root =
+        modelgate_governance::TrustRoot::from_doc(doc).map_err(|e| Invalid(format!("the trust_root entry: {e}")))?;
+    if root.log_key != pinned.log_key {
+        return Err(Invalid(
+            "the trust_root entry names another log key than the pinned trust root".into(),
+        ));
+    }
+    before("trust_root", g.trust_root.index)?;
+    links.push(format!(
+        "trust root version {} (entry {}), the log key of the pinned root",
+        root.doc.root_version, g.trust_root.index
+    ));
+
+    // 6. The registration.
+    if let Some(digest) = s("digest") {
+        let reg = g.registration.as_ref().ok_or_else(|| {
+            Invalid(format!(
+                "record {at} names model {digest} but the proof has no registration"
+            ))
+        })?;
+        let (payload, _, _) = governed_entry(reg, "registration", policy)?;
+        let Payload::Model(m) = payload else {
+            return Err(Invalid("the registration entry is not a model registration".into()));
+        };
+        let bundle = B64
+            .decode(&m.bundle)
+            .map_err(|_| Invalid("the registration's bundle is not base64".into()))?;
+        let signer = root.model_keys().iter().find_map(|(p, k)| {
+            modelgate_oms::verify_bundle(&bundle, &modelgate_oms::Trust::PublicKey(k.clone()))
+                .ok()
+                .filter(|m| hex::encode(m.root_digest()) == digest)
+                .map(|_| p.clone())
+        });
+        let Some(signer) = signer else {
+            return Err(Invalid(format!(
+                "the registration's OMS bundle does not verify with a model key of the trust root for digest {digest}"
+            )));
+        };
+        before("registration", reg.index)?;
+        links.push(format!(
+            "model {} {} ({digest}) registered in entry {}, its OMS bundle signed by {signer}",
+            m.model_name, m.model_version, reg.index
+        ));
+    }
+
+    // 7. The approval or exception.
+    let grant_id = s("approval").or(s("exception"));
+    if let Some(id) = grant_id {
+        let gr = g
+            .grant
+            .as_ref()
+            .ok_or_else(|| Invalid(format!("record {at} names grant {id} but the proof has none")))?;
+        let (payload, env, _) = governed_entry(gr, "grant", policy)?;
+        if hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&env.payload)) != id {
+            return Err(Invalid(format!(
+                "the grant entry is not {id}, the one the record names"
+            )));
+        }
+        let signed = env
+            .verified_keys(|k| root.key(k))
+            .map_err(|e| Invalid(format!("the grant's signatures: {e}")))?;
+        let approvers = root.principals_with(&signed, Role::Approver);
+        let (model, scopes, window, tier, kind) = match payload {
+            Payload::Approval(a) => (
+                a.model,
+                a.scopes,
+                (a.valid_from, a.valid_until),
+                a.risk_tier,
+                "approval",
+            ),
+            Payload::Exception(x) => (x.model, x.scopes, (0, x.expires), x.risk_tier, "exception"),
+            _ => {
+                return Err(Invalid(
+                    "the grant entry is neither an approval nor an exception".into(),
+                ))
+            }
+        };
+        if Some(model.as_str()) != s("digest") {
+            return Err(Invalid(format!("the {kind} is for model {model}, not the record's")));
+        }
+        let scope = s("scope").unwrap_or_default();
+        if !scopes.iter().any(|p| pattern_matches(p, scope)) {
+            return Err(Invalid(format!("the {kind} does not cover scope {scope:?}")));
+        }
+        let t = call["time"].as_u64().unwrap_or(0);
+        if t < window.0 || t >= window.1 {
+            return Err(Invalid(format!(
+                "the {kind} is valid from {} until {}, the call was at {t}",
+                window.0, window.1
+            )));
+        }
+        let need = root.approval_threshold(tier);
+        if (approvers.len() as u64) < need {
+            return Err(Invalid(format!(
+                "the {kind} is signed by {} approver(s) of the trust root; its {tier:?} tier needs {need}",
+                approvers.len()
+            )));
+        }
+        before("grant", gr.index)?;
+        links.push(format!(
+            "{kind} {id} (entry {}) by {} ({tier:?} tier, {need} needed) covers scope {scope} at {t}",
+            gr.index,
+            approvers.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+
+    // 8. The policy set.
+    let decided: Vec<&str> = call["policies"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if let Some(p) = &g.policy {
+        let (payload, _, _) = governed_entry(p, "policy", policy)?;
+        let Payload::PolicySet(set) = payload else {
+            return Err(Invalid("the policy entry is not a policy set".into()));
+        };
+        let ids = modelgate_governance::policy::compile(&set.policies)
+            .map_err(|e| Invalid(format!("the policy set does not compile: {e}")))?
+            .ids();
+        if let Some(missing) = decided.iter().find(|id| !ids.iter().any(|x| x == *id)) {
+            return Err(Invalid(format!(
+                "policy {missing:?}, which decided the call, is not in the policy set"
+            )));
+        }
+        before("policy", p.index)?;
+        links.push(format!(
+            "policy set {:?} (entry {}) holds {}",
+            set.name,
+            p.index,
+            if decided.is_empty() {
+                "the policies in force".to_owned()
+            } else {
+                decided.join(", ")
+            }
+        ));
+    } else if !decided.is_empty() {
+        return Err(Invalid(
+            "the record names deciding policies but the proof has no policy set".into(),
+        ));
+    }
+    Ok(links)
 }

@@ -13,10 +13,15 @@ use crate::Failure;
 
 #[derive(Subcommand)]
 pub enum LineageCommand {
-    /// Verify a lineage proof (the JSON a node serves at /lineage/ID) offline.
+    /// Verify a lineage proof offline: the JSON a node serves at /lineage/ID,
+    /// or the full-chain proof the authority serves for a replicated record
+    /// (/api/v1/nodes/NODE/lineage/ID/proof).
     ///
     /// Exit 0: every record is proven to be in the node's lineage log, whose
-    /// checkpoint is anchored in the governance log under the trust root.
+    /// checkpoint is anchored in the governance log under the trust root; a
+    /// full-chain proof also proves the trust-root version, the model's
+    /// registration and signer, the approval or exception and the policy set
+    /// behind the call, all against one governance checkpoint.
     /// Exit 1: a link does not verify (the message names it). Exit 2: unreadable input.
     Verify(VerifyArgs),
 }
@@ -53,6 +58,7 @@ fn verify(a: VerifyArgs) -> Result<(), Failure> {
             "{}",
             serde_json::json!({"verified": true, "node": node, "lineage_size": verified.lineage_size,
                 "anchor_index": verified.anchor_index, "governance_size": verified.governance_size,
+                "links": verified.links,
                 "records": shown.iter().map(|(i, r)| serde_json::json!({"index": i, "record": r})).collect::<Vec<_>>()})
         );
     } else {
@@ -63,6 +69,9 @@ fn verify(a: VerifyArgs) -> Result<(), Failure> {
             verified.anchor_index,
             verified.governance_size
         );
+        for l in &verified.links {
+            println!("  governance: {l}");
+        }
         for (i, r) in shown {
             match r["type"].as_str() {
                 Some("request") => println!(

@@ -120,6 +120,83 @@ fn a_nodes_lineage_is_replicated_proven_searchable_and_forks_are_evidence() {
         .collect();
     verify_inclusion(&leaf_hash(&entry), ids[0], cp.size, &proof, &cp.root).unwrap();
 
+    // The full-chain proof of a call, from the authority, verified offline
+    // with nothing but the pinned trust root.
+    let proof_url = format!("{url}/api/v1/nodes/node-1/lineage/{}/proof", ids[0]);
+    let (proof, _) = eventually(20, "the call is anchored and its full proof served", || {
+        let mut r = agent().get(&proof_url).call().ok()?;
+        (r.status().as_u16() == 200).then(|| r.body_mut().read_to_string().unwrap())
+    });
+    let pf = w.dir.path().join("call.proof.json");
+    std::fs::write(&pf, &proof).unwrap();
+    let tr = w.data.join("trust-root.dsse.json");
+    let out = common::ok(&common::mg(&["lineage", "verify", s(&pf), "--trust-root", s(&tr)]));
+    println!("{out}");
+    for want in [
+        "governance: trust root version 2",
+        "governance: model credit 1.0",
+        "its OMS bundle signed by signer",
+        "governance: approval",
+        "by alice (Low tier, 1 needed) covers scope prod/credit/scoring",
+        "governance: policy set",
+    ] {
+        assert!(out.contains(want), "{want:?} missing from:\n{out}");
+    }
+    // The console offers the same proof as a download.
+    let mut r = agent()
+        .get(&format!("{url}/lineage/node-1/{}/proof", ids[0]))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("attachment"));
+    let from_console: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(from_console["format"], "modelgate-lineage-proof/v2");
+    // One changed field in any link is refused, naming the link.
+    let doc: Value = serde_json::from_str(&proof).unwrap();
+    let tamper = |path: &str, f: &dyn Fn(&mut Value)| -> String {
+        let mut d = doc.clone();
+        f(d.pointer_mut(path).unwrap_or_else(|| panic!("no {path} in the proof")));
+        std::fs::write(&pf, serde_json::to_vec(&d).unwrap()).unwrap();
+        let o = common::mg(&["lineage", "verify", s(&pf), "--trust-root", s(&tr)]);
+        assert_ne!(o.status.code(), Some(0), "{path:?} tampered and still verified");
+        common::stderr(&o)
+    };
+    let flip = |v: &mut Value| {
+        let t = v.as_str().unwrap().to_owned();
+        let mut b = B64.decode(&t).unwrap();
+        let k = b.len() / 2;
+        b[k] ^= 1;
+        *v = Value::String(B64.encode(&b));
+    };
+    let why = tamper("/proof/governance/grant/entry", &flip);
+    assert!(why.contains("grant"), "{why}");
+    let why = tamper("/proof/governance/registration/entry", &flip);
+    assert!(why.contains("registration"), "{why}");
+    let why = tamper("/proof/governance/policy/entry", &flip);
+    assert!(why.contains("policy"), "{why}");
+    let why = tamper("/records/0/record/scope", &|v| *v = json!("prod/other"));
+    assert!(why.contains("readable copy"), "{why}");
+    // Another approval than the one the record names.
+    let why = tamper("/proof/governance", &|g| g["grant"] = g["trust_root"].clone());
+    assert!(why.contains("grant"), "{why}");
+    // Without the governance links, a v2 proof is refused (exit 2).
+    let o = {
+        let mut d = doc.clone();
+        d["proof"].as_object_mut().unwrap().remove("governance");
+        std::fs::write(&pf, serde_json::to_vec(&d).unwrap()).unwrap();
+        common::mg(&["lineage", "verify", s(&pf), "--trust-root", s(&tr)])
+    };
+    assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
+    // Not yet anchored: 409 with Retry-After, never a partial proof.
+    let mut r = agent()
+        .get(&format!("{url}/api/v1/nodes/node-1/lineage/999999/proof"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409, "{}", r.body_mut().read_to_string().unwrap());
+
     // Batches that are not what they claim: refused, nothing kept.
     let key = SignerKey::parse(std::fs::read_to_string(w.dir.path().join("node.skey")).unwrap().trim()).unwrap();
     let lineage_url = format!("{url}/api/v1/nodes/node-1/lineage");

@@ -1,0 +1,207 @@
+//! Full-chain proofs of replicated lineage records
+//! (`modelgate-lineage-proof/v2`, checked by `modelgate lineage verify`):
+//! the record in the node's anchored checkpoint, the anchor and the node's
+//! enrollment, and the governance behind the call — the trust-root version
+//! and the policy set in force when the node decided, the model's
+//! registration, the approval or exception the record names — every entry
+//! proven against the one checkpoint the authority serves now.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use modelgate_governance::{parse_canonical, Envelope, Payload};
+use modelgate_node::proof::{
+    GovernanceLinks, GovernedEntry, LineageProof, ProofChain, RecordProof, ShownRecord, PROOF_FORMAT_V2,
+};
+use modelgate_store::Nodes;
+use modelgate_tlog::TlogProof;
+use serde_json::Value;
+
+use crate::lineage::LineageError;
+use crate::Authority;
+
+/// Why there is no proof (yet).
+#[derive(Debug, thiserror::Error)]
+pub enum ProofUnavailable {
+    /// The node or the record is not known here.
+    #[error("{0}")]
+    NotFound(String),
+    /// The record is not anchored yet (or not replicated up to its anchor).
+    #[error("{0}")]
+    NotYet(String),
+    /// Reading failed.
+    #[error("{0}")]
+    Store(String),
+}
+
+impl From<LineageError> for ProofUnavailable {
+    fn from(e: LineageError) -> Self {
+        ProofUnavailable::Store(e.to_string())
+    }
+}
+
+fn store_err(e: impl std::fmt::Display) -> ProofUnavailable {
+    ProofUnavailable::Store(e.to_string())
+}
+
+/// How far back a search for the version in force reads at a time.
+const SCAN: u64 = 1_000;
+
+/// The latest entry of `kind` logged before `size`: its index.
+fn latest_before(a: &Authority, kind: &str, size: u64) -> Result<Option<u64>, ProofUnavailable> {
+    let mut end = size;
+    while end > 0 {
+        let start = end.saturating_sub(SCAN);
+        let entries = a.entries(start, end).map_err(store_err)?;
+        for (k, e) in entries.iter().enumerate().rev() {
+            let t = Envelope::parse(e)
+                .ok()
+                .and_then(|env| serde_json::from_slice::<Value>(&env.payload).ok())
+                .and_then(|p| p["type"].as_str().map(str::to_owned));
+            if t.as_deref() == Some(kind) {
+                return Ok(Some(start + k as u64));
+            }
+        }
+        end = start;
+    }
+    Ok(None)
+}
+
+/// The full-chain proof of record `index` of `node`.
+pub fn full_proof(a: &Authority, node: &str, index: u64) -> Result<LineageProof, ProofUnavailable> {
+    let state = a.state();
+    let enrolled = state
+        .nodes
+        .get(node)
+        .ok_or_else(|| ProofUnavailable::NotFound(format!("node {node} is not enrolled")))?
+        .clone();
+    let anchor = enrolled.anchor.clone().filter(|x| x.size > index).ok_or_else(|| {
+        ProofUnavailable::NotYet(format!(
+            "record {index} of node {node} is not anchored yet: ask again after the node's next anchor"
+        ))
+    })?;
+    let key = enrolled.key.clone();
+    let held = a.lineage.size(node, &key)?;
+    if held < anchor.size {
+        return Err(ProofUnavailable::NotYet(format!(
+            "the authority holds {held} records of node {node}; its anchor covers {}: ask again once they are replicated",
+            anchor.size
+        )));
+    }
+    // The call's record, and its completion when it follows within reach.
+    let record = a
+        .lineage
+        .records(node, &key, index, index + 1)?
+        .pop()
+        .ok_or_else(|| ProofUnavailable::NotFound(format!("no record {index} of node {node}")))?;
+    let mut proven = vec![(index, record.clone())];
+    let call: Value = serde_json::from_slice(&record).unwrap_or(Value::Null);
+    if call["type"] == "request" {
+        let later = a
+            .lineage
+            .records(node, &key, index + 1, (index + 1 + 256).min(anchor.size))?;
+        if let Some((k, r)) = later.into_iter().enumerate().find(|(_, r)| {
+            serde_json::from_slice::<Value>(r)
+                .is_ok_and(|v| v["type"] == "completion" && v["request"].as_u64() == Some(index))
+        }) {
+            proven.push((index + 1 + k as u64, r));
+        }
+    }
+    let mut records = Vec::new();
+    let mut shown = Vec::new();
+    for (i, r) in &proven {
+        let inclusion = a.lineage.inclusion(node, &key, *i, anchor.size)?;
+        records.push(RecordProof {
+            index: *i,
+            entry: B64.encode(r),
+            inclusion: inclusion.iter().map(|h| B64.encode(h)).collect(),
+        });
+        shown.push(ShownRecord {
+            index: *i,
+            record: serde_json::from_slice(r).unwrap_or(Value::Null),
+        });
+    }
+    let anchor_entry = a
+        .entries(anchor.index, anchor.index + 1)
+        .map_err(store_err)?
+        .pop()
+        .unwrap_or_default();
+    let lineage_checkpoint = Envelope::parse(&anchor_entry)
+        .ok()
+        .and_then(|e| parse_canonical(&e.payload).ok())
+        .and_then(|p| Payload::decode(p).ok())
+        .and_then(|p| match p {
+            Payload::NodeAnchor(x) => Some(x.checkpoint),
+            _ => None,
+        })
+        .ok_or_else(|| ProofUnavailable::Store(format!("entry {} is not the node's anchor", anchor.index)))?;
+
+    // Every governed entry against the one checkpoint served now.
+    let (note, size) = {
+        let s = a.served.read().map_err(|_| store_err("lock poisoned"))?;
+        (s.note.as_ref().clone(), s.size)
+    };
+    let governed = |i: u64| -> Result<GovernedEntry, ProofUnavailable> {
+        let entry = a.entries(i, i + 1).map_err(store_err)?.pop().unwrap_or_default();
+        let hashes = a
+            .with_reader(|s| {
+                modelgate_tlog::inclusion_proof(i, size, &Nodes(&*s))
+                    .map_err(|e| modelgate_store::StoreError::NotFound(e.to_string()))
+            })
+            .map_err(store_err)?;
+        let tlog = TlogProof {
+            extra: None,
+            index: i,
+            hashes,
+            checkpoint: note.clone(),
+        };
+        Ok(GovernedEntry {
+            index: i,
+            entry: B64.encode(&entry),
+            tlog_proof: String::from_utf8_lossy(&tlog.to_bytes()).into_owned(),
+        })
+    };
+    // In force when the node decided: logged before the record's state size.
+    let decided_in = call["governance"]["size"].as_u64().unwrap_or(size).min(size);
+    let trust_root = match &state.trust_root {
+        Some(r) if r.index < decided_in => r.index,
+        _ => latest_before(a, "trust-root", decided_in)?.unwrap_or(0),
+    };
+    let policy = match &state.policy {
+        Some(p) if p.index < decided_in => Some(p.index),
+        Some(_) => latest_before(a, "policy-set", decided_in)?,
+        None => None,
+    };
+    let registration = call["digest"]
+        .as_str()
+        .and_then(|d| state.models.get(d))
+        .map(|m| m.index);
+    let grant = call["approval"]
+        .as_str()
+        .and_then(|id| state.approvals.get(id).map(|x| x.index))
+        .or_else(|| {
+            call["exception"]
+                .as_str()
+                .and_then(|id| state.exceptions.get(id).map(|x| x.index))
+        });
+    let governance = GovernanceLinks {
+        checkpoint: String::from_utf8_lossy(&note).into_owned(),
+        trust_root: governed(trust_root)?,
+        registration: registration.map(governed).transpose()?,
+        grant: grant.map(governed).transpose()?,
+        policy: policy.map(governed).transpose()?,
+    };
+    Ok(LineageProof {
+        format: PROOF_FORMAT_V2.to_owned(),
+        id: index.to_string(),
+        node: node.to_owned(),
+        anchored: true,
+        records: shown,
+        proof: ProofChain {
+            records,
+            lineage_checkpoint,
+            anchor: governed(anchor.index)?,
+            enrollment: governed(enrolled.index)?,
+            governance: Some(governance),
+        },
+    })
+}
