@@ -632,17 +632,24 @@ fn lineage_error(e: crate::lineage::LineageError) -> Response {
     }
 }
 
+/// Run a read of the replicated lineage off the async threads; its result as JSON.
+async fn lineage_read<T: serde::Serialize + Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::lineage::LineageError> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => lineage_error(e),
+        Err(e) => ApiError::internal("internal", e).into_response(),
+    }
+}
+
 /// How many records of node `id` the authority holds.
 async fn lineage_size(AxState(a): AxState<Shared>, Path(id): Path<String>) -> Response {
     let key = match node_key(&a, &id) {
         Ok(k) => k,
         Err(r) => return *r,
     };
-    match tokio::task::spawn_blocking(move || a.lineage.size(&id, &key)).await {
-        Ok(Ok(size)) => Json(json!({ "size": size })).into_response(),
-        Ok(Err(e)) => lineage_error(e),
-        Err(e) => ApiError::internal("internal", e).into_response(),
-    }
+    lineage_read(move || a.lineage.size(&id, &key).map(|size| json!({ "size": size }))).await
 }
 
 /// A node's lineage batch: kept only when its records make the node's
@@ -720,11 +727,12 @@ async fn lineage_search(
     Query(q): Query<crate::lineage::Search>,
     Query(p): Query<Paging>,
 ) -> Response {
-    match tokio::task::spawn_blocking(move || a.lineage.search(&q, p.offset, p.limit)).await {
-        Ok(Ok(rows)) => Json(json!({ "records": rows })).into_response(),
-        Ok(Err(e)) => lineage_error(e),
-        Err(e) => ApiError::internal("internal", e).into_response(),
-    }
+    lineage_read(move || {
+        a.lineage
+            .search(&q, p.offset, p.limit)
+            .map(|rows| json!({ "records": rows }))
+    })
+    .await
 }
 
 /// The full-chain proof of a replicated record (`modelgate lineage verify`).
@@ -741,11 +749,7 @@ async fn lineage_proof(AxState(a): AxState<Shared>, Path((id, index)): Path<(Str
 
 /// Evidence of nodes that signed two histories.
 async fn lineage_evidence(AxState(a): AxState<Shared>) -> Response {
-    match tokio::task::spawn_blocking(move || a.lineage.evidence()).await {
-        Ok(Ok(ev)) => Json(json!({ "evidence": ev })).into_response(),
-        Ok(Err(e)) => lineage_error(e),
-        Err(e) => ApiError::internal("internal", e).into_response(),
-    }
+    lineage_read(move || a.lineage.evidence().map(|ev| json!({ "evidence": ev }))).await
 }
 
 /// One replicated record, with its inclusion proof in the node's latest

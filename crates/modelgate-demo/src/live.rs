@@ -358,6 +358,12 @@ fn play(dir: &Path, o: &LiveOptions, out: &mut dyn FnMut(&str), stop: &AtomicBoo
         }
         say!(out, "round {round}");
         traffic(out, "through both gateways");
+        if round == 1 {
+            say!(
+                out,
+                "  each call is replicated to the authority: http://{addr}/lineage lists them, and a call's page draws its chain and offers its full-chain proof"
+            );
+        }
         if pause(stop, Duration::from_secs(2)) {
             break;
         }

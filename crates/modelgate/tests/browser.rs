@@ -11,7 +11,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,35 +18,12 @@ use common::{mg, ok, s, Server};
 
 #[test]
 fn the_console_in_chromium() {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let browser = repo.join("tests/browser");
-    assert!(
-        browser.join("node_modules/playwright-core").exists() && browser.join("node_modules/axe-core").exists(),
-        "run `npm ci --prefix tests/browser` first (.ci/run does)"
-    );
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        std::path::Path::new(&chromium).exists(),
-        "{chromium} is missing (Debian package chromium; .ci/run installs it)"
-    );
+    let (browser, chromium) = common::browser_tools();
 
     let dir = tempfile::tempdir().unwrap();
     let dev = dir.path().join("dev");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(["dev", "serve", "--data", s(&dev), "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().strip_prefix("listening on ").unwrap().to_owned();
-    let _authority = Server {
-        child,
-        url: url.clone(),
-    };
+    let authority = common::dev_serve(&dev);
+    let url = authority.url.clone();
 
     let model = dir.path().join("my-model");
     std::fs::create_dir_all(&model).unwrap();

@@ -328,6 +328,27 @@ fn live_demo_round(inference: &str, python: Option<&std::path::Path>) -> String 
             .unwrap();
             assert_eq!(v["nodes"].as_array().unwrap().len(), 2, "{v}");
         }
+        if l.contains("each call is replicated to the authority") {
+            // The calls reach the lineage explorer while the demo plays.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+            loop {
+                let page = agent
+                    .get(&format!("{url}lineage?decision=allow"))
+                    .call()
+                    .unwrap()
+                    .body_mut()
+                    .read_to_string()
+                    .unwrap();
+                if page.contains("credit-scorer") && page.contains("allowed") {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no call in the lineage explorer:\n{page}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
         said.push(l);
     }
     let status = child.wait().unwrap();
@@ -341,6 +362,7 @@ fn the_live_demo_serves_its_console_and_plays_a_round() {
     let text = live_demo_round("builtin", None);
     for want in [
         "inference server: the built-in scorer",
+        "each call is replicated to the authority",
         "calls through both gateways: node-1: 10 × 200, node-2: 10 × 200",
         "one byte of weights.bin changed on node-2",
         "Serving on both",

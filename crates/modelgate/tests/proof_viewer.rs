@@ -11,13 +11,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use common::{s, Server};
+use common::s;
 use modelgate_tlog::{leaf_hash, Checkpoint, KeyType, MemoryTree, Note, SignerKey, TlogProof};
 use serde_json::{json, Value};
 
@@ -270,29 +269,11 @@ fn mutations(base: &Case, n: usize, rng: &mut Rng, other_key: &str) -> Vec<Case>
 
 #[test]
 fn the_saved_viewer_and_the_cli_agree_on_every_proof() {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let browser = repo.join("tests/browser");
-    assert!(
-        browser.join("node_modules/playwright-core").exists(),
-        "run `npm ci --prefix tests/browser` first (.ci/run does)"
-    );
+    let (browser, chromium) = common::browser_tools();
     let dir = tempfile::tempdir().unwrap();
     let dev = dir.path().join("dev");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(["dev", "serve", "--data", s(&dev), "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().strip_prefix("listening on ").unwrap().to_owned();
-    let _authority = Server {
-        child,
-        url: url.clone(),
-    };
+    let authority = common::dev_serve(&dev);
+    let url = authority.url.clone();
 
     // The viewer exactly as a person downloads it.
     let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
@@ -362,7 +343,8 @@ fn the_saved_viewer_and_the_cli_agree_on_every_proof() {
     cmd.arg(browser.join("verdicts.mjs"))
         .arg(&viewer)
         .arg(&cases_file)
-        .arg(&out_file);
+        .arg(&out_file)
+        .env("CHROMIUM", &chromium);
     if let Some(shots) = std::env::var_os("MODELGATE_SCREENSHOTS") {
         cmd.arg(PathBuf::from(shots).join("proof-viewer.png"));
     }

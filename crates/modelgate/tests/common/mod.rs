@@ -54,17 +54,44 @@ impl Drop for Server {
 /// Start an authority on `data` (initialised on first run) on a free
 /// loopback port, and wait for the URL it prints.
 pub fn serve(data: &Path) -> Server {
+    spawn_server(&[
+        "authority",
+        "serve",
+        "--data",
+        s(data),
+        "--listen",
+        "127.0.0.1:0",
+        "--origin",
+        "test.example/governance",
+    ])
+}
+
+/// `modelgate dev serve` on `dev` (a development authority with every
+/// role's key), on a loopback port.
+pub fn dev_serve(dev: &Path) -> Server {
+    spawn_server(&["dev", "serve", "--data", s(dev), "--listen", "127.0.0.1:0"])
+}
+
+/// The browser tests' tools: `tests/browser` (its npm packages installed)
+/// and Debian's Chromium. Missing ones fail the test, naming what installs them.
+pub fn browser_tools() -> (std::path::PathBuf, String) {
+    let browser = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
+    assert!(
+        browser.join("node_modules/playwright-core").exists() && browser.join("node_modules/axe-core").exists(),
+        "run `npm ci --prefix tests/browser` first (.ci/run does)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing (Debian package chromium; .ci/run installs it)"
+    );
+    (browser, chromium)
+}
+
+/// Start `modelgate ARGS…`, a server that prints `listening on URL` first.
+fn spawn_server(args: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args([
-            "authority",
-            "serve",
-            "--data",
-            s(data),
-            "--listen",
-            "127.0.0.1:0",
-            "--origin",
-            "test.example/governance",
-        ])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
