@@ -27,6 +27,8 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "$check" 2>/dev/null; 
   mkdir -p "$cache"
   rm -rf "$venv"
   python3 -m venv "$venv" >&2
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "${packages[@]}" >&2
+  # llama.cpp: both cores, and code for any x86-64 (not this CPU's extensions only).
+  CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" \
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "${packages[@]}" >&2
 fi
 echo "$venv/bin/python"
