@@ -548,6 +548,21 @@ async fn nodes(AxState(a): AxState<Shared>) -> Response {
     .await
 }
 
+/// A node's write (a heartbeat, a lineage batch): it needs no token, so it
+/// is rate-limited per client first; then its body, or the answer `bad`
+/// makes of a body that could not be read.
+fn node_write(
+    a: &Authority,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    body: Result<Bytes, BytesRejection>,
+    bad: impl FnOnce(BytesRejection) -> ApiError,
+) -> Result<Bytes, Box<Response>> {
+    if let Some(r) = rate_limited(a, peer.map(|p| p.0 .0)) {
+        return Err(Box::new(r));
+    }
+    body.map_err(|e| Box::new(bad(e).into_response()))
+}
+
 /// Heartbeat clock window: how far a node's clock may be behind or ahead.
 const HEARTBEAT_WINDOW_SECONDS: u64 = 300;
 
@@ -560,12 +575,9 @@ async fn heartbeat(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     use modelgate_governance::heartbeat::verify_heartbeat;
-    if let Some(r) = rate_limited(&a, peer.map(|p| p.0 .0)) {
-        return r;
-    }
-    let body = match body {
+    let body = match node_write(&a, peer, body, |e| ApiError::BadText(e.body_text().to_string())) {
         Ok(b) => b,
-        Err(e) => return ApiError::BadText(e.body_text().to_string()).into_response(),
+        Err(r) => return *r,
     };
     let key = a.state().nodes.get(&id).map(|n| n.key.clone());
     let Some(key) = key else {
@@ -660,12 +672,9 @@ async fn lineage_post(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Some(r) = rate_limited(&a, peer.map(|p| p.0 .0)) {
-        return r;
-    }
-    let body = match body {
+    let body = match node_write(&a, peer, body, ApiError::BadBody) {
         Ok(b) => b,
-        Err(e) => return ApiError::BadBody(e).into_response(),
+        Err(r) => return *r,
     };
     let batch: crate::lineage::LineageBatch = match serde_json::from_slice(&body) {
         Ok(b) => b,

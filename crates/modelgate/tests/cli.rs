@@ -279,10 +279,8 @@ fn authority_serve_refuses_a_node_write_rate_that_is_not_positive() {
     assert!(!data.exists(), "nothing initialised on a usage error");
 }
 
-/// Play one round of the live demo with `inference` (and `python` for
-/// llama.cpp): what it said, after checking the console while it played.
-fn live_demo_round(inference: &str, python: Option<&std::path::Path>) -> String {
-    use std::io::{BufRead, BufReader};
+/// `modelgate demo --serve` for one round on a free port, with `inference`.
+fn live_demo(inference: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelgate"));
     cmd.args([
         "demo",
@@ -294,6 +292,14 @@ fn live_demo_round(inference: &str, python: Option<&std::path::Path>) -> String 
         "--inference",
         inference,
     ]);
+    cmd
+}
+
+/// Play one round of the live demo with `inference` (and `python` for
+/// llama.cpp): what it said, after checking the console while it played.
+fn live_demo_round(inference: &str, python: Option<&std::path::Path>) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut cmd = live_demo(inference);
     if let Some(p) = python {
         cmd.env("MODELGATE_PYTHON", p);
     }
@@ -406,17 +412,7 @@ fn the_live_demo_governs_a_real_llama_cpp_server() {
 
 #[test]
 fn the_live_demo_names_why_llama_cpp_cannot_run() {
-    let o = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args([
-            "demo",
-            "--serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--rounds",
-            "1",
-            "--inference",
-            "llama-cpp",
-        ])
+    let o = live_demo("llama-cpp")
         .env("MODELGATE_PYTHON", "/nonexistent/python3")
         .output()
         .unwrap();
