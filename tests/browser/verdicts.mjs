@@ -66,6 +66,11 @@ if (first) {
   await page.click("button[type=submit]");
   await page.waitForFunction(() => /Not valid/.test(document.getElementById("verdict").textContent));
   console.log("ok   the form refuses a changed index");
+  // A lineage proof is named for what it is, with the command that checks it.
+  await page.fill("#proof", '{"format": "modelgate-lineage-proof/v2"}');
+  await page.click("button[type=submit]");
+  await page.waitForFunction(() => /modelgate lineage verify/.test(document.getElementById("checks").textContent));
+  console.log("ok   a lineage proof is pointed to modelgate lineage verify");
 }
 
 const verdicts = await page.evaluate(async (cases) => {

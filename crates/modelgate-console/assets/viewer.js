@@ -56,6 +56,14 @@
     const quorum = q === "" ? null : Number(q);
     const logKey = $("logkey").value;
     const head = typeof proof === "string" ? proof : new TextDecoder().decode(proof.slice(0, 32));
+    if (head.trimStart().startsWith("{")) {
+      // A lineage proof (JSON): not checked in the browser yet; say so
+      // rather than report it as a malformed checkpoint.
+      show({ ok: false, steps: [{ name: "kind of proof", ok: false,
+        detail: "this is a JSON document (a lineage proof?): this viewer checks C2SP checkpoints and tlog-proofs; " +
+          "verify a lineage proof with `modelgate lineage verify PROOF --trust-root TRUST-ROOT`" }] }, "document");
+      return;
+    }
     const isTlogProof = head.startsWith("c2sp.org/tlog-proof@v1\n");
     let r;
     if (isTlogProof) {
