@@ -946,6 +946,32 @@ async fn openapi() -> Response {
             "post",
             "A node's heartbeat: a note signed by its enrolled key (modelgate-heartbeat/v1).",
         ),
+        (
+            "/api/v1/nodes/{id}/lineage",
+            "get",
+            "How many of the node's lineage records the authority holds: {\"size\": N}.",
+        ),
+        (
+            "/api/v1/nodes/{id}/lineage",
+            "post",
+            "A node's lineage batch: {from, records (base64), checkpoint (signed by the node), consistency}; kept only when it proves itself (409 lineage-gap with x-modelgate-lineage-size, 422 lineage-invalid or lineage-content, 409 lineage-inconsistent: kept as evidence).",
+        ),
+        (
+            "/api/v1/nodes/{id}/lineage/{index}",
+            "get",
+            "One replicated record with its inclusion proof in the node's latest checkpoint held.",
+        ),
+        (
+            "/api/v1/nodes/{id}/lineage/{index}/proof",
+            "get",
+            "The record's full-chain proof (modelgate-lineage-proof/v2; 409 not-yet-anchored before the node's anchor covers it).",
+        ),
+        (
+            "/api/v1/lineage",
+            "get",
+            "Search replicated records: ?id, model (name or digest prefix), node, caller, scope, decision (allow|deny), code, since, until (POSIX seconds), oldest_first, all_kinds, offset, limit (≤ 1,000).",
+        ),
+        ("/api/v1/lineage/evidence", "get", "Evidence of nodes that signed two histories."),
         ("/api/v1/policy", "get", "The Cedar policy set in force."),
         (
             "/api/v1/pending",

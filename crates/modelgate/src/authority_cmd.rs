@@ -66,9 +66,10 @@ pub struct ServeArgs {
     /// Log format (RUST_LOG sets the level, default info).
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
-    /// Writes that need no token (node-signed entries, heartbeats) a client
-    /// address may make per second, sustained (bursts of 4 s of it). Nodes
-    /// behind one address share it: raise it for many nodes behind a NAT.
+    /// Writes that need no token (node-signed entries, heartbeats, lineage
+    /// batches) a client address may make per second, sustained (bursts of
+    /// 4 s of it). Nodes behind one address share it: raise it for many
+    /// nodes behind a NAT.
     #[arg(
         long,
         value_name = "PER_SECOND",

@@ -133,7 +133,10 @@ fn a_nodes_lineage_is_replicated_proven_searchable_and_forks_are_evidence() {
     let tr = w.data.join("trust-root.dsse.json");
     let t = std::time::Instant::now();
     let out = common::ok(&common::mg(&["lineage", "verify", s(&pf), "--trust-root", s(&tr)]));
-    println!("{out}verified by the CLI in {} ms (process included)", t.elapsed().as_millis());
+    println!(
+        "{out}verified by the CLI in {} ms (process included)",
+        t.elapsed().as_millis()
+    );
     for want in [
         "governance: trust root version 2",
         "governance: model credit 1.0",
