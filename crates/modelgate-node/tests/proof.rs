@@ -1,5 +1,7 @@
 //! The offline lineage-proof check on a proof a real gateway served (made by
-//! the gateway test, kept as a fixture): it verifies; every link changed is
+//! the gateway test, kept as a fixture) and on a full-chain proof a real
+//! authority served for a replicated call (made by `crates/modelgate/tests/
+//! lineage.rs` with MODELGATE_FIXTURES): each verifies; every link changed is
 //! refused, naming the link.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -85,4 +87,82 @@ fn a_served_proof_verifies_and_every_changed_link_is_refused() {
     ));
     // A pinned file that is not a trust root.
     assert!(verify_lineage_proof(PROOF.as_bytes(), b"{}").is_err());
+}
+
+const PROOF_V2: &str = include_str!("data/lineage-proof-v2.json");
+const PINNED_V2: &[u8] = include_bytes!("data/trust-root-v2.dsse.json");
+
+fn check_v2(v: &Value) -> Result<modelgate_node::proof::VerifiedLineage, ProofError> {
+    verify_lineage_proof(v.to_string().as_bytes(), PINNED_V2)
+}
+
+#[test]
+fn a_full_chain_proof_verifies_and_every_changed_governance_link_is_refused() {
+    let proof = || -> Value { serde_json::from_str(PROOF_V2).unwrap() };
+    let ok = check_v2(&proof()).unwrap();
+    let links = ok.links.join("\n");
+    for want in ["trust root version", "registered in entry", "approval", "policy set"] {
+        assert!(links.contains(want), "{want:?} missing from {links}");
+    }
+    // The node's own proof (v1) proves no governance link.
+    assert!(check(&serde_json::from_str(PROOF).unwrap()).unwrap().links.is_empty());
+
+    let invalid = |v: Value, needle: &str| match check_v2(&v) {
+        Err(ProofError::Invalid(m)) => assert!(m.contains(needle), "{needle}: {m}"),
+        other => panic!("{needle}: {other:?}"),
+    };
+    for (pointer, needle) in [
+        ("/proof/governance/trust_root/entry", "trust_root entry"),
+        ("/proof/governance/registration/entry", "registration entry"),
+        ("/proof/governance/grant/entry", "grant entry"),
+        ("/proof/governance/policy/entry", "policy entry"),
+    ] {
+        let mut v = proof();
+        flip_b64(&mut v, pointer);
+        invalid(v, needle);
+    }
+    // Every governed entry against the one checkpoint.
+    let mut v = proof();
+    let other = v["proof"]["anchor"]["tlog_proof"]
+        .as_str()
+        .unwrap()
+        .replacen("index ", "index 1", 1);
+    v["proof"]["governance"]["policy"]["tlog_proof"] = json!(other);
+    assert!(check_v2(&v).is_err());
+    let mut v = proof();
+    let cp = v["proof"]["governance"]["checkpoint"]
+        .as_str()
+        .unwrap()
+        .replacen('\n', "\n1", 1);
+    v["proof"]["governance"]["checkpoint"] = json!(cp);
+    invalid(v, "another checkpoint");
+    // Entries in each other's place: each is the wrong kind.
+    let mut v = proof();
+    v["proof"]["governance"]["registration"] = v["proof"]["governance"]["policy"].clone();
+    invalid(v, "not a model registration");
+    let mut v = proof();
+    v["proof"]["governance"]["grant"] = v["proof"]["governance"]["registration"].clone();
+    invalid(v, "not");
+    let mut v = proof();
+    v["proof"]["governance"]["trust_root"] = v["proof"]["governance"]["policy"].clone();
+    invalid(v, "not a trust-root");
+    // The call changed: another time (outside the approval's window would
+    // need a record the node signed; the readable copy is refused first).
+    let mut v = proof();
+    v["records"][0]["record"]["scope"] = json!("prod/other");
+    invalid(v, "readable copy");
+    // A missing link is refused, not skipped.
+    let mut v = proof();
+    v["proof"]["governance"].as_object_mut().unwrap().remove("grant");
+    invalid(v, "has none");
+    let mut v = proof();
+    v["proof"]["governance"].as_object_mut().unwrap().remove("registration");
+    invalid(v, "no registration");
+    // Governance links in a v1 document, or none in a v2 one: malformed.
+    let mut v = proof();
+    v["format"] = json!("modelgate-lineage-proof/v1");
+    assert!(matches!(check_v2(&v), Err(ProofError::Malformed(_))));
+    let mut v = proof();
+    v["proof"].as_object_mut().unwrap().remove("governance");
+    assert!(matches!(check_v2(&v), Err(ProofError::Malformed(_))));
 }

@@ -128,6 +128,13 @@ fn a_nodes_lineage_is_replicated_proven_searchable_and_forks_are_evidence() {
         (r.status().as_u16() == 200).then(|| r.body_mut().read_to_string().unwrap())
     });
     println!("full-chain proof: {} bytes", proof.len());
+    // MODELGATE_FIXTURES=DIR keeps this proof and its trust root (the
+    // fixtures of modelgate-node's tests/proof.rs come from here).
+    if let Some(d) = std::env::var_os("MODELGATE_FIXTURES") {
+        let d = std::path::PathBuf::from(d);
+        std::fs::write(d.join("lineage-proof-v2.json"), &proof).unwrap();
+        std::fs::copy(w.data.join("trust-root.dsse.json"), d.join("trust-root-v2.dsse.json")).unwrap();
+    }
     let pf = w.dir.path().join("call.proof.json");
     std::fs::write(&pf, &proof).unwrap();
     let tr = w.data.join("trust-root.dsse.json");
