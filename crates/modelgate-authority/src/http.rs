@@ -32,6 +32,15 @@ type Shared = Arc<Authority>;
 /// Writes come from the CLI and nodes, never from a web page: a browser's
 /// "simple" cross-site request (form or text/plain, no preflight) must not
 /// be able to submit one, nor a page on another origin.
+/// A write with a token (an entry, a pending approval): not cross-site
+/// ([`cross_site`]), then its body.
+fn json_write(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Box<Response>> {
+    if let Some(r) = cross_site(headers) {
+        return Err(Box::new(r));
+    }
+    body.map_err(|e| Box::new(ApiError::BadBody(e).into_response()))
+}
+
 fn cross_site(headers: &HeaderMap) -> Option<Response> {
     let json = headers
         .get(header::CONTENT_TYPE)
@@ -149,12 +158,9 @@ async fn pending_post(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Some(r) = cross_site(&headers) {
-        return r;
-    }
-    let body = match body {
+    let body = match json_write(&headers, body) {
         Ok(b) => b,
-        Err(e) => return ApiError::BadBody(e).into_response(),
+        Err(r) => return *r,
     };
     let Some(token) = bearer(&headers) else {
         return ApiError::MissingToken("an Authorization: Bearer token is required".into()).into_response();
@@ -263,12 +269,9 @@ async fn submit(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Some(r) = cross_site(&headers) {
-        return r;
-    }
-    let body = match body {
+    let body = match json_write(&headers, body) {
         Ok(b) => b,
-        Err(e) => return ApiError::BadBody(e).into_response(),
+        Err(r) => return *r,
     };
     let kind = match Envelope::parse(&body).and_then(|env| {
         let v =

@@ -322,29 +322,14 @@ fn live_demo_round(inference: &str, python: Option<&std::path::Path>) -> String 
         let l = l.unwrap();
         if l.contains("Serving on both") && said.len() < 3 {
             // The dashboard shows both nodes while the demo plays.
-            let v: serde_json::Value = serde_json::from_str(
-                &agent
-                    .get(&format!("{url}health.json"))
-                    .call()
-                    .unwrap()
-                    .body_mut()
-                    .read_to_string()
-                    .unwrap(),
-            )
-            .unwrap();
+            let v = common::world::get_json(&format!("{url}health.json"));
             assert_eq!(v["nodes"].as_array().unwrap().len(), 2, "{v}");
         }
         if l.contains("each call is replicated to the authority") {
             // The calls reach the lineage explorer while the demo plays.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
             loop {
-                let page = agent
-                    .get(&format!("{url}lineage?decision=allow"))
-                    .call()
-                    .unwrap()
-                    .body_mut()
-                    .read_to_string()
-                    .unwrap();
+                let page = common::world::get_text(&format!("{url}lineage?decision=allow"));
                 if page.contains("credit-scorer") && page.contains("allowed") {
                     break;
                 }

@@ -306,13 +306,7 @@ fn a_nodes_lineage_is_replicated_proven_searchable_and_forks_are_evidence() {
     assert!(policy.verify(ev["offered"].as_str().unwrap().as_bytes()).is_ok());
     assert!(policy.verify(ev["held"].as_str().unwrap().as_bytes()).is_ok());
     // The console shows it to anyone.
-    let page = agent()
-        .get(&format!("{url}/lineage"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let page = common::world::get_text(&format!("{url}/lineage"));
     assert!(page.contains("Evidence: a node signed two histories"), "{page}");
     // The node goes on replicating: a new call reaches the authority.
     let (st, h, _) = call(&g.url, Some(TOKEN), None, &chat(false));

@@ -285,16 +285,7 @@ fn the_saved_viewer_and_the_cli_agree_on_every_proof() {
     let html = resp.body_mut().read_to_string().unwrap();
     let viewer = dir.path().join("modelgate-proof-viewer.html");
     std::fs::write(&viewer, &html).unwrap();
-    let state: Value = serde_json::from_str(
-        &agent
-            .get(&format!("{url}/api/v1/trust-root"))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap(),
-    )
-    .unwrap();
+    let state = common::world::get_json(&format!("{url}/api/v1/trust-root"));
     let log_key = state["authority"]["log"]
         .as_str()
         .or_else(|| state["doc"]["authority"]["log"].as_str())

@@ -18,10 +18,16 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
-pub fn get_json(url: &str) -> Value {
+/// GET `url`, which must answer 200: its body as text.
+pub fn get_text(url: &str) -> String {
     let mut r = agent().get(url).call().unwrap();
     assert_eq!(r.status().as_u16(), 200, "{url}");
-    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+    r.body_mut().read_to_string().unwrap()
+}
+
+/// GET `url`, which must answer 200: its body as JSON.
+pub fn get_json(url: &str) -> Value {
+    serde_json::from_str(&get_text(url)).unwrap()
 }
 
 pub fn post(url: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
