@@ -11,7 +11,7 @@
 // Exit 0 when every check passed; otherwise each failure is printed and the
 // exit code is 1.
 
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -31,15 +31,7 @@ function check(ok, what) {
   console.log((ok ? "ok   " : "FAIL ") + what);
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-  // launch() gives Chromium a fresh temporary --user-data-dir of its own.
-});
+const browser = await launchChromium();
 
 // Two contexts: the console as any visitor sees it (its CSP enforced), and
 // one that lets axe-core's script in (the CSP refuses any script we did not

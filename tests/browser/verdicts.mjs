@@ -11,7 +11,7 @@
 // leaf_hash (hex, optional), log_key, witnesses: [..], quorum}.
 // Exit 0 when the page ran every case; 1 otherwise (printed).
 
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 import { readFileSync, writeFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 
@@ -23,14 +23,7 @@ if (!viewer || !casesFile || !outFile) {
 const cases = JSON.parse(readFileSync(casesFile, "utf8"));
 const fileUrl = pathToFileURL(viewer).href;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-});
+const browser = await launchChromium();
 const context = await browser.newContext({ offline: true, viewport: { width: 1100, height: 1400 } });
 const page = await context.newPage();
 const requests = [];
