@@ -56,7 +56,7 @@ async function noInjection(page, path) {
     handlers: [...document.querySelectorAll("*")].filter((e) => [...e.attributes].some((a) => a.name.startsWith("on"))).length,
   }));
   check(injected.imgs === 0, `${path}: no injected <img>`);
-  const ours = (s) => ["/assets/console.js", "/assets/verify.js", "/assets/viewer.js"].some((a) => s.endsWith(a));
+  const ours = (s) => ["/assets/console.js", "/assets/verify.js", "/assets/lineage.js", "/assets/viewer.js"].some((a) => s.endsWith(a));
   check(injected.scripts.length >= 1 && injected.scripts[0].endsWith("/assets/console.js") && injected.scripts.every(ours),
     `${path}: only the console's own scripts (${injected.scripts.join(", ")})`);
   check(injected.handlers === 0, `${path}: no element with an on* attribute`);
@@ -113,6 +113,19 @@ for (const [path, name, wants] of pages) {
   await noInjection(page, "lineage record");
   if (shots) await page.screenshot({ path: join(shots, "lineage-record.png"), fullPage: true });
   const recordPath = new URL(page.url()).pathname;
+  // Its full-chain proof, verified in this browser from the record's link
+  // (once the node has anchored the call: 409 until then).
+  const href = await page.getByRole("link", { name: "in your browser" }).getAttribute("href");
+  let status = 0;
+  for (let tries = 0; tries < 60 && status !== 200; tries++) {
+    if (tries) await page.waitForTimeout(500);
+    status = (await page.goto(new URL(href, page.url()).href, { waitUntil: "load" })).status();
+  }
+  check(status === 200, `the record's proof in the viewer: ${status}`);
+  await page.click("#viewer button[type=submit]");
+  await page.waitForFunction(() => document.getElementById("verdict").textContent !== "");
+  const verdict = await page.textContent("#verdict");
+  check(/^Valid: the lineage proof/.test(verdict), `the record's full-chain proof verifies in the console's viewer: ${verdict}`);
   await page.close();
   await axe(recordPath);
 }

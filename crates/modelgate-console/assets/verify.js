@@ -344,5 +344,11 @@
     return `log key ${p.logKey.text}` + (p.witnesses.length ? `; witnesses ${w}; quorum ${p.quorum}` : "; no witness required");
   }
 
-  root.modelgateVerify = { verifyCheckpoint, verifyTlogProof, b64decode, b64encode, hex };
+  // What lineage.js builds its checks from: the same parsers and rules.
+  const internals = {
+    Refused, refuse, enc, b64decode, b64encode, hex, unhex, concat, equal, sha256, leafHash,
+    parseDecimal, utf8, parseVerifierKey, ed25519, verifyCheckpointNote, verifyInclusion,
+    parseTlogProof, parseHash,
+  };
+  root.modelgateVerify = { verifyCheckpoint, verifyTlogProof, b64decode, b64encode, hex, internals };
 })(globalThis);

@@ -17,7 +17,7 @@
     loaded.set(id, bytes);
   }
   const valueOf = (id) => loaded.get(id) || $(id).value;
-  for (const id of ["proof", "entry"]) {
+  for (const id of ["proof", "entry", "trustroot"]) {
     const area = $(id);
     area.addEventListener("input", () => loaded.delete(id));
     area.addEventListener("dragover", (e) => e.preventDefault());
@@ -44,7 +44,7 @@
     const verdict = $("verdict");
     verdict.className = r.ok ? "pass" : "fail";
     verdict.textContent = r.ok
-      ? `Valid: the ${kind} verifies with the keys above, in this browser, with no request to any server.`
+      ? `Valid: the ${kind} verifies with the ${kind === "lineage proof" ? "trust root" : "keys"} above, in this browser, with no request to any server.`
       : `Not valid: the ${kind} does not verify (the first failed check is marked).`;
   }
 
@@ -57,11 +57,16 @@
     const logKey = $("logkey").value;
     const head = typeof proof === "string" ? proof : new TextDecoder().decode(proof.slice(0, 32));
     if (head.trimStart().startsWith("{")) {
-      // A lineage proof (JSON): not checked in the browser yet; say so
-      // rather than report it as a malformed checkpoint.
-      show({ ok: false, steps: [{ name: "kind of proof", ok: false,
-        detail: "this is a JSON document (a lineage proof?): this viewer checks C2SP checkpoints and tlog-proofs; " +
-          "verify a lineage proof with `modelgate lineage verify PROOF --trust-root TRUST-ROOT`" }] }, "document");
+      // A lineage proof (JSON): checked against the pinned trust root.
+      const bytes = (x) => (typeof x === "string" ? new TextEncoder().encode(x) : x);
+      const trustRoot = bytes(valueOf("trustroot"));
+      if (trustRoot.length === 0) {
+        show({ ok: false, steps: [{ name: "trust root", ok: false,
+          detail: "a lineage proof is checked against the trust root you pinned (the governance log's entry 0): paste or drop it below" }] },
+          "lineage proof");
+        return;
+      }
+      show(await V.verifyLineageProof(bytes(proof), trustRoot), "lineage proof");
       return;
     }
     const isTlogProof = head.startsWith("c2sp.org/tlog-proof@v1\n");

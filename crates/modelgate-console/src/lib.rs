@@ -41,6 +41,8 @@ const CSS: &str = include_str!("../assets/console.css");
 const JS: &str = include_str!("../assets/console.js");
 /// The in-browser verifier (signed notes, checkpoints, RFC 6962, tlog-proofs).
 pub const VERIFY_JS: &str = include_str!("../assets/verify.js");
+/// The in-browser lineage-proof verifier (the full chain, on verify.js).
+pub const LINEAGE_JS: &str = include_str!("../assets/lineage.js");
 /// The proof viewer's page script.
 pub const VIEWER_JS: &str = include_str!("../assets/viewer.js");
 
@@ -134,6 +136,10 @@ pub fn router(console: Shared) -> Router {
         .route(
             "/assets/verify.js",
             get(|| async { asset(VERIFY_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/assets/lineage.js",
+            get(|| async { asset(LINEAGE_JS, "text/javascript; charset=utf-8") }),
         )
         .route(
             "/assets/viewer.js",
@@ -272,10 +278,25 @@ async fn lineage_proof(State(c): State<Shared>, Path((node, index)): Path<(Strin
 #[derive(serde::Deserialize)]
 struct ProofQuery {
     index: Option<u64>,
+    node: Option<String>,
+    lineage: Option<u64>,
 }
 
 async fn proof_viewer(State(c): State<Shared>, Query(q): Query<ProofQuery>) -> Response {
-    page(c, move |c| pages::proof_viewer(c, q.index)).await
+    page(c, move |c| {
+        let lineage = match (q.node, q.lineage) {
+            (Some(n), Some(i)) => Some((n, i)),
+            (None, None) => None,
+            _ => {
+                return Err(Miss(
+                    StatusCode::BAD_REQUEST,
+                    "a lineage proof is asked for with both node= and lineage=".into(),
+                ))
+            }
+        };
+        pages::proof_viewer(c, q.index, lineage)
+    })
+    .await
 }
 
 /// The self-contained viewer, as a download.

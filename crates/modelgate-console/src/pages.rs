@@ -44,7 +44,13 @@ fn layout(c: &Console, title: &str, live: Option<&str>, body: Markup) -> Markup 
 
 /// A page that also runs the proof viewer's scripts.
 fn layout_with_scripts(c: &Console, title: &str, body: Markup) -> Markup {
-    layout_scripts(c, title, None, &["/assets/verify.js", "/assets/viewer.js"], body)
+    layout_scripts(
+        c,
+        title,
+        None,
+        &["/assets/verify.js", "/assets/lineage.js", "/assets/viewer.js"],
+        body,
+    )
 }
 
 fn layout_scripts(c: &Console, title: &str, live: Option<&str>, scripts: &[&str], body: Markup) -> Markup {
@@ -781,12 +787,20 @@ pub struct ViewerInput {
     pub proof: String,
     /// The entry the proof is for (may be empty).
     pub entry: String,
+    /// The pinned trust root (the log's entry 0) lineage proofs are checked against.
+    pub trust_root: String,
 }
 
 /// The keys of the trust root in force, with where they came from.
 pub fn viewer_input(c: &Console, from: &str) -> ViewerInput {
     let state = c.authority.state();
     let root = state.trust_root();
+    let pinned = c
+        .authority
+        .entries(0, 1)
+        .ok()
+        .and_then(|mut e| e.pop())
+        .unwrap_or_default();
     ViewerInput {
         log_key: root.map(|r| r.log_key.to_string()).unwrap_or_default(),
         witnesses: root
@@ -795,14 +809,17 @@ pub fn viewer_input(c: &Console, from: &str) -> ViewerInput {
         quorum: root.map_or(0, |r| r.doc.witness_quorum),
         source: match root {
             Some(r) => format!(
-                "These keys are prefilled from trust-root version {} as {from}: trusting them trusts that server. \
-                 To trust no server, replace them with keys you obtained yourself (the trust root your organisation pinned).",
-                r.doc.root_version
+                "These keys are prefilled from trust-root version {} and the trust root below from the log's entry 0 \
+                 (SHA-256 {}), as {from}: trusting them trusts that server. To trust no server, replace them with \
+                 keys and the trust root you obtained yourself (the trust root your organisation pinned).",
+                r.doc.root_version,
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&pinned))
             ),
             None => "No trust root is in force here yet: paste the log's verifier key you trust.".to_owned(),
         },
         proof: String::new(),
         entry: String::new(),
+        trust_root: String::from_utf8_lossy(&pinned).into_owned(),
     }
 }
 
@@ -810,9 +827,9 @@ pub fn viewer_input(c: &Console, from: &str) -> ViewerInput {
 /// in the downloadable file.
 fn viewer_body(v: &ViewerInput) -> Markup {
     html! {
-        p { "Paste or drop a C2SP " strong { "tlog-proof" } " (with the entry it proves) or a signed "
-            strong { "checkpoint" } ". Every check runs in this browser with WebCrypto (SHA-256, Ed25519); "
-            "the page makes no request to any server." }
+        p { "Paste or drop a " strong { "lineage proof" } " (the JSON proof of a call, checked against the trust root below), a C2SP "
+            strong { "tlog-proof" } " (with the entry it proves) or a signed " strong { "checkpoint" } ". "
+            "Every check runs in this browser with WebCrypto (SHA-256, Ed25519, ECDSA); the page makes no request to any server." }
         p id="status" role="status" { "This viewer needs JavaScript: the verification runs in your browser, not on a server." }
         form id="viewer" class="viewer" {
             div {
@@ -838,6 +855,11 @@ fn viewer_body(v: &ViewerInput) -> Markup {
                 textarea id="witnesses" name="witnesses" rows="3" spellcheck="false" { (v.witnesses.join("\n")) }
                 label for="quorum" { "Witness quorum (empty: all of them)" }
                 input id="quorum" name="quorum" type="number" min="0" value=(v.quorum);
+                label for="trustroot" { "For a lineage proof: the pinned trust root (the governance log's entry 0, "
+                    code { "trust-root.dsse.json" } ")" }
+                textarea id="trustroot" name="trustroot" rows="3" spellcheck="false" { (v.trust_root) }
+                label for="trustroot-file" { "…or a file" }
+                input id="trustroot-file" type="file";
             }
             div { button type="submit" { "Verify" } }
         }
@@ -849,8 +871,17 @@ fn viewer_body(v: &ViewerInput) -> Markup {
 
 /// The proof viewer in the console, prefilled with entry `index`'s proof
 /// when asked.
-pub fn proof_viewer(c: &Console, index: Option<u64>) -> Result<Markup, Miss> {
+pub fn proof_viewer(c: &Console, index: Option<u64>, lineage: Option<(String, u64)>) -> Result<Markup, Miss> {
     let mut v = viewer_input(c, "served by this console");
+    if let Some((node, i)) = lineage {
+        use modelgate_authority::proof::ProofUnavailable as P;
+        let p = modelgate_authority::proof::full_proof(&c.authority, &node, i).map_err(|e| match e {
+            P::NotFound(m) => Miss(StatusCode::NOT_FOUND, m),
+            P::NotYet(m) => Miss(StatusCode::CONFLICT, m),
+            P::Store(m) => Miss(StatusCode::SERVICE_UNAVAILABLE, m),
+        })?;
+        v.proof = serde_json::to_string_pretty(&p).unwrap_or_default();
+    }
     if let Some(i) = index {
         let proof = c
             .authority
@@ -884,7 +915,7 @@ pub fn viewer_file(c: &Console) -> String {
     let mut v = viewer_input(c, "served by the console you downloaded this file from");
     v.source = format!("{} (downloaded {})", v.source, utc(now()));
     let css = crate::CSS;
-    let js = format!("{}\n{}", crate::VERIFY_JS, crate::VIEWER_JS);
+    let js = format!("{}\n{}\n{}", crate::VERIFY_JS, crate::LINEAGE_JS, crate::VIEWER_JS);
     let csp = format!(
         "default-src 'none'; script-src '{}'; style-src '{}'; connect-src 'none'; img-src 'none'; \
          form-action 'none'; base-uri 'none'",
@@ -1362,7 +1393,9 @@ pub fn lineage_record(c: &Console, node: &str, index: u64) -> Result<Markup, Mis
             }
             p { a href=(c.link(&format!("/lineage/{}/{index}/proof", urlencode(node)))) download=(format!("{node}-{index}.proof.json")) { "Download its full-chain proof" }
                 " (every link above, proven against one governance checkpoint) and verify it offline with "
-                code { "modelgate lineage verify PROOF --trust-root TRUST-ROOT" } ". The node serves its own proof of the call at "
+                code { "modelgate lineage verify PROOF --trust-root TRUST-ROOT" } ", or "
+                a href=(c.link(&format!("/proof?node={}&lineage={index}", urlencode(node)))) { "in your browser" }
+                " (also in the saved proof viewer, with the network off). The node serves its own proof of the call at "
                 code { "/lineage/" (index) } "." }
             h2 { "The record" }
             pre class="payload" { (pretty) }

@@ -373,3 +373,352 @@ fn the_saved_viewer_and_the_cli_agree_on_every_proof() {
     );
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
 }
+
+/// A lineage proof and the trust root it is checked against.
+#[derive(Clone)]
+struct LineageCase {
+    proof: Vec<u8>,
+    trust_root: Vec<u8>,
+    full: bool,
+    what: String,
+}
+
+impl LineageCase {
+    fn json(&self, expect_valid: bool) -> Value {
+        json!({
+            "kind": "lineage",
+            "proof": B64.encode(&self.proof),
+            "trust_root": B64.encode(&self.trust_root),
+            "full": self.full,
+            "expect_valid": expect_valid,
+        })
+    }
+
+    /// `modelgate lineage verify`'s verdict: exit 0 is valid; 1 and 2 are not.
+    fn cli(&self, dir: &Path) -> bool {
+        let proof = dir.join("proof.json");
+        let root = dir.join("trust-root.dsse.json");
+        std::fs::write(&proof, &self.proof).unwrap();
+        std::fs::write(&root, &self.trust_root).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+            .args(["lineage", "verify", s(&proof), "--trust-root", s(&root)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        match o.status.code() {
+            Some(0) => true,
+            Some(1 | 2) => false,
+            other => panic!("{}: the CLI exited {other:?}", self.what),
+        }
+    }
+}
+
+/// Every JSON pointer in `v`, the root included.
+fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                pointers(x, format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")), out);
+            }
+        }
+        Value::Array(a) => {
+            for (k, x) in a.iter().enumerate() {
+                pointers(x, format!("{at}/{k}"), out);
+            }
+        }
+        _ => {}
+    }
+    out.push(at);
+}
+
+/// The case's proof is now `d`; says what changed.
+fn refield(c: &mut LineageCase, d: &Value, base: &str, what: String) -> String {
+    c.proof = serde_json::to_vec_pretty(d).unwrap();
+    format!("{base}: {what}")
+}
+
+/// Single-byte and single-field changes of a valid lineage proof: bytes
+/// replaced, flipped or deleted; a field removed, nulled, changed, added; one
+/// governed entry in another's place or from another proof; the format
+/// swapped; a byte of the trust root changed.
+fn lineage_mutations(base: &LineageCase, n: usize, rng: &mut Rng, foreign: &[Value]) -> Vec<LineageCase> {
+    let doc: Value = serde_json::from_slice(&base.proof).unwrap();
+    let mut paths = Vec::new();
+    pointers(&doc, String::new(), &mut paths);
+    let governed: Vec<&str> = [
+        "/proof/anchor",
+        "/proof/enrollment",
+        "/proof/governance/trust_root",
+        "/proof/governance/registration",
+        "/proof/governance/grant",
+        "/proof/governance/policy",
+    ]
+    .into_iter()
+    .filter(|p| doc.pointer(p).is_some())
+    .collect();
+    let replacements: &[u8] = b"0123456789abcdefABCDEF+/=\n \"{}[],:.-eE\\\x00\xc3";
+    let mut out = Vec::new();
+    for k in 0..n {
+        let mut c = base.clone();
+        let mut d = doc.clone();
+        c.what = match k % 13 {
+            0..=3 => {
+                let i = rng.below(c.proof.len());
+                let mut b = replacements[rng.below(replacements.len())];
+                if b == c.proof[i] {
+                    b ^= 0x01;
+                }
+                c.proof[i] = b;
+                format!("{}: proof byte {i} set to {b:#04x}", base.what)
+            }
+            4 => {
+                let i = rng.below(c.proof.len());
+                c.proof[i] ^= 1 << rng.below(8);
+                format!("{}: one bit of proof byte {i} flipped", base.what)
+            }
+            5 => {
+                let i = rng.below(c.proof.len());
+                c.proof.remove(i);
+                format!("{}: proof byte {i} deleted", base.what)
+            }
+            6 => {
+                let p = &paths[rng.below(paths.len())];
+                let (parent, key) = p.rsplit_once('/').unwrap_or(("", ""));
+                match d.pointer_mut(parent) {
+                    Some(Value::Object(m)) => {
+                        m.remove(&key.replace("~1", "/").replace("~0", "~"));
+                    }
+                    Some(Value::Array(a)) if !a.is_empty() => {
+                        a.remove(key.parse::<usize>().unwrap_or(0).min(a.len() - 1));
+                    }
+                    _ => {}
+                }
+                refield(&mut c, &d, &base.what, format!("{p} removed"))
+            }
+            7 => {
+                let p = paths[rng.below(paths.len())].clone();
+                let v = d.pointer_mut(&p).unwrap();
+                let was = v.to_string();
+                *v = match v.take() {
+                    Value::Number(x) => json!(x.as_u64().map_or(1, |x| x + 1 + rng.below(3) as u64)),
+                    Value::Bool(b) => json!(!b),
+                    Value::String(t) if t.is_empty() => json!("x"),
+                    Value::String(t) => {
+                        let mut b = t.into_bytes();
+                        let i = rng.below(b.len());
+                        b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+                        json!(String::from_utf8_lossy(&b))
+                    }
+                    Value::Null => json!(0),
+                    _ => Value::Null,
+                };
+                let what = format!("{p} changed from {}", &was[..was.len().min(40)]);
+                refield(&mut c, &d, &base.what, what)
+            }
+            8 => {
+                let objects: Vec<&String> = paths
+                    .iter()
+                    .filter(|p| doc.pointer(p).is_some_and(Value::is_object))
+                    .collect();
+                let p = objects[rng.below(objects.len())].clone();
+                d.pointer_mut(&p).unwrap()["note"] = json!("unchecked");
+                refield(&mut c, &d, &base.what, format!("an unknown field in {p:?}"))
+            }
+            9 if governed.len() > 1 => {
+                let a = governed[rng.below(governed.len())];
+                let mut b = governed[rng.below(governed.len())];
+                if a == b {
+                    b = governed[(governed.iter().position(|x| *x == a).unwrap() + 1) % governed.len()];
+                }
+                let va = d.pointer(a).unwrap().clone();
+                *d.pointer_mut(b).unwrap() = va;
+                refield(&mut c, &d, &base.what, format!("{a} in the place of {b}"))
+            }
+            10 => match rng.below(3) {
+                0 => {
+                    let to = if base.full {
+                        "modelgate-lineage-proof/v1"
+                    } else {
+                        "modelgate-lineage-proof/v2"
+                    };
+                    d["format"] = json!(to);
+                    refield(&mut c, &d, &base.what, format!("format set to {to}"))
+                }
+                1 => {
+                    let n = d["proof"]["records"].as_array().map_or(0, Vec::len);
+                    let i = rng.below(n.max(1));
+                    let idx = d["proof"]["records"][i]["index"].as_u64().unwrap_or(0);
+                    d["proof"]["records"][i]["index"] = json!(idx + 1);
+                    refield(&mut c, &d, &base.what, format!("record {i}'s index moved"))
+                }
+                _ => {
+                    d["records"][0]["record"]["scope"] = json!("prod/credit/other");
+                    refield(&mut c, &d, &base.what, "the readable copy's scope changed".into())
+                }
+            },
+            11 if !foreign.is_empty() && !governed.is_empty() => {
+                let a = governed[rng.below(governed.len())];
+                let other = &foreign[rng.below(foreign.len())];
+                *d.pointer_mut(a).unwrap() = other.clone();
+                refield(&mut c, &d, &base.what, format!("{a} from another proof"))
+            }
+            _ => {
+                let i = rng.below(c.trust_root.len());
+                c.trust_root[i] ^= 1 << rng.below(8);
+                format!("{}: one bit of trust-root byte {i} flipped", base.what)
+            }
+        };
+        out.push(c);
+    }
+    out
+}
+
+#[test]
+fn the_saved_viewer_and_the_cli_agree_on_every_lineage_proof() {
+    use common::world::{agent, approved_node, call, caller_table, chat, eventually, start_gateway, wait_for, world};
+    const TOKEN: &str = "differential-caller-secret";
+    const AUDITOR: &str = "differential-auditor-secret";
+    let (browser, chromium) = common::browser_tools();
+    let w = world();
+    let url = w.server.url.clone();
+    let config = approved_node(
+        &w,
+        &format!(
+            "anchor_interval_seconds = 1\nlineage_replication_interval_seconds = 1\n{}{}lineage = \"all\"\n",
+            caller_table("scoring-service", TOKEN, &[], &["prod/credit/scoring"]),
+            caller_table("auditor", AUDITOR, &[], &[])
+        ),
+    );
+    let g = start_gateway(&config);
+    wait_for(&g.events, 20, "Serving", |v| v["state"] == "Serving");
+    let id = |h: &ureq::http::HeaderMap| -> u64 { h["x-modelgate-lineage-id"].to_str().unwrap().parse().unwrap() };
+    let mut calls = Vec::new();
+    for k in 0..4 {
+        let (st, h, body) = call(&g.url, Some(TOKEN), None, &chat(k % 2 == 1));
+        assert_eq!(st, 200, "{body}");
+        calls.push((id(&h), "a call"));
+    }
+    let (st, h, _) = call(&g.url, Some(TOKEN), Some("prod/other"), &chat(false));
+    assert_eq!(st, 403);
+    calls.push((id(&h), "a denial (scope)"));
+    let (st, h, _) = call(&g.url, Some("not-a-caller"), None, &chat(false));
+    assert_eq!(st, 401);
+    if let Some(v) = h.get("x-modelgate-lineage-id") {
+        calls.push((v.to_str().unwrap().parse().unwrap(), "a denial (unknown caller)"));
+    }
+
+    // Each call's proof as the node serves it (v1) and as the authority
+    // serves it (v2, the full chain), once anchored and replicated.
+    let trust_root = std::fs::read(w.data.join("trust-root.dsse.json")).unwrap();
+    let mut bases = Vec::new();
+    for (i, what) in &calls {
+        let (v1, _) = eventually(30, "the node's proof is anchored", || {
+            let mut r = agent()
+                .get(&format!("{}/lineage/{i}", g.url))
+                .header("Authorization", &format!("Bearer {AUDITOR}"))
+                .call()
+                .ok()?;
+            let text = r.body_mut().read_to_vec().ok()?;
+            let v: Value = serde_json::from_slice(&text).ok()?;
+            (v["anchored"] == true).then_some(text)
+        });
+        let (v2, _) = eventually(30, "the authority serves the full chain", || {
+            let mut r = agent().get(&format!("{url}/lineage/node-1/{i}/proof")).call().ok()?;
+            (r.status().as_u16() == 200).then(|| r.body_mut().read_to_vec().unwrap())
+        });
+        for (proof, full) in [(v1, false), (v2, true)] {
+            bases.push(LineageCase {
+                proof,
+                trust_root: trust_root.clone(),
+                full,
+                what: format!("{} proof of {what} ({i})", if full { "full-chain" } else { "node" }),
+            });
+        }
+    }
+    // Governed entries of other proofs, to put in a proof's place.
+    let foreign: Vec<Value> = bases
+        .iter()
+        .flat_map(|b| {
+            let d: Value = serde_json::from_slice(&b.proof).unwrap();
+            [
+                "/proof/anchor",
+                "/proof/governance/grant",
+                "/proof/governance/registration",
+            ]
+            .iter()
+            .filter_map(|p| d.pointer(p).cloned())
+            .collect::<Vec<_>>()
+        })
+        .collect();
+
+    let mut rng = Rng(0x11_4e_a9e);
+    let per = 1100usize.div_ceil(bases.len());
+    let mut cases: Vec<(LineageCase, bool)> = Vec::new();
+    for b in &bases {
+        cases.push((b.clone(), true));
+        for m in lineage_mutations(b, per, &mut rng, &foreign) {
+            cases.push((m, false));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("cli");
+    std::fs::create_dir_all(&work).unwrap();
+    let cli: Vec<bool> = cases.iter().map(|(c, _)| c.cli(&work)).collect();
+    for ((c, base), v) in cases.iter().zip(&cli) {
+        if *base {
+            assert!(v, "{}: the CLI refuses an unchanged proof", c.what);
+        }
+    }
+
+    // The viewer exactly as a person downloads it from this console.
+    let html = common::world::get_text(&format!("{url}/proof/viewer.html"));
+    let viewer = dir.path().join("modelgate-proof-viewer.html");
+    std::fs::write(&viewer, &html).unwrap();
+    let cases_file = dir.path().join("cases.json");
+    let doc: Vec<Value> = cases.iter().map(|(c, e)| c.json(*e)).collect();
+    std::fs::write(&cases_file, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let out_file = dir.path().join("verdicts.json");
+    let mut cmd = Command::new("node");
+    cmd.arg(browser.join("verdicts.mjs"))
+        .arg(&viewer)
+        .arg(&cases_file)
+        .arg(&out_file)
+        .env("CHROMIUM", &chromium);
+    if let Some(shots) = std::env::var_os("MODELGATE_SCREENSHOTS") {
+        cmd.arg(PathBuf::from(shots).join("proof-viewer-lineage.png"));
+    }
+    let o = cmd.output().unwrap();
+    let said = String::from_utf8_lossy(&o.stdout);
+    println!("{said}");
+    assert!(o.status.success(), "{said}{}", String::from_utf8_lossy(&o.stderr));
+    let browser_verdicts: Vec<Value> = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    assert_eq!(browser_verdicts.len(), cases.len());
+    let mut disagreements = Vec::new();
+    for (((c, _), cli), b) in cases.iter().zip(&cli).zip(&browser_verdicts) {
+        if b["valid"].as_bool() != Some(*cli) {
+            disagreements.push(format!(
+                "{}: CLI says {}, browser says {} ({})",
+                c.what,
+                if *cli { "valid" } else { "invalid" },
+                b["valid"],
+                b["reason"]
+            ));
+        }
+    }
+    let valid = cli.iter().filter(|v| **v).count();
+    println!(
+        "{} lineage cases ({} bases): {valid} valid, {} invalid, {} disagreements",
+        cases.len(),
+        bases.len(),
+        cases.len() - valid,
+        disagreements.len()
+    );
+    assert!(cases.len() >= 1000, "{} cases", cases.len());
+    assert!(
+        valid >= bases.len() && cases.len() - valid >= 900,
+        "{valid} valid of {}",
+        cases.len()
+    );
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+}
