@@ -652,7 +652,7 @@ fn the_saved_viewer_and_the_cli_agree_on_every_lineage_proof() {
         })
         .collect();
 
-    let mut rng = Rng(0x11_4e_a9e);
+    let mut rng = Rng(0x0114_ea9e);
     let per = 1100usize.div_ceil(bases.len());
     let mut cases: Vec<(LineageCase, bool)> = Vec::new();
     for b in &bases {
