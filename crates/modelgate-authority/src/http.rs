@@ -393,15 +393,23 @@ async fn consistency(AxState(a): AxState<Shared>, Query(q): Query<ConsistencyQue
     let a2 = Arc::clone(&a);
     let r = tokio::task::spawn_blocking(move || {
         a2.with_reader(|s| {
-            consistency_proof(q.from, to, &Nodes(&*s)).map_err(|e| modelgate_store::StoreError::NotFound(e.to_string()))
+            let nf = |e: String| modelgate_store::StoreError::NotFound(e);
+            let proof = consistency_proof(q.from, to, &Nodes(&*s)).map_err(|e| nf(e.to_string()))?;
+            // The root at `from` the proof implies: a split-view check
+            // compares it with another node's signed checkpoint.
+            let from_root = modelgate_tlog::root_at(q.from, &Nodes(&*s))?;
+            Ok((proof, from_root))
         })
     })
     .await;
     match r {
-        Ok(Ok(p)) => {
-            Json(json!({"from": q.from, "to": to, "hashes": p.iter().map(|h| B64.encode(h)).collect::<Vec<_>>()}))
-                .into_response()
-        }
+        Ok(Ok((p, from_root))) => Json(json!({
+            "from": q.from,
+            "to": to,
+            "hashes": p.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+            "from_root": B64.encode(from_root),
+        }))
+        .into_response(),
         Ok(Err(e)) => ApiError::internal("store", e.to_string()).into_response(),
         Err(e) => ApiError::internal("internal", e.to_string()).into_response(),
     }
@@ -917,7 +925,7 @@ async fn openapi() -> Response {
             "get",
             "Inclusion proof: ?index=I&size=S (size defaults to the served checkpoint).",
         ),
-        ("/api/v1/proof/consistency", "get", "Consistency proof: ?from=M&to=N."),
+        ("/api/v1/proof/consistency", "get", "Consistency proof: ?from=M&to=N; with from_root, the root at M the proof implies."),
         (
             "/api/v1/tlog-proof/{index}",
             "get",

@@ -43,6 +43,7 @@ pub mod proof;
 pub mod service;
 pub mod snapshot;
 pub mod tokens;
+pub mod witness;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -147,6 +147,15 @@ pub struct Authority {
     summaries: Mutex<VecDeque<(u64, Bytes)>>,
     /// The latest signed checkpoint note (without our cosignature).
     latest: Mutex<(u64, Arc<Vec<u8>>)>,
+    /// Signalled when `latest` changes (the witness gatherer waits on it).
+    latest_changed: Condvar,
+    /// When `latest` was appended (for the publication latency).
+    latest_at: Mutex<Option<Instant>>,
+    /// The last checkpoint that met the trust root's witness quorum, with
+    /// the witnesses' cosignatures (never set when no witness is asked).
+    witnessed: Mutex<Option<(u64, Arc<Vec<u8>>)>>,
+    /// The witnesses asked for cosignatures, once started.
+    pub witnesses: Mutex<Option<Arc<crate::witness::Witnesses>>>,
     /// What /log/checkpoint serves.
     pub served: RwLock<Served>,
     cosigner: SignerKey,
@@ -292,6 +301,10 @@ impl Authority {
             published: RwLock::new(Arc::new(state)),
             summaries: Mutex::new(VecDeque::from([(cp_size, summary)])),
             latest: Mutex::new((cp_size, Arc::clone(&note))),
+            latest_changed: Condvar::new(),
+            latest_at: Mutex::new(None),
+            witnessed: Mutex::new(None),
+            witnesses: Mutex::new(None),
             served: RwLock::new(Served {
                 note,
                 size: cp_size,
@@ -413,14 +426,89 @@ impl Authority {
         }
     }
 
-    /// Re-cosign the latest checkpoint with the current time. The note is
-    /// verified with the log's own key before it is published.
+    /// Start asking these witnesses (c2sp.org/tlog-witness) to cosign every
+    /// checkpoint; from then on the checkpoint served is the last one that
+    /// met the trust root's witness quorum. A trust root that asks for a
+    /// quorum the URLs cannot meet is refused here, before anything is served.
+    pub fn start_witnesses(self: &Arc<Self>, urls: &[String]) -> Result<(), AuthorityError> {
+        let quorum = self.state().trust_root().map_or(0, |r| r.doc.witness_quorum as usize);
+        if urls.len() < quorum {
+            return Err(AuthorityError::Config(format!(
+                "the trust root asks for {quorum} witness cosignature(s) on every checkpoint, and {} witness URL(s) were given \
+                 (--witness-url): nodes would trust no checkpoint of this authority",
+                urls.len()
+            )));
+        }
+        if urls.is_empty() {
+            return Ok(());
+        }
+        let w = Arc::new(crate::witness::Witnesses::new(urls));
+        if let Ok(mut slot) = self.witnesses.lock() {
+            *slot = Some(Arc::clone(&w));
+        }
+        // A first round before anything is served: a restarted authority
+        // serves a witnessed checkpoint from its first answer on.
+        let (size, note, _) = self.wait_for_checkpoint(None, Duration::ZERO);
+        let done = crate::witness::round(self, &w, &note, None).then_some(size);
+        let a = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("modelgate-witnesses".into())
+            .spawn(move || crate::witness::run(a, w, done))
+            .map_err(|e| AuthorityError::Io(format!("starting the witness thread: {e}")))?;
+        Ok(())
+    }
+
+    /// Wait (up to `timeout`) for a checkpoint of another size than `seen`;
+    /// the latest signed one, and when it was appended.
+    pub(crate) fn wait_for_checkpoint(
+        &self,
+        seen: Option<u64>,
+        timeout: Duration,
+    ) -> (u64, Arc<Vec<u8>>, crate::witness::AppendedAt) {
+        let at = || self.latest_at.lock().ok().and_then(|t| *t);
+        let Ok(g) = self.latest.lock() else {
+            return (0, Arc::new(Vec::new()), None);
+        };
+        let g = match self
+            .latest_changed
+            .wait_timeout_while(g, timeout, |l| Some(l.0) == seen)
+        {
+            Ok((g, _)) => g,
+            Err(p) => p.into_inner().0,
+        };
+        let out = (g.0, Arc::clone(&g.1));
+        drop(g);
+        (out.0, out.1, at())
+    }
+
+    /// Record a checkpoint that met the witness quorum (with its cosignatures).
+    pub(crate) fn set_witnessed(&self, size: u64, note: Vec<u8>) {
+        if let Ok(mut w) = self.witnessed.lock() {
+            if w.as_ref().is_none_or(|(s, _)| *s <= size) {
+                *w = Some((size, Arc::new(note)));
+            }
+        }
+    }
+
+    /// Re-cosign the served checkpoint with the current time: the latest one
+    /// when the trust root asks for no witness, else the last one that met
+    /// its quorum. The note is verified with the log's own key before it is
+    /// published.
     pub fn refresh_checkpoint(&self) -> Result<(), AuthorityError> {
-        let (size, note) = self
-            .latest
-            .lock()
-            .map(|g| (g.0, Arc::clone(&g.1)))
-            .map_err(|_| AuthorityError::Io("checkpoint lock poisoned".into()))?;
+        let quorum = self.state().trust_root().map_or(0, |r| r.doc.witness_quorum);
+        let witnessed = if quorum > 0 {
+            self.witnessed.lock().ok().and_then(|w| w.clone())
+        } else {
+            None
+        };
+        let (size, note) = match witnessed {
+            Some(w) => w,
+            None => self
+                .latest
+                .lock()
+                .map(|g| (g.0, Arc::clone(&g.1)))
+                .map_err(|_| AuthorityError::Io("checkpoint lock poisoned".into()))?,
+        };
         let mut parsed = Note::parse(&note).map_err(|e| AuthorityError::Fold(format!("stored checkpoint: {e}")))?;
         let time = now();
         let sig = self
@@ -663,6 +751,10 @@ fn writer(a: Arc<Authority>, mut log: Log<SqliteStore>, mut working: State, rx: 
                 if let Ok(mut l) = a.latest.lock() {
                     *l = (done.size, Arc::clone(&note));
                 }
+                if let Ok(mut t) = a.latest_at.lock() {
+                    *t = Some(Instant::now());
+                }
+                a.latest_changed.notify_all();
                 if let Err(e) = a.refresh_checkpoint() {
                     tracing::error!(error = %e, "publishing the new checkpoint");
                 }

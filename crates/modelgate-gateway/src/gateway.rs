@@ -165,6 +165,8 @@ pub struct Gateway {
     completions: Mutex<(HashMap<u64, u64>, std::collections::VecDeque<u64>)>,
     /// Records left for refusals without a valid token.
     unauthenticated: Mutex<Bucket>,
+    /// Peers' consistency-proof requests in progress (each asks the authority).
+    peer_permits: Arc<tokio::sync::Semaphore>,
 }
 
 const RECENT_COMPLETIONS: usize = 100_000;
@@ -468,11 +470,16 @@ pub fn gateway(shared: Arc<Shared>) -> Result<Gateway, Error> {
             tokens: UNAUTHENTICATED_RECORDS.1,
             last: Instant::now(),
         }),
+        peer_permits: Arc::new(tokio::sync::Semaphore::new(PEER_PROOFS_AT_ONCE)),
     })
 }
 
+/// Peers' consistency-proof requests served at once; more get 429.
+const PEER_PROOFS_AT_ONCE: usize = 2;
+
 /// The gateway's routes: the OpenAI-compatible calls, `/v1/models`,
-/// `/lineage/{id}`, `/status`, `/metrics`, `/healthz`, `/readyz`.
+/// `/lineage/{id}`, `/status`, `/metrics`, `/healthz`, `/readyz`, and for
+/// other nodes `/peer/checkpoint` and `/peer/consistency`.
 pub fn router(gw: Gw) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(|s, u, h, b| proxy(s, u, h, b, "chat")))
@@ -487,6 +494,8 @@ pub fn router(gw: Gw) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/peer/checkpoint", get(peer_checkpoint))
+        .route("/peer/consistency", get(peer_consistency))
         .fallback(|| async { Refusal::NoRoute })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(gw)
@@ -1049,6 +1058,72 @@ async fn status(State(gw): State<Gw>, headers: HeaderMap) -> Response {
         return r.into_response();
     }
     Json(status_json(&gw.shared)).into_response()
+}
+
+/// This node's latest verified governance checkpoint, as the authority
+/// served it: public (it is the log's), for peers comparing histories.
+async fn peer_checkpoint(State(gw): State<Gw>) -> Response {
+    match gw.shared.snapshot().view.as_ref() {
+        Some(v) => (
+            [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            v.note.as_ref().clone(),
+        )
+            .into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "no verified governance checkpoint\n").into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PeerConsistency {
+    from: u64,
+    to: u64,
+}
+
+/// A consistency proof from `from` to this node's verified size `to`, from
+/// its authority, passed on only once it verifies against the root this
+/// node verified: a node vouches for nothing it has not checked.
+async fn peer_consistency(
+    State(gw): State<Gw>,
+    q: Result<axum::extract::Query<PeerConsistency>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(axum::extract::Query(q)) = q else {
+        return (StatusCode::BAD_REQUEST, "give ?from=M&to=N\n").into_response();
+    };
+    let Some(view) = gw.shared.snapshot().view.clone() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no verified governance checkpoint\n").into_response();
+    };
+    if q.to != view.checkpoint.size || q.from > q.to {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "this node proves from a size up to its verified size {}, not {} → {}\n",
+                view.checkpoint.size, q.from, q.to
+            ),
+        )
+            .into_response();
+    }
+    let Ok(_permit) = Arc::clone(&gw.peer_permits).try_acquire_owned() else {
+        return (StatusCode::TOO_MANY_REQUESTS, "busy: try again\n").into_response();
+    };
+    let authority = Arc::clone(&gw.shared.authority);
+    let path = format!("/api/v1/proof/consistency?from={}&to={}", q.from, q.to);
+    let answer = tokio::task::spawn_blocking(move || authority.get(&path, 64 * 1024)).await;
+    let body = match answer {
+        Ok(Ok((200, b))) => b,
+        _ => return (StatusCode::BAD_GATEWAY, "the authority gave no proof\n").into_response(),
+    };
+    let checked = crate::peers::parse_consistency(&body).and_then(|(h, from_root)| {
+        modelgate_tlog::verify_consistency(q.from, q.to, &h, &from_root, &view.checkpoint.root)
+            .map_err(|e| e.to_string())
+    });
+    match checked {
+        Ok(()) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            format!("the authority's proof does not verify against this node's root: {e}\n"),
+        )
+            .into_response(),
+    }
 }
 
 async fn readyz(State(gw): State<Gw>) -> Response {

@@ -28,6 +28,7 @@ mod error;
 pub mod exec;
 pub mod gateway;
 pub mod lineage;
+pub mod peers;
 pub mod replicate;
 pub mod runtime;
 mod telemetry;

@@ -182,6 +182,10 @@ pub struct Shared {
     pub clock: Arc<dyn Clock>,
     /// What lineage replication has done (zeros when it is off).
     pub replication: Arc<crate::replicate::Progress>,
+    /// A proven split view (see [`crate::peers`]): every model stays contained.
+    split_view: Mutex<Option<String>>,
+    /// Set once the node is stopping (threads beside the loop end).
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -207,8 +211,42 @@ impl Shared {
         }
     }
 
+    /// A proven split view, if one was found (it contains every model).
+    pub fn split_view(&self) -> Option<String> {
+        // A poisoned lock proves nothing: contain.
+        self.split_view
+            .lock()
+            .map_or_else(|_| Some("the split-view state is unreadable".into()), |s| s.clone())
+    }
+
+    /// Record a proven split view and make the loop contain at once.
+    pub fn set_split_view(&self, detail: String) {
+        if let Ok(mut s) = self.split_view.lock() {
+            *s = Some(detail);
+        }
+        if let Ok(w) = self.wake.lock() {
+            let _ = w.send(Wake::Pass);
+        }
+    }
+
+    /// Whether the node is stopping.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Sleep `d`, or less when the node stops meanwhile.
+    pub fn sleep(&self, d: Duration) {
+        let step = Duration::from_millis(50);
+        let mut slept = Duration::ZERO;
+        while slept < d && !self.stopping() {
+            std::thread::sleep(step);
+            slept += step;
+        }
+    }
+
     /// Stop the loop (it finishes its pass first).
     pub fn stop(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Ok(w) = self.wake.lock() {
             let _ = w.send(Wake::Stop);
         }
@@ -240,6 +278,8 @@ impl Shared {
 enum Wake {
     /// A model's files changed.
     Files(String),
+    /// Something beside the loop (the peer exchange) needs a pass now.
+    Pass,
     /// Stop the loop.
     Stop,
 }
@@ -822,7 +862,22 @@ impl Runtime {
             changes,
             authority,
             clock,
+            split_view: Mutex::new(crate::peers::existing_evidence(&node.c.data_dir).first().map(|f| {
+                format!(
+                    "split view: evidence found earlier is on disk ({}); remove it once investigated",
+                    f.display()
+                )
+            })),
+            stopping: Default::default(),
         });
+        if !node.c.peers.is_empty() {
+            let (sh, peers) = (Arc::clone(&shared), node.c.peers.clone());
+            let every = Duration::from_secs(node.c.peer_interval_seconds);
+            std::thread::Builder::new()
+                .name("modelgate-peers".into())
+                .spawn(move || crate::peers::run(sh, peers, every))
+                .map_err(|e| Error::Start(format!("the peer exchange: {e}")))?;
+        }
         Ok(Self {
             node,
             shared,
@@ -883,11 +938,13 @@ impl Runtime {
                         Wake::Files(m) => {
                             self.dirty.insert(m);
                         }
+                        Wake::Pass => {}
                         Wake::Stop => return false,
                     }
                 }
                 true
             }
+            Ok(Wake::Pass) => true,
             Ok(Wake::Stop) => false,
             Err(RecvTimeoutError::Timeout) => true,
             Err(RecvTimeoutError::Disconnected) => false,
@@ -971,6 +1028,15 @@ impl Runtime {
         for name in self.names.clone() {
             if let Some(why) = &sync_failure {
                 self.contain(&mut events, &name, why.clone(), t);
+                continue;
+            }
+            if let Some(d) = self.shared.split_view() {
+                let why = Why::new(
+                    ContainmentReason::CoordinationInconsistent,
+                    Check::of_reason(ContainmentReason::CoordinationInconsistent),
+                    d,
+                );
+                self.contain(&mut events, &name, why, t);
                 continue;
             }
             if let Some(p) = self.anchor_problem.clone() {

@@ -13,6 +13,8 @@
 //! anchor_interval_seconds = 5            # MODELGATE_NODE_ANCHOR_INTERVAL_SECONDS: how often lineage is anchored
 //! heartbeat_interval_seconds = 10         # MODELGATE_NODE_HEARTBEAT_INTERVAL_SECONDS
 //! lineage_replication_interval_seconds = 2  # MODELGATE_NODE_LINEAGE_REPLICATION_INTERVAL_SECONDS: ship lineage to the authority (0: never)
+//! peers = ["http://10.0.0.2:7380"]        # MODELGATE_NODE_PEERS (comma-separated): other nodes' gateways to compare checkpoints with
+//! peer_interval_seconds = 5               # MODELGATE_NODE_PEER_INTERVAL_SECONDS: how often
 //!
 //! # The gateway (`modelgate node serve`) only:
 //! listen = "127.0.0.1:7380"               # MODELGATE_NODE_LISTEN: where callers connect
@@ -129,6 +131,10 @@ fn default_replication_interval() -> u64 {
     2
 }
 
+fn default_peer_interval() -> u64 {
+    5
+}
+
 fn default_max_in_flight() -> usize {
     1024
 }
@@ -167,6 +173,14 @@ pub struct NodeConfig {
     /// metadata and digests, with a signed checkpoint); 0: never.
     #[serde(default = "default_replication_interval")]
     pub lineage_replication_interval_seconds: u64,
+    /// Other nodes' gateways (base URLs): this node compares its verified
+    /// governance checkpoint with theirs (`/peer/checkpoint`) and contains
+    /// every model on a split view.
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// How often the peers are asked.
+    #[serde(default = "default_peer_interval")]
+    pub peer_interval_seconds: u64,
     /// The gateway's listening address.
     #[serde(default = "default_listen")]
     pub listen: String,
@@ -232,6 +246,10 @@ impl NodeConfig {
                     c.lineage_replication_interval_seconds =
                         v.parse().map_err(|_| format!("{k}={v:?} is not a number of seconds"))?
                 }
+                "PEERS" => c.peers = v.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect(),
+                "PEER_INTERVAL_SECONDS" => {
+                    c.peer_interval_seconds = v.parse().map_err(|_| format!("{k}={v:?} is not a number of seconds"))?
+                }
                 "LISTEN" => c.listen = v,
                 "UPSTREAM" => c.upstream = Some(v),
                 "OTLP_ENDPOINT" => c.otlp_endpoint = Some(v),
@@ -247,7 +265,7 @@ impl NodeConfig {
                         _ => return Err(format!("{k}={v:?} must be true or false")),
                     }
                 }
-                other => return Err(format!("unknown override {PREFIX}{other} (fields: NODE, AUTHORITY, TRUST_ROOT, KEY, SCOPES, MAX_STALENESS_SECONDS, DATA_DIR, ANCHOR_INTERVAL_SECONDS, HEARTBEAT_INTERVAL_SECONDS, LINEAGE_REPLICATION_INTERVAL_SECONDS, LISTEN, UPSTREAM, STORE_CONTENT, OTLP_ENDPOINT, MAX_IN_FLIGHT, STATUS_ACCESS, METRICS_ACCESS)")),
+                other => return Err(format!("unknown override {PREFIX}{other} (fields: NODE, AUTHORITY, TRUST_ROOT, KEY, SCOPES, MAX_STALENESS_SECONDS, DATA_DIR, ANCHOR_INTERVAL_SECONDS, HEARTBEAT_INTERVAL_SECONDS, LINEAGE_REPLICATION_INTERVAL_SECONDS, PEERS, PEER_INTERVAL_SECONDS, LISTEN, UPSTREAM, STORE_CONTENT, OTLP_ENDPOINT, MAX_IN_FLIGHT, STATUS_ACCESS, METRICS_ACCESS)")),
             }
         }
         let base = path.parent().unwrap_or(Path::new("."));
@@ -304,6 +322,16 @@ impl NodeConfig {
         }
         if self.max_in_flight == 0 {
             return Err("max_in_flight must be positive".into());
+        }
+        for p in &self.peers {
+            if !(p.starts_with("http://") || p.starts_with("https://")) {
+                return Err(format!(
+                    "peers: {p:?} must be an http:// or https:// URL (a node's gateway)"
+                ));
+            }
+        }
+        if !self.peers.is_empty() && self.peer_interval_seconds == 0 {
+            return Err("peer_interval_seconds must be positive when peers are given".into());
         }
         if self.anchor_interval_seconds == 0 || self.heartbeat_interval_seconds == 0 {
             return Err("anchor_interval_seconds and heartbeat_interval_seconds must be positive".into());

@@ -34,6 +34,7 @@ pub mod files;
 pub mod lifecycle;
 pub mod proof;
 pub mod report;
+pub mod split_view;
 pub mod sync;
 
 pub use error::{FetchError, NodeError};

@@ -81,6 +81,9 @@ pub struct View {
     pub state: Arc<State>,
     /// The tree's compact range at that size.
     pub tree: CompactTree,
+    /// The checkpoint note exactly as the authority served it (signed by the
+    /// log, cosigned): what this node shows its peers.
+    pub note: Arc<Vec<u8>>,
 }
 
 impl View {
@@ -217,6 +220,7 @@ impl Syncer {
                     authority_time,
                     state: Arc::clone(&v.state),
                     tree: v.tree.clone(),
+                    note: Arc::new(note),
                 };
                 self.view = Some(view);
                 return self.view.as_ref().ok_or_else(|| fail(StateDivergence, "view vanished"));
@@ -303,6 +307,7 @@ impl Syncer {
             authority_time,
             state: Arc::new(state),
             tree,
+            note: Arc::new(note),
         });
         self.view.as_ref().ok_or_else(|| fail(StateDivergence, "view vanished"))
     }
@@ -325,8 +330,11 @@ pub fn verify_checkpoint(
     )
     .map_err(|e| fail(CoordinationInconsistent, format!("trust root's witness policy: {e}")))?;
     let verified = policy.verify(note).map_err(|e| {
+        // Short of the witness quorum: not trusted, but not proof of
+        // anything either (a witness may be down); the node keeps its view
+        // until it is stale, then contains with SyncInterrupted.
         let reason = match e {
-            modelgate_tlog::Error::QuorumNotMet { .. } => CoordinationInconsistent,
+            modelgate_tlog::Error::QuorumNotMet { .. } => SyncInterrupted,
             _ => SignatureInvalid,
         };
         fail(reason, format!("checkpoint: {e}"))

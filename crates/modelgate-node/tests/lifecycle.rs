@@ -128,6 +128,7 @@ fn view(entries: &[Vec<u8>], authority_time: u64) -> View {
         authority_time,
         state: std::sync::Arc::new(state),
         tree,
+        note: std::sync::Arc::new(Vec::new()),
     }
 }
 

@@ -77,6 +77,18 @@ pub struct ServeArgs {
         env = "MODELGATE_NODE_WRITE_RATE"
     )]
     node_write_rate: f64,
+    /// A witness to ask for a cosignature of every checkpoint (its URL; it
+    /// serves c2sp.org/tlog-witness `/add-checkpoint` under it). Repeat for
+    /// each witness of the trust root; with a witness quorum the checkpoint
+    /// served is the last one that met it. Also MODELGATE_WITNESS_URLS,
+    /// comma-separated.
+    #[arg(
+        long = "witness-url",
+        value_name = "URL",
+        env = "MODELGATE_WITNESS_URLS",
+        value_delimiter = ','
+    )]
+    witness_urls: Vec<String>,
     #[command(flatten)]
     console: ConsoleArgs,
 }
@@ -237,7 +249,11 @@ fn serve(a: ServeArgs) -> Result<(), Failure> {
         init(&a.data, &a.origin, modelgate_authority::RootKeys::SINGLE, false)?;
     }
     serve_until_signal(
-        || Authority::open(&a.data).map_err(fail),
+        || {
+            let authority = Authority::open(&a.data).map_err(fail)?;
+            authority.start_witnesses(&a.witness_urls).map_err(fail)?;
+            Ok(authority)
+        },
         a.node_write_rate,
         a.listen,
         &a.console,

@@ -45,6 +45,23 @@ pub enum LogCommand {
     /// Generate a note key (Ed25519): PREFIX.skey (the PRIVATE+KEY string,
     /// mode 0600) and PREFIX.vkey (the verifier key string, also printed).
     Keygen(KeygenArgs),
+    /// Prove a split view offline: an evidence file a node wrote
+    /// (`DATA_DIR/split-view/*.json`) holds two checkpoints signed by the
+    /// log's key that cannot both be true (equal sizes with two roots, or a
+    /// consistency proof showing the larger tree's prefix is not the smaller one).
+    ///
+    /// Exit 0: the split view is proven. 1: it is not. 2: bad input.
+    VerifySplitView(VerifySplitViewArgs),
+}
+
+#[derive(Args)]
+pub struct VerifySplitViewArgs {
+    /// The evidence file (`-` for standard input).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// The log's verifier key: a vkey string or a file holding one.
+    #[arg(long, value_name = "VKEY")]
+    vkey: String,
 }
 
 /// The keys a checkpoint must be signed by.
@@ -160,6 +177,13 @@ pub fn run(cmd: LogCommand) -> Result<(), Failure> {
             Ok(())
         }
         LogCommand::Keygen(a) => keygen(a),
+        LogCommand::VerifySplitView(a) => {
+            let key = load_vkey(&a.vkey, "log key")?;
+            let bytes = read_input(&a.file, 4 << 20, "the evidence file")?;
+            let proven = modelgate_node::split_view::verify_split_view(&bytes, &key).map_err(Failure::Invalid)?;
+            println!("{proven}");
+            Ok(())
+        }
     }
 }
 

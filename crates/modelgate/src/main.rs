@@ -16,6 +16,7 @@ mod log_cmd;
 mod node_cmd;
 mod oms_cmd;
 mod progress;
+mod witness_cmd;
 
 use std::process::ExitCode;
 
@@ -129,6 +130,12 @@ enum Command {
     Lineage {
         #[command(subcommand)]
         command: lineage_cmd::LineageCommand,
+    },
+    /// A transparency-log witness (c2sp.org/tlog-witness): it cosigns the
+    /// authority's checkpoints only when they extend what it saw before.
+    Witness {
+        #[command(subcommand)]
+        command: witness_cmd::WitnessCommand,
     },
     /// Run the end-to-end demonstration on this machine (no service needed).
     ///
@@ -329,6 +336,7 @@ fn main() -> ExitCode {
         Command::Submit(a) => gov_cmd::submit(a),
         Command::Exec(a) => exec_cmd::run(a),
         Command::Lineage { command } => lineage_cmd::run(command),
+        Command::Witness { command } => witness_cmd::run(command),
         Command::Dev { command } => dev_cmd::run(command),
         Command::Generate { command } => generate_cmd::run(command, <Cli as clap::CommandFactory>::command()),
         Command::Demo(a) => demo(&a).map_err(|e| match e {

@@ -89,7 +89,7 @@ pub fn browser_tools() -> (std::path::PathBuf, String) {
 }
 
 /// Start `modelgate ARGS…`, a server that prints `listening on URL` first.
-fn spawn_server(args: &[&str]) -> Server {
+pub fn spawn_server(args: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
         .args(args)
         .stdout(Stdio::piped())

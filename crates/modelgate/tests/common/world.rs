@@ -291,11 +291,16 @@ pub struct Gateway {
 }
 
 pub fn start_gateway(config: &std::path::Path) -> Gateway {
+    start_gateway_at(config, "127.0.0.1:0")
+}
+
+/// [`start_gateway`] listening on `listen` (peers must know it in advance).
+pub fn start_gateway_at(config: &std::path::Path, listen: &str) -> Gateway {
     let (mock, upstream) = start_mock(8, 60);
     let mut node = Command::new(env!("CARGO_BIN_EXE_modelgate"))
         .args(["node", "serve", "--config", s(config), "--interval-ms", "100"])
         .env("MODELGATE_NODE_UPSTREAM", &upstream)
-        .env("MODELGATE_NODE_LISTEN", "127.0.0.1:0")
+        .env("MODELGATE_NODE_LISTEN", listen)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -1,0 +1,89 @@
+//! `modelgate witness`: a C2SP tlog-witness for the governance log (or any
+//! log whose checkpoints are C2SP signed notes).
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use modelgate_tlog::VerifierKey;
+use serde_json::json;
+
+use crate::Failure;
+
+/// `modelgate witness ...`
+#[derive(Subcommand)]
+pub enum WitnessCommand {
+    /// Create a witness: its cosignature/v1 key and its (empty) state in DIR.
+    /// Prints the verifier key to name in the trust root (`trust edit --add-witness`).
+    Init {
+        /// The witness's data directory (created; refused if it holds a witness).
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// The witness's name, a schema-less URL such as witness.example.org/w1.
+        #[arg(long)]
+        name: String,
+    },
+    /// Serve POST /add-checkpoint (c2sp.org/tlog-witness) for the given logs:
+    /// cosign each checkpoint that extends the one last recorded, recorded
+    /// durably before the answer. Prints {"listening": URL} when ready.
+    Serve {
+        /// The witness's data directory (made by `witness init`).
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// Where to listen.
+        #[arg(
+            long,
+            value_name = "ADDR",
+            default_value = "127.0.0.1:7380",
+            env = "MODELGATE_WITNESS_LISTEN"
+        )]
+        listen: String,
+        /// A log's verifier key (its name is the log's origin); repeat for several logs.
+        #[arg(long = "log", value_name = "VKEY", required = true)]
+        logs: Vec<String>,
+    },
+}
+
+pub fn run(c: WitnessCommand) -> Result<(), Failure> {
+    let fail = |e: modelgate_witness::WitnessError| Failure::Usage(e.to_string());
+    match c {
+        WitnessCommand::Init { data, name } => {
+            let v = modelgate_witness::init(&data, &name).map_err(fail)?;
+            println!("{v}");
+            Ok(())
+        }
+        WitnessCommand::Serve { data, listen, logs } => {
+            crate::init_logging();
+            let keys = logs
+                .iter()
+                .map(|l| VerifierKey::parse(l.trim()).map_err(|e| Failure::Usage(format!("--log {l}: {e}"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            let w = std::sync::Arc::new(modelgate_witness::Witness::open(&data, keys).map_err(fail)?);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Failure::Usage(format!("starting the async runtime: {e}")))?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .map_err(|e| Failure::Usage(format!("couldn't listen on {listen}: {e}")))?;
+                let addr = listener
+                    .local_addr()
+                    .map_err(|e| Failure::Usage(format!("listening address: {e}")))?;
+                crate::print_line(&json!({"listening": format!("http://{addr}"), "witness": w.verifier().to_string()}));
+                axum::serve(listener, modelgate_witness::router(w))
+                    .with_graceful_shutdown(async {
+                        use tokio::signal::unix::{signal, SignalKind};
+                        if let (Ok(mut t), Ok(mut i)) =
+                            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+                        {
+                            tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} }
+                        } else {
+                            std::future::pending::<()>().await;
+                        }
+                    })
+                    .await
+                    .map_err(|e| Failure::Usage(format!("serving: {e}")))
+            })
+        }
+    }
+}
