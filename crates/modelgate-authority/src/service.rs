@@ -501,6 +501,23 @@ impl Authority {
         } else {
             None
         };
+        if let Some((size, _)) = &witnessed {
+            // Entries the witnesses have not cosigned for this long mean the
+            // nodes cannot see governance as it is (a revocation may be
+            // waiting): stop vouching for the old checkpoint's freshness, so
+            // they contain with SyncInterrupted at their staleness bound
+            // instead of serving on an old view for as long as witnesses are away.
+            let latest = self.latest.lock().map(|g| g.0).unwrap_or(0);
+            let waiting = self.latest_at.lock().ok().and_then(|t| *t).map(|t| t.elapsed());
+            if latest > *size && waiting.is_some_and(|w| w > crate::witness::UNWITNESSED_GRACE) {
+                tracing::warn!(
+                    served = size,
+                    latest,
+                    "entries wait for the witness quorum: no fresh timestamp on the last witnessed checkpoint"
+                );
+                return Ok(());
+            }
+        }
         let (size, note) = match witnessed {
             Some(w) => w,
             None => self

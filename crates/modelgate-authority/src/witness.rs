@@ -10,7 +10,10 @@
 //! met the checkpoint, with those cosignatures, becomes the one served.
 //! Below the quorum nothing changes: the last checkpoint that met it stays
 //! served (with fresh authority cosignatures), so a witness down or slow
-//! costs latency, never correctness.
+//! costs latency, never correctness — for [`UNWITNESSED_GRACE`]: once an
+//! appended entry has waited that long, the old checkpoint gets no fresh
+//! timestamp and nodes contain (SyncInterrupted) at their staleness bound
+//! rather than serve on a view that misses governance.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -23,6 +26,11 @@ use crate::service::Authority;
 
 /// Longest a witness may take to answer one request.
 pub const WITNESS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long an appended entry may wait for the witness quorum before the
+/// authority stops re-timestamping the last witnessed checkpoint (nodes then
+/// go stale and contain rather than serve on a view that misses it).
+pub const UNWITNESSED_GRACE: Duration = Duration::from_secs(10);
 
 /// One configured witness: where it is and the size it last recorded.
 struct Client {

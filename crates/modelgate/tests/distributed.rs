@@ -478,4 +478,27 @@ fn witnesses_cosign_nodes_sync_with_a_quorum_and_a_cut_node_contains_alone() {
     // Nor did the fork's history contain anyone: it was never trusted.
     assert_eq!(call(&nodes[2].url, Some(TOKEN), None, &chat(false)).0, 200);
     assert_eq!(call(&nodes[0].url, Some(TOKEN), None, &chat(false)).0, 200);
+
+    // Below the quorum for good (two witnesses gone) with an entry waiting:
+    // that entry is never trusted, and node 2 contains at its bound once the
+    // authority stops vouching for the old checkpoint's freshness.
+    let witnessed = checkpoint_size(&a);
+    for x in &mut witnesses[1..] {
+        x.child.kill().unwrap();
+        x.child.wait().unwrap();
+    }
+    let waiting = Instant::now();
+    approve_again(&w, &a, "CHG-UNWITNESSED");
+    let e = contained(&nodes[1], "SyncInterrupted", 40);
+    println!(
+        "quorum lost with an entry waiting: node 2 contained after {:?}: {}",
+        waiting.elapsed(),
+        e["detail"]
+    );
+    assert_eq!(
+        checkpoint_size(&a),
+        witnessed,
+        "a checkpoint short of the quorum was served"
+    );
+    assert!(peer_checkpoint(&nodes[0]).0 <= witnessed);
 }
