@@ -891,6 +891,37 @@ async fn metrics(AxState(a): AxState<Shared>) -> Response {
     for (name, kind, help, value) in rows {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
     }
+    if let Some(w) = a.witnesses.lock().ok().and_then(|w| w.clone()) {
+        let latest = a.latest().0;
+        let (ms, failing) = (
+            w.latencies.lock().ok().and_then(|l| l.back().map(|x| x.1)).unwrap_or(0),
+            w.trouble.lock().map_or(0, |t| t.len()),
+        );
+        for (name, help, value) in [
+            (
+                "modelgate_witnesses",
+                "Witnesses asked to cosign each checkpoint.",
+                w.len() as u64,
+            ),
+            (
+                "modelgate_witnesses_failing",
+                "Witnesses whose last request gave no cosignature.",
+                failing as u64,
+            ),
+            (
+                "modelgate_unwitnessed_entries",
+                "Entries appended but not yet in a checkpoint that met the witness quorum.",
+                latest.saturating_sub(size),
+            ),
+            (
+                "modelgate_witness_publication_milliseconds",
+                "From the append to the quorum, for the last checkpoint published.",
+                ms,
+            ),
+        ] {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,
