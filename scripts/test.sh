@@ -17,8 +17,15 @@ export MODELGATE_REQUIRE_INTEROP=1
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
   npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 fi
+# The PostgreSQL tests run against a real server: a throwaway one unless
+# MODELGATE_POSTGRES_URL names one (they fail, never skip, without it).
+pg_dir=""
+if [ -z "${MODELGATE_POSTGRES_URL:-}" ]; then
+  read -r MODELGATE_POSTGRES_URL pg_dir < <(scripts/postgres.sh start)
+  export MODELGATE_POSTGRES_URL
+fi
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log"; if [ -n "$pg_dir" ]; then scripts/postgres.sh stop "$pg_dir"; fi' EXIT
 cargo test --workspace --release "$@" 2>&1 | tee "$log"
 # One closing line for the whole run: cargo prints one per test binary, and the last
 # is often an empty doc-test run.

@@ -11,6 +11,10 @@ pub enum StoreError {
         /// The store's path.
         path: String,
     },
+    /// A sequencer whose lease was taken by another (or ran out) tried to
+    /// commit: nothing was written (databases shared by several processes).
+    #[error("fenced: {0}")]
+    Fenced(String),
     /// The store was closed.
     #[error("the log store is closed")]
     Closed,
