@@ -82,7 +82,8 @@ pub struct PgStore {
 /// Run the migrations (idempotent; safe from several processes at once).
 fn migrate(client: &mut Client) -> Result<(), StoreError> {
     let mut tx = client.transaction().map_err(io)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).map_err(io)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(io)?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS modelgate_schema (version INTEGER NOT NULL)")
         .map_err(io)?;
     let applied: Option<i32> = tx
@@ -100,11 +101,17 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
         tx.batch_execute(m).map_err(io)?;
     }
     if applied == 0 {
-        tx.execute("INSERT INTO modelgate_schema (version) VALUES ($1)", &[&(MIGRATIONS.len() as i32)])
-            .map_err(io)?;
+        tx.execute(
+            "INSERT INTO modelgate_schema (version) VALUES ($1)",
+            &[&(MIGRATIONS.len() as i32)],
+        )
+        .map_err(io)?;
     } else {
-        tx.execute("UPDATE modelgate_schema SET version = $1", &[&(MIGRATIONS.len() as i32)])
-            .map_err(io)?;
+        tx.execute(
+            "UPDATE modelgate_schema SET version = $1",
+            &[&(MIGRATIONS.len() as i32)],
+        )
+        .map_err(io)?;
     }
     tx.commit().map_err(io)
 }
@@ -116,10 +123,7 @@ fn connect(url: &str) -> Result<Client, StoreError> {
     config.connect_timeout(Duration::from_secs(5));
     config.application_name("modelgate");
     let mut client = config.connect(NoTls).map_err(io)?;
-    let sync: String = client
-        .query_one("SHOW synchronous_commit", &[])
-        .map_err(io)?
-        .get(0);
+    let sync: String = client.query_one("SHOW synchronous_commit", &[]).map_err(io)?.get(0);
     if sync == "off" {
         return Err(StoreError::Io(
             "synchronous_commit is off on this database: a commit could be lost after it is acknowledged; \
@@ -372,14 +376,15 @@ impl LogStore for PgStore {
     }
 
     fn node_hash(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
-        let row = self.with(|c| {
-            c.query_opt(
-                "SELECT hash FROM nodes WHERE level = $1 AND idx = $2",
-                &[&i16::from(level), &to_i64(index)?],
-            )
-            .map_err(io)
-        })?
-        .ok_or_else(|| StoreError::NotFound(format!("node (level {level}, index {index})")))?;
+        let row = self
+            .with(|c| {
+                c.query_opt(
+                    "SELECT hash FROM nodes WHERE level = $1 AND idx = $2",
+                    &[&i16::from(level), &to_i64(index)?],
+                )
+                .map_err(io)
+            })?
+            .ok_or_else(|| StoreError::NotFound(format!("node (level {level}, index {index})")))?;
         hash_from(row.get(0), &format!("node (level {level}, index {index})"))
     }
 
@@ -403,7 +408,9 @@ impl LogStore for PgStore {
     }
 
     fn node_count(&self) -> Result<u64, StoreError> {
-        let n: i64 = self.with(|c| c.query_one("SELECT COUNT(*) FROM nodes", &[]).map_err(io))?.get(0);
+        let n: i64 = self
+            .with(|c| c.query_one("SELECT COUNT(*) FROM nodes", &[]).map_err(io))?
+            .get(0);
         Ok(n as u64)
     }
 
@@ -424,9 +431,7 @@ impl LogStore for PgStore {
     }
 
     fn checkpoint_sizes(&self) -> Result<Vec<u64>, StoreError> {
-        let rows = self.with(|c| {
-            c.query("SELECT size FROM checkpoints ORDER BY size", &[]).map_err(io)
-        })?;
+        let rows = self.with(|c| c.query("SELECT size FROM checkpoints ORDER BY size", &[]).map_err(io))?;
         Ok(rows.into_iter().map(|r| r.get::<_, i64>(0) as u64).collect())
     }
 

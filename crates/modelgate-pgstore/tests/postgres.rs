@@ -81,7 +81,15 @@ fn appends_are_durable_readable_and_audit_clean() {
     let store = log.into_store();
     assert_eq!(store.entries(5, 9).unwrap(), entries(5..9));
     assert!(store.entries(560, 566).is_err(), "beyond the log");
-    let tile = read_tile(&store, TileId { level: 0, index: 1, width: 256 }).unwrap();
+    let tile = read_tile(
+        &store,
+        TileId {
+            level: 0,
+            index: 1,
+            width: 256,
+        },
+    )
+    .unwrap();
     assert_eq!(tile.len(), 256 * 32);
     assert_eq!(store.checkpoint_sizes().unwrap(), vec![1, 8, 264, 564, 565]);
     let report = audit(&store, &policy()).unwrap();
