@@ -466,7 +466,7 @@ mod tests {
             .signatures()[0]
             .clone();
         note.add_signature(sig).unwrap();
-        let v = note.verify(&[vkey.clone()]).unwrap();
+        let v = note.verify(std::slice::from_ref(&vkey)).unwrap();
         assert_eq!(v.verified[0].1, Some(1_800_000_000), "a timestamped cosignature");
         // A stale old size: 409 with the recorded one.
         let e = w.add_checkpoint(&req(0, vec![], checkpoint(&t9, &key))).unwrap_err();
