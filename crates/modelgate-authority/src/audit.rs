@@ -3,9 +3,7 @@
 //! checkpoints, on a read-only connection (a running authority is not
 //! disturbed).
 
-use std::path::Path;
-
-use modelgate_store::{AuditError, AuditReport, SqliteStore, StoreError};
+use modelgate_store::{AuditError, AuditReport, StoreError};
 use modelgate_tlog::CheckpointPolicy;
 
 /// Why an audit did not pass.
@@ -24,18 +22,20 @@ pub enum StoreAuditError {
     },
 }
 
-/// Audit the store at `path` against checkpoints signed under `policy`.
-pub fn audit_store(path: &Path, policy: &CheckpointPolicy) -> Result<AuditReport, StoreAuditError> {
+/// Audit the store (a SQLite file or a PostgreSQL database) against
+/// checkpoints signed under `policy`.
+pub fn audit_store(at: &crate::store::StoreAt, policy: &CheckpointPolicy) -> Result<AuditReport, StoreAuditError> {
+    let name = at.describe();
     let failed = |detail: String| StoreAuditError::Failed {
-        path: path.display().to_string(),
+        path: name.clone(),
         detail,
     };
-    let store = SqliteStore::open_read_only(path).map_err(|e| match e {
+    let store = at.open_reader().map_err(|e| match e {
         StoreError::Corrupt(_) => failed(e.to_string()),
-        other => StoreAuditError::Unreadable(format!("opening {}: {other}", path.display())),
+        other => StoreAuditError::Unreadable(format!("opening {name}: {other}")),
     })?;
-    modelgate_store::audit(&store, policy).map_err(|e| match e {
-        AuditError::Store(StoreError::Io(m)) => StoreAuditError::Unreadable(format!("reading {}: {m}", path.display())),
+    modelgate_store::audit(&*store, policy).map_err(|e| match e {
+        AuditError::Store(StoreError::Io(m)) => StoreAuditError::Unreadable(format!("reading {name}: {m}")),
         other => failed(other.to_string()),
     })
 }

@@ -25,7 +25,7 @@ use base64::Engine as _;
 use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
 use ed25519_dalek::SigningKey;
 use modelgate_governance::{to_canonical, Envelope};
-use modelgate_store::{Log, SqliteStore};
+use modelgate_store::Log;
 use modelgate_tlog::{KeyType, SignerKey};
 use serde_json::json;
 
@@ -98,9 +98,10 @@ impl DataDir {
         self.root.join("offline-root-keys").join(format!("root-{n}.key"))
     }
 
-    /// True when every file `init` writes is present.
+    /// True when `init` completed here (it writes the trust root last; the
+    /// log itself may be in another database, checked when it is opened).
     pub fn is_initialised(&self) -> bool {
-        self.log_key().exists() && self.cosigner_key().exists() && self.trust_root().exists() && self.store().exists()
+        self.log_key().exists() && self.cosigner_key().exists() && self.trust_root().exists()
     }
 
     /// True when the directory is missing or holds nothing.
@@ -201,6 +202,22 @@ pub fn init(dir: &Path, origin: &str) -> Result<InitReport, AuthorityError> {
 /// `roots.threshold` (signed by all of them), and the store with the trust
 /// root as entry 0. Refuses a directory that already holds anything.
 pub fn init_with(dir: &Path, origin: &str, roots: RootKeys) -> Result<InitReport, AuthorityError> {
+    init_at(
+        dir,
+        origin,
+        roots,
+        &crate::store::StoreAt::Sqlite(DataDir::new(dir).store()),
+    )
+}
+
+/// [`init_with`], the governance log in `store_at` (a SQLite file or a
+/// PostgreSQL database, which must hold no log yet).
+pub fn init_at(
+    dir: &Path,
+    origin: &str,
+    roots: RootKeys,
+    store_at: &crate::store::StoreAt,
+) -> Result<InitReport, AuthorityError> {
     let roots = RootKeys::new(roots.count, roots.threshold)?;
     let d = DataDir::new(dir);
     if !d.is_empty() {
@@ -213,6 +230,39 @@ pub fn init_with(dir: &Path, origin: &str, roots: RootKeys) -> Result<InitReport
         return Err(AuthorityError::Config(format!(
             "origin {origin:?} must be non-empty, without spaces or '+' (e.g. example.com/governance)"
         )));
+    }
+    // The store first: a database that already holds a log is refused
+    // before anything is written here.
+    let lease_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_lease = || lease_stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    if let crate::store::StoreAt::Sqlite(_) = store_at {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| AuthorityError::Io(format!("couldn't create {}: {e}", dir.display())))?;
+    }
+    let already = |held: u64| {
+        AuthorityError::Config(format!(
+            "the log store {} already holds a log of {held} entries; init only creates a new one",
+            store_at.describe()
+        ))
+    };
+    // Read first: a database another authority sequences is named as
+    // holding a log, not as locked.
+    if let Ok(reader) = store_at.open_reader() {
+        let held = modelgate_store::LogStore::size(&reader).map_err(AuthorityError::Store)?;
+        if held > 0 {
+            return Err(already(held));
+        }
+    }
+    let store = store_at
+        .open_writer(&crate::store::holder_name(), std::sync::Arc::clone(&lease_stop))
+        .map_err(AuthorityError::Store)?;
+    let held = modelgate_store::LogStore::size(&store).map_err(AuthorityError::Store)?;
+    if held > 0 {
+        stop_lease();
+        return Err(already(held));
     }
     fs::DirBuilder::new()
         .recursive(true)
@@ -280,11 +330,11 @@ pub fn init_with(dir: &Path, origin: &str, roots: RootKeys) -> Result<InitReport
         0o600,
     )?;
     write_new(&d.tokens(), b"{\"tokens\":[]}\n", 0o600)?;
-    let store = SqliteStore::open(&d.store()).map_err(AuthorityError::Store)?;
     let mut log = Log::open(store, log_key.clone()).map_err(AuthorityError::Store)?;
     log.append(std::slice::from_ref(&genesis))
         .map_err(AuthorityError::Store)?;
     log.close().map_err(AuthorityError::Store)?;
+    stop_lease();
     // Last: its presence marks a complete init.
     write_new(&d.trust_root(), &genesis, 0o644)?;
     Ok(InitReport {

@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use modelgate_governance::{parse_canonical, Envelope, Payload, State, MAX_ENVELOPE_BYTES};
-use modelgate_store::{read_tile, LogStore, Nodes};
+use modelgate_store::{read_tile, Nodes};
 use modelgate_tlog::{consistency_proof, encode_entry_bundle, inclusion_proof, parse_path, TileId, TilePath};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -223,7 +223,7 @@ async fn tile(AxState(a): AxState<Shared>, Path(path): Path<String>) -> Response
             if entries {
                 let start = id.index * 256;
                 if s.size()? < start + u64::from(id.width) {
-                    s.refresh_size()?;
+                    s.refresh()?;
                 }
                 let es = s.entries(start, start + u64::from(id.width))?;
                 encode_entry_bundle(&es).map_err(|e| modelgate_store::StoreError::Corrupt(e.to_string()))

@@ -42,6 +42,7 @@ pub mod pending;
 pub mod proof;
 pub mod service;
 pub mod snapshot;
+pub mod store;
 pub mod tokens;
 pub mod witness;
 
@@ -50,7 +51,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use api_error::ApiError;
-pub use data::{init, init_with, DataDir, InitReport, RootKeys};
+pub use data::{init, init_at, init_with, DataDir, InitReport, RootKeys};
 pub use error::AuthorityError;
 pub use http::router;
 pub use service::Authority;

@@ -14,7 +14,7 @@
 //! durable, nor wait for a disk.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -22,7 +22,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use modelgate_governance::{FoldError, State};
-use modelgate_store::{Log, LogStore, SqliteStore, StoreError};
+use modelgate_store::{Log, LogStore, StoreError};
+
+use crate::store::StoreAt;
+
+/// The governance log, in whichever database the authority was given.
+type Store = Box<dyn LogStore>;
 use modelgate_tlog::{CheckpointPolicy, Note, SignerKey};
 use serde_json::json;
 
@@ -162,8 +167,11 @@ pub struct Authority {
     log_key: SignerKey,
     own_policy: CheckpointPolicy,
     /// Read-only store handles for tiles and entries.
-    readers: Mutex<Vec<SqliteStore>>,
-    store_path: PathBuf,
+    readers: Mutex<Vec<Store>>,
+    /// Where the log is.
+    pub store_at: StoreAt,
+    /// Set at shutdown: the sequencer lease (PostgreSQL) is no longer renewed.
+    lease_stop: Arc<AtomicBool>,
     submit: Mutex<Option<SyncSender<Submission>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     snapshotter: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -243,6 +251,12 @@ impl Authority {
     /// or by folding the whole log; a log that does not fold is refused),
     /// and start the writer thread.
     pub fn open(dir: &Path) -> Result<Arc<Self>, AuthorityError> {
+        Self::open_with(dir, StoreAt::Sqlite(DataDir::new(dir).store()))
+    }
+
+    /// [`Authority::open`] with the governance log in `store_at` (a SQLite
+    /// file or a PostgreSQL database, where it takes the sequencer lease).
+    pub fn open_with(dir: &Path, store_at: StoreAt) -> Result<Arc<Self>, AuthorityError> {
         let d = DataDir::new(dir);
         if !d.is_initialised() {
             return Err(AuthorityError::Config(format!(
@@ -254,11 +268,22 @@ impl Authority {
         let cosigner = d.read_signer(&d.cosigner_key())?;
         let trust_root = std::fs::read(d.trust_root())
             .map_err(|e| AuthorityError::Io(format!("couldn't read the trust root: {e}")))?;
-        let store = SqliteStore::open(&d.store()).map_err(AuthorityError::Store)?;
+        let lease_stop = Arc::new(AtomicBool::new(false));
+        let store = store_at
+            .open_writer(&crate::store::holder_name(), Arc::clone(&lease_stop))
+            .map_err(AuthorityError::Store)?;
+        if store.size().map_err(AuthorityError::Store)? == 0 {
+            lease_stop.store(true, Ordering::SeqCst);
+            return Err(AuthorityError::Config(format!(
+                "the log store {} holds no log: this data directory was initialised with another store \
+                 (give the same --store as to `authority init`)",
+                store_at.describe()
+            )));
+        }
         let log = Log::open(store, log_key.clone()).map_err(AuthorityError::Store)?;
         let started = Instant::now();
         let (state, snapshot_size, snapshot_refused) =
-            match crate::snapshot::read(&d.snapshot(), &trust_root, log.store(), &log_key) {
+            match crate::snapshot::read(&d.snapshot(), &trust_root, &**log.store(), &log_key) {
                 Ok(Some(s)) => {
                     let n = s.size;
                     (s, Some(n), None)
@@ -270,7 +295,7 @@ impl Authority {
                 }
             };
         let from = state.size;
-        let state = refold_onto(state, log.store()).map_err(AuthorityError::Fold)?;
+        let state = refold_onto(state, &**log.store()).map_err(AuthorityError::Fold)?;
         let startup = Startup {
             snapshot_size,
             snapshot_refused,
@@ -314,7 +339,8 @@ impl Authority {
             log_key,
             own_policy,
             readers: Mutex::new(Vec::new()),
-            store_path: d.store(),
+            store_at,
+            lease_stop,
             submit: Mutex::new(Some(tx)),
             writer: Mutex::new(None),
             snapshotter: Mutex::new(None),
@@ -552,17 +578,17 @@ impl Authority {
     /// Run `f` with a read-only store handle that sees at least the served
     /// checkpoint's size (a pooled handle keeps the size it last read, and
     /// would answer "not found" for what was appended since).
-    pub fn with_reader<T>(&self, f: impl FnOnce(&mut SqliteStore) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub fn with_reader<T>(&self, f: impl FnOnce(&mut dyn LogStore) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let pooled = self.readers.lock().ok().and_then(|mut p| p.pop());
         let mut store = match pooled {
             Some(s) => s,
-            None => SqliteStore::open_read_only(&self.store_path)?,
+            None => self.store_at.open_reader()?,
         };
         let served = self.served.read().map_or(0, |s| s.size);
         if store.size()? < served {
-            store.refresh_size()?;
+            store.refresh()?;
         }
-        let out = f(&mut store);
+        let out = f(&mut *store);
         if let Ok(mut p) = self.readers.lock() {
             if p.len() < READERS_MAX {
                 p.push(store);
@@ -616,6 +642,7 @@ impl Authority {
             let _ = h.join();
         }
         self.ready.store(false, Ordering::SeqCst);
+        self.lease_stop.store(true, Ordering::SeqCst);
         if let Ok(mut stop) = self.stopping.0.lock() {
             *stop = true;
             self.stopping.1.notify_all();
@@ -685,7 +712,7 @@ fn fresh(trust_root: &[u8]) -> Result<State, AuthorityError> {
 }
 
 /// Fold the store's entries after `state.size` onto `state`.
-fn refold_onto(mut state: State, store: &SqliteStore) -> Result<State, String> {
+fn refold_onto(mut state: State, store: &dyn LogStore) -> Result<State, String> {
     let size = store.size().map_err(|e| e.to_string())?;
     let mut start = state.size;
     while start < size {
@@ -717,7 +744,7 @@ fn snapshotter(a: Arc<Authority>) {
     }
 }
 
-fn writer(a: Arc<Authority>, mut log: Log<SqliteStore>, mut working: State, rx: Receiver<Submission>) {
+fn writer(a: Arc<Authority>, mut log: Log<Store>, mut working: State, rx: Receiver<Submission>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH_MAX {

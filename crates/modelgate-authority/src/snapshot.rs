@@ -26,7 +26,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::{Signer as _, Verifier as _};
 use modelgate_governance::State;
-use modelgate_store::{LogStore, SqliteStore};
+use modelgate_store::LogStore;
 use modelgate_tlog::{Checkpoint, Note, SignerKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -84,7 +84,7 @@ impl<T: Read> Read for Hashing<T> {
 }
 
 /// The root of the checkpoint the store holds at exactly `size`.
-fn root_at(store: &SqliteStore, size: u64) -> Result<String, String> {
+fn root_at(store: &dyn LogStore, size: u64) -> Result<String, String> {
     let note = store
         .checkpoint(size)
         .map_err(|e| e.to_string())?
@@ -96,11 +96,11 @@ fn root_at(store: &SqliteStore, size: u64) -> Result<String, String> {
 
 /// Write `state` (at a size where the store has a checkpoint) to `path`,
 /// atomically: a temporary file, fsynced, renamed over the old snapshot.
-pub fn write(path: &Path, state: &State, store: &SqliteStore, key: &SignerKey) -> Result<(), AuthorityError> {
+pub fn write(path: &Path, state: &State, store: &dyn LogStore, key: &SignerKey) -> Result<(), AuthorityError> {
     write_msg(path, state, store, key).map_err(AuthorityError::Snapshot)
 }
 
-fn write_msg(path: &Path, state: &State, store: &SqliteStore, key: &SignerKey) -> Result<(), String> {
+fn write_msg(path: &Path, state: &State, store: &dyn LogStore, key: &SignerKey) -> Result<(), String> {
     let root = root_at(store, state.size)?;
     let digest = hex::encode(state.digest());
     let tmp = path.with_extension("tmp");
@@ -132,11 +132,16 @@ fn write_msg(path: &Path, state: &State, store: &SqliteStore, key: &SignerKey) -
 
 /// The state in the snapshot at `path`, checked against the log's key, the
 /// store and its own digest. `Ok(None)` when there is no snapshot.
-pub fn read(path: &Path, pinned: &[u8], store: &SqliteStore, key: &SignerKey) -> Result<Option<State>, AuthorityError> {
+pub fn read(
+    path: &Path,
+    pinned: &[u8],
+    store: &dyn LogStore,
+    key: &SignerKey,
+) -> Result<Option<State>, AuthorityError> {
     read_msg(path, pinned, store, key).map_err(AuthorityError::Snapshot)
 }
 
-fn read_msg(path: &Path, pinned: &[u8], store: &SqliteStore, key: &SignerKey) -> Result<Option<State>, String> {
+fn read_msg(path: &Path, pinned: &[u8], store: &dyn LogStore, key: &SignerKey) -> Result<Option<State>, String> {
     let mut file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -259,12 +259,21 @@ impl PgStore {
     pub fn lease(&self) -> Option<&Lease> {
         self.lease.as_ref()
     }
+}
 
-    /// Re-read the log's size (a reader follows a sequencer this way).
-    pub fn refresh(&mut self) -> Result<u64, StoreError> {
-        self.size = size_in(self.client()?)?;
-        Ok(self.size)
-    }
+/// Extend `lease` by `ttl` from any connection to the database (the
+/// authority renews from a thread of its own, beside the writer's handle):
+/// false when it is no longer that holder's.
+pub fn renew_lease(url: &str, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
+    let mut client = connect(url)?;
+    let n = client
+        .execute(
+            "UPDATE modelgate_lease SET expires = now() + make_interval(secs => $3)
+             WHERE id = 1 AND holder = $1 AND token = $2 AND expires > now()",
+            &[&lease.holder, &lease.token, &ttl.as_secs_f64()],
+        )
+        .map_err(io)?;
+    Ok(n == 1)
 }
 
 impl LogStore for PgStore {
@@ -433,6 +442,11 @@ impl LogStore for PgStore {
     fn checkpoint_sizes(&self) -> Result<Vec<u64>, StoreError> {
         let rows = self.with(|c| c.query("SELECT size FROM checkpoints ORDER BY size", &[]).map_err(io))?;
         Ok(rows.into_iter().map(|r| r.get::<_, i64>(0) as u64).collect())
+    }
+
+    fn refresh(&mut self) -> Result<u64, StoreError> {
+        self.size = size_in(self.client()?)?;
+        Ok(self.size)
     }
 
     fn close(&mut self) -> Result<(), StoreError> {

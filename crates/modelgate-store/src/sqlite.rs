@@ -390,6 +390,10 @@ impl LogStore for SqliteStore {
         }
     }
 
+    fn refresh(&mut self) -> Result<u64, StoreError> {
+        self.refresh_size()
+    }
+
     fn close(&mut self) -> Result<(), StoreError> {
         if let Some(conn) = self.conn.take() {
             conn.close().map_err(|(_, e)| StoreError::from(e))?;

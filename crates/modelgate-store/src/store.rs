@@ -60,8 +60,55 @@ pub trait LogStore: Send {
         Ok(())
     }
 
+    /// Re-read the size from the database: a reader following a writer
+    /// in another handle or process sees what it committed since.
+    fn refresh(&mut self) -> Result<u64, StoreError> {
+        self.size()
+    }
+
     /// Release the store. Later calls fail with [`StoreError::Closed`].
     fn close(&mut self) -> Result<(), StoreError>;
+}
+
+/// A boxed store is a store: the authority holds whichever database its
+/// configuration names behind one type.
+impl<S: LogStore + ?Sized> LogStore for Box<S> {
+    fn size(&self) -> Result<u64, StoreError> {
+        (**self).size()
+    }
+    fn append(&mut self, batch: &Batch<'_>) -> Result<(), StoreError> {
+        (**self).append(batch)
+    }
+    fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        (**self).entries(start, end)
+    }
+    fn node_hash(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
+        (**self).node_hash(level, index)
+    }
+    fn node_hashes(&self, level: u8, start: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
+        (**self).node_hashes(level, start, count)
+    }
+    fn node_count(&self) -> Result<u64, StoreError> {
+        (**self).node_count()
+    }
+    fn checkpoint(&self, size: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).checkpoint(size)
+    }
+    fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        (**self).latest_checkpoint()
+    }
+    fn checkpoint_sizes(&self) -> Result<Vec<u64>, StoreError> {
+        (**self).checkpoint_sizes()
+    }
+    fn integrity_check(&self) -> Result<(), StoreError> {
+        (**self).integrity_check()
+    }
+    fn refresh(&mut self) -> Result<u64, StoreError> {
+        (**self).refresh()
+    }
+    fn close(&mut self) -> Result<(), StoreError> {
+        (**self).close()
+    }
 }
 
 /// A [`HashReader`] over a store's node hashes, so roots, proofs and tiles

@@ -37,6 +37,28 @@ pub struct InitArgs {
     /// Root signatures a new trust-root version needs (k of n).
     #[arg(long, value_name = "K", default_value_t = 1)]
     root_threshold: usize,
+    #[command(flatten)]
+    store: StoreArg,
+}
+
+/// Where the governance log is.
+#[derive(Args, Clone)]
+pub struct StoreArg {
+    /// The governance log's database: a PostgreSQL URL
+    /// (`postgres://USER:PASSWORD@HOST:PORT/DB`, scale-out) or a SQLite
+    /// file; default DATA/governance.db (SQLite, embedded). Give `serve` and
+    /// `log audit` the same store as `init`.
+    #[arg(long, value_name = "URL|FILE", env = "MODELGATE_STORE")]
+    store: Option<String>,
+}
+
+impl StoreArg {
+    fn at(&self, data: &std::path::Path) -> modelgate_authority::store::StoreAt {
+        modelgate_authority::store::StoreAt::parse(
+            self.store.as_deref(),
+            modelgate_authority::DataDir::new(data).store(),
+        )
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -89,6 +111,8 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     witness_urls: Vec<String>,
+    #[command(flatten)]
+    store: StoreArg,
     #[command(flatten)]
     console: ConsoleArgs,
 }
@@ -159,7 +183,7 @@ pub fn run(cmd: AuthorityCommand) -> Result<(), Failure> {
     match cmd {
         AuthorityCommand::Init(a) => {
             let roots = modelgate_authority::RootKeys::new(a.root_keys, a.root_threshold).map_err(fail)?;
-            init(&a.data, &a.origin, roots, true)
+            init(&a.data, &a.origin, roots, true, &a.store.at(&a.data))
         }
         AuthorityCommand::Serve(a) => serve(a),
         AuthorityCommand::Token {
@@ -190,9 +214,11 @@ fn init(
     origin: &str,
     roots: modelgate_authority::RootKeys,
     vkey_on_stdout: bool,
+    store: &modelgate_authority::store::StoreAt,
 ) -> Result<(), Failure> {
-    let r = modelgate_authority::init_with(data, origin, roots).map_err(fail)?;
+    let r = modelgate_authority::init_at(data, origin, roots, store).map_err(fail)?;
     eprintln!("authority initialised in {}", data.display());
+    eprintln!("  governance log: {}", store.describe());
     eprintln!("  trust root v1 (nodes pin this file): {}", r.trust_root.display());
     if r.root_keys.len() == 1 {
         eprintln!("  root key: {}", r.root_key.display());
@@ -246,11 +272,18 @@ fn serve(a: ServeArgs) -> Result<(), Failure> {
     init_server_logging(a.log_format);
     let d = modelgate_authority::DataDir::new(&a.data);
     if d.is_empty() {
-        init(&a.data, &a.origin, modelgate_authority::RootKeys::SINGLE, false)?;
+        init(
+            &a.data,
+            &a.origin,
+            modelgate_authority::RootKeys::SINGLE,
+            false,
+            &a.store.at(&a.data),
+        )?;
     }
+    let store_at = a.store.at(&a.data);
     serve_until_signal(
         || {
-            let authority = Authority::open(&a.data).map_err(fail)?;
+            let authority = Authority::open_with(&a.data, store_at).map_err(fail)?;
             authority.start_witnesses(&a.witness_urls).map_err(fail)?;
             Ok(authority)
         },
@@ -279,8 +312,10 @@ pub fn serve_until_signal(
         .max_blocking_threads(8)
         .build()
         .map_err(|e| Failure::Usage(format!("starting the runtime: {e}")))?;
+    // Opened before the runtime runs: a PostgreSQL store's client blocks,
+    // which no async worker may do.
+    let authority = open()?;
     runtime.block_on(async move {
-        let authority = open()?;
         authority.unauthenticated.set_rate(node_write_rate);
         let listener = tokio::net::TcpListener::bind(listen)
             .await

@@ -122,9 +122,10 @@ pub struct RemoteProofArgs {
 
 #[derive(Args)]
 pub struct AuditArgs {
-    /// The log store's database file (or give --authority to audit over HTTP).
+    /// The log store: its SQLite database file, or a PostgreSQL URL
+    /// (`postgres://USER@HOST/DB`); or give --authority to audit over HTTP.
     #[arg(value_name = "STORE", required_unless_present = "authority")]
-    store: Option<PathBuf>,
+    store: Option<String>,
     /// Audit a running authority instead: fetch its checkpoint, every entry
     /// bundle and every tile, verify them offline, refold the governance
     /// state and compare its digest with the one the authority publishes.
@@ -302,13 +303,13 @@ fn verify_proof(a: VerifyProofArgs) -> Result<(), Failure> {
 fn audit(a: AuditArgs) -> Result<(), Failure> {
     let key = load_vkey(&a.vkey, "log key")?;
     let policy = CheckpointPolicy::new(key, vec![], 0).map_err(tlog_failure)?;
-    let store_path = match (&a.store, &a.authority) {
-        (Some(p), _) => p.clone(),
+    let store_at = match (&a.store, &a.authority) {
+        (Some(p), _) => modelgate_authority::store::StoreAt::parse(Some(p), PathBuf::from(p)),
         (None, Some(url)) => return remote_audit(url, a.trust_root.as_deref(), &policy),
         (None, None) => return Err(Failure::Usage("give STORE or --authority URL".into())),
     };
     use modelgate_authority::audit::{audit_store, StoreAuditError};
-    let r = audit_store(&store_path, &policy).map_err(|e| match e {
+    let r = audit_store(&store_at, &policy).map_err(|e| match e {
         StoreAuditError::Unreadable(m) => Failure::Usage(m),
         e @ StoreAuditError::Failed { .. } => Failure::Invalid(e.to_string()),
     })?;

@@ -148,23 +148,11 @@ fn fork_authority(w: &mut World, extra: &[&str]) -> common::Server {
     // Stopped first: the copy is of a store nobody is writing.
     let _ = w.server.child.kill();
     let _ = w.server.child.wait();
-    copy_dir(&data, &copy);
+    common::copy_dir(&data, &copy);
     restart_authority(w, &data, extra);
     let mut args = vec!["authority", "serve", "--data", s(&copy), "--listen", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     common::spawn_server(&args)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            copy_dir(&p, &to.join(e.file_name()));
-        } else {
-            std::fs::copy(&p, to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 /// Node `n`'s configuration, its key made and enrolled by the node admin.

@@ -88,6 +88,44 @@ pub fn browser_tools() -> (std::path::PathBuf, String) {
     (browser, chromium)
 }
 
+/// Start `modelgate ARGS…` as [`spawn_server`] does, or `None` when it
+/// exits without listening (its error is on stderr).
+pub fn try_server(args: &[&str]) -> Option<Server> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    match line.trim().strip_prefix("listening on ") {
+        Some(url) => Some(Server {
+            url: url.to_owned(),
+            child,
+        }),
+        None => {
+            let _ = child.wait();
+            None
+        }
+    }
+}
+
+/// Copy a directory tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
 /// Start `modelgate ARGS…`, a server that prints `listening on URL` first.
 pub fn spawn_server(args: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
