@@ -18,9 +18,9 @@ use modelgate_store::{LogStore, SqliteStore, StoreError};
 
 /// How long a sequencer lease runs without renewal: a dead sequencer's
 /// successor starts within this.
-pub const LEASE_TTL: Duration = Duration::from_secs(4);
-/// How often the lease is renewed.
-pub const LEASE_RENEW: Duration = Duration::from_secs(1);
+pub const LEASE_TTL: Duration = Duration::from_secs(3);
+/// How often the lease is renewed (four chances before it runs out).
+pub const LEASE_RENEW: Duration = Duration::from_millis(700);
 
 /// The governance log's database.
 #[derive(Clone, Debug, PartialEq, Eq)]

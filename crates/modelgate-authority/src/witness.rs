@@ -278,6 +278,13 @@ pub(crate) fn run(a: Arc<Authority>, w: Arc<Witnesses>, mut done: Option<u64>) {
         }
         if round(&a, &w, &note, appended_at) {
             done = Some(size);
+            if w.trouble.lock().is_ok_and(|t| !t.is_empty()) {
+                // A witness missed this checkpoint (down, or restarted behind):
+                // ask again in a second, so it catches up without waiting for
+                // the next entry and the quorum keeps its margin.
+                std::thread::sleep(Duration::from_secs(1));
+                done = None;
+            }
         } else {
             // Retry soon (a witness may be back), not in a tight loop.
             std::thread::sleep(Duration::from_millis(500));
