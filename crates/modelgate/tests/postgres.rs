@@ -172,7 +172,9 @@ fn kill_thirty_times(w: &mut common::world::World, other: &std::path::Path, db: 
         modelgate_governance::Envelope::sign(&modelgate_governance::to_canonical(&v).unwrap(), &[&alice]).unwrap()
     });
     let current = Arc::new(Mutex::new(w.server.url.clone()));
-    let acked: Arc<Mutex<Vec<(u64, [u8; 32])>>> = Arc::default();
+    // (acknowledged index, SHA-256 of the entry submitted)
+    type Acked = Vec<(u64, [u8; 32])>;
+    let acked: Arc<Mutex<Acked>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
