@@ -105,7 +105,12 @@ impl Witnesses {
                 Ok(p) => p,
                 Err(e) => return Answer::Refused(format!("consistency proof {old} → {}: {e}", cp.size)),
             };
-            let body = modelgate_witness_body(old, &proof, note);
+            let body = modelgate_witness::AddCheckpoint {
+                old,
+                proof,
+                note: note.to_vec(),
+            }
+            .to_bytes();
             let url = format!("{}/add-checkpoint", c.url);
             let mut r = match c.agent.post(&url).header("Content-Type", "text/plain").send(&body[..]) {
                 Ok(r) => r,
@@ -219,18 +224,6 @@ impl Witnesses {
         }
         Some((cp, parsed, got))
     }
-}
-
-fn modelgate_witness_body(old: u64, proof: &[modelgate_tlog::Hash], note: &[u8]) -> Vec<u8> {
-    use base64::Engine as _;
-    let mut out = format!("old {old}\n").into_bytes();
-    for h in proof {
-        out.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(h).as_bytes());
-        out.push(b'\n');
-    }
-    out.push(b'\n');
-    out.extend_from_slice(note);
-    out
 }
 
 /// One round: ask the witnesses to cosign `note` (of the log's latest

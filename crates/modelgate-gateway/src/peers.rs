@@ -52,21 +52,12 @@ pub fn existing_evidence(data_dir: &Path) -> Vec<PathBuf> {
 }
 
 /// A consistency proof answer (`/api/v1/proof/consistency`): the hashes and
-/// the root at `from` they imply.
+/// the root at `from` they imply (which a split-view check needs).
 pub fn parse_consistency(body: &[u8]) -> Result<(Vec<Hash>, Hash), String> {
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("consistency proof: {e}"))?;
-    let hash = |s: Option<&str>| -> Result<Hash, String> {
-        s.and_then(|s| B64.decode(s).ok())
-            .and_then(|b| Hash::try_from(b).ok())
-            .ok_or_else(|| "consistency proof: a hash that is not base64 SHA-256".to_owned())
-    };
-    let hashes = v["hashes"]
-        .as_array()
-        .ok_or("consistency proof: no hashes")?
-        .iter()
-        .map(|h| hash(h.as_str()))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((hashes, hash(v["from_root"].as_str())?))
+    match modelgate_node::sync::parse_consistency(body)? {
+        (hashes, Some(from_root)) => Ok((hashes, from_root)),
+        (_, None) => Err("consistency proof: no from_root".into()),
+    }
 }
 
 /// Run the exchange until the node stops.

@@ -371,16 +371,25 @@ pub fn verify_checkpoint(
 }
 
 fn parse_proof(body: &[u8]) -> Result<Vec<Hash>, String> {
+    parse_consistency(body).map(|(hashes, _)| hashes)
+}
+
+/// The authority's consistency-proof answer (`/api/v1/proof/consistency`):
+/// the proof's hashes, and the root at `from` it implies when given.
+pub fn parse_consistency(body: &[u8]) -> Result<(Vec<Hash>, Option<Hash>), String> {
+    let hash = |h: &serde_json::Value| -> Result<Hash, String> {
+        h.as_str()
+            .and_then(|s| B64.decode(s).ok())
+            .and_then(|b| <Hash>::try_from(b).ok())
+            .ok_or_else(|| "proof hash is not base64 SHA-256".to_string())
+    };
     let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("proof: {e}"))?;
-    v["hashes"]
+    let hashes = v["hashes"]
         .as_array()
         .ok_or("proof has no hashes")?
         .iter()
-        .map(|h| {
-            h.as_str()
-                .and_then(|s| B64.decode(s).ok())
-                .and_then(|b| <Hash>::try_from(b).ok())
-                .ok_or_else(|| "proof hash is not base64 SHA-256".to_string())
-        })
-        .collect()
+        .map(hash)
+        .collect::<Result<_, _>>()?;
+    let from_root = v.get("from_root").map(hash).transpose()?;
+    Ok((hashes, from_root))
 }

@@ -211,10 +211,7 @@ impl PgStore {
             token: r.get(0),
         });
         if let Some(l) = &lease {
-            if self.lease.as_ref().is_some_and(|old| old.token != l.token) {
-                // A new token: whatever we believed about the log may be stale.
-                self.size = size_in(self.client()?)?;
-            }
+            // Whatever we believed about the log may be stale: read it again.
             self.lease = Some(l.clone());
             self.size = size_in(self.client()?)?;
         }
@@ -225,19 +222,11 @@ impl PgStore {
     /// holder took it after it expired): stop sequencing at once.
     pub fn renew(&mut self, ttl: Duration) -> Result<bool, StoreError> {
         let Some(l) = self.lease.clone() else { return Ok(false) };
-        let secs = ttl.as_secs_f64();
-        let n = self
-            .client()?
-            .execute(
-                "UPDATE modelgate_lease SET expires = now() + make_interval(secs => $3)
-                 WHERE id = 1 AND holder = $1 AND token = $2 AND expires > now()",
-                &[&l.holder, &l.token, &secs],
-            )
-            .map_err(io)?;
-        if n == 0 {
+        let kept = renew_on(self.client()?, &l, ttl)?;
+        if !kept {
             self.lease = None;
         }
-        Ok(n == 1)
+        Ok(kept)
     }
 
     /// Who holds the lease now, if anyone's runs.
@@ -265,7 +254,10 @@ impl PgStore {
 /// authority renews from a thread of its own, beside the writer's handle):
 /// false when it is no longer that holder's.
 pub fn renew_lease(url: &str, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
-    let mut client = connect(url)?;
+    renew_on(&mut connect(url)?, lease, ttl)
+}
+
+fn renew_on(client: &mut Client, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
     let n = client
         .execute(
             "UPDATE modelgate_lease SET expires = now() + make_interval(secs => $3)
