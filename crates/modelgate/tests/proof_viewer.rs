@@ -267,6 +267,65 @@ fn mutations(base: &Case, n: usize, rng: &mut Rng, other_key: &str) -> Vec<Case>
     out
 }
 
+/// The saved viewer, opened by `tests/browser/verdicts.mjs` in Chromium.
+struct Viewer<'a> {
+    browser: &'a Path,
+    chromium: &'a str,
+    file: &'a Path,
+    dir: &'a Path,
+}
+
+impl Viewer<'_> {
+    /// The viewer's verdict on every case, held to the CLI's: prints the
+    /// counts and fails on any disagreement (and on fewer than 1,000 cases,
+    /// or fewer than 900 invalid ones).
+    fn agrees(&self, docs: &[Value], whats: &[&str], cli: &[bool], bases: usize, shot: &str, kind: &str) {
+        let cases_file = self.dir.join("cases.json");
+        std::fs::write(&cases_file, serde_json::to_vec(docs).unwrap()).unwrap();
+        let out_file = self.dir.join("verdicts.json");
+        let mut cmd = Command::new("node");
+        cmd.arg(self.browser.join("verdicts.mjs"))
+            .arg(self.file)
+            .arg(&cases_file)
+            .arg(&out_file)
+            .env("CHROMIUM", self.chromium);
+        if let Some(shots) = std::env::var_os("MODELGATE_SCREENSHOTS") {
+            cmd.arg(PathBuf::from(shots).join(shot));
+        }
+        let o = cmd.output().unwrap();
+        let said = String::from_utf8_lossy(&o.stdout);
+        println!("{said}");
+        assert!(o.status.success(), "{said}{}", String::from_utf8_lossy(&o.stderr));
+        let browser: Vec<Value> = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+        assert_eq!(browser.len(), docs.len());
+        let mut disagreements = Vec::new();
+        for ((what, cli), b) in whats.iter().zip(cli).zip(&browser) {
+            if b["valid"].as_bool() != Some(*cli) {
+                disagreements.push(format!(
+                    "{what}: CLI says {}, browser says {} ({})",
+                    if *cli { "valid" } else { "invalid" },
+                    b["valid"],
+                    b["reason"]
+                ));
+            }
+        }
+        let valid = cli.iter().filter(|v| **v).count();
+        println!(
+            "{} {kind}cases ({bases} bases): {valid} valid, {} invalid, {} disagreements",
+            docs.len(),
+            docs.len() - valid,
+            disagreements.len()
+        );
+        assert!(docs.len() >= 1000, "{} cases", docs.len());
+        assert!(
+            valid >= bases && docs.len() - valid >= 900,
+            "{valid} valid of {}",
+            docs.len()
+        );
+        assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+    }
+}
+
 #[test]
 fn the_saved_viewer_and_the_cli_agree_on_every_proof() {
     let (browser, chromium) = common::browser_tools();
@@ -326,52 +385,15 @@ fn the_saved_viewer_and_the_cli_agree_on_every_proof() {
         }
     }
 
-    let cases_file = dir.path().join("cases.json");
-    let doc: Vec<Value> = cases.iter().map(|(c, e)| c.json(e.unwrap_or(false))).collect();
-    std::fs::write(&cases_file, serde_json::to_vec(&doc).unwrap()).unwrap();
-    let out_file = dir.path().join("verdicts.json");
-    let mut cmd = Command::new("node");
-    cmd.arg(browser.join("verdicts.mjs"))
-        .arg(&viewer)
-        .arg(&cases_file)
-        .arg(&out_file)
-        .env("CHROMIUM", &chromium);
-    if let Some(shots) = std::env::var_os("MODELGATE_SCREENSHOTS") {
-        cmd.arg(PathBuf::from(shots).join("proof-viewer.png"));
-    }
-    let o = cmd.output().unwrap();
-    let said = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{said}{}", String::from_utf8_lossy(&o.stderr));
-    let browser_verdicts: Vec<Value> = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
-    assert_eq!(browser_verdicts.len(), cases.len());
-
-    let mut disagreements = Vec::new();
-    for (((c, _), cli), b) in cases.iter().zip(&cli).zip(&browser_verdicts) {
-        if b["valid"].as_bool() != Some(*cli) {
-            disagreements.push(format!(
-                "{}: CLI says {}, browser says {} ({})",
-                c.what,
-                if *cli { "valid" } else { "invalid" },
-                b["valid"],
-                b["reason"]
-            ));
-        }
-    }
-    let valid = cli.iter().filter(|v| **v).count();
-    println!(
-        "{} cases ({} bases): {valid} valid, {} invalid, {} disagreements",
-        cases.len(),
-        bases.len(),
-        cases.len() - valid,
-        disagreements.len()
-    );
-    assert!(cases.len() >= 1000, "{} cases", cases.len());
-    assert!(
-        valid >= bases.len() && cases.len() - valid >= 900,
-        "{valid} valid of {}",
-        cases.len()
-    );
-    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+    let docs: Vec<Value> = cases.iter().map(|(c, e)| c.json(e.unwrap_or(false))).collect();
+    let whats: Vec<&str> = cases.iter().map(|(c, _)| c.what.as_str()).collect();
+    let run = Viewer {
+        browser: &browser,
+        chromium: &chromium,
+        file: &viewer,
+        dir: dir.path(),
+    };
+    run.agrees(&docs, &whats, &cli, bases.len(), "proof-viewer.png", "");
 }
 
 /// A lineage proof and the trust root it is checked against.
@@ -675,50 +697,13 @@ fn the_saved_viewer_and_the_cli_agree_on_every_lineage_proof() {
     let html = common::world::get_text(&format!("{url}/proof/viewer.html"));
     let viewer = dir.path().join("modelgate-proof-viewer.html");
     std::fs::write(&viewer, &html).unwrap();
-    let cases_file = dir.path().join("cases.json");
-    let doc: Vec<Value> = cases.iter().map(|(c, e)| c.json(*e)).collect();
-    std::fs::write(&cases_file, serde_json::to_vec(&doc).unwrap()).unwrap();
-    let out_file = dir.path().join("verdicts.json");
-    let mut cmd = Command::new("node");
-    cmd.arg(browser.join("verdicts.mjs"))
-        .arg(&viewer)
-        .arg(&cases_file)
-        .arg(&out_file)
-        .env("CHROMIUM", &chromium);
-    if let Some(shots) = std::env::var_os("MODELGATE_SCREENSHOTS") {
-        cmd.arg(PathBuf::from(shots).join("proof-viewer-lineage.png"));
-    }
-    let o = cmd.output().unwrap();
-    let said = String::from_utf8_lossy(&o.stdout);
-    println!("{said}");
-    assert!(o.status.success(), "{said}{}", String::from_utf8_lossy(&o.stderr));
-    let browser_verdicts: Vec<Value> = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
-    assert_eq!(browser_verdicts.len(), cases.len());
-    let mut disagreements = Vec::new();
-    for (((c, _), cli), b) in cases.iter().zip(&cli).zip(&browser_verdicts) {
-        if b["valid"].as_bool() != Some(*cli) {
-            disagreements.push(format!(
-                "{}: CLI says {}, browser says {} ({})",
-                c.what,
-                if *cli { "valid" } else { "invalid" },
-                b["valid"],
-                b["reason"]
-            ));
-        }
-    }
-    let valid = cli.iter().filter(|v| **v).count();
-    println!(
-        "{} lineage cases ({} bases): {valid} valid, {} invalid, {} disagreements",
-        cases.len(),
-        bases.len(),
-        cases.len() - valid,
-        disagreements.len()
-    );
-    assert!(cases.len() >= 1000, "{} cases", cases.len());
-    assert!(
-        valid >= bases.len() && cases.len() - valid >= 900,
-        "{valid} valid of {}",
-        cases.len()
-    );
-    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+    let docs: Vec<Value> = cases.iter().map(|(c, e)| c.json(*e)).collect();
+    let whats: Vec<&str> = cases.iter().map(|(c, _)| c.what.as_str()).collect();
+    let run = Viewer {
+        browser: &browser,
+        chromium: &chromium,
+        file: &viewer,
+        dir: dir.path(),
+    };
+    run.agrees(&docs, &whats, &cli, bases.len(), "proof-viewer-lineage.png", "lineage ");
 }

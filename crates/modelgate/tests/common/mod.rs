@@ -128,22 +128,7 @@ pub fn copy_dir(from: &Path, to: &Path) {
 
 /// Start `modelgate ARGS…`, a server that prints `listening on URL` first.
 pub fn spawn_server(args: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    Server { child, url }
+    try_server(args).unwrap_or_else(|| panic!("`modelgate {}` exited without listening", args.join(" ")))
 }
 
 /// Standard output of a command that must have succeeded.
