@@ -9,6 +9,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use modelgate_governance::FoldError;
 
+/// The header that names the sequencer's URL on a replica's answers to writes.
+pub const SEQUENCER_HEADER: &str = "modelgate-sequencer";
+/// The header a replica marks the writes it passes on with: a request
+/// carrying it is never passed on again (no loop between two replicas that
+/// each believe the other sequences).
+pub const FORWARDED_HEADER: &str = "modelgate-forwarded";
+
 /// Everything the authority's API answers with an error.
 #[derive(Debug)]
 pub enum ApiError {
@@ -45,6 +52,15 @@ pub enum ApiError {
     Busy(String),
     /// Shutting down, or the writer stopped.
     Unavailable(String),
+    /// A replica that cannot pass a write on: no sequencer holds the lease
+    /// now, or the one that does did not answer.
+    NotSequencer {
+        /// What the client is told.
+        message: String,
+        /// The sequencer's URL, when one is known (also sent as the
+        /// `Modelgate-Sequencer` header).
+        sequencer: Option<String>,
+    },
     /// The fold refused the entry: its rule's code.
     Refused(FoldError),
     /// The store could not write; nothing was appended.
@@ -122,6 +138,7 @@ impl ApiError {
             ApiError::WrongRole(_) => (S::FORBIDDEN, "wrong-role", None),
             ApiError::Busy(_) => (S::SERVICE_UNAVAILABLE, "busy", Some(1)),
             ApiError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", Some(1)),
+            ApiError::NotSequencer { .. } => (S::SERVICE_UNAVAILABLE, "not-sequencer", Some(1)),
             ApiError::Refused(e) => (S::UNPROCESSABLE_ENTITY, e.rule.code(), None),
             ApiError::StoreUnavailable(_) => (S::SERVICE_UNAVAILABLE, "store-unavailable", Some(1)),
             ApiError::OutOfRange(_) => (S::BAD_REQUEST, "out-of-range", None),
@@ -150,7 +167,7 @@ impl ApiError {
         match self {
             ApiError::BadBody(r) => r.body_text(),
             ApiError::Refused(e) => e.to_string(),
-            ApiError::RateLimited { message, .. } => message.clone(),
+            ApiError::RateLimited { message, .. } | ApiError::NotSequencer { message, .. } => message.clone(),
             ApiError::Internal { .. } => "internal error; the authority's log has the detail".into(),
             ApiError::NoRoute(m)
             | ApiError::BadTilePath(m)
@@ -192,8 +209,18 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal { code, detail } = &self {
             tracing::error!(code, %detail, "internal error answering a request");
         }
-        let body = serde_json::json!({"error": {"code": code, "message": self.message()}});
+        let mut body = serde_json::json!({"error": {"code": code, "message": self.message()}});
+        let sequencer = match &self {
+            ApiError::NotSequencer { sequencer, .. } => sequencer.clone(),
+            _ => None,
+        };
+        if let Some(url) = &sequencer {
+            body["error"]["sequencer"] = url.as_str().into();
+        }
         let mut r = (status, Json(body)).into_response();
+        if let Some(v) = sequencer.and_then(|u| HeaderValue::from_str(&u).ok()) {
+            r.headers_mut().insert(SEQUENCER_HEADER, v);
+        }
         if let Some(v) = retry.and_then(|s| HeaderValue::from_str(&s.max(1).to_string()).ok()) {
             r.headers_mut().insert(header::RETRY_AFTER, v);
         }

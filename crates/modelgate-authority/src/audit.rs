@@ -1,7 +1,8 @@
 //! The offline audit of an authority's store (`modelgate log audit STORE`):
 //! every tile, node hash, entry and checkpoint against the signed
 //! checkpoints, on a read-only connection (a running authority is not
-//! disturbed).
+//! disturbed) in one read transaction (what it reads is one state of the
+//! log, whatever the authority appends meanwhile).
 
 use modelgate_store::{AuditError, AuditReport, StoreError};
 use modelgate_tlog::CheckpointPolicy;
@@ -30,7 +31,7 @@ pub fn audit_store(at: &crate::store::StoreAt, policy: &CheckpointPolicy) -> Res
         path: name.clone(),
         detail,
     };
-    let store = at.open_reader().map_err(|e| match e {
+    let store = at.open_snapshot().map_err(|e| match e {
         StoreError::Corrupt(_) => failed(e.to_string()),
         other => StoreAuditError::Unreadable(format!("opening {name}: {other}")),
     })?;

@@ -233,8 +233,6 @@ pub fn init_at(
     }
     // The store first: a database that already holds a log is refused
     // before anything is written here.
-    let lease_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop_lease = || lease_stop.store(true, std::sync::atomic::Ordering::SeqCst);
     if let crate::store::StoreAt::Sqlite(_) = store_at {
         fs::DirBuilder::new()
             .recursive(true)
@@ -257,11 +255,10 @@ pub fn init_at(
         }
     }
     let store = store_at
-        .open_writer(&crate::store::holder_name(), std::sync::Arc::clone(&lease_stop))
+        .open_for_init(&crate::store::holder_name())
         .map_err(AuthorityError::Store)?;
     let held = modelgate_store::LogStore::size(&store).map_err(AuthorityError::Store)?;
     if held > 0 {
-        stop_lease();
         return Err(already(held));
     }
     fs::DirBuilder::new()
@@ -334,7 +331,6 @@ pub fn init_at(
     log.append(std::slice::from_ref(&genesis))
         .map_err(AuthorityError::Store)?;
     log.close().map_err(AuthorityError::Store)?;
-    stop_lease();
     // Last: its presence marks a complete init.
     write_new(&d.trust_root(), &genesis, 0o644)?;
     Ok(InitReport {

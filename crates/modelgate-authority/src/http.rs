@@ -192,7 +192,9 @@ async fn checkpoint(AxState(a): AxState<Shared>) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
+            // A cache may share it for a second: its cosignature is renewed
+            // every half second and nodes allow far more staleness.
+            (header::CACHE_CONTROL, "public, max-age=1"),
         ],
         note.as_ref().clone(),
     )
@@ -301,7 +303,135 @@ async fn submit(
             }
         }
     }
+    if let crate::store::Role::Replica(_) = a.sequencing.role() {
+        return forward(&a, &headers, body).await;
+    }
     append(&a, body.to_vec()).await
+}
+
+/// Largest answer a replica passes back from the sequencer.
+const FORWARDED_ANSWER_MAX: u64 = 1 << 20;
+/// How long a replica waits for a sequencer it can reach (a takeover under
+/// way) before it answers 503.
+const FORWARD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Why a write was not passed on.
+enum NotPassed {
+    /// It never reached the sequencer (refused, unreachable): safe to send again.
+    Undelivered(String),
+    /// It may have reached it: not sent again, the client decides.
+    Unanswered(String),
+}
+
+/// Send `body` to the sequencer at `url`: its status, Retry-After and body.
+async fn pass_on(
+    a: &Shared,
+    url: &str,
+    auth: Option<String>,
+    body: Bytes,
+) -> Result<(u16, Option<String>, Vec<u8>), NotPassed> {
+    let agent = a.forwarder.clone();
+    let to = format!("{url}/api/v1/entries");
+    tokio::task::spawn_blocking(move || {
+        let mut req = agent
+            .post(&to)
+            .header("Content-Type", "application/json")
+            .header(crate::api_error::FORWARDED_HEADER, "1");
+        if let Some(t) = auth {
+            req = req.header("Authorization", &t);
+        }
+        let mut r = req.send(&body[..]).map_err(|e| match &e {
+            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => NotPassed::Undelivered(e.to_string()),
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+                NotPassed::Undelivered(e.to_string())
+            }
+            _ => NotPassed::Unanswered(e.to_string()),
+        })?;
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = r
+            .body_mut()
+            .with_config()
+            .limit(FORWARDED_ANSWER_MAX)
+            .read_to_vec()
+            .map_err(|e| NotPassed::Unanswered(e.to_string()))?;
+        Ok((r.status().as_u16(), retry, bytes))
+    })
+    .await
+    .map_err(|e| NotPassed::Unanswered(e.to_string()))?
+}
+
+/// On a replica: pass a checked submission to the sequencer and its answer
+/// back (201 with the index, or the sequencer's refusal), with the
+/// sequencer named in `Modelgate-Sequencer`. While a takeover is under way
+/// (no sequencer, or one that cannot be reached) it waits up to
+/// [`FORWARD_PATIENCE`] — and appends itself if it wins the lease; then 503
+/// with Retry-After. A request already passed on once is never passed on
+/// again.
+async fn forward(a: &Shared, headers: &HeaderMap, body: Bytes) -> Response {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let deadline = tokio::time::Instant::now() + FORWARD_PATIENCE;
+    let mut why = "no authority holds the sequencer lease now (a takeover is under way)".to_owned();
+    let mut named = None;
+    while tokio::time::Instant::now() < deadline {
+        let holder = match a.sequencing.role() {
+            crate::store::Role::Replica(h) => h,
+            _ => return append(a, body.to_vec()).await,
+        };
+        match holder {
+            Some(h) if !h.url.is_empty() => {
+                let url = h.url;
+                if headers.contains_key(crate::api_error::FORWARDED_HEADER) {
+                    return ApiError::NotSequencer {
+                        message: format!("this authority is a replica too; submit to the sequencer at {url}"),
+                        sequencer: Some(url),
+                    }
+                    .into_response();
+                }
+                match pass_on(a, &url, auth.clone(), body.clone()).await {
+                    Ok((status, retry, bytes)) => {
+                        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+                        let mut r = (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response();
+                        if let Some(v) = retry.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                            r.headers_mut().insert(header::RETRY_AFTER, v);
+                        }
+                        if let Ok(v) = HeaderValue::from_str(&url) {
+                            r.headers_mut().insert(crate::api_error::SEQUENCER_HEADER, v);
+                        }
+                        return r;
+                    }
+                    Err(NotPassed::Undelivered(e)) => {
+                        why = format!("the sequencer at {url} cannot be reached ({e})");
+                        named = Some(url);
+                    }
+                    Err(NotPassed::Unanswered(e)) => {
+                        return ApiError::NotSequencer {
+                            message: format!(
+                                "this authority is a replica and the sequencer at {url} did not answer ({e}); \
+                                 the entry may or may not be in the log"
+                            ),
+                            sequencer: Some(url),
+                        }
+                        .into_response()
+                    }
+                }
+            }
+            Some(h) => why = format!("the sequencer ({}) has not advertised its URL yet", h.lease.holder),
+            None => {}
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    ApiError::NotSequencer {
+        message: format!("this authority is a replica and {why}; retry"),
+        sequencer: named,
+    }
+    .into_response()
 }
 
 /// The refusal, unless `token` names a role that may submit entries of `kind`.
@@ -336,6 +466,11 @@ async fn append(a: &Authority, entry: Vec<u8>) -> Response {
             ApiError::StoreUnavailable(format!("the store could not write; nothing was appended, retry: {m}"))
                 .into_response()
         }
+        Ok(Outcome::NotSequencer) => ApiError::NotSequencer {
+            message: "this authority is no longer the sequencer; nothing was appended, retry".into(),
+            sequencer: None,
+        }
+        .into_response(),
         Err(_) => ApiError::Unavailable("the writer stopped before answering".into()).into_response(),
     }
 }
@@ -818,8 +953,15 @@ async fn metrics(AxState(a): AxState<Shared>) -> Response {
     let c = &a.counters;
     let (size, time) = a.served.read().map_or((0, 0), |s| (s.size, s.time));
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    let rows: [(&str, &str, &str, u64); 12] = [
+    let sequencing = !matches!(a.sequencing.role(), crate::store::Role::Replica(_));
+    let rows: [(&str, &str, &str, u64); 13] = [
         ("modelgate_log_size", "gauge", "Entries in the governance log.", size),
+        (
+            "modelgate_sequencer",
+            "gauge",
+            "1 while this authority sequences the log, 0 while it is a replica of a shared database.",
+            u64::from(sequencing),
+        ),
         (
             "modelgate_checkpoint_cosignature_age_seconds",
             "gauge",

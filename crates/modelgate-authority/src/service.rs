@@ -47,6 +47,12 @@ const SUMMARIES_KEPT: usize = 4096;
 pub const STALL_AFTER: Duration = Duration::from_secs(2);
 /// How often the folded state is snapshotted (when the log grew).
 pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(30);
+/// How often a replica reads what the sequencer appended.
+pub const FOLLOW_EVERY: Duration = Duration::from_millis(100);
+/// A replica that has not read the database for this long stops putting
+/// fresh timestamps on its checkpoint: nodes then contain at their
+/// staleness bound rather than trust a view that may miss a revocation.
+pub const REPLICA_GRACE: Duration = Duration::from_secs(5);
 
 /// The reply to a submission.
 #[derive(Debug)]
@@ -63,6 +69,9 @@ pub enum Outcome {
     /// The store failed (a full or read-only disk, an I/O error); nothing
     /// was appended, and the same submission may be retried.
     Failed(String),
+    /// This authority is a replica (it lost or never held the sequencer
+    /// lease); nothing was appended: submit to the sequencer.
+    NotSequencer,
 }
 
 struct Submission {
@@ -172,6 +181,12 @@ pub struct Authority {
     pub store_at: StoreAt,
     /// Set at shutdown: the sequencer lease (PostgreSQL) is no longer renewed.
     lease_stop: Arc<AtomicBool>,
+    /// Sequencer, replica, or the only writer (SQLite).
+    pub sequencing: Arc<crate::store::Sequencing>,
+    /// When a replica last read the database (for [`REPLICA_GRACE`]).
+    followed_at: Mutex<Instant>,
+    /// The client a replica passes writes to the sequencer with.
+    pub forwarder: ureq::Agent,
     submit: Mutex<Option<SyncSender<Submission>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     snapshotter: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -269,11 +284,8 @@ impl Authority {
         let trust_root = std::fs::read(d.trust_root())
             .map_err(|e| AuthorityError::Io(format!("couldn't read the trust root: {e}")))?;
         let lease_stop = Arc::new(AtomicBool::new(false));
-        let store = store_at
-            .open_writer(&crate::store::holder_name(), Arc::clone(&lease_stop))
-            .map_err(AuthorityError::Store)?;
+        let store = store_at.open_log().map_err(AuthorityError::Store)?;
         if store.size().map_err(AuthorityError::Store)? == 0 {
-            lease_stop.store(true, Ordering::SeqCst);
             return Err(AuthorityError::Config(format!(
                 "the log store {} holds no log: this data directory was initialised with another store \
                  (give the same --store as to `authority init`)",
@@ -303,6 +315,8 @@ impl Authority {
             elapsed: started.elapsed(),
         };
         tracing::info!(?startup, "governance state rebuilt");
+        let sequencing = crate::store::start_lease(&store_at, &crate::store::holder_name(), Arc::clone(&lease_stop))
+            .map_err(AuthorityError::Store)?;
         if state.size != log.size() {
             return Err(AuthorityError::Fold(format!(
                 "the state holds {} entries, the log {}",
@@ -310,11 +324,13 @@ impl Authority {
                 log.size()
             )));
         }
-        let (cp_size, note) = log
+        // At the size folded: a shared database may have grown since.
+        let cp_size = log.size();
+        let note = log
             .store()
-            .latest_checkpoint()
+            .checkpoint(cp_size)
             .map_err(AuthorityError::Store)?
-            .ok_or_else(|| AuthorityError::Fold("the store has no checkpoint".into()))?;
+            .ok_or_else(|| AuthorityError::Fold(format!("the store has no checkpoint for its {cp_size} entries")))?;
         let own_policy =
             CheckpointPolicy::new(log_key.verifier(), vec![], 0).map_err(|e| AuthorityError::Config(e.to_string()))?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_MAX);
@@ -341,6 +357,14 @@ impl Authority {
             readers: Mutex::new(Vec::new()),
             store_at,
             lease_stop,
+            sequencing,
+            followed_at: Mutex::new(Instant::now()),
+            forwarder: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_connect(Some(Duration::from_secs(2)))
+                .timeout_global(Some(Duration::from_secs(15)))
+                .build()
+                .into(),
             submit: Mutex::new(Some(tx)),
             writer: Mutex::new(None),
             snapshotter: Mutex::new(None),
@@ -521,6 +545,16 @@ impl Authority {
     /// its quorum. The note is verified with the log's own key before it is
     /// published.
     pub fn refresh_checkpoint(&self) -> Result<(), AuthorityError> {
+        if matches!(self.sequencing.role(), crate::store::Role::Replica(_)) {
+            let behind = self.followed_at.lock().map(|t| t.elapsed()).unwrap_or(Duration::MAX);
+            if behind > REPLICA_GRACE {
+                tracing::warn!(
+                    seconds = behind.as_secs(),
+                    "this replica cannot read the database: no fresh timestamp on its checkpoint"
+                );
+                return Ok(());
+            }
+        }
         let quorum = self.state().trust_root().map_or(0, |r| r.doc.witness_quorum);
         let witnessed = if quorum > 0 {
             self.witnessed.lock().ok().and_then(|w| w.clone())
@@ -634,6 +668,8 @@ impl Authority {
     /// Stop taking submissions, finish the queued ones, write a last
     /// snapshot of the state, close the store.
     pub fn shutdown(&self) {
+        // No renewal races the writer's hand-over of the lease as it closes.
+        self.lease_stop.store(true, Ordering::SeqCst);
         if let Ok(mut tx) = self.submit.lock() {
             *tx = None;
         }
@@ -642,7 +678,6 @@ impl Authority {
             let _ = h.join();
         }
         self.ready.store(false, Ordering::SeqCst);
-        self.lease_stop.store(true, Ordering::SeqCst);
         if let Ok(mut stop) = self.stopping.0.lock() {
             *stop = true;
             self.stopping.1.notify_all();
@@ -744,14 +779,138 @@ fn snapshotter(a: Arc<Authority>) {
     }
 }
 
+/// Read what the sequencer appended since `log`'s size, check every entry
+/// with the fold's rules onto `working`, and publish it with the
+/// sequencer's signed checkpoint. An entry the fold refuses or a tree that
+/// does not match its checkpoint is an error nothing is published for.
+fn follow(a: &Authority, log: &mut Log<Store>, working: &mut State) -> Result<(), StoreError> {
+    let from = log.size();
+    let size = log.resync()?;
+    let mut checked = Vec::new();
+    let mut start = from;
+    while start < size {
+        let end = (start + 4096).min(size);
+        for e in log.store().entries(start, end)? {
+            let c = working.check_entry(&e).map_err(|e| {
+                StoreError::Corrupt(format!("entry {} does not fold: {e}", from + checked.len() as u64))
+            })?;
+            working
+                .commit_checked(c.clone())
+                .map_err(|e| StoreError::Corrupt(format!("applying a checked entry: {e}")))?;
+            checked.push(c);
+        }
+        start = end;
+    }
+    if size > from {
+        let note = log
+            .store()
+            .checkpoint(size)?
+            .ok_or_else(|| StoreError::Corrupt(format!("no checkpoint at {size}")))?;
+        a.publish(checked, working);
+        a.published_checkpoint(size, Arc::new(note));
+    }
+    if let Ok(mut t) = a.followed_at.lock() {
+        *t = Instant::now();
+    }
+    Ok(())
+}
+
+impl Authority {
+    /// A new durable checkpoint: the latest, for the witnesses and the
+    /// served note.
+    fn published_checkpoint(&self, size: u64, note: Arc<Vec<u8>>) {
+        if let Ok(mut l) = self.latest.lock() {
+            *l = (size, note);
+        }
+        if let Ok(mut t) = self.latest_at.lock() {
+            *t = Some(Instant::now());
+        }
+        self.latest_changed.notify_all();
+        if let Err(e) = self.refresh_checkpoint() {
+            tracing::error!(error = %e, "publishing the new checkpoint");
+        }
+    }
+}
+
+/// The writer thread: it sequences while this authority is the only writer
+/// or holds the lease, and follows the database while it is a replica.
 fn writer(a: Arc<Authority>, mut log: Log<Store>, mut working: State, rx: Receiver<Submission>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
+    use crate::store::Role;
+    // The lease the store's commits are fenced with (None: appends nothing).
+    let mut fenced: Option<modelgate_store::Lease> = None;
+    // Submissions taken from the queue just as the lease was won.
+    let mut carried: Vec<Submission> = Vec::new();
+    loop {
+        let sequencing = match a.sequencing.role() {
+            Role::Sole => true,
+            Role::Sequencer(lease) => {
+                if fenced.as_ref() != Some(&lease) {
+                    // Just won the lease: everything the last sequencer
+                    // committed is visible now (its commits and our
+                    // acquisition lock the same row); read it, then append.
+                    if let Err(e) = follow(&a, &mut log, &mut working) {
+                        tracing::error!(error = %e, "catching up before sequencing; stopping the writer");
+                        break;
+                    }
+                    log.set_lease(Some(lease.clone()));
+                    fenced = Some(lease);
+                }
+                true
+            }
+            Role::Replica(_) => {
+                if fenced.take().is_some() {
+                    log.set_lease(None);
+                    working = a.state().working_copy();
+                }
+                match follow(&a, &mut log, &mut working) {
+                    Ok(()) => {}
+                    Err(e @ (StoreError::Corrupt(_) | StoreError::Schema(_))) => {
+                        tracing::error!(error = %e, "the shared log does not check; this replica stops serving it");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading the shared log");
+                        if let Ok(store) = a.store_at.open_reader() {
+                            match Log::open(store, a.log_key.clone()) {
+                                Ok(l) if l.size() >= log.size() => log = l,
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                false
+            }
+        };
+        let mut batch = std::mem::take(&mut carried);
+        if batch.is_empty() {
+            let wait = if sequencing {
+                Duration::from_millis(250)
+            } else {
+                FOLLOW_EVERY
+            };
+            match rx.recv_timeout(wait) {
+                Ok(s) => batch.push(s),
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
         while batch.len() < BATCH_MAX {
             match rx.try_recv() {
                 Ok(s) => batch.push(s),
                 Err(_) => break,
             }
+        }
+        if !sequencing {
+            if matches!(a.sequencing.role(), Role::Replica(_)) {
+                for s in batch {
+                    let _ = s.reply.send(Outcome::NotSequencer);
+                }
+            } else {
+                // The lease was won while we waited: these are the first
+                // the new sequencer appends, once it has caught up.
+                carried = batch;
+            }
+            continue;
         }
         // Each submission is checked against the working copy, which holds
         // every earlier one of the batch; readers see the published state.
@@ -792,16 +951,7 @@ fn writer(a: Arc<Authority>, mut log: Log<Store>, mut working: State, rx: Receiv
                 a.counters.appended.fetch_add(entries.len() as u64, Ordering::Relaxed);
                 a.counters.batches.fetch_add(1, Ordering::Relaxed);
                 let note = Arc::new(done.checkpoint);
-                if let Ok(mut l) = a.latest.lock() {
-                    *l = (done.size, Arc::clone(&note));
-                }
-                if let Ok(mut t) = a.latest_at.lock() {
-                    *t = Some(Instant::now());
-                }
-                a.latest_changed.notify_all();
-                if let Err(e) = a.refresh_checkpoint() {
-                    tracing::error!(error = %e, "publishing the new checkpoint");
-                }
+                a.published_checkpoint(done.size, Arc::clone(&note));
                 for (i, s) in accepted.into_iter().enumerate() {
                     let _ = s.reply.send(Outcome::Accepted {
                         index: done.first + i as u64,
@@ -811,16 +961,28 @@ fn writer(a: Arc<Authority>, mut log: Log<Store>, mut working: State, rx: Receiv
             }
             Err(e) => {
                 a.counters.store_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, "appending a batch failed; nothing was appended");
-                if let Ok(mut f) = a.failing.lock() {
-                    *f = Some(e.to_string());
+                let fenced_out = matches!(e, StoreError::Fenced(_));
+                if fenced_out {
+                    // Deposed (paused past the lease, or cut off): another
+                    // authority sequences; this one follows it from now on.
+                    tracing::error!(error = %e, "fenced: another authority holds the sequencer lease; nothing was appended");
+                    a.sequencing.set(Role::Replica(None));
+                } else {
+                    tracing::error!(error = %e, "appending a batch failed; nothing was appended");
+                    if let Ok(mut f) = a.failing.lock() {
+                        *f = Some(e.to_string());
+                    }
                 }
                 for s in accepted {
-                    let _ = s.reply.send(Outcome::Failed(e.to_string()));
+                    let _ = s.reply.send(if fenced_out {
+                        Outcome::NotSequencer
+                    } else {
+                        Outcome::Failed(e.to_string())
+                    });
                 }
                 // The working copy took entries that are not durable: start
                 // again from the published state, which is exactly what is.
-                if !matches!(log.store().size(), Ok(n) if n == log.size()) {
+                if !fenced_out && !matches!(log.store().size(), Ok(n) if n == log.size()) {
                     tracing::error!("the store and the log disagree after a failure; stopping the writer");
                     break;
                 }

@@ -3,24 +3,94 @@
 //! postgres://…`). Everything else of an authority (keys, tokens, pending
 //! approvals, snapshots, the replicated lineage) stays in its data directory.
 //!
-//! On PostgreSQL the authority sequences under the database's lease
-//! (`modelgate-pgstore`): it takes the lease at start-up (another live
-//! holder is refused, naming it), a thread renews it every
-//! [`LEASE_RENEW`], and every commit checks its fencing token, so an
-//! authority that lost the lease can never append.
+//! On PostgreSQL several authorities share one log, and exactly one
+//! sequences: the holder of the database's lease (`modelgate-pgstore`).
+//! Each authority's lease thread ([`start_lease`]) renews the lease while
+//! it holds it, every [`LEASE_RENEW`], and otherwise tries to take it every
+//! [`ACQUIRE_EVERY`]; every commit checks the fencing token, so an
+//! authority that lost the lease can never append. The others are
+//! replicas ([`Role::Replica`]): they follow the database, serve every
+//! read, and pass writes to the sequencer at the URL it advertises.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use modelgate_store::{LogStore, SqliteStore, StoreError};
+use modelgate_pgstore::{Holder, PgStore};
+use modelgate_store::{Lease, LogStore, SqliteStore, StoreError};
 
 /// How long a sequencer lease runs without renewal: a dead sequencer's
 /// successor starts within this.
 pub const LEASE_TTL: Duration = Duration::from_secs(3);
 /// How often the lease is renewed (four chances before it runs out).
 pub const LEASE_RENEW: Duration = Duration::from_millis(700);
+/// How often a replica tries to take the lease.
+pub const ACQUIRE_EVERY: Duration = Duration::from_millis(200);
+
+/// What this authority is to the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The only writer of a store no other process writes (SQLite's file lock).
+    Sole,
+    /// The sequencer of a shared database, under this lease.
+    Sequencer(Lease),
+    /// A replica of a shared database: it serves reads and passes writes
+    /// to the sequencer (`None` while nobody holds the lease).
+    Replica(Option<Holder>),
+}
+
+/// This authority's role, shared by the lease thread (which takes, renews
+/// or loses the lease), the writer (which sequences or follows) and the
+/// HTTP layer (which appends or passes writes on).
+#[derive(Debug)]
+pub struct Sequencing {
+    role: RwLock<Role>,
+    advertised: Mutex<String>,
+}
+
+impl Sequencing {
+    fn new(role: Role) -> Self {
+        Self {
+            role: RwLock::new(role),
+            advertised: Mutex::new(String::new()),
+        }
+    }
+
+    /// The role now.
+    pub fn role(&self) -> Role {
+        match self.role.read() {
+            Ok(r) => r.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Change the role (logged when it changes between kinds).
+    pub fn set(&self, role: Role) {
+        let Ok(mut r) = self.role.write() else { return };
+        match (&*r, &role) {
+            (Role::Replica(_), Role::Sequencer(l)) => {
+                tracing::info!(token = l.token, "took the sequencer lease: sequencing")
+            }
+            (Role::Sequencer(l), Role::Replica(_)) => {
+                tracing::warn!(token = l.token, "no longer the sequencer: serving as a replica")
+            }
+            _ => {}
+        }
+        *r = role;
+    }
+
+    /// The URL other authorities pass writes to while this one sequences.
+    pub fn set_advertised(&self, url: &str) {
+        if let Ok(mut a) = self.advertised.lock() {
+            url.trim_end_matches('/').clone_into(&mut a);
+        }
+    }
+
+    fn advertised(&self) -> String {
+        self.advertised.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+}
 
 /// The governance log's database.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,22 +122,31 @@ impl StoreAt {
         }
     }
 
-    /// Open the log for writing. On PostgreSQL: take the sequencer lease
-    /// for `holder`, and keep it renewed until `stop` is set.
-    pub fn open_writer(&self, holder: &str, stop: Arc<AtomicBool>) -> Result<Box<dyn LogStore>, StoreError> {
+    /// Open the log for the writer thread: SQLite takes its file's writer
+    /// lock; PostgreSQL opens a handle that appends only once given the
+    /// lease ([`LogStore::set_lease`]).
+    pub fn open_log(&self) -> Result<Box<dyn LogStore>, StoreError> {
         match self {
             StoreAt::Sqlite(p) => Ok(Box::new(SqliteStore::open(p)?)),
-            StoreAt::Postgres(url) => {
-                let store = modelgate_pgstore::PgStore::open_writer(url, holder, LEASE_TTL)?;
-                if let Some(lease) = store.lease().cloned() {
-                    let url = url.clone();
-                    std::thread::Builder::new()
-                        .name("modelgate-lease".into())
-                        .spawn(move || keep(&url, &lease, &stop))
-                        .map_err(|e| StoreError::Io(format!("starting the lease thread: {e}")))?;
-                }
-                Ok(Box::new(store))
-            }
+            StoreAt::Postgres(url) => Ok(Box::new(PgStore::open_reader(url)?)),
+        }
+    }
+
+    /// Open the log to write its first entry (`authority init`): on
+    /// PostgreSQL under a lease taken for `holder` (refused while another's
+    /// runs) and handed back when the store closes.
+    pub fn open_for_init(&self, holder: &str) -> Result<Box<dyn LogStore>, StoreError> {
+        match self {
+            StoreAt::Sqlite(p) => Ok(Box::new(SqliteStore::open(p)?)),
+            StoreAt::Postgres(url) => Ok(Box::new(PgStore::open_writer(url, holder, LEASE_TTL)?)),
+        }
+    }
+
+    /// Open the log for reading one consistent state of it (an audit).
+    pub fn open_snapshot(&self) -> Result<Box<dyn LogStore>, StoreError> {
+        match self {
+            StoreAt::Sqlite(p) => Ok(Box::new(SqliteStore::open_snapshot(p)?)),
+            StoreAt::Postgres(url) => Ok(Box::new(PgStore::open_snapshot(url)?)),
         }
     }
 
@@ -80,29 +159,94 @@ impl StoreAt {
     }
 }
 
-/// Renew the lease until stopped or lost. A lost lease is logged once; the
-/// writer's next commit is fenced and answered 503, never written.
-fn keep(url: &str, lease: &modelgate_pgstore::Lease, stop: &AtomicBool) {
+/// The role this authority starts in, and for a shared database the lease
+/// thread that keeps it: a first attempt at the lease here (so a lone
+/// authority sequences from its first request), then renewals or further
+/// attempts until `stop` is set.
+pub fn start_lease(store_at: &StoreAt, holder: &str, stop: Arc<AtomicBool>) -> Result<Arc<Sequencing>, StoreError> {
+    let StoreAt::Postgres(url) = store_at else {
+        return Ok(Arc::new(Sequencing::new(Role::Sole)));
+    };
+    let mut db = PgStore::open_reader(url)?;
+    let role = match db.acquire(holder, "", LEASE_TTL)? {
+        Some(lease) => Role::Sequencer(lease),
+        None => Role::Replica(db.holder()?),
+    };
+    let seq = Arc::new(Sequencing::new(role));
+    let (url, holder, s) = (url.clone(), holder.to_owned(), Arc::clone(&seq));
+    std::thread::Builder::new()
+        .name("modelgate-lease".into())
+        .spawn(move || keep(&url, &holder, &s, Some(db), &stop))
+        .map_err(|e| StoreError::Io(format!("starting the lease thread: {e}")))?;
+    Ok(seq)
+}
+
+/// Renew the lease while it is ours, try to take it while it is not, and
+/// keep the role in step. A renewal that finds the lease gone makes this
+/// authority a replica at once; the writer steps down before its next
+/// batch, and the fence refuses any commit it had under way.
+fn keep(url: &str, holder: &str, seq: &Sequencing, mut db: Option<PgStore>, stop: &AtomicBool) {
+    let tick = Duration::from_millis(50);
     let mut waited = Duration::ZERO;
+    // What the database holds as our URL: a new one is written at once.
+    let mut told = String::new();
     while !stop.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(100));
-        waited += Duration::from_millis(100);
-        if waited < LEASE_RENEW {
+        std::thread::sleep(tick);
+        waited += tick;
+        let Some(pg) = db.as_mut() else {
+            // The connection broke: a new one, at the next tick.
+            db = PgStore::open_reader(url)
+                .inspect_err(|e| tracing::warn!(error = %e, "reconnecting the lease thread"))
+                .ok();
             continue;
-        }
-        waited = Duration::ZERO;
-        match modelgate_pgstore::renew_lease(url, lease, LEASE_TTL) {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::error!(
-                    token = lease.token,
-                    "the sequencer lease was lost: this authority can no longer append"
-                );
-                return;
+        };
+        let outcome = match seq.role() {
+            Role::Sole => return,
+            Role::Sequencer(lease) if waited >= LEASE_RENEW || told != seq.advertised() => {
+                waited = Duration::ZERO;
+                pg.set_lease(Some(lease.clone()));
+                told = seq.advertised();
+                pg.renew(&told, LEASE_TTL).map(|kept| {
+                    if !kept {
+                        tracing::error!(
+                            token = lease.token,
+                            "the sequencer lease was lost: this authority can no longer append"
+                        );
+                        seq.set(Role::Replica(None));
+                    }
+                })
             }
-            // The database is away: the next renewal may get through before the lease runs out.
-            Err(e) => tracing::warn!(error = %e, "renewing the sequencer lease"),
+            Role::Replica(_) if waited >= ACQUIRE_EVERY => {
+                waited = Duration::ZERO;
+                told = seq.advertised();
+                pg.acquire(holder, &told, LEASE_TTL).and_then(|won| {
+                    let role = match won {
+                        Some(lease) => Role::Sequencer(lease),
+                        None => Role::Replica(pg.holder()?),
+                    };
+                    if !stop.load(Ordering::SeqCst) {
+                        seq.set(role);
+                    }
+                    Ok(())
+                })
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = outcome {
+            // The database is away: the next attempt may get through before the lease runs out.
+            tracing::warn!(error = %e, "keeping the sequencer lease");
+            db = None;
         }
+    }
+    // Dropping our handle without `close` leaves the lease to the writer's
+    // store, which hands it over when it closes.
+    if let Some(mut pg) = db {
+        if !matches!(seq.role(), Role::Sequencer(_)) {
+            // A lease won as we stopped: handed back at once.
+            let _ = pg.release();
+        }
+        pg.set_lease(None);
+        let _ = pg.close();
     }
 }
 

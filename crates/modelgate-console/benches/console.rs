@@ -57,6 +57,7 @@ fn wait(rx: tokio::sync::oneshot::Receiver<Outcome>) {
         Outcome::Accepted { .. } => {}
         Outcome::Refused(e) => panic!("refused: {} {}", e.rule, e.detail),
         Outcome::Failed(m) => panic!("failed: {m}"),
+        Outcome::NotSequencer => panic!("not the sequencer"),
     }
 }
 

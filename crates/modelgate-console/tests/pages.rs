@@ -39,6 +39,7 @@ fn submit(a: &Authority, entry: Vec<u8>) -> u64 {
         Outcome::Accepted { index, .. } => index,
         Outcome::Refused(e) => panic!("refused: {} {}", e.rule, e.detail),
         Outcome::Failed(m) => panic!("failed: {m}"),
+        Outcome::NotSequencer => panic!("not the sequencer"),
     }
 }
 

@@ -33,6 +33,7 @@ fn submit(a: &Authority, entry: Vec<u8>) -> Result<Result<u64, String>, Failure>
         Outcome::Accepted { index, .. } => Ok(Ok(index)),
         Outcome::Refused(e) => Ok(Err(format!("{}: {}", e.rule, e.detail))),
         Outcome::Failed(m) => Err(fail(m)),
+        Outcome::NotSequencer => Err(fail("the demo authority is not the sequencer")),
     }
 }
 

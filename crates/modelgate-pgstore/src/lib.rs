@@ -43,6 +43,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE checkpoints (size BIGINT PRIMARY KEY, note BYTEA NOT NULL);
      CREATE TABLE modelgate_lease (id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL,
                                    token BIGINT NOT NULL, expires TIMESTAMPTZ NOT NULL);",
+    // 2: where the lease's holder takes writes, for the other authorities to pass them on.
+    "ALTER TABLE modelgate_lease ADD COLUMN url TEXT NOT NULL DEFAULT '';",
 ];
 
 /// An arbitrary constant: the advisory lock the migrations run under.
@@ -61,13 +63,16 @@ fn hash_from(blob: Vec<u8>, what: &str) -> Result<Hash, StoreError> {
         .map_err(|b: Vec<u8>| StoreError::Corrupt(format!("{what} is {} bytes, not 32", b.len())))
 }
 
-/// The sequencer lease a writer holds.
+pub use modelgate_store::Lease;
+
+/// The lease as another process sees it: who sequences, and where it
+/// takes writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lease {
-    /// Who holds it (a name unique per process, e.g. host and pid).
-    pub holder: String,
-    /// Its fencing token: larger than every earlier holder's.
-    pub token: i64,
+pub struct Holder {
+    /// The lease.
+    pub lease: Lease,
+    /// The URL its holder advertised ("" when it gave none).
+    pub url: String,
 }
 
 /// A log stored in a PostgreSQL database.
@@ -155,15 +160,28 @@ impl PgStore {
         })
     }
 
+    /// [`PgStore::open_reader`], every later read in one repeatable-read,
+    /// read-only transaction: an audit beside a running sequencer sees one
+    /// state of the log, never entries of one size and node hashes of another.
+    pub fn open_snapshot(url: &str) -> Result<Self, StoreError> {
+        let mut s = Self::open_reader(url)?;
+        let client = s.client()?;
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .map_err(io)?;
+        s.size = size_in(client)?;
+        Ok(s)
+    }
+
     /// Open the log at `url` as its sequencer: take the lease for `holder`
     /// (for `ttl`), or fail with [`StoreError::Locked`] naming the holder
     /// while another one's lease runs.
     pub fn open_writer(url: &str, holder: &str, ttl: Duration) -> Result<Self, StoreError> {
         let mut s = Self::open_reader(url)?;
-        match s.acquire(holder, ttl)? {
+        match s.acquire(holder, "", ttl)? {
             Some(_) => Ok(s),
             None => {
-                let who = s.holder()?.map(|l| l.holder).unwrap_or_default();
+                let who = s.holder()?.map(|h| h.lease.holder).unwrap_or_default();
                 Err(StoreError::Locked {
                     path: format!("{url} (sequencer lease held by {who})"),
                 })
@@ -188,22 +206,24 @@ impl PgStore {
     }
 
     /// Take the lease when it is free or expired (or renew it when `holder`
-    /// has it): its fencing token, or `None` while another holder's runs.
-    pub fn acquire(&mut self, holder: &str, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+    /// has it), advertising `url` as where it takes writes: its fencing
+    /// token, or `None` while another holder's runs.
+    pub fn acquire(&mut self, holder: &str, url: &str, ttl: Duration) -> Result<Option<Lease>, StoreError> {
         let secs = ttl.as_secs_f64();
         let row = self
             .client()?
             .query_opt(
-                "INSERT INTO modelgate_lease (id, holder, token, expires)
-                 VALUES (1, $1, 1, now() + make_interval(secs => $2))
+                "INSERT INTO modelgate_lease (id, holder, token, expires, url)
+                 VALUES (1, $1, 1, now() + make_interval(secs => $2), $3)
                  ON CONFLICT (id) DO UPDATE SET
                      holder = excluded.holder,
+                     url = excluded.url,
                      token = CASE WHEN modelgate_lease.holder = excluded.holder AND modelgate_lease.expires > now()
                                   THEN modelgate_lease.token ELSE modelgate_lease.token + 1 END,
                      expires = excluded.expires
                  WHERE modelgate_lease.expires <= now() OR modelgate_lease.holder = excluded.holder
                  RETURNING token",
-                &[&holder, &secs],
+                &[&holder, &secs, &url],
             )
             .map_err(io)?;
         let lease = row.map(|r| Lease {
@@ -218,11 +238,12 @@ impl PgStore {
         Ok(lease)
     }
 
-    /// Extend our lease by `ttl`; false when it is no longer ours (another
-    /// holder took it after it expired): stop sequencing at once.
-    pub fn renew(&mut self, ttl: Duration) -> Result<bool, StoreError> {
+    /// Extend our lease by `ttl` (advertising `url`); false when it is no
+    /// longer ours (another holder took it after it expired): stop
+    /// sequencing at once.
+    pub fn renew(&mut self, url: &str, ttl: Duration) -> Result<bool, StoreError> {
         let Some(l) = self.lease.clone() else { return Ok(false) };
-        let kept = renew_on(self.client()?, &l, ttl)?;
+        let kept = renew_on(self.client()?, &l, url, ttl)?;
         if !kept {
             self.lease = None;
         }
@@ -230,18 +251,35 @@ impl PgStore {
     }
 
     /// Who holds the lease now, if anyone's runs.
-    pub fn holder(&mut self) -> Result<Option<Lease>, StoreError> {
+    pub fn holder(&mut self) -> Result<Option<Holder>, StoreError> {
         let row = self
             .client()?
             .query_opt(
-                "SELECT holder, token FROM modelgate_lease WHERE id = 1 AND expires > now()",
+                "SELECT holder, token, url FROM modelgate_lease WHERE id = 1 AND expires > now()",
                 &[],
             )
             .map_err(io)?;
-        Ok(row.map(|r| Lease {
-            holder: r.get(0),
-            token: r.get(1),
+        Ok(row.map(|r| Holder {
+            lease: Lease {
+                holder: r.get(0),
+                token: r.get(1),
+            },
+            url: r.get(2),
         }))
+    }
+
+    /// Drop our lease at once (its expiry set to now), so another holder
+    /// can take it without waiting: used when stepping down or closing.
+    pub fn release(&mut self) -> Result<(), StoreError> {
+        if let Some(l) = self.lease.take() {
+            self.client()?
+                .execute(
+                    "UPDATE modelgate_lease SET expires = now() WHERE id = 1 AND holder = $1 AND token = $2",
+                    &[&l.holder, &l.token],
+                )
+                .map_err(io)?;
+        }
+        Ok(())
     }
 
     /// Our lease, if we hold one.
@@ -250,19 +288,12 @@ impl PgStore {
     }
 }
 
-/// Extend `lease` by `ttl` from any connection to the database (the
-/// authority renews from a thread of its own, beside the writer's handle):
-/// false when it is no longer that holder's.
-pub fn renew_lease(url: &str, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
-    renew_on(&mut connect(url)?, lease, ttl)
-}
-
-fn renew_on(client: &mut Client, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
+fn renew_on(client: &mut Client, lease: &Lease, url: &str, ttl: Duration) -> Result<bool, StoreError> {
     let n = client
         .execute(
-            "UPDATE modelgate_lease SET expires = now() + make_interval(secs => $3)
+            "UPDATE modelgate_lease SET expires = now() + make_interval(secs => $3), url = $4
              WHERE id = 1 AND holder = $1 AND token = $2 AND expires > now()",
-            &[&lease.holder, &lease.token, &ttl.as_secs_f64()],
+            &[&lease.holder, &lease.token, &ttl.as_secs_f64(), &url],
         )
         .map_err(io)?;
     Ok(n == 1)
@@ -439,6 +470,10 @@ impl LogStore for PgStore {
     fn refresh(&mut self) -> Result<u64, StoreError> {
         self.size = size_in(self.client()?)?;
         Ok(self.size)
+    }
+
+    fn set_lease(&mut self, lease: Option<Lease>) {
+        self.lease = lease;
     }
 
     fn close(&mut self) -> Result<(), StoreError> {

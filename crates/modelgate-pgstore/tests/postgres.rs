@@ -129,7 +129,7 @@ fn one_sequencer_at_a_time_and_a_deposed_one_never_commits() {
         other => panic!("a deposed sequencer committed: {:?}", other.map(|d| d.size)),
     }
     let mut a = log_a.into_store();
-    assert!(!a.renew(Duration::from_secs(1)).unwrap(), "a's lease is gone");
+    assert!(!a.renew("", Duration::from_secs(1)).unwrap(), "a's lease is gone");
     log_b.append(&entries(5..6)).unwrap();
     let b = log_b.into_store();
     assert_eq!(b.size().unwrap(), 6);
@@ -152,11 +152,54 @@ fn an_expired_lease_fences_until_it_is_taken_again() {
     // Nobody took it, but it ran out: a paused sequencer does not commit.
     assert!(matches!(log.append(&entries(2..3)), Err(StoreError::Fenced(_))));
     let mut store = log.into_store();
-    let lease = store.acquire("solo", Duration::from_secs(30)).unwrap().unwrap();
+    let lease = store
+        .acquire("solo", "http://solo.example", Duration::from_secs(30))
+        .unwrap()
+        .unwrap();
     assert_eq!(lease.token, 2, "taken again: a new token");
     let mut log = Log::open(store, key()).unwrap();
     log.append(&entries(2..3)).unwrap();
     audit(log.store(), &policy()).unwrap();
+}
+
+#[test]
+fn a_replica_follows_and_takes_over_where_the_sequencer_stopped() {
+    let db = Db::new();
+    let a = PgStore::open_writer(&db.url, "a", Duration::from_secs(30)).unwrap();
+    let mut seq = Log::open(a, key()).unwrap();
+    seq.append(&entries(0..4)).unwrap();
+    let mut replica = Log::open(PgStore::open_reader(&db.url).unwrap(), key()).unwrap();
+    assert_eq!(replica.size(), 4);
+    seq.append(&entries(4..9)).unwrap();
+    assert_eq!(replica.resync().unwrap(), 9);
+    assert_eq!(replica.root(), seq.root(), "the replica's tree is the sequencer's");
+    assert!(
+        replica.append(&entries(9..10)).is_err(),
+        "a replica without the lease appends nothing"
+    );
+    // The sequencer steps down: the lease is free at once, not after its expiry.
+    let mut probe = PgStore::open_reader(&db.url).unwrap();
+    assert_eq!(probe.holder().unwrap().unwrap().lease.holder, "a");
+    let mut a = seq.into_store();
+    a.release().unwrap();
+    assert!(probe.holder().unwrap().is_none());
+    let lease = probe
+        .acquire("b", "http://b.example:7370", Duration::from_secs(30))
+        .unwrap()
+        .unwrap();
+    assert_eq!(lease.token, 2);
+    let seen = probe.holder().unwrap().unwrap();
+    assert_eq!(
+        (seen.lease, seen.url.as_str()),
+        (lease.clone(), "http://b.example:7370")
+    );
+    replica.set_lease(Some(lease));
+    replica.append(&entries(9..10)).unwrap();
+    // The old sequencer's handle, its lease released, is fenced.
+    let mut old = Log::open(a, key()).unwrap();
+    assert!(old.append(&entries(10..11)).is_err());
+    assert_eq!(old.resync().unwrap(), 10, "and it follows like any reader");
+    audit(replica.store(), &policy()).unwrap();
 }
 
 #[test]

@@ -36,4 +36,4 @@ pub use log::{Appended, Log, MAX_ENTRY_BYTES};
 pub use mirror::{Extended, Mirror, MirrorError};
 pub use sequencer::{Receipt, Sequencer, SequencerConfig, SubmitError};
 pub use sqlite::SqliteStore;
-pub use store::{read_tile, Batch, LogStore, Nodes};
+pub use store::{read_tile, Batch, Lease, LogStore, Nodes};

@@ -23,6 +23,27 @@ pub struct Appended {
     pub checkpoint: Vec<u8>,
 }
 
+/// The stored checkpoint `note` (at `cp_size`) must be for the tree of
+/// `size` entries, rooted where `tree` is, and of `key`'s log.
+fn check_tree(note: &[u8], cp_size: u64, size: u64, tree: &CompactTree, key: &SignerKey) -> Result<(), StoreError> {
+    let note = modelgate_tlog::Note::parse(note).map_err(|e| StoreError::Corrupt(format!("latest checkpoint: {e}")))?;
+    let cp = Checkpoint::parse(note.text()).map_err(|e| StoreError::Corrupt(format!("latest checkpoint: {e}")))?;
+    if cp.size != cp_size || cp.size != size || cp.root != tree.root() {
+        return Err(StoreError::Corrupt(format!(
+            "latest checkpoint (size {}) does not match the stored tree (size {size})",
+            cp.size
+        )));
+    }
+    if cp.origin != key.name() {
+        return Err(StoreError::Corrupt(format!(
+            "the store holds the log {:?}, not {:?}",
+            cp.origin,
+            key.name()
+        )));
+    }
+    Ok(())
+}
+
 /// A log: a store, its tree, and the key that signs its checkpoints.
 pub struct Log<S: LogStore> {
     store: S,
@@ -35,29 +56,53 @@ impl<S: LogStore> Log<S> {
     /// The tree is rebuilt from stored nodes and must match the latest
     /// stored checkpoint's root, so a store whose tree was damaged is refused
     /// before anything is appended to it.
-    pub fn open(store: S, key: SignerKey) -> Result<Self, StoreError> {
-        let size = store.size()?;
+    pub fn open(mut store: S, key: SignerKey) -> Result<Self, StoreError> {
+        // A shared database's handle may know an older size than its latest checkpoint's.
+        let size = store.refresh()?;
         let tree = CompactTree::from_reader(size, &Nodes(&store))?;
-        if let Some((cp_size, note)) = store.latest_checkpoint()? {
-            let note = modelgate_tlog::Note::parse(&note)
-                .map_err(|e| StoreError::Corrupt(format!("latest checkpoint: {e}")))?;
-            let cp =
-                Checkpoint::parse(note.text()).map_err(|e| StoreError::Corrupt(format!("latest checkpoint: {e}")))?;
-            if cp.size != cp_size || cp.size != size || cp.root != tree.root() {
-                return Err(StoreError::Corrupt(format!(
-                    "latest checkpoint (size {}) does not match the stored tree (size {size})",
-                    cp.size
-                )));
-            }
-            if cp.origin != key.name() {
-                return Err(StoreError::Corrupt(format!(
-                    "the store holds the log {:?}, not {:?}",
-                    cp.origin,
-                    key.name()
-                )));
+        // The checkpoint at the size read, not the latest: another process
+        // may have appended to a shared database since.
+        match store.checkpoint(size)? {
+            Some(note) => check_tree(&note, size, size, &tree, &key)?,
+            None => {
+                if let Some((cp_size, _)) = store.latest_checkpoint()? {
+                    return Err(StoreError::Corrupt(format!(
+                        "the store holds {size} entries and no checkpoint for them (its latest is for {cp_size})"
+                    )));
+                }
             }
         }
         Ok(Self { store, tree, key })
+    }
+
+    /// Follow a store that another process appends to (a replica of a
+    /// shared database): re-read its size and rebuild the tree to it,
+    /// checked against the signed checkpoint at that size, as [`Log::open`]
+    /// checks. The new size; on any error nothing changed.
+    pub fn resync(&mut self) -> Result<u64, StoreError> {
+        let size = self.store.refresh()?;
+        let held = self.tree.size();
+        if size == held {
+            return Ok(size);
+        }
+        if size < held {
+            return Err(StoreError::Corrupt(format!(
+                "the store holds {size} entries, fewer than the {held} already read from it"
+            )));
+        }
+        let tree = CompactTree::from_reader(size, &Nodes(&self.store))?;
+        let note = self
+            .store
+            .checkpoint(size)?
+            .ok_or_else(|| StoreError::Corrupt(format!("no signed checkpoint for the stored size {size}")))?;
+        check_tree(&note, size, size, &tree, &self.key)?;
+        self.tree = tree;
+        Ok(size)
+    }
+
+    /// Append only under `lease` from now on (see [`LogStore::set_lease`]).
+    pub fn set_lease(&mut self, lease: Option<crate::store::Lease>) {
+        self.store.set_lease(lease);
     }
 
     /// Number of entries.

@@ -160,6 +160,17 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// [`SqliteStore::open_read_only`], every later read in one read
+    /// transaction: an audit beside a running writer sees one state of the
+    /// log, never entries of one size and node hashes of another.
+    pub fn open_snapshot(path: &Path) -> Result<Self, StoreError> {
+        let mut store = Self::open_read_only(path)?;
+        store.conn()?.execute_batch("BEGIN DEFERRED")?;
+        // The first read fixes the snapshot; the shape was checked at open.
+        store.refresh_size()?;
+        Ok(store)
+    }
+
     /// Re-read the size from the latest checkpoint (for a read-only handle
     /// beside a writer, whose view otherwise stays at the size it opened at).
     pub fn refresh_size(&mut self) -> Result<u64, StoreError> {

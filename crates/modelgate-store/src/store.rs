@@ -20,6 +20,16 @@ pub struct Batch<'a> {
     pub checkpoint: &'a [u8],
 }
 
+/// A sequencer lease on a store that several processes share: who holds
+/// it, and its fencing token (larger than every earlier holder's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// Who holds it (a name unique per process, e.g. host and pid).
+    pub holder: String,
+    /// Its fencing token.
+    pub token: i64,
+}
+
 /// Durable storage for one Merkle log. Implementations hold the exclusive
 /// writer lock for as long as they are open for writing, and make a batch
 /// durable (on disk, fsynced) before [`LogStore::append`] returns.
@@ -66,6 +76,12 @@ pub trait LogStore: Send {
         self.size()
     }
 
+    /// For a store several processes share (PostgreSQL): from now on
+    /// append only under `lease`, which each commit checks, or nothing
+    /// when `None`. A store with one writer by construction (SQLite's file
+    /// lock) has nothing to fence and ignores it.
+    fn set_lease(&mut self, _lease: Option<Lease>) {}
+
     /// Release the store. Later calls fail with [`StoreError::Closed`].
     fn close(&mut self) -> Result<(), StoreError>;
 }
@@ -105,6 +121,9 @@ impl<S: LogStore + ?Sized> LogStore for Box<S> {
     }
     fn refresh(&mut self) -> Result<u64, StoreError> {
         (**self).refresh()
+    }
+    fn set_lease(&mut self, lease: Option<Lease>) {
+        (**self).set_lease(lease)
     }
     fn close(&mut self) -> Result<(), StoreError> {
         (**self).close()

@@ -113,6 +113,11 @@ pub struct ServeArgs {
     witness_urls: Vec<String>,
     #[command(flatten)]
     store: StoreArg,
+    /// With several authorities on one PostgreSQL database: the URL the
+    /// others pass writes to while this one sequences (its API as they
+    /// reach it). Default: http:// and the address it listens on.
+    #[arg(long, value_name = "URL", env = "MODELGATE_ADVERTISE_URL")]
+    advertise_url: Option<String>,
     #[command(flatten)]
     console: ConsoleArgs,
 }
@@ -280,18 +285,34 @@ fn serve(a: ServeArgs) -> Result<(), Failure> {
             &a.store.at(&a.data),
         )?;
     }
+    if let Some(u) = &a.advertise_url {
+        if !(u.starts_with("http://") || u.starts_with("https://")) || u.contains(['?', '#', ' ']) {
+            return Err(Failure::Usage(format!(
+                "--advertise-url {u:?} must be an http:// or https:// URL without a query"
+            )));
+        }
+    }
     let store_at = a.store.at(&a.data);
+    let opened = std::cell::OnceCell::new();
     serve_until_signal(
         || {
             let authority = Authority::open_with(&a.data, store_at).map_err(fail)?;
             authority.start_witnesses(&a.witness_urls).map_err(fail)?;
+            let _ = opened.set(std::sync::Arc::clone(&authority));
             Ok(authority)
         },
         a.node_write_rate,
         a.listen,
         &a.console,
         &a.data,
-        |_| Ok(()),
+        |bound| {
+            if let Some(authority) = opened.get() {
+                authority
+                    .sequencing
+                    .set_advertised(a.advertise_url.as_deref().unwrap_or(bound));
+            }
+            Ok(())
+        },
     )
 }
 

@@ -23,12 +23,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::world::{
-    agent, approve_and_permit, call, chat, get_json, start_gateway_at, wait_for, world, Gateway, World,
+    agent, approve_and_permit, call, chat, checkpoint_size, free_port, log_key, node, peer_checkpoint,
+    start_gateway_at, wait_for, world, Gateway, World,
 };
 use common::{mg, mg_line, ok, s};
 use serde_json::Value;
 
-const TOKEN: &str = "distributed-caller-secret";
+const TOKEN: &str = common::world::NODE_CALLER_TOKEN;
 
 /// A TCP proxy the test can point elsewhere or cut: a node's only way to
 /// its authority, so the test can partition it or show it another one.
@@ -76,26 +77,6 @@ impl Proxy {
 
 fn addr(url: &str) -> SocketAddr {
     url.trim_start_matches("http://").parse().unwrap()
-}
-
-/// A port free now for a gateway the peers must know in advance, chosen
-/// below Linux's ephemeral range (32768–60999): a port the kernel hands to
-/// some other socket meanwhile can never be one of these.
-fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let seed = u64::from(std::process::id()) * 7919
-        + std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos() as u64;
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let port = 20_000 + ((seed + n * 104_729) % 12_000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 /// A witness process (killed on drop).
@@ -171,35 +152,6 @@ fn fork_authority(w: &mut World, extra: &[&str]) -> common::Server {
     common::spawn_server(&args)
 }
 
-/// Node `n`'s configuration, its key made and enrolled by the node admin.
-fn node(w: &World, n: usize, authority: &str, peers: &[String], staleness: u64) -> PathBuf {
-    let d = w.dir.path();
-    let config = d.join(format!("node-{n}.toml"));
-    let peers = peers.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ");
-    std::fs::write(
-        &config,
-        format!(
-            "node = \"node-{n}\"\nauthority = \"{authority}\"\ntrust_root = \"{}\"\nkey = \"node-{n}.skey\"\n\
-             scopes = [\"prod/credit/scoring\"]\nmax_staleness_seconds = {staleness}\ndata_dir = \"node-{n}-data\"\n\
-             anchor_interval_seconds = 30\npeer_interval_seconds = 1\npeers = [{peers}]\n{}\n\
-             [models.credit]\ndir = \"model\"\nbundle = \"model/model.sig\"\n",
-            s(&w.data.join("trust-root.dsse.json")),
-            common::world::caller_table("scoring-service", TOKEN, &[], &["prod/credit/scoring"])
-        ),
-    )
-    .unwrap();
-    let vkey = ok(&mg_line(&format!("node init --config {}", s(&config))))
-        .trim()
-        .to_owned();
-    ok(&mg_line(&format!(
-        "node enroll node-{n} --node-key {vkey} --scope prod/* --key {} --authority {} --token {}",
-        s(&d.join("nadmin.key")),
-        w.server.url,
-        w.admin
-    )));
-    config
-}
-
 /// Alice approves the world's model once more (an entry that changes nothing the nodes serve).
 fn approve_again(w: &World, authority: &str, ticket: &str) {
     ok(&mg_line(&format!(
@@ -208,30 +160,6 @@ fn approve_again(w: &World, authority: &str, ticket: &str) {
         s(&w.dir.path().join("alice.key")),
         w.admin
     )));
-}
-
-fn log_key(url: &str) -> String {
-    let v = get_json(&format!("{url}/api/v1/trust-root"));
-    v["authority"]["log"]
-        .as_str()
-        .or_else(|| v["doc"]["authority"]["log"].as_str())
-        .unwrap_or_else(|| panic!("no log key in {v}"))
-        .to_owned()
-}
-
-fn checkpoint_size(url: &str) -> u64 {
-    common::world::get_text(&format!("{url}/log/checkpoint"))
-        .lines()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-fn peer_checkpoint(g: &Gateway) -> (u64, String) {
-    let t = common::world::get_text(&format!("{}/peer/checkpoint", g.url));
-    let mut l = t.lines().skip(1);
-    (l.next().unwrap().parse().unwrap(), l.next().unwrap().to_owned())
 }
 
 fn contained(g: &Gateway, reason: &str, secs: u64) -> Value {

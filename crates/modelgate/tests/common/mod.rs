@@ -89,26 +89,44 @@ pub fn browser_tools() -> (std::path::PathBuf, String) {
 }
 
 /// Start `modelgate ARGS…` as [`spawn_server`] does, or `None` when it
-/// exits without listening (its error is on stderr).
+/// exits without listening.
 pub fn try_server(args: &[&str]) -> Option<Server> {
+    start_server(args).ok()
+}
+
+/// Start `modelgate ARGS…`, a server that prints `listening on URL` first,
+/// or what it wrote to stderr when it exits without listening. Its stderr
+/// is drained (the last lines kept) so that a chatty server never blocks.
+pub fn start_server(args: &[&str]) -> Result<Server, String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let err = BufReader::new(child.stderr.take().unwrap());
+    let drained = std::thread::spawn(move || {
+        let mut tail = std::collections::VecDeque::new();
+        for line in err.lines().map_while(Result::ok) {
+            tail.push_back(line);
+            if tail.len() > 20 {
+                tail.pop_front();
+            }
+        }
+        Vec::from(tail).join("\n")
+    });
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     match line.trim().strip_prefix("listening on ") {
-        Some(url) => Some(Server {
+        Some(url) => Ok(Server {
             url: url.to_owned(),
             child,
         }),
         None => {
             let _ = child.wait();
-            None
+            Err(drained.join().unwrap_or_default())
         }
     }
 }
@@ -128,7 +146,7 @@ pub fn copy_dir(from: &Path, to: &Path) {
 
 /// Start `modelgate ARGS…`, a server that prints `listening on URL` first.
 pub fn spawn_server(args: &[&str]) -> Server {
-    try_server(args).unwrap_or_else(|| panic!("`modelgate {}` exited without listening", args.join(" ")))
+    start_server(args).unwrap_or_else(|e| panic!("`modelgate {}` exited without listening:\n{e}", args.join(" ")))
 }
 
 /// Standard output of a command that must have succeeded.

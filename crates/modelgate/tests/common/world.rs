@@ -357,3 +357,82 @@ pub fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) ->
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The bearer token of the caller [`node`] configures.
+pub const NODE_CALLER_TOKEN: &str = "distributed-caller-secret";
+
+/// A port free now for a gateway the peers must know in advance, chosen
+/// below Linux's ephemeral range (32768–60999): a port the kernel hands to
+/// some other socket meanwhile can never be one of these.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = u64::from(std::process::id()) * 7919
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = 20_000 + ((seed + n * 104_729) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Node `n`'s configuration, its key made and enrolled by the node admin.
+pub fn node(w: &World, n: usize, authority: &str, peers: &[String], staleness: u64) -> PathBuf {
+    let d = w.dir.path();
+    let config = d.join(format!("node-{n}.toml"));
+    let peers = peers.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ");
+    std::fs::write(
+        &config,
+        format!(
+            "node = \"node-{n}\"\nauthority = \"{authority}\"\ntrust_root = \"{}\"\nkey = \"node-{n}.skey\"\n\
+             scopes = [\"prod/credit/scoring\"]\nmax_staleness_seconds = {staleness}\ndata_dir = \"node-{n}-data\"\n\
+             anchor_interval_seconds = 30\npeer_interval_seconds = 1\npeers = [{peers}]\n{}\n\
+             [models.credit]\ndir = \"model\"\nbundle = \"model/model.sig\"\n",
+            s(&w.data.join("trust-root.dsse.json")),
+            caller_table("scoring-service", NODE_CALLER_TOKEN, &[], &["prod/credit/scoring"])
+        ),
+    )
+    .unwrap();
+    let vkey = ok(&mg_line(&format!("node init --config {}", s(&config))))
+        .trim()
+        .to_owned();
+    ok(&mg_line(&format!(
+        "node enroll node-{n} --node-key {vkey} --scope prod/* --key {} --authority {} --token {}",
+        s(&d.join("nadmin.key")),
+        w.server.url,
+        w.admin
+    )));
+    config
+}
+
+/// The log's verifier key, from the authority's trust root.
+pub fn log_key(url: &str) -> String {
+    let v = get_json(&format!("{url}/api/v1/trust-root"));
+    v["authority"]["log"]
+        .as_str()
+        .or_else(|| v["doc"]["authority"]["log"].as_str())
+        .unwrap_or_else(|| panic!("no log key in {v}"))
+        .to_owned()
+}
+
+/// The size of the checkpoint the authority at `url` serves.
+pub fn checkpoint_size(url: &str) -> u64 {
+    get_text(&format!("{url}/log/checkpoint"))
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The checkpoint a node serves its peers: size and root (base64).
+pub fn peer_checkpoint(g: &Gateway) -> (u64, String) {
+    let t = get_text(&format!("{}/peer/checkpoint", g.url));
+    let mut l = t.lines().skip(1);
+    (l.next().unwrap().parse().unwrap(), l.next().unwrap().to_owned())
+}
