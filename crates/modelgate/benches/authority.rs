@@ -8,31 +8,15 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-use ed25519_dalek::pkcs8::DecodePrivateKey;
-use modelgate_governance::{to_canonical, Envelope};
-use serde_json::json;
+use std::time::Duration;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
-use common::s;
+use support::{agent, drive};
 
-const CLIENTS: usize = 64;
-
-/// Run `modelgate ARGS…`, which must succeed; its standard output.
-fn mg(args: &[&str]) -> String {
-    common::ok(&common::mg(args))
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
+use support::CLIENTS;
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -42,54 +26,6 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-fn pct(mut v: Vec<u64>, p: f64) -> f64 {
-    v.sort_unstable();
-    if v.is_empty() {
-        return 0.0;
-    }
-    v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
-}
-
-struct Run {
-    per_sec: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    count: u64,
-}
-
-/// `op(client, n)` in CLIENTS threads for `secs`; latencies in µs.
-fn drive(secs: f64, op: Arc<dyn Fn(usize, u64) -> bool + Send + Sync>) -> Run {
-    let stop = Arc::new(AtomicBool::new(false));
-    let t0 = Instant::now();
-    let handles: Vec<_> = (0..CLIENTS)
-        .map(|c| {
-            let (stop, op) = (Arc::clone(&stop), Arc::clone(&op));
-            std::thread::spawn(move || {
-                let mut lat = Vec::new();
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let t = Instant::now();
-                    if op(c, n) {
-                        lat.push(t.elapsed().as_micros() as u64);
-                    }
-                    n += 1;
-                }
-                lat
-            })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_secs_f64(secs));
-    stop.store(true, Ordering::Relaxed);
-    let lat: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
-    let elapsed = t0.elapsed().as_secs_f64();
-    Run {
-        per_sec: lat.len() as f64 / elapsed,
-        p50_ms: pct(lat.clone(), 0.5),
-        p99_ms: pct(lat.clone(), 0.99),
-        count: lat.len() as u64,
-    }
 }
 
 fn main() {
@@ -103,85 +39,11 @@ fn main() {
     let dir =
         tempfile::tempdir_in(std::env::var_os("MODELGATE_BENCH_DIR").unwrap_or_else(|| "/var/tmp".into())).unwrap();
     let d = dir.path();
-    let data = d.join("authority");
-    let server = common::serve(&data);
-    let url = server.url.clone();
+    let g = support::governed(d);
+    let approver = g.approver;
+    let (data, server, url, admin) = (g.data, g.server, g.url, g.admin);
     let pid = server.child.id();
-    let admin = mg(&["authority", "token", "create", "--data", s(&data), "--role", "admin"])
-        .trim()
-        .to_owned();
-    for k in ["alice", "signer"] {
-        mg(&["keygen", "--algorithm", "ed25519", "--out", s(&d.join(k))]);
-    }
-    mg(&["keygen", "--out", s(&d.join("signer-model"))]);
-    let p = |n: &str| d.join(n);
-    mg(&[
-        "trust",
-        "edit",
-        "--authority",
-        &url,
-        "--out",
-        s(&p("a.json")),
-        "--principal",
-        "alice",
-        "--role",
-        "approver",
-        "--key",
-        s(&p("alice.pub")),
-    ]);
-    mg(&[
-        "trust",
-        "edit",
-        "--current",
-        s(&p("a.json")),
-        "--amend",
-        "--out",
-        s(&p("b.json")),
-        "--principal",
-        "signer",
-        "--role",
-        "model-signer",
-        "--key",
-        s(&p("signer.pub")),
-        "--model-key",
-        s(&p("signer-model.pub")),
-    ]);
-    mg(&[
-        "trust",
-        "sign",
-        s(&p("b.json")),
-        "--key",
-        s(&data.join("offline-root-keys/root-1.key")),
-        "--out",
-        s(&p("b.dsse")),
-    ]);
-    mg(&["submit", s(&p("b.dsse")), "--authority", &url, "--token", &admin]);
-    std::fs::create_dir_all(p("model")).unwrap();
-    std::fs::write(p("model/w.bin"), "w").unwrap();
-    mg(&["sign", s(&p("model")), "--key", s(&p("signer-model.key"))]);
-    let digest = mg(&["digest", s(&p("model"))]).trim().to_owned();
-    mg(&[
-        "model",
-        "register",
-        s(&p("model")),
-        "--name",
-        "m",
-        "--model-version",
-        "1",
-        "--key",
-        s(&p("signer.key")),
-        "--authority",
-        &url,
-        "--token",
-        &admin,
-    ]);
-    let alice =
-        Arc::new(ed25519_dalek::SigningKey::from_pkcs8_pem(&std::fs::read_to_string(p("alice.key")).unwrap()).unwrap());
-    let entry = move |c: usize, n: u64| {
-        let v = json!({"type": "approval", "version": 1, "model": digest, "scopes": ["prod/*"], "valid_from": 0,
-                       "valid_until": 4_000_000_000u64, "risk_tier": "low", "ticket": format!("CHG-{c}-{n}-{}", "x".repeat(40))});
-        Envelope::sign(&to_canonical(&v).unwrap(), &[&alice]).unwrap()
-    };
+    let entry = move |c: usize, n: u64| approver.approval(&format!("CHG-{c}-{n}-{}", "x".repeat(40)));
     let entry = Arc::new(entry);
     let entry_len = entry(0, 0).len();
 

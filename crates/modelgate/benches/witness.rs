@@ -9,22 +9,14 @@
 //! `cargo bench -p modelgate --bench witness` (MODELGATE_BENCH_N, default 300).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-use ed25519_dalek::pkcs8::DecodePrivateKey;
-use modelgate_governance::{to_canonical, Envelope};
-use serde_json::json;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use common::s;
-
-fn mg(args: &[&str]) -> String {
-    common::ok(&common::mg(args))
-}
+use support::mg;
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -93,87 +85,13 @@ fn main() {
     let dir =
         tempfile::tempdir_in(std::env::var_os("MODELGATE_BENCH_DIR").unwrap_or_else(|| "/var/tmp".into())).unwrap();
     let d = dir.path();
-    let data = d.join("authority");
-    let mut server = common::serve(&data);
-    let url = server.url.clone();
-    let admin = mg(&["authority", "token", "create", "--data", s(&data), "--role", "admin"])
-        .trim()
-        .to_owned();
+    let g = support::governed(d);
+    let (data, mut server, url, admin, root_key, approver) = (g.data, g.server, g.url, g.admin, g.root_key, g.approver);
     let root_token = mg(&["authority", "token", "create", "--data", s(&data), "--role", "root"])
         .trim()
         .to_owned();
-    for k in ["alice", "signer"] {
-        mg(&["keygen", "--algorithm", "ed25519", "--out", s(&d.join(k))]);
-    }
-    mg(&["keygen", "--out", s(&d.join("signer-model"))]);
     let p = |n: &str| d.join(n);
-    mg(&[
-        "trust",
-        "edit",
-        "--authority",
-        &url,
-        "--out",
-        s(&p("a.json")),
-        "--principal",
-        "alice",
-        "--role",
-        "approver",
-        "--key",
-        s(&p("alice.pub")),
-    ]);
-    mg(&[
-        "trust",
-        "edit",
-        "--current",
-        s(&p("a.json")),
-        "--amend",
-        "--out",
-        s(&p("b.json")),
-        "--principal",
-        "signer",
-        "--role",
-        "model-signer",
-        "--key",
-        s(&p("signer.pub")),
-        "--model-key",
-        s(&p("signer-model.pub")),
-    ]);
-    let root_key = data.join("offline-root-keys/root-1.key");
-    mg(&[
-        "trust",
-        "sign",
-        s(&p("b.json")),
-        "--key",
-        s(&root_key),
-        "--out",
-        s(&p("b.dsse")),
-    ]);
-    mg(&["submit", s(&p("b.dsse")), "--authority", &url, "--token", &root_token]);
-    std::fs::create_dir_all(p("model")).unwrap();
-    std::fs::write(p("model/w.bin"), "w").unwrap();
-    mg(&["sign", s(&p("model")), "--key", s(&p("signer-model.key"))]);
-    let digest = mg(&["digest", s(&p("model"))]).trim().to_owned();
-    mg(&[
-        "model",
-        "register",
-        s(&p("model")),
-        "--name",
-        "m",
-        "--model-version",
-        "1",
-        "--key",
-        s(&p("signer.key")),
-        "--authority",
-        &url,
-        "--token",
-        &admin,
-    ]);
-    let alice = ed25519_dalek::SigningKey::from_pkcs8_pem(&std::fs::read_to_string(p("alice.key")).unwrap()).unwrap();
-    let entry = |k: usize| {
-        let v = json!({"type": "approval", "version": 1, "model": digest, "scopes": ["prod/*"], "valid_from": 0,
-                       "valid_until": 4_000_000_000u64, "risk_tier": "low", "ticket": format!("CHG-{k}")});
-        Envelope::sign(&to_canonical(&v).unwrap(), &[&alice]).unwrap()
-    };
+    let entry = |k: usize| approver.approval(&format!("CHG-{k}"));
     let first: Vec<Vec<u8>> = (0..n).map(entry).collect();
     let second: Vec<Vec<u8>> = (n..2 * n).map(entry).collect();
     let zero = run(&url, &admin, &first);
@@ -194,33 +112,18 @@ fn main() {
                 .trim()
                 .to_owned(),
         );
-        let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-            .args([
-                "witness",
-                "serve",
-                "--data",
-                s(&wd),
-                "--listen",
-                "127.0.0.1:0",
-                "--log",
-                &log,
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        witnesses.push((
-            common::Server {
-                child,
-                url: String::new(),
-            },
-            v["listening"].as_str().unwrap().to_owned(),
-        ));
+        let w = common::spawn_json_server(&[
+            "witness",
+            "serve",
+            "--data",
+            s(&wd),
+            "--listen",
+            "127.0.0.1:0",
+            "--log",
+            &log,
+        ]);
+        let url = w.url.clone();
+        witnesses.push((w, url));
     }
     let _ = server.child.kill();
     let _ = server.child.wait();

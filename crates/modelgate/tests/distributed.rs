@@ -15,10 +15,8 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -81,32 +79,14 @@ fn addr(url: &str) -> SocketAddr {
 
 /// A witness process (killed on drop).
 struct Witness {
-    child: Child,
+    server: common::Server,
     url: String,
     data: PathBuf,
     vkey: String,
 }
 
-impl Drop for Witness {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve_witness(data: &Path, listen: &str, log: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(["witness", "serve", "--data", s(data), "--listen", listen, "--log", log])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("witness said {line:?}"));
-    (child, v["listening"].as_str().unwrap().to_owned())
+fn serve_witness(data: &Path, listen: &str, log: &str) -> common::Server {
+    common::spawn_json_server(&["witness", "serve", "--data", s(data), "--listen", listen, "--log", log])
 }
 
 fn witness(dir: &Path, n: usize, log: &str) -> Witness {
@@ -121,8 +101,14 @@ fn witness(dir: &Path, n: usize, log: &str) -> Witness {
     ]))
     .trim()
     .to_owned();
-    let (child, url) = serve_witness(&data, "127.0.0.1:0", log);
-    Witness { child, url, data, vkey }
+    let server = serve_witness(&data, "127.0.0.1:0", log);
+    let url = server.url.clone();
+    Witness {
+        server,
+        url,
+        data,
+        vkey,
+    }
 }
 
 /// The world's authority, stopped and started again on the same address
@@ -350,8 +336,8 @@ fn witnesses_cosign_nodes_sync_with_a_quorum_and_a_cut_node_contains_alone() {
     });
     // Witness 1 killed with SIGKILL: the other two keep the quorum.
     let port = url.rsplit(':').next().unwrap().to_owned();
-    witnesses[0].child.kill().unwrap();
-    witnesses[0].child.wait().unwrap();
+    witnesses[0].server.child.kill().unwrap();
+    witnesses[0].server.child.wait().unwrap();
     approve_again(&w, &a, "CHG-2");
     let grown = before_size + 2;
     common::world::eventually(20, "a checkpoint witnessed by the two left", || {
@@ -361,9 +347,9 @@ fn witnesses_cosign_nodes_sync_with_a_quorum_and_a_cut_node_contains_alone() {
         (peer_checkpoint(&nodes[0]).0 >= grown).then_some(())
     });
     // Back on its port with its state: it refuses to go back.
-    let (child, again) = serve_witness(&witnesses[0].data, &format!("127.0.0.1:{port}"), &log);
-    witnesses[0].child = child;
-    assert_eq!(again, url);
+    let again = serve_witness(&witnesses[0].data, &format!("127.0.0.1:{port}"), &log);
+    assert_eq!(again.url, url);
+    witnesses[0].server = again;
     let recorded = recorded_by_one();
     assert!(recorded > before_size, "the witness forgot: {recorded} ≤ {before_size}");
     let rollback = format!("old {recorded}\n\n{before}");
@@ -416,8 +402,8 @@ fn witnesses_cosign_nodes_sync_with_a_quorum_and_a_cut_node_contains_alone() {
     // authority stops vouching for the old checkpoint's freshness.
     let witnessed = checkpoint_size(&a);
     for x in &mut witnesses[1..] {
-        x.child.kill().unwrap();
-        x.child.wait().unwrap();
+        x.server.child.kill().unwrap();
+        x.server.child.wait().unwrap();
     }
     let waiting = Instant::now();
     approve_again(&w, &a, "CHG-UNWITNESSED");

@@ -6,7 +6,8 @@
 //! authority on the same database serves as a replica: it serves the same
 //! log and passes writes to the sequencer, which it names; killed with
 //! SIGKILL, the sequencer is replaced by the replica within 5 s, and back,
-//! it is a replica in turn. A database that holds a log is never
+//! it is a replica in turn; paused past its lease (SIGSTOP) and woken, a
+//! sequencer finds itself deposed and serves as a replica. A database that holds a log is never
 //! initialised again; a `pg_dump` of it restored into another database
 //! audits clean. Debian's nginx caches the two replicas' tiles (a second
 //! read is a cache hit) and a node syncs and serves through it. Then the
@@ -121,6 +122,30 @@ fn an_authority_on_postgresql_governs_audits_and_hands_over() {
     drop(std::mem::replace(&mut w.server, first));
     common::world::approve_and_permit(&w);
     assert!(size(&replica.url) > n + 1);
+
+    // A sequencer paused past its lease (SIGSTOP) is replaced; woken, it
+    // finds itself deposed and serves as a replica, never appending.
+    let signal = |sig: &str, pid: u32| {
+        assert!(Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP", replica.child.id());
+    let (_, took) = common::world::eventually(20, "the first takes over from the paused one", || {
+        (sequencing(&w.server.url) == Some(true)).then_some(())
+    });
+    println!("the first authority sequences {took:?} after the sequencer was paused");
+    signal("-CONT", replica.child.id());
+    common::world::eventually(10, "the woken one steps down", || {
+        (sequencing(&replica.url) == Some(false)).then_some(())
+    });
+    let at = size(&w.server.url);
+    let (status, headers, body) = submit(&replica.url, &w.admin, &approval(&w, "AFTER-PAUSE"));
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(headers.get("modelgate-sequencer").unwrap(), w.server.url.as_str());
+    assert_eq!(body["index"], at);
 
     // A database that holds a log is never initialised again.
     let o = mg(&[

@@ -275,7 +275,55 @@ struct Viewer<'a> {
     dir: &'a Path,
 }
 
+/// A case both verifiers judge: the CLI's verdict, a name, and the
+/// document the browser is given.
+trait Judged {
+    fn cli(&self, work: &Path) -> bool;
+    fn what(&self) -> &str;
+    fn json(&self, expect_valid: bool) -> Value;
+}
+
+impl Judged for Case {
+    fn cli(&self, work: &Path) -> bool {
+        Case::cli(self, work)
+    }
+    fn what(&self) -> &str {
+        &self.what
+    }
+    fn json(&self, expect_valid: bool) -> Value {
+        Case::json(self, expect_valid)
+    }
+}
+
+impl Judged for LineageCase {
+    fn cli(&self, work: &Path) -> bool {
+        LineageCase::cli(self, work)
+    }
+    fn what(&self) -> &str {
+        &self.what
+    }
+    fn json(&self, expect_valid: bool) -> Value {
+        LineageCase::json(self, expect_valid)
+    }
+}
+
 impl Viewer<'_> {
+    /// The CLI's verdict on every case (each unchanged one, marked `true`,
+    /// must be valid to it), then [`Viewer::agrees`].
+    fn holds_to_cli<C: Judged>(&self, cases: &[(C, bool)], bases: usize, shot: &str, kind: &str) {
+        let work = self.dir.join("cli");
+        std::fs::create_dir_all(&work).unwrap();
+        let cli: Vec<bool> = cases.iter().map(|(c, _)| c.cli(&work)).collect();
+        for ((c, base), v) in cases.iter().zip(&cli) {
+            if *base {
+                assert!(v, "{}: the CLI refuses an unchanged proof", c.what());
+            }
+        }
+        let docs: Vec<Value> = cases.iter().map(|(c, base)| c.json(*base)).collect();
+        let whats: Vec<&str> = cases.iter().map(|(c, _)| c.what()).collect();
+        self.agrees(&docs, &whats, &cli, bases, shot, kind);
+    }
+
     /// The viewer's verdict on every case, held to the CLI's: prints the
     /// counts and fails on any disagreement (and on fewer than 1,000 cases,
     /// or fewer than 900 invalid ones).
@@ -367,33 +415,20 @@ fn the_saved_viewer_and_the_cli_agree_on_every_proof() {
     bases.extend(synthetic(64, &log, &[w1.clone(), w2.clone()], 2, &mut rng));
     bases.extend(synthetic(1000, &log, &[w1, w2], 1, &mut rng));
     let per = 1100usize.div_ceil(bases.len());
-    let mut cases: Vec<(Case, Option<bool>)> = Vec::new();
+    let mut cases: Vec<(Case, bool)> = Vec::new();
     for b in &bases {
-        cases.push((b.clone(), Some(true)));
+        cases.push((b.clone(), true));
         for m in mutations(b, per, &mut rng, &stranger) {
-            cases.push((m, None));
+            cases.push((m, false));
         }
     }
-
-    // The CLI's verdicts; every base case must be valid to begin with.
-    let work = dir.path().join("cli");
-    std::fs::create_dir_all(&work).unwrap();
-    let cli: Vec<bool> = cases.iter().map(|(c, _)| c.cli(&work)).collect();
-    for ((c, expect), v) in cases.iter().zip(&cli) {
-        if *expect == Some(true) {
-            assert!(v, "{}: the CLI refuses an unchanged proof", c.what);
-        }
-    }
-
-    let docs: Vec<Value> = cases.iter().map(|(c, e)| c.json(e.unwrap_or(false))).collect();
-    let whats: Vec<&str> = cases.iter().map(|(c, _)| c.what.as_str()).collect();
     let run = Viewer {
         browser: &browser,
         chromium: &chromium,
         file: &viewer,
         dir: dir.path(),
     };
-    run.agrees(&docs, &whats, &cli, bases.len(), "proof-viewer.png", "");
+    run.holds_to_cli(&cases, bases.len(), "proof-viewer.png", "");
 }
 
 /// A lineage proof and the trust root it is checked against.
@@ -684,26 +719,15 @@ fn the_saved_viewer_and_the_cli_agree_on_every_lineage_proof() {
         }
     }
     let dir = tempfile::tempdir().unwrap();
-    let work = dir.path().join("cli");
-    std::fs::create_dir_all(&work).unwrap();
-    let cli: Vec<bool> = cases.iter().map(|(c, _)| c.cli(&work)).collect();
-    for ((c, base), v) in cases.iter().zip(&cli) {
-        if *base {
-            assert!(v, "{}: the CLI refuses an unchanged proof", c.what);
-        }
-    }
-
     // The viewer exactly as a person downloads it from this console.
     let html = common::world::get_text(&format!("{url}/proof/viewer.html"));
     let viewer = dir.path().join("modelgate-proof-viewer.html");
     std::fs::write(&viewer, &html).unwrap();
-    let docs: Vec<Value> = cases.iter().map(|(c, e)| c.json(*e)).collect();
-    let whats: Vec<&str> = cases.iter().map(|(c, _)| c.what.as_str()).collect();
     let run = Viewer {
         browser: &browser,
         chromium: &chromium,
         file: &viewer,
         dir: dir.path(),
     };
-    run.agrees(&docs, &whats, &cli, bases.len(), "proof-viewer-lineage.png", "lineage ");
+    run.holds_to_cli(&cases, bases.len(), "proof-viewer-lineage.png", "lineage ");
 }

@@ -131,6 +131,27 @@ pub fn start_server(args: &[&str]) -> Result<Server, String> {
     }
 }
 
+/// Start `modelgate ARGS…`, a server that announces itself with a JSON
+/// line `{"listening": URL}` first (`witness serve`).
+pub fn spawn_json_server(args: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("`modelgate {}` said {line:?}", args.join(" ")));
+    Server {
+        url: v["listening"].as_str().unwrap().to_owned(),
+        child,
+    }
+}
+
 /// Copy a directory tree.
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

@@ -1,0 +1,202 @@
+//! What the process benches share: an authority governed as a real one is
+//! (an approver and a model signer in trust root v2, a signed model
+//! registered), and approvals of that model to submit.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+use modelgate_governance::{to_canonical, Envelope};
+use serde_json::json;
+
+use crate::common::{self, s, Server};
+
+/// Run `modelgate ARGS…`, which must succeed; its standard output.
+pub fn mg(args: &[&str]) -> String {
+    common::ok(&common::mg(args))
+}
+
+/// A keep-alive client that reads error statuses as answers.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// An authority serving `data`, ready to take approvals.
+pub struct Governed {
+    pub data: PathBuf,
+    pub server: Server,
+    pub url: String,
+    pub admin: String,
+    pub digest: String,
+    /// The offline root key (`authority init`'s), for further trust roots.
+    pub root_key: PathBuf,
+    /// Alice, who approves the model.
+    pub approver: Approver,
+}
+
+/// Alice and the model she approves.
+#[derive(Clone)]
+pub struct Approver {
+    digest: String,
+    alice: ed25519_dalek::SigningKey,
+}
+
+impl Approver {
+    /// An approval of the model with its own ticket: the fold accepts any number.
+    pub fn approval(&self, ticket: &str) -> Vec<u8> {
+        let v = json!({"type": "approval", "version": 1, "model": self.digest, "scopes": ["prod/*"], "valid_from": 0,
+                       "valid_until": 4_000_000_000u64, "risk_tier": "low", "ticket": ticket});
+        Envelope::sign(&to_canonical(&v).unwrap(), &[&self.alice]).unwrap()
+    }
+}
+
+/// Start an authority in `d/authority` (initialised on first run; the log
+/// in MODELGATE_STORE when it is set), add alice (approver) and a model
+/// signer to its trust root, and register a signed model.
+pub fn governed(d: &Path) -> Governed {
+    let data = d.join("authority");
+    let server = common::serve(&data);
+    let url = server.url.clone();
+    let admin = mg(&["authority", "token", "create", "--data", s(&data), "--role", "admin"])
+        .trim()
+        .to_owned();
+    for k in ["alice", "signer"] {
+        mg(&["keygen", "--algorithm", "ed25519", "--out", s(&d.join(k))]);
+    }
+    mg(&["keygen", "--out", s(&d.join("signer-model"))]);
+    let p = |n: &str| d.join(n);
+    mg(&[
+        "trust",
+        "edit",
+        "--authority",
+        &url,
+        "--out",
+        s(&p("a.json")),
+        "--principal",
+        "alice",
+        "--role",
+        "approver",
+        "--key",
+        s(&p("alice.pub")),
+    ]);
+    mg(&[
+        "trust",
+        "edit",
+        "--current",
+        s(&p("a.json")),
+        "--amend",
+        "--out",
+        s(&p("b.json")),
+        "--principal",
+        "signer",
+        "--role",
+        "model-signer",
+        "--key",
+        s(&p("signer.pub")),
+        "--model-key",
+        s(&p("signer-model.pub")),
+    ]);
+    let root_key = data.join("offline-root-keys/root-1.key");
+    mg(&[
+        "trust",
+        "sign",
+        s(&p("b.json")),
+        "--key",
+        s(&root_key),
+        "--out",
+        s(&p("b.dsse")),
+    ]);
+    mg(&["submit", s(&p("b.dsse")), "--authority", &url, "--token", &admin]);
+    std::fs::create_dir_all(p("model")).unwrap();
+    std::fs::write(p("model/w.bin"), "w").unwrap();
+    mg(&["sign", s(&p("model")), "--key", s(&p("signer-model.key"))]);
+    let digest = mg(&["digest", s(&p("model"))]).trim().to_owned();
+    mg(&[
+        "model",
+        "register",
+        s(&p("model")),
+        "--name",
+        "m",
+        "--model-version",
+        "1",
+        "--key",
+        s(&p("signer.key")),
+        "--authority",
+        &url,
+        "--token",
+        &admin,
+    ]);
+    let alice = ed25519_dalek::SigningKey::from_pkcs8_pem(&std::fs::read_to_string(p("alice.key")).unwrap()).unwrap();
+    Governed {
+        data,
+        server,
+        url,
+        admin,
+        root_key,
+        approver: Approver {
+            digest: digest.clone(),
+            alice,
+        },
+        digest,
+    }
+}
+
+/// Concurrent clients of the HTTP benches.
+pub const CLIENTS: usize = 64;
+
+/// Percentile `p` of latencies in µs, in ms.
+pub fn pct(mut v: Vec<u64>, p: f64) -> f64 {
+    v.sort_unstable();
+    if v.is_empty() {
+        return 0.0;
+    }
+    v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
+}
+
+/// Operations per second and their latencies.
+pub struct Run {
+    pub per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub count: u64,
+}
+
+/// `op(client, n)` in CLIENTS threads for `secs`; latencies in µs.
+pub fn drive(secs: f64, op: Arc<dyn Fn(usize, u64) -> bool + Send + Sync>) -> Run {
+    let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (stop, op) = (Arc::clone(&stop), Arc::clone(&op));
+            std::thread::spawn(move || {
+                let mut lat = Vec::new();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    if op(c, n) {
+                        lat.push(t.elapsed().as_micros() as u64);
+                    }
+                    n += 1;
+                }
+                lat
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    stop.store(true, Ordering::Relaxed);
+    let lat: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let elapsed = t0.elapsed().as_secs_f64();
+    Run {
+        per_sec: lat.len() as f64 / elapsed,
+        p50_ms: pct(lat.clone(), 0.5),
+        p99_ms: pct(lat.clone(), 0.99),
+        count: lat.len() as u64,
+    }
+}
