@@ -181,7 +181,7 @@ async fn pending_post(
         Ok(Err(P::Internal(m))) => return ApiError::internal("pending", m).into_response(),
         Err(e) => return ApiError::internal("internal", e.to_string()).into_response(),
     };
-    append(&a, complete).await
+    write(&a, &headers, Bytes::from(complete)).await
 }
 
 async fn checkpoint(AxState(a): AxState<Shared>) -> Response {
@@ -303,10 +303,15 @@ async fn submit(
             }
         }
     }
-    if let crate::store::Role::Replica(_) = a.sequencing.role() {
-        return forward(&a, &headers, body).await;
+    write(&a, &headers, body).await
+}
+
+/// Append a checked submission here, or on a replica pass it to the sequencer.
+async fn write(a: &Shared, headers: &HeaderMap, body: Bytes) -> Response {
+    match a.sequencing.role() {
+        crate::store::Role::Replica(_) => forward(a, headers, body).await,
+        _ => append(a, body.to_vec()).await,
     }
-    append(&a, body.to_vec()).await
 }
 
 /// Largest answer a replica passes back from the sequencer.

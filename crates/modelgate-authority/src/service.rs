@@ -840,6 +840,7 @@ fn writer(a: Arc<Authority>, mut log: Log<Store>, mut working: State, rx: Receiv
     let mut fenced: Option<modelgate_store::Lease> = None;
     // Submissions taken from the queue just as the lease was won.
     let mut carried: Vec<Submission> = Vec::new();
+    let mut catch_up_failures = 0u128;
     loop {
         let sequencing = match a.sequencing.role() {
             Role::Sole => true,
@@ -848,14 +849,34 @@ fn writer(a: Arc<Authority>, mut log: Log<Store>, mut working: State, rx: Receiv
                     // Just won the lease: everything the last sequencer
                     // committed is visible now (its commits and our
                     // acquisition lock the same row); read it, then append.
-                    if let Err(e) = follow(&a, &mut log, &mut working) {
-                        tracing::error!(error = %e, "catching up before sequencing; stopping the writer");
-                        break;
+                    match follow(&a, &mut log, &mut working) {
+                        Ok(()) => {
+                            catch_up_failures = 0;
+                            log.set_lease(Some(lease.clone()));
+                            fenced = Some(lease);
+                            true
+                        }
+                        Err(e @ (StoreError::Corrupt(_) | StoreError::Schema(_))) => {
+                            tracing::error!(error = %e, "the shared log does not check; this authority stops");
+                            break;
+                        }
+                        Err(e) => {
+                            // Tried again shortly; a sequencer that cannot
+                            // read the log for a lease's length stops, and
+                            // its lease goes to another.
+                            catch_up_failures += 1;
+                            if catch_up_failures * 200 > crate::store::LEASE_TTL.as_millis() {
+                                tracing::error!(error = %e, "cannot read the log after taking the lease; stopping");
+                                break;
+                            }
+                            tracing::warn!(error = %e, "catching up after taking the lease");
+                            std::thread::sleep(Duration::from_millis(200));
+                            continue;
+                        }
                     }
-                    log.set_lease(Some(lease.clone()));
-                    fenced = Some(lease);
+                } else {
+                    true
                 }
-                true
             }
             Role::Replica(_) => {
                 if fenced.take().is_some() {
@@ -991,6 +1012,9 @@ fn writer(a: Arc<Authority>, mut log: Log<Store>, mut working: State, rx: Receiv
         }
     }
     a.ready.store(false, Ordering::SeqCst);
+    // A stopped writer must not keep the lease renewed: the store hands it
+    // over as it closes, and nothing takes it again.
+    a.lease_stop.store(true, Ordering::SeqCst);
     if let Err(e) = log.close() {
         tracing::error!(error = %e, "closing the store");
     }

@@ -47,7 +47,9 @@ pub struct StoreArg {
     /// The governance log's database: a PostgreSQL URL
     /// (`postgres://USER:PASSWORD@HOST:PORT/DB`, scale-out) or a SQLite
     /// file; default DATA/governance.db (SQLite, embedded). Give `serve` and
-    /// `log audit` the same store as `init`.
+    /// `log audit` the same store as `init`. Several authorities may serve
+    /// one PostgreSQL database: one sequences, the others serve reads and
+    /// pass writes to it, and one of them takes over when it dies.
     #[arg(long, value_name = "URL|FILE", env = "MODELGATE_STORE")]
     store: Option<String>,
 }

@@ -1,8 +1,10 @@
 //! The documented walkthroughs, run from the documentation's own text: every
-//! ```sh block of docs/quickstart.md and docs/production.md, in order, in
-//! one bash (`set -euo pipefail`), with the built `modelgate` first on PATH,
-//! against the mock inference server on the port the docs name. A doc that
-//! rots fails here.
+//! ```sh block of docs/quickstart.md and docs/production.md, and of the
+//! section "Try it on one machine" of docs/postgresql.md (against the
+//! PostgreSQL server of MODELGATE_POSTGRES_URL), in order, in one bash
+//! (`set -euo pipefail`), with the built `modelgate` first on PATH, against
+//! the mock inference server on the port the docs name. A doc that rots
+//! fails here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -62,8 +64,26 @@ fn model(dir: &Path) {
     std::fs::write(m.join("weights.bin"), vec![7u8; 1 << 16]).unwrap();
 }
 
+/// The part of a Markdown text under `heading`, up to the next heading of
+/// its level.
+fn section<'a>(md: &'a str, heading: &str) -> &'a str {
+    let start = md
+        .find(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("no section {heading:?}"));
+    let rest = &md[start + 1..];
+    let end = rest[heading.len()..]
+        .find("\n## ")
+        .map_or(rest.len(), |e| e + heading.len());
+    &rest[..end]
+}
+
 /// Run the blocks in `dir`; stdout on success, everything on failure.
 fn run(blocks: &[String], dir: &Path) -> String {
+    run_with(blocks, dir, &[])
+}
+
+/// [`run`] with these variables set.
+fn run_with(blocks: &[String], dir: &Path, vars: &[(&str, &str)]) -> String {
     let _mock = modelgate_testkit::MockServer::start_on(
         "127.0.0.1:8000",
         modelgate_testkit::Mock {
@@ -89,6 +109,8 @@ fn run(blocks: &[String], dir: &Path) -> String {
         .env("PATH", path)
         .env_remove("MODELGATE_AUTHORITY")
         .env_remove("MODELGATE_TOKEN")
+        .env_remove("MODELGATE_STORE")
+        .envs(vars.iter().copied())
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -133,4 +155,29 @@ fn the_production_walkthrough_runs_end_to_end() {
     let tr: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("v2.dsse.json")).unwrap()).unwrap();
     assert_eq!(tr["signatures"].as_array().unwrap().len(), 2, "{tr}");
+}
+
+#[test]
+fn two_authorities_on_postgresql_as_the_operators_page_shows() {
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let pg = std::env::var("MODELGATE_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "MODELGATE_POSTGRES_URL is not set: this test needs a PostgreSQL server \
+             (scripts/test.sh starts one with scripts/postgres.sh)"
+        )
+    });
+    let mut c = postgres::Client::connect(&pg, postgres::NoTls).unwrap();
+    c.batch_execute("DROP DATABASE IF EXISTS modelgate_try WITH (FORCE)")
+        .unwrap();
+    let blocks = sh_blocks(section(&doc("postgresql.md"), "## Try it on one machine"));
+    assert_eq!(blocks.len(), 4, "{blocks:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with(&blocks, dir.path(), &[("PG", &pg)]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.contains(&"modelgate_sequencer 1"), "{out}");
+    assert!(lines.contains(&"modelgate_sequencer 0"), "{out}");
+    assert!(out.contains("accepted at index 1"), "{out}");
+    assert!(out.contains("store: intact"), "{out}");
+    // The checkpoint the replica serves after the takeover covers both entries.
+    assert!(out.contains("example.com/governance\n2\n"), "{out}");
 }
