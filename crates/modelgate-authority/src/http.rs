@@ -392,6 +392,16 @@ async fn forward(a: &Shared, headers: &HeaderMap, body: Bytes) -> Response {
         match holder {
             Some(h) if !h.url.is_empty() => {
                 let url = h.url;
+                if !a.sequencing.may_pass_to(&url) {
+                    return ApiError::NotSequencer {
+                        message: format!(
+                            "this authority is a replica and the sequencer advertises {url}, which is not one of \
+                             its --peer-url authorities: nothing was passed on"
+                        ),
+                        sequencer: None,
+                    }
+                    .into_response();
+                }
                 if headers.contains_key(crate::api_error::FORWARDED_HEADER) {
                     return ApiError::NotSequencer {
                         message: format!("this authority is a replica too; submit to the sequencer at {url}"),

@@ -47,6 +47,7 @@ pub enum Role {
 pub struct Sequencing {
     role: RwLock<Role>,
     advertised: Mutex<String>,
+    peers: Mutex<Vec<String>>,
 }
 
 impl Sequencing {
@@ -54,6 +55,7 @@ impl Sequencing {
         Self {
             role: RwLock::new(role),
             advertised: Mutex::new(String::new()),
+            peers: Mutex::new(Vec::new()),
         }
     }
 
@@ -85,6 +87,22 @@ impl Sequencing {
         if let Ok(mut a) = self.advertised.lock() {
             url.trim_end_matches('/').clone_into(&mut a);
         }
+    }
+
+    /// The URLs a replica may pass writes to (with the client's bearer
+    /// token); empty: whichever URL the sequencer advertises in the database.
+    pub fn set_peers(&self, urls: &[String]) {
+        if let Ok(mut p) = self.peers.lock() {
+            *p = urls.iter().map(|u| u.trim_end_matches('/').to_owned()).collect();
+        }
+    }
+
+    /// Whether writes may be passed to `url`.
+    pub fn may_pass_to(&self, url: &str) -> bool {
+        self.peers
+            .lock()
+            .map(|p| p.is_empty() || p.iter().any(|u| u == url))
+            .unwrap_or(false)
     }
 
     fn advertised(&self) -> String {

@@ -120,6 +120,18 @@ pub struct ServeArgs {
     /// reach it). Default: http:// and the address it listens on.
     #[arg(long, value_name = "URL", env = "MODELGATE_ADVERTISE_URL")]
     advertise_url: Option<String>,
+    /// With several authorities on one PostgreSQL database: another
+    /// authority's URL (as it advertises it). Repeat for each; a replica
+    /// then passes writes, with their bearer tokens, only to one of these,
+    /// whatever the database names. Without it, to the URL the sequencer
+    /// advertises in the database. Also MODELGATE_PEER_URLS, comma-separated.
+    #[arg(
+        long = "peer-url",
+        value_name = "URL",
+        env = "MODELGATE_PEER_URLS",
+        value_delimiter = ','
+    )]
+    peer_urls: Vec<String>,
     #[command(flatten)]
     console: ConsoleArgs,
 }
@@ -287,10 +299,15 @@ fn serve(a: ServeArgs) -> Result<(), Failure> {
             &a.store.at(&a.data),
         )?;
     }
-    if let Some(u) = &a.advertise_url {
+    for (flag, u) in a
+        .advertise_url
+        .iter()
+        .map(|u| ("--advertise-url", u))
+        .chain(a.peer_urls.iter().map(|u| ("--peer-url", u)))
+    {
         if !(u.starts_with("http://") || u.starts_with("https://")) || u.contains(['?', '#', ' ']) {
             return Err(Failure::Usage(format!(
-                "--advertise-url {u:?} must be an http:// or https:// URL without a query"
+                "{flag} {u:?} must be an http:// or https:// URL without a query"
             )));
         }
     }
@@ -300,6 +317,7 @@ fn serve(a: ServeArgs) -> Result<(), Failure> {
         || {
             let authority = Authority::open_with(&a.data, store_at).map_err(fail)?;
             authority.start_witnesses(&a.witness_urls).map_err(fail)?;
+            authority.sequencing.set_peers(&a.peer_urls);
             let _ = opened.set(std::sync::Arc::clone(&authority));
             Ok(authority)
         },

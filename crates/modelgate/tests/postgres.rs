@@ -4,7 +4,8 @@
 //! database and governs as on SQLite (trust-root rotation, a signed model
 //! registered, an approval); `log audit` of the database passes. A second
 //! authority on the same database serves as a replica: it serves the same
-//! log and passes writes to the sequencer, which it names; killed with
+//! log and passes writes to the sequencer, which it names (only to the
+//! authorities `--peer-url` lists, when given); killed with
 //! SIGKILL, the sequencer is replaced by the replica within 5 s, and back,
 //! it is a replica in turn; paused past its lease (SIGSTOP) and woken, a
 //! sequencer finds itself deposed and serves as a replica. A database that holds a log is never
@@ -100,6 +101,31 @@ fn an_authority_on_postgresql_governs_audits_and_hands_over() {
     let v: serde_json::Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
     assert_eq!(v["error"]["code"], "not-sequencer");
     assert_eq!(v["error"]["sequencer"], url.as_str(), "{v}");
+
+    // A replica told which authorities it may pass writes to (with their
+    // tokens) passes nothing to a URL the database names otherwise.
+    let third = w.dir.path().join("third");
+    common::copy_dir(&w.data, &third);
+    let strict = common::spawn_server(&[
+        "authority",
+        "serve",
+        "--data",
+        s(&third),
+        "--listen",
+        "127.0.0.1:0",
+        "--peer-url",
+        "http://authority.elsewhere.example:7370",
+    ]);
+    let before = size(&url);
+    let (status, _, body) = submit(&strict.url, &w.admin, &approval(&w, "NOT-PASSED"));
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "not-sequencer");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("--peer-url"),
+        "{body}"
+    );
+    assert_eq!(size(&url), before, "nothing was appended");
+    drop(strict);
 
     // The sequencer killed with SIGKILL: its lease runs out, the replica takes over.
     let n = size(&url);
