@@ -779,40 +779,60 @@ fn snapshotter(a: Arc<Authority>) {
     }
 }
 
-/// Read what the sequencer appended since `log`'s size, check every entry
-/// with the fold's rules onto `working`, and publish it with the
+/// Read what the sequencer appended beyond the state's size, check every
+/// entry with the fold's rules onto `working`, and publish it with the
 /// sequencer's signed checkpoint. An entry the fold refuses or a tree that
-/// does not match its checkpoint is an error nothing is published for.
+/// does not match its checkpoint is an error nothing is published for; on
+/// any error `working` is the published state again, so the next call
+/// starts from what is published.
 fn follow(a: &Authority, log: &mut Log<Store>, working: &mut State) -> Result<(), StoreError> {
-    let from = log.size();
-    let size = log.resync()?;
-    let mut checked = Vec::new();
-    let mut start = from;
-    while start < size {
-        let end = (start + 4096).min(size);
-        for e in log.store().entries(start, end)? {
-            let c = working.check_entry(&e).map_err(|e| {
-                StoreError::Corrupt(format!("entry {} does not fold: {e}", from + checked.len() as u64))
-            })?;
-            working
-                .commit_checked(c.clone())
-                .map_err(|e| StoreError::Corrupt(format!("applying a checked entry: {e}")))?;
-            checked.push(c);
+    let read = |log: &mut Log<Store>, working: &mut State| {
+        let size = log.resync()?;
+        let from = working.size;
+        if size < from {
+            return Err(StoreError::Corrupt(format!(
+                "the log holds {size} entries, fewer than the {from} already folded"
+            )));
         }
-        start = end;
+        let mut checked = Vec::new();
+        let mut start = from;
+        while start < size {
+            let end = (start + 4096).min(size);
+            for (i, e) in log.store().entries(start, end)?.into_iter().enumerate() {
+                let c = working
+                    .check_entry(&e)
+                    .map_err(|e| StoreError::Corrupt(format!("entry {} does not fold: {e}", start + i as u64)))?;
+                working
+                    .commit_checked(c.clone())
+                    .map_err(|e| StoreError::Corrupt(format!("applying a checked entry: {e}")))?;
+                checked.push(c);
+            }
+            start = end;
+        }
+        let note = if size > from {
+            let note = log.store().checkpoint(size)?;
+            Some(note.ok_or_else(|| StoreError::Corrupt(format!("no checkpoint at {size}")))?)
+        } else {
+            None
+        };
+        Ok((size, checked, note))
+    };
+    match read(log, working) {
+        Ok((size, checked, note)) => {
+            if let Some(note) = note {
+                a.publish(checked, working);
+                a.published_checkpoint(size, Arc::new(note));
+            }
+            if let Ok(mut t) = a.followed_at.lock() {
+                *t = Instant::now();
+            }
+            Ok(())
+        }
+        Err(e) => {
+            *working = a.state().working_copy();
+            Err(e)
+        }
     }
-    if size > from {
-        let note = log
-            .store()
-            .checkpoint(size)?
-            .ok_or_else(|| StoreError::Corrupt(format!("no checkpoint at {size}")))?;
-        a.publish(checked, working);
-        a.published_checkpoint(size, Arc::new(note));
-    }
-    if let Ok(mut t) = a.followed_at.lock() {
-        *t = Instant::now();
-    }
-    Ok(())
 }
 
 impl Authority {
