@@ -15,63 +15,18 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::world::{
     agent, approve_and_permit, call, chat, checkpoint_size, free_port, log_key, node, peer_checkpoint,
-    start_gateway_at, wait_for, world, Gateway, World,
+    start_gateway_at, wait_for, world, Gateway, Proxy, World,
 };
 use common::{mg, mg_line, ok, s};
 use serde_json::Value;
 
 const TOKEN: &str = common::world::NODE_CALLER_TOKEN;
-
-/// A TCP proxy the test can point elsewhere or cut: a node's only way to
-/// its authority, so the test can partition it or show it another one.
-struct Proxy {
-    url: String,
-    target: Arc<Mutex<Option<SocketAddr>>>,
-    open: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Proxy {
-    fn start(target: SocketAddr) -> Self {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", l.local_addr().unwrap());
-        let target = Arc::new(Mutex::new(Some(target)));
-        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let (t, o) = (Arc::clone(&target), Arc::clone(&open));
-        std::thread::spawn(move || {
-            for conn in l.incoming().flatten() {
-                let Some(to) = *t.lock().unwrap() else { continue };
-                let Ok(up) = TcpStream::connect_timeout(&to, Duration::from_secs(1)) else {
-                    continue;
-                };
-                o.lock()
-                    .unwrap()
-                    .extend([conn.try_clone().unwrap(), up.try_clone().unwrap()]);
-                for (mut from, mut to) in [(conn.try_clone().unwrap(), up.try_clone().unwrap()), (up, conn)] {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
-                }
-            }
-        });
-        Self { url, target, open }
-    }
-
-    /// Forward new connections to `to` (none: refuse them); cut the open ones.
-    fn set(&self, to: Option<SocketAddr>) {
-        *self.target.lock().unwrap() = to;
-        for c in self.open.lock().unwrap().drain(..) {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }
-    }
-}
 
 fn addr(url: &str) -> SocketAddr {
     url.trim_start_matches("http://").parse().unwrap()

@@ -5,7 +5,9 @@
 //! registered, an approval); `log audit` of the database passes. A second
 //! authority on the same database serves as a replica: it serves the same
 //! log and passes writes to the sequencer, which it names (only to the
-//! authorities `--peer-url` lists, when given); killed with
+//! authorities `--peer-url` lists, when given); cut off from the database,
+//! a replica stops renewing its checkpoint's timestamp after 5 s and is
+//! fresh again once reconnected; killed with
 //! SIGKILL, the sequencer is replaced by the replica within 5 s, and back,
 //! it is a replica in turn; paused past its lease (SIGSTOP) and woken, a
 //! sequencer finds itself deposed and serves as a replica. A database that holds a log is never
@@ -127,6 +129,46 @@ fn an_authority_on_postgresql_governs_audits_and_hands_over() {
     assert_eq!(size(&url), before, "nothing was appended");
     drop(strict);
 
+    // A replica cut off from the database stops vouching for its view
+    // within REPLICA_GRACE (5 s): its checkpoint's cosignature ages, so the
+    // nodes that follow it contain at their bound; reconnected, it is fresh.
+    let pg_at = db.split('@').nth(1).unwrap().split('/').next().unwrap().to_owned();
+    let link = common::world::Proxy::start(pg_at.parse().unwrap());
+    let via = db.replace(&pg_at, link.url.trim_start_matches("http://"));
+    let fourth = w.dir.path().join("fourth");
+    common::copy_dir(&w.data, &fourth);
+    let cut = common::spawn_server(&[
+        "authority",
+        "serve",
+        "--data",
+        s(&fourth),
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        &via,
+    ]);
+    assert_eq!(sequencing(&cut.url), Some(false));
+    let age = |u: &str| metric(u, "modelgate_checkpoint_cosignature_age_seconds");
+    common::world::eventually(5, "the replica's checkpoint is fresh", || {
+        (age(&cut.url) <= 1).then_some(())
+    });
+    link.set(None);
+    let (_, stale) = common::world::eventually(20, "the cut-off replica stops renewing its checkpoint", || {
+        (age(&cut.url) >= 2).then_some(())
+    });
+    println!("a replica cut off from the database stops renewing its checkpoint; its age reaches 2 s {stale:?} after the cut");
+    // Ages are whole seconds: 2 s of age can show a little over 1 s after
+    // the last renewal, which comes at most 0.5 s before the grace ends.
+    assert!(
+        stale >= Duration::from_secs(4),
+        "it vouched for less than its grace: {stale:?}"
+    );
+    link.set(Some(pg_at.parse().unwrap()));
+    common::world::eventually(20, "the reconnected replica is fresh again", || {
+        (age(&cut.url) <= 1 && size(&cut.url) == size(&url)).then_some(())
+    });
+    drop(cut);
+
     // The sequencer killed with SIGKILL: its lease runs out, the replica takes over.
     let n = size(&url);
     let _ = w.server.child.kill();
@@ -221,6 +263,17 @@ fn an_authority_on_postgresql_governs_audits_and_hands_over() {
     drop(dead);
     kill_thirty_times(&mut w, &other, &db, &log);
     std::env::remove_var("MODELGATE_STORE");
+}
+
+/// A gauge of the authority at `url`'s `/metrics`.
+fn metric(url: &str, name: &str) -> u64 {
+    let text = common::world::get_text(&format!("{url}/metrics"));
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// Whether the authority at `url` sequences (its `modelgate_sequencer`

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
 use serde_json::{json, Value};
 
 use super::{mg, mg_line, ok, s, serve, stderr, stdout, Server};
@@ -435,4 +438,48 @@ pub fn peer_checkpoint(g: &Gateway) -> (u64, String) {
     let t = get_text(&format!("{}/peer/checkpoint", g.url));
     let mut l = t.lines().skip(1);
     (l.next().unwrap().parse().unwrap(), l.next().unwrap().to_owned())
+}
+
+/// A TCP proxy the test can point elsewhere or cut: a process's only way
+/// to a server, so the test can partition it or show it another one.
+pub struct Proxy {
+    pub url: String,
+    target: Arc<Mutex<Option<SocketAddr>>>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    pub fn start(target: SocketAddr) -> Self {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let target = Arc::new(Mutex::new(Some(target)));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (t, o) = (Arc::clone(&target), Arc::clone(&open));
+        std::thread::spawn(move || {
+            for conn in l.incoming().flatten() {
+                let Some(to) = *t.lock().unwrap() else { continue };
+                let Ok(up) = TcpStream::connect_timeout(&to, Duration::from_secs(1)) else {
+                    continue;
+                };
+                o.lock()
+                    .unwrap()
+                    .extend([conn.try_clone().unwrap(), up.try_clone().unwrap()]);
+                for (mut from, mut to) in [(conn.try_clone().unwrap(), up.try_clone().unwrap()), (up, conn)] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Self { url, target, open }
+    }
+
+    /// Forward new connections to `to` (none: refuse them); cut the open ones.
+    pub fn set(&self, to: Option<SocketAddr>) {
+        *self.target.lock().unwrap() = to;
+        for c in self.open.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
 }
