@@ -605,6 +605,9 @@ struct AcceptedBody {
     index: u64,
 }
 
+/// How soon an anchor that did not go through is tried again.
+const ANCHOR_RETRY: Duration = Duration::from_secs(2);
+
 fn anchored(answer: Result<(u16, Vec<u8>), modelgate_node::FetchError>) -> Anchored {
     match answer {
         Err(e) => Anchored::Failed(e.to_string()),
@@ -800,6 +803,10 @@ pub struct Runtime {
     anchor_problem: Option<String>,
     unanchored_since: Option<u64>,
     last_anchor_try: Option<Instant>,
+    /// The last anchor did not go through (the authority away, busy, or
+    /// taking over): the next try comes after [`ANCHOR_RETRY`], not after a
+    /// whole interval, so a short outage does not use up the anchor bound.
+    anchor_retry: bool,
     /// The lineage size of the anchor the courier is posting.
     anchor_in_flight: Option<u64>,
     last_heartbeat: Option<Instant>,
@@ -891,6 +898,7 @@ impl Runtime {
             anchor_problem: None,
             unanchored_since: None,
             last_anchor_try: None,
+            anchor_retry: false,
             anchor_in_flight: None,
             last_heartbeat: None,
             courier,
@@ -1195,6 +1203,7 @@ impl Runtime {
                     // the lag clock stops now, it was accepted durably.
                     self.unanchored_since = None;
                     self.anchor_problem = None;
+                    self.anchor_retry = false;
                 }
                 Anchored::Refused { rule, detail } if rule == modelgate_governance::Rule::AnchorInvalid.code() => {
                     // The authority proved our log inconsistent with what we
@@ -1203,9 +1212,13 @@ impl Runtime {
                     return;
                 }
                 Anchored::Refused { rule, detail } => {
+                    self.anchor_retry = true;
                     tracing::warn!("anchoring lineage size {size}: refused ({rule}): {detail}")
                 }
-                Anchored::Failed(e) => tracing::warn!("anchoring lineage size {size}: {e}"),
+                Anchored::Failed(e) => {
+                    self.anchor_retry = true;
+                    tracing::warn!("anchoring lineage size {size}: {e}")
+                }
             }
         }
         let Ok(lineage) = self.node.lineage.clone() else {
@@ -1254,9 +1267,12 @@ impl Runtime {
             .state
             .trust_root()
             .map_or(60, |r| r.doc.freshness.anchor_max_age_seconds);
-        let due = self
-            .last_anchor_try
-            .is_none_or(|x| x.elapsed() >= Duration::from_secs(self.node.c.anchor_interval_seconds));
+        let wait = if self.anchor_retry {
+            ANCHOR_RETRY.min(Duration::from_secs(self.node.c.anchor_interval_seconds))
+        } else {
+            Duration::from_secs(self.node.c.anchor_interval_seconds)
+        };
+        let due = self.last_anchor_try.is_none_or(|x| x.elapsed() >= wait);
         if due && self.anchor_in_flight.is_none() {
             self.last_anchor_try = Some(Instant::now());
             match self.anchor_entry(&*lineage, anchored_size, size, &note) {

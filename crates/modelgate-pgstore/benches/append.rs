@@ -78,16 +78,6 @@ fn grouped<S: LogStore + 'static>(store: S, secs: f64) -> (f64, f64, f64) {
     (rate, ms(&lat, 0.5), ms(&lat, 0.99))
 }
 
-/// A fresh database on the server at `admin`: its URL.
-fn database(admin: &str, name: &str) -> String {
-    let mut c = postgres::Client::connect(admin, postgres::NoTls).unwrap();
-    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .unwrap();
-    c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-    let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
-    format!("{base}/{name}")
-}
-
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
@@ -96,25 +86,15 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5.0);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/postgres.sh");
-    let (admin, cluster) = match std::env::var("MODELGATE_POSTGRES_URL") {
-        Ok(u) => (u, None),
-        Err(_) => {
-            let out = std::process::Command::new(script).arg("start").output().unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            let line = String::from_utf8(out.stdout).unwrap();
-            let (url, dir) = line.trim().split_once(' ').unwrap();
-            (url.to_owned(), Some(dir.to_owned()))
-        }
-    };
+    let server = modelgate_testkit::postgres::Server::or_start();
     let dir =
         tempfile::tempdir_in(std::env::var_os("MODELGATE_BENCH_DIR").unwrap_or_else(|| "/var/tmp".into())).unwrap();
     let n = 2000;
     let sqlite_one = one_by_one(SqliteStore::open(&dir.path().join("one.db")).unwrap(), n);
-    let pg = database(&admin, "mg_bench_one");
+    let pg = server.database("mg_bench_one");
     let pg_one = one_by_one(PgStore::open_writer(&pg, "bench", Duration::from_secs(600)).unwrap(), n);
     let sqlite_grouped = grouped(SqliteStore::open(&dir.path().join("grouped.db")).unwrap(), secs);
-    let pg = database(&admin, "mg_bench_grouped");
+    let pg = server.database("mg_bench_grouped");
     let pg_grouped = grouped(
         PgStore::open_writer(&pg, "bench", Duration::from_secs(600)).unwrap(),
         secs,
@@ -134,7 +114,4 @@ fn main() {
         pg_one.0 / sqlite_one.0,
         pg_grouped.0 / sqlite_grouped.0
     );
-    if let Some(d) = cluster {
-        let _ = std::process::Command::new(script).args(["stop", &d]).status();
-    }
 }

@@ -8,6 +8,10 @@
 //! answer says whether it saw a `traceparent` and an `Authorization` header
 //! (`x-seen-traceparent`, `x-seen-authorization`), so tests can check what
 //! the gateway forwards.
+//!
+//! [`postgres`]: the PostgreSQL server of the tests and benchmarks.
+
+pub mod postgres;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

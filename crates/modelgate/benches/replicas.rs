@@ -41,15 +41,6 @@ fn submissions(secs: f64, targets: &[String], admin: &str, entries: Vec<Vec<Vec<
     )
 }
 
-fn database(admin: &str, name: &str) -> String {
-    let mut c = postgres::Client::connect(admin, postgres::NoTls).unwrap();
-    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .unwrap();
-    c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-    let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
-    format!("{base}/{name}")
-}
-
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
@@ -58,17 +49,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10.0);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/postgres.sh");
-    let (admin_url, cluster) = match std::env::var("MODELGATE_POSTGRES_URL") {
-        Ok(u) => (u, None),
-        Err(_) => {
-            let out = std::process::Command::new(script).arg("start").output().unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            let line = String::from_utf8(out.stdout).unwrap();
-            let (url, dir) = line.trim().split_once(' ').unwrap();
-            (url.to_owned(), Some(dir.to_owned()))
-        }
-    };
+    let server = modelgate_testkit::postgres::Server::or_start();
     let root =
         tempfile::tempdir_in(std::env::var_os("MODELGATE_BENCH_DIR").unwrap_or_else(|| "/var/tmp".into())).unwrap();
     // Enough entries per client for any case at the rates seen here.
@@ -92,7 +73,7 @@ fn main() {
     drop(g);
 
     // One database, one authority, then a second one beside it.
-    let db = database(&admin_url, "mg_bench_replicas");
+    let db = server.database("mg_bench_replicas");
     std::env::set_var("MODELGATE_STORE", &db);
     let d = root.path().join("postgres");
     std::fs::create_dir_all(&d).unwrap();
@@ -123,7 +104,4 @@ fn main() {
     }
     drop(replica);
     drop(g);
-    if let Some(dir) = cluster {
-        let _ = std::process::Command::new(script).args(["stop", &dir]).status();
-    }
 }

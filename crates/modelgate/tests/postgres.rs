@@ -29,28 +29,10 @@ use std::time::{Duration, Instant};
 use common::world::{checkpoint_size as size, free_port, log_key, start_gateway_at, World};
 use common::{mg, s};
 
-fn server() -> String {
-    std::env::var("MODELGATE_POSTGRES_URL").unwrap_or_else(|_| {
-        panic!(
-            "MODELGATE_POSTGRES_URL is not set: this test needs a PostgreSQL server \
-             (scripts/test.sh starts one with scripts/postgres.sh)"
-        )
-    })
-}
-
-fn database(admin: &str, name: &str) -> String {
-    let mut c = postgres::Client::connect(admin, postgres::NoTls).unwrap();
-    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .unwrap();
-    c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-    let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
-    format!("{base}/{name}")
-}
-
 #[test]
 fn an_authority_on_postgresql_governs_audits_and_hands_over() {
-    let admin = server();
-    let db = database(&admin, "mg_authority_test");
+    let server = modelgate_testkit::postgres::Server::required();
+    let db = server.database("mg_authority_test");
     // Every authority this test starts (the world's included) uses the database.
     std::env::set_var("MODELGATE_STORE", &db);
     let mut w = common::world::world();
@@ -246,7 +228,7 @@ fn an_authority_on_postgresql_governs_audits_and_hands_over() {
         .status()
         .unwrap();
     assert!(st.success());
-    let restored = database(&admin, "mg_authority_restored");
+    let restored = server.database("mg_authority_restored");
     let st = Command::new(pg_bin.join("psql"))
         .args(["--quiet", "--dbname", &restored, "--file", s(&dump)])
         .stdout(std::process::Stdio::null())

@@ -160,12 +160,8 @@ fn the_production_walkthrough_runs_end_to_end() {
 #[test]
 fn two_authorities_on_postgresql_as_the_operators_page_shows() {
     let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
-    let pg = std::env::var("MODELGATE_POSTGRES_URL").unwrap_or_else(|_| {
-        panic!(
-            "MODELGATE_POSTGRES_URL is not set: this test needs a PostgreSQL server \
-             (scripts/test.sh starts one with scripts/postgres.sh)"
-        )
-    });
+    let pg = modelgate_testkit::postgres::Server::required().url.clone();
+    // The page creates the database itself.
     let mut c = postgres::Client::connect(&pg, postgres::NoTls).unwrap();
     c.batch_execute("DROP DATABASE IF EXISTS modelgate_try WITH (FORCE)")
         .unwrap();
