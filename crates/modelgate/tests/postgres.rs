@@ -304,7 +304,18 @@ fn submit(url: &str, token: &str, entry: &[u8]) -> (u16, ureq::http::HeaderMap, 
 /// Killed on drop.
 struct Nginx {
     url: String,
-    _child: common::world::Killed,
+    master: std::process::Child,
+}
+
+impl Drop for Nginx {
+    /// SIGTERM, then wait: the master stops its workers (a SIGKILLed
+    /// master would leave them running, holding the port).
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.master.id().to_string()])
+            .status();
+        let _ = self.master.wait();
+    }
 }
 
 fn nginx(dir: &std::path::Path, authorities: &[&str]) -> Nginx {
@@ -353,14 +364,15 @@ fn nginx(dir: &std::path::Path, authorities: &[&str]) -> Nginx {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let child = common::world::Killed(child);
+    let mut proxy = Nginx {
+        url: format!("http://127.0.0.1:{port}"),
+        master: child,
+    };
     common::world::eventually(10, "nginx listens", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).ok()
     });
-    Nginx {
-        url: format!("http://127.0.0.1:{port}"),
-        _child: child,
-    }
+    assert!(proxy.master.try_wait().unwrap().is_none(), "nginx exited");
+    proxy
 }
 
 /// Submit `count` approvals, eight at a time, to `url`.
