@@ -486,7 +486,12 @@ fn behind_nginx(w: &World, authorities: &[&str]) {
     // A node that knows the authorities only through the cache syncs and serves.
     let config = common::world::node(w, 9, &proxy.url, &[], 30);
     let g = start_gateway_at(&config, "127.0.0.1:0");
-    common::world::eventually(30, "the node behind the cache serves", || {
+    serves(&g, "the node behind the cache serves");
+}
+
+/// Wait (up to 30 s) until the node answers its caller's call with 200.
+fn serves(g: &common::world::Gateway, what: &str) {
+    common::world::eventually(30, what, || {
         let (st, _, _) = common::world::call(
             &g.url,
             Some(common::world::NODE_CALLER_TOKEN),
@@ -540,15 +545,7 @@ fn kill_thirty_times(w: &mut World, other: &std::path::Path, db: &str, log: &str
         })
         .collect();
     for g in &gateways {
-        common::world::eventually(30, "the node serves", || {
-            let (st, _, _) = common::world::call(
-                &g.url,
-                Some(common::world::NODE_CALLER_TOKEN),
-                None,
-                &common::world::chat(false),
-            );
-            (st == 200).then_some(())
-        });
+        serves(g, "the node serves");
         // What a node did before it first served (e.g. waiting to see its
         // own enrollment) is not what this test is about.
         let _ = g.events.try_iter().count();
