@@ -5,6 +5,30 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${MODELGATE_CACHE:-$HOME/.cache/modelgate}/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+# Debian packages the tests call, installed where missing: openssl (test
+# certificate chains), curl and coreutils (the documented walkthroughs),
+# systemd-analyze (the example units), g++ (llama-cpp-python, the live demo's
+# real inference server, builds llama.cpp from source), Chromium, Node.js and
+# npm (the browser tests), PostgreSQL (scripts/postgres.sh runs a throwaway
+# cluster), nginx (the replicas' caching-proxy test).
+missing=()
+command -v openssl >/dev/null || missing+=(openssl)
+command -v curl >/dev/null || missing+=(curl)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v g++ >/dev/null || missing+=(g++)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
+[ -x /usr/sbin/nginx ] || missing+=(nginx)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing Debian packages the tests need: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 MODELGATE_REFERENCE_PYTHON="$(scripts/reference-venv.sh)"
 MODELGATE_REFERENCE_V02_PYTHON="$(scripts/reference-venv.sh 0.2.0)"
 # The live demo's llama.cpp server (llama-cpp-python, built from source once).
@@ -12,11 +36,10 @@ MODELGATE_LLAMA_PYTHON="$(scripts/reference-venv.sh llama-cpp)"
 export MODELGATE_REFERENCE_PYTHON MODELGATE_REFERENCE_V02_PYTHON MODELGATE_LLAMA_PYTHON
 # Interop tests fail rather than skip when the reference is missing.
 export MODELGATE_REQUIRE_INTEROP=1
-# The browser tests' npm packages (pinned by the lockfile); Chromium itself is
-# Debian's (/usr/bin/chromium), which .ci/run installs.
-if [ ! -d tests/browser/node_modules/playwright-core ]; then
-  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
-fi
+# The browser tests' npm packages, playwright-core and axe-core, pinned by
+# tests/browser/package-lock.json; Chromium itself is Debian's (/usr/bin/chromium).
+echo "== npm ci (tests/browser)"
+npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 # The PostgreSQL tests run against a real server: a throwaway one unless
 # MODELGATE_POSTGRES_URL names one (they fail, never skip, without it).
 pg_dir=""

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{sign, World, AUTHORITY};
-use modelgate_authority::{data::DataDir, listen, tokens, Authority, TokenRole};
+use modelgate_authority::{data::DataDir, tokens, Authority, TokenRole};
 use modelgate_store::{Log, SqliteStore};
 use modelgate_tlog::{KeyType, SignerKey};
 use serde_json::json;
@@ -119,10 +119,10 @@ fn serve(authority: Arc<Authority>) -> Server {
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            listen::serve(
+            modelgate_http::serve(
                 listener,
                 modelgate_authority::router(a),
-                listen::Limits::default(),
+                modelgate_http::Limits::default(),
                 async {
                     let _ = rx.await;
                 },

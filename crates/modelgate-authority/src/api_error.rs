@@ -3,7 +3,6 @@
 //! `{"error": {"code", "message"}}`; a 500 never carries its detail (it may
 //! name paths, SQL or internal state), which goes to the authority's log.
 
-use axum::extract::rejection::BytesRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -25,8 +24,9 @@ pub enum ApiError {
     BadTilePath(String),
     /// A tile beyond the log's size.
     NoSuchTile(String),
-    /// A submission body that could not be read (too large, cut short).
-    BadBody(BytesRejection),
+    /// A request body that was not read: too large, too slow, no room in
+    /// the budget for bodies in flight, or cut short.
+    Body(modelgate_http::BodyError),
     /// A heartbeat body that is not text.
     BadText(String),
     /// Not a well-formed signed entry.
@@ -89,6 +89,11 @@ pub enum ApiError {
     NoApprover(String),
     /// The pool of pending approvals is full.
     PendingFull(String),
+    /// A pending approval carrying a signature the pool cannot count (a key
+    /// no approver holds, one that does not verify, a second by one approver).
+    PendingSignature(String),
+    /// A copy of an approval the log already holds (the message names its index).
+    AlreadyApproved(String),
     /// A lineage batch that does not start at the records held (the
     /// message names the size held; the body also carries it as `size`).
     LineageGap(String),
@@ -127,7 +132,7 @@ impl ApiError {
             ApiError::NoRoute(_) => (S::NOT_FOUND, "not-found", None),
             ApiError::BadTilePath(_) => (S::NOT_FOUND, "bad-tile-path", None),
             ApiError::NoSuchTile(_) => (S::NOT_FOUND, "no-such-tile", None),
-            ApiError::BadBody(r) => (r.status(), "bad-body", None),
+            ApiError::Body(e) => (e.status(), e.code(), e.retry_after()),
             ApiError::BadText(_) => (S::BAD_REQUEST, "bad-body", None),
             ApiError::MalformedEntry(_) => (S::BAD_REQUEST, "malformed-entry", None),
             ApiError::ContentType(_) => (S::UNSUPPORTED_MEDIA_TYPE, "content-type", None),
@@ -153,6 +158,8 @@ impl ApiError {
             ApiError::WriterFailing(_) => (S::SERVICE_UNAVAILABLE, "writer-failing", Some(1)),
             ApiError::NoApprover(_) => (S::UNPROCESSABLE_ENTITY, "no-approver", None),
             ApiError::PendingFull(_) => (S::SERVICE_UNAVAILABLE, "pending-full", Some(60)),
+            ApiError::PendingSignature(_) => (S::UNPROCESSABLE_ENTITY, "pending-signature", None),
+            ApiError::AlreadyApproved(_) => (S::CONFLICT, "already-approved", None),
             ApiError::LineageGap(_) => (S::CONFLICT, "lineage-gap", None),
             ApiError::LineageInvalid(_) => (S::UNPROCESSABLE_ENTITY, "lineage-invalid", None),
             ApiError::LineageInconsistent(_) => (S::CONFLICT, "lineage-inconsistent", None),
@@ -165,7 +172,7 @@ impl ApiError {
     /// What the client is told.
     pub fn message(&self) -> String {
         match self {
-            ApiError::BadBody(r) => r.body_text(),
+            ApiError::Body(e) => e.to_string(),
             ApiError::Refused(e) => e.to_string(),
             ApiError::RateLimited { message, .. } | ApiError::NotSequencer { message, .. } => message.clone(),
             ApiError::Internal { .. } => "internal error; the authority's log has the detail".into(),
@@ -176,6 +183,8 @@ impl ApiError {
             | ApiError::MalformedEntry(m)
             | ApiError::NoApprover(m)
             | ApiError::PendingFull(m)
+            | ApiError::PendingSignature(m)
+            | ApiError::AlreadyApproved(m)
             | ApiError::ContentType(m)
             | ApiError::CrossOrigin(m)
             | ApiError::MissingToken(m)

@@ -6,10 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State as AxState};
-use axum::handler::Handler as _;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, Query, Request, State as AxState};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -22,7 +20,7 @@ use modelgate_store::{read_tile, Nodes};
 use modelgate_tlog::{consistency_proof, encode_entry_bundle, inclusion_proof, parse_path, TileId, TilePath};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::api_error::ApiError;
 use crate::service::{now, summary_json, Authority, NotQueued, Outcome, WriterTrouble};
@@ -32,13 +30,27 @@ type Shared = Arc<Authority>;
 /// Writes come from the CLI and nodes, never from a web page: a browser's
 /// "simple" cross-site request (form or text/plain, no preflight) must not
 /// be able to submit one, nor a page on another origin.
-/// A write with a token (an entry, a pending approval): not cross-site
-/// ([`cross_site`]), then its body.
-fn json_write(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Box<Response>> {
-    if let Some(r) = cross_site(headers) {
-        return Err(Box::new(r));
-    }
-    body.map_err(|e| Box::new(ApiError::BadBody(e).into_response()))
+/// The client a request came from (for rate limits and body shares).
+type Peer = Option<axum::Extension<ConnectInfo<SocketAddr>>>;
+
+fn client(peer: &Peer) -> IpAddr {
+    peer.as_ref().map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0 .0.ip())
+}
+
+/// Read a request's body, once everything its head decides has been
+/// decided: within `budget`, at most `max` bytes (see [`modelgate_http::body`]).
+/// Every route that takes a body reads it here.
+async fn read_body(
+    budget: &Arc<modelgate_http::Budget>,
+    peer: &Peer,
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+) -> Result<modelgate_http::Held, Box<Response>> {
+    budget
+        .read(client(peer), headers, body, max)
+        .await
+        .map_err(|e| Box::new(ApiError::Body(e).into_response()))
 }
 
 fn cross_site(headers: &HeaderMap) -> Option<Response> {
@@ -77,8 +89,8 @@ fn cross_site(headers: &HeaderMap) -> Option<Response> {
 }
 
 /// The per-client bound on writes that need no token.
-fn rate_limited(a: &Authority, peer: Option<SocketAddr>) -> Option<Response> {
-    let ip = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.ip());
+fn rate_limited(a: &Authority, peer: &Peer) -> Option<Response> {
+    let ip = client(peer);
     match a.unauthenticated.take(ip) {
         Ok(()) => None,
         Err(wait) => {
@@ -116,10 +128,7 @@ pub fn router(a: Shared) -> Router {
         .route("/api/v1/exceptions", get(exceptions))
         .route("/api/v1/nodes", get(nodes))
         .route("/api/v1/nodes/{id}/heartbeat", post(heartbeat))
-        .route(
-            "/api/v1/nodes/{id}/lineage",
-            get(lineage_size).post(lineage_post.layer(DefaultBodyLimit::max(crate::lineage::MAX_BATCH_BYTES))),
-        )
+        .route("/api/v1/nodes/{id}/lineage", get(lineage_size).post(lineage_post))
         .route("/api/v1/nodes/{id}/lineage/{index}", get(lineage_record))
         .route("/api/v1/nodes/{id}/lineage/{index}/proof", get(lineage_proof))
         .route("/api/v1/lineage", get(lineage_search))
@@ -131,7 +140,6 @@ pub fn router(a: Shared) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { ApiError::NoRoute("no such route (see /openapi.json)".into()).into_response() })
-        .layer(DefaultBodyLimit::max(MAX_ENVELOPE_BYTES))
         .layer(middleware::from_fn_with_state(Arc::clone(&a), count))
         .with_state(a)
 }
@@ -153,21 +161,20 @@ async fn pending_list(AxState(a): AxState<Shared>) -> Response {
 /// Post an approval short of its threshold (an approver's or admin's
 /// token): kept, its signatures pooled with earlier copies; once they meet
 /// the threshold it is submitted to the log (201 with its index).
-async fn pending_post(
-    AxState(a): AxState<Shared>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let body = match json_write(&headers, body) {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
+async fn pending_post(AxState(a): AxState<Shared>, peer: Peer, headers: HeaderMap, body: Body) -> Response {
+    if let Some(r) = cross_site(&headers) {
+        return r;
+    }
     let Some(token) = bearer(&headers) else {
         return ApiError::MissingToken("an Authorization: Bearer token is required".into()).into_response();
     };
     if let Some(r) = wrong_token(&a, token, "approval") {
         return r;
     }
+    let body = match read_body(&a.caller_bodies, &peer, &headers, body, MAX_ENVELOPE_BYTES).await {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
     let a2 = Arc::clone(&a);
     let posted = tokio::task::spawn_blocking(move || a2.pending.post(&a2.state(), &body, crate::service::now())).await;
     use crate::pending::{PendingError as P, Posted};
@@ -177,6 +184,8 @@ async fn pending_post(
         Ok(Err(P::Malformed(m))) => return ApiError::MalformedEntry(m).into_response(),
         Ok(Err(P::Refused(e))) => return ApiError::Refused(e).into_response(),
         Ok(Err(e @ P::NoApprover)) => return ApiError::NoApprover(e.to_string()).into_response(),
+        Ok(Err(P::Signature(m))) => return ApiError::PendingSignature(m).into_response(),
+        Ok(Err(e @ P::AlreadyApproved { .. })) => return ApiError::AlreadyApproved(e.to_string()).into_response(),
         Ok(Err(e @ P::Full)) => return ApiError::PendingFull(e.to_string()).into_response(),
         Ok(Err(P::Internal(m))) => return ApiError::internal("pending", m).into_response(),
         Err(e) => return ApiError::internal("internal", e.to_string()).into_response(),
@@ -265,13 +274,28 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-async fn submit(
-    AxState(a): AxState<Shared>,
-    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let body = match json_write(&headers, body) {
+async fn submit(AxState(a): AxState<Shared>, peer: Peer, headers: HeaderMap, body: Body) -> Response {
+    if let Some(r) = cross_site(&headers) {
+        return r;
+    }
+    // Decided on the head: a token must be known before its body is read;
+    // without one only node-signed entries are taken, rate-limited per
+    // client and read within the strangers' budget.
+    let token = bearer(&headers);
+    let budget = match token {
+        Some(t) => match a.tokens.check(t) {
+            Ok(Some(_)) => &a.caller_bodies,
+            Ok(None) => return ApiError::UnknownToken("the bearer token is not known".into()).into_response(),
+            Err(e) => return ApiError::internal("tokens", e.to_string()).into_response(),
+        },
+        None => {
+            if let Some(r) = rate_limited(&a, &peer) {
+                return r;
+            }
+            &a.stranger_bodies
+        }
+    };
+    let body = match read_body(budget, &peer, &headers, body, MAX_ENVELOPE_BYTES).await {
         Ok(b) => b,
         Err(r) => return *r,
     };
@@ -287,12 +311,8 @@ async fn submit(
     // accepted without a token because the fold accepts them only when
     // signed by that node's key. A token, if given, must still be valid.
     let node_signed = matches!(kind, "node-anchor" | "containment-report");
-    match bearer(&headers) {
-        None if node_signed => {
-            if let Some(r) = rate_limited(&a, peer.map(|p| p.0 .0)) {
-                return r;
-            }
-        }
+    match token {
+        None if node_signed => {}
         None => {
             return ApiError::MissingToken("an Authorization: Bearer token is required to submit".into())
                 .into_response()
@@ -303,7 +323,7 @@ async fn submit(
             }
         }
     }
-    write(&a, &headers, body).await
+    write(&a, &headers, body.bytes().clone()).await
 }
 
 /// Append a checked submission here, or on a replica pass it to the sequencer.
@@ -710,18 +730,22 @@ async fn nodes(AxState(a): AxState<Shared>) -> Response {
 }
 
 /// A node's write (a heartbeat, a lineage batch): it needs no token, so it
-/// is rate-limited per client first; then its body, or the answer `bad`
-/// makes of a body that could not be read.
-fn node_write(
+/// is rate-limited per client and its node must be enrolled, both decided on
+/// the head; then its body is read within the strangers' budget. Returns
+/// the body and the node's enrolled key.
+async fn node_write(
     a: &Authority,
-    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
-    body: Result<Bytes, BytesRejection>,
-    bad: impl FnOnce(BytesRejection) -> ApiError,
-) -> Result<Bytes, Box<Response>> {
-    if let Some(r) = rate_limited(a, peer.map(|p| p.0 .0)) {
+    peer: &Peer,
+    id: &str,
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+) -> Result<(modelgate_http::Held, String), Box<Response>> {
+    if let Some(r) = rate_limited(a, peer) {
         return Err(Box::new(r));
     }
-    body.map_err(|e| Box::new(bad(e).into_response()))
+    let key = node_key(a, id)?;
+    Ok((read_body(&a.stranger_bodies, peer, headers, body, max).await?, key))
 }
 
 /// Heartbeat clock window: how far a node's clock may be behind or ahead.
@@ -731,23 +755,23 @@ const HEARTBEAT_WINDOW_SECONDS: u64 = 300;
 /// `modelgate_governance::heartbeat`). Kept in memory, latest per node.
 async fn heartbeat(
     AxState(a): AxState<Shared>,
-    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    peer: Peer,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Response {
     use modelgate_governance::heartbeat::verify_heartbeat;
-    let body = match node_write(&a, peer, body, |e| ApiError::BadText(e.body_text().to_string())) {
+    let (body, key) = match node_write(&a, &peer, &id, &headers, body, MAX_ENVELOPE_BYTES).await {
         Ok(b) => b,
         Err(r) => return *r,
-    };
-    let key = a.state().nodes.get(&id).map(|n| n.key.clone());
-    let Some(key) = key else {
-        return ApiError::NodeUnknown(format!("node {id} is not enrolled")).into_response();
     };
     let key = match modelgate_tlog::VerifierKey::parse(&key) {
         Ok(k) => k,
         Err(e) => return ApiError::internal("internal", format!("enrolled key: {e}")).into_response(),
     };
+    if std::str::from_utf8(&body).is_err() {
+        return ApiError::BadText("a heartbeat is a signed note: UTF-8 text".into()).into_response();
+    }
     let hb = match verify_heartbeat(&body, &id, &key) {
         Ok(h) => h,
         Err(e) => return ApiError::HeartbeatInvalid(e.to_string()).into_response(),
@@ -829,11 +853,13 @@ async fn lineage_size(AxState(a): AxState<Shared>, Path(id): Path<String>) -> Re
 /// signed checkpoint and agree with what is held and anchored.
 async fn lineage_post(
     AxState(a): AxState<Shared>,
-    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    peer: Peer,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Response {
-    let body = match node_write(&a, peer, body, ApiError::BadBody) {
+    let max = crate::lineage::MAX_BATCH_BYTES;
+    let (body, key) = match node_write(&a, &peer, &id, &headers, body, max).await {
         Ok(b) => b,
         Err(r) => return *r,
     };
@@ -841,11 +867,15 @@ async fn lineage_post(
         Ok(b) => b,
         Err(e) => return ApiError::LineageInvalid(format!("not a lineage batch: {e}")).into_response(),
     };
+    // The body's room in the budget is given back once it is parsed.
+    drop(body);
     let state = a.state();
     let Some(node) = state.nodes.get(&id) else {
         return ApiError::NodeUnknown(format!("node {id} is not enrolled")).into_response();
     };
-    let key = node.key.clone();
+    if node.key != key {
+        return ApiError::NodeUnknown(format!("node {id} was enrolled again meanwhile; send again")).into_response();
+    }
     let anchor_index = node.anchor.as_ref().map(|x| x.index);
     drop(state);
     let t = now();
@@ -1047,6 +1077,16 @@ async fn metrics(AxState(a): AxState<Shared>) -> Response {
     let mut out = String::new();
     for (name, kind, help, value) in rows {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+    }
+    out.push_str(
+        "# HELP modelgate_http_body_bytes_held Request bodies held in memory now, by class (stranger: writes with no token).\n\
+         # TYPE modelgate_http_body_bytes_held gauge\n",
+    );
+    for (class, b) in [("stranger", &a.stranger_bodies), ("caller", &a.caller_bodies)] {
+        out.push_str(&format!(
+            "modelgate_http_body_bytes_held{{class=\"{class}\"}} {}\n",
+            b.held_bytes()
+        ));
     }
     if let Some(w) = a.witnesses.lock().ok().and_then(|w| w.clone()) {
         let latest = a.latest().0;

@@ -26,7 +26,7 @@
 //! - **Reads never wait for the disk.** Each durable batch is swapped into
 //!   the published state after its fsync; no lock is held across a write,
 //!   `/readyz` reports a stalled or failing writer, and every listener cuts
-//!   off slow clients ([`listen`]).
+//!   off slow clients and reads a body only after its head is decided ([`modelgate_http`]).
 //! - **Restarts are short.** A signed snapshot of the folded state is kept
 //!   beside the log ([`snapshot`]); a restart refolds only what follows it.
 
@@ -37,7 +37,6 @@ mod error;
 pub mod http;
 pub mod limit;
 pub mod lineage;
-pub mod listen;
 pub mod pending;
 pub mod proof;
 pub mod service;
@@ -96,7 +95,7 @@ pub async fn serve_with(
         Some(extra) => router(Arc::clone(&authority)).merge(extra),
         None => router(Arc::clone(&authority)),
     };
-    let result = listen::serve(listener, app, listen::Limits::default(), shutdown)
+    let result = modelgate_http::serve(listener, app, modelgate_http::Limits::default(), shutdown)
         .await
         .map_err(|e| AuthorityError::Io(format!("serving: {e}")));
     refresher.abort();

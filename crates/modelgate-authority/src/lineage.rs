@@ -451,8 +451,14 @@ impl Lineage {
             sql.push_str(&format!(" AND {col} = ?{}", args.len()));
         };
         use rusqlite::types::Value as V;
+        // SQLite's integers are i64: a number beyond it matches no record
+        // (an id) or every one (a bound), so it is clamped, never wrapped.
+        let int = |n: u64| V::Integer(i64::try_from(n).unwrap_or(i64::MAX));
         if let Some(id) = q.id {
-            eq(&mut sql, "idx", V::Integer(id as i64));
+            if i64::try_from(id).is_err() {
+                return Ok(Vec::new());
+            }
+            eq(&mut sql, "idx", int(id));
         }
         if let Some(n) = q.node.as_deref().filter(|s| !s.is_empty()) {
             eq(&mut sql, "node", V::Text(n.to_owned()));
@@ -489,21 +495,25 @@ impl Lineage {
             }
         }
         if let Some(t) = q.since {
-            args.push(V::Integer(t as i64));
+            args.push(int(t));
             sql.push_str(&format!(" AND time >= ?{}", args.len()));
         }
         if let Some(t) = q.until {
-            args.push(V::Integer(t as i64));
+            args.push(int(t));
             sql.push_str(&format!(" AND time <= ?{}", args.len()));
         }
         if !q.all_kinds {
             sql.push_str(" AND decision IS NOT NULL");
         }
         let dir = if q.oldest_first { "ASC" } else { "DESC" };
+        // Bound as parameters: formatted into the text, an offset past
+        // i64 was read by SQLite as a REAL and refused.
+        args.push(int(limit.min(1000)));
+        args.push(int(offset));
         sql.push_str(&format!(
-            " ORDER BY time {dir}, node {dir}, idx {dir} LIMIT {} OFFSET {}",
-            limit.min(1000),
-            offset
+            " ORDER BY time {dir}, node {dir}, idx {dir} LIMIT ?{} OFFSET ?{}",
+            args.len() - 1,
+            args.len()
         ));
         let c = self
             .index

@@ -16,7 +16,7 @@
 //! pool is bounded ([`MAX_PENDING`]), its file is written atomically and
 //! fsynced before an answer, and entries whose window has ended are dropped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -133,23 +133,46 @@ impl Pool {
             return Err(PendingError::Malformed("only approvals wait for cosigners here".into()));
         }
         let id = hex::encode(Sha256::digest(&env.payload));
+        if let Some(done) = state.approvals.get(id.as_str()) {
+            return Err(PendingError::AlreadyApproved { index: done.index });
+        }
+        let root = state
+            .trust_root()
+            .ok_or_else(|| PendingError::Internal("no trust root".into()))?;
+        let model_signers = state
+            .models
+            .get(payload["model"].as_str().unwrap_or_default())
+            .map(|m| m.signers.clone())
+            .unwrap_or_default();
+        let posted = countable(&env, root, &model_signers)?;
         let mut items = self
             .items
             .lock()
             .map_err(|_| PendingError::Internal("pool lock poisoned".into()))?;
         items.retain(|_, p| p.valid_until > now && !state.approvals.contains_key(p.id.as_str()));
-        // Pool with what is already here.
-        let mut merged = env;
+        // Pool with what is already here: one signature per approver, the
+        // one pooled first kept.
+        let mut merged = Envelope {
+            payload: env.payload.clone(),
+            signatures: Vec::new(),
+        };
+        let mut principals = BTreeSet::new();
         if let Some(p) = items.get(&id) {
             let earlier = B64
                 .decode(&p.envelope)
                 .ok()
                 .and_then(|b| Envelope::parse(&b).ok())
                 .ok_or_else(|| PendingError::Internal("a pooled envelope does not parse".into()))?;
-            for s in earlier.signatures {
-                if !merged.signatures.iter().any(|(k, _)| *k == s.0) {
-                    merged.signatures.push(s);
-                }
+            for (principal, sig) in countable(&earlier, root, &model_signers)
+                .map_err(|e| PendingError::Internal(format!("a pooled copy no longer counts: {e}")))?
+            {
+                principals.insert(principal);
+                merged.signatures.push(sig);
+            }
+        }
+        for (principal, sig) in posted {
+            if principals.insert(principal) {
+                merged.signatures.push(sig);
             }
         }
         let merged_bytes = merged.to_bytes().map_err(|e| PendingError::Malformed(e.to_string()))?;
@@ -163,9 +186,6 @@ impl Pool {
                 if !items.contains_key(&id) && items.len() >= MAX_PENDING {
                     return Err(PendingError::Full);
                 }
-                let root = state
-                    .trust_root()
-                    .ok_or_else(|| PendingError::Internal("no trust root".into()))?;
                 let verified = merged
                     .verified_keys(|k| root.key(k))
                     .map_err(|e| PendingError::Malformed(e.to_string()))?;
@@ -176,11 +196,6 @@ impl Pool {
                 let tier: modelgate_governance::RiskTier = serde_json::from_value(payload["risk_tier"].clone())
                     .map_err(|e| PendingError::Malformed(e.to_string()))?;
                 let model = payload["model"].as_str().unwrap_or_default().to_owned();
-                let model_signers = state
-                    .models
-                    .get(model.as_str())
-                    .map(|m| m.signers.clone())
-                    .unwrap_or_default();
                 let may_sign = root
                     .doc
                     .principals
@@ -214,6 +229,50 @@ impl Pool {
     }
 }
 
+/// One signature of an envelope: (key id, signature).
+type Signature = (String, [u8; 64]);
+
+/// The signatures of `env` that the pool may count, each with its
+/// principal: every one must be by a key of a trust-root principal with the
+/// approver role who did not sign the model (separation of duties), must
+/// verify, and no principal may sign twice. Anything else refuses the whole copy: a signature the
+/// pool cannot count would only take room the genuine ones need (an
+/// envelope holds at most 16).
+fn countable(
+    env: &Envelope,
+    root: &modelgate_governance::TrustRoot,
+    model_signers: &BTreeSet<String>,
+) -> Result<Vec<(String, Signature)>, PendingError> {
+    let message = modelgate_governance::pae(&env.payload);
+    let mut out: Vec<(String, Signature)> = Vec::new();
+    for (kid, sig) in &env.signatures {
+        let refuse = |why: &str| PendingError::Signature(format!("the signature by key {kid}: {why}"));
+        let (Some(key), Some(principal)) = (root.key(kid), root.principal_of(kid)) else {
+            return Err(refuse("no principal of the trust root holds this key"));
+        };
+        if model_signers.contains(principal) {
+            return Err(refuse(&format!(
+                "separation-of-duties: {principal} signed the model and may not approve it"
+            )));
+        }
+        let approver = root
+            .doc
+            .principals
+            .get(principal)
+            .is_some_and(|p| p.roles.contains(&Role::Approver));
+        if !approver {
+            return Err(refuse(&format!("{principal} is not an approver")));
+        }
+        key.verify_strict(&message, &ed25519_dalek::Signature::from_bytes(sig))
+            .map_err(|_| refuse("it does not verify"))?;
+        if out.iter().any(|(p, _)| p == principal) {
+            return Err(refuse(&format!("{principal} signed this copy twice")));
+        }
+        out.push((principal.to_owned(), (kid.clone(), *sig)));
+    }
+    Ok(out)
+}
+
 /// Why a pending approval was not kept.
 #[derive(Debug, thiserror::Error)]
 pub enum PendingError {
@@ -226,6 +285,15 @@ pub enum PendingError {
     /// Signed by no approver of the trust root.
     #[error("no approver of the trust root signed it")]
     NoApprover,
+    /// A signature the pool cannot count: nothing of the copy was kept.
+    #[error("{0}; nothing of this copy was kept")]
+    Signature(String),
+    /// The log already holds this approval.
+    #[error("this approval is already in the log, at index {index}")]
+    AlreadyApproved {
+        /// Its index.
+        index: u64,
+    },
     /// The pool is full.
     #[error("{MAX_PENDING} approvals are already waiting for cosigners")]
     Full,

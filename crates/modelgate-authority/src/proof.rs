@@ -68,6 +68,13 @@ fn latest_before(a: &Authority, kind: &str, size: u64) -> Result<Option<u64>, Pr
 
 /// The full-chain proof of record `index` of `node`.
 pub fn full_proof(a: &Authority, node: &str, index: u64) -> Result<LineageProof, ProofUnavailable> {
+    // Lineage logs are stored with SQLite's i64 indexes: no record can ever
+    // stand at or past 2^63, so waiting for its anchor would be a lie.
+    if i64::try_from(index).is_err() {
+        return Err(ProofUnavailable::NotFound(format!(
+            "no record {index} of node {node}: no lineage log holds that many records"
+        )));
+    }
     let state = a.state();
     let enrolled = state
         .nodes

@@ -216,9 +216,37 @@ pub struct Authority {
     pub startup: Startup,
     /// The per-client bound on writes that need no token.
     pub unauthenticated: crate::limit::RateLimit,
+    /// The memory budget for bodies of writes with no token (nodes' lineage
+    /// batches, heartbeats, node-signed entries): [`STRANGER_BODIES`].
+    pub stranger_bodies: Arc<modelgate_http::Budget>,
+    /// The memory budget for bodies of writes with a known token: [`CALLER_BODIES`].
+    pub caller_bodies: Arc<modelgate_http::Budget>,
     /// The nodes' replicated lineage logs.
     pub lineage: crate::lineage::Lineage,
 }
+
+/// Bodies of writes that carry no token, which anyone can send: at most
+/// 64 MiB of them held at once, whatever the number of connections; one
+/// client address at most one full lineage batch; each must arrive at
+/// 1 MiB/s after a 5 s grace (a full batch in 21 s, well within the
+/// request's 30 s).
+pub const STRANGER_BODIES: modelgate_http::BodyLimits = modelgate_http::BodyLimits {
+    budget_bytes: 64 << 20,
+    per_client_bytes: crate::lineage::MAX_BATCH_BYTES,
+    wait: std::time::Duration::from_secs(2),
+    grace: std::time::Duration::from_secs(5),
+    min_bytes_per_second: 1 << 20,
+};
+
+/// Bodies of writes with a known token (entries of at most 64 KiB): 64 MiB
+/// at once, shared by every client.
+pub const CALLER_BODIES: modelgate_http::BodyLimits = modelgate_http::BodyLimits {
+    budget_bytes: 64 << 20,
+    per_client_bytes: 64 << 20,
+    wait: std::time::Duration::from_secs(5),
+    grace: std::time::Duration::from_secs(5),
+    min_bytes_per_second: 256 << 10,
+};
 
 /// How the state was rebuilt at start-up.
 #[derive(Clone, Debug)]
@@ -380,6 +408,8 @@ impl Authority {
             refolds: tokio::sync::Semaphore::new(1),
             startup,
             unauthenticated: Default::default(),
+            stranger_bodies: modelgate_http::Budget::new(STRANGER_BODIES),
+            caller_bodies: modelgate_http::Budget::new(CALLER_BODIES),
             lineage: crate::lineage::Lineage::open(&d.lineage())
                 .map_err(|e| AuthorityError::Io(format!("the replicated lineage: {e}")))?,
         });

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::SigningKey;
-use modelgate_authority::{data, listen, tokens, Authority, TokenRole};
+use modelgate_authority::{data, tokens, Authority, TokenRole};
 use modelgate_governance::{to_canonical, Envelope};
 use serde_json::{json, Value};
 
@@ -23,10 +23,10 @@ struct Running {
 
 impl Running {
     fn start(dir: &Path) -> Self {
-        Self::start_with(dir, listen::Limits::default())
+        Self::start_with(dir, modelgate_http::Limits::default())
     }
 
-    fn start_with(dir: &Path, limits: listen::Limits) -> Self {
+    fn start_with(dir: &Path, limits: modelgate_http::Limits) -> Self {
         let authority = Authority::open(dir).unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -44,7 +44,7 @@ impl Running {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
                 let app = modelgate_authority::router(a2);
-                listen::serve(listener, app, limits, async {
+                modelgate_http::serve(listener, app, limits, async {
                     let _ = rx.await;
                 })
                 .await
@@ -352,9 +352,9 @@ fn writes_refuse_cross_site_requests_and_unauthenticated_floods() {
 fn slow_and_idle_clients_are_cut_off() {
     use std::io::{Read, Write};
     let w = world();
-    let limits = listen::Limits {
+    let limits = modelgate_http::Limits {
         header_read: Duration::from_millis(500),
-        ..listen::Limits::default()
+        ..modelgate_http::Limits::default()
     };
     let r = Running::start_with(&w.data(), limits);
     let addr = r.url.trim_start_matches("http://").to_owned();

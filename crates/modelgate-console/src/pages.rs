@@ -630,7 +630,7 @@ fn summaries(c: &Console, from: u64, to: u64) -> Vec<(u64, crate::index::EntrySu
 
 pub fn entries(c: &Console, from: Option<u64>) -> Markup {
     let size = c.authority.served.read().map_or(0, |s| s.size);
-    let top = from.map_or(size, |f| (f + 1).min(size));
+    let top = from.map_or(size, |f| f.saturating_add(1).min(size));
     let rows = summaries(c, top.saturating_sub(PAGE), top);
     let last = rows.last().map_or(0, |r| r.0);
     let first = rows.first().map_or(0, |r| r.0);
@@ -1094,7 +1094,7 @@ pub fn lineage_explorer(c: &Console, q: &ExplorerQuery) -> Result<(StatusCode, M
     };
     let rows = match &search {
         Some(s) => lineage
-            .search(s, page * EXPLORER_PAGE, EXPLORER_PAGE + 1)
+            .search(s, page.saturating_mul(EXPLORER_PAGE), EXPLORER_PAGE + 1)
             .map_err(|e| Miss(StatusCode::SERVICE_UNAVAILABLE, format!("searching lineage: {e}")))?,
         None => Vec::new(),
     };
@@ -1158,7 +1158,7 @@ pub fn lineage_explorer(c: &Console, q: &ExplorerQuery) -> Result<(StatusCode, M
                     }
                     nav aria-label="Pages" class="pager" {
                         @if page > 0 { a href=(q.link(c, page - 1)) { "Previous" } " " }
-                        @if more { a href=(q.link(c, page + 1)) { "Next" } }
+                        @if more { a href=(q.link(c, page.saturating_add(1))) { "Next" } }
                     }
                 }
             },

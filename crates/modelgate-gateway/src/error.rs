@@ -60,6 +60,9 @@ pub enum Refusal {
     },
     /// The body is not a JSON object with a string `model`.
     InvalidBody,
+    /// The body was not read: too large, too slow, or no room in the
+    /// budget for bodies in flight.
+    Body(modelgate_http::BodyError),
     /// No model of that name on this node.
     ModelNotFound {
         /// The name asked for.
@@ -170,6 +173,7 @@ impl Refusal {
             Refusal::InvalidApiKey => (S::UNAUTHORIZED, "invalid_api_key", Some(C::ModelScopeContinuity)),
             Refusal::ScopeNotPermitted { .. } => (S::FORBIDDEN, "ScopeNotPermitted", Some(C::ModelScopeContinuity)),
             Refusal::InvalidBody => (S::BAD_REQUEST, "invalid_request", None),
+            Refusal::Body(e) => (e.status(), e.code(), None),
             Refusal::ModelNotFound { .. } => (S::NOT_FOUND, "model_not_found", Some(C::ModelRuntimeContinuity)),
             Refusal::Starting { .. } => (S::SERVICE_UNAVAILABLE, "Starting", Some(C::ModelRuntimeContinuity)),
             // Refused by governance (revoked, approval expired, …): the
@@ -223,6 +227,7 @@ impl Refusal {
                 format!("caller {principal} may call in {scopes:?} only")
             }
             Refusal::InvalidBody => "the body must be a JSON object with a string \"model\"".into(),
+            Refusal::Body(e) => e.to_string(),
             Refusal::ModelNotFound { model } => format!("this node serves no model named {model:?}"),
             Refusal::Starting { model } => format!("model {model} has not finished its lifecycle yet"),
             Refusal::Contained { model, detail, .. } => format!("model {model} is contained: {detail}"),
@@ -253,7 +258,7 @@ fn kind(status: StatusCode) -> &'static str {
         429 => "rate_limit_error",
         403 => "permission_error",
         404 => "not_found_error",
-        400 | 413 | 422 => "invalid_request_error",
+        400 | 408 | 413 | 422 => "invalid_request_error",
         500 => "internal_error",
         _ => "service_unavailable",
     }
@@ -274,7 +279,8 @@ impl IntoResponse for Refusal {
             r.headers_mut()
                 .insert("x-modelgate-check", HeaderValue::from_static(c.code()));
         }
-        if matches!(self, Refusal::Overloaded { .. }) {
+        if matches!(self, Refusal::Overloaded { .. }) || matches!(&self, Refusal::Body(e) if e.retry_after().is_some())
+        {
             r.headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

@@ -17,8 +17,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -161,6 +161,8 @@ pub struct Gateway {
     telemetry: Telemetry,
     /// Calls in progress (a permit is held until the answer has streamed).
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// Callers' request bodies in flight ([`CALLER_BODIES`]).
+    bodies: Arc<modelgate_http::Budget>,
     /// Request index → completion index, for recent calls (bounded).
     completions: Mutex<(HashMap<u64, u64>, std::collections::VecDeque<u64>)>,
     /// Records left for refusals without a valid token.
@@ -195,11 +197,17 @@ struct Facts<'a> {
     principal: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<&'a str>,
-    request_sha256: &'a str,
+    /// Absent when the body was never read (a call refused on its head).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_sha256: Option<&'a str>,
+    /// At most [`RECORDED_MODEL_MAX`] bytes of the name asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     model: Option<&'a str>,
+    /// The length of the name asked for, when `model` keeps only its start.
     #[serde(skip_serializing_if = "Option::is_none")]
-    digest: Option<&'a str>,
+    model_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     governance: Option<Governance>,
 }
@@ -343,7 +351,7 @@ impl Gateway {
         for (key, v) in [
             (semconv::MODELGATE_SCOPE, facts.scope),
             (semconv::MODELGATE_PRINCIPAL, facts.principal),
-            (semconv::MODELGATE_MODEL_DIGEST, facts.digest),
+            (semconv::MODELGATE_MODEL_DIGEST, facts.digest.as_deref()),
         ] {
             if let Some(v) = v {
                 attrs.push(KeyValue::new(key, v.to_owned()));
@@ -466,6 +474,7 @@ pub fn gateway(shared: Arc<Shared>) -> Result<Gateway, Error> {
         metrics: Metrics::default(),
         completions: Mutex::new(Default::default()),
         in_flight,
+        bodies: modelgate_http::Budget::new(CALLER_BODIES),
         unauthenticated: Mutex::new(Bucket {
             tokens: UNAUTHENTICATED_RECORDS.1,
             last: Instant::now(),
@@ -482,12 +491,9 @@ const PEER_PROOFS_AT_ONCE: usize = 2;
 /// other nodes `/peer/checkpoint` and `/peer/consistency`.
 pub fn router(gw: Gw) -> Router {
     Router::new()
-        .route("/v1/chat/completions", post(|s, u, h, b| proxy(s, u, h, b, "chat")))
-        .route(
-            "/v1/completions",
-            post(|s, u, h, b| proxy(s, u, h, b, "text_completion")),
-        )
-        .route("/v1/embeddings", post(|s, u, h, b| proxy(s, u, h, b, "embeddings")))
+        .route("/v1/chat/completions", post(|s, r| proxy(s, r, "chat")))
+        .route("/v1/completions", post(|s, r| proxy(s, r, "text_completion")))
+        .route("/v1/embeddings", post(|s, r| proxy(s, r, "embeddings")))
         .route("/v1/models", get(models))
         .route("/lineage/{id}", get(lineage))
         .route("/status", get(status))
@@ -497,25 +503,114 @@ pub fn router(gw: Gw) -> Router {
         .route("/peer/checkpoint", get(peer_checkpoint))
         .route("/peer/consistency", get(peer_consistency))
         .fallback(|| async { Refusal::NoRoute })
-        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(gw)
 }
 
-async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, endpoint: &'static str) -> Response {
+/// Request bodies of callers (each known by its token before a byte of its
+/// body is read): 256 MiB held at once in total, each within 5 s plus its
+/// length at 1 MiB/s, far less than the 10 minutes a call may take.
+pub const CALLER_BODIES: modelgate_http::BodyLimits = modelgate_http::BodyLimits {
+    budget_bytes: 256 << 20,
+    per_client_bytes: 256 << 20,
+    wait: Duration::from_secs(2),
+    grace: Duration::from_secs(5),
+    min_bytes_per_second: 1 << 20,
+};
+
+/// Longest model name a lineage record keeps; a longer one is cut (at a
+/// character boundary) and the record says how long it was.
+pub const RECORDED_MODEL_MAX: usize = 1024;
+
+/// `name` cut to at most [`RECORDED_MODEL_MAX`] bytes at a character
+/// boundary, and its length when it was cut.
+fn recorded_name(name: &str) -> (&str, Option<usize>) {
+    if name.len() <= RECORDED_MODEL_MAX {
+        return (name, None);
+    }
+    let mut end = RECORDED_MODEL_MAX;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&name[..end], Some(name.len()))
+}
+
+/// A call admitted on its head alone: under the in-flight bound, from a
+/// known caller, in one of its scopes.
+struct Admitted<'g> {
+    permit: tokio::sync::OwnedSemaphorePermit,
+    caller: &'g Caller,
+    scope: String,
+    trace: Trace,
+    started: Instant,
+}
+
+/// What governance allowed: the model's digest, the view and the decision.
+struct Allowed {
+    digest: String,
+    view: Arc<modelgate_node::View>,
+    decision: Arc<modelgate_governance::Decision>,
+}
+
+async fn proxy(State(gw): State<Gw>, req: axum::extract::Request, endpoint: &'static str) -> Response {
+    let (parts, body) = req.into_parts();
+    let call = match admit(&gw, &parts.headers, endpoint).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let mut facts = Facts {
+        endpoint,
+        principal: Some(&call.caller.principal),
+        scope: Some(&call.scope),
+        request_sha256: None,
+        model: None,
+        model_bytes: None,
+        digest: None,
+        governance: None,
+    };
+    // Only now, with the caller known and a permit held, is the body read.
+    let client = modelgate_http::client_of(&parts.extensions);
+    let body = match gw.bodies.read(client, &parts.headers, body, MAX_REQUEST_BYTES).await {
+        Ok(b) => b,
+        Err(e) => return gw.deny(&call.trace, Refusal::Body(e), &facts, None).await,
+    };
+    let request_sha256 = hex_sha256(&body);
+    facts.request_sha256 = Some(&request_sha256);
+    let parsed = serde_json::from_slice::<CallBody<'_>>(&body);
+    let Ok(CallBody { model }) = &parsed else {
+        // Recorded like any refusal of an authenticated caller (its digest
+        // is in the record); the body itself is not kept.
+        return gw.deny(&call.trace, Refusal::InvalidBody, &facts, None).await;
+    };
+    (facts.model, facts.model_bytes) = {
+        let (m, n) = recorded_name(model);
+        (Some(m), n)
+    };
+    let allowed = match decide(&gw, &call, model, &mut facts).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let receipt = match record(&gw, &call, &allowed, &facts, body.bytes()).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    forward(&gw, call, &parts, &allowed, model, receipt, body.bytes().clone()).await
+}
+
+/// Decide on the request's head: the in-flight permit (overload is refused
+/// at once, before any work: queueing without bound turns a burst into
+/// seconds of latency; not a governance decision, so counted, not recorded),
+/// then the caller's token and scope.
+async fn admit<'g>(gw: &'g Gw, headers: &HeaderMap, endpoint: &'static str) -> Result<Admitted<'g>, Response> {
     let started = Instant::now();
-    // Overload is refused at once, before any work: queueing without bound
-    // turns a burst into seconds of latency and unbounded memory. This is
-    // not a governance decision, so it is counted, not written to lineage
-    // (a write per refusal would add load exactly when there is too much).
     let Ok(permit) = Arc::clone(&gw.in_flight).try_acquire_owned() else {
-        return gw.refuse(Refusal::Overloaded {
+        return Err(gw.refuse(Refusal::Overloaded {
             max_in_flight: gw.shared.config.max_in_flight,
-        });
+        }));
     };
     bump(&gw.metrics.requests, endpoint);
     gw.shared.count("requests");
     let trace = {
-        let (trace, parent, span, header) = traceparent(&headers);
+        let (trace, parent, span, header) = traceparent(headers);
         Trace {
             trace,
             parent,
@@ -524,94 +619,87 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
             operation: endpoint,
         }
     };
-    let request_sha256 = hex_sha256(&body);
     let mut facts = Facts {
         endpoint,
         principal: None,
         scope: None,
-        request_sha256: &request_sha256,
+        request_sha256: None,
         model: None,
+        model_bytes: None,
         digest: None,
         governance: None,
     };
-    let Some(caller) = gw.caller(&headers) else {
-        return gw.deny(&trace, Refusal::InvalidApiKey, &facts, None).await;
+    let Some(caller) = gw.caller(headers) else {
+        // The body of a call without a valid token is never read: its
+        // record says who was refused, not what was sent.
+        return Err(gw.deny(&trace, Refusal::InvalidApiKey, &facts, None).await);
     };
     facts.principal = Some(&caller.principal);
-    let scope: &str = match headers.get("x-modelgate-scope").map(|v| v.to_str()) {
-        None if !caller.scopes.is_empty() => &caller.scopes[0],
-        Some(Ok(s)) if caller.scopes.iter().any(|c| c == s) => s,
+    let scope = match headers.get("x-modelgate-scope").map(|v| v.to_str()) {
+        None if !caller.scopes.is_empty() => caller.scopes[0].clone(),
+        Some(Ok(s)) if caller.scopes.iter().any(|c| c == s) => s.to_owned(),
         _ => {
             let refusal = Refusal::ScopeNotPermitted {
                 principal: caller.principal.clone(),
                 scopes: caller.scopes.clone(),
             };
-            return gw.deny(&trace, refusal, &facts, None).await;
+            return Err(gw.deny(&trace, refusal, &facts, None).await);
         }
     };
-    facts.scope = Some(scope);
-    let call = serde_json::from_slice::<CallBody<'_>>(&body);
-    let Ok(CallBody { model }) = &call else {
-        // Recorded like any refusal of an authenticated caller (its digest
-        // is in the record); the body itself is not kept.
-        return gw.deny(&trace, Refusal::InvalidBody, &facts, None).await;
-    };
-    let model: &str = model;
-    facts.model = Some(model);
+    Ok(Admitted {
+        permit,
+        caller,
+        scope,
+        trace,
+        started,
+    })
+}
+
+/// The model must be Serving, unchanged since its verification, under a
+/// fresh view, and the decision must allow the call in its scope.
+async fn decide(gw: &Gw, call: &Admitted<'_>, model: &str, facts: &mut Facts<'_>) -> Result<Allowed, Response> {
     let snap = gw.shared.snapshot();
+    let shown = || facts.model.unwrap_or_default().to_owned();
     let digest = match snap.models.get(model) {
-        None => {
-            let refusal = Refusal::ModelNotFound {
-                model: model.to_owned(),
-            };
-            return gw.deny(&trace, refusal, &facts, None).await;
+        None => Err(Refusal::ModelNotFound { model: shown() }),
+        Some(ModelStatus::Starting) => Err(Refusal::Starting { model: shown() }),
+        Some(ModelStatus::Contained(why)) => Err(Refusal::Contained {
+            model: shown(),
+            reason: why.reason,
+            check: why.check,
+            decision: why.decision,
+            detail: why.detail.clone(),
+        }),
+        Some(ModelStatus::Serving { .. }) if gw.shared.unverified_change(model) => {
+            Err(Refusal::UnverifiedChange { model: shown() })
         }
-        Some(ModelStatus::Starting) => {
-            let refusal = Refusal::Starting {
-                model: model.to_owned(),
-            };
-            return gw.deny(&trace, refusal, &facts, None).await;
-        }
-        Some(ModelStatus::Contained(why)) => {
-            let refusal = Refusal::Contained {
-                model: model.to_owned(),
-                reason: why.reason,
-                check: why.check,
-                decision: why.decision,
-                detail: why.detail.clone(),
-            };
-            return gw.deny(&trace, refusal, &facts, None).await;
-        }
-        Some(ModelStatus::Serving { digest, .. }) => digest.as_str(),
+        Some(ModelStatus::Serving { digest, .. }) => Ok(digest.clone()),
     };
-    if gw.shared.unverified_change(model) {
-        let refusal = Refusal::UnverifiedChange {
-            model: model.to_owned(),
-        };
-        return gw.deny(&trace, refusal, &facts, None).await;
-    }
-    facts.digest = Some(digest);
+    let digest = match digest {
+        Ok(d) => d,
+        Err(r) => return Err(gw.deny(&call.trace, r, facts, None).await),
+    };
+    facts.digest = Some(digest.clone());
     let Some(view) = snap.view.clone() else {
         let refusal = Refusal::SyncInterrupted {
             detail: "no verified governance view".into(),
         };
-        return gw.deny(&trace, refusal, &facts, None).await;
+        return Err(gw.deny(&call.trace, refusal, facts, None).await);
     };
     // The loop keeps the view fresh; if it stalled (an authority call hanging,
     // a stuck store) the snapshot ages, and an aged snapshot proves nothing.
     let t = gw.shared.clock.now();
     if let Some(why) = snap.stale(gw.shared.config.max_staleness_seconds, t) {
-        return gw
-            .deny(&trace, Refusal::SyncInterrupted { detail: why }, &facts, None)
-            .await;
+        let refusal = Refusal::SyncInterrupted { detail: why };
+        return Err(gw.deny(&call.trace, refusal, facts, None).await);
     }
     let req = DecisionRequest {
-        model: digest.to_owned(),
-        scope: scope.to_owned(),
+        model: digest.clone(),
+        scope: call.scope.clone(),
         node: gw.shared.config.node.clone(),
-        principal: caller.principal.clone(),
-        groups: caller.groups.clone(),
-        attributes: caller.attributes.clone(),
+        principal: call.caller.principal.clone(),
+        groups: call.caller.groups.clone(),
+        attributes: call.caller.attributes.clone(),
     };
     let decision = match gw.cache_for(&req).lock() {
         Ok(mut c) => c.decide(&view.state, &req, t),
@@ -629,100 +717,130 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
                 .first()
                 .copied()
                 .unwrap_or(modelgate_governance::ReasonCode::PolicyError),
-            scope: scope.to_owned(),
+            scope: call.scope.clone(),
             detail: decision.detail.clone(),
         };
-        return gw.deny(&trace, refusal, &facts, Some(&decision.policies)).await;
+        return Err(gw.deny(&call.trace, refusal, facts, Some(&decision.policies)).await);
     }
-    let (trace_id, parent_span, span_id, tp) = (&trace.trace, trace.parent.clone(), &trace.span, &trace.header);
+    Ok(Allowed { digest, view, decision })
+}
+
+/// The request record, made durable before the call is forwarded: no
+/// durable record, no call.
+async fn record(
+    gw: &Gw,
+    call: &Admitted<'_>,
+    allowed: &Allowed,
+    facts: &Facts<'_>,
+    body: &[u8],
+) -> Result<(crate::lineage::Receipt, Arc<dyn LineageLog>), Response> {
     let record = RequestRecord {
-        facts: &facts,
+        facts,
         kind: "request",
-        time: t,
+        time: gw.shared.clock.now(),
         node: &gw.shared.config.node,
-        approval: &decision.approval,
-        exception: &decision.exception,
-        policies: &decision.policies,
-        trace_id,
-        body: gw.shared.config.store_content.then(|| String::from_utf8_lossy(&body)),
+        approval: &allowed.decision.approval,
+        exception: &allowed.decision.exception,
+        policies: &allowed.decision.policies,
+        trace_id: &call.trace.trace,
+        body: gw.shared.config.store_content.then(|| String::from_utf8_lossy(body)),
     };
     let record = match serde_json::to_vec(&record) {
         Ok(r) => r,
-        // No durable record, no call: an empty record in its place would
-        // be a lineage entry that proves nothing.
+        // An empty record in its place would be a lineage entry that proves nothing.
         Err(e) => {
-            return gw.refuse(Refusal::LineageNotDurable {
+            return Err(gw.refuse(Refusal::LineageNotDurable {
                 detail: format!("the lineage record could not be encoded: {e}"),
-            })
+            }))
         }
     };
-    let lineage = match gw.lineage() {
-        Ok(l) => l,
-        Err(e) => return gw.refuse(Refusal::LineageNotDurable { detail: e.to_string() }),
-    };
+    let lineage = gw
+        .lineage()
+        .map_err(|e| gw.refuse(Refusal::LineageNotDurable { detail: e.to_string() }))?;
     let append_started = Instant::now();
-    let receipt = match append_async(&*lineage, record).await {
-        Ok(r) => r,
-        Err(e) => {
-            // The record could not be made durable: deny, and wake the loop
-            // so the node's own checks see the failure too.
-            gw.shared.wake(model);
-            return gw.refuse(Refusal::LineageNotDurable { detail: e.to_string() });
+    match append_async(&*lineage, record).await {
+        Ok(r) => {
+            let forwarded_at = Instant::now();
+            gw.metrics.append.observe(forwarded_at - append_started);
+            gw.metrics.before_forward.observe(forwarded_at - call.started);
+            Ok((r, lineage))
         }
-    };
-    let forwarded_at = Instant::now();
-    gw.metrics.append.observe(forwarded_at - append_started);
-    gw.metrics.before_forward.observe(forwarded_at - started);
+        Err(e) => {
+            // Deny, and wake the loop so the node's own checks see the failure too.
+            if let Some(m) = facts.model {
+                gw.shared.wake(m);
+            }
+            Err(gw.refuse(Refusal::LineageNotDurable { detail: e.to_string() }))
+        }
+    }
+}
 
+/// Forward the recorded call; its answer streams back frame by frame while
+/// the completion record is computed ([`Recorded`]).
+async fn forward(
+    gw: &Gw,
+    call: Admitted<'_>,
+    parts: &axum::http::request::Parts,
+    allowed: &Allowed,
+    model: &str,
+    (receipt, lineage): (crate::lineage::Receipt, Arc<dyn LineageLog>),
+    body: Bytes,
+) -> Response {
+    let forwarded_at = Instant::now();
     let target = format!(
         "{}{}",
         gw.upstream,
-        uri.path_and_query().map_or(uri.path(), |p| p.as_str())
+        parts.uri.path_and_query().map_or(parts.uri.path(), |p| p.as_str())
     );
     let mut up = hyper::Request::post(&target);
     for name in [header::CONTENT_TYPE, header::ACCEPT, header::ACCEPT_ENCODING] {
-        if let Some(v) = headers.get(&name) {
+        if let Some(v) = parts.headers.get(&name) {
             up = up.header(name, v);
         }
     }
-    up = up.header("traceparent", tp);
-    if let Some(ts) = headers.get("tracestate") {
+    let trace = &call.trace;
+    up = up.header("traceparent", &trace.header);
+    if let Some(ts) = parts.headers.get("tracestate") {
         up = up.header("tracestate", ts);
     }
-    let span = gw
-        .telemetry
-        .start(trace_id, parent_span.as_deref(), span_id, endpoint, model, || {
+    let span = gw.telemetry.start(
+        &trace.trace,
+        trace.parent.as_deref(),
+        &trace.span,
+        trace.operation,
+        model,
+        || {
             vec![
                 KeyValue::new(
                     semconv::SERVER_ADDRESS,
                     gw.upstream.trim_start_matches("http://").to_owned(),
                 ),
                 KeyValue::new(semconv::MODELGATE_LINEAGE_ID, receipt.index.to_string()),
-                KeyValue::new(semconv::MODELGATE_MODEL_DIGEST, digest.to_owned()),
-                KeyValue::new(semconv::MODELGATE_SCOPE, scope.to_owned()),
-                KeyValue::new(semconv::MODELGATE_PRINCIPAL, caller.principal.clone()),
+                KeyValue::new(semconv::MODELGATE_MODEL_DIGEST, allowed.digest.clone()),
+                KeyValue::new(semconv::MODELGATE_SCOPE, call.scope.clone()),
+                KeyValue::new(semconv::MODELGATE_PRINCIPAL, call.caller.principal.clone()),
                 KeyValue::new(
                     semconv::MODELGATE_APPROVAL,
-                    decision.approval.clone().unwrap_or_default(),
+                    allowed.decision.approval.clone().unwrap_or_default(),
                 ),
             ]
-        });
-    let completion = Completion {
-        _permit: permit,
+        },
+    );
+    let mut completion = Completion {
+        _permit: call.permit,
         span: Some(span),
-        lineage: Arc::clone(&lineage),
-        gw: Arc::clone(&gw),
+        lineage,
+        gw: Arc::clone(gw),
         request: receipt.index,
         status: 0,
-        started,
+        started: call.started,
         hasher: Sha256::new(),
         bytes: 0,
         head: Vec::new(),
         tail: Vec::new(),
         store_content: gw.shared.config.store_content,
     };
-    // `Bytes` clones share the buffer; `facts` still borrows the model name from it.
-    let forwarded = match up.body(Body::from(body.clone())) {
+    let forwarded = match up.body(Body::from(body)) {
         Ok(r) => gw.client.request(r).await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
@@ -732,9 +850,8 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
             r
         }
         Err(e) => {
-            let mut c = completion;
-            c.status = 502;
-            c.finish("upstream-error", Some(&e));
+            completion.status = 502;
+            completion.finish("upstream-error", Some(&e));
             let mut r = Refusal::UpstreamUnreachable { detail: e }.into_response();
             // The call was recorded: say where, so the failure can be traced.
             if let Ok(v) = HeaderValue::from_str(&receipt.index.to_string()) {
@@ -743,11 +860,10 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
             return r;
         }
     };
-    let (parts, incoming) = resp.into_parts();
-    let mut completion = completion;
-    completion.status = parts.status.as_u16();
-    let mut out = Response::builder().status(parts.status);
-    for (k, v) in &parts.headers {
+    let (head, incoming) = resp.into_parts();
+    completion.status = head.status.as_u16();
+    let mut out = Response::builder().status(head.status);
+    for (k, v) in &head.headers {
         if !is_hop_by_hop(k) {
             out = out.header(k, v);
         }
@@ -755,9 +871,9 @@ async fn proxy(State(gw): State<Gw>, uri: Uri, headers: HeaderMap, body: Bytes, 
     out = out
         .header("x-modelgate-lineage-id", receipt.index.to_string())
         .header("x-modelgate-checkpoint-size", receipt.size.to_string())
-        .header("x-modelgate-governance-size", view.checkpoint.size.to_string())
-        .header("x-modelgate-model-digest", digest)
-        .header("traceparent", tp);
+        .header("x-modelgate-governance-size", allowed.view.checkpoint.size.to_string())
+        .header("x-modelgate-model-digest", &allowed.digest)
+        .header("traceparent", &trace.header);
     let body = Body::new(Recorded {
         inner: incoming,
         rec: Some(completion),
@@ -1184,6 +1300,15 @@ async fn metrics(State(gw): State<Gw>, headers: HeaderMap) -> Response {
     let relaxed = std::sync::atomic::Ordering::Relaxed;
     let _ = writeln!(
         o,
+        "# HELP modelgate_split_views_total Split views proven by the checkpoint exchange with peers (each contains every model).\n\
+         # TYPE modelgate_split_views_total counter\nmodelgate_split_views_total {}\n\
+         # HELP modelgate_split_view_evidence_files Split-view evidence files in the data directory.\n\
+         # TYPE modelgate_split_view_evidence_files gauge\nmodelgate_split_view_evidence_files {}",
+        gw.shared.split_views_found.load(relaxed),
+        crate::peers::existing_evidence(&gw.shared.config.data_dir).len()
+    );
+    let _ = writeln!(
+        o,
         "# HELP modelgate_lineage_replicated_records Lineage records the authority holds, as it last said.\n\
          # TYPE modelgate_lineage_replicated_records gauge\nmodelgate_lineage_replicated_records {}\n\
          # HELP modelgate_lineage_replication_batches_total Lineage batches the authority kept.\n\
@@ -1474,7 +1599,7 @@ pub async fn serve(
     gw: Gw,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    modelgate_authority::listen::serve(listener, router(gw), listen_limits(), shutdown)
+    modelgate_http::serve(listener, router(gw), listen_limits(), shutdown)
         .await
         .map_err(Error::Serve)
 }
@@ -1484,8 +1609,8 @@ pub async fn serve(
 /// response head may be long (an inference server's time to first token on
 /// a long prompt), so it is bounded at 10 minutes, not 30 s. Callers'
 /// connections are TCP_NODELAY (as nginx sets them), set by the listener.
-pub fn listen_limits() -> modelgate_authority::listen::Limits {
-    modelgate_authority::listen::Limits {
+pub fn listen_limits() -> modelgate_http::Limits {
+    modelgate_http::Limits {
         request: Duration::from_secs(600),
         ..Default::default()
     }

@@ -51,6 +51,18 @@ pub fn existing_evidence(data_dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The containment that split-view evidence on disk imposes, the same for
+/// a running node and for `node status`: every model contained
+/// (`CoordinationInconsistent`) while any evidence file is there.
+pub fn evidence_containment(data_dir: &Path) -> Option<String> {
+    existing_evidence(data_dir).first().map(|f| {
+        format!(
+            "split view: evidence found earlier is on disk ({}); remove it once investigated",
+            f.display()
+        )
+    })
+}
+
 /// A consistency proof answer (`/api/v1/proof/consistency`): the hashes and
 /// the root at `from` they imply (which a split-view check needs).
 pub fn parse_consistency(body: &[u8]) -> Result<(Vec<Hash>, Hash), String> {
@@ -85,6 +97,12 @@ pub fn run(shared: Arc<Shared>, peers: Vec<String>, interval: Duration) {
         if shared.stopping() {
             break;
         }
+        // Contained by a split view already proven: the evidence held is
+        // enough, and comparing on would only find the same fork again
+        // (one more file and one more ERROR line per peer per interval).
+        if shared.split_view().is_some() {
+            continue;
+        }
         let snap = shared.snapshot();
         let Some(view) = snap.view.clone() else { continue };
         let Some(root) = view.state.trust_root() else { continue };
@@ -93,6 +111,9 @@ pub fn run(shared: Arc<Shared>, peers: Vec<String>, interval: Duration) {
             continue;
         };
         for peer in &peers {
+            if shared.split_view().is_some() {
+                break;
+            }
             let base = peer.trim_end_matches('/');
             let theirs = match get(&format!("{base}/peer/checkpoint")).and_then(|b| signed_by_log(&b, &log)) {
                 Ok(t) => t,
@@ -138,6 +159,20 @@ pub fn run(shared: Arc<Shared>, peers: Vec<String>, interval: Duration) {
     }
 }
 
+/// The evidence file for a split view, named by what it proves: the two
+/// checkpoints (origin, sizes, roots), so the same fork found again, or
+/// found with fresh cosignatures, is the same file.
+pub fn evidence_name(own: &Signed, theirs: &Signed) -> String {
+    use sha2::Digest as _;
+    let mut pair = [&own.checkpoint, &theirs.checkpoint];
+    pair.sort_by_key(|c| (c.size, c.root));
+    let mut h = sha2::Sha256::new();
+    for c in pair {
+        h.update(format!("{}\n{}\n{}\n", c.origin, c.size, B64.encode(c.root)));
+    }
+    format!("{}.json", hex::encode(&h.finalize()[..16]))
+}
+
 fn record(shared: &Shared, peer: &str, evidence: &SplitView, own: &Signed, theirs: &Signed) {
     let detail = format!(
         "split view: the authority signed size {} root {} for this node and size {} root {} for peer {peer}",
@@ -147,19 +182,22 @@ fn record(shared: &Shared, peer: &str, evidence: &SplitView, own: &Signed, their
         B64.encode(theirs.checkpoint.root)
     );
     let dir = evidence_dir(&shared.config.data_dir);
-    let name = format!(
-        "{}-{}.json",
-        evidence.found_at,
-        hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(peer.as_bytes())[..6])
-    );
-    let written = std::fs::create_dir_all(&dir)
-        .map_err(|e| e.to_string())
-        .and_then(|()| serde_json::to_vec_pretty(evidence).map_err(|e| e.to_string()))
-        .and_then(|b| modelgate_node::files::write_atomic(&dir.join(&name), &b).map_err(|e| e.to_string()));
+    let path = dir.join(evidence_name(own, theirs));
+    shared
+        .split_views_found
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let written = if path.exists() {
+        Ok(())
+    } else {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| e.to_string())
+            .and_then(|()| serde_json::to_vec_pretty(evidence).map_err(|e| e.to_string()))
+            .and_then(|b| modelgate_node::files::write_atomic(&path, &b).map_err(|e| e.to_string()))
+    };
     match written {
-        Ok(()) => tracing::error!(%detail, evidence = %dir.join(&name).display(), "split view: every model contained"),
+        Ok(()) => tracing::error!(%detail, evidence = %path.display(), "split view: every model contained"),
         // Contained all the same: the evidence is in memory and in the log line.
         Err(e) => tracing::error!(%detail, error = %e, "split view (the evidence file could not be written)"),
     }
-    shared.set_split_view(format!("{detail} (evidence: {})", dir.join(&name).display()));
+    shared.set_split_view(format!("{detail} (evidence: {})", path.display()));
 }

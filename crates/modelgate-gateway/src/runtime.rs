@@ -184,6 +184,8 @@ pub struct Shared {
     pub replication: Arc<crate::replicate::Progress>,
     /// A proven split view (see [`crate::peers`]): every model stays contained.
     split_view: Mutex<Option<String>>,
+    /// Split views proven by the peer exchange since the node started.
+    pub split_views_found: std::sync::atomic::AtomicU64,
     /// Set once the node is stopping (threads beside the loop end).
     stopping: std::sync::atomic::AtomicBool,
 }
@@ -869,12 +871,8 @@ impl Runtime {
             changes,
             authority,
             clock,
-            split_view: Mutex::new(crate::peers::existing_evidence(&node.c.data_dir).first().map(|f| {
-                format!(
-                    "split view: evidence found earlier is on disk ({}); remove it once investigated",
-                    f.display()
-                )
-            })),
+            split_view: Mutex::new(crate::peers::evidence_containment(&node.c.data_dir)),
+            split_views_found: Default::default(),
             stopping: Default::default(),
         });
         if !node.c.peers.is_empty() {

@@ -702,6 +702,45 @@ fn a_body_that_is_not_a_call_is_refused_and_recorded() {
 }
 
 #[test]
+fn a_call_for_a_model_with_a_huge_name_is_refused_and_recorded_with_the_name_cut() {
+    let w = world();
+    w.serves();
+    let name = "é".repeat(35_000); // 70,000 bytes, two per character
+    let (st, h, b, _) = w.call_with(json!({"model": name, "messages": []}).to_string());
+    assert_eq!(
+        (st, b["error"]["code"].as_str()),
+        (404, Some("model_not_found")),
+        "{}",
+        &b.to_string()[..200]
+    );
+    let id: u64 = h["x-modelgate-lineage-id"].to_str().unwrap().parse().unwrap();
+    let record: Value = serde_json::from_slice(&w.lineage.entries(id, id + 1).unwrap()[0]).unwrap();
+    let kept = record["model"].as_str().unwrap();
+    assert!(
+        kept.len() <= modelgate_gateway::gateway::RECORDED_MODEL_MAX && name.starts_with(kept),
+        "{}",
+        kept.len()
+    );
+    assert_eq!(record["model_bytes"], 70_000, "the record says the name was cut");
+    assert_eq!(record["code"], "model_not_found");
+}
+
+#[test]
+fn a_call_without_a_token_is_refused_on_its_head_and_its_body_never_read() {
+    let w = world();
+    w.serves();
+    let (st, h, _, _) = w.call_as(None, "x".repeat(1 << 20));
+    assert_eq!(st, 401);
+    let id: u64 = h["x-modelgate-lineage-id"].to_str().unwrap().parse().unwrap();
+    let record: Value = serde_json::from_slice(&w.lineage.entries(id, id + 1).unwrap()[0]).unwrap();
+    assert_eq!(record["code"], "invalid_api_key");
+    assert!(
+        record.get("request_sha256").is_none(),
+        "a body never read has no digest: {record}"
+    );
+}
+
+#[test]
 fn lineage_is_read_with_a_callers_token_and_only_of_its_own_calls() {
     let w = world();
     w.serves();

@@ -390,10 +390,10 @@ pub fn serve_until_signal(
                     tracing::info!(url = %format!("http://{caddr}{prefix}/"), "console on its own listener");
                     eprintln!("console: http://{caddr}{prefix}/");
                     let mut rx = stopped.clone();
-                    own = Some(tokio::spawn(modelgate_authority::listen::serve(
+                    own = Some(tokio::spawn(modelgate_http::serve(
                         l,
                         routes,
-                        modelgate_authority::listen::Limits::default(),
+                        modelgate_http::Limits::default(),
                         async move {
                             let _ = rx.wait_for(|s| *s).await;
                         },

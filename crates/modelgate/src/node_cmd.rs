@@ -131,14 +131,25 @@ pub fn status(a: StatusArgs) -> Result<(), Failure> {
     let sync = node.sync(t).cloned();
     let view = sync.as_ref().ok();
     let names: Vec<String> = node.c.models.keys().cloned().collect();
+    // The running node's rule: split-view evidence on disk contains every model.
+    let split_view = modelgate_gateway::peers::evidence_containment(&node.c.data_dir);
     let mut models = Vec::new();
     for name in &names {
-        let s = match node.lifecycle(name, view, t) {
-            Ok(s) => ModelStatus::Serving {
+        let s = match (&split_view, node.lifecycle(name, view, t)) {
+            (Some(d), _) => {
+                let reason = modelgate_governance::ContainmentReason::CoordinationInconsistent;
+                let why = modelgate_gateway::runtime::Why::new(
+                    reason,
+                    modelgate_governance::Check::of_reason(reason),
+                    d.clone(),
+                );
+                ModelStatus::Contained(why)
+            }
+            (None, Ok(s)) => ModelStatus::Serving {
                 digest: s.digest,
                 basis: s.basis,
             },
-            Err(c) => ModelStatus::Contained(modelgate_gateway::runtime::why(&c)),
+            (None, Err(c)) => ModelStatus::Contained(modelgate_gateway::runtime::why(&c)),
         };
         let mut v = s.json();
         v["model"] = json!(name);

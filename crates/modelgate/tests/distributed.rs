@@ -203,8 +203,20 @@ fn a_forked_authority_is_caught_by_the_peer_exchange_on_every_node() {
             assert_ne!(o.status.code(), Some(0));
         }
     }
-    // Still contained after a restart: the evidence stays until removed.
+    // Contained, a node compares no more: one evidence file per fork, however
+    // many peer intervals pass, and `node status` applies the same rule.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    for n in 1..=3 {
+        let dir = w.dir.path().join(format!("node-{n}-data/split-view"));
+        let files = std::fs::read_dir(&dir).unwrap().flatten().count();
+        assert_eq!(files, 1, "node-{n} keeps {files} evidence files");
+    }
     drop(nodes);
+    let o = mg(&["node", "status", "--config", s(&configs[0])]);
+    let said = common::stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{said}");
+    assert!(said.contains("Contained CoordinationInconsistent"), "{said}");
+    // Still contained after a restart: the evidence stays until removed.
     let g = start_gateway_at(&configs[0], &format!("127.0.0.1:{}", ports[0]));
     contained(&g, "CoordinationInconsistent", 30);
 }

@@ -4,13 +4,17 @@
 //! [`Limits::header_read`]; a request whose handling, body included, takes
 //! longer than [`Limits::request`] is answered 503 and its connection
 //! closed; and past [`Limits::connections`] open connections new ones are
-//! closed at once, so a slowloris cannot hold every socket.
+//! closed at once, so a slowloris cannot hold every socket; one client
+//! address may hold at most [`Limits::per_client`] of them, so a single
+//! client cannot take them all either.
 //!
 //! Each request carries its peer address as
 //! `axum::extract::ConnectInfo<SocketAddr>` (per-client rate limits).
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -30,6 +34,8 @@ pub struct Limits {
     pub request: Duration,
     /// Most connections open at once.
     pub connections: usize,
+    /// Most connections open at once from one client address.
+    pub per_client: usize,
     /// How long a shutdown waits for requests in flight.
     pub drain: Duration,
 }
@@ -40,7 +46,42 @@ impl Default for Limits {
             header_read: Duration::from_secs(10),
             request: Duration::from_secs(30),
             connections: 4096,
+            per_client: 256,
             drain: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One connection counted against its client address's cap.
+struct ClientSlot {
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl ClientSlot {
+    fn take(open: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr, cap: usize) -> Option<Self> {
+        let mut m = open.lock().ok()?;
+        let n = m.entry(ip).or_default();
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            open: Arc::clone(open),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.open.lock() {
+            if let Some(n) = m.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.ip);
+                }
+            }
         }
     }
 }
@@ -66,6 +107,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let open = Arc::new(tokio::sync::Semaphore::new(limits.connections));
+    let per_client = Arc::new(Mutex::new(HashMap::<IpAddr, usize>::new()));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -82,6 +124,10 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+            drop(socket);
+            continue;
+        };
+        let Some(client) = ClientSlot::take(&per_client, peer.ip(), limits.per_client) else {
             drop(socket);
             continue;
         };
@@ -106,7 +152,7 @@ pub async fn serve(
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;
-            drop(permit);
+            drop((client, permit));
         });
     }
     drop(listener);

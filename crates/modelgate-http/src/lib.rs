@@ -1,0 +1,24 @@
+//! What every modelgate server shares, and nothing else: the hardened
+//! listener ([`listen`]) and the one path by which a request body is read
+//! ([`body`]). A leaf crate: it knows no store, no log and no governance, so
+//! the node's runtime can use it without the authority's storage.
+//!
+//! Guarantees: a connection that sends its head too slowly, a request that
+//! takes too long, more connections than the listener's cap or one client's
+//! share of it are cut off; a body is never read before its handler decided
+//! on the request's head, and bodies in flight never hold more memory than
+//! their class's budget.
+
+pub mod body;
+pub mod listen;
+
+pub use body::{BodyError, BodyLimits, Budget, Held};
+pub use listen::{serve, Limits};
+
+/// The client address a request came from, as the listener records it
+/// (`0.0.0.0` for a request that did not come through [`listen::serve`],
+/// such as one in a test driven in-process).
+pub fn client_of(req: &axum::http::Extensions) -> std::net::IpAddr {
+    req.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
+}
