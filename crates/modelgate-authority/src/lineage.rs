@@ -201,10 +201,14 @@ fn policy_of(key: &str) -> Result<CheckpointPolicy, LineageError> {
     CheckpointPolicy::new(k, vec![], 0).map_err(|e| LineageError::Store(e.to_string()))
 }
 
-/// The indexed columns of one record (`None`: not JSON, not indexed).
-fn columns(record: &[u8]) -> Option<(u64, String, [Option<String>; 6])> {
+/// The indexed columns of one record (`None`: not JSON, not indexed). A
+/// node's record is what the node signed, so nothing in it is trusted: a
+/// digest that is not 64 lowercase hex digits is not indexed as one, and a
+/// time past SQLite's integers is clamped.
+pub fn columns(record: &[u8]) -> Option<(u64, String, [Option<String>; 6])> {
     let v: Value = serde_json::from_slice(record).ok()?;
     let s = |k: &str| v[k].as_str().map(str::to_owned);
+    let digest = s("digest").filter(|d| d.len() == 64 && d.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
     let kind = s("type")?;
     let decision = match kind.as_str() {
         "request" => Some("allow".to_owned()),
@@ -212,9 +216,9 @@ fn columns(record: &[u8]) -> Option<(u64, String, [Option<String>; 6])> {
         _ => None,
     };
     Some((
-        v["time"].as_u64().unwrap_or(0),
+        v["time"].as_u64().unwrap_or(0).min(i64::MAX as u64),
         kind,
-        [s("model"), s("digest"), s("principal"), s("scope"), decision, s("code")],
+        [s("model"), digest, s("principal"), s("scope"), decision, s("code")],
     ))
 }
 
@@ -610,5 +614,34 @@ impl Lineage {
             .map_err(|_| LineageError::Store("lock poisoned".into()))?;
         let n: Option<i64> = c.query_row("SELECT COUNT(*) FROM calls", [], |r| r.get(0)).optional()?;
         Ok(n.unwrap_or(0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod columns_tests {
+    use super::columns;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever strings a node puts in its records, indexing them never
+        /// panics and indexes as a digest only 64 lowercase hex digits.
+        #[test]
+        fn any_record_is_indexed_or_skipped_and_only_hex_digests_count(
+            model in any::<String>(), digest in any::<String>(), principal in any::<String>(),
+            kind in prop_oneof![Just("request".to_owned()), Just("denial".to_owned()), any::<String>()],
+            time in any::<u64>(), hex in "[0-9a-f]{64}",
+        ) {
+            for d in [digest.clone(), hex.clone(), hex.to_uppercase()] {
+                let record = serde_json::json!({"type": kind, "model": model, "digest": d, "principal": principal, "time": time});
+                let (t, k, [m, dg, p, ..]) = columns(&serde_json::to_vec(&record).unwrap()).unwrap();
+                prop_assert!(t <= i64::MAX as u64);
+                prop_assert_eq!(&k, &kind);
+                prop_assert_eq!(m.as_deref(), Some(model.as_str()));
+                prop_assert_eq!(p.as_deref(), Some(principal.as_str()));
+                let is_hex = d.len() == 64 && d.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+                prop_assert_eq!(dg.is_some(), is_hex);
+            }
+            prop_assert!(columns(model.as_bytes()).is_none() || serde_json::from_str::<serde_json::Value>(&model).is_ok());
+        }
     }
 }

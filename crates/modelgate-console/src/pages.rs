@@ -34,8 +34,10 @@ fn utc(t: u64) -> String {
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
 }
 
+/// The first 16 characters of a digest (or of whatever a node sent in its
+/// place: cut at a character boundary, never inside one).
 fn short(d: &str) -> &str {
-    &d[..d.len().min(16)]
+    d.char_indices().nth(16).map_or(d, |(i, _)| &d[..i])
 }
 
 fn layout(c: &Console, title: &str, live: Option<&str>, body: Markup) -> Markup {
@@ -1401,4 +1403,19 @@ pub fn lineage_record(c: &Console, node: &str, index: u64) -> Result<Markup, Mis
             pre class="payload" { (pretty) }
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_short_digest_is_a_prefix_of_at_most_16_characters_whatever_a_node_sent(d in any::<String>()) {
+            let s = short(&d);
+            prop_assert!(d.starts_with(s));
+            prop_assert_eq!(s.chars().count(), d.chars().count().min(16));
+        }
+    }
 }

@@ -1520,12 +1520,7 @@ fn proof_for(gw: &Gateway, index: u64, reader: Option<&str>) -> Result<Proof, Re
         }
     }
     let last = records.iter().map(|r| r.0).max().unwrap_or(index);
-    let anchor = gw
-        .shared
-        .anchors
-        .lock()
-        .ok()
-        .and_then(|a| a.iter().find(|a| a.size > last).copied());
+    let anchor = gw.shared.anchors.lock().ok().and_then(|a| a.covering(last));
     let summary: Vec<ShownRecord> = records.iter().map(|(i, e)| shown(*i, e)).collect();
     let Some(anchor) = anchor else {
         return Ok(Proof::Pending(PendingLineage {

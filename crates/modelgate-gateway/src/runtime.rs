@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,58 @@ pub struct Anchor {
     pub size: u64,
     /// Index of the node-anchor entry in the governance log.
     pub index: u64,
+}
+
+/// Anchors kept in memory at most: past it the older half is thinned to
+/// every second one. A proof may use any anchor at or after its record (its
+/// inclusion proof is then in a larger tree), so thinning loses nothing
+/// provable.
+pub const ANCHORS_KEPT: usize = 65_536;
+
+/// The anchors a node has made, ascending by size, searched by bisection.
+#[derive(Default)]
+pub struct Anchors(Vec<Anchor>);
+
+impl Anchors {
+    /// From anchors in any order (the file's lines): sorted, one per size, bounded.
+    pub fn new(mut all: Vec<Anchor>) -> Self {
+        all.sort_by_key(|a| a.size);
+        all.dedup_by_key(|a| a.size);
+        let mut out = Self(Vec::new());
+        for a in all {
+            out.push(a);
+        }
+        out
+    }
+
+    /// Record an anchor (one not larger than the last is ignored).
+    pub fn push(&mut self, a: Anchor) {
+        if self.0.last().is_some_and(|l| l.size >= a.size) {
+            return;
+        }
+        self.0.push(a);
+        if self.0.len() > ANCHORS_KEPT {
+            let half = self.0.len() / 2;
+            let newer = self.0.split_off(half);
+            self.0 = self.0.iter().step_by(2).copied().chain(newer).collect();
+        }
+    }
+
+    /// The first anchor that covers record `index` (its size is past it).
+    pub fn covering(&self, index: u64) -> Option<Anchor> {
+        let i = self.0.partition_point(|a| a.size <= index);
+        self.0.get(i).copied()
+    }
+
+    /// How many are kept.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// Why a model is contained: the reason (§4), the check that failed (§3)
@@ -168,10 +220,11 @@ pub struct Shared {
     snapshot: RwLock<Arc<Snapshot>>,
     /// The lineage log, or why it is not open.
     pub lineage: Result<Arc<dyn LineageLog>, LineageError>,
-    /// The lineage sizes anchored so far (for proofs).
-    pub anchors: Mutex<Vec<Anchor>>,
+    /// The lineage sizes anchored so far, ascending and thinned to at most
+    /// [`ANCHORS_KEPT`] (for proofs: see [`Anchors`]).
+    pub anchors: Mutex<Anchors>,
     /// Wakes the loop (and makes it re-verify the named models).
-    wake: Mutex<Sender<Wake>>,
+    wake: Mutex<SyncSender<Wake>>,
     /// Counters the gateway adds to heartbeats (requests, denials).
     counters: Mutex<BTreeMap<String, u64>>,
     /// File changes seen and re-verified, per model.
@@ -209,7 +262,9 @@ impl Shared {
     /// Ask the loop for a pass now, re-verifying `model`.
     pub fn wake(&self, model: &str) {
         if let Ok(w) = self.wake.lock() {
-            let _ = w.send(Wake::Files(model.to_owned()));
+            // Full: a wake is pending already, and each pass looks at every
+            // model's files again.
+            let _ = w.try_send(Wake::Files(model.to_owned()));
         }
     }
 
@@ -227,7 +282,7 @@ impl Shared {
             *s = Some(detail);
         }
         if let Ok(w) = self.wake.lock() {
-            let _ = w.send(Wake::Pass);
+            let _ = w.try_send(Wake::Pass);
         }
     }
 
@@ -250,7 +305,8 @@ impl Shared {
     pub fn stop(&self) {
         self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Ok(w) = self.wake.lock() {
-            let _ = w.send(Wake::Stop);
+            // Full: the loop sees `stopping` when it takes the next wake.
+            let _ = w.try_send(Wake::Stop);
         }
     }
 
@@ -716,7 +772,12 @@ fn fingerprint(dir: &Path) -> Fingerprint {
 /// gateway refuses it without waiting for the loop.
 type Changes = Arc<Mutex<BTreeMap<String, (u64, u64)>>>;
 
-fn watch(models: Vec<(String, PathBuf)>, wake: Sender<Wake>, changes: Changes) -> Result<(), String> {
+/// Wakes queued for the loop at most: a burst of file events beyond it is
+/// coalesced (the change counters record every event; one pending wake is
+/// enough for the loop to re-verify them all).
+const WAKE_QUEUE: usize = 64;
+
+fn watch(models: Vec<(String, PathBuf)>, wake: SyncSender<Wake>, changes: Changes) -> Result<(), String> {
     use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
     let fd = inotify::init(CreateFlags::CLOEXEC).map_err(|e| format!("inotify: {e}"))?;
     let flags = WatchFlags::MODIFY
@@ -779,8 +840,9 @@ fn watch(models: Vec<(String, PathBuf)>, wake: Sender<Wake>, changes: Changes) -
                 if let Ok(mut c) = changes.lock() {
                     c.entry(model.clone()).or_default().0 += 1;
                 }
-                if wake.send(Wake::Files(model)).is_err() {
-                    return;
+                match wake.try_send(Wake::Files(model)) {
+                    Ok(()) | Err(TrySendError::Full(_)) => {}
+                    Err(TrySendError::Disconnected(_)) => return,
                 }
             }
         })
@@ -833,7 +895,7 @@ impl Runtime {
         let authority = Arc::clone(&parts.authority);
         let clock = Arc::clone(&parts.clock);
         let node = Node::new(parts)?;
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::sync_channel(WAKE_QUEUE);
         let names: Vec<String> = node.c.models.keys().cloned().collect();
         let models: Vec<(String, PathBuf)> = node.c.models.iter().map(|(n, m)| (n.clone(), m.dir.clone())).collect();
         let changes: Changes = Arc::default();
@@ -865,7 +927,7 @@ impl Runtime {
                 models: names.iter().map(|n| (n.clone(), ModelStatus::Starting)).collect(),
             })),
             lineage: node.lineage.clone(),
-            anchors: Mutex::new(anchors),
+            anchors: Mutex::new(Anchors::new(anchors)),
             wake: Mutex::new(tx),
             counters: Mutex::new(BTreeMap::new()),
             changes,
@@ -934,6 +996,20 @@ impl Runtime {
     /// Sleep until the interval passes or something wakes the loop.
     /// Returns false when asked to stop.
     fn wait(&mut self) -> bool {
+        let go = self.take_wakes();
+        // Wakes beyond the queue were coalesced: every model whose change
+        // counters differ is re-verified, whether its wake arrived or not.
+        if let Ok(c) = self.shared.changes.lock() {
+            self.dirty.extend(
+                c.iter()
+                    .filter(|(_, (seen, done))| seen != done)
+                    .map(|(m, _)| m.clone()),
+            );
+        }
+        go && !self.shared.stopping()
+    }
+
+    fn take_wakes(&mut self) -> bool {
         match self.rx.recv_timeout(self.interval) {
             Ok(Wake::Files(m)) => {
                 self.dirty.insert(m);
@@ -1416,4 +1492,28 @@ struct StoppedRecord<'a> {
     step: Option<LifecycleStep>,
     detail: &'a str,
     transitions: Vec<TransitionRecord<'a>>,
+}
+
+#[cfg(test)]
+mod anchors_tests {
+    use super::*;
+
+    #[test]
+    fn the_first_covering_anchor_is_found_and_thinning_keeps_every_record_provable() {
+        let mut a = Anchors::new(vec![Anchor { size: 20, index: 2 }, Anchor { size: 10, index: 1 }]);
+        assert_eq!(a.covering(0), Some(Anchor { size: 10, index: 1 }));
+        assert_eq!(a.covering(10), Some(Anchor { size: 20, index: 2 }));
+        assert_eq!(a.covering(20), None);
+        a.push(Anchor { size: 15, index: 9 }); // not after the last: ignored
+        assert_eq!(a.len(), 2);
+        for i in 3..(ANCHORS_KEPT as u64 * 3) {
+            a.push(Anchor { size: i * 10, index: i });
+        }
+        assert!(a.len() <= ANCHORS_KEPT, "{}", a.len());
+        for record in [0, 5, 999, 123_456, ANCHORS_KEPT as u64 * 30 - 11] {
+            let c = a.covering(record).unwrap();
+            assert!(c.size > record, "{record}: {c:?}");
+        }
+        assert_eq!(a.covering(ANCHORS_KEPT as u64 * 30), None);
+    }
 }

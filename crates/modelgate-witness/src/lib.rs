@@ -379,13 +379,35 @@ fn read(c: &Connection, origin: &str) -> Result<Option<Recorded>, WitnessError> 
     .transpose()
 }
 
-/// The witness's HTTP service: `POST /add-checkpoint`.
+/// Bodies of add-checkpoint requests, which anyone who reaches the witness
+/// can send (each is checked against the log's signature only once read):
+/// 8 MiB of them at once in all, 1 MiB per client address, each within 2 s
+/// plus its length at 256 KiB/s.
+pub const BODIES: modelgate_http::BodyLimits = modelgate_http::BodyLimits {
+    budget_bytes: 8 << 20,
+    per_client_bytes: 1 << 20,
+    wait: std::time::Duration::from_secs(1),
+    grace: std::time::Duration::from_secs(2),
+    min_bytes_per_second: 256 << 10,
+};
+
+/// The witness's HTTP service: `POST /add-checkpoint`. Serve it with
+/// [`modelgate_http::serve`] (head and request deadlines, connection caps).
 pub fn router(w: Arc<Witness>) -> axum::Router {
-    use axum::extract::{DefaultBodyLimit, State};
+    use axum::extract::State;
     use axum::http::{header, StatusCode};
     use axum::response::IntoResponse as _;
     use axum::routing::post;
-    async fn add(State(w): State<Arc<Witness>>, body: axum::body::Bytes) -> axum::response::Response {
+    async fn add(
+        State((w, bodies)): State<(Arc<Witness>, Arc<modelgate_http::Budget>)>,
+        req: axum::extract::Request,
+    ) -> axum::response::Response {
+        let (parts, body) = req.into_parts();
+        let client = modelgate_http::client_of(&parts.extensions);
+        let body = match bodies.read(client, &parts.headers, body, MAX_BODY_BYTES).await {
+            Ok(b) => b,
+            Err(e) => return (e.status(), format!("{e}\n")).into_response(),
+        };
         // The fsync of the commit blocks: off the async threads.
         let r = tokio::task::spawn_blocking(move || w.add_checkpoint(&body)).await;
         match r {
@@ -408,8 +430,7 @@ pub fn router(w: Arc<Witness>) -> axum::Router {
     }
     axum::Router::new()
         .route("/add-checkpoint", post(add))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(w)
+        .with_state((w, modelgate_http::Budget::new(BODIES)))
 }
 
 #[cfg(test)]

@@ -70,19 +70,22 @@ pub fn run(c: WitnessCommand) -> Result<(), Failure> {
                     .local_addr()
                     .map_err(|e| Failure::Usage(format!("listening address: {e}")))?;
                 crate::print_line(&json!({"listening": format!("http://{addr}"), "witness": w.verifier().to_string()}));
-                axum::serve(listener, modelgate_witness::router(w))
-                    .with_graceful_shutdown(async {
-                        use tokio::signal::unix::{signal, SignalKind};
-                        if let (Ok(mut t), Ok(mut i)) =
-                            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-                        {
-                            tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} }
-                        } else {
-                            std::future::pending::<()>().await;
-                        }
-                    })
-                    .await
-                    .map_err(|e| Failure::Usage(format!("serving: {e}")))
+                let stop = async {
+                    use tokio::signal::unix::{signal, SignalKind};
+                    if let (Ok(mut t), Ok(mut i)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+                        tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} }
+                    } else {
+                        std::future::pending::<()>().await;
+                    }
+                };
+                modelgate_http::serve(
+                    listener,
+                    modelgate_witness::router(w),
+                    modelgate_http::Limits::default(),
+                    stop,
+                )
+                .await
+                .map_err(|e| Failure::Usage(format!("serving: {e}")))
             })
         }
     }
