@@ -1074,19 +1074,19 @@ async fn metrics(AxState(a): AxState<Shared>) -> Response {
             load(&c.rate_limited),
         ),
     ];
-    let mut out = String::new();
+    use modelgate_http::prometheus::{Kind, Text};
+    let mut out = Text::new();
     for (name, kind, help, value) in rows {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+        let kind = if kind == "counter" { Kind::Counter } else { Kind::Gauge };
+        out.single(name, kind, help, value);
     }
-    out.push_str(
-        "# HELP modelgate_http_body_bytes_held Request bodies held in memory now, by class (stranger: writes with no token).\n\
-         # TYPE modelgate_http_body_bytes_held gauge\n",
+    out.family(
+        "modelgate_http_body_bytes_held",
+        Kind::Gauge,
+        "Request bodies held in memory now, by class (stranger: writes with no token).",
     );
     for (class, b) in [("stranger", &a.stranger_bodies), ("caller", &a.caller_bodies)] {
-        out.push_str(&format!(
-            "modelgate_http_body_bytes_held{{class=\"{class}\"}} {}\n",
-            b.held_bytes()
-        ));
+        out.sample("modelgate_http_body_bytes_held", &[("class", class)], b.held_bytes());
     }
     if let Some(w) = a.witnesses.lock().ok().and_then(|w| w.clone()) {
         let latest = a.latest().0;
@@ -1116,17 +1116,10 @@ async fn metrics(AxState(a): AxState<Shared>) -> Response {
                 ms,
             ),
         ] {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
+            out.single(name, Kind::Gauge, help, value);
         }
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
-        out,
-    )
-        .into_response()
+    out.into_response()
 }
 
 async fn openapi() -> Response {

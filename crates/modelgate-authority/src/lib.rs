@@ -35,7 +35,6 @@ pub mod audit;
 pub mod data;
 mod error;
 pub mod http;
-pub mod limit;
 pub mod lineage;
 pub mod pending;
 pub mod proof;

@@ -215,7 +215,7 @@ pub struct Authority {
     /// How long the last start-up took to rebuild the state, and from where.
     pub startup: Startup,
     /// The per-client bound on writes that need no token.
-    pub unauthenticated: crate::limit::RateLimit,
+    pub unauthenticated: modelgate_http::rate::PerClient,
     /// The memory budget for bodies of writes with no token (nodes' lineage
     /// batches, heartbeats, node-signed entries): [`STRANGER_BODIES`].
     pub stranger_bodies: Arc<modelgate_http::Budget>,
@@ -224,6 +224,16 @@ pub struct Authority {
     /// The nodes' replicated lineage logs.
     pub lineage: crate::lineage::Lineage,
 }
+
+/// Writes that need no token (node-signed entries, heartbeats, lineage
+/// batches) a client address may make per second, sustained, by default
+/// (`authority serve --node-write-rate`): their signatures are checked only
+/// once read, so without a bound one client could make the authority spend
+/// its CPU and its writer's time on them. Nodes behind one address share it.
+pub const NODE_WRITES_PER_SECOND: f64 = 10.0;
+/// Such writes a client may make at once after being idle: this many
+/// seconds of its rate.
+pub const NODE_WRITE_BURST_SECONDS: f64 = 4.0;
 
 /// Bodies of writes that carry no token, which anyone can send: at most
 /// 64 MiB of them held at once, whatever the number of connections; one
@@ -387,12 +397,7 @@ impl Authority {
             lease_stop,
             sequencing,
             followed_at: Mutex::new(Instant::now()),
-            forwarder: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_connect(Some(Duration::from_secs(2)))
-                .timeout_global(Some(Duration::from_secs(15)))
-                .build()
-                .into(),
+            forwarder: modelgate_http::agent(modelgate_http::Timeouts::SEQUENCER),
             submit: Mutex::new(Some(tx)),
             writer: Mutex::new(None),
             snapshotter: Mutex::new(None),
@@ -407,7 +412,7 @@ impl Authority {
             heartbeats: Mutex::new(Default::default()),
             refolds: tokio::sync::Semaphore::new(1),
             startup,
-            unauthenticated: Default::default(),
+            unauthenticated: modelgate_http::rate::PerClient::new(NODE_WRITES_PER_SECOND, NODE_WRITE_BURST_SECONDS),
             stranger_bodies: modelgate_http::Budget::new(STRANGER_BODIES),
             caller_bodies: modelgate_http::Budget::new(CALLER_BODIES),
             lineage: crate::lineage::Lineage::open(&d.lineage())

@@ -25,7 +25,7 @@ use modelgate_tlog::{consistency_proof, Checkpoint, Note, Signature, VerifierKey
 use crate::service::Authority;
 
 /// Longest a witness may take to answer one request.
-pub const WITNESS_TIMEOUT: Duration = Duration::from_secs(5);
+pub const WITNESS_TIMEOUT: Duration = modelgate_http::Timeouts::WITNESS.call;
 
 /// How long an appended entry may wait for the witness quorum before the
 /// authority stops re-timestamping the last witnessed checkpoint (nodes then
@@ -63,13 +63,7 @@ impl Witnesses {
             .iter()
             .map(|u| Client {
                 url: u.trim_end_matches('/').to_owned(),
-                agent: ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .max_redirects(0)
-                    .timeout_connect(Some(Duration::from_secs(2)))
-                    .timeout_global(Some(WITNESS_TIMEOUT))
-                    .build()
-                    .into(),
+                agent: modelgate_http::agent(modelgate_http::Timeouts::WITNESS),
                 known: Mutex::new(None),
             })
             .collect();

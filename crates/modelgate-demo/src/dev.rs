@@ -206,11 +206,7 @@ pub struct Governed {
 }
 
 fn submit_http(url: &str, token: &str, entry: &[u8], what: &str) -> Result<u64, Failure> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(30)))
-        .build()
-        .into();
+    let agent = modelgate_http::agent(modelgate_http::Timeouts::CLI);
     let mut r = agent
         .post(&format!("{url}/api/v1/entries"))
         .header("Content-Type", "application/json")
@@ -235,11 +231,7 @@ fn submit_http(url: &str, token: &str, entry: &[u8], what: &str) -> Result<u64, 
 /// The URL of the dev authority of `d`, once it answers `/healthz` (it may
 /// have been started a moment ago, in the background).
 fn wait_for_authority(d: &DevDir, patience: std::time::Duration) -> Result<String, Failure> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(2)))
-        .build()
-        .into();
+    let agent = modelgate_http::agent(modelgate_http::Timeouts::PROBE);
     let deadline = std::time::Instant::now() + patience;
     loop {
         let url = fs::read_to_string(d.url_file()).ok().map(|s| s.trim().to_owned());
@@ -319,7 +311,7 @@ pub fn govern(dir: &Path, o: &GovernOptions<'_>) -> Result<Governed, Failure> {
             other?;
         }
     }
-    let now = modelgate_gateway::Clock::now(&modelgate_gateway::SystemClock);
+    let now = modelgate_runtime::Clock::now(&modelgate_runtime::SystemClock);
     let approval = ApprovalEntry::new(
         &digest,
         vec![o.scope.to_owned()],

@@ -119,7 +119,7 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str, out: &mut dyn FnMut(&s
         "8. registered the model ({digest}), published a Cedar policy, enrolled node demo-node"
     );
 
-    let far = modelgate_gateway::Clock::now(&modelgate_gateway::SystemClock) + 86_400;
+    let far = modelgate_runtime::Clock::now(&modelgate_runtime::SystemClock) + 86_400;
     let approval = |keys: &[&SigningKey], ticket: &str| {
         ApprovalEntry::new(&digest, vec!["prod/credit/*".into()], 0, far, RiskTier::High, ticket)
             .sign(keys)
@@ -167,9 +167,9 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str, out: &mut dyn FnMut(&s
         model.join("model.sig").display()
     );
     std::fs::write(ndir.join("node.toml"), toml).map_err(fail)?;
-    let mut node = modelgate_gateway::Node::open(&ndir.join("node.toml"))?;
+    let mut node = modelgate_runtime::Node::open(&ndir.join("node.toml"))?;
     let mut check =
-        |what: &str| -> Result<Result<modelgate_gateway::runtime::ServingModel, (String, String)>, Failure> {
+        |what: &str| -> Result<Result<modelgate_runtime::runtime::ServingModel, (String, String)>, Failure> {
             let t = node.now();
             let view = node
                 .sync(t)
@@ -201,18 +201,14 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str, out: &mut dyn FnMut(&s
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !matches!(
         gw_state.snapshot().models.get("credit-scorer"),
-        Some(modelgate_gateway::ModelStatus::Serving { .. })
+        Some(modelgate_runtime::ModelStatus::Serving { .. })
     ) {
         if std::time::Instant::now() > deadline {
             return Err(Failure::Failed("the gateway's model never reached Serving".into()));
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(10)))
-        .build()
-        .into();
+    let agent = modelgate_http::agent(modelgate_http::Timeouts::DEMO_CALL);
     let call = |scope: &str| -> Result<(u16, Option<String>, Value), Failure> {
         let mut r = agent
             .post(&format!("{gw}/v1/chat/completions"))
@@ -313,9 +309,9 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str, out: &mut dyn FnMut(&s
         0,
     )
     .map_err(fail)?;
-    let client = modelgate_gateway::HttpAuthority::new(&url);
+    let client = modelgate_runtime::HttpAuthority::new(&url);
     let audit = modelgate_node::audit::remote_audit(
-        &modelgate_gateway::authority::Reads(&client),
+        &modelgate_runtime::authority::Reads(&client),
         Some(&pinned),
         &policy,
         |_, _| {},
@@ -359,15 +355,15 @@ pub(crate) fn spawn_scorer(rt: &tokio::runtime::Runtime) -> Result<String, Failu
 pub(crate) fn spawn_gateway(
     config: &Path,
     rt: &tokio::runtime::Runtime,
-) -> Result<(String, Arc<modelgate_gateway::Shared>), Failure> {
-    let runtime = modelgate_gateway::Runtime::open(config, std::time::Duration::from_millis(100))?;
+) -> Result<(String, Arc<modelgate_runtime::Shared>), Failure> {
+    let runtime = modelgate_runtime::Runtime::open(config, std::time::Duration::from_millis(100))?;
     let shared = runtime.shared();
-    let gw = Arc::new(modelgate_gateway::gateway::gateway(Arc::clone(&shared))?);
+    let gw = Arc::new(modelgate_runtime::gateway::gateway(Arc::clone(&shared))?);
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(&shared.config.listen))
         .map_err(|e| Failure::Setup(format!("couldn't listen on {}: {e}", shared.config.listen)))?;
     let addr = listener.local_addr().map_err(fail)?;
     runtime.spawn(|_| {})?;
-    rt.spawn(modelgate_gateway::gateway::serve(listener, gw, std::future::pending()));
+    rt.spawn(modelgate_runtime::gateway::serve(listener, gw, std::future::pending()));
     Ok((format!("http://{addr}"), shared))
 }

@@ -165,13 +165,14 @@ fn start_llama(py: &Path, version: &str, dir: &Path) -> Result<Upstream, Failure
         weights: ("model.gguf".to_owned(), gguf),
         child: Some(child),
     };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(2)))
-        .build()
-        .into();
+    let agent = modelgate_http::agent(modelgate_http::Timeouts::PROBE);
     let started = Instant::now();
     loop {
-        if agent.get(&format!("{}/v1/models", up.url)).call().is_ok() {
+        if agent
+            .get(&format!("{}/v1/models", up.url))
+            .call()
+            .is_ok_and(|r| r.status() == 200)
+        {
             return Ok(up);
         }
         let exited = up.child.as_mut().and_then(|c| c.try_wait().ok().flatten());

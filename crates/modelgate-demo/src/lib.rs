@@ -56,8 +56,8 @@ impl From<Error> for Failure {
     }
 }
 
-impl From<modelgate_gateway::Error> for Failure {
-    fn from(e: modelgate_gateway::Error) -> Self {
+impl From<modelgate_runtime::Error> for Failure {
+    fn from(e: modelgate_runtime::Error) -> Self {
         Failure::Setup(e.to_string())
     }
 }

@@ -21,10 +21,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use modelgate_gateway::{ModelStatus, Shared};
 use modelgate_governance::{
     ApprovalEntry, EntryPayload as _, ModelEntry, NodeEnrollmentEntry, RevocationEntry, RiskTier,
 };
+use modelgate_runtime::{ModelStatus, Shared};
 use modelgate_tlog::{KeyType, SignerKey};
 use serde_json::json;
 
@@ -238,7 +238,7 @@ fn play(dir: &Path, o: &LiveOptions, out: &mut dyn FnMut(&str), stop: &AtomicBoo
                 .map_err(fail)?,
             "the model's registration",
         )?;
-        let now = modelgate_gateway::Clock::now(&modelgate_gateway::SystemClock);
+        let now = modelgate_runtime::Clock::now(&modelgate_runtime::SystemClock);
         accepted(
             &authority,
             ApprovalEntry::new(
@@ -305,11 +305,7 @@ fn play(dir: &Path, o: &LiveOptions, out: &mut dyn FnMut(&str), stop: &AtomicBoo
         t.as_millis()
     );
 
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
+    let agent = modelgate_http::agent(modelgate_http::Timeouts::DEMO_CALL);
     // A call's status and, when answered, the model's words.
     let call = |url: &str| -> (u16, Option<String>) {
         let Ok(mut r) = agent

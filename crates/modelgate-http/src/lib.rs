@@ -1,6 +1,8 @@
-//! What every modelgate server shares, and nothing else: the hardened
-//! listener ([`listen`]) and the one path by which a request body is read
-//! ([`body`]). A leaf crate: it knows no store, no log and no governance, so
+//! What every modelgate server and client shares, and nothing else: the
+//! hardened listener ([`listen`]), the one path by which a request body is
+//! read ([`body`]), the one way a client is made, with named timeouts
+//! ([`client`]), token buckets ([`rate`]) and the Prometheus text writer
+//! ([`prometheus`]). A leaf crate: it knows no store, no log and no governance, so
 //! the node's runtime can use it without the authority's storage.
 //!
 //! Guarantees: a connection that sends its head too slowly, a request that
@@ -10,9 +12,13 @@
 //! their class's budget.
 
 pub mod body;
+pub mod client;
 pub mod listen;
+pub mod prometheus;
+pub mod rate;
 
 pub use body::{BodyError, BodyLimits, Budget, Held};
+pub use client::{agent, Timeouts};
 pub use listen::{serve, Limits};
 
 /// The client address a request came from, as the listener records it

@@ -24,7 +24,7 @@
 //!
 //! - [`proof`]: the offline check of a call's lineage proof chain.
 //!
-//! The running node (its loop, the gateway, `exec`) is `modelgate-gateway`,
+//! The running node (its loop, the gateway, `exec`) is `modelgate-runtime`,
 //! built on these.
 
 pub mod audit;

@@ -1,13 +1,13 @@
 //! `modelgate exec`: run an inference server only while its model is
-//! proven (see `modelgate_gateway::exec`); exit 3 with the reason when it
+//! proven (see `modelgate_runtime::exec`); exit 3 with the reason when it
 //! is contained, the server's own code when it exits by itself.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use modelgate_gateway::exec::{supervise, Ended, Supervised};
-use modelgate_gateway::Runtime;
+use modelgate_runtime::exec::{supervise, Ended, Supervised};
+use modelgate_runtime::Runtime;
 
 use crate::Failure;
 
@@ -42,7 +42,7 @@ pub fn run(a: ExecArgs) -> Result<(), Failure> {
             shared.config.models.keys().cloned().collect::<Vec<_>>().join(", ")
         )));
     }
-    modelgate_gateway::runtime::stop_on_signals(&shared);
+    modelgate_runtime::runtime::stop_on_signals(&shared);
     let looper = rt.spawn(|e| eprintln!("{}", e.json()))?;
     let job = Supervised {
         model: a.model.clone(),

@@ -8,7 +8,6 @@
 //! single-signer command submits at once.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -53,14 +52,9 @@ pub struct Signing {
     remote: Remote,
 }
 
+/// Only the authority named on the command line answers: no redirect is followed.
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        // Only the authority named on the command line answers.
-        .max_redirects(0)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
+    modelgate_http::agent(modelgate_http::Timeouts::CLI)
 }
 
 fn url(remote: &Remote, path: &str) -> Result<String, Failure> {

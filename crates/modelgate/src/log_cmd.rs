@@ -326,10 +326,10 @@ fn audit(a: AuditArgs) -> Result<(), Failure> {
 pub(crate) fn remote_audit(url: &str, pinned: Option<&Path>, policy: &CheckpointPolicy) -> Result<(), Failure> {
     use modelgate_node::audit::{remote_audit, RemoteAuditError};
     let pinned_bytes = pinned.map(|p| read_limited(p, 1 << 20, "trust root")).transpose()?;
-    let client = modelgate_gateway::HttpAuthority::new(url);
+    let client = modelgate_runtime::HttpAuthority::new(url);
     let mut shown = 0;
     let r = remote_audit(
-        &modelgate_gateway::authority::Reads(&client),
+        &modelgate_runtime::authority::Reads(&client),
         pinned_bytes.as_deref(),
         policy,
         |n, size| {

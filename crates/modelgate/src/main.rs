@@ -219,8 +219,8 @@ pub(crate) enum Failure {
     Child(u8, String),
 }
 
-impl From<modelgate_gateway::Error> for Failure {
-    fn from(e: modelgate_gateway::Error) -> Self {
+impl From<modelgate_runtime::Error> for Failure {
+    fn from(e: modelgate_runtime::Error) -> Self {
         Failure::Usage(e.to_string())
     }
 }

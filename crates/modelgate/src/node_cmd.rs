@@ -119,26 +119,93 @@ pub struct StatusArgs {
     /// One JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// A monitor caller's token, for a running node whose /status needs one
+    /// (status_access = "token").
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "MODELGATE_NODE_STATUS_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
 }
 
-use modelgate_gateway::{ModelStatus, Node, Runtime};
+use modelgate_runtime::{ModelStatus, Node, Runtime};
+
+/// Where each model stands: the running node's own answer (its /status), or,
+/// with no node running, one sync and lifecycle run on its data directory.
+pub fn status(a: StatusArgs) -> Result<(), Failure> {
+    use modelgate_runtime::status::{all_serving, ask_running, status_url};
+    let config = modelgate_node::config::NodeConfig::load(&a.config, std::env::vars())?;
+    let url = status_url(&config);
+    match ask_running(&config, a.token.as_deref()).map_err(Failure::Invalid)? {
+        Some(running) => {
+            print_running(&running, &url, a.json);
+            if all_serving(&running) {
+                return Ok(());
+            }
+            return Err(Failure::Invalid(format!(
+                "the node running at {url} does not serve every model"
+            )));
+        }
+        None => eprintln!("no node answers at {url}: the status below is worked out from the data directory"),
+    }
+    data_dir_status(a)
+}
+
+/// A running node's status, as text (or its JSON, with `"source"`).
+fn print_running(status: &serde_json::Value, url: &str, as_json: bool) {
+    if as_json {
+        let mut v = status.clone();
+        v["source"] = json!({"running": url});
+        println!("{v}");
+        return;
+    }
+    println!("from the running node at {url}");
+    match status["governance"].as_object() {
+        Some(g) => println!("sync: size {} ({} s old)", g["size"], g["staleness_seconds"]),
+        None => println!("sync: CONTAINED: the node holds no verified governance view"),
+    }
+    for (name, m) in status["models"].as_object().into_iter().flatten() {
+        print_model(name, m);
+    }
+}
+
+/// One model's line.
+fn print_model(name: &str, m: &serde_json::Value) {
+    match m["state"].as_str() {
+        Some("Serving") => println!(
+            "{name}: Serving {} under {} (all ten lifecycle steps)",
+            m["digest"].as_str().unwrap_or("?"),
+            m["basis"].as_str().unwrap_or("?")
+        ),
+        _ => println!(
+            "{name}: Contained {} (check {}) at step {} {}: {}",
+            m["reason"].as_str().unwrap_or("?"),
+            m["check"].as_str().unwrap_or("?"),
+            m["lifecycle_step_number"],
+            m["lifecycle_step"].as_str().unwrap_or("?"),
+            m["detail"].as_str().unwrap_or("")
+        ),
+    }
+}
 
 /// Sync once, then take every configured model through the lifecycle and
 /// report where each one stands.
-pub fn status(a: StatusArgs) -> Result<(), Failure> {
+fn data_dir_status(a: StatusArgs) -> Result<(), Failure> {
     let mut node = Node::open(&a.config)?;
     let t = node.now();
     let sync = node.sync(t).cloned();
     let view = sync.as_ref().ok();
     let names: Vec<String> = node.c.models.keys().cloned().collect();
     // The running node's rule: split-view evidence on disk contains every model.
-    let split_view = modelgate_gateway::peers::evidence_containment(&node.c.data_dir);
+    let split_view = modelgate_runtime::peers::evidence_containment(&node.c.data_dir);
     let mut models = Vec::new();
     for name in &names {
         let s = match (&split_view, node.lifecycle(name, view, t)) {
             (Some(d), _) => {
                 let reason = modelgate_governance::ContainmentReason::CoordinationInconsistent;
-                let why = modelgate_gateway::runtime::Why::new(
+                let why = modelgate_runtime::runtime::Why::new(
                     reason,
                     modelgate_governance::Check::of_reason(reason),
                     d.clone(),
@@ -149,13 +216,14 @@ pub fn status(a: StatusArgs) -> Result<(), Failure> {
                 digest: s.digest,
                 basis: s.basis,
             },
-            (None, Err(c)) => ModelStatus::Contained(modelgate_gateway::runtime::why(&c)),
+            (None, Err(c)) => ModelStatus::Contained(modelgate_runtime::runtime::why(&c)),
         };
         let mut v = s.json();
         v["model"] = json!(name);
         models.push(v);
     }
     let report = json!({
+        "source": "data-dir",
         "node": node.c.node,
         "sync": match &sync {
             Ok(v) => json!({"ok": true, "size": v.checkpoint.size, "staleness_seconds": t.saturating_sub(v.authority_time)}),
@@ -175,22 +243,7 @@ pub fn status(a: StatusArgs) -> Result<(), Failure> {
             Err(e) => println!("sync: CONTAINED {:?}: {}", e.reason, e.detail),
         }
         for m in report["models"].as_array().into_iter().flatten() {
-            let name = m["model"].as_str().unwrap_or("?");
-            match m["state"].as_str() {
-                Some("Serving") => println!(
-                    "{name}: Serving {} under {} (all ten lifecycle steps)",
-                    m["digest"].as_str().unwrap_or("?"),
-                    m["basis"].as_str().unwrap_or("?")
-                ),
-                _ => println!(
-                    "{name}: Contained {} (check {}) at step {} {}: {}",
-                    m["reason"].as_str().unwrap_or("?"),
-                    m["check"].as_str().unwrap_or("?"),
-                    m["lifecycle_step_number"],
-                    m["lifecycle_step"].as_str().unwrap_or("?"),
-                    m["detail"].as_str().unwrap_or("")
-                ),
-            }
+            print_model(m["model"].as_str().unwrap_or("?"), m);
         }
     }
     // Scripts and health checks read the exit code: 0 only when the node
@@ -224,7 +277,7 @@ pub fn run_node(a: RunArgs) -> Result<(), Failure> {
     crate::return_freed_memory_promptly();
     crate::init_logging();
     let rt = Runtime::open(&a.config, std::time::Duration::from_millis(a.interval_ms.max(10)))?;
-    modelgate_gateway::runtime::stop_on_signals(&rt.shared());
+    modelgate_runtime::runtime::stop_on_signals(&rt.shared());
     rt.run(|e| crate::print_line(&e.json()));
     Ok(())
 }
@@ -237,7 +290,7 @@ pub fn serve(a: ServeArgs) -> Result<(), Failure> {
     crate::init_logging();
     let rt = Runtime::open(&a.config, Duration::from_millis(a.interval_ms.max(10)))?;
     let shared = rt.shared();
-    let gw = std::sync::Arc::new(modelgate_gateway::gateway::gateway(std::sync::Arc::clone(&shared))?);
+    let gw = std::sync::Arc::new(modelgate_runtime::gateway::gateway(std::sync::Arc::clone(&shared))?);
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Proof requests read the lineage store on blocking threads; a bounded pool bounds memory.
@@ -252,7 +305,7 @@ pub fn serve(a: ServeArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::Usage(format!("listening address: {e}")))?;
     crate::print_line(&json!({"listening": format!("http://{addr}")}));
     let looper = rt.spawn(|e| crate::print_line(&e.json()))?;
-    let served = tokio_rt.block_on(modelgate_gateway::gateway::serve(
+    let served = tokio_rt.block_on(modelgate_runtime::gateway::serve(
         listener,
         std::sync::Arc::clone(&gw),
         async {

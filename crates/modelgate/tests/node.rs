@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::world::{
-    agent, approved_node, call, caller_table, chat, eventually, get_json, revoke, start_gateway, wait_for, world,
-    Killed,
+    agent, approved_node, call, caller_table, chat, eventually, free_port, get_json, revoke, start_gateway,
+    start_gateway_at, wait_for, world, Killed,
 };
 use common::{mg_line, ok, s, stderr, stdout};
 use serde_json::{json, Value};
@@ -622,6 +622,42 @@ fn the_gateway_contains_when_the_authority_is_gone_past_max_staleness() {
 /// real binary: a bundle re-signed by a key the trust root does not know
 /// (SignatureInvalid), and a node whose persisted state no longer matches its
 /// own replay of the log (StateDivergence, even after the log grew).
+#[test]
+fn node_status_asks_the_running_node_and_reads_the_data_directory_only_without_one() {
+    let w = world();
+    let config = approved_node(&w, "");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let status = |json: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_modelgate"));
+        c.args(["node", "status", "--config", s(&config)])
+            .env("MODELGATE_NODE_LISTEN", &listen);
+        if json {
+            c.arg("--json");
+        }
+        c.output().unwrap()
+    };
+    let g = start_gateway_at(&config, &listen);
+    wait_for(&g.events, 20, "Serving", |v| v["state"] == "Serving");
+    // While it serves, the data directory is the node's (its lineage log is
+    // locked): status asks the node itself.
+    let o = status(false);
+    let said = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{said}{}", stderr(&o));
+    assert!(
+        said.contains(&format!("from the running node at http://{listen}/status")),
+        "{said}"
+    );
+    assert!(said.contains("credit: Serving"), "{said}");
+    let v: Value = serde_json::from_str(&stdout(&status(true))).unwrap();
+    assert_eq!(v["source"]["running"], format!("http://{listen}/status"), "{v}");
+    assert_eq!(v["models"]["credit"]["state"], "Serving", "{v}");
+    drop(g);
+    let o = status(false);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("no node answers at"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("credit: Serving"), "{}", stdout(&o));
+}
+
 #[test]
 fn node_status_contains_on_an_untrusted_signer_and_on_a_diverged_state() {
     let w = world();

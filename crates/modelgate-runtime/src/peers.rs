@@ -74,13 +74,7 @@ pub fn parse_consistency(body: &[u8]) -> Result<(Vec<Hash>, Hash), String> {
 
 /// Run the exchange until the node stops.
 pub fn run(shared: Arc<Shared>, peers: Vec<String>, interval: Duration) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .timeout_connect(Some(Duration::from_secs(2)))
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
+    let agent = modelgate_http::agent(modelgate_http::Timeouts::PEER);
     let get = |url: &str| -> Result<Vec<u8>, String> {
         let mut r = agent.get(url).call().map_err(|e| format!("{url}: {e}"))?;
         if r.status() != 200 {

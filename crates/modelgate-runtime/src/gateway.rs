@@ -68,20 +68,21 @@ impl Histogram {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Write it in the Prometheus text format under `name`.
-    fn render(&self, o: &mut String, name: &str, help: &str) {
-        use std::fmt::Write as _;
-        let _ = writeln!(o, "# HELP {name} {help}");
-        let _ = writeln!(o, "# TYPE {name} histogram");
-        let mut cum = 0;
-        for (i, b) in LATENCY_BUCKETS_US.iter().enumerate() {
-            cum += self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(o, "{name}_bucket{{le=\"{}\"}} {cum}", *b as f64 / 1e6);
-        }
-        cum += self.buckets[LATENCY_BUCKETS_US.len()].load(Ordering::Relaxed);
-        let _ = writeln!(o, "{name}_bucket{{le=\"+Inf\"}} {cum}");
-        let _ = writeln!(o, "{name}_sum {}", self.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
-        let _ = writeln!(o, "{name}_count {}", self.count.load(Ordering::Relaxed));
+    /// Write it under `name`.
+    fn render(&self, o: &mut modelgate_http::prometheus::Text, name: &str, help: &str) {
+        let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS_US
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (*b as f64 / 1e6, self.buckets[i].load(Ordering::Relaxed)))
+            .collect();
+        let over = self.buckets[LATENCY_BUCKETS_US.len()].load(Ordering::Relaxed);
+        o.histogram(
+            name,
+            help,
+            &buckets,
+            over,
+            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+        );
     }
 }
 
@@ -108,26 +109,6 @@ struct Metrics {
 /// Beyond the bucket they are refused all the same and counted
 /// (`modelgate_gateway_unrecorded_denials_total`), not recorded.
 pub const UNAUTHENTICATED_RECORDS: (f64, f64) = (10.0, 40.0);
-
-/// A token bucket: `take` is true while there is a token.
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn take(&mut self, (rate, burst): (f64, f64)) -> bool {
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * rate).min(burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
 
 fn bump<K: Ord>(m: &Mutex<BTreeMap<K, u64>>, k: K) {
     if let Ok(mut m) = m.lock() {
@@ -166,7 +147,7 @@ pub struct Gateway {
     /// Request index → completion index, for recent calls (bounded).
     completions: Mutex<(HashMap<u64, u64>, std::collections::VecDeque<u64>)>,
     /// Records left for refusals without a valid token.
-    unauthenticated: Mutex<Bucket>,
+    unauthenticated: Mutex<modelgate_http::rate::Bucket>,
     /// Peers' consistency-proof requests in progress (each asks the authority).
     peer_permits: Arc<tokio::sync::Semaphore>,
 }
@@ -475,10 +456,7 @@ pub fn gateway(shared: Arc<Shared>) -> Result<Gateway, Error> {
         completions: Mutex::new(Default::default()),
         in_flight,
         bodies: modelgate_http::Budget::new(CALLER_BODIES),
-        unauthenticated: Mutex::new(Bucket {
-            tokens: UNAUTHENTICATED_RECORDS.1,
-            last: Instant::now(),
-        }),
+        unauthenticated: Mutex::new(modelgate_http::rate::Bucket::full(UNAUTHENTICATED_RECORDS.1)),
         peer_permits: Arc::new(tokio::sync::Semaphore::new(PEER_PROOFS_AT_ONCE)),
     })
 }
@@ -1252,72 +1230,74 @@ async fn readyz(State(gw): State<Gw>) -> Response {
 }
 
 async fn metrics(State(gw): State<Gw>, headers: HeaderMap) -> Response {
-    use std::fmt::Write as _;
+    use modelgate_http::prometheus::{Kind, Text};
     if let Err(r) = gw.may_read(&headers, gw.shared.config.metrics_access, "/metrics") {
         return r.into_response();
     }
-    let mut o = String::new();
+    let mut o = Text::new();
     let m = &gw.metrics;
-    let _ = writeln!(
-        o,
-        "# HELP modelgate_gateway_requests_total Inference calls received, by endpoint."
-    );
-    let _ = writeln!(o, "# TYPE modelgate_gateway_requests_total counter");
+    let relaxed = std::sync::atomic::Ordering::Relaxed;
+    let name = "modelgate_gateway_requests_total";
+    o.family(name, Kind::Counter, "Inference calls received, by endpoint.");
     for (k, v) in m.requests.lock().map(|x| x.clone()).unwrap_or_default() {
-        let _ = writeln!(o, "modelgate_gateway_requests_total{{endpoint=\"{k}\"}} {v}");
+        o.sample(name, &[("endpoint", k)], v);
     }
-    let _ = writeln!(
-        o,
-        "# HELP modelgate_gateway_denials_total Calls denied, by reason code and the EG-MODEL-001 check that failed."
+    let name = "modelgate_gateway_denials_total";
+    o.family(
+        name,
+        Kind::Counter,
+        "Calls denied, by reason code and the EG-MODEL-001 check that failed.",
     );
-    let _ = writeln!(o, "# TYPE modelgate_gateway_denials_total counter");
     for ((code, check), v) in m.denials.lock().map(|x| x.clone()).unwrap_or_default() {
-        let check = check.map_or("", Check::code);
-        let _ = writeln!(
-            o,
-            "modelgate_gateway_denials_total{{reason=\"{code}\",check=\"{check}\"}} {v}"
-        );
+        o.sample(name, &[("reason", code), ("check", check.map_or("", Check::code))], v);
     }
-    let _ = writeln!(
-        o,
-        "# HELP modelgate_gateway_completions_total Completion records, by outcome."
-    );
-    let _ = writeln!(o, "# TYPE modelgate_gateway_completions_total counter");
+    let name = "modelgate_gateway_completions_total";
+    o.family(name, Kind::Counter, "Completion records, by outcome.");
     for (k, v) in m.completions.lock().map(|x| x.clone()).unwrap_or_default() {
-        let _ = writeln!(o, "modelgate_gateway_completions_total{{outcome=\"{k}\"}} {v}");
+        o.sample(name, &[("outcome", k)], v);
     }
-    let _ = writeln!(
-        o,
-        "# HELP modelgate_gateway_unrecorded_denials_total Refusals without a valid token beyond the recording limit (refused, not recorded)."
+    o.single(
+        "modelgate_gateway_unrecorded_denials_total",
+        Kind::Counter,
+        "Refusals without a valid token beyond the recording limit (refused, not recorded).",
+        m.unrecorded.load(relaxed),
     );
-    let _ = writeln!(o, "# TYPE modelgate_gateway_unrecorded_denials_total counter");
-    let _ = writeln!(
-        o,
-        "modelgate_gateway_unrecorded_denials_total {}",
-        m.unrecorded.load(std::sync::atomic::Ordering::Relaxed)
+    o.single(
+        "modelgate_http_body_bytes_held",
+        Kind::Gauge,
+        "Callers' request bodies held in memory now.",
+        gw.bodies.held_bytes(),
+    );
+    o.single(
+        "modelgate_split_views_total",
+        Kind::Counter,
+        "Split views proven by the checkpoint exchange with peers (each contains every model).",
+        gw.shared.split_views_found.load(relaxed),
+    );
+    o.single(
+        "modelgate_split_view_evidence_files",
+        Kind::Gauge,
+        "Split-view evidence files in the data directory.",
+        crate::peers::existing_evidence(&gw.shared.config.data_dir).len(),
     );
     let r = &gw.shared.replication;
-    let relaxed = std::sync::atomic::Ordering::Relaxed;
-    let _ = writeln!(
-        o,
-        "# HELP modelgate_split_views_total Split views proven by the checkpoint exchange with peers (each contains every model).\n\
-         # TYPE modelgate_split_views_total counter\nmodelgate_split_views_total {}\n\
-         # HELP modelgate_split_view_evidence_files Split-view evidence files in the data directory.\n\
-         # TYPE modelgate_split_view_evidence_files gauge\nmodelgate_split_view_evidence_files {}",
-        gw.shared.split_views_found.load(relaxed),
-        crate::peers::existing_evidence(&gw.shared.config.data_dir).len()
-    );
-    let _ = writeln!(
-        o,
-        "# HELP modelgate_lineage_replicated_records Lineage records the authority holds, as it last said.\n\
-         # TYPE modelgate_lineage_replicated_records gauge\nmodelgate_lineage_replicated_records {}\n\
-         # HELP modelgate_lineage_replication_batches_total Lineage batches the authority kept.\n\
-         # TYPE modelgate_lineage_replication_batches_total counter\nmodelgate_lineage_replication_batches_total {}\n\
-         # HELP modelgate_lineage_replication_failures_total Lineage batches not kept (tried again).\n\
-         # TYPE modelgate_lineage_replication_failures_total counter\nmodelgate_lineage_replication_failures_total {}",
+    o.single(
+        "modelgate_lineage_replicated_records",
+        Kind::Gauge,
+        "Lineage records the authority holds, as it last said.",
         r.shipped.load(relaxed),
+    );
+    o.single(
+        "modelgate_lineage_replication_batches_total",
+        Kind::Counter,
+        "Lineage batches the authority kept.",
         r.batches.load(relaxed),
-        r.refused.load(relaxed)
+    );
+    o.single(
+        "modelgate_lineage_replication_failures_total",
+        Kind::Counter,
+        "Lineage batches not kept (tried again).",
+        r.refused.load(relaxed),
     );
     m.append.render(
         &mut o,
@@ -1335,51 +1315,41 @@ async fn metrics(State(gw): State<Gw>, headers: HeaderMap) -> Response {
         "Time from forwarding a call to the inference server's response head.",
     );
     let snap = gw.shared.snapshot();
-    let _ = writeln!(
-        o,
-        "# HELP modelgate_sync_staleness_seconds Age of the authority's latest verified timestamp."
-    );
-    let _ = writeln!(o, "# TYPE modelgate_sync_staleness_seconds gauge");
     let now = gw.shared.clock.now();
     let staleness = snap
         .view
         .as_ref()
         .map_or(f64::NAN, |v| now.saturating_sub(v.authority_time) as f64);
-    let _ = writeln!(o, "modelgate_sync_staleness_seconds {staleness}");
-    let _ = writeln!(o, "# HELP modelgate_model_state 1 for the state each model is in.");
-    let _ = writeln!(o, "# TYPE modelgate_model_state gauge");
+    o.single(
+        "modelgate_sync_staleness_seconds",
+        Kind::Gauge,
+        "Age of the authority's latest verified timestamp.",
+        staleness,
+    );
+    let name = "modelgate_model_state";
+    o.family(name, Kind::Gauge, "1 for the state each model is in.");
     for (n, s) in &snap.models {
         let (reason, check) = match s {
             ModelStatus::Contained(w) => (w.reason.code(), w.check.code()),
             _ => ("", ""),
         };
-        let _ = writeln!(
-            o,
-            "modelgate_model_state{{model=\"{n}\",state=\"{}\",reason=\"{reason}\",check=\"{check}\"}} 1",
-            s.name()
+        o.sample(
+            name,
+            &[("model", n), ("state", s.name()), ("reason", reason), ("check", check)],
+            1,
         );
     }
-    let _ = writeln!(
-        o,
-        "# HELP modelgate_model_lifecycle_step Each model's EG-MODEL-001 lifecycle step (1-10; 10 when Serving, the step it stopped at when Contained)."
+    let name = "modelgate_model_lifecycle_step";
+    o.family(
+        name,
+        Kind::Gauge,
+        "Each model's EG-MODEL-001 lifecycle step (1-10; 10 when Serving, the step it stopped at when Contained).",
     );
-    let _ = writeln!(o, "# TYPE modelgate_model_lifecycle_step gauge");
     for (n, s) in &snap.models {
         let step = s.step();
-        let _ = writeln!(
-            o,
-            "modelgate_model_lifecycle_step{{model=\"{n}\",step=\"{step}\"}} {}",
-            step.number()
-        );
+        o.sample(name, &[("model", n), ("step", &step.to_string())], step.number());
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        )],
-        o,
-    )
-        .into_response()
+    o.into_response()
 }
 
 /// A call's records and, once anchored, its offline proof chain.

@@ -10,8 +10,6 @@
 //!   (checkpoint signatures, proofs, its own fold); a client that lies, forks
 //!   or stalls makes the node contain, never serve on a lie.
 
-use std::time::Duration;
-
 use modelgate_node::{Fetch, FetchError};
 
 /// Reads and writes at the authority.
@@ -53,14 +51,9 @@ pub struct HttpAuthority {
 impl HttpAuthority {
     /// A client of the authority at `base` (`http://host:port`).
     pub fn new(base: &str) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            // The configured authority answers, or the sync fails: a
-            // redirect elsewhere is never followed.
-            .max_redirects(0)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
+        // The configured authority answers, or the sync fails: a redirect
+        // elsewhere is never followed.
+        let agent = modelgate_http::agent(modelgate_http::Timeouts::AUTHORITY);
         Self {
             base: base.trim_end_matches('/').to_owned(),
             agent,

@@ -31,6 +31,7 @@ pub mod lineage;
 pub mod peers;
 pub mod replicate;
 pub mod runtime;
+pub mod status;
 mod telemetry;
 
 pub use authority::{AuthorityClient, HttpAuthority};

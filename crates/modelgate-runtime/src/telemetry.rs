@@ -77,11 +77,7 @@ impl Telemetry {
                 tracer: None,
             });
         };
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
+        let agent = modelgate_http::agent(modelgate_http::Timeouts::TELEMETRY);
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_http_client(Ureq(agent))

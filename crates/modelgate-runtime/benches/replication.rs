@@ -11,7 +11,7 @@
 //! the run. The baseline, in the same run, is the node's own cost: the CPU of
 //! its lineage writer per record.
 //!
-//! `cargo bench -p modelgate-gateway --bench replication`
+//! `cargo bench -p modelgate-runtime --bench replication`
 //! (MODELGATE_BENCH_RATE, default 10,000 records/s; MODELGATE_BENCH_SECS, default 60).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -20,9 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use modelgate_authority::lineage::{Lineage, LineageBatch};
-use modelgate_gateway::authority::AuthorityClient;
-use modelgate_gateway::lineage::{LineageLog, StoreLineage};
 use modelgate_node::FetchError;
+use modelgate_runtime::authority::AuthorityClient;
+use modelgate_runtime::lineage::{LineageLog, StoreLineage};
 use modelgate_tlog::{KeyType, SignerKey};
 
 fn env(name: &str, default: u64) -> u64 {
@@ -148,13 +148,13 @@ fn main() {
             .spawn(move || {
                 let mut known = None;
                 while !stop.load(Ordering::SeqCst) {
-                    match modelgate_gateway::replicate::step("node-1", &key, &*log, &*auth, &mut known) {
-                        modelgate_gateway::replicate::Step::Shipped(n) => {
+                    match modelgate_runtime::replicate::step("node-1", &key, &*log, &*auth, &mut known) {
+                        modelgate_runtime::replicate::Step::Shipped(n) => {
                             shipped.store(n, Ordering::Relaxed);
                             continue;
                         }
-                        modelgate_gateway::replicate::Step::Failed(e) => panic!("replication failed: {e}"),
-                        modelgate_gateway::replicate::Step::Idle => {}
+                        modelgate_runtime::replicate::Step::Failed(e) => panic!("replication failed: {e}"),
+                        modelgate_runtime::replicate::Step::Idle => {}
                     }
                     std::thread::sleep(Duration::from_millis(100));
                 }

@@ -20,16 +20,16 @@ use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::SigningKey;
 use modelgate_authority::service::Outcome;
 use modelgate_authority::Authority;
-use modelgate_gateway::lineage::{Receipt, Then};
-use modelgate_gateway::{
-    AuthorityClient, Clock, Event, HttpAuthority, LineageError, LineageLog, ModelStatus, Parts, Runtime, Shared,
-    StoreLineage,
-};
 use modelgate_governance::{
     to_canonical, ApprovalEntry, EntryPayload as _, Envelope, ModelEntry, NodeEnrollmentEntry, PolicySetEntry, RiskTier,
 };
 use modelgate_node::config::NodeConfig;
 use modelgate_node::FetchError;
+use modelgate_runtime::lineage::{Receipt, Then};
+use modelgate_runtime::{
+    AuthorityClient, Clock, Event, HttpAuthority, LineageError, LineageLog, ModelStatus, Parts, Runtime, Shared,
+    StoreLineage,
+};
 use modelgate_tlog::{Hash, KeyType, SignerKey};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
@@ -191,7 +191,7 @@ struct JumpingClock(AtomicI64);
 
 impl Clock for JumpingClock {
     fn now(&self) -> u64 {
-        let real = modelgate_gateway::SystemClock.now() as i64;
+        let real = modelgate_runtime::SystemClock.now() as i64;
         (real + self.0.load(Ordering::SeqCst)) as u64
     }
 }
@@ -339,8 +339,8 @@ fn world_with(max_staleness: u64) -> World {
     let events: Arc<Mutex<Vec<Event>>> = Arc::default();
     let seen = Arc::clone(&events);
     runtime.spawn(move |e| seen.lock().unwrap().push(e.clone())).unwrap();
-    let gw = Arc::new(modelgate_gateway::gateway::gateway(Arc::clone(&shared)).unwrap());
-    let app = modelgate_gateway::gateway::router(gw);
+    let gw = Arc::new(modelgate_runtime::gateway::gateway(Arc::clone(&shared)).unwrap());
+    let app = modelgate_runtime::gateway::router(gw);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -407,7 +407,7 @@ impl World {
         }
     }
 
-    fn contained(&self, reason: &str) -> modelgate_gateway::Why {
+    fn contained(&self, reason: &str) -> modelgate_runtime::Why {
         match self.wait_for(
             reason,
             |s| matches!(s, ModelStatus::Contained(w) if w.reason.code() == reason),
@@ -628,7 +628,7 @@ fn a_lineage_log_that_refuses_a_write_denies_the_call_and_contains_the_model() {
         (why.check.code(), why.step.map(|s| s.code())),
         ("ImmutableAuditSynchronization", Some("Persisting"))
     );
-    let status = modelgate_gateway::gateway::status_json(&w.shared);
+    let status = modelgate_runtime::gateway::status_json(&w.shared);
     assert_eq!(status["models"]["credit"]["lifecycle_step"], "Persisting", "{status}");
     assert_eq!(status["models"]["credit"]["lifecycle_step_number"], 9, "{status}");
     w.lineage.refuse.store(false, Ordering::SeqCst);
@@ -678,7 +678,7 @@ fn a_revoked_model_is_refused_as_revoked_not_as_an_unverifiable_transition() {
     for _ in 0..3 {
         w.refused(403, "Revoked", "ModelScopeContinuity");
     }
-    let status = modelgate_gateway::gateway::status_json(&w.shared);
+    let status = modelgate_runtime::gateway::status_json(&w.shared);
     assert_eq!(status["models"]["credit"]["decision"], "Revoked", "{status}");
 }
 
@@ -717,7 +717,7 @@ fn a_call_for_a_model_with_a_huge_name_is_refused_and_recorded_with_the_name_cut
     let record: Value = serde_json::from_slice(&w.lineage.entries(id, id + 1).unwrap()[0]).unwrap();
     let kept = record["model"].as_str().unwrap();
     assert!(
-        kept.len() <= modelgate_gateway::gateway::RECORDED_MODEL_MAX && name.starts_with(kept),
+        kept.len() <= modelgate_runtime::gateway::RECORDED_MODEL_MAX && name.starts_with(kept),
         "{}",
         kept.len()
     );
