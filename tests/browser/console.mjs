@@ -143,6 +143,44 @@ for (const [path, name, wants] of pages) {
   await page.close();
 }
 
+// The dashboard's charts: the time axis spans the samples held, so a series
+// fills the chart's width; tick labels are readable (at least 11 CSS pixels)
+// and carry units; a legend names each series; a model shows its real step.
+{
+  const { page } = await open(context, "/health");
+  let drawn = true;
+  try {
+    await page.waitForFunction(() => (document.querySelector("#chart-contained polyline")?.points?.length || 0) >= 2,
+      null, { timeout: 30000, polling: 250 });
+  } catch (e) {
+    drawn = false;
+  }
+  check(drawn, "dashboard: the contained-models chart has two samples or more");
+  const c = await page.evaluate(() => {
+    const svg = document.getElementById("chart-contained");
+    const vb = svg.viewBox.baseVal;
+    const xs = [...svg.querySelector("polyline")?.points || []].map((p) => p.x);
+    const ticks = [...document.querySelectorAll("svg.chart text.tick")];
+    return {
+      width: vb.width,
+      rendered: svg.getBoundingClientRect().width,
+      extent: xs.length ? (Math.max(...xs) - Math.min(...xs)) / (vb.width - 58) : 0,
+      smallest: Math.min(...ticks.map((t) => parseFloat(getComputedStyle(t).fontSize) * svg.getBoundingClientRect().width / vb.width)),
+      labels: ticks.map((t) => t.textContent),
+      legend: [...svg.parentElement.querySelectorAll(".legend li")].map((l) => l.textContent),
+      models: document.querySelector("tr[data-node] .models")?.innerText || "",
+    };
+  });
+  check(Math.abs(c.width - c.rendered) < 2, `dashboard: a chart is drawn at its rendered size (${c.width} of ${c.rendered} px)`);
+  check(c.extent >= 0.4, `dashboard: the series spans ${Math.round(c.extent * 100)}% of the chart's width`);
+  check(c.smallest >= 11, `dashboard: tick labels are ${c.smallest.toFixed(1)} px or more`);
+  check(c.labels.some((l) => l.endsWith("UTC")) && c.labels.some((l) => l.endsWith(" models")), `dashboard: ticks with units (${c.labels.join(", ")})`);
+  check(c.legend.length >= 1, `dashboard: a legend names the series (${c.legend.join(", ")})`);
+  check(/step 10 AuditVerified/.test(c.models), `dashboard: the real lifecycle step (${c.models})`);
+  if (shots) await page.screenshot({ path: join(shots, "health.png"), fullPage: true });
+  await page.close();
+}
+
 // Without JavaScript the dashboard is still complete.
 {
   const ctx = await browser.newContext({ javaScriptEnabled: false });

@@ -69,37 +69,80 @@
     return out;
   }
 
-  function draw(id, series, now) {
+  // A step of 1, 2 or 5 times a power of ten that cuts `max` into about `n` parts.
+  function niceStep(max, n) {
+    const raw = max / n;
+    const p = Math.pow(10, Math.floor(Math.log10(raw)));
+    for (const m of [1, 2, 5, 10]) if (m * p >= raw) return m * p;
+    return 10 * p;
+  }
+
+  function clock(t) {
+    const d = new Date(t * 1000);
+    const two = (x) => String(x).padStart(2, "0");
+    return two(d.getUTCHours()) + ":" + two(d.getUTCMinutes()) + ":" + two(d.getUTCSeconds());
+  }
+
+  function el(ns, name, attrs, textValue) {
+    const e = document.createElementNS(ns, name);
+    for (const k of Object.keys(attrs)) e.setAttribute(k, String(attrs[k]));
+    if (textValue !== undefined) e.textContent = textValue;
+    return e;
+  }
+
+  // A chart whose time axis spans the samples held (at least 20 s, at
+  // most the hour kept), so the series fill its width and it grows as
+  // samples come; drawn at the size the page gives it, so its labels are
+  // read at their real size.
+  function draw(id, series, now, unit) {
     const svg = document.getElementById("chart-" + id);
     if (!svg) return;
     const ns = "http://www.w3.org/2000/svg";
     svg.replaceChildren();
-    const W = 600, H = 160, from = now - 3600;
-    let max = 0;
-    for (const s of series) for (const p of s.points) max = Math.max(max, p[1]);
-    max = max > 0 ? max : 1;
-    const label = document.createElementNS(ns, "text");
-    label.setAttribute("x", "4");
-    label.setAttribute("y", "12");
-    label.textContent = "max " + (Math.round(max * 100) / 100);
-    svg.appendChild(label);
+    const W = Math.max(240, Math.round(svg.clientWidth || 600));
+    const H = Math.max(140, Math.round(svg.clientHeight || 180));
+    svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+    const left = 48, right = 10, top = 10, bottom = 24;
+    let first = now, max = 0;
+    for (const s of series) for (const p of s.points) {
+      first = Math.min(first, p[0]);
+      max = Math.max(max, p[1]);
+    }
+    const span = Math.min(3600, Math.max(20, now - first));
+    const from = now - span;
+    const step = niceStep(max > 0 ? max : 1, 3);
+    const top_value = Math.max(step, Math.ceil((max > 0 ? max : 1) / step) * step);
+    const x = (t) => left + (t - from) / span * (W - left - right);
+    const y = (v) => H - bottom - v / top_value * (H - top - bottom);
+    for (let v = 0; v <= top_value + step / 2; v += step) {
+      svg.appendChild(el(ns, "line", { x1: left, x2: W - right, y1: y(v), y2: y(v), class: "grid" }));
+      const shown = Math.round(v * 100) / 100;
+      svg.appendChild(el(ns, "text", { x: left - 6, y: y(v) + 4, "text-anchor": "end", class: "tick" }, shown + (v === 0 ? "" : " " + unit)));
+    }
+    for (let k = 0; k <= 3; k++) {
+      const t = from + span * k / 3;
+      svg.appendChild(el(ns, "text", { x: x(t), y: H - 6, "text-anchor": k === 0 ? "start" : k === 3 ? "end" : "middle", class: "tick" },
+        clock(t) + (k === 3 ? " UTC" : "")));
+    }
+    const legend = svg.parentElement && svg.parentElement.querySelector(".legend");
+    if (legend) legend.replaceChildren();
     series.forEach((s, k) => {
-      if (s.points.length === 0) return;
-      const line = document.createElementNS(ns, "polyline");
-      line.setAttribute("stroke", COLORS[k % COLORS.length]);
-      line.setAttribute("points", s.points.map((p) =>
-        ((p[0] - from) / 3600 * W).toFixed(1) + "," + (H - 4 - p[1] / max * (H - 20)).toFixed(1)).join(" "));
-      const title = document.createElementNS(ns, "title");
-      title.textContent = s.name;
-      line.appendChild(title);
+      const color = COLORS[k % COLORS.length];
+      if (legend) {
+        const li = document.createElement("li");
+        const swatch = document.createElement("span");
+        // A class, not a style attribute: the CSP allows no inline style.
+        swatch.className = "swatch c" + (k % COLORS.length);
+        li.appendChild(swatch);
+        li.appendChild(document.createTextNode(s.name));
+        legend.appendChild(li);
+      }
+      const pts = s.points.filter((p) => p[0] >= from);
+      if (pts.length === 0) return;
+      const line = el(ns, "polyline", { stroke: color,
+        points: pts.map((p) => x(p[0]).toFixed(1) + "," + y(p[1]).toFixed(1)).join(" ") });
+      line.appendChild(el(ns, "title", {}, s.name));
       svg.appendChild(line);
-      const key = document.createElementNS(ns, "text");
-      key.setAttribute("x", String(W - 4));
-      key.setAttribute("y", String(12 + 12 * k));
-      key.setAttribute("text-anchor", "end");
-      key.setAttribute("fill", COLORS[k % COLORS.length]);
-      key.textContent = s.name;
-      svg.appendChild(key);
     });
   }
 
@@ -121,10 +164,10 @@
       points.sort((a, b) => a[0] - b[0]);
       denials.push({ name: r, points });
     }
-    draw("calls", calls, data.time);
-    draw("denials", denials, data.time);
-    draw("contained", contained, data.time);
-    draw("lag", lag, data.time);
+    draw("calls", calls, data.time, "/s");
+    draw("denials", denials, data.time, "/s");
+    draw("contained", contained, data.time, "models");
+    draw("lag", lag, data.time, "entries");
   }
 
   async function tick() {

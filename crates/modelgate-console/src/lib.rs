@@ -29,6 +29,7 @@ use modelgate_authority::Authority;
 
 pub mod diff;
 pub mod index;
+mod lineage_pages;
 mod pages;
 
 pub use index::Index;

@@ -41,6 +41,7 @@ mod envelope;
 mod error;
 pub mod heartbeat;
 pub mod policy;
+mod rules;
 pub mod scope;
 mod slice;
 mod state;

@@ -9,20 +9,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
-use ed25519_dalek::VerifyingKey;
-use modelgate_tlog::{verify_consistency, CheckpointPolicy, Hash, KeyType, VerifierKey, EMPTY_ROOT};
+use modelgate_tlog::Hash;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::digest::{record_hash, Collection, DigestCache, Records};
 use crate::entry::*;
-use crate::envelope::{key_id, Envelope};
 use crate::error::{FoldError, GovernanceError, Rule};
 use crate::policy::Policies;
 use crate::scope::validate_scope;
-use crate::trust_root::{RiskTier, Role, TrustRoot, TrustRootDoc};
+use crate::trust_root::{RiskTier, TrustRoot, TrustRootDoc};
 
 /// Longest free-text field (names, tickets, reasons, details), in bytes.
 pub const TEXT_BYTES_MAX: usize = 4096;
@@ -205,7 +201,7 @@ pub struct State {
     pub nodes: BTreeMap<String, NodeRecord>,
     /// The pinned first entry (a trust-root envelope), byte for byte.
     #[serde(skip)]
-    pinned: Arc<Vec<u8>>,
+    pub(crate) pinned: Arc<Vec<u8>>,
     /// Approval and exception ids by model, derived (not part of the digest).
     #[serde(skip)]
     pub(crate) by_model: BTreeMap<Arc<str>, Vec<Arc<str>>>,
@@ -215,7 +211,7 @@ pub struct State {
 
 /// What an entry will change, computed by [`State::check`].
 #[derive(Clone)]
-enum Effect {
+pub(crate) enum Effect {
     TrustRoot(TrustRootRecord),
     Model(Arc<ModelRecord>),
     Approval(Arc<ApprovalRecord>),
@@ -227,11 +223,11 @@ enum Effect {
     Report(String, ReportRecord),
 }
 
-fn is_digest(s: &str) -> bool {
+pub(crate) fn is_digest(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-fn payload_id(payload: &[u8]) -> String {
+pub(crate) fn payload_id(payload: &[u8]) -> String {
     hex::encode(Sha256::digest(payload))
 }
 
@@ -384,477 +380,6 @@ impl State {
         self.size += 1;
     }
 
-    fn check_effect(&self, bytes: &[u8]) -> Result<Effect, FoldError> {
-        let index = self.size;
-        let fail = |rule: Rule, detail: String| FoldError::new(index, rule, detail);
-        let env = Envelope::parse(bytes).map_err(|e| FoldError::from((index, e)))?;
-        let value = crate::canonical::parse_canonical_msg(&env.payload).map_err(|e| fail(Rule::Entry, e))?;
-        let payload = Payload::decode(value).map_err(|e| FoldError::from((index, e)))?;
-        let id = payload_id(&env.payload);
-
-        let Some(root) = self.trust_root() else {
-            // Genesis: exactly the pinned trust root, signed by its own threshold.
-            if bytes != self.pinned.as_slice() {
-                return Err(fail(
-                    Rule::Genesis,
-                    "entry 0 must be the pinned trust root, byte for byte".into(),
-                ));
-            }
-            let Payload::TrustRoot(doc) = payload else {
-                return Err(fail(Rule::Genesis, "entry 0 must be a trust-root entry".into()));
-            };
-            let new = TrustRoot::from_doc_msg(doc.clone()).map_err(|e| fail(Rule::TrustRootInvalid, e))?;
-            if doc.root_version != 1 {
-                return Err(fail(
-                    Rule::TrustRootVersion,
-                    format!("the first trust root is version 1, not {}", doc.root_version),
-                ));
-            }
-            let verified = env
-                .verified_keys(|k| new.key(k))
-                .map_err(|e| FoldError::from((index, e)))?;
-            let roots = new.principals_with(&verified, Role::Root);
-            if (roots.len() as u64) < new.doc.thresholds.root {
-                return Err(fail(
-                    Rule::TrustRootThreshold,
-                    format!(
-                        "signed by {} root principals, the threshold is {}",
-                        roots.len(),
-                        new.doc.thresholds.root
-                    ),
-                ));
-            }
-            return Ok(Effect::TrustRoot(TrustRootRecord {
-                doc,
-                index,
-                parsed: Arc::new(new),
-            }));
-        };
-
-        // Signatures by trust-root keys, verified once per entry (a known
-        // key whose signature fails has already refused the entry here).
-        let verified = env
-            .verified_keys(|k| root.key(k))
-            .map_err(|e| FoldError::from((index, e)))?;
-        let signers_with =
-            |role: Role| -> Result<BTreeSet<String>, FoldError> { Ok(root.principals_with(&verified, role)) };
-        let need = |who: &BTreeSet<String>, threshold: u64, what: &str| -> Result<(), FoldError> {
-            if (who.len() as u64) < threshold {
-                return Err(fail(
-                    Rule::Threshold,
-                    format!(
-                        "{what} needs {threshold} distinct signers with the role; {} signed ({who:?})",
-                        who.len()
-                    ),
-                ));
-            }
-            Ok(())
-        };
-        let text = |field: &str, value: &str, required: bool| -> Result<(), FoldError> {
-            if required && value.trim().is_empty() {
-                let rule = if field == "ticket" { Rule::Ticket } else { Rule::Entry };
-                return Err(fail(rule, format!("{field} must not be empty")));
-            }
-            if value.len() > TEXT_BYTES_MAX {
-                return Err(fail(
-                    Rule::Entry,
-                    format!("{field} is longer than {TEXT_BYTES_MAX} bytes"),
-                ));
-            }
-            let lines = matches!(field, "reason" | "detail");
-            text_msg(value, lines).map_err(|e| fail(Rule::Text, format!("{field}: {e}")))
-        };
-        let patterns = |scopes: &[String]| -> Result<(), FoldError> {
-            if scopes.is_empty() {
-                return Err(fail(
-                    Rule::ScopeGrammar,
-                    "at least one scope pattern is required".into(),
-                ));
-            }
-            for s in scopes {
-                crate::scope::pattern_msg(s).map_err(|e| fail(Rule::ScopeGrammar, e))?;
-            }
-            Ok(())
-        };
-        let live_model = |digest: &str| -> Result<&ModelRecord, FoldError> {
-            if !is_digest(digest) {
-                return Err(fail(
-                    Rule::Entry,
-                    format!("model {digest:?} is not a 64-hex-digit root digest"),
-                ));
-            }
-            let m = self
-                .models
-                .get(digest)
-                .ok_or_else(|| fail(Rule::ModelUnknown, format!("model {digest} is not registered")))?;
-            if self.revocations.contains_key(digest) {
-                return Err(fail(Rule::ModelRevoked, format!("model {digest} is revoked")));
-            }
-            Ok(m)
-        };
-        let separation = |model: &ModelRecord| -> Result<(), FoldError> {
-            let signing: BTreeSet<String> = verified
-                .iter()
-                .filter_map(|k| root.principal_of(k))
-                .map(str::to_owned)
-                .collect();
-            let both: Vec<&String> = signing.intersection(&model.signers).collect();
-            if !both.is_empty() {
-                return Err(fail(
-                    Rule::SeparationOfDuties,
-                    format!("{both:?} signed model {} and may not approve it", model.digest),
-                ));
-            }
-            Ok(())
-        };
-        let node_key = |node: &NodeRecord| -> Result<VerifierKey, FoldError> {
-            VerifierKey::parse(&node.key).map_err(|e| fail(Rule::AnchorInvalid, format!("node key: {e}")))
-        };
-        let signed_by_node = |key: &VerifierKey| -> Result<(), FoldError> {
-            let vk: VerifyingKey = *key.public_key();
-            let kid = key_id(&vk);
-            let verified = env
-                .verified_keys(|k| (k == kid).then_some(vk))
-                .map_err(|e| FoldError::from((index, e)))?;
-            if verified.is_empty() {
-                return Err(fail(
-                    Rule::Threshold,
-                    "the entry is not signed by the node's key".into(),
-                ));
-            }
-            Ok(())
-        };
-
-        match payload {
-            Payload::TrustRoot(doc) => {
-                let new = TrustRoot::from_doc_msg(doc.clone()).map_err(|e| fail(Rule::TrustRootInvalid, e))?;
-                let old_version = root.doc.root_version;
-                if doc.root_version != old_version + 1 {
-                    return Err(fail(
-                        Rule::TrustRootVersion,
-                        format!(
-                            "trust root version {} after {old_version}: only {} is accepted",
-                            doc.root_version,
-                            old_version + 1
-                        ),
-                    ));
-                }
-                let old_ok = env
-                    .verified_keys(|k| root.key(k))
-                    .map_err(|e| FoldError::from((index, e)))?;
-                let new_ok = env
-                    .verified_keys(|k| new.key(k))
-                    .map_err(|e| FoldError::from((index, e)))?;
-                let old_roots = root.principals_with(&old_ok, Role::Root);
-                let new_roots = new.principals_with(&new_ok, Role::Root);
-                if (old_roots.len() as u64) < root.doc.thresholds.root
-                    || (new_roots.len() as u64) < new.doc.thresholds.root
-                {
-                    return Err(fail(
-                        Rule::TrustRootThreshold,
-                        format!(
-                            "needs {} of the current root principals and {} of the new ones; signed by {} and {}",
-                            root.doc.thresholds.root,
-                            new.doc.thresholds.root,
-                            old_roots.len(),
-                            new_roots.len()
-                        ),
-                    ));
-                }
-                Ok(Effect::TrustRoot(TrustRootRecord {
-                    doc,
-                    index,
-                    parsed: Arc::new(new),
-                }))
-            }
-            Payload::Model(m) => {
-                let signers = signers_with(Role::ModelSigner)?;
-                need(&signers, root.doc.thresholds.model, "a model registration")?;
-                text("model_name", &m.model_name, true)?;
-                text("model_version", &m.model_version, true)?;
-                let bundle = B64
-                    .decode(&m.bundle)
-                    .map_err(|_| fail(Rule::Entry, "bundle is not base64".into()))?;
-                let mut oms_signers = BTreeSet::new();
-                let mut digest = None;
-                let mut last_error = String::from("no model-signing keys in the trust root");
-                for (principal, key) in &root.model_keys {
-                    match modelgate_oms::verify_bundle(&bundle, &modelgate_oms::Trust::PublicKey(key.clone())) {
-                        Ok(manifest) => {
-                            oms_signers.insert(principal.clone());
-                            digest = Some(hex::encode(manifest.root_digest()));
-                        }
-                        Err(e) => last_error = e.to_string(),
-                    }
-                }
-                let Some(digest) = digest else {
-                    return Err(fail(
-                        Rule::ModelSignature,
-                        format!("the OMS bundle does not verify with any model signer's key: {last_error}"),
-                    ));
-                };
-                if self.models.contains_key(&digest) {
-                    return Err(fail(
-                        Rule::ModelDuplicate,
-                        format!("model {digest} is already registered"),
-                    ));
-                }
-                let signers = signers.union(&oms_signers).cloned().collect();
-                Ok(Effect::Model(Arc::new(ModelRecord {
-                    digest: digest.into(),
-                    name: m.model_name,
-                    version: m.model_version,
-                    signers,
-                    index,
-                })))
-            }
-            Payload::Approval(a) => {
-                let model = live_model(&a.model)?;
-                separation(model)?;
-                patterns(&a.scopes)?;
-                text("ticket", &a.ticket, true)?;
-                if a.valid_from >= a.valid_until {
-                    return Err(fail(
-                        Rule::TimeWindow,
-                        format!(
-                            "valid_from {} is not before valid_until {}",
-                            a.valid_from, a.valid_until
-                        ),
-                    ));
-                }
-                let approvers = signers_with(Role::Approver)?;
-                need(
-                    &approvers,
-                    root.approval_threshold(a.risk_tier),
-                    &format!("a {} approval", a.risk_tier.as_str()),
-                )?;
-                if self.approvals.contains_key(id.as_str()) {
-                    return Err(fail(Rule::Duplicate, format!("approval {id} is already in the log")));
-                }
-                Ok(Effect::Approval(Arc::new(ApprovalRecord {
-                    id: id.into(),
-                    model: Arc::clone(&model.digest),
-                    scopes: a.scopes,
-                    valid_from: a.valid_from,
-                    valid_until: a.valid_until,
-                    risk_tier: a.risk_tier,
-                    ticket: a.ticket,
-                    approvers: approvers.into_iter().collect(),
-                    index,
-                })))
-            }
-            Payload::Revocation(r) => {
-                live_model(&r.model)?;
-                text("ticket", &r.ticket, true)?;
-                text("reason", &r.reason, true)?;
-                let revokers = signers_with(Role::Approver)?;
-                need(&revokers, root.doc.thresholds.revocation, "a revocation")?;
-                Ok(Effect::Revocation(Arc::new(RevocationRecord {
-                    model: r.model,
-                    reason: r.reason,
-                    ticket: r.ticket,
-                    revokers: revokers.into_iter().collect(),
-                    index,
-                })))
-            }
-            Payload::Exception(x) => {
-                let model = live_model(&x.model)?;
-                separation(model)?;
-                patterns(&x.scopes)?;
-                text("ticket", &x.ticket, true)?;
-                text("reason", &x.reason, true)?;
-                if x.expires == 0 {
-                    return Err(fail(Rule::TimeWindow, "an exception needs an expiry".into()));
-                }
-                let approvers = signers_with(Role::Approver)?;
-                need(&approvers, root.doc.thresholds.exception, "an exception")?;
-                if self.exceptions.contains_key(id.as_str()) {
-                    return Err(fail(Rule::Duplicate, format!("exception {id} is already in the log")));
-                }
-                Ok(Effect::Exception(Arc::new(ExceptionRecord {
-                    id: id.into(),
-                    model: Arc::clone(&model.digest),
-                    scopes: x.scopes,
-                    expires: x.expires,
-                    risk_tier: x.risk_tier,
-                    ticket: x.ticket,
-                    reason: x.reason,
-                    approvers: approvers.into_iter().collect(),
-                    index,
-                })))
-            }
-            Payload::PolicySet(p) => {
-                let admins = signers_with(Role::PolicyAdmin)?;
-                need(&admins, root.doc.thresholds.policy, "a policy set")?;
-                text("name", &p.name, true)?;
-                if let Some(c) = p.policies.chars().find(|c| is_bidi_control(*c)) {
-                    return Err(fail(
-                        Rule::Text,
-                        format!(
-                            "policies hold the bidirectional control U+{:04X}, which can make policy text read otherwise than it runs",
-                            u32::from(c)
-                        ),
-                    ));
-                }
-                let compiled = crate::policy::compile_msg(&p.policies).map_err(|e| fail(Rule::PolicyInvalid, e))?;
-                let in_force = self.policy.as_ref().map_or("", |p| p.id.as_str());
-                if p.replaces != in_force {
-                    let what = if in_force.is_empty() {
-                        "no policy set is in force, so replaces must be empty".to_owned()
-                    } else {
-                        format!("the policy set in force is {in_force}")
-                    };
-                    return Err(fail(
-                        Rule::Replay,
-                        format!("the policy set replaces {:?}, but {what}", p.replaces),
-                    ));
-                }
-                Ok(Effect::Policy(PolicyRecord {
-                    id,
-                    name: p.name,
-                    text: p.policies,
-                    admins: admins.into_iter().collect(),
-                    index,
-                    compiled,
-                }))
-            }
-            Payload::NodeEnrollment(n) => {
-                let admins = signers_with(Role::NodeAdmin)?;
-                need(&admins, root.doc.thresholds.enrollment, "a node enrollment")?;
-                if n.node.is_empty()
-                    || n.node.len() > 128
-                    || n.node.chars().any(|c| c.is_whitespace() || c.is_control())
-                {
-                    return Err(fail(
-                        Rule::Entry,
-                        format!("node id {:?} is empty, too long or has spaces", n.node),
-                    ));
-                }
-                let key = VerifierKey::parse(&n.key).map_err(|e| fail(Rule::Entry, format!("node key: {e}")))?;
-                if key.key_type() != KeyType::Ed25519 {
-                    return Err(fail(
-                        Rule::Entry,
-                        "a node key must be an Ed25519 (0x01) note key".into(),
-                    ));
-                }
-                for s in &n.scopes {
-                    crate::scope::pattern_msg(s).map_err(|e| fail(Rule::ScopeGrammar, e))?;
-                }
-                if self.nodes.contains_key(&n.node) {
-                    return Err(fail(
-                        Rule::NodeDuplicate,
-                        format!("node {} is already enrolled", n.node),
-                    ));
-                }
-                Ok(Effect::Node(NodeRecord {
-                    id: n.node,
-                    key: n.key,
-                    scopes: n.scopes,
-                    index,
-                    anchor: None,
-                    last_report: None,
-                    reports: 0,
-                }))
-            }
-            Payload::NodeAnchor(a) => {
-                let node = self
-                    .nodes
-                    .get(&a.node)
-                    .ok_or_else(|| fail(Rule::NodeUnknown, format!("node {} is not enrolled", a.node)))?;
-                let key = node_key(node)?;
-                signed_by_node(&key)?;
-                let policy =
-                    CheckpointPolicy::new(key, vec![], 0).map_err(|e| fail(Rule::AnchorInvalid, e.to_string()))?;
-                let cp = policy
-                    .verify(a.checkpoint.as_bytes())
-                    .map_err(|e| fail(Rule::AnchorInvalid, format!("lineage checkpoint: {e}")))?;
-                let (old_size, old_root) = match &node.anchor {
-                    Some(prev) => {
-                        let raw = hex_to_hash(&prev.root)
-                            .ok_or_else(|| fail(Rule::AnchorInvalid, "stored anchor root".into()))?;
-                        (prev.size, raw)
-                    }
-                    None => (0, EMPTY_ROOT),
-                };
-                let proof = a
-                    .consistency
-                    .iter()
-                    .map(|h| B64.decode(h).ok().and_then(|b| <Hash>::try_from(b).ok()))
-                    .collect::<Option<Vec<Hash>>>()
-                    .ok_or_else(|| {
-                        fail(
-                            Rule::AnchorInvalid,
-                            "consistency proof hashes must be base64 SHA-256".into(),
-                        )
-                    })?;
-                let new = &cp.checkpoint;
-                // An anchor only moves forward: the same anchor posted again
-                // (it is public in the log) must not be appended again.
-                if new.size <= old_size {
-                    return Err(fail(
-                        Rule::Replay,
-                        format!(
-                            "lineage log size {} is not above the anchored size {old_size}",
-                            new.size
-                        ),
-                    ));
-                }
-                verify_consistency(old_size, new.size, &proof, &old_root, &new.root).map_err(|e| {
-                    fail(
-                        Rule::AnchorInvalid,
-                        format!(
-                            "lineage log size {} is not consistent with the anchored size {old_size}: {e}",
-                            new.size
-                        ),
-                    )
-                })?;
-                Ok(Effect::Anchor(
-                    a.node,
-                    AnchorRecord {
-                        size: new.size,
-                        root: hex::encode(new.root),
-                        index,
-                    },
-                ))
-            }
-            Payload::ContainmentReport(r) => {
-                let node = self
-                    .nodes
-                    .get(&r.node)
-                    .ok_or_else(|| fail(Rule::NodeUnknown, format!("node {} is not enrolled", r.node)))?;
-                signed_by_node(&node_key(node)?)?;
-                text("detail", &r.detail, false)?;
-                if let Some(prev) = &node.last_report {
-                    if r.sequence <= prev.sequence {
-                        return Err(fail(
-                            Rule::Replay,
-                            format!(
-                                "report sequence {} is not above node {}'s previous report's ({})",
-                                r.sequence, r.node, prev.sequence
-                            ),
-                        ));
-                    }
-                }
-                if let Some(bad) = r.models.iter().find(|m| !is_digest(m)) {
-                    return Err(fail(Rule::Entry, format!("model {bad:?} is not a root digest")));
-                }
-                Ok(Effect::Report(
-                    r.node,
-                    ReportRecord {
-                        sequence: r.sequence,
-                        reason: r.reason,
-                        check: r.check,
-                        step: r.step,
-                        recovered: r.recovered,
-                        models: r.models,
-                        time: r.time,
-                        index,
-                    },
-                ))
-            }
-        }
-    }
-
     /// Ids of the approvals and exceptions of a model, in log order.
     pub fn grants_of_model<'a>(&'a self, model: &str) -> impl Iterator<Item = &'a str> + 'a {
         self.grants_of(model).iter().map(|id| &**id)
@@ -876,7 +401,7 @@ impl State {
 /// Unicode's bidirectional formatting characters (embeddings, overrides,
 /// isolates, marks): they let text display in another order than it is
 /// stored, so a reviewer can be shown one thing while another is signed.
-fn is_bidi_control(c: char) -> bool {
+pub(crate) fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
@@ -897,7 +422,7 @@ pub fn check_text(value: &str, lines: bool) -> Result<(), GovernanceError> {
     text_msg(value, lines).map_err(GovernanceError::Text)
 }
 
-fn text_msg(value: &str, lines: bool) -> Result<(), String> {
+pub(crate) fn text_msg(value: &str, lines: bool) -> Result<(), String> {
     for c in value.chars() {
         if c.is_control() && !(lines && matches!(c, '\n' | '\t')) {
             return Err(format!("holds the control character U+{:04X}", u32::from(c)));
@@ -960,7 +485,7 @@ fn c_name(c: Collection) -> &'static str {
     }
 }
 
-fn hex_to_hash(s: &str) -> Option<Hash> {
+pub(crate) fn hex_to_hash(s: &str) -> Option<Hash> {
     hex::decode(s).ok()?.try_into().ok()
 }
 
