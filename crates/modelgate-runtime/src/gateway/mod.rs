@@ -468,25 +468,18 @@ const PEER_PROOFS_AT_ONCE: usize = 2;
 /// `/lineage/{id}`, `/status`, `/metrics`, `/healthz`, `/readyz`, and for
 /// other nodes `/peer/checkpoint` and `/peer/consistency`.
 pub fn router(gw: Gw) -> Router {
-    Router::new()
-        .route("/v1/chat/completions", post(|s, r| proxy(s, r, "chat")))
-        .route("/v1/completions", post(|s, r| proxy(s, r, "text_completion")))
-        .route("/v1/embeddings", post(|s, r| proxy(s, r, "embeddings")))
-        .route("/v1/models", get(models))
-        .route("/lineage/{id}", get(lineage))
-        .route("/status", get(status))
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/peer/checkpoint", get(peer_checkpoint))
-        .route("/peer/consistency", get(peer_consistency))
-        .fallback(|| async { Refusal::NoRoute })
-        .with_state(gw)
+    let mut app = Router::new();
+    for route in routes::ROUTES {
+        let guard = axum::middleware::from_fn_with_state((Arc::clone(&gw), route.access), routes::guard);
+        app = app.route(route.path, routes::handler(route.endpoint).route_layer(guard));
+    }
+    app.fallback(|| async { Refusal::NoRoute }).with_state(gw)
 }
 
 mod call;
 mod ops;
 mod proofs;
+pub mod routes;
 
 use call::proxy;
 pub use call::{CALLER_BODIES, RECORDED_MODEL_MAX};

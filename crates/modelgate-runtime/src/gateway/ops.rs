@@ -33,7 +33,12 @@ pub fn status_json(shared: &Shared) -> Value {
 
 impl Gateway {
     /// May the caller of `headers` read an operational endpoint?
-    fn may_read(&self, headers: &HeaderMap, access: EndpointAccess, what: &'static str) -> Result<(), Refusal> {
+    pub(super) fn may_read(
+        &self,
+        headers: &HeaderMap,
+        access: EndpointAccess,
+        what: &'static str,
+    ) -> Result<(), Refusal> {
         match access {
             EndpointAccess::Open => Ok(()),
             EndpointAccess::Off => Err(Refusal::NoRoute),
@@ -49,10 +54,8 @@ impl Gateway {
     }
 }
 
-pub(super) async fn status(State(gw): State<Gw>, headers: HeaderMap) -> Response {
-    if let Err(r) = gw.may_read(&headers, gw.shared.config.status_access, "/status") {
-        return r.into_response();
-    }
+/// `/status` (its access is the route's guard: `status_access`).
+pub(super) async fn status(State(gw): State<Gw>) -> Response {
     Json(status_json(&gw.shared)).into_response()
 }
 
@@ -131,11 +134,9 @@ pub(super) async fn readyz(State(gw): State<Gw>) -> Response {
     }
 }
 
-pub(super) async fn metrics(State(gw): State<Gw>, headers: HeaderMap) -> Response {
+/// `/metrics` (its access is the route's guard: `metrics_access`).
+pub(super) async fn metrics(State(gw): State<Gw>) -> Response {
     use modelgate_http::prometheus::{Kind, Text};
-    if let Err(r) = gw.may_read(&headers, gw.shared.config.metrics_access, "/metrics") {
-        return r.into_response();
-    }
     let mut o = Text::new();
     let m = &gw.metrics;
     let relaxed = std::sync::atomic::Ordering::Relaxed;

@@ -1,0 +1,179 @@
+//! The nodes' replicated lineage: a node's batches in, and the searches, records, proofs and evidence out.
+
+use super::*;
+
+/// The enrolled key of node `id`, or the answer for a node not enrolled.
+pub(super) fn node_key(a: &Authority, id: &str) -> Result<String, Box<Response>> {
+    a.state()
+        .nodes
+        .get(id)
+        .map(|n| n.key.clone())
+        .ok_or_else(|| Box::new(ApiError::NodeUnknown(format!("node {id} is not enrolled")).into_response()))
+}
+
+pub(super) fn lineage_error(e: crate::lineage::LineageError) -> Response {
+    use crate::lineage::LineageError as L;
+    match e {
+        L::Gap { size } => {
+            let mut r = ApiError::LineageGap(format!(
+                "the authority holds {size} records of this node; send from there"
+            ))
+            .into_response();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&size.to_string()) {
+                r.headers_mut().insert("x-modelgate-lineage-size", v);
+            }
+            r
+        }
+        L::Invalid(m) => ApiError::LineageInvalid(m).into_response(),
+        L::Content(m) => ApiError::LineageContent(m).into_response(),
+        L::Inconsistent(m) => ApiError::LineageInconsistent(m).into_response(),
+        L::Store(m) => ApiError::internal("lineage", m).into_response(),
+    }
+}
+
+/// Run a read of the replicated lineage off the async threads; its result as JSON.
+pub(super) async fn lineage_read<T: serde::Serialize + Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::lineage::LineageError> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => lineage_error(e),
+        Err(e) => ApiError::internal("internal", e).into_response(),
+    }
+}
+
+/// How many records of node `id` the authority holds.
+pub(super) async fn lineage_size(AxState(a): AxState<Shared>, Path(id): Path<String>) -> Response {
+    let key = match node_key(&a, &id) {
+        Ok(k) => k,
+        Err(r) => return *r,
+    };
+    lineage_read(move || a.lineage.size(&id, &key).map(|size| json!({ "size": size }))).await
+}
+
+/// A node's lineage batch: kept only when its records make the node's
+/// signed checkpoint and agree with what is held and anchored.
+pub(super) async fn lineage_post(
+    AxState(a): AxState<Shared>,
+    peer: Peer,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let max = crate::lineage::MAX_BATCH_BYTES;
+    let (body, key) = match node_write(&a, &peer, &id, &headers, body, max).await {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let batch: crate::lineage::LineageBatch = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return ApiError::LineageInvalid(format!("not a lineage batch: {e}")).into_response(),
+    };
+    // The body's room in the budget is given back once it is parsed.
+    drop(body);
+    let state = a.state();
+    let Some(node) = state.nodes.get(&id) else {
+        return ApiError::NodeUnknown(format!("node {id} is not enrolled")).into_response();
+    };
+    if node.key != key {
+        return ApiError::NodeUnknown(format!("node {id} was enrolled again meanwhile; send again")).into_response();
+    }
+    let anchor_index = node.anchor.as_ref().map(|x| x.index);
+    drop(state);
+    let t = now();
+    let r = tokio::task::spawn_blocking(move || {
+        // The latest anchor's signed checkpoint, from its entry in the log.
+        let anchored = match anchor_index {
+            Some(i) => {
+                let entry = a
+                    .entries(i, i + 1)
+                    .map_err(|e| crate::lineage::LineageError::Store(e.to_string()))?
+                    .pop()
+                    .unwrap_or_default();
+                match Envelope::parse(&entry)
+                    .ok()
+                    .and_then(|e| parse_canonical(&e.payload).ok())
+                    .and_then(|p| Payload::decode(p).ok())
+                {
+                    Some(Payload::NodeAnchor(an)) => Some(an.checkpoint.into_bytes()),
+                    _ => None,
+                }
+            }
+            None => None,
+        };
+        a.lineage.ingest(&id, &key, anchored.as_deref(), &batch, t)
+    })
+    .await;
+    match r {
+        Ok(Ok(size)) => Json(json!({ "size": size })).into_response(),
+        Ok(Err(e)) => lineage_error(e),
+        Err(e) => ApiError::internal("internal", e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct Paging {
+    #[serde(default)]
+    pub(super) offset: u64,
+    #[serde(default = "default_limit")]
+    pub(super) limit: u64,
+}
+
+pub(super) fn default_limit() -> u64 {
+    50
+}
+
+/// Search the replicated lineage (metadata only).
+pub(super) async fn lineage_search(
+    AxState(a): AxState<Shared>,
+    Query(q): Query<crate::lineage::Search>,
+    Query(p): Query<Paging>,
+) -> Response {
+    lineage_read(move || {
+        a.lineage
+            .search(&q, p.offset, p.limit)
+            .map(|rows| json!({ "records": rows }))
+    })
+    .await
+}
+
+/// The full-chain proof of a replicated record (`modelgate lineage verify`).
+pub(super) async fn lineage_proof(AxState(a): AxState<Shared>, Path((id, index)): Path<(String, u64)>) -> Response {
+    use crate::proof::ProofUnavailable as P;
+    match tokio::task::spawn_blocking(move || crate::proof::full_proof(&a, &id, index)).await {
+        Ok(Ok(p)) => Json(p).into_response(),
+        Ok(Err(P::NotFound(m))) => ApiError::NotInLog(m).into_response(),
+        Ok(Err(P::NotYet(m))) => ApiError::NotYetAnchored(m).into_response(),
+        Ok(Err(P::Store(m))) => ApiError::internal("lineage", m).into_response(),
+        Err(e) => ApiError::internal("internal", e).into_response(),
+    }
+}
+
+/// Evidence of nodes that signed two histories.
+pub(super) async fn lineage_evidence(AxState(a): AxState<Shared>) -> Response {
+    lineage_read(move || a.lineage.evidence().map(|ev| json!({ "evidence": ev }))).await
+}
+
+/// One replicated record, with its inclusion proof in the node's latest
+/// signed checkpoint held.
+pub(super) async fn lineage_record(AxState(a): AxState<Shared>, Path((id, index)): Path<(String, u64)>) -> Response {
+    let key = match node_key(&a, &id) {
+        Ok(k) => k,
+        Err(r) => return *r,
+    };
+    match tokio::task::spawn_blocking(move || a.lineage.record(&id, &key, index)).await {
+        Ok(Ok(Some(p))) => Json(json!({
+            "index": index,
+            "record": serde_json::from_slice::<Value>(&p.record).unwrap_or(Value::Null),
+            "entry": B64.encode(&p.record),
+            "checkpoint": String::from_utf8_lossy(&p.checkpoint),
+            "inclusion": p.inclusion.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Ok(Ok(None)) => {
+            ApiError::NotInLog(format!("the authority holds no record {index} of this node")).into_response()
+        }
+        Ok(Err(e)) => lineage_error(e),
+        Err(e) => ApiError::internal("internal", e).into_response(),
+    }
+}
