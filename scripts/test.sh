@@ -49,7 +49,7 @@ if [ -z "${MODELGATE_POSTGRES_URL:-}" ]; then
 fi
 log="$(mktemp)"
 trap 'rm -f "$log"; if [ -n "$pg_dir" ]; then scripts/postgres.sh stop "$pg_dir"; fi' EXIT
-cargo test --workspace --release "$@" 2>&1 | tee "$log"
+cargo test --workspace --release --no-fail-fast "$@" 2>&1 | tee "$log"
 # One closing line for the whole run: cargo prints one per test binary, and the last
 # is often an empty doc-test run.
 awk '/^test result:/ {p += $4; f += $6} END {printf "%d passed, %d failed\n", p, f; exit (f > 0)}' "$log"

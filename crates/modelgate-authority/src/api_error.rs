@@ -1,5 +1,5 @@
-//! The authority's HTTP errors: one type, whose status, code and
-//! Retry-After come from one exhaustive match. The body is always
+//! The authority's HTTP errors: one type, a kind and a message, whose
+//! status, code and Retry-After come from one exhaustive match on the kind. The body is always
 //! `{"error": {"code", "message"}}`; a 500 never carries its detail (it may
 //! name paths, SQL or internal state), which goes to the authority's log.
 
@@ -15,199 +15,207 @@ pub const SEQUENCER_HEADER: &str = "modelgate-sequencer";
 /// each believe the other sequences).
 pub const FORWARDED_HEADER: &str = "modelgate-forwarded";
 
-/// Everything the authority's API answers with an error.
-#[derive(Debug)]
-pub enum ApiError {
+/// What went wrong, as the API names it: each kind has one status, one
+/// stable code and one Retry-After ([`ErrorKind::parts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorKind {
     /// No such route.
-    NoRoute(String),
+    NoRoute,
     /// A tile path that does not parse.
-    BadTilePath(String),
+    BadTilePath,
     /// A tile beyond the log's size.
-    NoSuchTile(String),
+    NoSuchTile,
     /// A request body that was not read: too large, too slow, no room in
     /// the budget for bodies in flight, or cut short.
     Body(modelgate_http::BodyError),
     /// A heartbeat body that is not text.
-    BadText(String),
+    BadText,
     /// Not a well-formed signed entry.
-    MalformedEntry(String),
+    MalformedEntry,
     /// A write without `Content-Type: application/json`.
-    ContentType(String),
+    ContentType,
     /// A write from another site's page or origin.
-    CrossOrigin(String),
+    CrossOrigin,
     /// Too many unauthenticated writes from one client.
     RateLimited {
-        /// What the client is told.
-        message: String,
         /// When to come back.
         seconds: u64,
     },
     /// A write that needs a token came without one.
-    MissingToken(String),
+    MissingToken,
     /// A token the authority does not know.
-    UnknownToken(String),
+    UnknownToken,
     /// A token whose role may not submit this entry type.
-    WrongRole(String),
+    WrongRole,
     /// The writer's queue is full (overload).
-    Busy(String),
+    Busy,
     /// Shutting down, or the writer stopped.
-    Unavailable(String),
+    Unavailable,
     /// A replica that cannot pass a write on: no sequencer holds the lease
     /// now, or the one that does did not answer.
     NotSequencer {
-        /// What the client is told.
-        message: String,
         /// The sequencer's URL, when one is known (also sent as the
         /// `Modelgate-Sequencer` header).
         sequencer: Option<String>,
     },
     /// The fold refused the entry: its rule's code.
-    Refused(FoldError),
+    Refused(modelgate_governance::Rule),
     /// The store could not write; nothing was appended.
-    StoreUnavailable(String),
+    StoreUnavailable,
     /// Sizes or indexes a proof cannot be made for.
-    OutOfRange(String),
+    OutOfRange,
     /// An index the log does not hold (yet).
-    NotInLog(String),
+    NotInLog,
     /// A model digest that is not registered.
-    UnknownModel(String),
+    UnknownModel,
     /// A node that is not enrolled.
-    NodeUnknown(String),
+    NodeUnknown,
     /// A heartbeat whose signature does not verify.
-    HeartbeatInvalid(String),
+    HeartbeatInvalid,
     /// A heartbeat outside the time window.
-    HeartbeatTime(String),
+    HeartbeatTime,
     /// A heartbeat not after the previous one.
-    HeartbeatReplayed(String),
+    HeartbeatReplayed,
     /// `/readyz`: the writer is not running.
-    NotReady(String),
+    NotReady,
     /// `/readyz`: a durable write has not returned for too long.
-    WriterStalled(String),
+    WriterStalled,
     /// `/readyz`: the last durable write failed.
-    WriterFailing(String),
+    WriterFailing,
     /// A pending approval signed by no approver of the trust root.
-    NoApprover(String),
+    NoApprover,
     /// The pool of pending approvals is full.
-    PendingFull(String),
+    PendingFull,
     /// A pending approval carrying a signature the pool cannot count (a key
     /// no approver holds, one that does not verify, a second by one approver).
-    PendingSignature(String),
+    PendingSignature,
     /// A copy of an approval the log already holds (the message names its index).
-    AlreadyApproved(String),
+    AlreadyApproved,
     /// A lineage batch that does not start at the records held (the
     /// message names the size held; the body also carries it as `size`).
-    LineageGap(String),
+    LineageGap,
     /// A lineage batch that is not what it claims.
-    LineageInvalid(String),
+    LineageInvalid,
     /// A lineage batch signed by the node that contradicts its history
     /// (kept as evidence).
-    LineageInconsistent(String),
+    LineageInconsistent,
     /// A lineage batch with prompt or output content.
-    LineageContent(String),
+    LineageContent,
     /// A record whose proof cannot be made until the node anchors it.
-    NotYetAnchored(String),
+    NotYetAnchored,
     /// A fault of the authority itself.
-    Internal {
-        /// A stable code naming the part that failed (`store`, `fold`, …).
-        code: &'static str,
-        /// What failed (logged, never sent).
-        detail: String,
-    },
+    /// (Its message is logged, never sent.)
+    Internal(&'static str),
+}
+
+/// Everything the authority's API answers with an error: a kind and what
+/// the client is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// What went wrong.
+    pub kind: ErrorKind,
+    /// What exactly (for an internal error: logged, never sent).
+    pub message: String,
 }
 
 impl ApiError {
-    /// An internal error of `code`'s part.
-    pub fn internal(code: &'static str, detail: impl std::fmt::Display) -> Self {
-        ApiError::Internal {
-            code,
-            detail: detail.to_string(),
+    /// An error of `kind`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
         }
     }
 
+    /// An internal error of `code`'s part.
+    pub fn internal(code: &'static str, detail: impl std::fmt::Display) -> Self {
+        Self::new(ErrorKind::Internal(code), detail.to_string())
+    }
+
+    /// A body that was not read.
+    pub fn body(e: modelgate_http::BodyError) -> Self {
+        let message = e.to_string();
+        Self::new(ErrorKind::Body(e), message)
+    }
+
+    /// The fold refused the entry.
+    pub fn refused(e: &FoldError) -> Self {
+        Self::new(ErrorKind::Refused(e.rule), e.to_string())
+    }
+
+    /// Status, code and Retry-After.
+    pub fn parts(&self) -> (StatusCode, &'static str, Option<u64>) {
+        self.kind.parts()
+    }
+
+    /// What the client is told.
+    pub fn message(&self) -> String {
+        match self.kind {
+            ErrorKind::Internal(_) => "internal error; the authority's log has the detail".into(),
+            _ => self.message.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.parts().1)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// A blocking task that did not finish (it panicked, or the runtime is
+/// stopping): the request fails closed as an internal error.
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Self::internal("internal", e)
+    }
+}
+
+impl ErrorKind {
     /// Status, code, and seconds for Retry-After (none when retrying
     /// would not help or is not the point).
     pub fn parts(&self) -> (StatusCode, &'static str, Option<u64>) {
         use StatusCode as S;
         match self {
-            ApiError::NoRoute(_) => (S::NOT_FOUND, "not-found", None),
-            ApiError::BadTilePath(_) => (S::NOT_FOUND, "bad-tile-path", None),
-            ApiError::NoSuchTile(_) => (S::NOT_FOUND, "no-such-tile", None),
-            ApiError::Body(e) => (e.status(), e.code(), e.retry_after()),
-            ApiError::BadText(_) => (S::BAD_REQUEST, "bad-body", None),
-            ApiError::MalformedEntry(_) => (S::BAD_REQUEST, "malformed-entry", None),
-            ApiError::ContentType(_) => (S::UNSUPPORTED_MEDIA_TYPE, "content-type", None),
-            ApiError::CrossOrigin(_) => (S::FORBIDDEN, "cross-origin", None),
-            ApiError::RateLimited { seconds, .. } => (S::TOO_MANY_REQUESTS, "rate-limited", Some(*seconds)),
-            ApiError::MissingToken(_) => (S::UNAUTHORIZED, "missing-token", None),
-            ApiError::UnknownToken(_) => (S::UNAUTHORIZED, "unknown-token", None),
-            ApiError::WrongRole(_) => (S::FORBIDDEN, "wrong-role", None),
-            ApiError::Busy(_) => (S::SERVICE_UNAVAILABLE, "busy", Some(1)),
-            ApiError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", Some(1)),
-            ApiError::NotSequencer { .. } => (S::SERVICE_UNAVAILABLE, "not-sequencer", Some(1)),
-            ApiError::Refused(e) => (S::UNPROCESSABLE_ENTITY, e.rule.code(), None),
-            ApiError::StoreUnavailable(_) => (S::SERVICE_UNAVAILABLE, "store-unavailable", Some(1)),
-            ApiError::OutOfRange(_) => (S::BAD_REQUEST, "out-of-range", None),
-            ApiError::NotInLog(_) => (S::NOT_FOUND, "out-of-range", None),
-            ApiError::UnknownModel(_) => (S::NOT_FOUND, "unknown-model", None),
-            ApiError::NodeUnknown(_) => (S::NOT_FOUND, "node-unknown", None),
-            ApiError::HeartbeatInvalid(_) => (S::UNAUTHORIZED, "heartbeat-invalid", None),
-            ApiError::HeartbeatTime(_) => (S::UNPROCESSABLE_ENTITY, "heartbeat-time", None),
-            ApiError::HeartbeatReplayed(_) => (S::CONFLICT, "heartbeat-replayed", None),
-            ApiError::NotReady(_) => (S::SERVICE_UNAVAILABLE, "not-ready", None),
-            ApiError::WriterStalled(_) => (S::SERVICE_UNAVAILABLE, "writer-stalled", Some(1)),
-            ApiError::WriterFailing(_) => (S::SERVICE_UNAVAILABLE, "writer-failing", Some(1)),
-            ApiError::NoApprover(_) => (S::UNPROCESSABLE_ENTITY, "no-approver", None),
-            ApiError::PendingFull(_) => (S::SERVICE_UNAVAILABLE, "pending-full", Some(60)),
-            ApiError::PendingSignature(_) => (S::UNPROCESSABLE_ENTITY, "pending-signature", None),
-            ApiError::AlreadyApproved(_) => (S::CONFLICT, "already-approved", None),
-            ApiError::LineageGap(_) => (S::CONFLICT, "lineage-gap", None),
-            ApiError::LineageInvalid(_) => (S::UNPROCESSABLE_ENTITY, "lineage-invalid", None),
-            ApiError::LineageInconsistent(_) => (S::CONFLICT, "lineage-inconsistent", None),
-            ApiError::LineageContent(_) => (S::UNPROCESSABLE_ENTITY, "lineage-content", None),
-            ApiError::NotYetAnchored(_) => (S::CONFLICT, "not-yet-anchored", Some(5)),
-            ApiError::Internal { code, .. } => (S::INTERNAL_SERVER_ERROR, code, None),
-        }
-    }
-
-    /// What the client is told.
-    pub fn message(&self) -> String {
-        match self {
-            ApiError::Body(e) => e.to_string(),
-            ApiError::Refused(e) => e.to_string(),
-            ApiError::RateLimited { message, .. } | ApiError::NotSequencer { message, .. } => message.clone(),
-            ApiError::Internal { .. } => "internal error; the authority's log has the detail".into(),
-            ApiError::NoRoute(m)
-            | ApiError::BadTilePath(m)
-            | ApiError::NoSuchTile(m)
-            | ApiError::BadText(m)
-            | ApiError::MalformedEntry(m)
-            | ApiError::NoApprover(m)
-            | ApiError::PendingFull(m)
-            | ApiError::PendingSignature(m)
-            | ApiError::AlreadyApproved(m)
-            | ApiError::ContentType(m)
-            | ApiError::CrossOrigin(m)
-            | ApiError::MissingToken(m)
-            | ApiError::UnknownToken(m)
-            | ApiError::WrongRole(m)
-            | ApiError::Busy(m)
-            | ApiError::Unavailable(m)
-            | ApiError::StoreUnavailable(m)
-            | ApiError::OutOfRange(m)
-            | ApiError::NotInLog(m)
-            | ApiError::UnknownModel(m)
-            | ApiError::NodeUnknown(m)
-            | ApiError::HeartbeatInvalid(m)
-            | ApiError::HeartbeatTime(m)
-            | ApiError::HeartbeatReplayed(m)
-            | ApiError::NotReady(m)
-            | ApiError::WriterStalled(m)
-            | ApiError::WriterFailing(m)
-            | ApiError::LineageGap(m)
-            | ApiError::LineageInvalid(m)
-            | ApiError::LineageInconsistent(m)
-            | ApiError::LineageContent(m)
-            | ApiError::NotYetAnchored(m) => m.clone(),
+            ErrorKind::NoRoute => (S::NOT_FOUND, "not-found", None),
+            ErrorKind::BadTilePath => (S::NOT_FOUND, "bad-tile-path", None),
+            ErrorKind::NoSuchTile => (S::NOT_FOUND, "no-such-tile", None),
+            ErrorKind::Body(e) => (e.status(), e.code(), e.retry_after()),
+            ErrorKind::BadText => (S::BAD_REQUEST, "bad-body", None),
+            ErrorKind::MalformedEntry => (S::BAD_REQUEST, "malformed-entry", None),
+            ErrorKind::ContentType => (S::UNSUPPORTED_MEDIA_TYPE, "content-type", None),
+            ErrorKind::CrossOrigin => (S::FORBIDDEN, "cross-origin", None),
+            ErrorKind::RateLimited { seconds, .. } => (S::TOO_MANY_REQUESTS, "rate-limited", Some(*seconds)),
+            ErrorKind::MissingToken => (S::UNAUTHORIZED, "missing-token", None),
+            ErrorKind::UnknownToken => (S::UNAUTHORIZED, "unknown-token", None),
+            ErrorKind::WrongRole => (S::FORBIDDEN, "wrong-role", None),
+            ErrorKind::Busy => (S::SERVICE_UNAVAILABLE, "busy", Some(1)),
+            ErrorKind::Unavailable => (S::SERVICE_UNAVAILABLE, "unavailable", Some(1)),
+            ErrorKind::NotSequencer { .. } => (S::SERVICE_UNAVAILABLE, "not-sequencer", Some(1)),
+            ErrorKind::Refused(rule) => (S::UNPROCESSABLE_ENTITY, rule.code(), None),
+            ErrorKind::StoreUnavailable => (S::SERVICE_UNAVAILABLE, "store-unavailable", Some(1)),
+            ErrorKind::OutOfRange => (S::BAD_REQUEST, "out-of-range", None),
+            ErrorKind::NotInLog => (S::NOT_FOUND, "out-of-range", None),
+            ErrorKind::UnknownModel => (S::NOT_FOUND, "unknown-model", None),
+            ErrorKind::NodeUnknown => (S::NOT_FOUND, "node-unknown", None),
+            ErrorKind::HeartbeatInvalid => (S::UNAUTHORIZED, "heartbeat-invalid", None),
+            ErrorKind::HeartbeatTime => (S::UNPROCESSABLE_ENTITY, "heartbeat-time", None),
+            ErrorKind::HeartbeatReplayed => (S::CONFLICT, "heartbeat-replayed", None),
+            ErrorKind::NotReady => (S::SERVICE_UNAVAILABLE, "not-ready", None),
+            ErrorKind::WriterStalled => (S::SERVICE_UNAVAILABLE, "writer-stalled", Some(1)),
+            ErrorKind::WriterFailing => (S::SERVICE_UNAVAILABLE, "writer-failing", Some(1)),
+            ErrorKind::NoApprover => (S::UNPROCESSABLE_ENTITY, "no-approver", None),
+            ErrorKind::PendingFull => (S::SERVICE_UNAVAILABLE, "pending-full", Some(60)),
+            ErrorKind::PendingSignature => (S::UNPROCESSABLE_ENTITY, "pending-signature", None),
+            ErrorKind::AlreadyApproved => (S::CONFLICT, "already-approved", None),
+            ErrorKind::LineageGap => (S::CONFLICT, "lineage-gap", None),
+            ErrorKind::LineageInvalid => (S::UNPROCESSABLE_ENTITY, "lineage-invalid", None),
+            ErrorKind::LineageInconsistent => (S::CONFLICT, "lineage-inconsistent", None),
+            ErrorKind::LineageContent => (S::UNPROCESSABLE_ENTITY, "lineage-content", None),
+            ErrorKind::NotYetAnchored => (S::CONFLICT, "not-yet-anchored", Some(5)),
+            ErrorKind::Internal(code) => (S::INTERNAL_SERVER_ERROR, code, None),
         }
     }
 }
@@ -215,12 +223,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, retry) = self.parts();
-        if let ApiError::Internal { code, detail } = &self {
-            tracing::error!(code, %detail, "internal error answering a request");
+        if let ErrorKind::Internal(code) = &self.kind {
+            tracing::error!(code, detail = %self.message, "internal error answering a request");
         }
         let mut body = serde_json::json!({"error": {"code": code, "message": self.message()}});
-        let sequencer = match &self {
-            ApiError::NotSequencer { sequencer, .. } => sequencer.clone(),
+        let sequencer = match &self.kind {
+            ErrorKind::NotSequencer { sequencer } => sequencer.clone(),
             _ => None,
         };
         if let Some(url) = &sequencer {

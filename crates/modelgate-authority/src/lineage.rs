@@ -53,7 +53,7 @@ pub struct LineageBatch {
 
 /// Why a batch was not kept (nothing was written, except evidence).
 #[derive(Debug, thiserror::Error)]
-pub enum LineageError {
+pub enum ReplicationError {
     /// The batch does not start at what the authority holds.
     #[error("the authority holds {size} records of this node; send from there")]
     Gap {
@@ -74,15 +74,15 @@ pub enum LineageError {
     Store(String),
 }
 
-impl From<StoreError> for LineageError {
+impl From<StoreError> for ReplicationError {
     fn from(e: StoreError) -> Self {
-        LineageError::Store(e.to_string())
+        ReplicationError::Store(e.to_string())
     }
 }
 
-impl From<rusqlite::Error> for LineageError {
+impl From<rusqlite::Error> for ReplicationError {
     fn from(e: rusqlite::Error) -> Self {
-        LineageError::Store(e.to_string())
+        ReplicationError::Store(e.to_string())
     }
 }
 
@@ -196,9 +196,9 @@ fn file_of(node: &str) -> String {
     format!("{}.db", &hex::encode(Sha256::digest(node.as_bytes()))[..32])
 }
 
-fn policy_of(key: &str) -> Result<CheckpointPolicy, LineageError> {
-    let k = VerifierKey::parse(key).map_err(|e| LineageError::Store(format!("the enrolled key: {e}")))?;
-    CheckpointPolicy::new(k, vec![], 0).map_err(|e| LineageError::Store(e.to_string()))
+fn policy_of(key: &str) -> Result<CheckpointPolicy, ReplicationError> {
+    let k = VerifierKey::parse(key).map_err(|e| ReplicationError::Store(format!("the enrolled key: {e}")))?;
+    CheckpointPolicy::new(k, vec![], 0).map_err(|e| ReplicationError::Store(e.to_string()))
 }
 
 /// The indexed columns of one record (`None`: not JSON, not indexed). A
@@ -224,8 +224,8 @@ pub fn columns(record: &[u8]) -> Option<(u64, String, [Option<String>; 6])> {
 
 impl Lineage {
     /// Open (or create) `dir` and its index.
-    pub fn open(dir: &Path) -> Result<Self, LineageError> {
-        std::fs::create_dir_all(dir).map_err(|e| LineageError::Store(format!("{}: {e}", dir.display())))?;
+    pub fn open(dir: &Path) -> Result<Self, ReplicationError> {
+        std::fs::create_dir_all(dir).map_err(|e| ReplicationError::Store(format!("{}: {e}", dir.display())))?;
         let conn = Connection::open(dir.join("index.db"))?;
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
         conn.execute_batch(INDEX_SCHEMA)?;
@@ -240,12 +240,12 @@ impl Lineage {
         &self,
         node: &str,
         key: &str,
-        f: impl FnOnce(&mut Mirror<SqliteStore>) -> Result<T, LineageError>,
-    ) -> Result<T, LineageError> {
+        f: impl FnOnce(&mut Mirror<SqliteStore>) -> Result<T, ReplicationError>,
+    ) -> Result<T, ReplicationError> {
         let mut mirrors = self
             .mirrors
             .lock()
-            .map_err(|_| LineageError::Store("lock poisoned".into()))?;
+            .map_err(|_| ReplicationError::Store("lock poisoned".into()))?;
         if !mirrors.contains_key(node) {
             let file = file_of(node);
             let store = SqliteStore::open(&self.dir.join(&file))?;
@@ -260,12 +260,12 @@ impl Lineage {
         }
         let m = mirrors
             .get_mut(node)
-            .ok_or_else(|| LineageError::Store("mirror vanished".into()))?;
+            .ok_or_else(|| ReplicationError::Store("mirror vanished".into()))?;
         f(m)
     }
 
     /// Records held for `node`.
-    pub fn size(&self, node: &str, key: &str) -> Result<u64, LineageError> {
+    pub fn size(&self, node: &str, key: &str) -> Result<u64, ReplicationError> {
         self.with_mirror(node, key, |m| Ok(m.size()))
     }
 
@@ -279,9 +279,9 @@ impl Lineage {
         anchored: Option<&[u8]>,
         batch: &LineageBatch,
         now: u64,
-    ) -> Result<u64, LineageError> {
+    ) -> Result<u64, ReplicationError> {
         if batch.records.len() > MAX_BATCH_RECORDS {
-            return Err(LineageError::Invalid(format!(
+            return Err(ReplicationError::Invalid(format!(
                 "{} records in one batch; at most {MAX_BATCH_RECORDS}",
                 batch.records.len()
             )));
@@ -292,7 +292,7 @@ impl Lineage {
             .enumerate()
             .map(|(i, r)| {
                 B64.decode(r)
-                    .map_err(|_| LineageError::Invalid(format!("record {} is not base64", batch.from + i as u64)))
+                    .map_err(|_| ReplicationError::Invalid(format!("record {} is not base64", batch.from + i as u64)))
             })
             .collect::<Result<Vec<Vec<u8>>, _>>()?;
         if let Some((i, _)) = records
@@ -300,7 +300,7 @@ impl Lineage {
             .enumerate()
             .find(|(_, r)| serde_json::from_slice::<Value>(r).is_ok_and(|v| v.get("body").is_some()))
         {
-            return Err(LineageError::Content(format!(
+            return Err(ReplicationError::Content(format!(
                 "record {} carries content (a body): content never leaves the node",
                 batch.from + i as u64
             )));
@@ -310,7 +310,7 @@ impl Lineage {
             .iter()
             .map(|h| B64.decode(h).ok().and_then(|b| Hash::try_from(b).ok()))
             .collect::<Option<Vec<Hash>>>()
-            .ok_or_else(|| LineageError::Invalid("consistency hashes must be base64 SHA-256".into()))?;
+            .ok_or_else(|| ReplicationError::Invalid("consistency hashes must be base64 SHA-256".into()))?;
         let outcome = self.with_mirror(node, key, |m| {
             Ok(
                 match m.extend(batch.from, &records, batch.checkpoint.as_bytes(), &proof, anchored) {
@@ -327,8 +327,8 @@ impl Lineage {
                 }
                 Ok(size)
             }
-            Err(MirrorError::Gap { size, .. }) => Err(LineageError::Gap { size }),
-            Err(MirrorError::Invalid(m)) => Err(LineageError::Invalid(m)),
+            Err(MirrorError::Gap { size, .. }) => Err(ReplicationError::Gap { size }),
+            Err(MirrorError::Invalid(m)) => Err(ReplicationError::Invalid(m)),
             Err(MirrorError::Store(e)) => Err(e.into()),
             Err(MirrorError::Inconsistent { detail, held, offered }) => {
                 if let Ok(c) = self.index.lock() {
@@ -337,18 +337,18 @@ impl Lineage {
                         params![node, now as i64, detail, held, offered],
                     )?;
                 }
-                Err(LineageError::Inconsistent(format!(
+                Err(ReplicationError::Inconsistent(format!(
                     "node {node}: {detail}; both signed checkpoints are kept as evidence"
                 )))
             }
         }
     }
 
-    fn index_records(&self, node: &str, from: u64, records: &[Vec<u8>]) -> Result<(), LineageError> {
+    fn index_records(&self, node: &str, from: u64, records: &[Vec<u8>]) -> Result<(), ReplicationError> {
         let mut c = self
             .index
             .lock()
-            .map_err(|_| LineageError::Store("lock poisoned".into()))?;
+            .map_err(|_| ReplicationError::Store("lock poisoned".into()))?;
         let tx = c.transaction()?;
         {
             let mut ins = tx.prepare_cached(
@@ -379,12 +379,12 @@ impl Lineage {
 
     /// Bring the index up to every mirror (after a crash between a mirror's
     /// append and its indexing). `key_of` gives each node's enrolled key.
-    pub fn reconcile(&self, key_of: impl Fn(&str) -> Option<String>) -> Result<u64, LineageError> {
+    pub fn reconcile(&self, key_of: impl Fn(&str) -> Option<String>) -> Result<u64, ReplicationError> {
         let known: Vec<(String, i64)> = {
             let c = self
                 .index
                 .lock()
-                .map_err(|_| LineageError::Store("lock poisoned".into()))?;
+                .map_err(|_| ReplicationError::Store("lock poisoned".into()))?;
             let mut st = c.prepare(
                 "SELECT m.node, COALESCE((SELECT MAX(idx) + 1 FROM calls WHERE node = m.node), 0) FROM mirrors m",
             )?;
@@ -412,11 +412,11 @@ impl Lineage {
     /// index seeks when one model matches (the usual case), so the search
     /// can follow the (digest, time) index in time order instead of sorting
     /// every record of the model.
-    fn digests_with_prefix(&self, prefix: &str) -> Result<Vec<String>, LineageError> {
+    fn digests_with_prefix(&self, prefix: &str) -> Result<Vec<String>, ReplicationError> {
         let c = self
             .index
             .lock()
-            .map_err(|_| LineageError::Store("lock poisoned".into()))?;
+            .map_err(|_| ReplicationError::Store("lock poisoned".into()))?;
         let end = format!("{prefix}g");
         let mut out: Vec<String> = Vec::new();
         let mut st =
@@ -437,7 +437,7 @@ impl Lineage {
     }
 
     /// Search the index: up to `limit` rows after skipping `offset`.
-    pub fn search(&self, q: &Search, offset: u64, limit: u64) -> Result<Vec<Row>, LineageError> {
+    pub fn search(&self, q: &Search, offset: u64, limit: u64) -> Result<Vec<Row>, ReplicationError> {
         // A digest prefix names models: resolve it first (outside the
         // statement below, which holds the index's lock).
         let digests = match q.model.as_deref() {
@@ -522,7 +522,7 @@ impl Lineage {
         let c = self
             .index
             .lock()
-            .map_err(|_| LineageError::Store("lock poisoned".into()))?;
+            .map_err(|_| ReplicationError::Store("lock poisoned".into()))?;
         let mut st = c.prepare_cached(&sql)?;
         let rows = st.query_map(rusqlite::params_from_iter(args), |r| {
             Ok(Row {
@@ -543,7 +543,7 @@ impl Lineage {
 
     /// One record of `node` and its inclusion proof in the latest signed
     /// checkpoint held.
-    pub fn record(&self, node: &str, key: &str, index: u64) -> Result<Option<ProvenRecord>, LineageError> {
+    pub fn record(&self, node: &str, key: &str, index: u64) -> Result<Option<ProvenRecord>, ReplicationError> {
         self.with_mirror(node, key, |m| {
             let size = m.size();
             if index >= size {
@@ -552,7 +552,7 @@ impl Lineage {
             let record = m.store().entries(index, index + 1)?.pop().unwrap_or_default();
             let note = m.latest()?.unwrap_or_default();
             let inclusion = modelgate_tlog::inclusion_proof(index, size, &Nodes(m.store()))
-                .map_err(|e| LineageError::Store(e.to_string()))?;
+                .map_err(|e| ReplicationError::Store(e.to_string()))?;
             Ok(Some(ProvenRecord {
                 record,
                 checkpoint: note,
@@ -563,7 +563,7 @@ impl Lineage {
 
     /// Records of `node` in `[from, to)` (for the proof of a call, which
     /// names its completion later in the log).
-    pub fn records(&self, node: &str, key: &str, from: u64, to: u64) -> Result<Vec<Vec<u8>>, LineageError> {
+    pub fn records(&self, node: &str, key: &str, from: u64, to: u64) -> Result<Vec<Vec<u8>>, ReplicationError> {
         self.with_mirror(node, key, |m| {
             let to = to.min(m.size());
             Ok(if from >= to {
@@ -575,24 +575,24 @@ impl Lineage {
     }
 
     /// The signed checkpoint held for exactly `size`, if one is.
-    pub fn checkpoint(&self, node: &str, key: &str, size: u64) -> Result<Option<Vec<u8>>, LineageError> {
+    pub fn checkpoint(&self, node: &str, key: &str, size: u64) -> Result<Option<Vec<u8>>, ReplicationError> {
         self.with_mirror(node, key, |m| Ok(m.store().checkpoint(size)?))
     }
 
     /// Inclusion proof of `index` in the mirror's tree of `size`.
-    pub fn inclusion(&self, node: &str, key: &str, index: u64, size: u64) -> Result<Vec<Hash>, LineageError> {
+    pub fn inclusion(&self, node: &str, key: &str, index: u64, size: u64) -> Result<Vec<Hash>, ReplicationError> {
         self.with_mirror(node, key, |m| {
             modelgate_tlog::inclusion_proof(index, size, &Nodes(m.store()))
-                .map_err(|e| LineageError::Store(e.to_string()))
+                .map_err(|e| ReplicationError::Store(e.to_string()))
         })
     }
 
     /// Every piece of evidence, newest first.
-    pub fn evidence(&self) -> Result<Vec<Evidence>, LineageError> {
+    pub fn evidence(&self) -> Result<Vec<Evidence>, ReplicationError> {
         let c = self
             .index
             .lock()
-            .map_err(|_| LineageError::Store("lock poisoned".into()))?;
+            .map_err(|_| ReplicationError::Store("lock poisoned".into()))?;
         let mut st = c.prepare("SELECT node, time, detail, held, offered FROM evidence ORDER BY id DESC LIMIT 100")?;
         let rows = st.query_map([], |r| {
             Ok(Evidence {
@@ -607,11 +607,11 @@ impl Lineage {
     }
 
     /// Records indexed, all nodes.
-    pub fn indexed(&self) -> Result<u64, LineageError> {
+    pub fn indexed(&self) -> Result<u64, ReplicationError> {
         let c = self
             .index
             .lock()
-            .map_err(|_| LineageError::Store("lock poisoned".into()))?;
+            .map_err(|_| ReplicationError::Store("lock poisoned".into()))?;
         let n: Option<i64> = c.query_row("SELECT COUNT(*) FROM calls", [], |r| r.get(0)).optional()?;
         Ok(n.unwrap_or(0) as u64)
     }

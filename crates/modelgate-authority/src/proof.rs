@@ -16,7 +16,7 @@ use modelgate_store::Nodes;
 use modelgate_tlog::TlogProof;
 use serde_json::Value;
 
-use crate::lineage::LineageError;
+use crate::lineage::ReplicationError;
 use crate::Authority;
 
 /// Why there is no proof (yet).
@@ -33,8 +33,8 @@ pub enum ProofUnavailable {
     Store(String),
 }
 
-impl From<LineageError> for ProofUnavailable {
-    fn from(e: LineageError) -> Self {
+impl From<ReplicationError> for ProofUnavailable {
+    fn from(e: ReplicationError) -> Self {
         ProofUnavailable::Store(e.to_string())
     }
 }

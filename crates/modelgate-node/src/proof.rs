@@ -48,7 +48,7 @@ pub const MAX_PROOF_BYTES: usize = 16 << 20;
 
 /// Why a proof was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProofError {
+pub enum LineageProofError {
     /// The document (or the trust root) is not what a proof looks like.
     #[error("{0}")]
     Malformed(String),
@@ -57,7 +57,7 @@ pub enum ProofError {
     Invalid(String),
 }
 
-use ProofError::{Invalid, Malformed};
+use LineageProofError::{Invalid, Malformed};
 
 /// What a verified proof establishes.
 #[derive(Debug, Clone, PartialEq)]
@@ -179,11 +179,11 @@ pub struct GovernedEntry {
     pub tlog_proof: String,
 }
 
-fn b64(s: &str, what: &str) -> Result<Vec<u8>, ProofError> {
+fn b64(s: &str, what: &str) -> Result<Vec<u8>, LineageProofError> {
     B64.decode(s).map_err(|e| Malformed(format!("{what}: {e}")))
 }
 
-fn hashes(list: &[String], what: &str) -> Result<Vec<Hash>, ProofError> {
+fn hashes(list: &[String], what: &str) -> Result<Vec<Hash>, LineageProofError> {
     list.iter()
         .map(|h| {
             B64.decode(h)
@@ -199,7 +199,7 @@ fn governed_entry(
     g: &GovernedEntry,
     what: &str,
     policy: &CheckpointPolicy,
-) -> Result<(Payload, Envelope, u64), ProofError> {
+) -> Result<(Payload, Envelope, u64), LineageProofError> {
     let entry = b64(&g.entry, &format!("proof.{what}.entry"))?;
     let index = g.index;
     let tp =
@@ -223,7 +223,7 @@ fn governed_entry(
 
 /// Verify a proof document against the pinned trust root (the governance
 /// log's entry 0). Never panics, whatever the bytes.
-pub fn verify_lineage_proof(proof: &[u8], pinned: &[u8]) -> Result<VerifiedLineage, ProofError> {
+pub fn verify_lineage_proof(proof: &[u8], pinned: &[u8]) -> Result<VerifiedLineage, LineageProofError> {
     if proof.len() > MAX_PROOF_BYTES {
         return Err(Malformed(format!("a proof is at most {MAX_PROOF_BYTES} bytes")));
     }
@@ -358,7 +358,7 @@ fn governance_links(
     shown: &[(u64, Value)],
     pinned: &modelgate_governance::TrustRoot,
     policy: &CheckpointPolicy,
-) -> Result<Vec<String>, ProofError> {
+) -> Result<Vec<String>, LineageProofError> {
     use modelgate_governance::scope::pattern_matches;
     use modelgate_governance::Role;
     let mut links = Vec::new();
@@ -396,7 +396,7 @@ fn governance_links(
         .find(|(_, r)| matches!(r["type"].as_str(), Some("request" | "denial")))
         .ok_or_else(|| Malformed("a full-chain proof proves a request or a denial record".into()))?;
     let decided_in = call["governance"]["size"].as_u64();
-    let before = |what: &str, index: u64| -> Result<(), ProofError> {
+    let before = |what: &str, index: u64| -> Result<(), LineageProofError> {
         match decided_in {
             Some(size) if index >= size => Err(Invalid(format!(
                 "the {what} entry (index {index}) was logged after the state the node decided in (size {size})"

@@ -7,7 +7,7 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use modelgate_node::proof::{verify_lineage_proof, ProofError};
+use modelgate_node::proof::{verify_lineage_proof, LineageProofError};
 use serde_json::{json, Value};
 
 const PROOF: &str = include_str!("data/lineage-proof.json");
@@ -17,7 +17,7 @@ fn proof() -> Value {
     serde_json::from_str(PROOF).unwrap()
 }
 
-fn check(v: &Value) -> Result<modelgate_node::proof::VerifiedLineage, ProofError> {
+fn check(v: &Value) -> Result<modelgate_node::proof::VerifiedLineage, LineageProofError> {
     verify_lineage_proof(v.to_string().as_bytes(), PINNED)
 }
 
@@ -40,7 +40,7 @@ fn a_served_proof_verifies_and_every_changed_link_is_refused() {
     assert!(ok.lineage_size > ok.records[1].0);
 
     let invalid = |v: Value, needle: &str| match check(&v) {
-        Err(ProofError::Invalid(m)) => assert!(m.contains(needle), "{needle}: {m}"),
+        Err(LineageProofError::Invalid(m)) => assert!(m.contains(needle), "{needle}: {m}"),
         other => panic!("{needle}: {other:?}"),
     };
     let mut v = proof();
@@ -79,11 +79,11 @@ fn a_served_proof_verifies_and_every_changed_link_is_refused() {
     invalid(json!({"anchored": false}), "not anchored");
     assert!(matches!(
         check(&json!({"format": "other"})),
-        Err(ProofError::Malformed(_))
+        Err(LineageProofError::Malformed(_))
     ));
     assert!(matches!(
         verify_lineage_proof(b"\xff not json", PINNED),
-        Err(ProofError::Malformed(_))
+        Err(LineageProofError::Malformed(_))
     ));
     // A pinned file that is not a trust root.
     assert!(verify_lineage_proof(PROOF.as_bytes(), b"{}").is_err());
@@ -92,7 +92,7 @@ fn a_served_proof_verifies_and_every_changed_link_is_refused() {
 const PROOF_V2: &str = include_str!("data/lineage-proof-v2.json");
 const PINNED_V2: &[u8] = include_bytes!("data/trust-root-v2.dsse.json");
 
-fn check_v2(v: &Value) -> Result<modelgate_node::proof::VerifiedLineage, ProofError> {
+fn check_v2(v: &Value) -> Result<modelgate_node::proof::VerifiedLineage, LineageProofError> {
     verify_lineage_proof(v.to_string().as_bytes(), PINNED_V2)
 }
 
@@ -108,7 +108,7 @@ fn a_full_chain_proof_verifies_and_every_changed_governance_link_is_refused() {
     assert!(check(&serde_json::from_str(PROOF).unwrap()).unwrap().links.is_empty());
 
     let invalid = |v: Value, needle: &str| match check_v2(&v) {
-        Err(ProofError::Invalid(m)) => assert!(m.contains(needle), "{needle}: {m}"),
+        Err(LineageProofError::Invalid(m)) => assert!(m.contains(needle), "{needle}: {m}"),
         other => panic!("{needle}: {other:?}"),
     };
     for (pointer, needle) in [
@@ -161,8 +161,8 @@ fn a_full_chain_proof_verifies_and_every_changed_governance_link_is_refused() {
     // Governance links in a v1 document, or none in a v2 one: malformed.
     let mut v = proof();
     v["format"] = json!("modelgate-lineage-proof/v1");
-    assert!(matches!(check_v2(&v), Err(ProofError::Malformed(_))));
+    assert!(matches!(check_v2(&v), Err(LineageProofError::Malformed(_))));
     let mut v = proof();
     v["proof"].as_object_mut().unwrap().remove("governance");
-    assert!(matches!(check_v2(&v), Err(ProofError::Malformed(_))));
+    assert!(matches!(check_v2(&v), Err(LineageProofError::Malformed(_))));
 }

@@ -154,7 +154,7 @@ pub enum Refusal {
 /// A refusal's HTTP status, its stable code, and the EG-MODEL-001 §3
 /// check it fails (none for what is not a governance check: overload, a
 /// malformed body, a route or id that does not exist, a gateway fault).
-pub struct Parts {
+pub struct RefusalParts {
     /// The status.
     pub status: StatusCode,
     /// The code (`error.code` in the body).
@@ -165,7 +165,7 @@ pub struct Parts {
 
 impl Refusal {
     /// The one mapping from refusal to status, code and check.
-    pub fn parts(&self) -> Parts {
+    pub fn parts(&self) -> RefusalParts {
         use Check as C;
         use StatusCode as S;
         let (status, code, check) = match self {
@@ -213,7 +213,7 @@ impl Refusal {
             Refusal::AnchorPending { .. } => (S::ACCEPTED, "anchor_pending", None),
             Refusal::Internal { .. } => (S::INTERNAL_SERVER_ERROR, "internal", None),
         };
-        Parts { status, code, check }
+        RefusalParts { status, code, check }
     }
 
     /// What the caller is told.

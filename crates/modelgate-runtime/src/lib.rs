@@ -36,6 +36,6 @@ mod telemetry;
 
 pub use authority::{AuthorityClient, HttpAuthority};
 pub use clock::{Clock, SystemClock};
-pub use error::{Error, Parts as RefusalParts, Refusal};
+pub use error::{Error, Refusal, RefusalParts};
 pub use lineage::{LineageError, LineageLog, StoreLineage};
 pub use runtime::{Event, ModelStatus, Node, Parts, Runtime, Shared, Snapshot, Why};

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use modelgate_node::proof::{verify_lineage_proof, ProofError, MAX_PROOF_BYTES};
+use modelgate_node::proof::{verify_lineage_proof, LineageProofError, MAX_PROOF_BYTES};
 
 use crate::Failure;
 
@@ -49,8 +49,8 @@ fn verify(a: VerifyArgs) -> Result<(), Failure> {
     let bytes = crate::log_cmd::read_input(&a.proof, MAX_PROOF_BYTES as u64, "proof")?;
     let pinned = crate::oms_cmd::read_limited(&a.trust_root, 1 << 20, "trust root")?;
     let verified = verify_lineage_proof(&bytes, &pinned).map_err(|e| match e {
-        ProofError::Malformed(m) => Failure::Usage(m),
-        ProofError::Invalid(m) => Failure::Invalid(m),
+        LineageProofError::Malformed(m) => Failure::Usage(m),
+        LineageProofError::Invalid(m) => Failure::Invalid(m),
     })?;
     let (node, shown) = (&verified.node, &verified.records);
     if a.json {

@@ -3,42 +3,43 @@
 use super::*;
 
 /// The enrolled key of node `id`, or the answer for a node not enrolled.
-pub(super) fn node_key(a: &Authority, id: &str) -> Result<String, Box<Response>> {
+pub(super) fn node_key(a: &Authority, id: &str) -> Result<String, ApiError> {
     a.state()
         .nodes
         .get(id)
         .map(|n| n.key.clone())
-        .ok_or_else(|| Box::new(ApiError::NodeUnknown(format!("node {id} is not enrolled")).into_response()))
+        .ok_or_else(|| ApiError::new(ErrorKind::NodeUnknown, format!("node {id} is not enrolled")))
 }
 
-pub(super) fn lineage_error(e: crate::lineage::LineageError) -> Response {
-    use crate::lineage::LineageError as L;
+pub(super) fn lineage_error(e: crate::lineage::ReplicationError) -> Response {
+    use crate::lineage::ReplicationError as L;
     match e {
         L::Gap { size } => {
-            let mut r = ApiError::LineageGap(format!(
-                "the authority holds {size} records of this node; send from there"
-            ))
+            let mut r = ApiError::new(
+                ErrorKind::LineageGap,
+                format!("the authority holds {size} records of this node; send from there"),
+            )
             .into_response();
             if let Ok(v) = axum::http::HeaderValue::from_str(&size.to_string()) {
                 r.headers_mut().insert("x-modelgate-lineage-size", v);
             }
             r
         }
-        L::Invalid(m) => ApiError::LineageInvalid(m).into_response(),
-        L::Content(m) => ApiError::LineageContent(m).into_response(),
-        L::Inconsistent(m) => ApiError::LineageInconsistent(m).into_response(),
+        L::Invalid(m) => ApiError::new(ErrorKind::LineageInvalid, m).into_response(),
+        L::Content(m) => ApiError::new(ErrorKind::LineageContent, m).into_response(),
+        L::Inconsistent(m) => ApiError::new(ErrorKind::LineageInconsistent, m).into_response(),
         L::Store(m) => ApiError::internal("lineage", m).into_response(),
     }
 }
 
 /// Run a read of the replicated lineage off the async threads; its result as JSON.
 pub(super) async fn lineage_read<T: serde::Serialize + Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::lineage::LineageError> + Send + 'static,
+    f: impl FnOnce() -> Result<T, crate::lineage::ReplicationError> + Send + 'static,
 ) -> Response {
-    match tokio::task::spawn_blocking(f).await {
+    match blocking(f).await {
         Ok(Ok(v)) => Json(v).into_response(),
         Ok(Err(e)) => lineage_error(e),
-        Err(e) => ApiError::internal("internal", e).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -46,7 +47,7 @@ pub(super) async fn lineage_read<T: serde::Serialize + Send + 'static>(
 pub(super) async fn lineage_size(AxState(a): AxState<Shared>, Path(id): Path<String>) -> Response {
     let key = match node_key(&a, &id) {
         Ok(k) => k,
-        Err(r) => return *r,
+        Err(e) => return e.into_response(),
     };
     lineage_read(move || a.lineage.size(&id, &key).map(|size| json!({ "size": size }))).await
 }
@@ -63,31 +64,35 @@ pub(super) async fn lineage_post(
     let max = crate::lineage::MAX_BATCH_BYTES;
     let (body, key) = match node_write(&a, &peer, &id, &headers, body, max).await {
         Ok(b) => b,
-        Err(r) => return *r,
+        Err(e) => return e.into_response(),
     };
     let batch: crate::lineage::LineageBatch = match serde_json::from_slice(&body) {
         Ok(b) => b,
-        Err(e) => return ApiError::LineageInvalid(format!("not a lineage batch: {e}")).into_response(),
+        Err(e) => return ApiError::new(ErrorKind::LineageInvalid, format!("not a lineage batch: {e}")).into_response(),
     };
     // The body's room in the budget is given back once it is parsed.
     drop(body);
     let state = a.state();
     let Some(node) = state.nodes.get(&id) else {
-        return ApiError::NodeUnknown(format!("node {id} is not enrolled")).into_response();
+        return ApiError::new(ErrorKind::NodeUnknown, format!("node {id} is not enrolled")).into_response();
     };
     if node.key != key {
-        return ApiError::NodeUnknown(format!("node {id} was enrolled again meanwhile; send again")).into_response();
+        return ApiError::new(
+            ErrorKind::NodeUnknown,
+            format!("node {id} was enrolled again meanwhile; send again"),
+        )
+        .into_response();
     }
     let anchor_index = node.anchor.as_ref().map(|x| x.index);
     drop(state);
     let t = now();
-    let r = tokio::task::spawn_blocking(move || {
+    let r = blocking(move || {
         // The latest anchor's signed checkpoint, from its entry in the log.
         let anchored = match anchor_index {
             Some(i) => {
                 let entry = a
                     .entries(i, i + 1)
-                    .map_err(|e| crate::lineage::LineageError::Store(e.to_string()))?
+                    .map_err(|e| crate::lineage::ReplicationError::Store(e.to_string()))?
                     .pop()
                     .unwrap_or_default();
                 match Envelope::parse(&entry)
@@ -107,7 +112,7 @@ pub(super) async fn lineage_post(
     match r {
         Ok(Ok(size)) => Json(json!({ "size": size })).into_response(),
         Ok(Err(e)) => lineage_error(e),
-        Err(e) => ApiError::internal("internal", e).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -140,12 +145,12 @@ pub(super) async fn lineage_search(
 /// The full-chain proof of a replicated record (`modelgate lineage verify`).
 pub(super) async fn lineage_proof(AxState(a): AxState<Shared>, Path((id, index)): Path<(String, u64)>) -> Response {
     use crate::proof::ProofUnavailable as P;
-    match tokio::task::spawn_blocking(move || crate::proof::full_proof(&a, &id, index)).await {
+    match blocking(move || crate::proof::full_proof(&a, &id, index)).await {
         Ok(Ok(p)) => Json(p).into_response(),
-        Ok(Err(P::NotFound(m))) => ApiError::NotInLog(m).into_response(),
-        Ok(Err(P::NotYet(m))) => ApiError::NotYetAnchored(m).into_response(),
+        Ok(Err(P::NotFound(m))) => ApiError::new(ErrorKind::NotInLog, m).into_response(),
+        Ok(Err(P::NotYet(m))) => ApiError::new(ErrorKind::NotYetAnchored, m).into_response(),
         Ok(Err(P::Store(m))) => ApiError::internal("lineage", m).into_response(),
-        Err(e) => ApiError::internal("internal", e).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -159,9 +164,9 @@ pub(super) async fn lineage_evidence(AxState(a): AxState<Shared>) -> Response {
 pub(super) async fn lineage_record(AxState(a): AxState<Shared>, Path((id, index)): Path<(String, u64)>) -> Response {
     let key = match node_key(&a, &id) {
         Ok(k) => k,
-        Err(r) => return *r,
+        Err(e) => return e.into_response(),
     };
-    match tokio::task::spawn_blocking(move || a.lineage.record(&id, &key, index)).await {
+    match blocking(move || a.lineage.record(&id, &key, index)).await {
         Ok(Ok(Some(p))) => Json(json!({
             "index": index,
             "record": serde_json::from_slice::<Value>(&p.record).unwrap_or(Value::Null),
@@ -170,10 +175,12 @@ pub(super) async fn lineage_record(AxState(a): AxState<Shared>, Path((id, index)
             "inclusion": p.inclusion.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
         }))
         .into_response(),
-        Ok(Ok(None)) => {
-            ApiError::NotInLog(format!("the authority holds no record {index} of this node")).into_response()
-        }
+        Ok(Ok(None)) => ApiError::new(
+            ErrorKind::NotInLog,
+            format!("the authority holds no record {index} of this node"),
+        )
+        .into_response(),
         Ok(Err(e)) => lineage_error(e),
-        Err(e) => ApiError::internal("internal", e).into_response(),
+        Err(e) => e.into_response(),
     }
 }

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::net::{IpAddr, SocketAddr};
 
-use crate::api_error::ApiError;
+use crate::api_error::{ApiError, ErrorKind};
 use crate::service::{now, summary_json, Authority, NotQueued, Outcome, WriterTrouble};
 
 mod lineage;
@@ -57,11 +57,11 @@ async fn read_body(
     headers: &HeaderMap,
     body: Body,
     max: usize,
-) -> Result<modelgate_http::Held, Box<Response>> {
+) -> Result<modelgate_http::Held, ApiError> {
     budget
         .read(client(peer), headers, body, max)
         .await
-        .map_err(|e| Box::new(ApiError::Body(e).into_response()))
+        .map_err(ApiError::body)
 }
 
 fn cross_site(headers: &HeaderMap) -> Option<Response> {
@@ -72,8 +72,11 @@ fn cross_site(headers: &HeaderMap) -> Option<Response> {
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
     if !json {
         return Some(
-            ApiError::ContentType("submissions must be sent with Content-Type: application/json".into())
-                .into_response(),
+            ApiError::new(
+                ErrorKind::ContentType,
+                "submissions must be sent with Content-Type: application/json",
+            )
+            .into_response(),
         );
     }
     if headers
@@ -81,7 +84,13 @@ fn cross_site(headers: &HeaderMap) -> Option<Response> {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("cross-site") || v.eq_ignore_ascii_case("same-site"))
     {
-        return Some(ApiError::CrossOrigin("submissions from another site's page are refused".into()).into_response());
+        return Some(
+            ApiError::new(
+                ErrorKind::CrossOrigin,
+                "submissions from another site's page are refused",
+            )
+            .into_response(),
+        );
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
@@ -89,9 +98,10 @@ fn cross_site(headers: &HeaderMap) -> Option<Response> {
         let same = !host.is_empty() && (origin == format!("http://{host}") || origin == format!("https://{host}"));
         if !same {
             return Some(
-                ApiError::CrossOrigin(format!(
-                    "submissions from origin {origin:?} are refused (this authority is {host:?})"
-                ))
+                ApiError::new(
+                    ErrorKind::CrossOrigin,
+                    format!("submissions from origin {origin:?} are refused (this authority is {host:?})"),
+                )
                 .into_response(),
             );
         }
@@ -99,23 +109,28 @@ fn cross_site(headers: &HeaderMap) -> Option<Response> {
     None
 }
 
+/// Run `f` on a blocking thread (store reads, fsyncs, refolds); a task that
+/// did not finish fails closed as an internal error (`From<JoinError>`).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    Ok(tokio::task::spawn_blocking(f).await?)
+}
+
 /// The per-client bound on writes that need no token.
-fn rate_limited(a: &Authority, peer: &Peer) -> Option<Response> {
+fn rate_limited(a: &Authority, peer: &Peer) -> Option<ApiError> {
     let ip = client(peer);
     match a.unauthenticated.take(ip) {
         Ok(()) => None,
         Err(wait) => {
             a.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-            Some(
-                ApiError::RateLimited {
-                    message: format!(
-                        "more than {} unauthenticated writes per second from {ip}",
-                        a.unauthenticated.rate()
-                    ),
+            Some(ApiError::new(
+                ErrorKind::RateLimited {
                     seconds: wait.as_secs_f64().ceil() as u64,
-                }
-                .into_response(),
-            )
+                },
+                format!(
+                    "more than {} unauthenticated writes per second from {ip}",
+                    a.unauthenticated.rate()
+                ),
+            ))
         }
     }
 }
@@ -128,7 +143,7 @@ pub fn router(a: Shared) -> Router {
         let guard = middleware::from_fn_with_state((Arc::clone(&a), route.access), routes::guard);
         app = app.route(route.path, routes::handler(route.endpoint).route_layer(guard));
     }
-    app.fallback(|| async { ApiError::NoRoute("no such route (see /openapi.json)".into()).into_response() })
+    app.fallback(|| async { ApiError::new(ErrorKind::NoRoute, "no such route (see /openapi.json)").into_response() })
         .layer(middleware::from_fn_with_state(Arc::clone(&a), count))
         .with_state(a)
 }

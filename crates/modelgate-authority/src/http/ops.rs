@@ -5,13 +5,14 @@ use super::*;
 pub(super) async fn readyz(AxState(a): AxState<Shared>) -> Response {
     match a.writer_trouble() {
         None => (StatusCode::OK, "ready\n").into_response(),
-        Some(WriterTrouble::Stopped) => ApiError::NotReady("the writer is not running".into()).into_response(),
-        Some(WriterTrouble::Stalled(d)) => {
-            ApiError::WriterStalled(format!("a durable write has not returned for {} ms", d.as_millis()))
-                .into_response()
-        }
+        Some(WriterTrouble::Stopped) => ApiError::new(ErrorKind::NotReady, "the writer is not running").into_response(),
+        Some(WriterTrouble::Stalled(d)) => ApiError::new(
+            ErrorKind::WriterStalled,
+            format!("a durable write has not returned for {} ms", d.as_millis()),
+        )
+        .into_response(),
         Some(WriterTrouble::Failing(e)) => {
-            ApiError::WriterFailing(format!("the last durable write failed: {e}")).into_response()
+            ApiError::new(ErrorKind::WriterFailing, format!("the last durable write failed: {e}")).into_response()
         }
     }
 }

@@ -26,7 +26,7 @@ pub(super) fn latest_size(a: &Authority) -> u64 {
 pub(super) async fn tile(AxState(a): AxState<Shared>, Path(path): Path<String>) -> Response {
     let parsed = match parse_path(&format!("tile/{path}")) {
         Ok(p) => p,
-        Err(e) => return ApiError::BadTilePath(e.to_string()).into_response(),
+        Err(e) => return ApiError::new(ErrorKind::BadTilePath, e.to_string()).into_response(),
     };
     let size = latest_size(&a);
     let (id, entries) = match parsed {
@@ -35,10 +35,14 @@ pub(super) async fn tile(AxState(a): AxState<Shared>, Path(path): Path<String>) 
     };
     let available = TileId::width_at(id.level, id.index, size).unwrap_or(0);
     if id.width > available {
-        return ApiError::NoSuchTile(format!("tile {path} is beyond the log's size {size}")).into_response();
+        return ApiError::new(
+            ErrorKind::NoSuchTile,
+            format!("tile {path} is beyond the log's size {size}"),
+        )
+        .into_response();
     }
     let a2 = Arc::clone(&a);
-    let data = tokio::task::spawn_blocking(move || {
+    let data = blocking(move || {
         a2.with_reader(|s| {
             if entries {
                 let start = id.index * 256;
@@ -70,7 +74,7 @@ pub(super) async fn tile(AxState(a): AxState<Shared>, Path(path): Path<String>) 
                 .into_response()
         }
         Ok(Err(e)) => ApiError::internal("store", e.to_string()).into_response(),
-        Err(e) => ApiError::internal("internal", e.to_string()).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -83,15 +87,18 @@ pub(super) struct InclusionQuery {
 pub(super) async fn inclusion(AxState(a): AxState<Shared>, Query(q): Query<InclusionQuery>) -> Response {
     let size = q.size.unwrap_or_else(|| latest_size(&a));
     if size > latest_size(&a) || q.index >= size {
-        return ApiError::OutOfRange(format!(
-            "index {} is not in a tree of size {size} (log size {})",
-            q.index,
-            latest_size(&a)
-        ))
+        return ApiError::new(
+            ErrorKind::OutOfRange,
+            format!(
+                "index {} is not in a tree of size {size} (log size {})",
+                q.index,
+                latest_size(&a)
+            ),
+        )
         .into_response();
     }
     let a2 = Arc::clone(&a);
-    let r = tokio::task::spawn_blocking(move || {
+    let r = blocking(move || {
         a2.with_reader(|s| {
             inclusion_proof(q.index, size, &Nodes(&*s))
                 .map_err(|e| modelgate_store::StoreError::NotFound(e.to_string()))
@@ -104,7 +111,7 @@ pub(super) async fn inclusion(AxState(a): AxState<Shared>, Query(q): Query<Inclu
                 .into_response()
         }
         Ok(Err(e)) => ApiError::internal("store", e.to_string()).into_response(),
-        Err(e) => ApiError::internal("internal", e.to_string()).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -117,15 +124,18 @@ pub(super) struct ConsistencyQuery {
 pub(super) async fn consistency(AxState(a): AxState<Shared>, Query(q): Query<ConsistencyQuery>) -> Response {
     let to = q.to.unwrap_or_else(|| latest_size(&a));
     if to > latest_size(&a) || q.from > to {
-        return ApiError::OutOfRange(format!(
-            "sizes {} → {to} are not within the log (size {})",
-            q.from,
-            latest_size(&a)
-        ))
+        return ApiError::new(
+            ErrorKind::OutOfRange,
+            format!(
+                "sizes {} → {to} are not within the log (size {})",
+                q.from,
+                latest_size(&a)
+            ),
+        )
         .into_response();
     }
     let a2 = Arc::clone(&a);
-    let r = tokio::task::spawn_blocking(move || {
+    let r = blocking(move || {
         a2.with_reader(|s| {
             let nf = |e: String| modelgate_store::StoreError::NotFound(e);
             let proof = consistency_proof(q.from, to, &Nodes(&*s)).map_err(|e| nf(e.to_string()))?;
@@ -145,14 +155,19 @@ pub(super) async fn consistency(AxState(a): AxState<Shared>, Query(q): Query<Con
         }))
         .into_response(),
         Ok(Err(e)) => ApiError::internal("store", e.to_string()).into_response(),
-        Err(e) => ApiError::internal("internal", e.to_string()).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
 /// A 404 for an index the log does not have yet.
 pub(super) fn out_of_range(index: u64, size: u64) -> Option<Response> {
-    (index >= size)
-        .then(|| ApiError::NotInLog(format!("index {index} is not in the log (size {size})")).into_response())
+    (index >= size).then(|| {
+        ApiError::new(
+            ErrorKind::NotInLog,
+            format!("index {index} is not in the log (size {size})"),
+        )
+        .into_response()
+    })
 }
 
 /// One entry's exact bytes (what its leaf hash covers).
@@ -162,12 +177,12 @@ pub(super) async fn entry(AxState(a): AxState<Shared>, Path(index): Path<u64>) -
         return r;
     }
     let a2 = Arc::clone(&a);
-    let r = tokio::task::spawn_blocking(move || a2.with_reader(|s| s.entries(index, index + 1))).await;
+    let r = blocking(move || a2.with_reader(|s| s.entries(index, index + 1))).await;
     match r {
         Ok(Ok(mut e)) if e.len() == 1 => ([(header::CONTENT_TYPE, "application/json")], e.remove(0)).into_response(),
         Ok(Ok(_)) => ApiError::internal("store", "entry missing").into_response(),
         Ok(Err(e)) => ApiError::internal("store", e.to_string()).into_response(),
-        Err(e) => ApiError::internal("internal", e.to_string()).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -176,11 +191,15 @@ pub(super) async fn tlog_proof(AxState(a): AxState<Shared>, Path(index): Path<u6
     if let Some(r) = out_of_range(index, size) {
         return r;
     }
-    match tokio::task::spawn_blocking(move || a.tlog_proof(index)).await {
+    match blocking(move || a.tlog_proof(index)).await {
         Ok(Ok(Some(proof))) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], proof).into_response(),
-        Ok(Ok(None)) => ApiError::NotInLog(format!("index {index} is not in the log (size {size})")).into_response(),
+        Ok(Ok(None)) => ApiError::new(
+            ErrorKind::NotInLog,
+            format!("index {index} is not in the log (size {size})"),
+        )
+        .into_response(),
         Ok(Err(e)) => ApiError::internal("store", e.to_string()).into_response(),
-        Err(e) => ApiError::internal("internal", e.to_string()).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -204,13 +223,17 @@ pub(super) async fn state(AxState(a): AxState<Shared>, Query(q): Query<StateQuer
     }
     let current = a.size();
     if n == 0 || n > current {
-        return ApiError::OutOfRange(format!("size {n} is not between 1 and {current}")).into_response();
+        return ApiError::new(
+            ErrorKind::OutOfRange,
+            format!("size {n} is not between 1 and {current}"),
+        )
+        .into_response();
     }
     let Ok(_permit) = a.refolds.try_acquire() else {
-        return ApiError::Busy("another past state is being refolded; retry".into()).into_response();
+        return ApiError::new(ErrorKind::Busy, "another past state is being refolded; retry").into_response();
     };
     let a2 = Arc::clone(&a);
-    let r = tokio::task::spawn_blocking(move || {
+    let r = blocking(move || {
         let entries = a2.with_reader(|s| s.entries(0, n)).map_err(|e| e.to_string())?;
         modelgate_governance::fold(&a2.trust_root, entries.iter().map(Vec::as_slice)).map_err(|e| e.to_string())
     })
@@ -226,7 +249,7 @@ pub(super) async fn state(AxState(a): AxState<Shared>, Query(q): Query<StateQuer
 /// every approval can take milliseconds).
 pub(super) async fn with_state(a: &Authority, f: impl FnOnce(&State) -> Value + Send + 'static) -> Response {
     let state = a.state();
-    match tokio::task::spawn_blocking(move || serde_json::to_vec(&f(&state))).await {
+    match blocking(move || serde_json::to_vec(&f(&state))).await {
         Ok(Ok(bytes)) => json_bytes(Bytes::from(bytes)),
         _ => ApiError::internal("internal", "encoding the state failed").into_response(),
     }
@@ -256,7 +279,7 @@ pub(super) async fn model(AxState(a): AxState<Shared>, Path(digest): Path<String
                         "revocation": s.revocations.get(&digest)}))
             .into_response()
         }
-        None => ApiError::UnknownModel(format!("model {digest} is not registered")).into_response(),
+        None => ApiError::new(ErrorKind::UnknownModel, format!("model {digest} is not registered")).into_response(),
     }
 }
 

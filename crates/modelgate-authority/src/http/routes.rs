@@ -176,13 +176,14 @@ pub(super) async fn guard(AxState((a, access)): AxState<(Shared, Access)>, req: 
     let token = bearer(req.headers());
     let known = |t: &str| match a.tokens.check(t) {
         Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(ApiError::UnknownToken("the bearer token is not known".into())),
+        Ok(None) => Err(ApiError::new(ErrorKind::UnknownToken, "the bearer token is not known")),
         Err(e) => Err(ApiError::internal("tokens", e.to_string())),
     };
     let verdict = match (access, token) {
         (Access::Public | Access::NodeSigned, _) => Ok(()),
-        (Access::Token, None) => Err(ApiError::MissingToken(
-            "an Authorization: Bearer token is required".into(),
+        (Access::Token, None) => Err(ApiError::new(
+            ErrorKind::MissingToken,
+            "an Authorization: Bearer token is required",
         )),
         (Access::Token | Access::TokenOrNodeSigned, Some(t)) => known(t),
         (Access::TokenOrNodeSigned, None) => Ok(()),

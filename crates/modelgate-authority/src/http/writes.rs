@@ -15,29 +15,31 @@ pub(super) async fn pending_post(AxState(a): AxState<Shared>, peer: Peer, header
         return r;
     }
     let Some(token) = bearer(&headers) else {
-        return ApiError::MissingToken("an Authorization: Bearer token is required".into()).into_response();
+        return ApiError::new(ErrorKind::MissingToken, "an Authorization: Bearer token is required").into_response();
     };
     if let Some(r) = wrong_token(&a, token, "approval") {
         return r;
     }
     let body = match read_body(&a.caller_bodies, &peer, &headers, body, MAX_ENVELOPE_BYTES).await {
         Ok(b) => b,
-        Err(r) => return *r,
+        Err(e) => return e.into_response(),
     };
     let a2 = Arc::clone(&a);
-    let posted = tokio::task::spawn_blocking(move || a2.pending.post(&a2.state(), &body, crate::service::now())).await;
+    let posted = blocking(move || a2.pending.post(&a2.state(), &body, crate::service::now())).await;
     use crate::pending::{PendingError as P, Posted};
     let complete = match posted {
         Ok(Ok(Posted::Pending(p))) => return (StatusCode::ACCEPTED, Json(json!({"pending": p}))).into_response(),
         Ok(Ok(Posted::Complete(bytes))) => bytes,
-        Ok(Err(P::Malformed(m))) => return ApiError::MalformedEntry(m).into_response(),
-        Ok(Err(P::Refused(e))) => return ApiError::Refused(e).into_response(),
-        Ok(Err(e @ P::NoApprover)) => return ApiError::NoApprover(e.to_string()).into_response(),
-        Ok(Err(P::Signature(m))) => return ApiError::PendingSignature(m).into_response(),
-        Ok(Err(e @ P::AlreadyApproved { .. })) => return ApiError::AlreadyApproved(e.to_string()).into_response(),
-        Ok(Err(e @ P::Full)) => return ApiError::PendingFull(e.to_string()).into_response(),
+        Ok(Err(P::Malformed(m))) => return ApiError::new(ErrorKind::MalformedEntry, m).into_response(),
+        Ok(Err(P::Refused(e))) => return ApiError::refused(&e).into_response(),
+        Ok(Err(e @ P::NoApprover)) => return ApiError::new(ErrorKind::NoApprover, e.to_string()).into_response(),
+        Ok(Err(P::Signature(m))) => return ApiError::new(ErrorKind::PendingSignature, m).into_response(),
+        Ok(Err(e @ P::AlreadyApproved { .. })) => {
+            return ApiError::new(ErrorKind::AlreadyApproved, e.to_string()).into_response()
+        }
+        Ok(Err(e @ P::Full)) => return ApiError::new(ErrorKind::PendingFull, e.to_string()).into_response(),
         Ok(Err(P::Internal(m))) => return ApiError::internal("pending", m).into_response(),
-        Err(e) => return ApiError::internal("internal", e.to_string()).into_response(),
+        Err(e) => return e.into_response(),
     };
     write(&a, &headers, Bytes::from(complete)).await
 }
@@ -62,19 +64,19 @@ pub(super) async fn submit(AxState(a): AxState<Shared>, peer: Peer, headers: Hea
     let budget = match token {
         Some(t) => match a.tokens.check(t) {
             Ok(Some(_)) => &a.caller_bodies,
-            Ok(None) => return ApiError::UnknownToken("the bearer token is not known".into()).into_response(),
+            Ok(None) => return ApiError::new(ErrorKind::UnknownToken, "the bearer token is not known").into_response(),
             Err(e) => return ApiError::internal("tokens", e.to_string()).into_response(),
         },
         None => {
-            if let Some(r) = rate_limited(&a, &peer) {
-                return r;
+            if let Some(e) = rate_limited(&a, &peer) {
+                return e.into_response();
             }
             &a.stranger_bodies
         }
     };
     let body = match read_body(budget, &peer, &headers, body, MAX_ENVELOPE_BYTES).await {
         Ok(b) => b,
-        Err(r) => return *r,
+        Err(e) => return e.into_response(),
     };
     let kind = match Envelope::parse(&body).and_then(|env| {
         let v =
@@ -82,7 +84,7 @@ pub(super) async fn submit(AxState(a): AxState<Shared>, peer: Peer, headers: Hea
         Payload::decode(v)
     }) {
         Ok(p) => p.kind(),
-        Err(e) => return ApiError::MalformedEntry(e.to_string()).into_response(),
+        Err(e) => return ApiError::new(ErrorKind::MalformedEntry, e.to_string()).into_response(),
     };
     // A node authenticates by its enrolled key: its anchors and reports are
     // accepted without a token because the fold accepts them only when
@@ -91,8 +93,11 @@ pub(super) async fn submit(AxState(a): AxState<Shared>, peer: Peer, headers: Hea
     match token {
         None if node_signed => {}
         None => {
-            return ApiError::MissingToken("an Authorization: Bearer token is required to submit".into())
-                .into_response()
+            return ApiError::new(
+                ErrorKind::MissingToken,
+                "an Authorization: Bearer token is required to submit",
+            )
+            .into_response()
         }
         Some(token) => {
             if let Some(r) = wrong_token(&a, token, kind) {
@@ -134,7 +139,7 @@ pub(super) async fn pass_on(
 ) -> Result<(u16, Option<String>, Vec<u8>), NotPassed> {
     let agent = a.forwarder.clone();
     let to = format!("{url}/api/v1/entries");
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let mut req = agent
             .post(&to)
             .header("Content-Type", "application/json")
@@ -190,20 +195,22 @@ pub(super) async fn forward(a: &Shared, headers: &HeaderMap, body: Bytes) -> Res
             Some(h) if !h.url.is_empty() => {
                 let url = h.url;
                 if !a.sequencing.may_pass_to(&url) {
-                    return ApiError::NotSequencer {
-                        message: format!(
+                    return ApiError::new(
+                        ErrorKind::NotSequencer { sequencer: None },
+                        format!(
                             "this authority is a replica and the sequencer advertises {url}, which is not one of \
                              its --peer-url authorities: nothing was passed on"
                         ),
-                        sequencer: None,
-                    }
+                    )
                     .into_response();
                 }
                 if headers.contains_key(crate::api_error::FORWARDED_HEADER) {
-                    return ApiError::NotSequencer {
-                        message: format!("this authority is a replica too; submit to the sequencer at {url}"),
-                        sequencer: Some(url),
-                    }
+                    return ApiError::new(
+                        ErrorKind::NotSequencer {
+                            sequencer: Some(url.clone()),
+                        },
+                        format!("this authority is a replica too; submit to the sequencer at {url}"),
+                    )
                     .into_response();
                 }
                 match pass_on(a, &url, auth.clone(), body.clone()).await {
@@ -223,13 +230,15 @@ pub(super) async fn forward(a: &Shared, headers: &HeaderMap, body: Bytes) -> Res
                         named = Some(url);
                     }
                     Err(NotPassed::Unanswered(e)) => {
-                        return ApiError::NotSequencer {
-                            message: format!(
+                        return ApiError::new(
+                            ErrorKind::NotSequencer {
+                                sequencer: Some(url.clone()),
+                            },
+                            format!(
                                 "this authority is a replica and the sequencer at {url} did not answer ({e}); \
                                  the entry may or may not be in the log"
                             ),
-                            sequencer: Some(url),
-                        }
+                        )
                         .into_response()
                     }
                 }
@@ -239,10 +248,10 @@ pub(super) async fn forward(a: &Shared, headers: &HeaderMap, body: Bytes) -> Res
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    ApiError::NotSequencer {
-        message: format!("this authority is a replica and {why}; retry"),
-        sequencer: named,
-    }
+    ApiError::new(
+        ErrorKind::NotSequencer { sequencer: named },
+        format!("this authority is a replica and {why}; retry"),
+    )
     .into_response()
 }
 
@@ -250,8 +259,11 @@ pub(super) async fn forward(a: &Shared, headers: &HeaderMap, body: Bytes) -> Res
 pub(super) fn wrong_token(a: &Authority, token: &str, kind: &str) -> Option<Response> {
     let refusal = match a.tokens.check(token) {
         Ok(Some((role, _))) if role.may_submit(kind) => return None,
-        Ok(Some((role, _))) => ApiError::WrongRole(format!("a {role:?} token may not submit {kind} entries")),
-        Ok(None) => ApiError::UnknownToken("the bearer token is not known".into()),
+        Ok(Some((role, _))) => ApiError::new(
+            ErrorKind::WrongRole,
+            format!("a {role:?} token may not submit {kind} entries"),
+        ),
+        Ok(None) => ApiError::new(ErrorKind::UnknownToken, "the bearer token is not known"),
         Err(e) => ApiError::internal("tokens", e.to_string()),
     };
     Some(refusal.into_response())
@@ -262,9 +274,9 @@ pub(super) fn wrong_token(a: &Authority, token: &str, kind: &str) -> Option<Resp
 pub(super) async fn append(a: &Authority, entry: Vec<u8>) -> Response {
     let rx = match a.submit(entry) {
         Ok(rx) => rx,
-        Err(e @ NotQueued::Busy) => return ApiError::Busy(e.message().to_string()).into_response(),
+        Err(e @ NotQueued::Busy) => return ApiError::new(ErrorKind::Busy, e.message().to_string()).into_response(),
         Err(e @ (NotQueued::ShuttingDown | NotQueued::WriterStopped)) => {
-            return ApiError::Unavailable(e.message().to_string()).into_response()
+            return ApiError::new(ErrorKind::Unavailable, e.message().to_string()).into_response()
         }
     };
     match rx.await {
@@ -273,17 +285,18 @@ pub(super) async fn append(a: &Authority, entry: Vec<u8>) -> Response {
             Json(json!({"index": index, "checkpoint": String::from_utf8_lossy(&checkpoint)})),
         )
             .into_response(),
-        Ok(Outcome::Refused(e)) => ApiError::Refused(e).into_response(),
-        Ok(Outcome::Failed(m)) => {
-            ApiError::StoreUnavailable(format!("the store could not write; nothing was appended, retry: {m}"))
-                .into_response()
-        }
-        Ok(Outcome::NotSequencer) => ApiError::NotSequencer {
-            message: "this authority is no longer the sequencer; nothing was appended, retry".into(),
-            sequencer: None,
-        }
+        Ok(Outcome::Refused(e)) => ApiError::refused(&e).into_response(),
+        Ok(Outcome::Failed(m)) => ApiError::new(
+            ErrorKind::StoreUnavailable,
+            format!("the store could not write; nothing was appended, retry: {m}"),
+        )
         .into_response(),
-        Err(_) => ApiError::Unavailable("the writer stopped before answering".into()).into_response(),
+        Ok(Outcome::NotSequencer) => ApiError::new(
+            ErrorKind::NotSequencer { sequencer: None },
+            "this authority is no longer the sequencer; nothing was appended, retry",
+        )
+        .into_response(),
+        Err(_) => ApiError::new(ErrorKind::Unavailable, "the writer stopped before answering").into_response(),
     }
 }
 
@@ -298,9 +311,9 @@ pub(super) async fn node_write(
     headers: &HeaderMap,
     body: Body,
     max: usize,
-) -> Result<(modelgate_http::Held, String), Box<Response>> {
-    if let Some(r) = rate_limited(a, peer) {
-        return Err(Box::new(r));
+) -> Result<(modelgate_http::Held, String), ApiError> {
+    if let Some(e) = rate_limited(a, peer) {
+        return Err(e);
     }
     let key = node_key(a, id)?;
     Ok((read_body(&a.stranger_bodies, peer, headers, body, max).await?, key))
@@ -321,25 +334,28 @@ pub(super) async fn heartbeat(
     use modelgate_governance::heartbeat::verify_heartbeat;
     let (body, key) = match node_write(&a, &peer, &id, &headers, body, MAX_ENVELOPE_BYTES).await {
         Ok(b) => b,
-        Err(r) => return *r,
+        Err(e) => return e.into_response(),
     };
     let key = match modelgate_tlog::VerifierKey::parse(&key) {
         Ok(k) => k,
         Err(e) => return ApiError::internal("internal", format!("enrolled key: {e}")).into_response(),
     };
     if std::str::from_utf8(&body).is_err() {
-        return ApiError::BadText("a heartbeat is a signed note: UTF-8 text".into()).into_response();
+        return ApiError::new(ErrorKind::BadText, "a heartbeat is a signed note: UTF-8 text").into_response();
     }
     let hb = match verify_heartbeat(&body, &id, &key) {
         Ok(h) => h,
-        Err(e) => return ApiError::HeartbeatInvalid(e.to_string()).into_response(),
+        Err(e) => return ApiError::new(ErrorKind::HeartbeatInvalid, e.to_string()).into_response(),
     };
     let t = now();
     if hb.time + HEARTBEAT_WINDOW_SECONDS < t || hb.time > t + HEARTBEAT_WINDOW_SECONDS {
-        return ApiError::HeartbeatTime(format!(
-            "heartbeat time {} is not within {HEARTBEAT_WINDOW_SECONDS} s of {t}",
-            hb.time
-        ))
+        return ApiError::new(
+            ErrorKind::HeartbeatTime,
+            format!(
+                "heartbeat time {} is not within {HEARTBEAT_WINDOW_SECONDS} s of {t}",
+                hb.time
+            ),
+        )
         .into_response();
     }
     let Ok(mut beats) = a.heartbeats.lock() else {
@@ -347,10 +363,13 @@ pub(super) async fn heartbeat(
     };
     if let Some(prev) = beats.get(&id) {
         if hb.time <= prev.time {
-            return ApiError::HeartbeatReplayed(format!(
-                "heartbeat time {} is not after the previous one ({})",
-                hb.time, prev.time
-            ))
+            return ApiError::new(
+                ErrorKind::HeartbeatReplayed,
+                format!(
+                    "heartbeat time {} is not after the previous one ({})",
+                    hb.time, prev.time
+                ),
+            )
             .into_response();
         }
     }
