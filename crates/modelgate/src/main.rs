@@ -272,6 +272,9 @@ fn demo(a: &DemoArgs) -> Result<(), modelgate_demo::Failure> {
     )
 }
 
+/// Logs for a one-shot command: warnings and errors on stderr (stdout is
+/// the command's answer), `RUST_LOG` to see more. Servers log through
+/// `authority_cmd::init_server_logging` (text or JSON lines).
 pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
     let _ = tracing_subscriber::fmt()
