@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::policy::{evaluate, PolicyInput, PolicyOutcome};
 use crate::scope::{pattern_matches, validate_scope};
-use crate::state::State;
+use crate::state::{ModelRecord, State};
 use crate::trust_root::RiskTier;
 
 /// A request to run a model.
@@ -137,48 +137,60 @@ pub fn decide(state: &State, request: &DecisionRequest, now: u64) -> Decision {
         valid_from: 0,
         valid_until: u64::MAX,
     };
-    let deny = |mut d: Decision, code: ReasonCode, detail: String| {
-        d.reasons = vec![code];
-        d.detail = detail;
-        d
+    let model = match admissible(state, request) {
+        Ok(m) => m,
+        Err((code, detail)) => return deny(d, code, detail),
     };
-    if let Err(e) = validate_scope(&request.scope) {
-        return deny(d, ReasonCode::InvalidRequest, e.to_string());
-    }
-    let Some(model) = state.models.get(&request.model) else {
-        return deny(
-            d,
+    (d.valid_from, d.valid_until) = window(state, &request.model, now);
+    let basis = match basis(state, request, now) {
+        Ok(b) => b,
+        Err((code, why)) => return deny(d, code, why.into()),
+    };
+    d.approval = basis.approval.map(str::to_owned);
+    d.exception = basis.exception.map(str::to_owned);
+    policy_decision(state, request, model, &basis, d)
+}
+
+fn deny(mut d: Decision, code: ReasonCode, detail: String) -> Decision {
+    d.reasons = vec![code];
+    d.detail = detail;
+    d
+}
+
+/// The request itself may be decided: a valid scope, a registered model
+/// that is not revoked, a node enrolled for the scope.
+fn admissible<'s>(state: &'s State, request: &DecisionRequest) -> Result<&'s ModelRecord, (ReasonCode, String)> {
+    validate_scope(&request.scope).map_err(|e| (ReasonCode::InvalidRequest, e.to_string()))?;
+    let model = state.models.get(&request.model).ok_or_else(|| {
+        (
             ReasonCode::UnknownModel,
             format!("model {} is not registered", request.model),
-        );
-    };
+        )
+    })?;
     if let Some(r) = state.revocations.get(&request.model) {
-        return deny(
-            d,
+        return Err((
             ReasonCode::Revoked,
             format!("revoked at log index {} ({})", r.index, r.ticket),
-        );
+        ));
     }
     match state.node_serves(&request.node, &request.scope) {
-        None => {
-            return deny(
-                d,
-                ReasonCode::NodeNotEnrolled,
-                format!("node {} is not enrolled", request.node),
-            )
-        }
-        Some(false) => {
-            return deny(
-                d,
-                ReasonCode::NodeScope,
-                format!("node {} is not enrolled for {}", request.node, request.scope),
-            )
-        }
-        Some(true) => {}
+        None => Err((
+            ReasonCode::NodeNotEnrolled,
+            format!("node {} is not enrolled", request.node),
+        )),
+        Some(false) => Err((
+            ReasonCode::NodeScope,
+            format!("node {} is not enrolled for {}", request.node, request.scope),
+        )),
+        Some(true) => Ok(model),
     }
+}
 
-    // The window in which nothing time-dependent about this model changes.
-    for id in state.grants_of(&request.model) {
+/// The window around `now` in which nothing time-dependent about the
+/// model's grants changes (a decision is cached only inside it).
+fn window(state: &State, model: &str, now: u64) -> (u64, u64) {
+    let (mut from, mut until) = (0, u64::MAX);
+    for id in state.grants_of(model) {
         let bounds: &[u64] = match (state.approvals.get(id), state.exceptions.get(id)) {
             (Some(a), _) => &[a.valid_from, a.valid_until],
             (_, Some(x)) => &[x.expires],
@@ -186,17 +198,22 @@ pub fn decide(state: &State, request: &DecisionRequest, now: u64) -> Decision {
         };
         for &b in bounds {
             if b <= now {
-                d.valid_from = d.valid_from.max(b);
+                from = from.max(b);
             } else {
-                d.valid_until = d.valid_until.min(b);
+                until = until.min(b);
             }
         }
     }
+    (from, until)
+}
 
+/// The grant the call would be served under: among valid approvals for the
+/// scope, the one lasting longest (then the lowest id, so the answer does
+/// not depend on map order); else the exception with the lowest id; else
+/// why there is none.
+fn basis<'s>(state: &'s State, request: &DecisionRequest, now: u64) -> Result<Basis<'s>, (ReasonCode, &'static str)> {
     let mut basis: Option<Basis<'_>> = None;
     let (mut scoped, mut not_yet, mut any) = (false, false, false);
-    // Among valid approvals, the one lasting longest (then the lowest id) is
-    // reported, so the answer does not depend on map order.
     for id in state.grants_of(&request.model) {
         let Some(a) = state.approvals.get(id) else { continue };
         any = true;
@@ -249,30 +266,35 @@ pub fn decide(state: &State, request: &DecisionRequest, now: u64) -> Decision {
             }
         }
     }
-    let Some(basis) = basis else {
-        let (code, why) = if scoped && not_yet {
-            (
-                ReasonCode::ApprovalNotYetValid,
-                "the approvals for this scope are not valid yet",
-            )
-        } else if scoped {
-            (
-                ReasonCode::ApprovalExpired,
-                "the approvals and exceptions for this scope have ended",
-            )
-        } else if any {
-            (
-                ReasonCode::ScopeNotApproved,
-                "no approval or exception covers this scope",
-            )
-        } else {
-            (ReasonCode::NoApproval, "the model has no approval")
-        };
-        return deny(d, code, why.into());
-    };
-    d.approval = basis.approval.map(str::to_owned);
-    d.exception = basis.exception.map(str::to_owned);
+    basis.ok_or(if scoped && not_yet {
+        (
+            ReasonCode::ApprovalNotYetValid,
+            "the approvals for this scope are not valid yet",
+        )
+    } else if scoped {
+        (
+            ReasonCode::ApprovalExpired,
+            "the approvals and exceptions for this scope have ended",
+        )
+    } else if any {
+        (
+            ReasonCode::ScopeNotApproved,
+            "no approval or exception covers this scope",
+        )
+    } else {
+        (ReasonCode::NoApproval, "the model has no approval")
+    })
+}
 
+/// The policy set in force decides: a permit and no forbid allows; no
+/// policy set, a forbid, no permit or any evaluation error denies.
+fn policy_decision(
+    state: &State,
+    request: &DecisionRequest,
+    model: &ModelRecord,
+    basis: &Basis<'_>,
+    mut d: Decision,
+) -> Decision {
     let Some(policy) = &state.policy else {
         return deny(d, ReasonCode::NoPolicySet, "no policy set has been published".into());
     };
