@@ -359,8 +359,6 @@ fn governance_links(
     pinned: &modelgate_governance::TrustRoot,
     policy: &CheckpointPolicy,
 ) -> Result<Vec<String>, LineageProofError> {
-    use modelgate_governance::scope::pattern_matches;
-    use modelgate_governance::Role;
     let mut links = Vec::new();
     // One checkpoint for every governed entry.
     let one = g.checkpoint.as_bytes();
@@ -395,18 +393,49 @@ fn governance_links(
         .iter()
         .find(|(_, r)| matches!(r["type"].as_str(), Some("request" | "denial")))
         .ok_or_else(|| Malformed("a full-chain proof proves a request or a denial record".into()))?;
-    let decided_in = call["governance"]["size"].as_u64();
-    let before = |what: &str, index: u64| -> Result<(), LineageProofError> {
-        match decided_in {
+    let c = Call {
+        at: *at,
+        record: call,
+        decided_in: call["governance"]["size"].as_u64(),
+    };
+    let root = trust_root_link(&c, g, pinned, policy, &mut links)?;
+    registration_link(&c, g, &root, policy, &mut links)?;
+    grant_link(&c, g, &root, policy, &mut links)?;
+    policy_link(&c, g, policy, &mut links)?;
+    Ok(links)
+}
+
+/// The call a full-chain proof is about: its index, its record, and the
+/// governance size it was decided in (every governed entry must be older).
+struct Call<'a> {
+    at: u64,
+    record: &'a Value,
+    decided_in: Option<u64>,
+}
+
+impl Call<'_> {
+    fn s(&self, k: &str) -> Option<&str> {
+        self.record[k].as_str()
+    }
+
+    fn before(&self, what: &str, index: u64) -> Result<(), LineageProofError> {
+        match self.decided_in {
             Some(size) if index >= size => Err(Invalid(format!(
                 "the {what} entry (index {index}) was logged after the state the node decided in (size {size})"
             ))),
             _ => Ok(()),
         }
-    };
-    let s = |k: &str| call[k].as_str();
+    }
+}
 
-    // 5. The trust root.
+/// 5. The trust root the call was governed under: the log key of the pinned one.
+fn trust_root_link(
+    c: &Call<'_>,
+    g: &GovernanceLinks,
+    pinned: &modelgate_governance::TrustRoot,
+    policy: &CheckpointPolicy,
+    links: &mut Vec<String>,
+) -> Result<modelgate_governance::TrustRoot, LineageProofError> {
     let (payload, _, _) = governed_entry(&g.trust_root, "trust_root", policy)?;
     let Payload::TrustRoot(doc) = payload else {
         return Err(Invalid("the trust_root entry is not a trust-root".into()));
@@ -418,17 +447,28 @@ fn governance_links(
             "the trust_root entry names another log key than the pinned trust root".into(),
         ));
     }
-    before("trust_root", g.trust_root.index)?;
+    c.before("trust_root", g.trust_root.index)?;
     links.push(format!(
         "trust root version {} (entry {}), the log key of the pinned root",
         root.doc.root_version, g.trust_root.index
     ));
 
-    // 6. The registration.
-    if let Some(digest) = s("digest") {
+    Ok(root)
+}
+
+/// 6. The model's registration: its OMS bundle verifies under a model key of the trust root for the record's digest.
+fn registration_link(
+    c: &Call<'_>,
+    g: &GovernanceLinks,
+    root: &modelgate_governance::TrustRoot,
+    policy: &CheckpointPolicy,
+    links: &mut Vec<String>,
+) -> Result<(), LineageProofError> {
+    if let Some(digest) = c.s("digest") {
         let reg = g.registration.as_ref().ok_or_else(|| {
             Invalid(format!(
-                "record {at} names model {digest} but the proof has no registration"
+                "record {} names model {digest} but the proof has no registration",
+                c.at
             ))
         })?;
         let (payload, _, _) = governed_entry(reg, "registration", policy)?;
@@ -449,20 +489,32 @@ fn governance_links(
                 "the registration's OMS bundle does not verify with a model key of the trust root for digest {digest}"
             )));
         };
-        before("registration", reg.index)?;
+        c.before("registration", reg.index)?;
         links.push(format!(
             "model {} {} ({digest}) registered in entry {}, its OMS bundle signed by {signer}",
             m.model_name, m.model_version, reg.index
         ));
     }
 
-    // 7. The approval or exception.
-    let grant_id = s("approval").or(s("exception"));
+    Ok(())
+}
+
+/// 7. The approval or exception the record names: its id, model, scope, window and its tier's threshold of approvers.
+fn grant_link(
+    c: &Call<'_>,
+    g: &GovernanceLinks,
+    root: &modelgate_governance::TrustRoot,
+    policy: &CheckpointPolicy,
+    links: &mut Vec<String>,
+) -> Result<(), LineageProofError> {
+    use modelgate_governance::scope::pattern_matches;
+    use modelgate_governance::Role;
+    let grant_id = c.s("approval").or(c.s("exception"));
     if let Some(id) = grant_id {
         let gr = g
             .grant
             .as_ref()
-            .ok_or_else(|| Invalid(format!("record {at} names grant {id} but the proof has none")))?;
+            .ok_or_else(|| Invalid(format!("record {} names grant {id} but the proof has none", c.at)))?;
         let (payload, env, _) = governed_entry(gr, "grant", policy)?;
         if hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&env.payload)) != id {
             return Err(Invalid(format!(
@@ -488,14 +540,14 @@ fn governance_links(
                 ))
             }
         };
-        if Some(model.as_str()) != s("digest") {
+        if Some(model.as_str()) != c.s("digest") {
             return Err(Invalid(format!("the {kind} is for model {model}, not the record's")));
         }
-        let scope = s("scope").unwrap_or_default();
+        let scope = c.s("scope").unwrap_or_default();
         if !scopes.iter().any(|p| pattern_matches(p, scope)) {
             return Err(Invalid(format!("the {kind} does not cover scope {scope:?}")));
         }
-        let t = call["time"].as_u64().unwrap_or(0);
+        let t = c.record["time"].as_u64().unwrap_or(0);
         if t < window.0 || t >= window.1 {
             return Err(Invalid(format!(
                 "the {kind} is valid from {} until {}, the call was at {t}",
@@ -509,7 +561,7 @@ fn governance_links(
                 approvers.len()
             )));
         }
-        before("grant", gr.index)?;
+        c.before("grant", gr.index)?;
         links.push(format!(
             "{kind} {id} (entry {}) by {} ({tier:?} tier, {need} needed) covers scope {scope} at {t}",
             gr.index,
@@ -517,8 +569,17 @@ fn governance_links(
         ));
     }
 
-    // 8. The policy set.
-    let decided: Vec<&str> = call["policies"]
+    Ok(())
+}
+
+/// 8. The policy set: it holds every policy that decided the call.
+fn policy_link(
+    c: &Call<'_>,
+    g: &GovernanceLinks,
+    policy: &CheckpointPolicy,
+    links: &mut Vec<String>,
+) -> Result<(), LineageProofError> {
+    let decided: Vec<&str> = c.record["policies"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
@@ -535,7 +596,7 @@ fn governance_links(
                 "policy {missing:?}, which decided the call, is not in the policy set"
             )));
         }
-        before("policy", p.index)?;
+        c.before("policy", p.index)?;
         links.push(format!(
             "policy set {:?} (entry {}) holds {}",
             set.name,
@@ -551,5 +612,5 @@ fn governance_links(
             "the record names deciding policies but the proof has no policy set".into(),
         ));
     }
-    Ok(links)
+    Ok(())
 }

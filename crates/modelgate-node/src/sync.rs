@@ -163,8 +163,39 @@ impl Syncer {
         // configuration may only tighten it.
         let bound = self.max_staleness.min(root_doc.doc.freshness.max_staleness_seconds);
         let (checkpoint, authority_time) = verify_checkpoint(&note, &root_doc, now, bound)?;
+        self.extends_trusted(fetch, &checkpoint)?;
+        // The same checkpoint, freshly cosigned: nothing to fold, and its
+        // state digest was compared with the authority's when we reached it.
+        if let Some(v) = &self.view {
+            if checkpoint.size == v.checkpoint.size {
+                let view = View {
+                    checkpoint,
+                    authority_time,
+                    state: Arc::clone(&v.state),
+                    tree: v.tree.clone(),
+                    note: Arc::new(note),
+                };
+                self.view = Some(view);
+                return self.view.as_ref().ok_or_else(|| fail(StateDivergence, "view vanished"));
+            }
+        }
+        let (state, tree) = self.fold_to(fetch, &checkpoint)?;
+        same_digest_as_authority(fetch, &state, checkpoint.size)?;
+        self.view = Some(View {
+            checkpoint,
+            authority_time,
+            state: Arc::new(state),
+            tree,
+            note: Arc::new(note),
+        });
+        self.view.as_ref().ok_or_else(|| fail(StateDivergence, "view vanished"))
+    }
 
-        // Consistency with what we trusted before (this run or a persisted one).
+    /// The checkpoint extends what was trusted before (this run's view, or
+    /// the persisted checkpoint): never smaller, never another root at the
+    /// same size, and consistent by the authority's proof when larger.
+    fn extends_trusted(&self, fetch: &dyn Fetch, checkpoint: &Checkpoint) -> Result<(), SyncError> {
+        use ContainmentReason::*;
         let (old_size, old_root) = match (&self.view, &self.trusted) {
             (Some(v), _) => (v.checkpoint.size, v.checkpoint.root),
             (None, Some(t)) => {
@@ -210,31 +241,20 @@ impl Syncer {
                 )
             })?;
         }
+        Ok(())
+    }
 
-        // The same checkpoint, freshly cosigned: nothing to fold, and its
-        // state digest was compared with the authority's when we reached it.
-        if let Some(v) = &self.view {
-            if checkpoint.size == v.checkpoint.size {
-                let view = View {
-                    checkpoint,
-                    authority_time,
-                    state: Arc::clone(&v.state),
-                    tree: v.tree.clone(),
-                    note: Arc::new(note),
-                };
-                self.view = Some(view);
-                return self.view.as_ref().ok_or_else(|| fail(StateDivergence, "view vanished"));
-            }
-        }
-        // Fetch and fold the entries we do not have, on a copy (a refused
-        // entry leaves the verified view as it was). On a first start with a
-        // persisted checkpoint we refold from 0 (the state is not persisted).
+    /// Fetch and fold the entries we do not have, on a copy (a refused
+    /// entry leaves the verified view as it was), and prove they are the
+    /// checkpoint's. On a first start with a persisted checkpoint the log is
+    /// refolded from 0 (the state is not persisted), and the state at the
+    /// persisted size must be the one persisted, however far the log grew.
+    fn fold_to(&self, fetch: &dyn Fetch, checkpoint: &Checkpoint) -> Result<(State, CompactTree), SyncError> {
+        use ContainmentReason::*;
         let (mut state, mut tree, from) = match &self.view {
             Some(v) => ((*v.state).clone(), v.tree.clone(), v.checkpoint.size),
             None => (self.genesis.clone(), CompactTree::new(), 0),
         };
-        // A restart: when the refold passes the persisted size, the state
-        // there must be the one persisted, however far the log has grown.
         let check_at = match (&self.view, &self.trusted) {
             (None, Some(t)) => Some((t.size, t.state_digest.clone())),
             _ => None,
@@ -242,18 +262,7 @@ impl Syncer {
         let mut replayed_at_trusted = None;
         let mut index = from;
         while index < checkpoint.size {
-            let bundle = index / u64::from(TILE_WIDTH);
-            let start = bundle * u64::from(TILE_WIDTH);
-            let width = (checkpoint.size - start).min(u64::from(TILE_WIDTH)) as u16;
-            let suffix = if width == TILE_WIDTH {
-                String::new()
-            } else {
-                format!(".p/{width}")
-            };
-            let path = format!("/log/tile/entries/{}{suffix}", encode_index(bundle));
-            let data = fetch
-                .get(&path)
-                .map_err(|e| fail(SyncInterrupted, format!("{path}: {e}")))?;
+            let (start, width, path, data) = entry_bundle(fetch, index, checkpoint.size)?;
             let entries = decode_entry_bundle(&data, width)
                 .map_err(|e| fail(CoordinationInconsistent, format!("{path}: {e}")))?;
             for e in &entries[(index - start) as usize..] {
@@ -287,30 +296,47 @@ impl Syncer {
                 ));
             }
         }
-        let published = fetch
-            .get(&format!("/api/v1/state?size={}", checkpoint.size))
-            .map_err(|e| fail(SyncInterrupted, format!("state digest: {e}")))?;
-        let published: serde_json::Value =
-            serde_json::from_slice(&published).map_err(|e| fail(GovernanceMismatch, format!("state summary: {e}")))?;
-        let ours = hex::encode(state.digest());
-        if published["digest"].as_str() != Some(ours.as_str()) {
-            return Err(fail(
-                GovernanceMismatch,
-                format!(
-                    "state digest at size {}: ours {ours}, the authority's {}",
-                    checkpoint.size, published["digest"]
-                ),
-            ));
-        }
-        self.view = Some(View {
-            checkpoint,
-            authority_time,
-            state: Arc::new(state),
-            tree,
-            note: Arc::new(note),
-        });
-        self.view.as_ref().ok_or_else(|| fail(StateDivergence, "view vanished"))
+        Ok((state, tree))
     }
+}
+
+/// The entry bundle holding entry `index` of a log of `size`: its first
+/// index, its width, its path and its bytes.
+fn entry_bundle(fetch: &dyn Fetch, index: u64, size: u64) -> Result<(u64, u16, String, Vec<u8>), SyncError> {
+    let bundle = index / u64::from(TILE_WIDTH);
+    let start = bundle * u64::from(TILE_WIDTH);
+    let width = (size - start).min(u64::from(TILE_WIDTH)) as u16;
+    let suffix = if width == TILE_WIDTH {
+        String::new()
+    } else {
+        format!(".p/{width}")
+    };
+    let path = format!("/log/tile/entries/{}{suffix}", encode_index(bundle));
+    let data = fetch
+        .get(&path)
+        .map_err(|e| fail(ContainmentReason::SyncInterrupted, format!("{path}: {e}")))?;
+    Ok((start, width, path, data))
+}
+
+/// Our state's digest is the one the authority publishes at that size.
+fn same_digest_as_authority(fetch: &dyn Fetch, state: &State, size: u64) -> Result<(), SyncError> {
+    use ContainmentReason::*;
+    let published = fetch
+        .get(&format!("/api/v1/state?size={size}"))
+        .map_err(|e| fail(SyncInterrupted, format!("state digest: {e}")))?;
+    let published: serde_json::Value =
+        serde_json::from_slice(&published).map_err(|e| fail(GovernanceMismatch, format!("state summary: {e}")))?;
+    let ours = hex::encode(state.digest());
+    if published["digest"].as_str() != Some(ours.as_str()) {
+        return Err(fail(
+            GovernanceMismatch,
+            format!(
+                "state digest at size {size}: ours {ours}, the authority's {}",
+                published["digest"]
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Verify a checkpoint against a trust root: log signature, origin, witness
