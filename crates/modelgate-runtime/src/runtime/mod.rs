@@ -562,7 +562,26 @@ impl Runtime {
     fn step(&mut self) -> Vec<Event> {
         let t = self.node.now();
         let mut events = Vec::new();
-        let sync_failure = match self.node.sync(t) {
+        let sync_failure = self.sync(t);
+        self.anchor(t);
+        for name in self.names.clone() {
+            if let Some(why) = sync_failure.clone().or_else(|| self.node_wide_containment()) {
+                self.contain(&mut events, &name, why, t);
+                continue;
+            }
+            self.pass_model(&mut events, &name, t);
+        }
+        self.publish(t);
+        self.heartbeat(t);
+        events
+    }
+
+    /// Sync once; the containment a failed sync imposes: any failure but an
+    /// interruption, or an interruption once the last view is older than its
+    /// bound by the wall clock or the monotonic one (a clock set back must
+    /// not keep the last view fresh while syncs fail).
+    fn sync(&mut self, t: u64) -> Option<Why> {
+        match self.node.sync(t) {
             Ok(v) => {
                 let same = self
                     .view
@@ -576,8 +595,6 @@ impl Runtime {
             }
             Err(e) => {
                 let fatal = e.reason != ContainmentReason::SyncInterrupted;
-                // By the wall clock and by the monotonic one: a clock set
-                // back must not keep the last view fresh while syncs fail.
                 let node_max = self.node.c.max_staleness_seconds;
                 let max = self.view.as_ref().map_or(node_max, |v| v.staleness_bound(node_max));
                 let mono = self
@@ -596,128 +613,122 @@ impl Runtime {
                     None
                 }
             }
-        };
-        self.anchor(t);
-        for name in self.names.clone() {
-            if let Some(why) = &sync_failure {
-                self.contain(&mut events, &name, why.clone(), t);
-                continue;
+        }
+    }
+
+    /// What contains every model whatever its own state: a proven split
+    /// view, or lineage left un-anchored past its bound.
+    fn node_wide_containment(&self) -> Option<Why> {
+        if let Some(d) = self.shared.split_view() {
+            let reason = ContainmentReason::CoordinationInconsistent;
+            return Some(Why::new(reason, Check::of_reason(reason), d));
+        }
+        self.anchor_problem.clone().map(|p| {
+            Why::new(
+                ContainmentReason::AuditDiscontinuity,
+                Check::ExecutionLineageContinuity,
+                p,
+            )
+        })
+    }
+
+    /// One model this pass: kept as it is when nothing it depends on moved,
+    /// contained when the decision no longer allows it, else taken through
+    /// the lifecycle again.
+    fn pass_model(&mut self, events: &mut Vec<Event>, name: &str, t: u64) {
+        let fp = fingerprint(&self.node.c.models[name].dir);
+        // The change generation this pass verifies against (read before
+        // hashing: a change during the re-hash leaves the model pending).
+        let seen = self.shared.changes.lock().ok().and_then(|c| c.get(name).copied());
+        let dirty = self.dirty.remove(name) || seen.is_some_and(|(s, v)| s != v);
+        if let Some((digest, _, old_fp)) = self.serving.get(name).cloned() {
+            if let Some(why) = self.still_allowed(&digest, t) {
+                self.contain(events, name, why, t);
+                return;
             }
-            if let Some(d) = self.shared.split_view() {
-                let why = Why::new(
-                    ContainmentReason::CoordinationInconsistent,
-                    Check::of_reason(ContainmentReason::CoordinationInconsistent),
-                    d,
-                );
-                self.contain(&mut events, &name, why, t);
-                continue;
+            if fp == old_fp && !dirty {
+                return;
             }
-            if let Some(p) = self.anchor_problem.clone() {
-                let why = Why::new(
-                    ContainmentReason::AuditDiscontinuity,
-                    Check::ExecutionLineageContinuity,
-                    p,
-                );
-                self.contain(&mut events, &name, why, t);
-                continue;
+        } else if let Some((why, size, old_fp)) = self.contained.get(name) {
+            // Contained: retry when the log or the files changed, or when
+            // the cause may pass by itself (the lineage store was busy or
+            // unwritable, the authority was away).
+            let transient = matches!(
+                why.reason,
+                ContainmentReason::AuditDiscontinuity | ContainmentReason::SyncInterrupted
+            );
+            if !transient && self.view.as_ref().is_none_or(|v| v.checkpoint.size == *size) && *old_fp == fp && !dirty {
+                return;
             }
-            let fp = fingerprint(&self.node.c.models[&name].dir);
-            // The change generation this pass verifies against (read before
-            // hashing: a change during the re-hash leaves the model pending).
-            let seen = self.shared.changes.lock().ok().and_then(|c| c.get(&name).copied());
-            let dirty = self.dirty.remove(&name) || seen.is_some_and(|(s, v)| s != v);
-            if let Some((digest, _, old_fp)) = self.serving.get(&name).cloned() {
-                // Serving: the decision must still allow it, and the files must not change.
-                let req = DecisionRequest {
-                    model: digest.clone(),
-                    scope: self.node.c.scopes[0].clone(),
-                    node: self.node.c.node.clone(),
-                    principal: format!("node:{}", self.node.c.node),
-                    groups: vec![],
-                    attributes: vec![],
-                };
-                let cache = &mut self.cache;
-                let denied = self
-                    .view
-                    .as_ref()
-                    .map(|v| cache.decide(&v.state, &req, t))
-                    .filter(|d| !d.allow);
-                if let Some(d) = denied {
-                    let check = d
-                        .reasons
-                        .first()
-                        .map_or(Check::ModelScopeContinuity, |r| Check::of_decision(*r));
-                    let why = Why {
-                        decision: d.reasons.first().copied(),
-                        ..Why::new(
-                            ContainmentReason::UnverifiableTransition,
-                            check,
-                            format!("{:?}: {}", d.reasons, d.detail),
-                        )
-                    };
-                    self.contain(&mut events, &name, why, t);
-                    continue;
-                }
-                if fp == old_fp && !dirty {
-                    continue;
-                }
-            } else if let Some((why, size, old_fp)) = self.contained.get(&name) {
-                // Contained: retry when the log or the files changed, or when
-                // the cause may pass by itself (the lineage store was busy or
-                // unwritable, the authority was away).
-                let transient = matches!(
-                    why.reason,
-                    ContainmentReason::AuditDiscontinuity | ContainmentReason::SyncInterrupted
-                );
-                if !transient
-                    && self.view.as_ref().is_none_or(|v| v.checkpoint.size == *size)
-                    && *old_fp == fp
-                    && !dirty
-                {
-                    continue;
-                }
+        }
+        let was_serving = self.serving.get(name).map(|(d, _, _)| d.clone());
+        let outcome = self.node.lifecycle(name, self.view.as_deref(), t);
+        // Whatever the outcome, the files as of `seen` have been judged:
+        // Serving if they verify, Contained (which the gateway refuses) if not.
+        if let (Some((s, _)), Ok(mut c)) = (seen, self.shared.changes.lock()) {
+            if let Some(e) = c.get_mut(name) {
+                e.1 = s;
             }
-            let was_serving = self.serving.get(&name).map(|(d, _, _)| d.clone());
-            let outcome = self.node.lifecycle(&name, self.view.as_deref(), t);
-            // Whatever the outcome, the files as of `seen` have been judged:
-            // Serving if they verify, Contained (which the gateway refuses) if not.
-            if let (Some((s, _)), Ok(mut c)) = (seen, self.shared.changes.lock()) {
-                if let Some(e) = c.get_mut(&name) {
-                    e.1 = s;
-                }
-            }
-            match outcome {
-                Ok(s) => {
-                    if was_serving.as_deref() != Some(s.digest.as_str()) {
-                        events.push(Event {
-                            time: t,
-                            model: name.clone(),
-                            state: "Serving",
-                            reason: None,
-                            check: None,
-                            step: None,
-                            detail: format!("{} under {}", s.digest, s.basis),
-                        });
-                        if let Some((was, _, _)) = self.contained.remove(&name) {
-                            let why = Why {
-                                detail: "recovered through the full lifecycle".into(),
-                                ..was
-                            };
-                            self.report(Some(&s.digest), &why, true, t);
-                        }
+        }
+        match outcome {
+            Ok(s) => {
+                if was_serving.as_deref() != Some(s.digest.as_str()) {
+                    events.push(Event {
+                        time: t,
+                        model: name.to_owned(),
+                        state: "Serving",
+                        reason: None,
+                        check: None,
+                        step: None,
+                        detail: format!("{} under {}", s.digest, s.basis),
+                    });
+                    if let Some((was, _, _)) = self.contained.remove(name) {
+                        let why = Why {
+                            detail: "recovered through the full lifecycle".into(),
+                            ..was
+                        };
+                        self.report(Some(&s.digest), &why, true, t);
                     }
-                    self.serving.insert(name.clone(), (s.digest, s.basis, fp));
                 }
-                Err(c) => {
-                    if self.contain(&mut events, &name, why(&c), t) {
-                        self.node.record_stopped(&name, &c);
-                    }
+                self.serving.insert(name.to_owned(), (s.digest, s.basis, fp));
+            }
+            Err(c) => {
+                if self.contain(events, name, why(&c), t) {
+                    self.node.record_stopped(name, &c);
                 }
             }
         }
-        self.publish(t);
-        self.heartbeat(t);
-        events
+    }
+
+    /// A Serving model's decision, asked again for the node itself: the
+    /// containment when it no longer allows the model (revoked, expired, …).
+    fn still_allowed(&mut self, digest: &str, t: u64) -> Option<Why> {
+        let req = DecisionRequest {
+            model: digest.to_owned(),
+            scope: self.node.c.scopes[0].clone(),
+            node: self.node.c.node.clone(),
+            principal: format!("node:{}", self.node.c.node),
+            groups: vec![],
+            attributes: vec![],
+        };
+        let cache = &mut self.cache;
+        let d = self
+            .view
+            .as_ref()
+            .map(|v| cache.decide(&v.state, &req, t))
+            .filter(|d| !d.allow)?;
+        let check = d
+            .reasons
+            .first()
+            .map_or(Check::ModelScopeContinuity, |r| Check::of_decision(*r));
+        Some(Why {
+            decision: d.reasons.first().copied(),
+            ..Why::new(
+                ContainmentReason::UnverifiableTransition,
+                check,
+                format!("{:?}: {}", d.reasons, d.detail),
+            )
+        })
     }
 
     fn publish(&self, t: u64) {
