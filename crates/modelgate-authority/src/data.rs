@@ -210,6 +210,66 @@ pub fn init_with(dir: &Path, origin: &str, roots: RootKeys) -> Result<InitReport
     )
 }
 
+/// The first trust root: one root principal per key, `threshold` of them
+/// to change it, the authority's keys, default thresholds; signed by every
+/// root key and accepted by the fold before anything is written.
+fn genesis_trust_root(
+    keys: &[SigningKey],
+    threshold: usize,
+    log_key: &SignerKey,
+    cosigner: &SignerKey,
+) -> Result<Vec<u8>, AuthorityError> {
+    let principals: serde_json::Map<String, serde_json::Value> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            (
+                format!("root-{}", i + 1),
+                json!({"roles": ["root"], "keys": [B64.encode(k.verifying_key().as_bytes())], "model_keys": []}),
+            )
+        })
+        .collect();
+
+    let doc = json!({
+        "type": "trust-root", "version": 1, "root_version": 1,
+        "principals": principals,
+        "thresholds": {"root": threshold, "model": 1, "approval": {"low": 1, "medium": 1, "high": 2, "critical": 2},
+                       "revocation": 1, "exception": 1, "policy": 1, "enrollment": 1},
+        "authority": {"log": log_key.verifier().to_string(), "cosigner": cosigner.verifier().to_string()},
+        "witnesses": [], "witness_quorum": 0,
+        "freshness": {"max_staleness_seconds": 30, "anchor_max_age_seconds": 60}
+    });
+    let payload = to_canonical(&doc).map_err(|e| AuthorityError::Config(e.to_string()))?;
+    let signers: Vec<&SigningKey> = keys.iter().collect();
+    let genesis = Envelope::sign(&payload, &signers).map_err(|e| AuthorityError::Config(e.to_string()))?;
+    // The fold must accept it before anything is written.
+    modelgate_governance::State::new(&genesis)
+        .map_err(|e| AuthorityError::Config(format!("generated trust root: {e}")))?;
+
+    Ok(genesis)
+}
+
+/// The offline root keys, PKCS#8 v1 (RFC 8410, which OpenSSL and Python's
+/// cryptography read), each beside its public key.
+fn write_root_keys(d: &DataDir, keys: &[SigningKey]) -> Result<(), AuthorityError> {
+    for (i, root) in keys.iter().enumerate() {
+        let pem = ed25519_dalek::pkcs8::KeypairBytes {
+            secret_key: root.to_bytes(),
+            public_key: None,
+        }
+        .to_pkcs8_pem(Default::default())
+        .map_err(|e| AuthorityError::Config(e.to_string()))?;
+        let pub_pem = root
+            .verifying_key()
+            .to_public_key_pem(Default::default())
+            .map_err(|e| AuthorityError::Config(e.to_string()))?;
+        let path = d.offline_root_key_n(i + 1);
+        write_new(&path, pem.as_bytes(), 0o600)?;
+        write_new(&path.with_extension("pub"), pub_pem.as_bytes(), 0o644)?;
+    }
+    Ok(())
+}
+
 /// [`init_with`], the governance log in `store_at` (a SQLite file or a
 /// PostgreSQL database, which must hold no log yet).
 pub fn init_at(
@@ -273,49 +333,8 @@ pub fn init_at(
     let keys: Vec<SigningKey> = (0..roots.count)
         .map(|_| seed().map(|s| SigningKey::from_bytes(&s)))
         .collect::<Result<_, _>>()?;
-    let principals: serde_json::Map<String, serde_json::Value> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            (
-                format!("root-{}", i + 1),
-                json!({"roles": ["root"], "keys": [B64.encode(k.verifying_key().as_bytes())], "model_keys": []}),
-            )
-        })
-        .collect();
-
-    let doc = json!({
-        "type": "trust-root", "version": 1, "root_version": 1,
-        "principals": principals,
-        "thresholds": {"root": roots.threshold, "model": 1, "approval": {"low": 1, "medium": 1, "high": 2, "critical": 2},
-                       "revocation": 1, "exception": 1, "policy": 1, "enrollment": 1},
-        "authority": {"log": log_key.verifier().to_string(), "cosigner": cosigner.verifier().to_string()},
-        "witnesses": [], "witness_quorum": 0,
-        "freshness": {"max_staleness_seconds": 30, "anchor_max_age_seconds": 60}
-    });
-    let payload = to_canonical(&doc).map_err(|e| AuthorityError::Config(e.to_string()))?;
-    let signers: Vec<&SigningKey> = keys.iter().collect();
-    let genesis = Envelope::sign(&payload, &signers).map_err(|e| AuthorityError::Config(e.to_string()))?;
-    // The fold must accept it before anything is written.
-    modelgate_governance::State::new(&genesis)
-        .map_err(|e| AuthorityError::Config(format!("generated trust root: {e}")))?;
-
-    for (i, root) in keys.iter().enumerate() {
-        // PKCS#8 v1 (RFC 8410), which OpenSSL and Python's cryptography read.
-        let pem = ed25519_dalek::pkcs8::KeypairBytes {
-            secret_key: root.to_bytes(),
-            public_key: None,
-        }
-        .to_pkcs8_pem(Default::default())
-        .map_err(|e| AuthorityError::Config(e.to_string()))?;
-        let pub_pem = root
-            .verifying_key()
-            .to_public_key_pem(Default::default())
-            .map_err(|e| AuthorityError::Config(e.to_string()))?;
-        let path = d.offline_root_key_n(i + 1);
-        write_new(&path, pem.as_bytes(), 0o600)?;
-        write_new(&path.with_extension("pub"), pub_pem.as_bytes(), 0o644)?;
-    }
+    let genesis = genesis_trust_root(&keys, roots.threshold, &log_key, &cosigner)?;
+    write_root_keys(&d, &keys)?;
     write_new(
         &d.log_key(),
         format!("{}\n", log_key.to_private_string()).as_bytes(),

@@ -334,28 +334,7 @@ impl Authority {
             )));
         }
         let log = Log::open(store, log_key.clone()).map_err(AuthorityError::Store)?;
-        let started = Instant::now();
-        let (state, snapshot_size, snapshot_refused) =
-            match crate::snapshot::read(&d.snapshot(), &trust_root, &**log.store(), &log_key) {
-                Ok(Some(s)) => {
-                    let n = s.size;
-                    (s, Some(n), None)
-                }
-                Ok(None) => (fresh(&trust_root)?, None, None),
-                Err(e) => {
-                    tracing::warn!(error = %e, "not using the state snapshot; folding the whole log");
-                    (fresh(&trust_root)?, None, Some(e.to_string()))
-                }
-            };
-        let from = state.size;
-        let state = refold_onto(state, &**log.store()).map_err(AuthorityError::Fold)?;
-        let startup = Startup {
-            snapshot_size,
-            snapshot_refused,
-            folded: state.size - from,
-            elapsed: started.elapsed(),
-        };
-        tracing::info!(?startup, "governance state rebuilt");
+        let (state, startup) = rebuild_state(&d, &trust_root, &log, &log_key)?;
         let sequencing = crate::store::start_lease(&store_at, &crate::store::holder_name(), Arc::clone(&lease_stop))
             .map_err(AuthorityError::Store)?;
         if state.size != log.size() {
@@ -428,23 +407,34 @@ impl Authority {
             .map_err(|e| AuthorityError::Io(format!("re-indexing the replicated lineage: {e}")))?;
         drop(state);
         authority.refresh_checkpoint()?;
-        let a = Arc::clone(&authority);
+        authority.start_threads(log, working, rx)?;
+        Ok(authority)
+    }
+
+    /// Start the writer and the snapshot threads.
+    fn start_threads(
+        self: &Arc<Self>,
+        log: Log<Store>,
+        working: State,
+        rx: Receiver<Submission>,
+    ) -> Result<(), AuthorityError> {
+        let a = Arc::clone(self);
         let handle = std::thread::Builder::new()
             .name("modelgate-governance-writer".into())
             .spawn(move || writer(a, log, working, rx))
             .map_err(|e| AuthorityError::Io(format!("starting the writer thread: {e}")))?;
-        if let Ok(mut w) = authority.writer.lock() {
+        if let Ok(mut w) = self.writer.lock() {
             *w = Some(handle);
         }
-        let a = Arc::clone(&authority);
+        let a = Arc::clone(self);
         let handle = std::thread::Builder::new()
             .name("modelgate-snapshot".into())
             .spawn(move || snapshotter(a))
             .map_err(|e| AuthorityError::Io(format!("starting the snapshot thread: {e}")))?;
-        if let Ok(mut w) = authority.snapshotter.lock() {
+        if let Ok(mut w) = self.snapshotter.lock() {
             *w = Some(handle);
         }
-        Ok(authority)
+        Ok(())
     }
 
     /// The state of every durable entry (a snapshot: it does not change
@@ -778,6 +768,40 @@ impl Authority {
             }
         }
     }
+}
+
+/// The state at start-up: the signed snapshot if it checks (signature by
+/// the log key, root at its size, length, hash, restored digest), then the
+/// entries after it folded; or the whole log folded.
+fn rebuild_state(
+    d: &DataDir,
+    trust_root: &[u8],
+    log: &Log<Store>,
+    log_key: &SignerKey,
+) -> Result<(State, Startup), AuthorityError> {
+    let started = Instant::now();
+    let (state, snapshot_size, snapshot_refused) =
+        match crate::snapshot::read(&d.snapshot(), trust_root, &**log.store(), log_key) {
+            Ok(Some(s)) => {
+                let n = s.size;
+                (s, Some(n), None)
+            }
+            Ok(None) => (fresh(trust_root)?, None, None),
+            Err(e) => {
+                tracing::warn!(error = %e, "not using the state snapshot; folding the whole log");
+                (fresh(trust_root)?, None, Some(e.to_string()))
+            }
+        };
+    let from = state.size;
+    let state = refold_onto(state, &**log.store()).map_err(AuthorityError::Fold)?;
+    let startup = Startup {
+        snapshot_size,
+        snapshot_refused,
+        folded: state.size - from,
+        elapsed: started.elapsed(),
+    };
+    tracing::info!(?startup, "governance state rebuilt");
+    Ok((state, startup))
 }
 
 fn fresh(trust_root: &[u8]) -> Result<State, AuthorityError> {

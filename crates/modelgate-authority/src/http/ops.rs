@@ -111,6 +111,13 @@ pub(super) async fn metrics(AxState(a): AxState<Shared>) -> Response {
     for (class, b) in [("stranger", &a.stranger_bodies), ("caller", &a.caller_bodies)] {
         out.sample("modelgate_http_body_bytes_held", &[("class", class)], b.held_bytes());
     }
+    witness_metrics(&a, size, &mut out);
+    out.into_response()
+}
+
+/// The witnesses' part of `/metrics`, when witnesses are asked.
+fn witness_metrics(a: &Authority, size: u64, out: &mut modelgate_http::prometheus::Text) {
+    use modelgate_http::prometheus::Kind;
     if let Some(w) = a.witnesses.lock().ok().and_then(|w| w.clone()) {
         let latest = a.latest().0;
         let (ms, failing) = (
@@ -142,7 +149,6 @@ pub(super) async fn metrics(AxState(a): AxState<Shared>) -> Response {
             out.single(name, Kind::Gauge, help, value);
         }
     }
-    out.into_response()
 }
 
 pub(super) async fn openapi() -> Response {
