@@ -64,6 +64,37 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str, out: &mut dyn FnMut(&s
     ));
     say!(out, "6. started an authority at {url} (log key {})", report.log_vkey);
 
+    let cast = governed(&authority, &report, model, model_key_pem, out)?;
+    approve(&authority, &cast, out)?;
+    let ndir = dir.join("node");
+    let mut node = node_serves(&ndir, &url, &report, model, &cast.node_key, out)?;
+    let pinned = std::fs::read(&report.trust_root).map_err(fail)?;
+    gateway_calls(&runtime, &ndir, &url, &report, model, &pinned, out)?;
+    contain(&authority, &mut node, model, &cast, out)?;
+    audit(&report, &url, &pinned, out)?;
+    let _ = stop.send(());
+    runtime.block_on(server).map_err(fail)?.map_err(fail)?;
+    Ok(())
+}
+
+/// Who takes part, once the trust root names them, and the model.
+struct Cast {
+    alice: SigningKey,
+    bob: SigningKey,
+    pipeline: SigningKey,
+    node_key: SignerKey,
+    digest: String,
+}
+
+/// 7–8. Trust root v2 naming the people, the model registered, a policy
+/// published and the node enrolled.
+fn governed(
+    authority: &Authority,
+    report: &modelgate_authority::InitReport,
+    model: &Path,
+    model_key_pem: &str,
+    out: &mut dyn FnMut(&str),
+) -> Result<Cast, Failure> {
     let key = || SigningKey::generate(&mut rand_core::OsRng);
     let (alice, bob, pipeline, padmin, nadmin) = (key(), key(), key(), key(), key());
     let root_pem = std::fs::read_to_string(&report.root_key).map_err(fail)?;
@@ -119,13 +150,32 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str, out: &mut dyn FnMut(&s
         "8. registered the model ({digest}), published a Cedar policy, enrolled node demo-node"
     );
 
+    Ok(Cast {
+        alice,
+        bob,
+        pipeline,
+        node_key,
+        digest,
+    })
+}
+
+/// 9–11. Separation of duties and the high tier's threshold refuse, two
+/// approvers approve.
+fn approve(authority: &Authority, cast: &Cast, out: &mut dyn FnMut(&str)) -> Result<(), Failure> {
+    let Cast {
+        alice,
+        bob,
+        pipeline,
+        digest,
+        ..
+    } = cast;
     let far = modelgate_runtime::Clock::now(&modelgate_runtime::SystemClock) + 86_400;
     let approval = |keys: &[&SigningKey], ticket: &str| {
-        ApprovalEntry::new(&digest, vec!["prod/credit/*".into()], 0, far, RiskTier::High, ticket)
+        ApprovalEntry::new(digest, vec!["prod/credit/*".into()], 0, far, RiskTier::High, ticket)
             .sign(keys)
             .map_err(fail)
     };
-    match submit(&authority, approval(&[&pipeline], "CHG-1")?)? {
+    match submit(authority, approval(&[pipeline], "CHG-1")?)? {
         Err(why) if why.starts_with("separation-of-duties") => {
             say!(
                 out,
@@ -134,7 +184,7 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str, out: &mut dyn FnMut(&s
         }
         other => return Err(Failure::Failed(format!("a self-approval was not refused: {other:?}"))),
     }
-    match submit(&authority, approval(&[&alice], "CHG-2")?)? {
+    match submit(authority, approval(&[alice], "CHG-2")?)? {
         Err(why) if why.starts_with("threshold") => {
             say!(out, "10. alice alone approved at the high tier: refused ({why})")
         }
@@ -144,15 +194,41 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str, out: &mut dyn FnMut(&s
             )))
         }
     }
-    let i = accepted(&authority, approval(&[&alice, &bob], "CHG-3")?, "the approval")?;
+    let i = accepted(authority, approval(&[alice, bob], "CHG-3")?, "the approval")?;
     say!(
         out,
         "11. alice and bob approved it for prod/credit/* (log index {i}, durable)"
     );
 
-    // The node: its own key and configuration, then the ten steps.
-    let ndir = dir.join("node");
-    std::fs::create_dir_all(&ndir).map_err(fail)?;
+    Ok(())
+}
+
+/// The node's own judgement of the model now: Serving, or why not.
+fn check(
+    node: &mut modelgate_runtime::Node,
+    what: &str,
+) -> Result<Result<modelgate_runtime::runtime::ServingModel, (String, String)>, Failure> {
+    let t = node.now();
+    let view = node
+        .sync(t)
+        .cloned()
+        .map_err(|e| Failure::Failed(format!("{what}: sync failed: {e}")))?;
+    Ok(node
+        .lifecycle("credit-scorer", Some(&view), t)
+        .map_err(|c| (format!("{:?}", c.contained().reason), c.contained().detail.clone())))
+}
+
+/// 12. The node, with its own key and configuration, takes the model
+/// through the ten steps.
+fn node_serves(
+    ndir: &Path,
+    url: &str,
+    report: &modelgate_authority::InitReport,
+    model: &Path,
+    node_key: &SignerKey,
+    out: &mut dyn FnMut(&str),
+) -> Result<modelgate_runtime::Node, Failure> {
+    std::fs::create_dir_all(ndir).map_err(fail)?;
     modelgate_node::files::write_new(
         &ndir.join("node.skey"),
         format!("{}\n", node_key.to_private_string()).as_bytes(),
@@ -168,23 +244,25 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str, out: &mut dyn FnMut(&s
     );
     std::fs::write(ndir.join("node.toml"), toml).map_err(fail)?;
     let mut node = modelgate_runtime::Node::open(&ndir.join("node.toml"))?;
-    let mut check =
-        |what: &str| -> Result<Result<modelgate_runtime::runtime::ServingModel, (String, String)>, Failure> {
-            let t = node.now();
-            let view = node
-                .sync(t)
-                .cloned()
-                .map_err(|e| Failure::Failed(format!("{what}: sync failed: {e}")))?;
-            Ok(node
-                .lifecycle("credit-scorer", Some(&view), t)
-                .map_err(|c| (format!("{:?}", c.contained().reason), c.contained().detail.clone())))
-        };
-    match check("serving")? {
+    match check(&mut node, "serving")? {
         Ok(s) => say!(out, "12. node demo-node verified the log itself and took the model through all ten lifecycle steps: Serving under approval {}", &s.basis[..16]),
         Err((r, d)) => return Err(Failure::Failed(format!("the approved model did not serve: {r}: {d}"))),
     }
-    // The gateway: the same node serving callers, every call recorded and provable.
-    let upstream = spawn_scorer(&runtime)?;
+    Ok(node)
+}
+
+/// 13–15. The same node as a gateway: a governed call, a refused scope, and
+/// the call's proof verified offline.
+fn gateway_calls(
+    runtime: &tokio::runtime::Runtime,
+    ndir: &Path,
+    url: &str,
+    report: &modelgate_authority::InitReport,
+    model: &Path,
+    pinned: &[u8],
+    out: &mut dyn FnMut(&str),
+) -> Result<(), Failure> {
+    let upstream = spawn_scorer(runtime)?;
     let token = "demo-scoring-service-token";
     let token_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
     std::fs::write(
@@ -197,7 +275,7 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str, out: &mut dyn FnMut(&s
         ),
     )
     .map_err(fail)?;
-    let (gw, gw_state) = spawn_gateway(&ndir.join("gateway.toml"), &runtime)?;
+    let (gw, gw_state) = spawn_gateway(&ndir.join("gateway.toml"), runtime)?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !matches!(
         gw_state.snapshot().models.get("credit-scorer"),
@@ -243,7 +321,6 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str, out: &mut dyn FnMut(&s
         "14. the same caller in prod/risk/review, a scope no approval covers: {status} {}",
         body["error"]["code"].as_str().unwrap_or("?")
     );
-    let pinned = std::fs::read(&report.trust_root).map_err(fail)?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let verified = loop {
         let mut r = agent
@@ -253,7 +330,7 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str, out: &mut dyn FnMut(&s
             .map_err(fail)?;
         let proof = r.body_mut().read_to_vec().map_err(fail)?;
         if r.status().as_u16() == 200 {
-            if let Ok(v) = modelgate_node::proof::verify_lineage_proof(&proof, &pinned) {
+            if let Ok(v) = modelgate_node::proof::verify_lineage_proof(&proof, pinned) {
                 break v;
             }
         }
@@ -271,12 +348,24 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str, out: &mut dyn FnMut(&s
     );
     gw_state.stop();
 
+    Ok(())
+}
+
+/// 16–17. One bit of the weights changed, then a revocation: the node
+/// contains the model each time.
+fn contain(
+    authority: &Authority,
+    node: &mut modelgate_runtime::Node,
+    model: &Path,
+    cast: &Cast,
+    out: &mut dyn FnMut(&str),
+) -> Result<(), Failure> {
     let weights = model.join("weights.bin");
     let original = std::fs::read(&weights).map_err(fail)?;
     let mut flipped = original.clone();
     flipped[7] ^= 0x80;
     std::fs::write(&weights, &flipped).map_err(fail)?;
-    match check("tampered")? {
+    match check(node, "tampered")? {
         Err((r, d)) if r == "UnauthorizedModification" => {
             say!(
                 out,
@@ -292,27 +381,38 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str, out: &mut dyn FnMut(&s
     }
     std::fs::write(&weights, &original).map_err(fail)?;
     accepted(
-        &authority,
-        RevocationEntry::new(&digest, "drift found in monitoring", "INC-7")
-            .sign(&[&alice])
+        authority,
+        RevocationEntry::new(&cast.digest, "drift found in monitoring", "INC-7")
+            .sign(&[&cast.alice])
             .map_err(fail)?,
         "the revocation",
     )?;
-    match check("revoked")? {
+    match check(node, "revoked")? {
         Err((r, d)) => say!(out, "17. alice revoked the model: the node contains it ({r}: {d})"),
         Ok(_) => return Err(Failure::Failed("a revoked model still served".into())),
     }
 
+    Ok(())
+}
+
+/// 18. The authority audited offline: every tile and entry against its
+/// signed checkpoint, the state refolded.
+fn audit(
+    report: &modelgate_authority::InitReport,
+    url: &str,
+    pinned: &[u8],
+    out: &mut dyn FnMut(&str),
+) -> Result<(), Failure> {
     let policy = CheckpointPolicy::new(
         modelgate_tlog::VerifierKey::parse(&report.log_vkey).map_err(fail)?,
         vec![],
         0,
     )
     .map_err(fail)?;
-    let client = modelgate_runtime::HttpAuthority::new(&url);
+    let client = modelgate_runtime::HttpAuthority::new(url);
     let audit = modelgate_node::audit::remote_audit(
         &modelgate_runtime::authority::Reads(&client),
-        Some(&pinned),
+        Some(pinned),
         &policy,
         |_, _| {},
     )
@@ -324,8 +424,6 @@ pub fn run(dir: &Path, model: &Path, model_key_pem: &str, out: &mut dyn FnMut(&s
         &audit.state_digest[..16]
     );
 
-    let _ = stop.send(());
-    runtime.block_on(server).map_err(fail)?.map_err(fail)?;
     Ok(())
 }
 

@@ -221,6 +221,36 @@ fn governed_entry(
     Ok((payload, env, verified.checkpoint.checkpoint.size))
 }
 
+/// 1. Every record of the proof is in the node's lineage checkpoint `cp`,
+/// and its readable copy says what the proven bytes say.
+fn proven_records(doc: &LineageProof, cp: &modelgate_tlog::Checkpoint) -> Result<Vec<(u64, Value)>, LineageProofError> {
+    if doc.proof.records.is_empty() {
+        return Err(Malformed("the proof has no records".into()));
+    }
+    let mut shown = Vec::new();
+    for (k, r) in doc.proof.records.iter().enumerate() {
+        let entry = b64(&r.entry, &format!("proof.records[{k}].entry"))?;
+        let index = r.index;
+        let proof = hashes(&r.inclusion, &format!("proof.records[{k}].inclusion"))?;
+        verify_inclusion(&leaf_hash(&entry), index, cp.size, &proof, &cp.root).map_err(|e| {
+            Invalid(format!(
+                "lineage record {index} is not in the node's checkpoint (size {}): {e}",
+                cp.size
+            ))
+        })?;
+        let rv: Value = serde_json::from_slice(&entry).unwrap_or(Value::Null);
+        if let Some(copy) = doc.records.iter().find(|x| x.index == index) {
+            if copy.record != rv {
+                return Err(Invalid(format!(
+                    "the readable copy of record {index} differs from the proven bytes"
+                )));
+            }
+        }
+        shown.push((index, rv));
+    }
+    Ok(shown)
+}
+
 /// Verify a proof document against the pinned trust root (the governance
 /// log's entry 0). Never panics, whatever the bytes.
 pub fn verify_lineage_proof(proof: &[u8], pinned: &[u8]) -> Result<VerifiedLineage, LineageProofError> {
@@ -305,32 +335,7 @@ pub fn verify_lineage_proof(proof: &[u8], pinned: &[u8]) -> Result<VerifiedLinea
         .map_err(|e| Invalid(format!("the lineage checkpoint: {e}")))?
         .checkpoint;
 
-    // 1. Every record in that checkpoint.
-    if doc.proof.records.is_empty() {
-        return Err(Malformed("the proof has no records".into()));
-    }
-    let mut shown = Vec::new();
-    for (k, r) in doc.proof.records.iter().enumerate() {
-        let entry = b64(&r.entry, &format!("proof.records[{k}].entry"))?;
-        let index = r.index;
-        let proof = hashes(&r.inclusion, &format!("proof.records[{k}].inclusion"))?;
-        verify_inclusion(&leaf_hash(&entry), index, cp.size, &proof, &cp.root).map_err(|e| {
-            Invalid(format!(
-                "lineage record {index} is not in the node's checkpoint (size {}): {e}",
-                cp.size
-            ))
-        })?;
-        let rv: Value = serde_json::from_slice(&entry).unwrap_or(Value::Null);
-        // The readable copy next to the proof must say what the proven bytes say.
-        if let Some(copy) = doc.records.iter().find(|x| x.index == index) {
-            if copy.record != rv {
-                return Err(Invalid(format!(
-                    "the readable copy of record {index} differs from the proven bytes"
-                )));
-            }
-        }
-        shown.push((index, rv));
-    }
+    let shown = proven_records(&doc, &cp)?;
     let links = match (&doc.proof.governance, full) {
         (Some(g), true) => governance_links(&doc.proof, g, &shown, &root, &policy)?,
         (None, true) => return Err(Malformed(format!("a {PROOF_FORMAT_V2} proof needs proof.governance"))),
