@@ -258,6 +258,26 @@ fn wait_for_authority(d: &DevDir, patience: std::time::Duration) -> Result<Strin
     }
 }
 
+/// A valid scope, a model not signed yet, a dev directory that governs none:
+/// `govern` overwrites nothing.
+fn nothing_governed_yet(d: &DevDir, o: &GovernOptions<'_>) -> Result<(), Failure> {
+    modelgate_governance::check_scope(o.scope).map_err(fail)?;
+    let bundle_path = o.model.join("model.sig");
+    if bundle_path.exists() {
+        return Err(fail(format!(
+            "{} exists: this model is signed already (remove it to sign it again with the dev key)",
+            bundle_path.display()
+        )));
+    }
+    if d.node().join("node.toml").exists() {
+        return Err(fail(format!(
+            "{} exists: this dev directory governs a model already (use a new one)",
+            d.node().join("node.toml").display()
+        )));
+    }
+    Ok(())
+}
+
 /// Take `o.model` through the running dev authority of `dir`: sign it with
 /// the dev model key, register it, approve it for `o.scope` (low tier, by a
 /// dev approver), make and enroll a node, and write its configuration with a
@@ -280,20 +300,8 @@ pub fn govern(dir: &Path, o: &GovernOptions<'_>) -> Result<Governed, Failure> {
         })
     };
     let admin = read(d.admin_token())?;
-    modelgate_governance::check_scope(o.scope).map_err(fail)?;
+    nothing_governed_yet(&d, o)?;
     let bundle_path = o.model.join("model.sig");
-    if bundle_path.exists() {
-        return Err(fail(format!(
-            "{} exists: this model is signed already (remove it to sign it again with the dev key)",
-            bundle_path.display()
-        )));
-    }
-    if d.node().join("node.toml").exists() {
-        return Err(fail(format!(
-            "{} exists: this dev directory governs a model already (use a new one)",
-            d.node().join("node.toml").display()
-        )));
-    }
 
     let model_key = modelgate_oms::PrivateKey::from_pem(&read(d.model_key())?, "the dev model key").map_err(fail)?;
     let (manifest, bundle) = crate::sign_model(o.model, model_key)?;

@@ -15,7 +15,7 @@
 
 use std::fs;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -222,25 +222,94 @@ fn play(dir: &Path, o: &LiveOptions, out: &mut dyn FnMut(&str), stop: &AtomicBoo
     let cut = spawn_cut(&rt, addr)?;
     let upstream = crate::inference::start(o.inference, &dir.join("inference"), &rt)?;
     say!(out, "inference server: {}", upstream.what);
-    let weights_name = upstream.weights.0.clone();
+    let mut live = Live {
+        authority,
+        signer: read_key(&d.key("dev-signer"))?,
+        approver: read_key(&d.key("dev-approver-1"))?,
+        staging: dir.join("staging"),
+        model_key: d.model_key(),
+        weights: upstream.weights.clone(),
+        k: 1,
+        digest: String::new(),
+        nodes: Vec::new(),
+        models: Vec::new(),
+        agent: modelgate_http::agent(modelgate_http::Timeouts::DEMO_CALL),
+    };
+    let (files, bundle, digest) = version(&live.staging, 1, &live.weights, &live.model_key)?;
+    live.register(&bundle, &digest)?;
+    live.digest = digest;
+    live.start_nodes(dir, &d, &files, &bundle, &cut.url, &upstream.url, &rt)?;
+    let t = wait(&live.all(), "both nodes Serving", 60, serving)?;
+    say!(
+        out,
+        "two nodes verified the log and took {MODEL} 1.1 through the ten lifecycle steps: Serving on both ({} ms)",
+        t.as_millis()
+    );
+    let mut round = 0;
+    while !(o.rounds.is_some_and(|r| round >= r) || stop.load(Ordering::SeqCst)) {
+        round += 1;
+        say!(out, "round {round}");
+        live.traffic(out, "through both gateways");
+        if round == 1 {
+            say!(
+                out,
+                "  each call is replicated to the authority: http://{addr}/lineage lists them, and a call's page draws its chain and offers its full-chain proof"
+            );
+        }
+        if pause(stop, Duration::from_secs(2))
+            || live.tamper(out, stop)?
+            || live.revoke_and_replace(out, stop, round)?
+            || live.cut_off(out, stop, &cut)?
+            || pause(stop, Duration::from_secs(2))
+        {
+            break;
+        }
+    }
+    say!(out, "stopping");
+    for (_, _, shared) in &live.nodes {
+        shared.stop();
+    }
+    let _ = stop_tx.send(());
+    let _ = rt.block_on(server);
+    Ok(())
+}
 
-    let signer = read_key(&d.key("dev-signer"))?;
-    let approver = read_key(&d.key("dev-approver-1"))?;
-    let nadmin = read_key(&d.key("dev-node-admin"))?;
-    let staging = dir.join("staging");
-    let mut k = 1;
-    let (files, bundle, mut digest) = version(&staging, k, &upstream.weights, &d.model_key())?;
-    let register = |k: u64, bundle: &[u8], digest: &str| -> Result<(), Failure> {
+/// The live demonstration's world: the authority and its keys, the model's
+/// current version, the two nodes and their copies of the model.
+struct Live {
+    authority: Arc<modelgate_authority::Authority>,
+    signer: SigningKey,
+    approver: SigningKey,
+    staging: PathBuf,
+    model_key: PathBuf,
+    weights: (String, Vec<u8>),
+    /// The version served (1.k).
+    k: u64,
+    digest: String,
+    /// (id, gateway URL, its shared state).
+    nodes: Vec<(String, String, Arc<Shared>)>,
+    models: Vec<PathBuf>,
+    agent: ureq::Agent,
+}
+
+impl Live {
+    fn all(&self) -> Vec<&Shared> {
+        self.nodes.iter().map(|n| &*n.2).collect()
+    }
+
+    /// Version 1.k registered and approved.
+    fn register(&self, bundle: &[u8], digest: &str) -> Result<(), Failure> {
+        let k = self.k;
         accepted(
-            &authority,
+            &self.authority,
             ModelEntry::new(MODEL, &format!("1.{k}"), bundle)
-                .sign(&[&signer])
+                .sign(&[&self.signer])
                 .map_err(fail)?,
             "the model's registration",
         )?;
         let now = modelgate_runtime::Clock::now(&modelgate_runtime::SystemClock);
         accepted(
-            &authority,
+            &self.authority,
             ApprovalEntry::new(
                 digest,
                 vec!["prod/credit/*".into()],
@@ -249,66 +318,70 @@ fn play(dir: &Path, o: &LiveOptions, out: &mut dyn FnMut(&str), stop: &AtomicBoo
                 RiskTier::Low,
                 &format!("CHG-{k}"),
             )
-            .sign(&[&approver])
+            .sign(&[&self.approver])
             .map_err(fail)?,
             "the approval",
         )?;
         Ok(())
-    };
-    register(k, &bundle, &digest)?;
-
-    let token_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(TOKEN.as_bytes()));
-    let mut nodes = Vec::new();
-    let mut models = Vec::new();
-    for n in 1..=2 {
-        let id = format!("node-{n}");
-        let ndir = dir.join(&id);
-        let model = ndir.join("model");
-        install(&model, &files, &bundle)?;
-        let seed: [u8; 32] = SigningKey::generate(&mut rand_core::OsRng).to_bytes();
-        let key = SignerKey::from_seed(&format!("{id}/lineage"), KeyType::Ed25519, &seed).map_err(fail)?;
-        modelgate_node::files::write_new(
-            &ndir.join("node.skey"),
-            format!("{}\n", key.to_private_string()).as_bytes(),
-            0o600,
-            false,
-        )
-        .map_err(fail)?;
-        accepted(
-            &authority,
-            NodeEnrollmentEntry::new(&id, &key.verifier().to_string(), vec!["prod/*".into()])
-                .sign(&[&nadmin])
-                .map_err(fail)?,
-            "a node's enrollment",
-        )?;
-        let toml = format!(
-            "node = \"{id}\"\nauthority = \"{}\"\ntrust_root = \"{}\"\nkey = \"node.skey\"\nscopes = [\"prod/credit/scoring\"]\n\
-             max_staleness_seconds = 4\ndata_dir = \"data\"\nanchor_interval_seconds = 2\nheartbeat_interval_seconds = 2\n\
-             listen = \"127.0.0.1:0\"\nupstream = \"{}\"\n\n[models.{MODEL}]\ndir = \"{}\"\nbundle = \"{}\"\n\n\
-             [callers.scoring-service]\ntoken_sha256 = \"{token_sha}\"\nscopes = [\"prod/credit/scoring\"]\n",
-            cut.url,
-            d.authority().join("trust-root.dsse.json").display(),
-            upstream.url,
-            model.display(),
-            model.join("model.sig").display()
-        );
-        fs::write(ndir.join("node.toml"), toml).map_err(fail)?;
-        let (url, shared) = spawn_gateway(&ndir.join("node.toml"), &rt)?;
-        nodes.push((id, url, shared));
-        models.push(model);
     }
-    let all: Vec<&Shared> = nodes.iter().map(|n| &*n.2).collect();
-    let t = wait(&all, "both nodes Serving", 60, serving)?;
-    say!(
-        out,
-        "two nodes verified the log and took {MODEL} 1.{k} through the ten lifecycle steps: Serving on both ({} ms)",
-        t.as_millis()
-    );
 
-    let agent = modelgate_http::agent(modelgate_http::Timeouts::DEMO_CALL);
-    // A call's status and, when answered, the model's words.
-    let call = |url: &str| -> (u16, Option<String>) {
-        let Ok(mut r) = agent
+    /// Two nodes, each with its key, enrollment, configuration, a copy of
+    /// the model and a gateway.
+    #[allow(clippy::too_many_arguments)]
+    fn start_nodes(
+        &mut self,
+        dir: &Path,
+        d: &DevDir,
+        files: &Files,
+        bundle: &[u8],
+        authority_url: &str,
+        upstream_url: &str,
+        rt: &tokio::runtime::Runtime,
+    ) -> Result<(), Failure> {
+        let nadmin = read_key(&d.key("dev-node-admin"))?;
+        let token_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(TOKEN.as_bytes()));
+        for n in 1..=2 {
+            let id = format!("node-{n}");
+            let ndir = dir.join(&id);
+            let model = ndir.join("model");
+            install(&model, files, bundle)?;
+            let seed: [u8; 32] = SigningKey::generate(&mut rand_core::OsRng).to_bytes();
+            let key = SignerKey::from_seed(&format!("{id}/lineage"), KeyType::Ed25519, &seed).map_err(fail)?;
+            modelgate_node::files::write_new(
+                &ndir.join("node.skey"),
+                format!("{}\n", key.to_private_string()).as_bytes(),
+                0o600,
+                false,
+            )
+            .map_err(fail)?;
+            accepted(
+                &self.authority,
+                NodeEnrollmentEntry::new(&id, &key.verifier().to_string(), vec!["prod/*".into()])
+                    .sign(&[&nadmin])
+                    .map_err(fail)?,
+                "a node's enrollment",
+            )?;
+            let toml = format!(
+                "node = \"{id}\"\nauthority = \"{authority_url}\"\ntrust_root = \"{}\"\nkey = \"node.skey\"\nscopes = [\"prod/credit/scoring\"]\n\
+                 max_staleness_seconds = 4\ndata_dir = \"data\"\nanchor_interval_seconds = 2\nheartbeat_interval_seconds = 2\n\
+                 listen = \"127.0.0.1:0\"\nupstream = \"{upstream_url}\"\n\n[models.{MODEL}]\ndir = \"{}\"\nbundle = \"{}\"\n\n\
+                 [callers.scoring-service]\ntoken_sha256 = \"{token_sha}\"\nscopes = [\"prod/credit/scoring\"]\n",
+                d.authority().join("trust-root.dsse.json").display(),
+                model.display(),
+                model.join("model.sig").display()
+            );
+            fs::write(ndir.join("node.toml"), toml).map_err(fail)?;
+            let (url, shared) = spawn_gateway(&ndir.join("node.toml"), rt)?;
+            self.nodes.push((id, url, shared));
+            self.models.push(model);
+        }
+        Ok(())
+    }
+
+    /// A call's status and, when answered, the model's words.
+    fn call(&self, url: &str) -> (u16, Option<String>) {
+        let Ok(mut r) = self
+            .agent
             .post(&format!("{url}/v1/chat/completions"))
             .header("Authorization", &format!("Bearer {TOKEN}"))
             .header("Content-Type", "application/json")
@@ -327,13 +400,15 @@ fn play(dir: &Path, o: &LiveOptions, out: &mut dyn FnMut(&str), stop: &AtomicBoo
             .as_str()
             .map(|s| s.trim().to_owned());
         (status, text.filter(|_| status == 200))
-    };
-    let traffic = |out: &mut dyn FnMut(&str), what: &str| {
+    }
+
+    /// Ten calls through each gateway, tallied by status.
+    fn traffic(&self, out: &mut dyn FnMut(&str), what: &str) {
         let mut tally = std::collections::BTreeMap::<(String, u16), u32>::new();
         let mut answer = None;
         for _ in 0..10 {
-            for (id, url, _) in &nodes {
-                let (status, text) = call(url);
+            for (id, url, _) in &self.nodes {
+                let (status, text) = self.call(url);
                 *tally.entry((id.clone(), status)).or_default() += 1;
                 answer = answer.or(text);
             }
@@ -344,28 +419,14 @@ fn play(dir: &Path, o: &LiveOptions, out: &mut dyn FnMut(&str), stop: &AtomicBoo
         if let Some(a) = answer {
             say!(out, "  the model answered: {a:?}");
         }
-    };
+    }
 
-    let mut round = 0;
-    loop {
-        round += 1;
-        if o.rounds.is_some_and(|r| round > r) || stop.load(Ordering::SeqCst) {
-            break;
-        }
-        say!(out, "round {round}");
-        traffic(out, "through both gateways");
-        if round == 1 {
-            say!(
-                out,
-                "  each call is replicated to the authority: http://{addr}/lineage lists them, and a call's page draws its chain and offers its full-chain proof"
-            );
-        }
-        if pause(stop, Duration::from_secs(2)) {
-            break;
-        }
-
-        // One changed byte in node 2's copy.
-        let weights = models[1].join(&weights_name);
+    /// One changed byte in node 2's copy: contained there, then restored.
+    /// True when asked to stop.
+    fn tamper(&self, out: &mut dyn FnMut(&str), stop: &AtomicBool) -> Result<bool, Failure> {
+        let all = self.all();
+        let weights_name = &self.weights.0;
+        let weights = self.models[1].join(weights_name);
         let original = fs::read(&weights).map_err(fail)?;
         let mut changed = original.clone();
         changed[1234] ^= 0x01;
@@ -377,9 +438,9 @@ fn play(dir: &Path, o: &LiveOptions, out: &mut dyn FnMut(&str), stop: &AtomicBoo
             contained_with("UnauthorizedModification"),
         )?;
         say!(out, "one byte of {weights_name} changed on node-2: Contained UnauthorizedModification in {} ms; node-1 still Serving", t.as_millis());
-        traffic(out, "while node-2 contains");
+        self.traffic(out, "while node-2 contains");
         if pause(stop, Duration::from_secs(3)) {
-            break;
+            return Ok(true);
         }
         fs::write(&weights, &original).map_err(fail)?;
         let t = wait(&all, "node 2 serves the restored model", 30, serving)?;
@@ -388,48 +449,63 @@ fn play(dir: &Path, o: &LiveOptions, out: &mut dyn FnMut(&str), stop: &AtomicBoo
             "restored: node-2 Serving again, through all ten steps ({} ms)",
             t.as_millis()
         );
+        Ok(false)
+    }
 
-        // A revocation, then the next version approved.
+    /// A revocation, contained on both nodes, then the next version signed,
+    /// registered, approved and served. True when asked to stop.
+    fn revoke_and_replace(
+        &mut self,
+        out: &mut dyn FnMut(&str),
+        stop: &AtomicBool,
+        round: u64,
+    ) -> Result<bool, Failure> {
         accepted(
-            &authority,
-            RevocationEntry::new(&digest, "drift found in monitoring", &format!("INC-{round}"))
-                .sign(&[&approver])
+            &self.authority,
+            RevocationEntry::new(&self.digest, "drift found in monitoring", &format!("INC-{round}"))
+                .sign(&[&self.approver])
                 .map_err(fail)?,
             "the revocation",
         )?;
         let t = wait(
-            &all,
+            &self.all(),
             "both nodes contain the revoked model",
             20,
             |s| matches!(s, ModelStatus::Contained(w) if w.decision.map(|d| d.as_str()) == Some("Revoked")),
         )?;
         say!(
             out,
-            "{MODEL} 1.{k} revoked: Contained on both nodes in {} ms (403 Revoked to callers)",
+            "{MODEL} 1.{} revoked: Contained on both nodes in {} ms (403 Revoked to callers)",
+            self.k,
             t.as_millis()
         );
-        traffic(out, "after the revocation");
+        self.traffic(out, "after the revocation");
         if pause(stop, Duration::from_secs(3)) {
-            break;
+            return Ok(true);
         }
-        k += 1;
-        let (files, bundle, next) = version(&staging, k, &upstream.weights, &d.model_key())?;
-        register(k, &bundle, &next)?;
-        digest = next;
-        for m in &models {
+        self.k += 1;
+        let (files, bundle, next) = version(&self.staging, self.k, &self.weights, &self.model_key)?;
+        self.register(&bundle, &next)?;
+        self.digest = next;
+        for m in &self.models {
             install(m, &files, &bundle)?;
         }
-        let t = wait(&all, "both nodes serve the new version", 30, serving)?;
+        let t = wait(&self.all(), "both nodes serve the new version", 30, serving)?;
         say!(
             out,
-            "{MODEL} 1.{k} signed, registered and approved: Serving on both nodes ({} ms)",
+            "{MODEL} 1.{} signed, registered and approved: Serving on both nodes ({} ms)",
+            self.k,
             t.as_millis()
         );
+        Ok(false)
+    }
 
-        // The authority unreachable past the staleness bound, then back.
+    /// The authority unreachable past the staleness bound, then back. True
+    /// when asked to stop.
+    fn cut_off(&self, out: &mut dyn FnMut(&str), stop: &AtomicBool, cut: &Cut) -> Result<bool, Failure> {
         cut.paused.store(true, Ordering::SeqCst);
         let t = wait(
-            &all,
+            &self.all(),
             "both nodes contain without the authority",
             30,
             contained_with("SyncInterrupted"),
@@ -439,26 +515,17 @@ fn play(dir: &Path, o: &LiveOptions, out: &mut dyn FnMut(&str), stop: &AtomicBoo
             "the authority cut off from the nodes: Contained SyncInterrupted on both after {} ms (the bound is 4 s)",
             t.as_millis()
         );
-        if pause(stop, Duration::from_secs(3)) {
-            cut.paused.store(false, Ordering::SeqCst);
-            break;
-        }
+        let stopped = pause(stop, Duration::from_secs(3));
         cut.paused.store(false, Ordering::SeqCst);
-        let t = wait(&all, "both nodes serve once the authority is back", 30, serving)?;
+        if stopped {
+            return Ok(true);
+        }
+        let t = wait(&self.all(), "both nodes serve once the authority is back", 30, serving)?;
         say!(
             out,
             "the authority reachable again: Serving on both nodes ({} ms)",
             t.as_millis()
         );
-        if pause(stop, Duration::from_secs(2)) {
-            break;
-        }
+        Ok(false)
     }
-    say!(out, "stopping");
-    for (_, _, shared) in &nodes {
-        shared.stop();
-    }
-    let _ = stop_tx.send(());
-    let _ = rt.block_on(server);
-    Ok(())
 }
