@@ -163,18 +163,27 @@ for (const [path, name, wants] of pages) {
     const ticks = [...document.querySelectorAll("svg.chart text.tick")];
     return {
       width: vb.width,
-      rendered: svg.getBoundingClientRect().width,
-      extent: xs.length ? (Math.max(...xs) - Math.min(...xs)) / (vb.width - 58) : 0,
-      smallest: Math.min(...ticks.map((t) => parseFloat(getComputedStyle(t).fontSize) * svg.getBoundingClientRect().width / vb.width)),
+      rendered: svg.clientWidth,
+      extent: xs.length ? (Math.max(...xs) - Math.min(...xs)) / (vb.width - 88) : 0,
+      smallest: Math.min(...ticks.map((t) => parseFloat(getComputedStyle(t).fontSize) * svg.clientWidth / vb.width)),
       labels: ticks.map((t) => t.textContent),
       legend: [...svg.parentElement.querySelectorAll(".legend li")].map((l) => l.textContent),
       models: document.querySelector("tr[data-node] .models")?.innerText || "",
+      clipped: [...document.querySelectorAll("svg.chart")].flatMap((g) => {
+        const box = g.getBoundingClientRect();
+        return [...g.querySelectorAll("text.tick")].filter((t) => {
+          const r = t.getBoundingClientRect();
+          return r.left < box.left || r.right > box.right;
+        }).map((t) => t.textContent);
+      }),
     };
   });
-  check(Math.abs(c.width - c.rendered) < 2, `dashboard: a chart is drawn at its rendered size (${c.width} of ${c.rendered} px)`);
+  check(Math.abs(c.width - c.rendered) < 2, `dashboard: a chart is drawn at its rendered size (${c.width} of ${c.rendered} px inside its border)`);
   check(c.extent >= 0.4, `dashboard: the series spans ${Math.round(c.extent * 100)}% of the chart's width`);
   check(c.smallest >= 11, `dashboard: tick labels are ${c.smallest.toFixed(1)} px or more`);
   check(c.labels.some((l) => l.endsWith("UTC")) && c.labels.some((l) => l.endsWith(" models")), `dashboard: ticks with units (${c.labels.join(", ")})`);
+  check(!c.labels.some((l) => /^\d+\.\d+ (models|entries)$/.test(l)), "dashboard: counts are ticked in whole numbers");
+  check(c.clipped.length === 0, `dashboard: every tick label inside its chart (${c.clipped.join(", ")})`);
   check(c.legend.length >= 1, `dashboard: a legend names the series (${c.legend.join(", ")})`);
   check(/step 10 AuditVerified/.test(c.models), `dashboard: the real lifecycle step (${c.models})`);
   if (shots) await page.screenshot({ path: join(shots, "health.png"), fullPage: true });

@@ -102,7 +102,7 @@
     const W = Math.max(240, Math.round(svg.clientWidth || 600));
     const H = Math.max(140, Math.round(svg.clientHeight || 180));
     svg.setAttribute("viewBox", "0 0 " + W + " " + H);
-    const left = 48, right = 10, top = 10, bottom = 24;
+    const left = 76, right = 12, top = 10, bottom = 24;
     let first = now, max = 0;
     for (const s of series) for (const p of s.points) {
       first = Math.min(first, p[0]);
@@ -110,7 +110,9 @@
     }
     const span = Math.min(3600, Math.max(20, now - first));
     const from = now - span;
-    const step = niceStep(max > 0 ? max : 1, 3);
+    // Counts (models, entries) are ticked in whole numbers.
+    const whole = unit !== "/s";
+    const step = whole ? Math.max(1, Math.round(niceStep(max > 0 ? max : 1, 3))) : niceStep(max > 0 ? max : 1, 3);
     const top_value = Math.max(step, Math.ceil((max > 0 ? max : 1) / step) * step);
     const x = (t) => left + (t - from) / span * (W - left - right);
     const y = (v) => H - bottom - v / top_value * (H - top - bottom);
@@ -119,10 +121,10 @@
       const shown = Math.round(v * 100) / 100;
       svg.appendChild(el(ns, "text", { x: left - 6, y: y(v) + 4, "text-anchor": "end", class: "tick" }, shown + (v === 0 ? "" : " " + unit)));
     }
-    for (let k = 0; k <= 3; k++) {
-      const t = from + span * k / 3;
-      svg.appendChild(el(ns, "text", { x: x(t), y: H - 6, "text-anchor": k === 0 ? "start" : k === 3 ? "end" : "middle", class: "tick" },
-        clock(t) + (k === 3 ? " UTC" : "")));
+    for (let k = 0; k <= 2; k++) {
+      const t = from + span * k / 2;
+      svg.appendChild(el(ns, "text", { x: x(t), y: H - 6, "text-anchor": k === 0 ? "start" : k === 2 ? "end" : "middle", class: "tick" },
+        clock(t) + (k === 2 ? " UTC" : "")));
     }
     const legend = svg.parentElement && svg.parentElement.querySelector(".legend");
     if (legend) legend.replaceChildren();
