@@ -32,6 +32,7 @@
 
 mod api_error;
 pub mod audit;
+pub mod client;
 pub mod data;
 mod error;
 pub mod http;

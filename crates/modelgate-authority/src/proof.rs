@@ -66,6 +66,9 @@ fn latest_before(a: &Authority, kind: &str, size: u64) -> Result<Option<u64>, Pr
     Ok(None)
 }
 
+/// A record's index and bytes.
+type Indexed = (u64, Vec<u8>);
+
 /// The call's record, and its completion when it follows within reach
 /// (256 records, inside the anchor): each with its index, and the call.
 fn proven_records(
@@ -74,7 +77,7 @@ fn proven_records(
     key: &str,
     index: u64,
     anchored: u64,
-) -> Result<(Vec<(u64, Vec<u8>)>, Value), ProofUnavailable> {
+) -> Result<(Vec<Indexed>, Value), ProofUnavailable> {
     let record = a
         .lineage
         .records(node, key, index, index + 1)?

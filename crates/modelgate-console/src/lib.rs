@@ -31,6 +31,7 @@ pub mod diff;
 pub mod index;
 mod lineage_pages;
 mod pages;
+pub mod serve;
 
 pub use index::Index;
 

@@ -116,7 +116,7 @@ fn governed(
     ] {
         v["principals"][id] = json!({"roles": [role], "keys": [b64(k)], "model_keys": model_keys});
     }
-    accepted(&authority, signed(&v, &[&root])?, "trust root v2")?;
+    accepted(authority, signed(&v, &[&root])?, "trust root v2")?;
     say!(out, "7. trust root v2, signed with the offline root key: approvers alice and bob, an ML pipeline, a policy admin, a node admin");
 
     let bundle = std::fs::read(model.join("model.sig")).map_err(fail)?;
@@ -124,7 +124,7 @@ fn governed(
         .and_then(|b| modelgate_oms::decode_statement(&b.envelope.payload))
         .map(|m| crate::hex(&m.root_digest()))?;
     accepted(
-        &authority,
+        authority,
         ModelEntry::new("credit-scorer", "1.0", &bundle)
             .sign(&[&pipeline])
             .map_err(fail)?,
@@ -133,13 +133,13 @@ fn governed(
     let policy =
         "@id(\"credit-only\") permit(principal, action, resource) when { context.scope like \"prod/credit/*\" };";
     accepted(
-        &authority,
+        authority,
         PolicySetEntry::new("demo", policy, "").sign(&[&padmin]).map_err(fail)?,
         "the policy",
     )?;
     let node_key = SignerKey::from_seed("demo-node/lineage", KeyType::Ed25519, &key().to_bytes()).map_err(fail)?;
     accepted(
-        &authority,
+        authority,
         NodeEnrollmentEntry::new("demo-node", &node_key.verifier().to_string(), vec!["prod/*".into()])
             .sign(&[&nadmin])
             .map_err(fail)?,
@@ -218,7 +218,7 @@ fn check(
         .map_err(|c| (format!("{:?}", c.contained().reason), c.contained().detail.clone())))
 }
 
-/// 12. The node, with its own key and configuration, takes the model
+/// Step 12: The node, with its own key and configuration, takes the model
 /// through the ten steps.
 fn node_serves(
     ndir: &Path,
@@ -395,7 +395,7 @@ fn contain(
     Ok(())
 }
 
-/// 18. The authority audited offline: every tile and entry against its
+/// Step 18: The authority audited offline: every tile and entry against its
 /// signed checkpoint, the state refolded.
 fn audit(
     report: &modelgate_authority::InitReport,

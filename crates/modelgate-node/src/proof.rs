@@ -221,7 +221,7 @@ fn governed_entry(
     Ok((payload, env, verified.checkpoint.checkpoint.size))
 }
 
-/// 1. Every record of the proof is in the node's lineage checkpoint `cp`,
+/// Step 1: Every record of the proof is in the node's lineage checkpoint `cp`,
 /// and its readable copy says what the proven bytes say.
 fn proven_records(doc: &LineageProof, cp: &modelgate_tlog::Checkpoint) -> Result<Vec<(u64, Value)>, LineageProofError> {
     if doc.proof.records.is_empty() {
@@ -433,7 +433,7 @@ impl Call<'_> {
     }
 }
 
-/// 5. The trust root the call was governed under: the log key of the pinned one.
+/// Step 5: The trust root the call was governed under: the log key of the pinned one.
 fn trust_root_link(
     c: &Call<'_>,
     g: &GovernanceLinks,
@@ -461,7 +461,7 @@ fn trust_root_link(
     Ok(root)
 }
 
-/// 6. The model's registration: its OMS bundle verifies under a model key of the trust root for the record's digest.
+/// Step 6: The model's registration: its OMS bundle verifies under a model key of the trust root for the record's digest.
 fn registration_link(
     c: &Call<'_>,
     g: &GovernanceLinks,
@@ -504,7 +504,7 @@ fn registration_link(
     Ok(())
 }
 
-/// 7. The approval or exception the record names: its id, model, scope, window and its tier's threshold of approvers.
+/// Step 7: The approval or exception the record names: its id, model, scope, window and its tier's threshold of approvers.
 fn grant_link(
     c: &Call<'_>,
     g: &GovernanceLinks,
@@ -577,7 +577,7 @@ fn grant_link(
     Ok(())
 }
 
-/// 8. The policy set: it holds every policy that decided the call.
+/// Step 8: The policy set: it holds every policy that decided the call.
 fn policy_link(
     c: &Call<'_>,
     g: &GovernanceLinks,

@@ -72,3 +72,57 @@ pub fn all_serving(status: &Value) -> bool {
             .as_object()
             .is_some_and(|m| m.values().all(|v| v["state"] == "Serving"))
 }
+
+/// The status worked out from the data directory, as a starting node would
+/// (one sync, every model through its lifecycle, split-view evidence on
+/// disk containing every model): the report, and why it is not all
+/// Serving, if it is not.
+pub fn from_data_dir(config: &std::path::Path) -> Result<(Value, Option<String>), crate::Error> {
+    use crate::runtime::{why, ModelStatus, Why};
+    use modelgate_governance::{Check, ContainmentReason};
+    use serde_json::json;
+    let mut node = crate::Node::open(config)?;
+    let t = node.now();
+    let sync = node.sync(t).cloned();
+    let view = sync.as_ref().ok();
+    let names: Vec<String> = node.c.models.keys().cloned().collect();
+    // The running node's rule: split-view evidence on disk contains every model.
+    let split_view = crate::peers::evidence_containment(&node.c.data_dir);
+    let mut models = Vec::new();
+    for name in &names {
+        let s = match (&split_view, node.lifecycle(name, view, t)) {
+            (Some(d), _) => {
+                let reason = ContainmentReason::CoordinationInconsistent;
+                ModelStatus::Contained(Why::new(reason, Check::of_reason(reason), d.clone()))
+            }
+            (None, Ok(s)) => ModelStatus::Serving {
+                digest: s.digest,
+                basis: s.basis,
+            },
+            (None, Err(c)) => ModelStatus::Contained(why(&c)),
+        };
+        let mut v = s.json();
+        v["model"] = json!(name);
+        models.push(v);
+    }
+    let contained = models.iter().filter(|m| m["state"] != "Serving").count();
+    let total = models.len();
+    let failed = match (&sync, contained) {
+        (Ok(_), 0) => None,
+        (Err(e), _) => Some(format!(
+            "the sync failed ({:?}); {contained} of {total} models contained",
+            e.reason
+        )),
+        (Ok(_), n) => Some(format!("{n} of {total} models contained")),
+    };
+    let report = json!({
+        "source": "data-dir",
+        "node": node.c.node,
+        "sync": match &sync {
+            Ok(v) => json!({"ok": true, "size": v.checkpoint.size, "staleness_seconds": t.saturating_sub(v.authority_time)}),
+            Err(e) => json!({"ok": false, "reason": e.reason, "check": Check::of_reason(e.reason), "detail": e.detail}),
+        },
+        "models": models,
+    });
+    Ok((report, failed))
+}

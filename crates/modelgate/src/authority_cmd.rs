@@ -356,72 +356,50 @@ pub fn serve_until_signal(
     // Opened before the runtime runs: a PostgreSQL store's client blocks,
     // which no async worker may do.
     let authority = open()?;
-    runtime.block_on(async move {
-        authority.unauthenticated.set_rate(node_write_rate);
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| Failure::Usage(format!("couldn't listen on {listen}: {e}")))?;
-        let addr = listener.local_addr().map_err(|e| Failure::Usage(e.to_string()))?;
-        let size = authority.served.read().map_or(0, |s| s.size);
-        tracing::info!(%addr, size, data = %data.display(), "authority serving");
-        bound(&format!("http://{addr}"))?;
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let mut on_api = None;
-        let mut own = None;
-        if !console.no_console {
-            let c = modelgate_console::Console::new(std::sync::Arc::clone(&authority), &prefix);
-            modelgate_console::spawn_refresher(&c);
-            let routes = modelgate_console::router(c);
-            let routes = if prefix.is_empty() {
-                routes
-            } else {
-                axum::Router::new().nest(&prefix, routes)
-            };
-            match console.console_listen {
-                None => {
-                    on_api = Some(routes);
-                    tracing::info!(url = %format!("http://{addr}{prefix}/"), "console");
+    authority.unauthenticated.set_rate(node_write_rate);
+    use modelgate_console::serve::{authority_with_console, Announced, Placement};
+    let placement = match (console.no_console, console.console_listen) {
+        (true, _) => Placement::None,
+        (false, None) => Placement::OnApi,
+        (false, Some(at)) => Placement::Own(at),
+    };
+    let mut bound = Some(bound);
+    let announce = |a: Announced<'_>| -> Result<(), String> {
+        match a {
+            Announced::Api(url) => {
+                if let Some(b) = bound.take() {
+                    b(url).map_err(|e| match e {
+                        Failure::Invalid(m) | Failure::Usage(m) | Failure::Contained(m) | Failure::Child(_, m) => m,
+                    })?;
                 }
-                Some(at) => {
-                    let l = tokio::net::TcpListener::bind(at)
-                        .await
-                        .map_err(|e| Failure::Usage(format!("couldn't listen on {at} for the console: {e}")))?;
-                    let caddr = l.local_addr().map_err(|e| Failure::Usage(e.to_string()))?;
-                    tracing::info!(url = %format!("http://{caddr}{prefix}/"), "console on its own listener");
-                    eprintln!("console: http://{caddr}{prefix}/");
-                    let mut rx = stopped.clone();
-                    own = Some(tokio::spawn(modelgate_http::serve(
-                        l,
-                        routes,
-                        modelgate_http::Limits::default(),
-                        async move {
-                            let _ = rx.wait_for(|s| *s).await;
-                        },
-                    )));
-                }
+                // Scripts and tests read the bound address (port 0 picks a free one).
+                println!("listening on {url}");
             }
+            Announced::Console(url) => eprintln!("console: {url}"),
         }
-        // Scripts and tests read the bound address (port 0 picks a free one).
-        println!("listening on http://{addr}");
-        let shutdown = async move {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            tracing::info!("shutting down: finishing requests, draining the writer");
-            let _ = stop.send(true);
-        };
-        modelgate_authority::serve_with(authority, listener, on_api, shutdown)
-            .await
-            .map_err(fail)?;
-        if let Some(h) = own {
-            let _ = h.await;
-        }
-        tracing::info!("stopped cleanly");
         Ok(())
-    })
+    };
+    tracing::info!(data = %data.display(), "serving the authority's data directory");
+    runtime
+        .block_on(authority_with_console(
+            authority,
+            listen,
+            placement,
+            &prefix,
+            announce,
+            shutdown_signal(),
+        ))
+        .map_err(|e| Failure::Usage(e.to_string()))
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

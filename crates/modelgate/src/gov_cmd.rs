@@ -52,82 +52,46 @@ pub struct Signing {
     remote: Remote,
 }
 
-/// Only the authority named on the command line answers: no redirect is followed.
-fn agent() -> ureq::Agent {
-    modelgate_http::agent(modelgate_http::Timeouts::CLI)
-}
-
-fn url(remote: &Remote, path: &str) -> Result<String, Failure> {
+/// The authority named on the command line, with the token.
+fn client(remote: &Remote) -> Result<modelgate_authority::client::Client, Failure> {
     let base = remote
         .authority
         .as_deref()
         .ok_or_else(|| usage("give --authority URL (or MODELGATE_AUTHORITY)"))?;
-    Ok(format!("{}{path}", base.trim_end_matches('/')))
+    Ok(modelgate_authority::client::Client::new(base, remote.token.as_deref()))
 }
 
-/// GET `path` from the authority; the body on 200, a failure naming the error otherwise.
-pub fn get(remote: &Remote, path: &str) -> Result<Vec<u8>, Failure> {
-    let u = url(remote, path)?;
-    let mut resp = agent()
-        .get(&u)
-        .call()
-        .map_err(|e| usage(format!("couldn't reach {u}: {e}")))?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(64 << 20)
-        .read_to_vec()
-        .map_err(|e| usage(format!("reading {u}: {e}")))?;
-    if status != 200 {
-        return Err(Failure::Invalid(format!(
-            "{u}: HTTP {status}: {}",
-            String::from_utf8_lossy(&body).trim()
-        )));
-    }
-    Ok(body)
-}
-
-/// Submit an entry; prints the index. A refusal names the rule.
-/// POST `entry` to the authority's `path`: the status and the JSON answer.
-fn post_entry(remote: &Remote, path: &str, entry: &[u8]) -> Result<(u16, Value), Failure> {
-    let u = url(remote, path)?;
-    let token = remote
-        .token
-        .as_deref()
-        .ok_or_else(|| usage("give --token (or MODELGATE_TOKEN)"))?;
-    let mut resp = agent()
-        .post(&u)
-        .header("Authorization", &format!("Bearer {token}"))
-        .header("Content-Type", "application/json")
-        .send(entry)
-        .map_err(|e| usage(format!("couldn't reach {u}: {e}")))?;
-    let status = resp.status().as_u16();
-    let body = resp.body_mut().read_to_string().unwrap_or_default();
-    Ok((status, serde_json::from_str(&body).unwrap_or(Value::String(body))))
-}
-
-/// The failure for an answer that is not a success.
-fn refused(status: u16, v: &Value) -> Failure {
-    let code = v["error"]["code"].as_str().unwrap_or("error");
-    let msg = v["error"]["message"].as_str().or(v.as_str()).unwrap_or("").trim();
-    let text = format!("refused (HTTP {status}, {code}): {msg}");
-    // 4xx is a decision about the entry; anything else is a failure to decide.
-    if (400..500).contains(&status) && status != 401 && status != 413 {
-        Failure::Invalid(text)
+/// A client's failure as the command's: a refusal of what was sent is a
+/// verification failure (exit 1), anything else a usage one (exit 2).
+fn failure(e: modelgate_authority::client::ClientError) -> Failure {
+    if e.is_decision() {
+        Failure::Invalid(e.to_string())
     } else {
-        Failure::Usage(text)
+        Failure::Usage(e.to_string())
     }
+}
+
+/// GET `path` from the authority; the body on 200.
+pub fn get(remote: &Remote, path: &str) -> Result<Vec<u8>, Failure> {
+    client(remote)?.get(path).map_err(|e| match e {
+        // A read that is refused: the authority's answer is the verdict.
+        e @ modelgate_authority::client::ClientError::Refused { .. } => Failure::Invalid(e.to_string()),
+        e => Failure::Usage(e.to_string()),
+    })
+}
+
+/// POST `entry` to the authority's `path` with the token (required).
+fn post_entry(remote: &Remote, path: &str, entry: &[u8]) -> Result<(u16, Value), Failure> {
+    if remote.token.is_none() {
+        return Err(usage("give --token (or MODELGATE_TOKEN)"));
+    }
+    client(remote)?.post(path, entry).map_err(failure)
 }
 
 pub fn submit_bytes(remote: &Remote, entry: &[u8]) -> Result<(), Failure> {
-    match post_entry(remote, "/api/v1/entries", entry)? {
-        (201, v) => {
-            println!("accepted at index {}", v["index"]);
-            Ok(())
-        }
-        (status, v) => Err(refused(status, &v)),
-    }
+    let (_, v) = post_entry(remote, "/api/v1/entries", entry)?;
+    println!("accepted at index {}", v["index"]);
+    Ok(())
 }
 
 pub fn load_key(path: &Path) -> Result<SigningKey, Failure> {
@@ -404,10 +368,6 @@ fn submit_pending(remote: &Remote, entry: &[u8]) -> Result<(), Failure> {
             .unwrap_or_default()
     };
     match post_entry(remote, "/api/v1/pending", entry)? {
-        (201, v) => {
-            println!("threshold met: accepted at index {}", v["index"]);
-            Ok(())
-        }
         (202, v) => {
             let p = &v["pending"];
             println!(
@@ -419,7 +379,10 @@ fn submit_pending(remote: &Remote, entry: &[u8]) -> Result<(), Failure> {
             );
             Ok(())
         }
-        (status, v) => Err(refused(status, &v)),
+        (_, v) => {
+            println!("threshold met: accepted at index {}", v["index"]);
+            Ok(())
+        }
     }
 }
 

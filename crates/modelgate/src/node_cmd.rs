@@ -130,7 +130,7 @@ pub struct StatusArgs {
     token: Option<String>,
 }
 
-use modelgate_runtime::{ModelStatus, Node, Runtime};
+use modelgate_runtime::Runtime;
 
 /// Where each model stands: the running node's own answer (its /status), or,
 /// with no node running, one sync and lifecycle run on its data directory.
@@ -193,54 +193,19 @@ fn print_model(name: &str, m: &serde_json::Value) {
 /// Sync once, then take every configured model through the lifecycle and
 /// report where each one stands.
 fn data_dir_status(a: StatusArgs) -> Result<(), Failure> {
-    let mut node = Node::open(&a.config)?;
-    let t = node.now();
-    let sync = node.sync(t).cloned();
-    let view = sync.as_ref().ok();
-    let names: Vec<String> = node.c.models.keys().cloned().collect();
-    // The running node's rule: split-view evidence on disk contains every model.
-    let split_view = modelgate_runtime::peers::evidence_containment(&node.c.data_dir);
-    let mut models = Vec::new();
-    for name in &names {
-        let s = match (&split_view, node.lifecycle(name, view, t)) {
-            (Some(d), _) => {
-                let reason = modelgate_governance::ContainmentReason::CoordinationInconsistent;
-                let why = modelgate_runtime::runtime::Why::new(
-                    reason,
-                    modelgate_governance::Check::of_reason(reason),
-                    d.clone(),
-                );
-                ModelStatus::Contained(why)
-            }
-            (None, Ok(s)) => ModelStatus::Serving {
-                digest: s.digest,
-                basis: s.basis,
-            },
-            (None, Err(c)) => ModelStatus::Contained(modelgate_runtime::runtime::why(&c)),
-        };
-        let mut v = s.json();
-        v["model"] = json!(name);
-        models.push(v);
-    }
-    let report = json!({
-        "source": "data-dir",
-        "node": node.c.node,
-        "sync": match &sync {
-            Ok(v) => json!({"ok": true, "size": v.checkpoint.size, "staleness_seconds": t.saturating_sub(v.authority_time)}),
-            Err(e) => json!({"ok": false, "reason": e.reason, "check": modelgate_governance::Check::of_reason(e.reason), "detail": e.detail}),
-        },
-        "models": models,
-    });
+    let (report, failed) = modelgate_runtime::status::from_data_dir(&a.config)?;
     if a.json {
         println!("{report}");
     } else {
-        match &sync {
-            Ok(v) => println!(
-                "sync: size {} ({} s old)",
-                v.checkpoint.size,
-                t.saturating_sub(v.authority_time)
-            ),
-            Err(e) => println!("sync: CONTAINED {:?}: {}", e.reason, e.detail),
+        let sync = &report["sync"];
+        if sync["ok"] == true {
+            println!("sync: size {} ({} s old)", sync["size"], sync["staleness_seconds"]);
+        } else {
+            println!(
+                "sync: CONTAINED {}: {}",
+                sync["reason"].as_str().unwrap_or("?"),
+                sync["detail"].as_str().unwrap_or("")
+            );
         }
         for m in report["models"].as_array().into_iter().flatten() {
             print_model(m["model"].as_str().unwrap_or("?"), m);
@@ -248,16 +213,7 @@ fn data_dir_status(a: StatusArgs) -> Result<(), Failure> {
     }
     // Scripts and health checks read the exit code: 0 only when the node
     // is synced and every model is Serving.
-    let contained = models.iter().filter(|m| m["state"] != "Serving").count();
-    match (&sync, contained) {
-        (Ok(_), 0) => Ok(()),
-        (Err(e), _) => Err(Failure::Invalid(format!(
-            "the sync failed ({:?}); {contained} of {} models contained",
-            e.reason,
-            models.len()
-        ))),
-        (Ok(_), n) => Err(Failure::Invalid(format!("{n} of {} models contained", models.len()))),
-    }
+    failed.map_or(Ok(()), |why| Err(Failure::Invalid(why)))
 }
 
 #[derive(Args)]

@@ -1,0 +1,129 @@
+//! Serving an authority with its console: the API on its listener, and the
+//! console at its prefix on the same listener or on one of its own, until
+//! the shutdown future resolves (requests in flight finish, the writer
+//! drains).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use modelgate_authority::Authority;
+
+/// Where the console is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Not at all.
+    None,
+    /// On the API's listener, at the prefix.
+    OnApi,
+    /// On a listener of its own.
+    Own(SocketAddr),
+}
+
+/// What is announced as the listeners come up.
+#[derive(Clone, Copy, Debug)]
+pub enum Announced<'a> {
+    /// The API listens at this URL: announced once every listener is bound,
+    /// before the first request is served.
+    Api(&'a str),
+    /// The console is at this URL.
+    Console(&'a str),
+}
+
+/// Why serving stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A listener could not be bound.
+    #[error("couldn't listen on {addr}{what}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Which listener (empty for the API's).
+        what: &'static str,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The announcement was refused by the caller.
+    #[error("{0}")]
+    Announce(String),
+    /// The authority stopped with an error.
+    #[error("serving: {0}")]
+    Serve(String),
+}
+
+/// Serve `authority` on `listen` with its console placed as `placement`
+/// under `prefix` until `shutdown` resolves.
+pub async fn authority_with_console(
+    authority: Arc<Authority>,
+    listen: SocketAddr,
+    placement: Placement,
+    prefix: &str,
+    mut announce: impl FnMut(Announced<'_>) -> Result<(), String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: listen,
+            what: "",
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|e| ServeError::Serve(e.to_string()))?;
+    let size = authority.served.read().map_or(0, |s| s.size);
+    tracing::info!(%addr, size, "authority serving");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut on_api = None;
+    let mut own = None;
+    if placement != Placement::None {
+        let c = crate::Console::new(Arc::clone(&authority), prefix);
+        crate::spawn_refresher(&c);
+        let routes = crate::router(c);
+        let routes = if prefix.is_empty() {
+            routes
+        } else {
+            axum::Router::new().nest(prefix, routes)
+        };
+        match placement {
+            Placement::OnApi | Placement::None => {
+                on_api = Some(routes);
+                tracing::info!(url = %format!("http://{addr}{prefix}/"), "console");
+            }
+            Placement::Own(at) => {
+                let l = tokio::net::TcpListener::bind(at)
+                    .await
+                    .map_err(|source| ServeError::Listen {
+                        addr: at,
+                        what: " for the console",
+                        source,
+                    })?;
+                let caddr = l.local_addr().map_err(|e| ServeError::Serve(e.to_string()))?;
+                let url = format!("http://{caddr}{prefix}/");
+                tracing::info!(%url, "console on its own listener");
+                announce(Announced::Console(&url)).map_err(ServeError::Announce)?;
+                let mut rx = stopped.clone();
+                own = Some(tokio::spawn(modelgate_http::serve(
+                    l,
+                    routes,
+                    modelgate_http::Limits::default(),
+                    async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    },
+                )));
+            }
+        }
+    }
+    // Last, once every listener is bound (scripts read it to start).
+    announce(Announced::Api(&format!("http://{addr}"))).map_err(ServeError::Announce)?;
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing requests, draining the writer");
+        let _ = stop.send(true);
+    };
+    modelgate_authority::serve_with(authority, listener, on_api, shutdown)
+        .await
+        .map_err(|e| ServeError::Serve(e.to_string()))?;
+    if let Some(h) = own {
+        let _ = h.await;
+    }
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
