@@ -1,8 +1,8 @@
 //! What every modelgate server and client shares, and nothing else: the
 //! hardened listener ([`listen`]), the one path by which a request body is
 //! read ([`body`]), the one way a client is made, with named timeouts
-//! ([`client`]), token buckets ([`rate`]) and the Prometheus text writer
-//! ([`prometheus`]). A leaf crate: it knows no store, no log and no governance, so
+//! ([`client`]), token buckets ([`rate`]), the Prometheus text writer
+//! ([`prometheus`]) and route tables ([`routes`]). A leaf crate: it knows no store, no log and no governance, so
 //! the node's runtime can use it without the authority's storage.
 //!
 //! Guarantees: a connection that sends its head too slowly, a request that
@@ -16,6 +16,7 @@ pub mod client;
 pub mod listen;
 pub mod prometheus;
 pub mod rate;
+pub mod routes;
 
 pub use body::{BodyError, BodyLimits, Budget, Held};
 pub use client::{agent, Timeouts};

@@ -84,13 +84,13 @@ fn hold_bodies(
     })
 }
 
-/// POST `body` as JSON to `url`, with no token.
-fn post_to(url: &str, body: &[u8]) -> (u16, Value) {
-    let mut r = agent()
-        .post(url)
-        .header("Content-Type", "application/json")
-        .send(body)
-        .unwrap();
+/// POST `body` as JSON to `url`, with a bearer token if given.
+fn post_to(url: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
+    let mut req = agent().post(url).header("Content-Type", "application/json");
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut r = req.send(body).unwrap();
     let st = r.status().as_u16();
     let text = r.body_mut().read_to_string().unwrap_or_default();
     (st, serde_json::from_str(&text).unwrap_or(Value::String(text)))
@@ -176,7 +176,7 @@ fn strangers_bodies_hold_at_most_the_budget_at_the_authority_and_readers_are_ser
     );
     assert!(afters[1] <= afters[0] + 8.0, "memory ratchets up: {afters:?}");
     // A genuine writer is served once the strangers are gone.
-    let (st, b) = post_to(&format!("{url}/api/v1/nodes/node-1/lineage"), b"{}");
+    let (st, b) = post_to(&format!("{url}/api/v1/nodes/node-1/lineage"), None, b"{}");
     assert_eq!(st, 422, "{b}");
 }
 
@@ -200,7 +200,7 @@ fn a_body_over_the_route_maximum_or_too_slow_is_refused_and_the_share_bounds_one
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("body-too-large"), "{answer}");
     // A node that does not exist: refused on the head too.
-    let (st, b) = post_to(&format!("{url}/api/v1/nodes/nobody/lineage"), b"{}");
+    let (st, b) = post_to(&format!("{url}/api/v1/nodes/nobody/lineage"), None, b"{}");
     assert_eq!((st, b["error"]["code"].as_str()), (404, Some("node-unknown")), "{b}");
     // One client holding its share: its second body is refused at once.
     let head = "POST /api/v1/nodes/node-1/lineage HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 16777216\r\n\r\n";
@@ -284,15 +284,7 @@ fn padded(envelope: &[u8], extra: &[(String, [u8; 64])]) -> Vec<u8> {
 }
 
 fn post_pending(url: &str, token: &str, body: &[u8]) -> (u16, Value) {
-    let mut r = agent()
-        .post(&format!("{url}/api/v1/pending"))
-        .header("Authorization", &format!("Bearer {token}"))
-        .header("Content-Type", "application/json")
-        .send(body)
-        .unwrap();
-    let st = r.status().as_u16();
-    let text = r.body_mut().read_to_string().unwrap_or_default();
-    (st, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    post_to(&format!("{url}/api/v1/pending"), Some(token), body)
 }
 
 #[test]

@@ -56,26 +56,11 @@ pub enum Endpoint {
     PeerConsistency,
 }
 
-/// One route.
-#[derive(Clone, Copy, Debug)]
-pub struct Route {
-    /// `GET` or `POST`.
-    pub method: &'static str,
-    /// The path.
-    pub path: &'static str,
-    /// Who may call it.
-    pub access: Access,
-    /// What answers it.
-    pub endpoint: Endpoint,
-}
+/// One route of the table.
+pub type Route = modelgate_http::routes::Route<Access, Endpoint>;
 
 const fn r(method: &'static str, path: &'static str, access: Access, endpoint: Endpoint) -> Route {
-    Route {
-        method,
-        path,
-        access,
-        endpoint,
-    }
+    Route::new(method, path, access, endpoint)
 }
 
 use Endpoint as E;
@@ -132,11 +117,7 @@ pub(super) async fn guard(
 
 /// The table as the README shows it.
 pub fn markdown() -> String {
-    let mut out = String::from("| method | endpoint | who may call it |\n|---|---|---|\n");
-    for r in ROUTES {
-        out.push_str(&format!("| {} | `{}` | {} |\n", r.method, r.path, r.access.describe()));
-    }
-    out
+    modelgate_http::routes::markdown(ROUTES, "endpoint", Access::describe)
 }
 
 #[cfg(test)]
