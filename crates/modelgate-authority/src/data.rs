@@ -115,8 +115,8 @@ impl DataDir {
     /// Read a note signer key file.
     pub fn read_signer(&self, path: &Path) -> Result<SignerKey, AuthorityError> {
         let text = fs::read_to_string(path)
-            .map_err(|e| AuthorityError::Io(format!("couldn't read {}: {e}", path.display())))?;
-        SignerKey::parse(text.trim()).map_err(|e| AuthorityError::Config(format!("{}: {e}", path.display())))
+            .map_err(|e| AuthorityError::io(format!("couldn't read {}: {e}", path.display())))?;
+        SignerKey::parse(text.trim()).map_err(|e| AuthorityError::config(format!("{}: {e}", path.display())))
     }
 }
 
@@ -144,16 +144,16 @@ pub fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<(), AuthorityErr
         .create_new(true)
         .mode(mode)
         .open(path)
-        .map_err(|e| AuthorityError::Io(format!("couldn't create {}: {e}", path.display())))?;
+        .map_err(|e| AuthorityError::io(format!("couldn't create {}: {e}", path.display())))?;
     f.write_all(data)
         .and_then(|()| f.sync_all())
-        .map_err(|e| AuthorityError::Io(format!("couldn't write {}: {e}", path.display())))
+        .map_err(|e| AuthorityError::io(format!("couldn't write {}: {e}", path.display())))
 }
 
 fn seed() -> Result<[u8; 32], AuthorityError> {
     let mut s = [0u8; 32];
     rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut s)
-        .map_err(|e| AuthorityError::Io(format!("the operating system's random source failed: {e}")))?;
+        .map_err(|e| AuthorityError::io(format!("the operating system's random source failed: {e}")))?;
     Ok(s)
 }
 
@@ -177,13 +177,13 @@ impl RootKeys {
     /// k of n, checked: 1 ≤ k ≤ n ≤ [`RootKeys::MAX`].
     pub fn new(count: usize, threshold: usize) -> Result<Self, AuthorityError> {
         if count == 0 || count > Self::MAX {
-            return Err(AuthorityError::Config(format!(
+            return Err(AuthorityError::config(format!(
                 "root keys: {count} asked, between 1 and {} allowed",
                 Self::MAX
             )));
         }
         if threshold == 0 || threshold > count {
-            return Err(AuthorityError::Config(format!(
+            return Err(AuthorityError::config(format!(
                 "root threshold {threshold}: must be between 1 and the number of root keys ({count})"
             )));
         }
@@ -239,12 +239,12 @@ fn genesis_trust_root(
         "witnesses": [], "witness_quorum": 0,
         "freshness": {"max_staleness_seconds": 30, "anchor_max_age_seconds": 60}
     });
-    let payload = to_canonical(&doc).map_err(|e| AuthorityError::Config(e.to_string()))?;
+    let payload = to_canonical(&doc).map_err(|e| AuthorityError::config(e.to_string()))?;
     let signers: Vec<&SigningKey> = keys.iter().collect();
-    let genesis = Envelope::sign(&payload, &signers).map_err(|e| AuthorityError::Config(e.to_string()))?;
+    let genesis = Envelope::sign(&payload, &signers).map_err(|e| AuthorityError::config(e.to_string()))?;
     // The fold must accept it before anything is written.
     modelgate_governance::State::new(&genesis)
-        .map_err(|e| AuthorityError::Config(format!("generated trust root: {e}")))?;
+        .map_err(|e| AuthorityError::config(format!("generated trust root: {e}")))?;
 
     Ok(genesis)
 }
@@ -258,11 +258,11 @@ fn write_root_keys(d: &DataDir, keys: &[SigningKey]) -> Result<(), AuthorityErro
             public_key: None,
         }
         .to_pkcs8_pem(Default::default())
-        .map_err(|e| AuthorityError::Config(e.to_string()))?;
+        .map_err(|e| AuthorityError::config(e.to_string()))?;
         let pub_pem = root
             .verifying_key()
             .to_public_key_pem(Default::default())
-            .map_err(|e| AuthorityError::Config(e.to_string()))?;
+            .map_err(|e| AuthorityError::config(e.to_string()))?;
         let path = d.offline_root_key_n(i + 1);
         write_new(&path, pem.as_bytes(), 0o600)?;
         write_new(&path.with_extension("pub"), pub_pem.as_bytes(), 0o644)?;
@@ -281,13 +281,13 @@ pub fn init_at(
     let roots = RootKeys::new(roots.count, roots.threshold)?;
     let d = DataDir::new(dir);
     if !d.is_empty() {
-        return Err(AuthorityError::Config(format!(
+        return Err(AuthorityError::config(format!(
             "{} is not empty; init only creates a new authority (use `serve` to run an existing one)",
             dir.display()
         )));
     }
     if !modelgate_tlog::is_valid_key_name(origin) {
-        return Err(AuthorityError::Config(format!(
+        return Err(AuthorityError::config(format!(
             "origin {origin:?} must be non-empty, without spaces or '+' (e.g. example.com/governance)"
         )));
     }
@@ -298,10 +298,10 @@ pub fn init_at(
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| AuthorityError::Io(format!("couldn't create {}: {e}", dir.display())))?;
+            .map_err(|e| AuthorityError::io(format!("couldn't create {}: {e}", dir.display())))?;
     }
     let already = |held: u64| {
-        AuthorityError::Config(format!(
+        AuthorityError::config(format!(
             "the log store {} already holds a log of {held} entries; init only creates a new one",
             store_at.describe()
         ))
@@ -309,15 +309,15 @@ pub fn init_at(
     // Read first: a database another authority sequences is named as
     // holding a log, not as locked.
     if let Ok(reader) = store_at.open_reader() {
-        let held = modelgate_store::LogStore::size(&reader).map_err(AuthorityError::Store)?;
+        let held = modelgate_store::LogStore::size(&reader).map_err(AuthorityError::store)?;
         if held > 0 {
             return Err(already(held));
         }
     }
     let store = store_at
         .open_for_init(&crate::store::holder_name())
-        .map_err(AuthorityError::Store)?;
-    let held = modelgate_store::LogStore::size(&store).map_err(AuthorityError::Store)?;
+        .map_err(AuthorityError::store)?;
+    let held = modelgate_store::LogStore::size(&store).map_err(AuthorityError::store)?;
     if held > 0 {
         return Err(already(held));
     }
@@ -325,11 +325,11 @@ pub fn init_at(
         .recursive(true)
         .mode(0o700)
         .create(dir.join("offline-root-keys"))
-        .map_err(|e| AuthorityError::Io(format!("couldn't create {}: {e}", dir.display())))?;
+        .map_err(|e| AuthorityError::io(format!("couldn't create {}: {e}", dir.display())))?;
     let log_key =
-        SignerKey::from_seed(origin, KeyType::Ed25519, &seed()?).map_err(|e| AuthorityError::Config(e.to_string()))?;
+        SignerKey::from_seed(origin, KeyType::Ed25519, &seed()?).map_err(|e| AuthorityError::config(e.to_string()))?;
     let cosigner = SignerKey::from_seed(origin, KeyType::CosignatureV1, &seed()?)
-        .map_err(|e| AuthorityError::Config(e.to_string()))?;
+        .map_err(|e| AuthorityError::config(e.to_string()))?;
     let keys: Vec<SigningKey> = (0..roots.count)
         .map(|_| seed().map(|s| SigningKey::from_bytes(&s)))
         .collect::<Result<_, _>>()?;
@@ -346,10 +346,10 @@ pub fn init_at(
         0o600,
     )?;
     write_new(&d.tokens(), b"{\"tokens\":[]}\n", 0o600)?;
-    let mut log = Log::open(store, log_key.clone()).map_err(AuthorityError::Store)?;
+    let mut log = Log::open(store, log_key.clone()).map_err(AuthorityError::store)?;
     log.append(std::slice::from_ref(&genesis))
-        .map_err(AuthorityError::Store)?;
-    log.close().map_err(AuthorityError::Store)?;
+        .map_err(AuthorityError::store)?;
+    log.close().map_err(AuthorityError::store)?;
     // Last: its presence marks a complete init.
     write_new(&d.trust_root(), &genesis, 0o644)?;
     Ok(InitReport {

@@ -97,11 +97,11 @@ pub async fn serve_with(
     };
     let result = modelgate_http::serve(listener, app, modelgate_http::Limits::default(), shutdown)
         .await
-        .map_err(|e| AuthorityError::Io(format!("serving: {e}")));
+        .map_err(|e| AuthorityError::io(format!("serving: {e}")));
     refresher.abort();
     let a = Arc::clone(&authority);
     tokio::task::spawn_blocking(move || a.shutdown())
         .await
-        .map_err(|e| AuthorityError::Io(format!("shutting down: {e}")))?;
+        .map_err(|e| AuthorityError::io(format!("shutting down: {e}")))?;
     result
 }

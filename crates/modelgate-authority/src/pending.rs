@@ -73,7 +73,7 @@ pub struct Pool {
 }
 
 fn io(e: impl std::fmt::Display) -> AuthorityError {
-    AuthorityError::Io(e.to_string())
+    AuthorityError::io(e.to_string())
 }
 
 impl Pool {
@@ -81,7 +81,7 @@ impl Pool {
     pub fn open(path: &Path) -> Result<Self, AuthorityError> {
         let items = match std::fs::read(path) {
             Ok(b) => serde_json::from_slice::<Vec<PendingApproval>>(&b)
-                .map_err(|e| AuthorityError::Config(format!("{}: {e}", path.display())))?
+                .map_err(|e| AuthorityError::config(format!("{}: {e}", path.display())))?
                 .into_iter()
                 .map(|p| (p.id.clone(), p))
                 .collect(),

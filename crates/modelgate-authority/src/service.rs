@@ -315,7 +315,7 @@ impl Authority {
     pub fn open_with(dir: &Path, store_at: StoreAt) -> Result<Arc<Self>, AuthorityError> {
         let d = DataDir::new(dir);
         if !d.is_initialised() {
-            return Err(AuthorityError::Config(format!(
+            return Err(AuthorityError::config(format!(
                 "{} is not an initialised authority (run `modelgate authority init`)",
                 dir.display()
             )));
@@ -323,22 +323,22 @@ impl Authority {
         let log_key = d.read_signer(&d.log_key())?;
         let cosigner = d.read_signer(&d.cosigner_key())?;
         let trust_root = std::fs::read(d.trust_root())
-            .map_err(|e| AuthorityError::Io(format!("couldn't read the trust root: {e}")))?;
+            .map_err(|e| AuthorityError::io(format!("couldn't read the trust root: {e}")))?;
         let lease_stop = Arc::new(AtomicBool::new(false));
-        let store = store_at.open_log().map_err(AuthorityError::Store)?;
-        if store.size().map_err(AuthorityError::Store)? == 0 {
-            return Err(AuthorityError::Config(format!(
+        let store = store_at.open_log().map_err(AuthorityError::store)?;
+        if store.size().map_err(AuthorityError::store)? == 0 {
+            return Err(AuthorityError::config(format!(
                 "the log store {} holds no log: this data directory was initialised with another store \
                  (give the same --store as to `authority init`)",
                 store_at.describe()
             )));
         }
-        let log = Log::open(store, log_key.clone()).map_err(AuthorityError::Store)?;
+        let log = Log::open(store, log_key.clone()).map_err(AuthorityError::store)?;
         let (state, startup) = rebuild_state(&d, &trust_root, &log, &log_key)?;
         let sequencing = crate::store::start_lease(&store_at, &crate::store::holder_name(), Arc::clone(&lease_stop))
-            .map_err(AuthorityError::Store)?;
+            .map_err(AuthorityError::store)?;
         if state.size != log.size() {
-            return Err(AuthorityError::Fold(format!(
+            return Err(AuthorityError::fold(format!(
                 "the state holds {} entries, the log {}",
                 state.size,
                 log.size()
@@ -349,10 +349,10 @@ impl Authority {
         let note = log
             .store()
             .checkpoint(cp_size)
-            .map_err(AuthorityError::Store)?
-            .ok_or_else(|| AuthorityError::Fold(format!("the store has no checkpoint for its {cp_size} entries")))?;
+            .map_err(AuthorityError::store)?
+            .ok_or_else(|| AuthorityError::fold(format!("the store has no checkpoint for its {cp_size} entries")))?;
         let own_policy =
-            CheckpointPolicy::new(log_key.verifier(), vec![], 0).map_err(|e| AuthorityError::Config(e.to_string()))?;
+            CheckpointPolicy::new(log_key.verifier(), vec![], 0).map_err(|e| AuthorityError::config(e.to_string()))?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_MAX);
         let note = Arc::new(note);
         let summary = summary_json(&state);
@@ -398,13 +398,13 @@ impl Authority {
             stranger_bodies: modelgate_http::Budget::new(STRANGER_BODIES),
             caller_bodies: modelgate_http::Budget::new(CALLER_BODIES),
             lineage: crate::lineage::Lineage::open(&d.lineage())
-                .map_err(|e| AuthorityError::Io(format!("the replicated lineage: {e}")))?,
+                .map_err(|e| AuthorityError::io(format!("the replicated lineage: {e}")))?,
         });
         let state = authority.state();
         authority
             .lineage
             .reconcile(|n| state.nodes.get(n).map(|r| r.key.clone()))
-            .map_err(|e| AuthorityError::Io(format!("re-indexing the replicated lineage: {e}")))?;
+            .map_err(|e| AuthorityError::io(format!("re-indexing the replicated lineage: {e}")))?;
         drop(state);
         authority.refresh_checkpoint()?;
         authority.start_threads(log, working, rx)?;
@@ -422,7 +422,7 @@ impl Authority {
         let handle = std::thread::Builder::new()
             .name("modelgate-governance-writer".into())
             .spawn(move || writer(a, log, working, rx))
-            .map_err(|e| AuthorityError::Io(format!("starting the writer thread: {e}")))?;
+            .map_err(|e| AuthorityError::io(format!("starting the writer thread: {e}")))?;
         if let Ok(mut w) = self.writer.lock() {
             *w = Some(handle);
         }
@@ -430,7 +430,7 @@ impl Authority {
         let handle = std::thread::Builder::new()
             .name("modelgate-snapshot".into())
             .spawn(move || snapshotter(a))
-            .map_err(|e| AuthorityError::Io(format!("starting the snapshot thread: {e}")))?;
+            .map_err(|e| AuthorityError::io(format!("starting the snapshot thread: {e}")))?;
         if let Ok(mut w) = self.snapshotter.lock() {
             *w = Some(handle);
         }
@@ -511,7 +511,7 @@ impl Authority {
     pub fn start_witnesses(self: &Arc<Self>, urls: &[String]) -> Result<(), AuthorityError> {
         let quorum = self.state().trust_root().map_or(0, |r| r.doc.witness_quorum as usize);
         if urls.len() < quorum {
-            return Err(AuthorityError::Config(format!(
+            return Err(AuthorityError::config(format!(
                 "the trust root asks for {quorum} witness cosignature(s) on every checkpoint, and {} witness URL(s) were given \
                  (--witness-url): nodes would trust no checkpoint of this authority",
                 urls.len()
@@ -532,7 +532,7 @@ impl Authority {
         std::thread::Builder::new()
             .name("modelgate-witnesses".into())
             .spawn(move || crate::witness::run(a, w, done))
-            .map_err(|e| AuthorityError::Io(format!("starting the witness thread: {e}")))?;
+            .map_err(|e| AuthorityError::io(format!("starting the witness thread: {e}")))?;
         Ok(())
     }
 
@@ -612,21 +612,21 @@ impl Authority {
                 .latest
                 .lock()
                 .map(|g| (g.0, Arc::clone(&g.1)))
-                .map_err(|_| AuthorityError::Io("checkpoint lock poisoned".into()))?,
+                .map_err(|_| AuthorityError::io("checkpoint lock poisoned"))?,
         };
-        let mut parsed = Note::parse(&note).map_err(|e| AuthorityError::Fold(format!("stored checkpoint: {e}")))?;
+        let mut parsed = Note::parse(&note).map_err(|e| AuthorityError::fold(format!("stored checkpoint: {e}")))?;
         let time = now();
         let sig = self
             .cosigner
             .cosign(parsed.text(), time)
-            .map_err(|e| AuthorityError::Config(e.to_string()))?;
+            .map_err(|e| AuthorityError::config(e.to_string()))?;
         parsed
             .add_signature(sig)
-            .map_err(|e| AuthorityError::Config(e.to_string()))?;
+            .map_err(|e| AuthorityError::config(e.to_string()))?;
         let bytes = parsed.to_bytes();
         self.own_policy
             .verify(&bytes)
-            .map_err(|e| AuthorityError::Fold(format!("refusing to publish a checkpoint that does not verify: {e}")))?;
+            .map_err(|e| AuthorityError::fold(format!("refusing to publish a checkpoint that does not verify: {e}")))?;
         if let Ok(mut s) = self.served.write() {
             *s = Served {
                 note: Arc::new(bytes),
@@ -662,7 +662,7 @@ impl Authority {
     /// Entries `from..to` (each a DSSE envelope as submitted), read from a
     /// pooled handle; `to` at most the served size.
     pub fn entries(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>, AuthorityError> {
-        self.with_reader(|s| s.entries(from, to)).map_err(AuthorityError::Store)
+        self.with_reader(|s| s.entries(from, to)).map_err(AuthorityError::store)
     }
 
     /// The C2SP tlog-proof of entry `index` against the served checkpoint
@@ -683,7 +683,7 @@ impl Authority {
                 modelgate_tlog::inclusion_proof(index, size, &modelgate_store::Nodes(&*s))
                     .map_err(|e| StoreError::NotFound(e.to_string()))
             })
-            .map_err(AuthorityError::Store)?;
+            .map_err(AuthorityError::store)?;
         let proof = modelgate_tlog::TlogProof {
             extra: None,
             index,
@@ -730,7 +730,7 @@ impl Authority {
                     &self.log_key,
                 ))
             })
-            .unwrap_or_else(|e| Err(AuthorityError::Store(e)));
+            .unwrap_or_else(|e| Err(AuthorityError::store(e)));
         match r {
             Ok(()) => Some(state.size),
             Err(e) => {
@@ -793,7 +793,7 @@ fn rebuild_state(
             }
         };
     let from = state.size;
-    let state = refold_onto(state, &**log.store()).map_err(AuthorityError::Fold)?;
+    let state = refold_onto(state, &**log.store()).map_err(AuthorityError::fold)?;
     let startup = Startup {
         snapshot_size,
         snapshot_refused,
@@ -805,7 +805,7 @@ fn rebuild_state(
 }
 
 fn fresh(trust_root: &[u8]) -> Result<State, AuthorityError> {
-    State::new(trust_root).map_err(|e| AuthorityError::Fold(e.to_string()))
+    State::new(trust_root).map_err(|e| AuthorityError::fold(e.to_string()))
 }
 
 /// Fold the store's entries after `state.size` onto `state`.

@@ -97,7 +97,7 @@ fn root_at(store: &dyn LogStore, size: u64) -> Result<String, String> {
 /// Write `state` (at a size where the store has a checkpoint) to `path`,
 /// atomically: a temporary file, fsynced, renamed over the old snapshot.
 pub fn write(path: &Path, state: &State, store: &dyn LogStore, key: &SignerKey) -> Result<(), AuthorityError> {
-    write_msg(path, state, store, key).map_err(AuthorityError::Snapshot)
+    write_msg(path, state, store, key).map_err(AuthorityError::snapshot)
 }
 
 fn write_msg(path: &Path, state: &State, store: &dyn LogStore, key: &SignerKey) -> Result<(), String> {
@@ -138,7 +138,7 @@ pub fn read(
     store: &dyn LogStore,
     key: &SignerKey,
 ) -> Result<Option<State>, AuthorityError> {
-    read_msg(path, pinned, store, key).map_err(AuthorityError::Snapshot)
+    read_msg(path, pinned, store, key).map_err(AuthorityError::snapshot)
 }
 
 fn read_msg(path: &Path, pinned: &[u8], store: &dyn LogStore, key: &SignerKey) -> Result<Option<State>, String> {

@@ -37,7 +37,7 @@ impl TokenRole {
     /// Parse a role name.
     pub fn parse(s: &str) -> Result<Self, AuthorityError> {
         serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
-            AuthorityError::Config(format!(
+            AuthorityError::config(format!(
                 "unknown role {s:?}; one of admin, root, model-signer, approver, policy-admin, node-admin, node"
             ))
         })
@@ -77,8 +77,8 @@ fn hash(token: &str) -> String {
 
 fn read(path: &Path) -> Result<TokenFile, AuthorityError> {
     let text =
-        fs::read_to_string(path).map_err(|e| AuthorityError::Io(format!("couldn't read {}: {e}", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| AuthorityError::Config(format!("{}: {e}", path.display())))
+        fs::read_to_string(path).map_err(|e| AuthorityError::io(format!("couldn't read {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| AuthorityError::config(format!("{}: {e}", path.display())))
 }
 
 /// Create a token with `role`; returns the token (shown once).
@@ -94,9 +94,9 @@ pub fn create(path: &Path, role: TokenRole, name: &str) -> Result<String, Author
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|e| AuthorityError::Io(format!("couldn't open {}: {e}", lock_path.display())))?;
+        .map_err(|e| AuthorityError::io(format!("couldn't open {}: {e}", lock_path.display())))?;
     lock.lock()
-        .map_err(|e| AuthorityError::Io(format!("couldn't lock {}: {e}", lock_path.display())))?;
+        .map_err(|e| AuthorityError::io(format!("couldn't lock {}: {e}", lock_path.display())))?;
     let mut file = if path.exists() {
         read(path)?
     } else {
@@ -104,14 +104,14 @@ pub fn create(path: &Path, role: TokenRole, name: &str) -> Result<String, Author
     };
     let mut raw = [0u8; 32];
     rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut raw)
-        .map_err(|e| AuthorityError::Io(format!("the operating system's random source failed: {e}")))?;
+        .map_err(|e| AuthorityError::io(format!("the operating system's random source failed: {e}")))?;
     let token = format!("mgt_{}", hex::encode(raw));
     file.tokens.push(TokenRecord {
         name: name.to_owned(),
         role,
         sha256: hash(&token),
     });
-    let text = serde_json::to_string_pretty(&file).map_err(|e| AuthorityError::Config(e.to_string()))?;
+    let text = serde_json::to_string_pretty(&file).map_err(|e| AuthorityError::config(e.to_string()))?;
     // Write beside and rename, so a reader never sees half a file.
     let tmp = path.with_extension(format!("json.tmp-{}-{}", std::process::id(), hex::encode(&raw[..4])));
     crate::data::write_new(&tmp, format!("{text}\n").as_bytes(), 0o600)?;
@@ -119,7 +119,7 @@ pub fn create(path: &Path, role: TokenRole, name: &str) -> Result<String, Author
     if renamed.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    renamed.map_err(|e| AuthorityError::Io(format!("couldn't replace {}: {e}", path.display())))?;
+    renamed.map_err(|e| AuthorityError::io(format!("couldn't replace {}: {e}", path.display())))?;
     drop(lock);
     Ok(token)
 }
@@ -184,7 +184,7 @@ impl Tokens {
         let mut cache = self
             .cache
             .lock()
-            .map_err(|_| AuthorityError::Io("token cache lock poisoned".into()))?;
+            .map_err(|_| AuthorityError::io("token cache lock poisoned"))?;
         let find = |c: &Option<Cached>| {
             c.as_ref()
                 .and_then(|c| c.tokens.iter().find(|r| r.sha256 == h))
@@ -202,7 +202,7 @@ impl Tokens {
         self.looks.fetch_add(1, Ordering::Relaxed);
         let id = fs::metadata(&self.path)
             .and_then(|m| Ok((m.modified()?, m.ino())))
-            .map_err(|e| AuthorityError::Io(format!("couldn't read {}: {e}", self.path.display())))?;
+            .map_err(|e| AuthorityError::io(format!("couldn't read {}: {e}", self.path.display())))?;
         let generation = generation.unwrap_or(0);
         match cache.as_mut() {
             Some(c) if c.id == id => {

@@ -194,8 +194,12 @@ pub struct TokenArgs {
     name: String,
 }
 
+/// The kind's exit code: 1 for a log that does not fold, else 2.
 fn fail(e: AuthorityError) -> Failure {
-    Failure::Usage(e.to_string())
+    match e.kind.exit_code() {
+        1 => Failure::Invalid(e.to_string()),
+        _ => Failure::Usage(e.to_string()),
+    }
 }
 
 pub fn run(cmd: AuthorityCommand) -> Result<(), Failure> {
