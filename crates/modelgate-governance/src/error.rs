@@ -52,6 +52,9 @@ pub enum GovernanceError {
     /// A trust-root document inconsistent in itself.
     #[error("{0}")]
     TrustRoot(String),
+    /// An edit of a trust-root draft that does not apply to it.
+    #[error("{0}")]
+    Edit(String),
     /// A heartbeat that does not verify.
     #[error("{0}")]
     Heartbeat(String),

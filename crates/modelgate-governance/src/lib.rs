@@ -46,6 +46,7 @@ pub mod scope;
 mod slice;
 mod state;
 pub mod time;
+pub mod trust_edit;
 mod trust_root;
 mod vocabulary;
 

@@ -438,7 +438,7 @@ fn spki_ed25519(path: &Path) -> Result<String, Failure> {
 }
 
 pub fn trust_edit(a: TrustEditArgs) -> Result<(), Failure> {
-    let mut doc: Value = match (&a.current, &a.authority) {
+    let doc: Value = match (&a.current, &a.authority) {
         (Some(f), _) => serde_json::from_slice(&read_limited(f, 1 << 20, "trust root")?)
             .map_err(|e| usage(format!("{}: {e}", f.display())))?,
         (None, Some(_)) => {
@@ -450,59 +450,39 @@ pub fn trust_edit(a: TrustEditArgs) -> Result<(), Failure> {
         }
         (None, None) => return Err(usage("give --current FILE or --authority URL")),
     };
-    let current = doc["root_version"]
-        .as_u64()
-        .ok_or_else(|| usage("the document has no root_version"))?;
-    // An amended draft already carries the next version.
-    let version = if a.amend { current.saturating_sub(1) } else { current };
-    doc["root_version"] = json!(version + 1);
-    for id in &a.remove {
-        if doc["principals"].as_object_mut().and_then(|p| p.remove(id)).is_none() {
-            return Err(usage(format!("no principal {id:?} to remove")));
-        }
-    }
-    if let Some(id) = &a.principal {
-        let keys = a.keys.iter().map(|k| spki_ed25519(k)).collect::<Result<Vec<_>, _>>()?;
-        let model_keys = a
-            .model_keys
-            .iter()
-            .map(|k| {
-                String::from_utf8(read_limited(k, 64 * 1024, "model key")?)
-                    .map_err(|_| usage(format!("{} is not PEM", k.display())))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        doc["principals"][id] = json!({"roles": a.roles, "keys": keys, "model_keys": model_keys});
-    }
-    for t in &a.thresholds {
-        let (name, n) = t
-            .split_once('=')
-            .ok_or_else(|| usage(format!("threshold {t:?}: write NAME=N")))?;
-        let n: u64 = n
-            .parse()
-            .map_err(|_| usage(format!("threshold {t:?}: N must be a number")))?;
-        let slot = match name.split_once('.') {
-            Some(("approval", tier)) => &mut doc["thresholds"]["approval"][tier],
-            _ => &mut doc["thresholds"][name],
-        };
-        if slot.is_null() {
-            return Err(usage(format!("unknown threshold {name:?}")));
-        }
-        *slot = json!(n);
-    }
-    if let Some(w) = doc["witnesses"].as_array_mut() {
-        w.extend(a.witnesses.iter().map(|v| json!(v)));
-    }
-    if let Some(q) = a.witness_quorum {
-        doc["witness_quorum"] = json!(q);
-    }
-    // Check the new document on its own before anyone signs it.
-    let typed: modelgate_governance::TrustRootDoc =
-        serde_json::from_value(doc.clone()).map_err(|e| Failure::Invalid(format!("the edited trust root: {e}")))?;
-    modelgate_governance::TrustRoot::from_doc(typed)
-        .map_err(|e| Failure::Invalid(format!("the edited trust root is invalid: {e}")))?;
+    let principal = match &a.principal {
+        Some(id) => Some(modelgate_governance::trust_edit::PrincipalEdit {
+            id: id.clone(),
+            roles: a.roles.clone(),
+            keys: a.keys.iter().map(|k| spki_ed25519(k)).collect::<Result<Vec<_>, _>>()?,
+            model_keys: a
+                .model_keys
+                .iter()
+                .map(|k| {
+                    String::from_utf8(read_limited(k, 64 * 1024, "model key")?)
+                        .map_err(|_| usage(format!("{} is not PEM", k.display())))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        }),
+        None => None,
+    };
+    let edit = modelgate_governance::trust_edit::TrustRootEdit {
+        amend: a.amend,
+        remove: a.remove.clone(),
+        principal,
+        thresholds: a.thresholds.clone(),
+        witnesses: a.witnesses.clone(),
+        witness_quorum: a.witness_quorum,
+    };
+    // A draft that is not a valid trust root is a verdict; an edit that
+    // does not apply is a usage error.
+    let (doc, version) = modelgate_governance::trust_edit::edit_trust_root(doc, &edit).map_err(|e| match e {
+        modelgate_governance::GovernanceError::Edit(m) => usage(m),
+        e => Failure::Invalid(e.to_string()),
+    })?;
     let text = serde_json::to_string_pretty(&doc).map_err(|e| usage(e.to_string()))?;
     crate::oms_cmd::write_new(&a.out, format!("{text}\n").as_bytes(), 0o644, false)?;
-    eprintln!("wrote trust root version {} to {}; sign it with `modelgate trust sign` (threshold of the current AND the new root keys)", version + 1, a.out.display());
+    eprintln!("wrote trust root version {version} to {}; sign it with `modelgate trust sign` (threshold of the current AND the new root keys)", a.out.display());
     Ok(())
 }
 
