@@ -54,14 +54,9 @@ pub(super) async fn proxy(State(gw): State<Gw>, req: axum::extract::Request, end
         Err(r) => return r,
     };
     let mut facts = Facts {
-        endpoint,
         principal: Some(&call.caller.principal),
         scope: Some(&call.scope),
-        request_sha256: None,
-        model: None,
-        model_bytes: None,
-        digest: None,
-        governance: None,
+        ..Facts::new(endpoint)
     };
     // Only now, with the caller known and a permit held, is the body read.
     let client = modelgate_http::client_of(&parts.extensions);
@@ -115,16 +110,7 @@ async fn admit<'g>(gw: &'g Gw, headers: &HeaderMap, endpoint: &'static str) -> R
             operation: endpoint,
         }
     };
-    let mut facts = Facts {
-        endpoint,
-        principal: None,
-        scope: None,
-        request_sha256: None,
-        model: None,
-        model_bytes: None,
-        digest: None,
-        governance: None,
-    };
+    let mut facts = Facts::new(endpoint);
     let Some(caller) = gw.caller(headers) else {
         // The body of a call without a valid token is never read: its
         // record says who was refused, not what was sent.

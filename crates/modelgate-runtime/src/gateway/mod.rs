@@ -193,6 +193,22 @@ struct Facts<'a> {
     governance: Option<Governance>,
 }
 
+impl<'a> Facts<'a> {
+    /// Nothing known yet but the endpoint.
+    fn new(endpoint: &'static str) -> Self {
+        Self {
+            endpoint,
+            principal: None,
+            scope: None,
+            request_sha256: None,
+            model: None,
+            model_bytes: None,
+            digest: None,
+            governance: None,
+        }
+    }
+}
+
 /// The record of a refused call (what was known when it was refused).
 #[derive(serde::Serialize)]
 struct DenialRecord<'a> {
