@@ -10,6 +10,9 @@ use modelgate_governance::FoldError;
 
 /// The header that names the sequencer's URL on a replica's answers to writes.
 pub const SEQUENCER_HEADER: &str = "modelgate-sequencer";
+/// The header that tells a node how many of its lineage records the
+/// authority holds, on a batch that does not start there.
+pub const LINEAGE_SIZE_HEADER: &str = "x-modelgate-lineage-size";
 /// The header a replica marks the writes it passes on with: a request
 /// carrying it is never passed on again (no loop between two replicas that
 /// each believe the other sequences).
@@ -92,8 +95,12 @@ pub enum ErrorKind {
     /// A copy of an approval the log already holds (the message names its index).
     AlreadyApproved,
     /// A lineage batch that does not start at the records held (the
-    /// message names the size held; the body also carries it as `size`).
-    LineageGap,
+    /// message names the size held; the `x-modelgate-lineage-size` header
+    /// carries it too).
+    LineageGap {
+        /// Records of the node the authority holds.
+        size: u64,
+    },
     /// A lineage batch that is not what it claims.
     LineageInvalid,
     /// A lineage batch signed by the node that contradicts its history
@@ -173,6 +180,55 @@ impl From<tokio::task::JoinError> for ApiError {
     }
 }
 
+/// A store that could not be read: the request fails closed as an
+/// internal error (the detail is logged, never sent).
+impl From<modelgate_store::StoreError> for ApiError {
+    fn from(e: modelgate_store::StoreError) -> Self {
+        Self::internal("store", e)
+    }
+}
+
+impl From<crate::lineage::ReplicationError> for ApiError {
+    fn from(e: crate::lineage::ReplicationError) -> Self {
+        use crate::lineage::ReplicationError as L;
+        let message = e.to_string();
+        match e {
+            L::Gap { size } => Self::new(ErrorKind::LineageGap { size }, message),
+            L::Invalid(m) => Self::new(ErrorKind::LineageInvalid, m),
+            L::Content(m) => Self::new(ErrorKind::LineageContent, m),
+            L::Inconsistent(m) => Self::new(ErrorKind::LineageInconsistent, m),
+            L::Store(m) => Self::internal("lineage", m),
+        }
+    }
+}
+
+impl From<crate::pending::PendingError> for ApiError {
+    fn from(e: crate::pending::PendingError) -> Self {
+        use crate::pending::PendingError as P;
+        let message = e.to_string();
+        match e {
+            P::Malformed(m) => Self::new(ErrorKind::MalformedEntry, m),
+            P::Refused(e) => Self::refused(&e),
+            P::NoApprover => Self::new(ErrorKind::NoApprover, message),
+            P::Signature(m) => Self::new(ErrorKind::PendingSignature, m),
+            P::AlreadyApproved { .. } => Self::new(ErrorKind::AlreadyApproved, message),
+            P::Full => Self::new(ErrorKind::PendingFull, message),
+            P::Internal(m) => Self::internal("pending", m),
+        }
+    }
+}
+
+impl From<crate::proof::ProofUnavailable> for ApiError {
+    fn from(e: crate::proof::ProofUnavailable) -> Self {
+        use crate::proof::ProofUnavailable as P;
+        match e {
+            P::NotFound(m) => Self::new(ErrorKind::NotInLog, m),
+            P::NotYet(m) => Self::new(ErrorKind::NotYetAnchored, m),
+            P::Store(m) => Self::internal("lineage", m),
+        }
+    }
+}
+
 impl ErrorKind {
     /// Status, code, and seconds for Retry-After (none when retrying
     /// would not help or is not the point).
@@ -210,7 +266,7 @@ impl ErrorKind {
             ErrorKind::PendingFull => (S::SERVICE_UNAVAILABLE, "pending-full", Some(60)),
             ErrorKind::PendingSignature => (S::UNPROCESSABLE_ENTITY, "pending-signature", None),
             ErrorKind::AlreadyApproved => (S::CONFLICT, "already-approved", None),
-            ErrorKind::LineageGap => (S::CONFLICT, "lineage-gap", None),
+            ErrorKind::LineageGap { .. } => (S::CONFLICT, "lineage-gap", None),
             ErrorKind::LineageInvalid => (S::UNPROCESSABLE_ENTITY, "lineage-invalid", None),
             ErrorKind::LineageInconsistent => (S::CONFLICT, "lineage-inconsistent", None),
             ErrorKind::LineageContent => (S::UNPROCESSABLE_ENTITY, "lineage-content", None),
@@ -240,6 +296,9 @@ impl IntoResponse for ApiError {
         }
         if let Some(v) = retry.and_then(|s| HeaderValue::from_str(&s.max(1).to_string()).ok()) {
             r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        if let ErrorKind::LineageGap { size } = self.kind {
+            r.headers_mut().insert(LINEAGE_SIZE_HEADER, HeaderValue::from(size));
         }
         r
     }

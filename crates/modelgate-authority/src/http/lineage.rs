@@ -11,44 +11,16 @@ pub(super) fn node_key(a: &Authority, id: &str) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::new(ErrorKind::NodeUnknown, format!("node {id} is not enrolled")))
 }
 
-pub(super) fn lineage_error(e: crate::lineage::ReplicationError) -> Response {
-    use crate::lineage::ReplicationError as L;
-    match e {
-        L::Gap { size } => {
-            let mut r = ApiError::new(
-                ErrorKind::LineageGap,
-                format!("the authority holds {size} records of this node; send from there"),
-            )
-            .into_response();
-            if let Ok(v) = axum::http::HeaderValue::from_str(&size.to_string()) {
-                r.headers_mut().insert("x-modelgate-lineage-size", v);
-            }
-            r
-        }
-        L::Invalid(m) => ApiError::new(ErrorKind::LineageInvalid, m).into_response(),
-        L::Content(m) => ApiError::new(ErrorKind::LineageContent, m).into_response(),
-        L::Inconsistent(m) => ApiError::new(ErrorKind::LineageInconsistent, m).into_response(),
-        L::Store(m) => ApiError::internal("lineage", m).into_response(),
-    }
-}
-
 /// Run a read of the replicated lineage off the async threads; its result as JSON.
 pub(super) async fn lineage_read<T: serde::Serialize + Send + 'static>(
     f: impl FnOnce() -> Result<T, crate::lineage::ReplicationError> + Send + 'static,
-) -> Response {
-    match blocking(f).await {
-        Ok(Ok(v)) => Json(v).into_response(),
-        Ok(Err(e)) => lineage_error(e),
-        Err(e) => e.into_response(),
-    }
+) -> Answer {
+    Ok(Json(blocking(f).await??).into_response())
 }
 
 /// How many records of node `id` the authority holds.
-pub(super) async fn lineage_size(AxState(a): AxState<Shared>, Path(id): Path<String>) -> Response {
-    let key = match node_key(&a, &id) {
-        Ok(k) => k,
-        Err(e) => return e.into_response(),
-    };
+pub(super) async fn lineage_size(AxState(a): AxState<Shared>, Path(id): Path<String>) -> Answer {
+    let key = node_key(&a, &id)?;
     lineage_read(move || a.lineage.size(&id, &key).map(|size| json!({ "size": size }))).await
 }
 
@@ -60,33 +32,30 @@ pub(super) async fn lineage_post(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> Answer {
     let max = crate::lineage::MAX_BATCH_BYTES;
-    let (body, key) = match node_write(&a, &peer, &id, &headers, body, max).await {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
-    let batch: crate::lineage::LineageBatch = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => return ApiError::new(ErrorKind::LineageInvalid, format!("not a lineage batch: {e}")).into_response(),
-    };
+    let (body, key) = node_write(&a, &peer, &id, &headers, body, max).await?;
+    let batch: crate::lineage::LineageBatch = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(ErrorKind::LineageInvalid, format!("not a lineage batch: {e}")))?;
     // The body's room in the budget is given back once it is parsed.
     drop(body);
     let state = a.state();
     let Some(node) = state.nodes.get(&id) else {
-        return ApiError::new(ErrorKind::NodeUnknown, format!("node {id} is not enrolled")).into_response();
+        return Err(ApiError::new(
+            ErrorKind::NodeUnknown,
+            format!("node {id} is not enrolled"),
+        ));
     };
     if node.key != key {
-        return ApiError::new(
+        return Err(ApiError::new(
             ErrorKind::NodeUnknown,
             format!("node {id} was enrolled again meanwhile; send again"),
-        )
-        .into_response();
+        ));
     }
     let anchor_index = node.anchor.as_ref().map(|x| x.index);
     drop(state);
     let t = now();
-    let r = blocking(move || {
+    let size = blocking(move || {
         // The latest anchor's signed checkpoint, from its entry in the log.
         let anchored = match anchor_index {
             Some(i) => {
@@ -108,12 +77,8 @@ pub(super) async fn lineage_post(
         };
         a.lineage.ingest(&id, &key, anchored.as_deref(), &batch, t)
     })
-    .await;
-    match r {
-        Ok(Ok(size)) => Json(json!({ "size": size })).into_response(),
-        Ok(Err(e)) => lineage_error(e),
-        Err(e) => e.into_response(),
-    }
+    .await??;
+    Ok(Json(json!({ "size": size })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -133,7 +98,7 @@ pub(super) async fn lineage_search(
     AxState(a): AxState<Shared>,
     Query(q): Query<crate::lineage::Search>,
     Query(p): Query<Paging>,
-) -> Response {
+) -> Answer {
     lineage_read(move || {
         a.lineage
             .search(&q, p.offset, p.limit)
@@ -143,44 +108,33 @@ pub(super) async fn lineage_search(
 }
 
 /// The full-chain proof of a replicated record (`modelgate lineage verify`).
-pub(super) async fn lineage_proof(AxState(a): AxState<Shared>, Path((id, index)): Path<(String, u64)>) -> Response {
-    use crate::proof::ProofUnavailable as P;
-    match blocking(move || crate::proof::full_proof(&a, &id, index)).await {
-        Ok(Ok(p)) => Json(p).into_response(),
-        Ok(Err(P::NotFound(m))) => ApiError::new(ErrorKind::NotInLog, m).into_response(),
-        Ok(Err(P::NotYet(m))) => ApiError::new(ErrorKind::NotYetAnchored, m).into_response(),
-        Ok(Err(P::Store(m))) => ApiError::internal("lineage", m).into_response(),
-        Err(e) => e.into_response(),
-    }
+pub(super) async fn lineage_proof(AxState(a): AxState<Shared>, Path((id, index)): Path<(String, u64)>) -> Answer {
+    Ok(Json(blocking(move || crate::proof::full_proof(&a, &id, index)).await??).into_response())
 }
 
 /// Evidence of nodes that signed two histories.
-pub(super) async fn lineage_evidence(AxState(a): AxState<Shared>) -> Response {
+pub(super) async fn lineage_evidence(AxState(a): AxState<Shared>) -> Answer {
     lineage_read(move || a.lineage.evidence().map(|ev| json!({ "evidence": ev }))).await
 }
 
 /// One replicated record, with its inclusion proof in the node's latest
 /// signed checkpoint held.
-pub(super) async fn lineage_record(AxState(a): AxState<Shared>, Path((id, index)): Path<(String, u64)>) -> Response {
-    let key = match node_key(&a, &id) {
-        Ok(k) => k,
-        Err(e) => return e.into_response(),
-    };
-    match blocking(move || a.lineage.record(&id, &key, index)).await {
-        Ok(Ok(Some(p))) => Json(json!({
-            "index": index,
-            "record": serde_json::from_slice::<Value>(&p.record).unwrap_or(Value::Null),
-            "entry": B64.encode(&p.record),
-            "checkpoint": String::from_utf8_lossy(&p.checkpoint),
-            "inclusion": p.inclusion.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
-        }))
-        .into_response(),
-        Ok(Ok(None)) => ApiError::new(
-            ErrorKind::NotInLog,
-            format!("the authority holds no record {index} of this node"),
-        )
-        .into_response(),
-        Ok(Err(e)) => lineage_error(e),
-        Err(e) => e.into_response(),
-    }
+pub(super) async fn lineage_record(AxState(a): AxState<Shared>, Path((id, index)): Path<(String, u64)>) -> Answer {
+    let key = node_key(&a, &id)?;
+    let p = blocking(move || a.lineage.record(&id, &key, index))
+        .await??
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::NotInLog,
+                format!("the authority holds no record {index} of this node"),
+            )
+        })?;
+    Ok(Json(json!({
+        "index": index,
+        "record": serde_json::from_slice::<Value>(&p.record).unwrap_or(Value::Null),
+        "entry": B64.encode(&p.record),
+        "checkpoint": String::from_utf8_lossy(&p.checkpoint),
+        "inclusion": p.inclusion.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+    }))
+    .into_response())
 }

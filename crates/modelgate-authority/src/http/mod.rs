@@ -38,6 +38,10 @@ use writes::*;
 
 type Shared = Arc<Authority>;
 
+/// What a handler answers: its response, or the error that says why not
+/// (status, code and Retry-After from [`ErrorKind::parts`]).
+type Answer = Result<Response, ApiError>;
+
 /// Writes come from the CLI and nodes, never from a web page: a browser's
 /// "simple" cross-site request (form or text/plain, no preflight) must not
 /// be able to submit one, nor a page on another origin.
@@ -64,49 +68,40 @@ async fn read_body(
         .map_err(ApiError::body)
 }
 
-fn cross_site(headers: &HeaderMap) -> Option<Response> {
+fn cross_site(headers: &HeaderMap) -> Result<(), ApiError> {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
     if !json {
-        return Some(
-            ApiError::new(
-                ErrorKind::ContentType,
-                "submissions must be sent with Content-Type: application/json",
-            )
-            .into_response(),
-        );
+        return Err(ApiError::new(
+            ErrorKind::ContentType,
+            "submissions must be sent with Content-Type: application/json",
+        ));
     }
     if headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("cross-site") || v.eq_ignore_ascii_case("same-site"))
     {
-        return Some(
-            ApiError::new(
-                ErrorKind::CrossOrigin,
-                "submissions from another site's page are refused",
-            )
-            .into_response(),
-        );
+        return Err(ApiError::new(
+            ErrorKind::CrossOrigin,
+            "submissions from another site's page are refused",
+        ));
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
         let origin = origin.to_str().unwrap_or("");
         let same = !host.is_empty() && (origin == format!("http://{host}") || origin == format!("https://{host}"));
         if !same {
-            return Some(
-                ApiError::new(
-                    ErrorKind::CrossOrigin,
-                    format!("submissions from origin {origin:?} are refused (this authority is {host:?})"),
-                )
-                .into_response(),
-            );
+            return Err(ApiError::new(
+                ErrorKind::CrossOrigin,
+                format!("submissions from origin {origin:?} are refused (this authority is {host:?})"),
+            ));
         }
     }
-    None
+    Ok(())
 }
 
 /// Run `f` on a blocking thread (store reads, fsyncs, refolds); a task that
@@ -116,13 +111,13 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 /// The per-client bound on writes that need no token.
-fn rate_limited(a: &Authority, peer: &Peer) -> Option<ApiError> {
+fn rate_limited(a: &Authority, peer: &Peer) -> Result<(), ApiError> {
     let ip = client(peer);
     match a.unauthenticated.take(ip) {
-        Ok(()) => None,
+        Ok(()) => Ok(()),
         Err(wait) => {
             a.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-            Some(ApiError::new(
+            Err(ApiError::new(
                 ErrorKind::RateLimited {
                     seconds: wait.as_secs_f64().ceil() as u64,
                 },

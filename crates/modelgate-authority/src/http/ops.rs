@@ -2,18 +2,18 @@
 
 use super::*;
 
-pub(super) async fn readyz(AxState(a): AxState<Shared>) -> Response {
+pub(super) async fn readyz(AxState(a): AxState<Shared>) -> Answer {
     match a.writer_trouble() {
-        None => (StatusCode::OK, "ready\n").into_response(),
-        Some(WriterTrouble::Stopped) => ApiError::new(ErrorKind::NotReady, "the writer is not running").into_response(),
-        Some(WriterTrouble::Stalled(d)) => ApiError::new(
+        None => Ok((StatusCode::OK, "ready\n").into_response()),
+        Some(WriterTrouble::Stopped) => Err(ApiError::new(ErrorKind::NotReady, "the writer is not running")),
+        Some(WriterTrouble::Stalled(d)) => Err(ApiError::new(
             ErrorKind::WriterStalled,
             format!("a durable write has not returned for {} ms", d.as_millis()),
-        )
-        .into_response(),
-        Some(WriterTrouble::Failing(e)) => {
-            ApiError::new(ErrorKind::WriterFailing, format!("the last durable write failed: {e}")).into_response()
-        }
+        )),
+        Some(WriterTrouble::Failing(e)) => Err(ApiError::new(
+            ErrorKind::WriterFailing,
+            format!("the last durable write failed: {e}"),
+        )),
     }
 }
 

@@ -3,45 +3,29 @@
 use super::*;
 
 /// Approvals waiting for cosigners: who signed, how many more are needed.
-pub(super) async fn pending_list(AxState(a): AxState<Shared>) -> Response {
-    Json(json!({"pending": a.pending.list(&a.state(), crate::service::now())})).into_response()
+pub(super) async fn pending_list(AxState(a): AxState<Shared>) -> Answer {
+    Ok(Json(json!({"pending": a.pending.list(&a.state(), crate::service::now())})).into_response())
 }
 
 /// Post an approval short of its threshold (an approver's or admin's
 /// token): kept, its signatures pooled with earlier copies; once they meet
 /// the threshold it is submitted to the log (201 with its index).
-pub(super) async fn pending_post(AxState(a): AxState<Shared>, peer: Peer, headers: HeaderMap, body: Body) -> Response {
-    if let Some(r) = cross_site(&headers) {
-        return r;
-    }
+pub(super) async fn pending_post(AxState(a): AxState<Shared>, peer: Peer, headers: HeaderMap, body: Body) -> Answer {
+    cross_site(&headers)?;
     let Some(token) = bearer(&headers) else {
-        return ApiError::new(ErrorKind::MissingToken, "an Authorization: Bearer token is required").into_response();
+        return Err(ApiError::new(
+            ErrorKind::MissingToken,
+            "an Authorization: Bearer token is required",
+        ));
     };
-    if let Some(r) = wrong_token(&a, token, "approval") {
-        return r;
-    }
-    let body = match read_body(&a.caller_bodies, &peer, &headers, body, MAX_ENVELOPE_BYTES).await {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
+    may_submit(&a, token, "approval")?;
+    let body = read_body(&a.caller_bodies, &peer, &headers, body, MAX_ENVELOPE_BYTES).await?;
     let a2 = Arc::clone(&a);
-    let posted = blocking(move || a2.pending.post(&a2.state(), &body, crate::service::now())).await;
-    use crate::pending::{PendingError as P, Posted};
-    let complete = match posted {
-        Ok(Ok(Posted::Pending(p))) => return (StatusCode::ACCEPTED, Json(json!({"pending": p}))).into_response(),
-        Ok(Ok(Posted::Complete(bytes))) => bytes,
-        Ok(Err(P::Malformed(m))) => return ApiError::new(ErrorKind::MalformedEntry, m).into_response(),
-        Ok(Err(P::Refused(e))) => return ApiError::refused(&e).into_response(),
-        Ok(Err(e @ P::NoApprover)) => return ApiError::new(ErrorKind::NoApprover, e.to_string()).into_response(),
-        Ok(Err(P::Signature(m))) => return ApiError::new(ErrorKind::PendingSignature, m).into_response(),
-        Ok(Err(e @ P::AlreadyApproved { .. })) => {
-            return ApiError::new(ErrorKind::AlreadyApproved, e.to_string()).into_response()
-        }
-        Ok(Err(e @ P::Full)) => return ApiError::new(ErrorKind::PendingFull, e.to_string()).into_response(),
-        Ok(Err(P::Internal(m))) => return ApiError::internal("pending", m).into_response(),
-        Err(e) => return e.into_response(),
-    };
-    write(&a, &headers, Bytes::from(complete)).await
+    let posted = blocking(move || a2.pending.post(&a2.state(), &body, crate::service::now())).await??;
+    match posted {
+        crate::pending::Posted::Pending(p) => Ok((StatusCode::ACCEPTED, Json(json!({"pending": p}))).into_response()),
+        crate::pending::Posted::Complete(bytes) => write(&a, &headers, Bytes::from(bytes)).await,
+    }
 }
 
 pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -53,10 +37,8 @@ pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-pub(super) async fn submit(AxState(a): AxState<Shared>, peer: Peer, headers: HeaderMap, body: Body) -> Response {
-    if let Some(r) = cross_site(&headers) {
-        return r;
-    }
+pub(super) async fn submit(AxState(a): AxState<Shared>, peer: Peer, headers: HeaderMap, body: Body) -> Answer {
+    cross_site(&headers)?;
     // Decided on the head: a token must be known before its body is read;
     // without one only node-signed entries are taken, rate-limited per
     // client and read within the strangers' budget.
@@ -65,24 +47,19 @@ pub(super) async fn submit(AxState(a): AxState<Shared>, peer: Peer, headers: Hea
     let budget = match token {
         Some(_) => &a.caller_bodies,
         None => {
-            if let Some(e) = rate_limited(&a, &peer) {
-                return e.into_response();
-            }
+            rate_limited(&a, &peer)?;
             &a.stranger_bodies
         }
     };
-    let body = match read_body(budget, &peer, &headers, body, MAX_ENVELOPE_BYTES).await {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
-    let kind = match Envelope::parse(&body).and_then(|env| {
-        let v =
-            parse_canonical(&env.payload).map_err(|e| modelgate_governance::EntryError::Malformed(e.to_string()))?;
-        Payload::decode(v)
-    }) {
-        Ok(p) => p.kind(),
-        Err(e) => return ApiError::new(ErrorKind::MalformedEntry, e.to_string()).into_response(),
-    };
+    let body = read_body(budget, &peer, &headers, body, MAX_ENVELOPE_BYTES).await?;
+    let kind = Envelope::parse(&body)
+        .and_then(|env| {
+            let v = parse_canonical(&env.payload)
+                .map_err(|e| modelgate_governance::EntryError::Malformed(e.to_string()))?;
+            Payload::decode(v)
+        })
+        .map_err(|e| ApiError::new(ErrorKind::MalformedEntry, e.to_string()))?
+        .kind();
     // A node authenticates by its enrolled key: its anchors and reports are
     // accepted without a token because the fold accepts them only when
     // signed by that node's key. A token, if given, must still be valid.
@@ -90,23 +67,18 @@ pub(super) async fn submit(AxState(a): AxState<Shared>, peer: Peer, headers: Hea
     match token {
         None if node_signed => {}
         None => {
-            return ApiError::new(
+            return Err(ApiError::new(
                 ErrorKind::MissingToken,
                 "an Authorization: Bearer token is required to submit",
-            )
-            .into_response()
+            ))
         }
-        Some(token) => {
-            if let Some(r) = wrong_token(&a, token, kind) {
-                return r;
-            }
-        }
+        Some(token) => may_submit(&a, token, kind)?,
     }
     write(&a, &headers, body.bytes().clone()).await
 }
 
 /// Append a checked submission here, or on a replica pass it to the sequencer.
-pub(super) async fn write(a: &Shared, headers: &HeaderMap, body: Bytes) -> Response {
+pub(super) async fn write(a: &Shared, headers: &HeaderMap, body: Bytes) -> Answer {
     match a.sequencing.role() {
         crate::store::Role::Replica(_) => forward(a, headers, body).await,
         _ => append(a, body.to_vec()).await,
@@ -175,7 +147,7 @@ pub(super) async fn pass_on(
 /// [`FORWARD_PATIENCE`] — and appends itself if it wins the lease; then 503
 /// with Retry-After. A request already passed on once is never passed on
 /// again.
-pub(super) async fn forward(a: &Shared, headers: &HeaderMap, body: Bytes) -> Response {
+pub(super) async fn forward(a: &Shared, headers: &HeaderMap, body: Bytes) -> Answer {
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -192,23 +164,21 @@ pub(super) async fn forward(a: &Shared, headers: &HeaderMap, body: Bytes) -> Res
             Some(h) if !h.url.is_empty() => {
                 let url = h.url;
                 if !a.sequencing.may_pass_to(&url) {
-                    return ApiError::new(
+                    return Err(ApiError::new(
                         ErrorKind::NotSequencer { sequencer: None },
                         format!(
                             "this authority is a replica and the sequencer advertises {url}, which is not one of \
                              its --peer-url authorities: nothing was passed on"
                         ),
-                    )
-                    .into_response();
+                    ));
                 }
                 if headers.contains_key(crate::api_error::FORWARDED_HEADER) {
-                    return ApiError::new(
+                    return Err(ApiError::new(
                         ErrorKind::NotSequencer {
                             sequencer: Some(url.clone()),
                         },
                         format!("this authority is a replica too; submit to the sequencer at {url}"),
-                    )
-                    .into_response();
+                    ));
                 }
                 match pass_on(a, &url, auth.clone(), body.clone()).await {
                     Ok((status, retry, bytes)) => {
@@ -220,14 +190,14 @@ pub(super) async fn forward(a: &Shared, headers: &HeaderMap, body: Bytes) -> Res
                         if let Ok(v) = HeaderValue::from_str(&url) {
                             r.headers_mut().insert(crate::api_error::SEQUENCER_HEADER, v);
                         }
-                        return r;
+                        return Ok(r);
                     }
                     Err(NotPassed::Undelivered(e)) => {
                         why = format!("the sequencer at {url} cannot be reached ({e})");
                         named = Some(url);
                     }
                     Err(NotPassed::Unanswered(e)) => {
-                        return ApiError::new(
+                        return Err(ApiError::new(
                             ErrorKind::NotSequencer {
                                 sequencer: Some(url.clone()),
                             },
@@ -235,8 +205,7 @@ pub(super) async fn forward(a: &Shared, headers: &HeaderMap, body: Bytes) -> Res
                                 "this authority is a replica and the sequencer at {url} did not answer ({e}); \
                                  the entry may or may not be in the log"
                             ),
-                        )
-                        .into_response()
+                        ))
                     }
                 }
             }
@@ -245,55 +214,52 @@ pub(super) async fn forward(a: &Shared, headers: &HeaderMap, body: Bytes) -> Res
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    ApiError::new(
+    Err(ApiError::new(
         ErrorKind::NotSequencer { sequencer: named },
         format!("this authority is a replica and {why}; retry"),
-    )
-    .into_response()
+    ))
 }
 
-/// The refusal, unless `token` names a role that may submit entries of `kind`.
-pub(super) fn wrong_token(a: &Authority, token: &str, kind: &str) -> Option<Response> {
-    let refusal = match a.tokens.check(token) {
-        Ok(Some((role, _))) if role.may_submit(kind) => return None,
-        Ok(Some((role, _))) => ApiError::new(
+/// Refused unless `token` names a role that may submit entries of `kind`.
+pub(super) fn may_submit(a: &Authority, token: &str, kind: &str) -> Result<(), ApiError> {
+    match a.tokens.check(token) {
+        Ok(Some((role, _))) if role.may_submit(kind) => Ok(()),
+        Ok(Some((role, _))) => Err(ApiError::new(
             ErrorKind::WrongRole,
             format!("a {role:?} token may not submit {kind} entries"),
-        ),
-        Ok(None) => ApiError::new(ErrorKind::UnknownToken, "the bearer token is not known"),
-        Err(e) => ApiError::internal("tokens", e.to_string()),
-    };
-    Some(refusal.into_response())
+        )),
+        Ok(None) => Err(ApiError::new(ErrorKind::UnknownToken, "the bearer token is not known")),
+        Err(e) => Err(ApiError::internal("tokens", e.to_string())),
+    }
 }
 
 /// Queue `entry` for the writer and answer once it is durable (201 with its
 /// index) or refused.
-pub(super) async fn append(a: &Authority, entry: Vec<u8>) -> Response {
-    let rx = match a.submit(entry) {
-        Ok(rx) => rx,
-        Err(e @ NotQueued::Busy) => return ApiError::new(ErrorKind::Busy, e.message().to_string()).into_response(),
-        Err(e @ (NotQueued::ShuttingDown | NotQueued::WriterStopped)) => {
-            return ApiError::new(ErrorKind::Unavailable, e.message().to_string()).into_response()
+pub(super) async fn append(a: &Authority, entry: Vec<u8>) -> Answer {
+    let rx = a.submit(entry).map_err(|e| match e {
+        NotQueued::Busy => ApiError::new(ErrorKind::Busy, e.message().to_string()),
+        NotQueued::ShuttingDown | NotQueued::WriterStopped => {
+            ApiError::new(ErrorKind::Unavailable, e.message().to_string())
         }
-    };
-    match rx.await {
-        Ok(Outcome::Accepted { index, checkpoint }) => (
+    })?;
+    let outcome = rx
+        .await
+        .map_err(|_| ApiError::new(ErrorKind::Unavailable, "the writer stopped before answering"))?;
+    match outcome {
+        Outcome::Accepted { index, checkpoint } => Ok((
             StatusCode::CREATED,
             Json(json!({"index": index, "checkpoint": String::from_utf8_lossy(&checkpoint)})),
         )
-            .into_response(),
-        Ok(Outcome::Refused(e)) => ApiError::refused(&e).into_response(),
-        Ok(Outcome::Failed(m)) => ApiError::new(
+            .into_response()),
+        Outcome::Refused(e) => Err(ApiError::refused(&e)),
+        Outcome::Failed(m) => Err(ApiError::new(
             ErrorKind::StoreUnavailable,
             format!("the store could not write; nothing was appended, retry: {m}"),
-        )
-        .into_response(),
-        Ok(Outcome::NotSequencer) => ApiError::new(
+        )),
+        Outcome::NotSequencer => Err(ApiError::new(
             ErrorKind::NotSequencer { sequencer: None },
             "this authority is no longer the sequencer; nothing was appended, retry",
-        )
-        .into_response(),
-        Err(_) => ApiError::new(ErrorKind::Unavailable, "the writer stopped before answering").into_response(),
+        )),
     }
 }
 
@@ -309,9 +275,7 @@ pub(super) async fn node_write(
     body: Body,
     max: usize,
 ) -> Result<(modelgate_http::Held, String), ApiError> {
-    if let Some(e) = rate_limited(a, peer) {
-        return Err(e);
-    }
+    rate_limited(a, peer)?;
     let key = node_key(a, id)?;
     Ok((read_body(&a.stranger_bodies, peer, headers, body, max).await?, key))
 }
@@ -327,49 +291,43 @@ pub(super) async fn heartbeat(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> Answer {
     use modelgate_governance::heartbeat::verify_heartbeat;
-    let (body, key) = match node_write(&a, &peer, &id, &headers, body, MAX_ENVELOPE_BYTES).await {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
-    let key = match modelgate_tlog::VerifierKey::parse(&key) {
-        Ok(k) => k,
-        Err(e) => return ApiError::internal("internal", format!("enrolled key: {e}")).into_response(),
-    };
+    let (body, key) = node_write(&a, &peer, &id, &headers, body, MAX_ENVELOPE_BYTES).await?;
+    let key = modelgate_tlog::VerifierKey::parse(&key)
+        .map_err(|e| ApiError::internal("internal", format!("enrolled key: {e}")))?;
     if std::str::from_utf8(&body).is_err() {
-        return ApiError::new(ErrorKind::BadText, "a heartbeat is a signed note: UTF-8 text").into_response();
+        return Err(ApiError::new(
+            ErrorKind::BadText,
+            "a heartbeat is a signed note: UTF-8 text",
+        ));
     }
-    let hb = match verify_heartbeat(&body, &id, &key) {
-        Ok(h) => h,
-        Err(e) => return ApiError::new(ErrorKind::HeartbeatInvalid, e.to_string()).into_response(),
-    };
+    let hb =
+        verify_heartbeat(&body, &id, &key).map_err(|e| ApiError::new(ErrorKind::HeartbeatInvalid, e.to_string()))?;
     let t = now();
     if hb.time + HEARTBEAT_WINDOW_SECONDS < t || hb.time > t + HEARTBEAT_WINDOW_SECONDS {
-        return ApiError::new(
+        return Err(ApiError::new(
             ErrorKind::HeartbeatTime,
             format!(
                 "heartbeat time {} is not within {HEARTBEAT_WINDOW_SECONDS} s of {t}",
                 hb.time
             ),
-        )
-        .into_response();
+        ));
     }
     let Ok(mut beats) = a.heartbeats.lock() else {
-        return ApiError::internal("internal", "lock poisoned").into_response();
+        return Err(ApiError::internal("internal", "lock poisoned"));
     };
     if let Some(prev) = beats.get(&id) {
         if hb.time <= prev.time {
-            return ApiError::new(
+            return Err(ApiError::new(
                 ErrorKind::HeartbeatReplayed,
                 format!(
                     "heartbeat time {} is not after the previous one ({})",
                     hb.time, prev.time
                 ),
-            )
-            .into_response();
+            ));
         }
     }
     beats.insert(id, hb);
-    StatusCode::NO_CONTENT.into_response()
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
