@@ -111,3 +111,24 @@ fn refusal(status: u16, v: &Value) -> ClientError {
             .to_owned(),
     }
 }
+
+/// The authority's answer to a pending approval, in words: who signed and
+/// how many more must (202), or the index it went into the log at.
+pub fn describe_pending(status: u16, v: &Value) -> String {
+    let names = |v: &Value| -> String {
+        v.as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()
+    };
+    if status != 202 {
+        return format!("threshold met: accepted at index {}", v["index"]);
+    }
+    let p = &v["pending"];
+    format!(
+        "pending {}: signed by {}; {} more approver(s) needed (may sign: {})",
+        p["id"].as_str().unwrap_or("?"),
+        names(&p["signed_by"]),
+        p["needed"],
+        names(&p["may_sign"]),
+    )
+}

@@ -137,6 +137,38 @@ pub struct InitReport {
     pub trust_root: PathBuf,
 }
 
+impl InitReport {
+    /// What an operator must know and do next, line by line: where each
+    /// key is and that the root keys belong offline.
+    pub fn instructions(&self, dir: &Path, store: &crate::store::StoreAt) -> Vec<String> {
+        let mut out = vec![
+            format!("authority initialised in {}", dir.display()),
+            format!("  governance log: {}", store.describe()),
+            format!("  trust root v1 (nodes pin this file): {}", self.trust_root.display()),
+        ];
+        if self.root_keys.len() == 1 {
+            out.push(format!("  root key: {}", self.root_key.display()));
+            out.push("    It signs trust-root versions. Move it OFFLINE now (and delete it here);".into());
+            out.push("    bring it back only to sign the next trust root with `modelgate trust sign`.".into());
+        } else {
+            out.push(format!(
+                "  root keys ({} of {} sign a new trust-root version):",
+                self.root_threshold,
+                self.root_keys.len()
+            ));
+            out.extend(self.root_keys.iter().map(|k| format!("    {}", k.display())));
+            out.push("    Give each to its custodian OFFLINE now (and delete them here); a rotation".into());
+            out.push(format!(
+                "    is signed by any {} of them with `modelgate trust sign`.",
+                self.root_threshold
+            ));
+        }
+        out.push(format!("  cosigner key (freshness): {}", self.cosigner_vkey));
+        out.push("authority verifier key (give it to nodes and auditors):".into());
+        out
+    }
+}
+
 /// Write a file that must not exist yet, with `mode`, fsynced.
 pub fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<(), AuthorityError> {
     let mut f = fs::OpenOptions::new()

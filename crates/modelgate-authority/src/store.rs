@@ -268,6 +268,15 @@ fn keep(url: &str, holder: &str, seq: &Sequencing, mut db: Option<PgStore>, stop
     }
 }
 
+/// An authority's URL as another authority names it (`--advertise-url`,
+/// `--peer-url`): http:// or https://, no query, fragment or space; why not.
+pub fn check_peer_url(u: &str) -> Result<(), &'static str> {
+    if !(u.starts_with("http://") || u.starts_with("https://")) || u.contains(['?', '#', ' ']) {
+        return Err("must be an http:// or https:// URL without a query");
+    }
+    Ok(())
+}
+
 /// The sequencer's name in a shared database's lease: host and process.
 pub fn holder_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();

@@ -19,6 +19,26 @@ pub enum Placement {
     Own(SocketAddr),
 }
 
+impl Placement {
+    /// From the command line: `--no-console`, or `--console-listen ADDR`,
+    /// else on the API's listener.
+    pub fn from_flags(no_console: bool, own: Option<SocketAddr>) -> Self {
+        match (no_console, own) {
+            (true, _) => Placement::None,
+            (false, None) => Placement::OnApi,
+            (false, Some(at)) => Placement::Own(at),
+        }
+    }
+}
+
+/// A console path prefix as given (`/governance`, or empty for the root),
+/// without its trailing slashes; `None` when it is not a plain path.
+pub fn console_prefix(given: &str) -> Option<String> {
+    let prefix = given.trim_end_matches('/').to_owned();
+    let plain = prefix.is_empty() || (prefix.starts_with('/') && !prefix.contains(['?', '#', ' ']));
+    plain.then_some(prefix)
+}
+
 /// What is announced as the listeners come up.
 #[derive(Clone, Copy, Debug)]
 pub enum Announced<'a> {

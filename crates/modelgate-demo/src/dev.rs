@@ -113,6 +113,45 @@ pub struct Bootstrapped {
     pub log_vkey: String,
 }
 
+impl Bootstrapped {
+    /// What `dev serve` tells its user about the authority it made in `dir`.
+    pub fn instructions(&self, dir: &Path) -> Vec<String> {
+        let d = DevDir::new(dir);
+        vec![
+            format!("made a dev authority in {}:", dir.display()),
+            format!("  log verifier key: {}", self.log_vkey),
+            format!(
+                "  role keys (signer, two approvers, policy admin, node admin): {}",
+                d.keys().display()
+            ),
+            format!(
+                "  root key: {}",
+                d.authority().join("offline-root-keys/root-1.key").display()
+            ),
+            format!("  admin token: {} (in {})", self.admin_token, d.admin_token().display()),
+        ]
+    }
+}
+
+/// The dev authority in `dir`: opened when there is one, made when `dir`
+/// is empty or absent (the lines to tell the user then), refused when
+/// `dir` holds other files.
+pub fn open_or_bootstrap(dir: &Path) -> Result<(Arc<Authority>, Vec<String>), Failure> {
+    let d = DevDir::new(dir);
+    if d.authority().join("trust-root.dsse.json").exists() {
+        return Ok((Authority::open(&d.authority()).map_err(fail)?, Vec::new()));
+    }
+    if dir.exists() && fs::read_dir(dir).is_ok_and(|mut r| r.next().is_some()) {
+        return Err(Failure::Setup(format!(
+            "{} holds files but no dev authority; give an empty or new directory",
+            dir.display()
+        )));
+    }
+    let b = bootstrap(dir)?;
+    let said = b.instructions(dir);
+    Ok((b.authority, said))
+}
+
 /// Create a dev authority in `dir` (which must be empty or absent): the
 /// authority itself, a key per role, trust root v2 naming them (signed by
 /// the root key), a policy permitting every approved call, and an admin
@@ -203,6 +242,35 @@ pub struct Governed {
     pub config: PathBuf,
     /// The caller's bearer token (also in `DIR/node/caller.token`).
     pub caller_token: String,
+}
+
+impl Governed {
+    /// What `dev govern` tells its user: what was done and what to run next.
+    pub fn instructions(&self, dir: &Path, name: &str, scope: &str) -> Vec<String> {
+        vec![
+            format!(
+                "governed {name} (digest {}): signed, registered, approved for {scope}, node enrolled",
+                self.digest
+            ),
+            format!("  node configuration: {}", self.config.display()),
+            format!(
+                "  caller token (in {}): {}",
+                DevDir::new(dir).node().join("caller.token").display(),
+                self.caller_token
+            ),
+            format!("next: modelgate node serve --config {}", self.config.display()),
+        ]
+    }
+}
+
+/// The name a model directory is governed under when none is given: its
+/// directory's name.
+pub fn model_name(model: &Path) -> Result<String, Failure> {
+    model
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .ok_or_else(|| Failure::Setup(format!("{}: give the model a --name", model.display())))
 }
 
 fn submit_http(url: &str, token: &str, entry: &[u8], what: &str) -> Result<u64, Failure> {

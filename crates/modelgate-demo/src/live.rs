@@ -180,6 +180,26 @@ fn pause(stop: &AtomicBool, d: Duration) -> bool {
     stop.load(Ordering::SeqCst)
 }
 
+/// A flag Ctrl-C sets: the live demo ends at its next step; a second
+/// Ctrl-C ends the process at once (exit 130).
+pub fn stop_on_ctrl_c() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = Arc::clone(&stop);
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        rt.block_on(async {
+            let _ = tokio::signal::ctrl_c().await;
+            s.store(true, std::sync::atomic::Ordering::SeqCst);
+            eprintln!("stopping after this step (Ctrl-C again to quit at once)");
+            let _ = tokio::signal::ctrl_c().await;
+            std::process::exit(130);
+        });
+    });
+    stop
+}
+
 /// Run the live demonstration in a temporary directory (removed afterwards)
 /// until `stop` is set (or `rounds` are played). The first line told to
 /// `out` is `console: URL`.

@@ -312,3 +312,14 @@ fn try_evaluate(set: &PolicySet, input: &PolicyInput<'_>) -> Result<PolicyOutcom
         CedarDecision::Deny => PolicyOutcome::Deny(ids),
     })
 }
+
+/// What a policy set's `replaces` names, as a user gives it: `none` (the
+/// log's first set: empty) or the id of the set in force (64 hex digits,
+/// lowercased). `None` for anything else.
+pub fn parse_replaces(given: &str) -> Option<String> {
+    match given {
+        "none" => Some(String::new()),
+        id if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) => Some(id.to_ascii_lowercase()),
+        _ => None,
+    }
+}

@@ -76,8 +76,58 @@ pub fn parse_time(s: &str) -> Option<u64> {
     )
 }
 
+/// The system clock in POSIX seconds (0 before 1970: a clock that wrong
+/// makes every validity check fail, not pass).
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// POSIX seconds as an RFC 3339 UTC time (`2023-03-20T12:25:47Z`).
+pub fn rfc3339(ts: u64) -> String {
+    let (y, mo, d, h, mi, s) = utc(ts);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// A validity bound as a governance command takes it: what [`parse_time`]
+/// takes, or `+N` followed by `s`, `m`, `h` or `d` from `now` (`+90d`).
+pub fn parse_when(s: &str, now: u64) -> Option<u64> {
+    let Some(rel) = s.trim().strip_prefix('+') else {
+        return parse_time(s);
+    };
+    let (n, unit) = rel.split_at(rel.len().saturating_sub(1));
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.parse::<u64>().ok()?.checked_mul(mult)?.checked_add(now)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_679_315_147), "2023-03-20T12:25:47Z");
+        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(super::rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn relative_times_count_from_now() {
+        assert_eq!(super::parse_when("+0s", 100), Some(100));
+        assert_eq!(super::parse_when("+90d", 100), Some(100 + 90 * 86_400));
+        assert_eq!(super::parse_when("+2h", 0), Some(7200));
+        assert_eq!(super::parse_when("1796409656", 5), Some(1_796_409_656));
+        for bad in ["+", "+d", "+5y", "+-1d", "+18446744073709551615d"] {
+            assert_eq!(super::parse_when(bad, 100), None, "{bad}");
+        }
+    }
+
     #[test]
     fn civil_times_round_trip() {
         for t in [0, 951_782_400, 1_796_409_656, 4_102_444_799, 86_399, 1_709_251_199] {

@@ -14,7 +14,8 @@ pub struct PrincipalEdit {
     pub id: String,
     /// Its roles.
     pub roles: Vec<String>,
-    /// Its governance keys (base64 Ed25519 public keys).
+    /// Its governance keys: Ed25519 public keys as SPKI PEM (what
+    /// `modelgate keygen --algorithm ed25519` writes) or base64 of 32 bytes.
     pub keys: Vec<String>,
     /// Its model-signing keys (PEM).
     pub model_keys: Vec<String>,
@@ -41,6 +42,19 @@ fn bad(m: impl Into<String>) -> GovernanceError {
     GovernanceError::Edit(m.into())
 }
 
+/// A governance key as the trust root holds it (base64 of the 32 bytes),
+/// from SPKI PEM or base64 already.
+fn governance_key(k: &str) -> Result<String, GovernanceError> {
+    use base64::Engine as _;
+    use ed25519_dalek::pkcs8::DecodePublicKey;
+    if !k.trim_start().starts_with("-----BEGIN") {
+        return Ok(k.trim().to_owned());
+    }
+    let key = ed25519_dalek::VerifyingKey::from_public_key_pem(k)
+        .map_err(|e| bad(format!("not an Ed25519 public key ({e})")))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(key.as_bytes()))
+}
+
 /// Apply `edit` to `doc` (the trust root in force, or a draft with
 /// `amend`): the draft and its version. Refused, naming what, when an edit
 /// does not apply ([`GovernanceError::Edit`]) or the result is not a valid
@@ -58,7 +72,12 @@ pub fn edit_trust_root(mut doc: Value, edit: &TrustRootEdit) -> Result<(Value, u
         }
     }
     if let Some(p) = &edit.principal {
-        doc["principals"][&p.id] = json!({"roles": p.roles, "keys": p.keys, "model_keys": p.model_keys});
+        let keys = p
+            .keys
+            .iter()
+            .map(|k| governance_key(k))
+            .collect::<Result<Vec<_>, _>>()?;
+        doc["principals"][&p.id] = json!({"roles": p.roles, "keys": keys, "model_keys": p.model_keys});
     }
     for t in &edit.thresholds {
         let (name, n) = t

@@ -60,6 +60,13 @@ impl RiskTier {
             RiskTier::Critical => "critical",
         }
     }
+
+    /// The tier named `s` (`low`, `medium`, `high`, `critical`).
+    pub fn parse(s: &str) -> Option<Self> {
+        [RiskTier::Low, RiskTier::Medium, RiskTier::High, RiskTier::Critical]
+            .into_iter()
+            .find(|t| t.as_str() == s)
+    }
 }
 
 /// One principal: a person or a system.

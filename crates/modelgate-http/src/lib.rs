@@ -22,6 +22,29 @@ pub use body::{BodyError, BodyLimits, Budget, Held};
 pub use client::{agent, Timeouts};
 pub use listen::{serve, Limits};
 
+/// Resolves at SIGINT or SIGTERM: what stops every modelgate server
+/// gracefully (in-flight requests finish). Where the handlers cannot be
+/// installed it never resolves, and the process stops as signals' default.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} }
+        }
+        _ => std::future::pending::<()>().await,
+    }
+}
+
+/// A multi-threaded runtime for a server whose blocking work (store reads,
+/// fsyncs, proofs) runs on at most `blocking` threads: a bounded pool
+/// bounds memory under load.
+pub fn server_runtime(blocking: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(blocking)
+        .build()
+}
+
 /// The client address a request came from, as the listener records it
 /// (`0.0.0.0` for a request that did not come through [`listen::serve`],
 /// such as one in a test driven in-process).

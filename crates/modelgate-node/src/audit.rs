@@ -102,3 +102,39 @@ pub fn remote_audit(
         state_digest: digest,
     })
 }
+
+impl RemoteAudit {
+    /// The verdict in words, a line each; `pinned`: entry 0 was compared
+    /// with a pinned trust root.
+    pub fn describe(&self, pinned: bool) -> Vec<String> {
+        let mut out = vec![
+            "authority: consistent".to_owned(),
+            format!("entries: {}", self.size),
+            format!("root: {}", self.root),
+            format!("state digest: {}", self.state_digest),
+        ];
+        if !pinned {
+            out.push("note: entry 0 was not compared with a pinned trust root (give --trust-root FILE)".into());
+        }
+        out
+    }
+}
+
+/// A verified checkpoint in words, a line each: origin, size, root, and
+/// who signed or cosigned it when.
+pub fn describe_checkpoint(v: &modelgate_tlog::VerifiedCheckpoint) -> Vec<String> {
+    let cp = &v.checkpoint;
+    let mut out = vec![
+        format!("origin: {}", cp.origin),
+        format!("size: {}", cp.size),
+        format!("root: {}", hex::encode(cp.root)),
+    ];
+    out.extend(v.witnesses.iter().map(|(name, ts)| match ts {
+        Some(ts) => format!(
+            "cosigned: {name} at {} ({ts})",
+            modelgate_governance::time::rfc3339(*ts)
+        ),
+        None => format!("signed: {name}"),
+    }));
+    out
+}

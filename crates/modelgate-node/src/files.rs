@@ -21,6 +21,21 @@ pub fn read_limited(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, NodeEr
     std::fs::read(path).map_err(|e| NodeError::io(path, e))
 }
 
+/// A verifier key given on a command line: the `name+id+key` string
+/// itself, or the path of a file holding one.
+pub fn read_vkey(arg: &str, what: &str) -> Result<modelgate_tlog::VerifierKey, NodeError> {
+    use modelgate_tlog::VerifierKey;
+    let direct = VerifierKey::parse(arg);
+    let path = Path::new(arg);
+    if direct.is_ok() || !path.is_file() {
+        return direct
+            .map_err(|e| NodeError::Config(format!("{what} {arg:?} is neither a verifier key nor a file: {e}")));
+    }
+    let text = String::from_utf8(read_limited(path, 64 * 1024, what)?)
+        .map_err(|_| NodeError::Config(format!("{what} file {arg} is not text")))?;
+    VerifierKey::parse(text.trim()).map_err(|e| NodeError::Config(format!("{what} in {arg}: {e}")))
+}
+
 /// Write `data` to a new file at `path` with `mode`, and fsync it;
 /// `overwrite` false refuses an existing file.
 pub fn write_new(path: &Path, data: &[u8], mode: u32, overwrite: bool) -> Result<(), NodeError> {

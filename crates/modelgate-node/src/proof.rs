@@ -76,6 +76,55 @@ pub struct VerifiedLineage {
     pub links: Vec<String>,
 }
 
+impl VerifiedLineage {
+    /// The verdict as one JSON object (`modelgate lineage verify --json`).
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "verified": true, "node": self.node, "lineage_size": self.lineage_size,
+            "anchor_index": self.anchor_index, "governance_size": self.governance_size, "links": self.links,
+            "records": self.records.iter().map(|(i, r)| serde_json::json!({"index": i, "record": r})).collect::<Vec<_>>(),
+        })
+    }
+
+    /// The verdict in words, a line each: what was proven, each governance
+    /// link, each record.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = vec![format!(
+            "verified: {} record(s) of node {} are in its lineage log (size {}), anchored at governance index {} \
+             (governance checkpoint size {}), under the pinned trust root",
+            self.records.len(),
+            self.node,
+            self.lineage_size,
+            self.anchor_index,
+            self.governance_size
+        )];
+        out.extend(self.links.iter().map(|l| format!("  governance: {l}")));
+        let s = |v: &Value, or: &'static str| v.as_str().unwrap_or(or).to_owned();
+        out.extend(self.records.iter().map(|(i, r)| match r["type"].as_str() {
+            Some("request") => format!(
+                "  #{i} request: {} in {} called {} ({}) under approval {}, policies {}, governance size {}",
+                s(&r["principal"], "?"),
+                s(&r["scope"], "?"),
+                s(&r["model"], "?"),
+                s(&r["digest"], "?"),
+                s(&r["approval"], "-"),
+                r["policies"],
+                r["governance"]["size"]
+            ),
+            Some("completion") => format!(
+                "  #{i} completion: status {}, {}, {} bytes, sha256 {}, usage {}",
+                r["status"],
+                s(&r["outcome"], "?"),
+                r["bytes"],
+                s(&r["response_sha256"], "?"),
+                r["usage"]
+            ),
+            _ => format!("  #{i} {r}"),
+        }));
+        out
+    }
+}
+
 /// The proof document a node serves at `/lineage/{id}` once the call is
 /// anchored: built by the gateway, checked by [`verify_lineage_proof`].
 /// Unknown fields are refused: a proof must not seem to claim what is not checked.

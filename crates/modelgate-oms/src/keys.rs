@@ -368,6 +368,65 @@ pub(crate) fn pem_certificates(pem: &str) -> std::result::Result<Vec<Vec<u8>>, S
     Ok(out)
 }
 
+/// A key `modelgate keygen` makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    /// ECDSA on NIST P-256 (model signing; the reference default).
+    EcdsaP256,
+    /// ECDSA on NIST P-384.
+    EcdsaP384,
+    /// ECDSA on NIST P-521.
+    EcdsaP521,
+    /// Ed25519 (governance: approvers, authority, witnesses, nodes).
+    Ed25519,
+}
+
+/// A new key pair from the operating system's random source: the private
+/// key as PKCS#8 PEM, the public key as SPKI PEM.
+pub fn generate(algorithm: KeyAlgorithm) -> Result<(pkcs8::der::zeroize::Zeroizing<String>, String)> {
+    use pkcs8::EncodePrivateKey;
+    let mut rng = rand_core::OsRng;
+    let bad = |e: &dyn std::fmt::Display| Error::Usage(format!("encoding the new key: {e}"));
+    let (private, public) = match algorithm {
+        KeyAlgorithm::EcdsaP256 => {
+            let k = p256::SecretKey::random(&mut rng);
+            (
+                k.to_pkcs8_pem(LineEnding::LF),
+                k.public_key().to_public_key_pem(LineEnding::LF),
+            )
+        }
+        KeyAlgorithm::EcdsaP384 => {
+            let k = p384::SecretKey::random(&mut rng);
+            (
+                k.to_pkcs8_pem(LineEnding::LF),
+                k.public_key().to_public_key_pem(LineEnding::LF),
+            )
+        }
+        KeyAlgorithm::EcdsaP521 => {
+            let k = p521::SecretKey::random(&mut rng);
+            (
+                k.to_pkcs8_pem(LineEnding::LF),
+                k.public_key().to_public_key_pem(LineEnding::LF),
+            )
+        }
+        KeyAlgorithm::Ed25519 => {
+            let k = ed25519_dalek::SigningKey::generate(&mut rng);
+            // RFC 8410's form, the private key alone (PKCS#8 v1), as OpenSSL
+            // writes it: ed25519-dalek's own encoding (v2, with the public
+            // key) is refused by OpenSSL 3 and Python's cryptography.
+            let v1 = ed25519_dalek::pkcs8::KeypairBytes {
+                secret_key: k.to_bytes(),
+                public_key: None,
+            };
+            (
+                v1.to_pkcs8_pem(LineEnding::LF),
+                k.verifying_key().to_public_key_pem(LineEnding::LF),
+            )
+        }
+    };
+    Ok((private.map_err(|e| bad(&e))?, public.map_err(|e| bad(&e))?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,6 +36,7 @@ mod error;
 mod hash;
 mod keys;
 mod manifest;
+pub mod progress;
 mod pyjson;
 mod statement;
 mod walk;
@@ -46,10 +47,10 @@ use std::path::Path;
 pub use bundle::{pae, Bundle, Envelope, Material, BUNDLE_BYTES_MAX, MEDIA_TYPE, PAYLOAD_TYPE};
 pub use error::{Error, Mismatch, Result, TreeProblem};
 pub use hash::{hash_model, hash_model_filtered, HashOptions, HashProgress};
-pub use keys::{Curve, PrivateKey, PublicKey};
+pub use keys::{generate, Curve, KeyAlgorithm, PrivateKey, PublicKey};
 pub use manifest::{HashAlgorithm, Manifest, Method, Resource, Serialization, DEFAULT_SHARD_SIZE};
 pub use statement::{decode as decode_statement, encode as encode_statement, PREDICATE_TYPE, STATEMENT_TYPE};
-pub use walk::{IgnorePath, DEFAULT_IGNORES};
+pub use walk::{default_signature, ignore_rules, IgnorePath, DEFAULT_IGNORES};
 
 /// The key material used to sign.
 pub enum Signer {
@@ -248,6 +249,39 @@ pub struct Verified {
     pub manifest: Manifest,
     /// Its root digest: the model's identity.
     pub root_digest: [u8; 32],
+}
+
+impl Verified {
+    /// `modelgate verify --json`'s answer for a model that verified.
+    pub fn to_json(&self, model: &str) -> serde_json::Value {
+        serde_json::json!({
+            "verified": true,
+            "model": model,
+            "root_digest": format!("sha256:{}", hex::encode(self.root_digest)),
+            "method": match self.manifest.serialization.method {
+                Method::Files => "files",
+                Method::Shards { .. } => "shards",
+            },
+            "resources": self.manifest.resources.len(),
+        })
+    }
+}
+
+/// `modelgate verify --json`'s answer for a model that did not verify:
+/// `kind` is `verification_failed` (checked, and not what it must be) or
+/// `bad_input`; a mismatch lists the files missing, extra and changed.
+pub fn refusal_json(model: &str, kind: &str, message: &str, mismatch: Option<&Mismatch>) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "verified": false,
+        "model": model,
+        "error": {"kind": kind, "message": message},
+    });
+    if let Some(m) = mismatch {
+        v["error"]["missing"] = serde_json::json!(m.missing);
+        v["error"]["extra"] = serde_json::json!(m.extra);
+        v["error"]["changed"] = serde_json::json!(m.changed);
+    }
+    v
 }
 
 /// Verifies `model` against a bundle: signature, statement, then every file.

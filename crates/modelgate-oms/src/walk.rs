@@ -357,6 +357,55 @@ fn join(prefix: &str, name: &str) -> String {
     }
 }
 
+/// Where a model's signature lives unless one is named: `MODEL/model.sig`
+/// for a directory, `MODEL.sig` for a file.
+pub fn default_signature(model: &Path) -> std::path::PathBuf {
+    if model.is_dir() {
+        model.join("model.sig")
+    } else {
+        let mut s = model.as_os_str().to_owned();
+        s.push(".sig");
+        s.into()
+    }
+}
+
+/// The rules a command hashes a model with: the default git ignores, the
+/// user's paths (each inside the model, else refused), and the signature
+/// file when it lies inside the model (it cannot cover itself).
+pub fn ignore_rules(model: &Path, user: &[std::path::PathBuf], signature: Option<&Path>) -> Result<Vec<IgnorePath>> {
+    let mut rules = DEFAULT_IGNORES
+        .iter()
+        .map(|p| IgnorePath::parse(p))
+        .collect::<Result<Vec<_>>>()?;
+    let is_dir = model.is_dir();
+    for p in user {
+        match IgnorePath::from_user_path(model, p)? {
+            Some(rule) if is_dir => rules.push(rule),
+            Some(_) => {}
+            None => {
+                return Err(Error::Usage(format!(
+                    "ignore path {} is outside the model {}",
+                    p.display(),
+                    model.display()
+                )))
+            }
+        }
+    }
+    if let (Some(sig), true) = (signature, is_dir) {
+        let absolute = if sig.is_absolute() {
+            sig.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| Error::io("the current directory", e))?
+                .join(sig)
+        };
+        if let Some(rule) = IgnorePath::from_user_path(model, &absolute)? {
+            rules.push(rule);
+        }
+    }
+    Ok(rules)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -126,3 +126,86 @@ pub fn from_data_dir(config: &std::path::Path) -> Result<(Value, Option<String>)
     });
     Ok((report, failed))
 }
+
+/// A running node's `/status` in words, a line each: where it was asked,
+/// its governance view, each model.
+pub fn describe_running(status: &Value, url: &str) -> Vec<String> {
+    let mut out = vec![format!("from the running node at {url}")];
+    out.push(match status["governance"].as_object() {
+        Some(g) => format!("sync: size {} ({} s old)", g["size"], g["staleness_seconds"]),
+        None => "sync: CONTAINED: the node holds no verified governance view".into(),
+    });
+    for (name, m) in status["models"].as_object().into_iter().flatten() {
+        out.push(describe_model(name, m));
+    }
+    out
+}
+
+/// [`from_data_dir`]'s report in words, a line each.
+pub fn describe_data_dir(report: &Value) -> Vec<String> {
+    let sync = &report["sync"];
+    let mut out = vec![if sync["ok"] == true {
+        format!("sync: size {} ({} s old)", sync["size"], sync["staleness_seconds"])
+    } else {
+        format!(
+            "sync: CONTAINED {}: {}",
+            sync["reason"].as_str().unwrap_or("?"),
+            sync["detail"].as_str().unwrap_or("")
+        )
+    }];
+    for m in report["models"].as_array().into_iter().flatten() {
+        out.push(describe_model(m["model"].as_str().unwrap_or("?"), m));
+    }
+    out
+}
+
+/// One model's state: serving under what, or contained by which check at which step.
+fn describe_model(name: &str, m: &Value) -> String {
+    let s = |k: &str| m[k].as_str().unwrap_or("?").to_owned();
+    match m["state"].as_str() {
+        Some("Serving") => format!(
+            "{name}: Serving {} under {} (all ten lifecycle steps)",
+            s("digest"),
+            s("basis")
+        ),
+        _ => format!(
+            "{name}: Contained {} (check {}) at step {} {}: {}",
+            s("reason"),
+            s("check"),
+            m["lifecycle_step_number"],
+            s("lifecycle_step"),
+            m["detail"].as_str().unwrap_or("")
+        ),
+    }
+}
+
+/// A new note-signing key named `name`, from the operating system's random
+/// source (the tlog crate reads no randomness of its own).
+pub fn new_note_key(name: &str, key_type: modelgate_tlog::KeyType) -> Result<modelgate_tlog::SignerKey, crate::Error> {
+    let mut seed = [0u8; 32];
+    rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut seed)
+        .map_err(|e| crate::Error::Start(format!("the operating system's random source failed: {e}")))?;
+    modelgate_tlog::SignerKey::from_seed(name, key_type, &seed)
+        .map_err(|e| crate::Error::Config(format!("key name: {e}")))
+}
+
+/// `modelgate node init`: the node's lineage key, written where its
+/// configuration names it (never over an existing one); its verifier key
+/// and the command a node admin runs to enroll it.
+pub fn init_node_key(config: &NodeConfig) -> Result<(String, String), crate::Error> {
+    let key = new_note_key(&format!("{}/lineage", config.node), modelgate_tlog::KeyType::Ed25519)?;
+    let private = format!("{}\n", key.to_private_string());
+    modelgate_node::files::write_new(&config.key, private.as_bytes(), 0o600, false)?;
+    let vkey = key.verifier().to_string();
+    let scopes = config
+        .scopes
+        .iter()
+        .map(|s| format!("--scope '{s}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let enroll = format!(
+        "modelgate node enroll {} --node-key '{vkey}' {scopes} --key NODE_ADMIN.key --authority {}",
+        config.node, config.authority
+    );
+    Ok((vkey, enroll))
+}

@@ -156,13 +156,12 @@ pub struct ConsoleArgs {
 impl ConsoleArgs {
     /// The prefix, checked: empty, or a path starting with `/`.
     fn prefix(&self) -> Result<String, Failure> {
-        let prefix = self.console_prefix.trim_end_matches('/').to_owned();
-        if !prefix.is_empty() && (!prefix.starts_with('/') || prefix.contains(['?', '#', ' '])) {
-            return Err(Failure::Usage(format!(
-                "--console-prefix {prefix:?} must be a path starting with / (e.g. /governance)"
-            )));
-        }
-        Ok(prefix)
+        modelgate_console::serve::console_prefix(&self.console_prefix).ok_or_else(|| {
+            Failure::Usage(format!(
+                "--console-prefix {:?} must be a path starting with / (e.g. /governance)",
+                self.console_prefix
+            ))
+        })
     }
 
     /// The console at `/` of the main listener.
@@ -240,30 +239,9 @@ fn init(
     store: &modelgate_authority::store::StoreAt,
 ) -> Result<(), Failure> {
     let r = modelgate_authority::init_at(data, origin, roots, store).map_err(fail)?;
-    eprintln!("authority initialised in {}", data.display());
-    eprintln!("  governance log: {}", store.describe());
-    eprintln!("  trust root v1 (nodes pin this file): {}", r.trust_root.display());
-    if r.root_keys.len() == 1 {
-        eprintln!("  root key: {}", r.root_key.display());
-        eprintln!("    It signs trust-root versions. Move it OFFLINE now (and delete it here);");
-        eprintln!("    bring it back only to sign the next trust root with `modelgate trust sign`.");
-    } else {
-        eprintln!(
-            "  root keys ({} of {} sign a new trust-root version):",
-            r.root_threshold,
-            r.root_keys.len()
-        );
-        for k in &r.root_keys {
-            eprintln!("    {}", k.display());
-        }
-        eprintln!("    Give each to its custodian OFFLINE now (and delete them here); a rotation");
-        eprintln!(
-            "    is signed by any {} of them with `modelgate trust sign`.",
-            r.root_threshold
-        );
+    for line in r.instructions(data, store) {
+        eprintln!("{line}");
     }
-    eprintln!("  cosigner key (freshness): {}", r.cosigner_vkey);
-    eprintln!("authority verifier key (give it to nodes and auditors):");
     if vkey_on_stdout {
         println!("{}", r.log_vkey);
     } else {
@@ -309,11 +287,7 @@ fn serve(a: ServeArgs) -> Result<(), Failure> {
         .map(|u| ("--advertise-url", u))
         .chain(a.peer_urls.iter().map(|u| ("--peer-url", u)))
     {
-        if !(u.starts_with("http://") || u.starts_with("https://")) || u.contains(['?', '#', ' ']) {
-            return Err(Failure::Usage(format!(
-                "{flag} {u:?} must be an http:// or https:// URL without a query"
-            )));
-        }
+        modelgate_authority::store::check_peer_url(u).map_err(|m| Failure::Usage(format!("{flag} {u:?}: {m}")))?;
     }
     let store_at = a.store.at(&a.data);
     let opened = std::cell::OnceCell::new();
@@ -351,22 +325,14 @@ pub fn serve_until_signal(
     bound: impl FnOnce(&str) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
     let prefix = console.prefix()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        // Reads run on blocking threads; a bounded pool bounds memory.
-        .max_blocking_threads(8)
-        .build()
-        .map_err(|e| Failure::Usage(format!("starting the runtime: {e}")))?;
+    let runtime =
+        modelgate_http::server_runtime(8).map_err(|e| Failure::Usage(format!("starting the runtime: {e}")))?;
     // Opened before the runtime runs: a PostgreSQL store's client blocks,
     // which no async worker may do.
     let authority = open()?;
     authority.unauthenticated.set_rate(node_write_rate);
     use modelgate_console::serve::{authority_with_console, Announced, Placement};
-    let placement = match (console.no_console, console.console_listen) {
-        (true, _) => Placement::None,
-        (false, None) => Placement::OnApi,
-        (false, Some(at)) => Placement::Own(at),
-    };
+    let placement = Placement::from_flags(console.no_console, console.console_listen);
     let mut bound = Some(bound);
     let announce = |a: Announced<'_>| -> Result<(), String> {
         match a {
@@ -391,19 +357,7 @@ pub fn serve_until_signal(
             placement,
             &prefix,
             announce,
-            shutdown_signal(),
+            modelgate_http::shutdown_signal(),
         ))
         .map_err(|e| Failure::Usage(e.to_string()))
-}
-
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

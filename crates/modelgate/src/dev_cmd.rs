@@ -73,29 +73,10 @@ fn serve(a: ServeArgs) -> Result<(), Failure> {
     init_server_logging(LogFormat::Text);
     let d = DevDir::new(&a.data);
     eprintln!("{}", dev::WARNING);
-    let authority = if d.authority().join("trust-root.dsse.json").exists() {
-        modelgate_authority::Authority::open(&d.authority()).map_err(|e| Failure::Usage(e.to_string()))?
-    } else {
-        if a.data.exists() && std::fs::read_dir(&a.data).is_ok_and(|mut r| r.next().is_some()) {
-            return Err(Failure::Usage(format!(
-                "{} holds files but no dev authority; give an empty or new directory",
-                a.data.display()
-            )));
-        }
-        let b = dev::bootstrap(&a.data).map_err(fail)?;
-        eprintln!("made a dev authority in {}:", a.data.display());
-        eprintln!("  log verifier key: {}", b.log_vkey);
-        eprintln!(
-            "  role keys (signer, two approvers, policy admin, node admin): {}",
-            d.keys().display()
-        );
-        eprintln!(
-            "  root key: {}",
-            d.authority().join("offline-root-keys/root-1.key").display()
-        );
-        eprintln!("  admin token: {} (in {})", b.admin_token, d.admin_token().display());
-        b.authority
-    };
+    let (authority, said) = dev::open_or_bootstrap(&a.data).map_err(fail)?;
+    for line in said {
+        eprintln!("{line}");
+    }
     let url_file = d.url_file();
     let data = a.data.clone();
     serve_until_signal(
@@ -120,40 +101,24 @@ fn serve(a: ServeArgs) -> Result<(), Failure> {
 fn govern(a: GovernArgs) -> Result<(), Failure> {
     let name = match &a.name {
         Some(n) => n.clone(),
-        None => a
-            .model
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .ok_or_else(|| Failure::Usage(format!("{}: give the model a --name", a.model.display())))?,
+        None => dev::model_name(&a.model).map_err(fail)?,
     };
     let model = a
         .model
         .canonicalize()
         .map_err(|e| Failure::Usage(format!("{}: {e}", a.model.display())))?;
     eprintln!("{}", dev::WARNING);
-    let g = dev::govern(
-        &a.data,
-        &GovernOptions {
-            model: &model,
-            name: &name,
-            scope: &a.scope,
-            upstream: &a.upstream,
-            listen: &a.listen,
-        },
-    )
-    .map_err(fail)?;
-    eprintln!(
-        "governed {name} (digest {}): signed, registered, approved for {}, node enrolled",
-        g.digest, a.scope
-    );
-    eprintln!("  node configuration: {}", g.config.display());
-    eprintln!(
-        "  caller token (in {}): {}",
-        DevDir::new(&a.data).node().join("caller.token").display(),
-        g.caller_token
-    );
-    eprintln!("next: modelgate node serve --config {}", g.config.display());
+    let options = GovernOptions {
+        model: &model,
+        name: &name,
+        scope: &a.scope,
+        upstream: &a.upstream,
+        listen: &a.listen,
+    };
+    let g = dev::govern(&a.data, &options).map_err(fail)?;
+    for line in g.instructions(&a.data, &name, &a.scope) {
+        eprintln!("{line}");
+    }
     println!("{}", g.config.display());
     Ok(())
 }

@@ -9,8 +9,6 @@
 
 use std::path::{Path, PathBuf};
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
 use clap::Args;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::SigningKey;
@@ -18,7 +16,7 @@ use modelgate_governance::{
     to_canonical, ApprovalEntry, EntryPayload, Envelope, ExceptionEntry, ModelEntry, PolicySetEntry, RevocationEntry,
     RiskTier,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::oms_cmd::read_limited;
 use crate::Failure;
@@ -122,29 +120,13 @@ pub fn finish(payload: &impl EntryPayload, s: &Signing) -> Result<(), Failure> {
     }
 }
 
-/// POSIX seconds: `N` as is, `+N[smhd]` from now.
+/// POSIX seconds, a UTC date and time, or `+N[smhd]` from now.
 fn parse_time(s: &str) -> Result<u64, Failure> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let bad = || {
+    modelgate_governance::time::parse_when(s, modelgate_governance::time::now()).ok_or_else(|| {
         usage(format!(
-            "time {s:?}: give POSIX seconds or +N followed by s, m, h or d (e.g. +90d)"
+            "time {s:?}: give POSIX seconds, a UTC date (2027-03-01T12:00), or +N followed by s, m, h or d (e.g. +90d)"
         ))
-    };
-    if let Some(rel) = s.strip_prefix('+') {
-        let (n, unit) = rel.split_at(rel.len().saturating_sub(1));
-        let mult = match unit {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            _ => return Err(bad()),
-        };
-        let n: u64 = n.parse().map_err(|_| bad())?;
-        return n.checked_mul(mult).and_then(|d| d.checked_add(now)).ok_or_else(bad);
-    }
-    s.parse().map_err(|_| bad())
+    })
 }
 
 #[derive(Args)]
@@ -171,10 +153,7 @@ pub struct ApproveArgs {
 }
 
 pub fn approve(a: ApproveArgs) -> Result<(), Failure> {
-    let from = match &a.from {
-        Some(t) => parse_time(t)?,
-        None => parse_time("+0s")?,
-    };
+    let from = parse_time(a.from.as_deref().unwrap_or("+0s"))?;
     let p = ApprovalEntry::new(
         &a.digest,
         a.scopes,
@@ -224,7 +203,7 @@ pub struct ExceptionArgs {
 }
 
 fn tier(t: &str) -> Result<RiskTier, Failure> {
-    serde_json::from_value(json!(t)).map_err(|_| usage(format!("--tier {t:?}: one of low, medium, high, critical")))
+    RiskTier::parse(t).ok_or_else(|| usage(format!("--tier {t:?}: one of low, medium, high, critical")))
 }
 
 /// Grant a time-bounded exception: the model may run in the scopes
@@ -262,13 +241,11 @@ pub fn policy_publish(a: PolicyArgs) -> Result<(), Failure> {
         .map_err(|_| usage(format!("{} is not UTF-8 text", a.file.display())))?;
     modelgate_governance::policy::compile(&text).map_err(|e| Failure::Invalid(format!("{}: {e}", a.file.display())))?;
     let replaces = match a.replaces.as_deref() {
-        Some("none") => String::new(),
-        Some(id) if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) => id.to_ascii_lowercase(),
-        Some(id) => {
-            return Err(usage(format!(
+        Some(id) => modelgate_governance::policy::parse_replaces(id).ok_or_else(|| {
+            usage(format!(
                 "--replaces {id:?} is neither a policy set id (64 hex digits) nor none"
-            )))
-        }
+            ))
+        })?,
         None => {
             if a.signing.remote.authority.is_none() {
                 return Err(usage(
@@ -301,15 +278,10 @@ pub struct RegisterArgs {
 }
 
 pub fn register(a: RegisterArgs) -> Result<(), Failure> {
-    let sig = a.signature.clone().unwrap_or_else(|| {
-        if a.model.is_dir() {
-            a.model.join("model.sig")
-        } else {
-            let mut p = a.model.clone().into_os_string();
-            p.push(".sig");
-            PathBuf::from(p)
-        }
-    });
+    let sig = a
+        .signature
+        .clone()
+        .unwrap_or_else(|| modelgate_oms::default_signature(&a.model));
     let bundle = read_limited(&sig, modelgate_oms::BUNDLE_BYTES_MAX, "signature")?;
     finish(&ModelEntry::new(&a.name, &a.model_version, &bundle), &a.signing)
 }
@@ -362,28 +334,9 @@ pub fn submit(a: SubmitArgs) -> Result<(), Failure> {
 }
 
 fn submit_pending(remote: &Remote, entry: &[u8]) -> Result<(), Failure> {
-    let names = |v: &Value| -> String {
-        v.as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
-            .unwrap_or_default()
-    };
-    match post_entry(remote, "/api/v1/pending", entry)? {
-        (202, v) => {
-            let p = &v["pending"];
-            println!(
-                "pending {}: signed by {}; {} more approver(s) needed (may sign: {})",
-                p["id"].as_str().unwrap_or("?"),
-                names(&p["signed_by"]),
-                p["needed"],
-                names(&p["may_sign"]),
-            );
-            Ok(())
-        }
-        (_, v) => {
-            println!("threshold met: accepted at index {}", v["index"]);
-            Ok(())
-        }
-    }
+    let (status, v) = post_entry(remote, "/api/v1/pending", entry)?;
+    println!("{}", modelgate_authority::client::describe_pending(status, &v));
+    Ok(())
 }
 
 #[derive(Args)]
@@ -428,13 +381,10 @@ pub struct TrustEditArgs {
     witness_quorum: Option<u64>,
 }
 
-fn spki_ed25519(path: &Path) -> Result<String, Failure> {
-    use ed25519_dalek::pkcs8::DecodePublicKey;
-    let pem = String::from_utf8(read_limited(path, 64 * 1024, "public key")?)
-        .map_err(|_| usage(format!("{} is not PEM", path.display())))?;
-    let k = ed25519_dalek::VerifyingKey::from_public_key_pem(&pem)
-        .map_err(|e| usage(format!("{}: not an Ed25519 public key ({e})", path.display())))?;
-    Ok(B64.encode(k.as_bytes()))
+/// A public key file's text (PEM), for the trust root.
+fn pem_text(path: &Path) -> Result<String, Failure> {
+    String::from_utf8(read_limited(path, 64 * 1024, "public key")?)
+        .map_err(|_| usage(format!("{} is not PEM", path.display())))
 }
 
 pub fn trust_edit(a: TrustEditArgs) -> Result<(), Failure> {
@@ -454,14 +404,11 @@ pub fn trust_edit(a: TrustEditArgs) -> Result<(), Failure> {
         Some(id) => Some(modelgate_governance::trust_edit::PrincipalEdit {
             id: id.clone(),
             roles: a.roles.clone(),
-            keys: a.keys.iter().map(|k| spki_ed25519(k)).collect::<Result<Vec<_>, _>>()?,
+            keys: a.keys.iter().map(|k| pem_text(k)).collect::<Result<Vec<_>, _>>()?,
             model_keys: a
                 .model_keys
                 .iter()
-                .map(|k| {
-                    String::from_utf8(read_limited(k, 64 * 1024, "model key")?)
-                        .map_err(|_| usage(format!("{} is not PEM", k.display())))
-                })
+                .map(|k| pem_text(k))
                 .collect::<Result<Vec<_>, _>>()?,
         }),
         None => None,

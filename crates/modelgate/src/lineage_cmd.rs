@@ -52,48 +52,11 @@ fn verify(a: VerifyArgs) -> Result<(), Failure> {
         LineageProofError::Malformed(m) => Failure::Usage(m),
         LineageProofError::Invalid(m) => Failure::Invalid(m),
     })?;
-    let (node, shown) = (&verified.node, &verified.records);
     if a.json {
-        println!(
-            "{}",
-            serde_json::json!({"verified": true, "node": node, "lineage_size": verified.lineage_size,
-                "anchor_index": verified.anchor_index, "governance_size": verified.governance_size,
-                "links": verified.links,
-                "records": shown.iter().map(|(i, r)| serde_json::json!({"index": i, "record": r})).collect::<Vec<_>>()})
-        );
+        println!("{}", verified.to_json());
     } else {
-        println!(
-            "verified: {} record(s) of node {node} are in its lineage log (size {}), anchored at governance index {} (governance checkpoint size {}), under the pinned trust root",
-            shown.len(),
-            verified.lineage_size,
-            verified.anchor_index,
-            verified.governance_size
-        );
-        for l in &verified.links {
-            println!("  governance: {l}");
-        }
-        for (i, r) in shown {
-            match r["type"].as_str() {
-                Some("request") => println!(
-                    "  #{i} request: {} in {} called {} ({}) under approval {}, policies {}, governance size {}",
-                    r["principal"].as_str().unwrap_or("?"),
-                    r["scope"].as_str().unwrap_or("?"),
-                    r["model"].as_str().unwrap_or("?"),
-                    r["digest"].as_str().unwrap_or("?"),
-                    r["approval"].as_str().unwrap_or("-"),
-                    r["policies"],
-                    r["governance"]["size"]
-                ),
-                Some("completion") => println!(
-                    "  #{i} completion: status {}, {}, {} bytes, sha256 {}, usage {}",
-                    r["status"],
-                    r["outcome"].as_str().unwrap_or("?"),
-                    r["bytes"],
-                    r["response_sha256"].as_str().unwrap_or("?"),
-                    r["usage"]
-                ),
-                _ => println!("  #{i} {r}"),
-            }
+        for line in verified.describe() {
+            println!("{line}");
         }
     }
     Ok(())

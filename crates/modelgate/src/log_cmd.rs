@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use modelgate_tlog::{
-    leaf_hash, CheckpointPolicy, Hash, KeyType, SignerKey, TlogProof, VerifiedCheckpoint, VerifierKey, MAX_NOTE_BYTES,
+    leaf_hash, CheckpointPolicy, Hash, KeyType, TlogProof, VerifiedCheckpoint, VerifierKey, MAX_NOTE_BYTES,
 };
 
 use crate::oms_cmd::{hex, read_limited, write_new};
@@ -221,24 +221,8 @@ pub(crate) fn read_input(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, F
     Ok(buf)
 }
 
-/// A vkey given as the string itself, or as the path of a file holding it.
 fn load_vkey(arg: &str, what: &str) -> Result<VerifierKey, Failure> {
-    let direct = VerifierKey::parse(arg);
-    if let Ok(k) = direct {
-        return Ok(k);
-    }
-    let path = Path::new(arg);
-    if path.is_file() {
-        let raw = read_limited(path, 64 * 1024, what)?;
-        let text = String::from_utf8(raw).map_err(|_| Failure::Usage(format!("{what} file {arg} is not text")))?;
-        return VerifierKey::parse(text.trim()).map_err(|e| Failure::Usage(format!("{what} in {arg}: {e}")));
-    }
-    match direct {
-        Err(e) => Err(Failure::Usage(format!(
-            "{what} {arg:?} is neither a verifier key nor a file: {e}"
-        ))),
-        Ok(k) => Ok(k),
-    }
+    Ok(modelgate_node::files::read_vkey(arg, what)?)
 }
 
 fn policy(args: &PolicyArgs) -> Result<CheckpointPolicy, Failure> {
@@ -253,15 +237,8 @@ fn policy(args: &PolicyArgs) -> Result<CheckpointPolicy, Failure> {
 }
 
 fn report(v: &VerifiedCheckpoint) {
-    let cp = &v.checkpoint;
-    println!("origin: {}", cp.origin);
-    println!("size: {}", cp.size);
-    println!("root: {}", hex(&cp.root));
-    for (name, ts) in &v.witnesses {
-        match ts {
-            Some(ts) => println!("cosigned: {name} at {} ({ts})", rfc3339(*ts)),
-            None => println!("signed: {name}"),
-        }
+    for line in modelgate_node::audit::describe_checkpoint(v) {
+        println!("{line}");
     }
 }
 
@@ -347,26 +324,19 @@ pub(crate) fn remote_audit(url: &str, pinned: Option<&Path>, policy: &Checkpoint
         )),
         RemoteAuditError::Invalid(m) => Failure::Invalid(format!("audit of {url} failed: {m}")),
     })?;
-    println!("authority: consistent");
-    println!("entries: {}", r.size);
-    println!("root: {}", r.root);
-    println!("state digest: {}", r.state_digest);
-    if pinned.is_none() {
-        println!("note: entry 0 was not compared with a pinned trust root (give --trust-root FILE)");
+    for line in r.describe(pinned.is_some()) {
+        println!("{line}");
     }
     Ok(())
 }
 
 fn keygen(a: KeygenArgs) -> Result<(), Failure> {
-    let mut seed = [0u8; 32];
-    rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut seed)
-        .map_err(|e| Failure::Usage(format!("the operating system's random source failed: {e}")))?;
     let key_type = if a.cosigner {
         KeyType::CosignatureV1
     } else {
         KeyType::Ed25519
     };
-    let key = SignerKey::from_seed(&a.name, key_type, &seed).map_err(tlog_failure)?;
+    let key = modelgate_runtime::status::new_note_key(&a.name, key_type)?;
     let skey = a.out.with_extension("skey");
     let vkey = a.out.with_extension("vkey");
     let vkey_text = key.verifier().to_string();
@@ -380,21 +350,4 @@ fn keygen(a: KeygenArgs) -> Result<(), Failure> {
     eprintln!("wrote {} (secret, mode 0600) and {}", skey.display(), vkey.display());
     println!("{vkey_text}");
     Ok(())
-}
-
-/// POSIX seconds as an RFC 3339 UTC time.
-fn rfc3339(ts: u64) -> String {
-    let (y, mo, d, h, mi, s) = modelgate_governance::time::utc(ts);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339_matches_known_instants() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(1_679_315_147), "2023-03-20T12:25:47Z");
-        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(super::rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
-    }
 }

@@ -15,7 +15,6 @@ mod lineage_cmd;
 mod log_cmd;
 mod node_cmd;
 mod oms_cmd;
-mod progress;
 mod witness_cmd;
 
 use std::process::ExitCode;
@@ -237,21 +236,7 @@ fn demo(a: &DemoArgs) -> Result<(), modelgate_demo::Failure> {
     if !a.serve {
         return modelgate_demo::run(&mut |line| println!("{line}"));
     }
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let s = std::sync::Arc::clone(&stop);
-    // Ctrl-C ends the loop at the next step; a second one ends the process.
-    std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-            return;
-        };
-        rt.block_on(async {
-            let _ = tokio::signal::ctrl_c().await;
-            s.store(true, std::sync::atomic::Ordering::SeqCst);
-            eprintln!("stopping after this step (Ctrl-C again to quit at once)");
-            let _ = tokio::signal::ctrl_c().await;
-            std::process::exit(130);
-        });
-    });
+    let stop = modelgate_demo::live::stop_on_ctrl_c();
     let o = modelgate_demo::live::LiveOptions {
         listen: a.listen,
         rounds: a.rounds,

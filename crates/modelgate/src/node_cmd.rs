@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use modelgate_node::config::NodeConfig;
-use modelgate_tlog::{KeyType, SignerKey};
 use serde_json::json;
 
 use crate::gov_cmd::Signing;
@@ -80,32 +79,16 @@ pub fn run(cmd: NodeCommand) -> Result<(), Failure> {
 
 fn init(a: InitArgs) -> Result<(), Failure> {
     let config = NodeConfig::load(&a.config, std::env::vars())?;
-    let name = format!("{}/lineage", config.node);
-    let mut seed = [0u8; 32];
-    rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut seed)
-        .map_err(|e| Failure::Usage(format!("the operating system's random source failed: {e}")))?;
-    let key =
-        SignerKey::from_seed(&name, KeyType::Ed25519, &seed).map_err(|e| Failure::Usage(format!("node id: {e}")))?;
-    crate::oms_cmd::write_new(
-        &config.key,
-        format!("{}\n", key.to_private_string()).as_bytes(),
-        0o600,
-        false,
-    )?;
-    let vkey = key.verifier().to_string();
+    let (vkey, enroll) = modelgate_runtime::status::init_node_key(&config).map_err(|e| match e {
+        modelgate_runtime::Error::Node(modelgate_node::NodeError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::AlreadyExists =>
+        {
+            Failure::Usage(format!("{} exists: this node has a key already", config.key.display()))
+        }
+        e => e.into(),
+    })?;
     eprintln!("wrote the node key to {} (secret, mode 0600)", config.key.display());
-    eprintln!("ask a node admin to enroll this node:");
-    eprintln!(
-        "  modelgate node enroll {} --node-key '{vkey}' {} --key NODE_ADMIN.key --authority {}",
-        config.node,
-        config
-            .scopes
-            .iter()
-            .map(|s| format!("--scope '{s}'"))
-            .collect::<Vec<_>>()
-            .join(" "),
-        config.authority
-    );
+    eprintln!("ask a node admin to enroll this node:\n  {enroll}");
     eprintln!("until it is enrolled, the node serves nothing.");
     println!("{vkey}");
     Ok(())
@@ -161,54 +144,18 @@ fn print_running(status: &serde_json::Value, url: &str, as_json: bool) {
         println!("{v}");
         return;
     }
-    println!("from the running node at {url}");
-    match status["governance"].as_object() {
-        Some(g) => println!("sync: size {} ({} s old)", g["size"], g["staleness_seconds"]),
-        None => println!("sync: CONTAINED: the node holds no verified governance view"),
-    }
-    for (name, m) in status["models"].as_object().into_iter().flatten() {
-        print_model(name, m);
+    for line in modelgate_runtime::status::describe_running(status, url) {
+        println!("{line}");
     }
 }
 
-/// One model's line.
-fn print_model(name: &str, m: &serde_json::Value) {
-    match m["state"].as_str() {
-        Some("Serving") => println!(
-            "{name}: Serving {} under {} (all ten lifecycle steps)",
-            m["digest"].as_str().unwrap_or("?"),
-            m["basis"].as_str().unwrap_or("?")
-        ),
-        _ => println!(
-            "{name}: Contained {} (check {}) at step {} {}: {}",
-            m["reason"].as_str().unwrap_or("?"),
-            m["check"].as_str().unwrap_or("?"),
-            m["lifecycle_step_number"],
-            m["lifecycle_step"].as_str().unwrap_or("?"),
-            m["detail"].as_str().unwrap_or("")
-        ),
-    }
-}
-
-/// Sync once, then take every configured model through the lifecycle and
-/// report where each one stands.
 fn data_dir_status(a: StatusArgs) -> Result<(), Failure> {
     let (report, failed) = modelgate_runtime::status::from_data_dir(&a.config)?;
     if a.json {
         println!("{report}");
     } else {
-        let sync = &report["sync"];
-        if sync["ok"] == true {
-            println!("sync: size {} ({} s old)", sync["size"], sync["staleness_seconds"]);
-        } else {
-            println!(
-                "sync: CONTAINED {}: {}",
-                sync["reason"].as_str().unwrap_or("?"),
-                sync["detail"].as_str().unwrap_or("")
-            );
-        }
-        for m in report["models"].as_array().into_iter().flatten() {
-            print_model(m["model"].as_str().unwrap_or("?"), m);
+        for line in modelgate_runtime::status::describe_data_dir(&report) {
+            println!("{line}");
         }
     }
     // Scripts and health checks read the exit code: 0 only when the node
@@ -247,12 +194,8 @@ pub fn serve(a: ServeArgs) -> Result<(), Failure> {
     let rt = Runtime::open(&a.config, Duration::from_millis(a.interval_ms.max(10)))?;
     let shared = rt.shared();
     let gw = std::sync::Arc::new(modelgate_runtime::gateway::gateway(std::sync::Arc::clone(&shared))?);
-    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        // Proof requests read the lineage store on blocking threads; a bounded pool bounds memory.
-        .max_blocking_threads(8)
-        .build()
-        .map_err(|e| Failure::Usage(format!("starting the async runtime: {e}")))?;
+    let tokio_rt =
+        modelgate_http::server_runtime(8).map_err(|e| Failure::Usage(format!("starting the async runtime: {e}")))?;
     let listener = tokio_rt
         .block_on(tokio::net::TcpListener::bind(&shared.config.listen))
         .map_err(|e| Failure::Usage(format!("couldn't listen on {}: {e}", shared.config.listen)))?;
@@ -264,14 +207,7 @@ pub fn serve(a: ServeArgs) -> Result<(), Failure> {
     let served = tokio_rt.block_on(modelgate_runtime::gateway::serve(
         listener,
         std::sync::Arc::clone(&gw),
-        async {
-            use tokio::signal::unix::{signal, SignalKind};
-            if let (Ok(mut t), Ok(mut i)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-                tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} }
-            } else {
-                std::future::pending::<()>().await;
-            }
-        },
+        modelgate_http::shutdown_signal(),
     ));
     shared.stop();
     let _ = looper.join();

@@ -8,13 +8,12 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use modelgate_oms::{
-    hash_model, sign_manifest, verify_model, Error, HashAlgorithm, HashOptions, IgnorePath, Method, PrivateKey,
-    PublicKey, Signer, Trust, VerifyOptions, BUNDLE_BYTES_MAX, DEFAULT_IGNORES, DEFAULT_SHARD_SIZE,
+    default_signature, hash_model, ignore_rules, sign_manifest, verify_model, Error, HashAlgorithm, HashOptions,
+    KeyAlgorithm, Method, PrivateKey, PublicKey, Signer, Trust, VerifyOptions, BUNDLE_BYTES_MAX, DEFAULT_SHARD_SIZE,
 };
-use pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 
-use crate::progress::Progress;
 use crate::Failure;
+use modelgate_oms::progress::Progress;
 
 /// Key files are small; a "key" larger than this is the wrong file.
 const KEY_FILE_BYTES_MAX: u64 = 1 << 20;
@@ -151,45 +150,12 @@ fn usage(e: impl std::fmt::Display) -> Failure {
 }
 
 pub fn keygen(a: KeygenArgs) -> Result<(), Failure> {
-    let mut rng = rand_core::OsRng;
-    let (private, public) = match a.algorithm {
-        Algorithm::EcdsaP256 => {
-            let k = p256::SecretKey::random(&mut rng);
-            (
-                k.to_pkcs8_pem(LineEnding::LF).map_err(usage)?,
-                k.public_key().to_public_key_pem(LineEnding::LF),
-            )
-        }
-        Algorithm::EcdsaP384 => {
-            let k = p384::SecretKey::random(&mut rng);
-            (
-                k.to_pkcs8_pem(LineEnding::LF).map_err(usage)?,
-                k.public_key().to_public_key_pem(LineEnding::LF),
-            )
-        }
-        Algorithm::EcdsaP521 => {
-            let k = p521::SecretKey::random(&mut rng);
-            (
-                k.to_pkcs8_pem(LineEnding::LF).map_err(usage)?,
-                k.public_key().to_public_key_pem(LineEnding::LF),
-            )
-        }
-        Algorithm::Ed25519 => {
-            let k = ed25519_dalek::SigningKey::generate(&mut rng);
-            // RFC 8410's form, the private key alone (PKCS#8 v1), as OpenSSL
-            // writes it: ed25519-dalek's own encoding (v2, with the public
-            // key) is refused by OpenSSL 3 and Python's cryptography.
-            let v1 = ed25519_dalek::pkcs8::KeypairBytes {
-                secret_key: k.to_bytes(),
-                public_key: None,
-            };
-            (
-                v1.to_pkcs8_pem(LineEnding::LF).map_err(usage)?,
-                k.verifying_key().to_public_key_pem(LineEnding::LF),
-            )
-        }
-    };
-    let public = public.map_err(usage)?;
+    let (private, public) = modelgate_oms::generate(match a.algorithm {
+        Algorithm::EcdsaP256 => KeyAlgorithm::EcdsaP256,
+        Algorithm::EcdsaP384 => KeyAlgorithm::EcdsaP384,
+        Algorithm::EcdsaP521 => KeyAlgorithm::EcdsaP521,
+        Algorithm::Ed25519 => KeyAlgorithm::Ed25519,
+    })?;
     let key_path = with_suffix(&a.out, "key");
     let pub_path = with_suffix(&a.out, "pub");
     write_new(&key_path, private.as_bytes(), 0o600, a.force)?;
@@ -230,47 +196,6 @@ pub(crate) fn read_limited(path: &Path, max: u64, what: &str) -> Result<Vec<u8>,
 fn read_text(path: &Path, what: &str) -> Result<String, Failure> {
     String::from_utf8(read_limited(path, KEY_FILE_BYTES_MAX, what)?)
         .map_err(|_| usage(format!("{what} {} is not text (PEM expected)", path.display())))
-}
-
-fn default_signature(model: &Path) -> PathBuf {
-    if model.is_dir() {
-        model.join("model.sig")
-    } else {
-        with_suffix(model, "sig")
-    }
-}
-
-/// Default git ignores, the user's paths, and the signature file if it is inside the model.
-fn ignore_rules(model: &Path, user: &[PathBuf], signature: Option<&Path>) -> Result<Vec<IgnorePath>, Failure> {
-    let mut rules = Vec::new();
-    for p in DEFAULT_IGNORES {
-        rules.push(IgnorePath::parse(p).map_err(Failure::from)?);
-    }
-    let is_dir = model.is_dir();
-    for p in user {
-        match IgnorePath::from_user_path(model, p).map_err(Failure::from)? {
-            Some(rule) if is_dir => rules.push(rule),
-            Some(_) => {}
-            None => {
-                return Err(usage(format!(
-                    "ignore path {} is outside the model {}",
-                    p.display(),
-                    model.display()
-                )))
-            }
-        }
-    }
-    if let (Some(sig), true) = (signature, is_dir) {
-        let absolute = if sig.is_absolute() {
-            sig.to_path_buf()
-        } else {
-            std::env::current_dir().map_err(usage)?.join(sig)
-        };
-        if let Some(rule) = IgnorePath::from_user_path(model, &absolute).map_err(Failure::from)? {
-            rules.push(rule);
-        }
-    }
-    Ok(rules)
 }
 
 fn hash_options(h: &HashingArgs, model: &Path, signature: Option<&Path>) -> Result<HashOptions, Failure> {
@@ -345,52 +270,32 @@ pub(crate) fn hex(b: &[u8]) -> String {
 }
 
 pub fn verify(a: VerifyArgs) -> Result<(), Failure> {
-    let json = a.json;
+    let model = a.model.display().to_string();
     let outcome = run_verify(&a);
-    if json {
-        let value = match &outcome {
-            Ok((digest, resources, method)) => serde_json::json!({
-                "verified": true,
-                "model": a.model.display().to_string(),
-                "root_digest": format!("sha256:{digest}"),
-                "method": method,
-                "resources": resources,
-            }),
-            Err((f, mismatch)) => {
-                let (kind, msg) = match f {
-                    Failure::Invalid(m) => ("verification_failed", m),
-                    Failure::Usage(m) | Failure::Contained(m) | Failure::Child(_, m) => ("bad_input", m),
-                };
-                let mut v = serde_json::json!({
-                    "verified": false,
-                    "model": a.model.display().to_string(),
-                    "error": {"kind": kind, "message": msg},
-                });
-                if let Some(m) = mismatch {
-                    v["error"]["missing"] = serde_json::json!(m.missing);
-                    v["error"]["extra"] = serde_json::json!(m.extra);
-                    v["error"]["changed"] = serde_json::json!(m.changed);
-                }
-                v
+    if a.json {
+        println!(
+            "{}",
+            match &outcome {
+                Ok(v) => v.to_json(&model),
+                Err((Failure::Invalid(m), mismatch)) =>
+                    modelgate_oms::refusal_json(&model, "verification_failed", m, mismatch.as_ref()),
+                Err((Failure::Usage(m) | Failure::Contained(m) | Failure::Child(_, m), _)) =>
+                    modelgate_oms::refusal_json(&model, "bad_input", m, None),
             }
-        };
-        println!("{value}");
+        );
     }
-    match outcome {
-        Ok((digest, resources, _)) => {
-            if !json {
-                println!(
-                    "verified {} ({resources} resources) root digest sha256:{digest}",
-                    a.model.display()
-                );
-            }
-            Ok(())
-        }
-        Err((f, _)) => Err(f),
+    let v = outcome.map_err(|(f, _)| f)?;
+    if !a.json {
+        println!(
+            "verified {model} ({} resources) root digest sha256:{}",
+            v.manifest.resources.len(),
+            hex(&v.root_digest)
+        );
     }
+    Ok(())
 }
 
-type VerifyOutcome = Result<(String, usize, &'static str), (Failure, Option<modelgate_oms::Mismatch>)>;
+type VerifyOutcome = Result<modelgate_oms::Verified, (Failure, Option<modelgate_oms::Mismatch>)>;
 
 fn run_verify(a: &VerifyArgs) -> VerifyOutcome {
     let plain = |f: Failure| (f, None);
@@ -411,7 +316,7 @@ fn run_verify(a: &VerifyArgs) -> VerifyOutcome {
             Trust::certificates_from_pems(&pems).map_err(|e| plain(e.into()))?
         }
     };
-    let ignore = ignore_rules(&a.model, &a.ignore_paths, Some(&signature)).map_err(plain)?;
+    let ignore = ignore_rules(&a.model, &a.ignore_paths, Some(&signature)).map_err(|e| plain(e.into()))?;
     let opts = VerifyOptions {
         ignore,
         allow_symlinks: a.allow_symlinks,
@@ -419,21 +324,10 @@ fn run_verify(a: &VerifyArgs) -> VerifyOutcome {
         threads: None,
     };
     let progress = Progress::start("verifying");
-    match verify_model(&a.model, &bundle, &trust, &opts, Some(progress.counter())) {
-        Ok(v) => Ok((
-            hex(&v.root_digest),
-            v.manifest.resources.len(),
-            match v.manifest.serialization.method {
-                Method::Files => "files",
-                Method::Shards { .. } => "shards",
-            },
-        )),
-        Err(Error::Mismatch(m)) => {
-            let f = Failure::Invalid(Error::Mismatch(m.clone()).to_string());
-            Err((f, Some(m)))
-        }
-        Err(e) => Err(plain(e.into())),
-    }
+    verify_model(&a.model, &bundle, &trust, &opts, Some(progress.counter())).map_err(|e| match e {
+        Error::Mismatch(m) => (Failure::Invalid(Error::Mismatch(m.clone()).to_string()), Some(m)),
+        e => plain(e.into()),
+    })
 }
 
 pub fn digest(a: DigestArgs) -> Result<(), Failure> {

@@ -58,9 +58,7 @@ pub fn run(c: WitnessCommand) -> Result<(), Failure> {
                 .map(|l| VerifierKey::parse(l.trim()).map_err(|e| Failure::Usage(format!("--log {l}: {e}"))))
                 .collect::<Result<Vec<_>, _>>()?;
             let w = std::sync::Arc::new(modelgate_witness::Witness::open(&data, keys).map_err(fail)?);
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
+            let rt = modelgate_http::server_runtime(8)
                 .map_err(|e| Failure::Usage(format!("starting the async runtime: {e}")))?;
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(&listen)
@@ -70,19 +68,11 @@ pub fn run(c: WitnessCommand) -> Result<(), Failure> {
                     .local_addr()
                     .map_err(|e| Failure::Usage(format!("listening address: {e}")))?;
                 crate::print_line(&json!({"listening": format!("http://{addr}"), "witness": w.verifier().to_string()}));
-                let stop = async {
-                    use tokio::signal::unix::{signal, SignalKind};
-                    if let (Ok(mut t), Ok(mut i)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-                        tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} }
-                    } else {
-                        std::future::pending::<()>().await;
-                    }
-                };
                 modelgate_http::serve(
                     listener,
                     modelgate_witness::router(w),
                     modelgate_http::Limits::default(),
-                    stop,
+                    modelgate_http::shutdown_signal(),
                 )
                 .await
                 .map_err(|e| Failure::Usage(format!("serving: {e}")))

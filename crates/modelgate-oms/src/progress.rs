@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use modelgate_oms::HashProgress;
+use crate::HashProgress;
 
 /// How often the line is redrawn.
 const REDRAW_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Shares a hashing run's progress; draws it while alive if stderr is a terminal.
 pub struct Progress {
+    /// The counters the hashing run advances.
     pub bytes: Arc<HashProgress>,
     done: Arc<AtomicBool>,
     drawer: Option<JoinHandle<()>>,
