@@ -43,7 +43,7 @@ pub enum Material {
     },
     /// Leaf certificate first, then the rest of the chain (DER).
     CertificateChain(Vec<Vec<u8>>),
-    /// A keyless Sigstore (Fulcio) certificate; needs the public-good instance to verify.
+    /// A keyless Sigstore (Fulcio) certificate: verified by [`crate::verify_keyless`].
     Keyless,
 }
 
@@ -69,7 +69,12 @@ pub struct Bundle {
 
 /// DSSE v1 pre-authentication encoding: what is actually signed.
 pub fn pae(payload: &[u8]) -> Vec<u8> {
-    let mut out = format!("DSSEv1 {} {} {} ", PAYLOAD_TYPE.len(), PAYLOAD_TYPE, payload.len()).into_bytes();
+    pae_typed(PAYLOAD_TYPE, payload)
+}
+
+/// DSSE's pre-authentication encoding of `payload` declared as `payload_type`.
+pub fn pae_typed(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, payload.len()).into_bytes();
     out.extend_from_slice(payload);
     out
 }

@@ -20,9 +20,10 @@
 //!   resources: any missing, extra or changed file is an error that names it (unless
 //!   the caller opted into [`VerifyOptions::ignore_unsigned_files`]).
 //!
-//! What it does not do: keyless Sigstore (Fulcio certificates with Rekor entries)
-//! needs the public-good instance and is refused with a reason; encrypted PEM keys
-//! are refused. Hashing never follows a symbolic link unless allowed, and even then
+//! Keyless Sigstore bundles (a Fulcio certificate with a Rekor v1 entry) verify
+//! offline against a pinned trusted root ([`Trust::Keyless`], the `keyless` and
+//! `trusted_root` modules); RFC 3161 timestamps and Rekor v2 entries are refused.
+//! Encrypted PEM keys are refused. Hashing never follows a symbolic link unless allowed, and even then
 //! never out of the model root (the kernel enforces it, see the `walk` module).
 //!
 //! Our own code where no crate fits, each explained in its module: the Python-exact
@@ -34,19 +35,22 @@
 mod bundle;
 mod error;
 mod hash;
+mod keyless;
 mod keys;
 mod manifest;
 pub mod progress;
 mod pyjson;
 mod statement;
+pub mod trusted_root;
 mod walk;
 mod x509;
 
 use std::path::Path;
 
-pub use bundle::{pae, Bundle, Envelope, Material, BUNDLE_BYTES_MAX, MEDIA_TYPE, PAYLOAD_TYPE};
+pub use bundle::{pae, pae_typed, Bundle, Envelope, Material, BUNDLE_BYTES_MAX, MEDIA_TYPE, PAYLOAD_TYPE};
 pub use error::{Error, Mismatch, Result, TreeProblem};
 pub use hash::{hash_model, hash_model_filtered, HashOptions, HashProgress};
+pub use keyless::{is_keyless, verify_keyless, Check, Identity, IdentityMatch, KeylessError, KeylessSigner};
 pub use keys::{generate, Curve, KeyAlgorithm, PrivateKey, PublicKey};
 pub use manifest::{HashAlgorithm, Manifest, Method, Resource, Serialization, DEFAULT_SHARD_SIZE};
 pub use statement::{decode as decode_statement, encode as encode_statement, PREDICATE_TYPE, STATEMENT_TYPE};
@@ -151,9 +155,40 @@ pub enum Trust {
     PublicKey(PublicKey),
     /// Certificates (DER) trusted as roots of a chain.
     Certificates(Vec<Vec<u8>>),
+    /// Keyless Sigstore: a Fulcio certificate naming this identity, with
+    /// its Rekor evidence, checked against this trusted root offline.
+    Keyless(Box<trusted_root::TrustedRoot>, Identity),
 }
 
 impl Trust {
+    /// Keyless trust, as `modelgate verify` takes it: a Sigstore trusted
+    /// root document (`None`: the embedded public-good one), the identity
+    /// exactly or as an anchored expression, and the OIDC issuer.
+    pub fn keyless(
+        root: Option<&[u8]>,
+        identity: Option<&str>,
+        regexp: Option<&str>,
+        issuer: &str,
+    ) -> std::result::Result<Self, String> {
+        let root = match root {
+            Some(json) => trusted_root::TrustedRoot::parse(json),
+            None => trusted_root::TrustedRoot::public_good(),
+        }
+        .map_err(|e| format!("Sigstore trusted root: {e}"))?;
+        let identity = match (identity, regexp) {
+            (Some(id), _) => IdentityMatch::Exact(id.to_owned()),
+            (None, Some(re)) => IdentityMatch::regexp(re)?,
+            (None, None) => return Err("give --identity ID or --identity-regexp RE".into()),
+        };
+        Ok(Trust::Keyless(
+            Box::new(root),
+            Identity {
+                identity,
+                issuer: issuer.to_owned(),
+            },
+        ))
+    }
+
     /// Trust the certificates found in these PEM texts.
     pub fn certificates_from_pems(pems: &[String]) -> Result<Self> {
         let mut all = Vec::new();
@@ -170,6 +205,16 @@ impl Trust {
 /// Checks the bundle's signature and statement (not the model files) and returns the
 /// manifest it vouches for.
 pub fn verify_bundle(bundle_json: &[u8], trust: &Trust) -> Result<Manifest> {
+    if let Trust::Keyless(root, identity) = trust {
+        let (payload, payload_type, _) =
+            verify_keyless(bundle_json, root, identity).map_err(|e| Error::Signature(e.to_string()))?;
+        if payload_type != PAYLOAD_TYPE {
+            return Err(Error::Signature(format!(
+                "payloadType is {payload_type:?}, expected {PAYLOAD_TYPE:?}"
+            )));
+        }
+        return statement::decode(&payload);
+    }
     let bundle = Bundle::parse(bundle_json)?;
     if bundle.envelope.payload_type != PAYLOAD_TYPE {
         return Err(Error::Signature(format!(
@@ -181,8 +226,14 @@ pub fn verify_bundle(bundle_json: &[u8], trust: &Trust) -> Result<Manifest> {
     let key = match (&bundle.material, trust) {
         (Material::Keyless, _) => {
             return Err(Error::Signature(
-                "keyless Sigstore bundles need the Sigstore public-good instance and cannot be verified offline"
+                "a keyless Sigstore bundle: verify it with --identity and --identity-provider (the signer's \
+                 OIDC identity and issuer), not a key or certificates"
                     .to_owned(),
+            ))
+        }
+        (_, Trust::Keyless(..)) => {
+            return Err(Error::Signature(
+                "the bundle is not keyless: verify it with the signer's public key or certificate chain".to_owned(),
             ))
         }
         (Material::PublicKey { hint }, Trust::PublicKey(pk)) => {

@@ -39,9 +39,9 @@ const RSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.11354
 
 /// A parsed certificate with the raw bytes its signature covers.
 pub(crate) struct Cert {
-    der: Vec<u8>,
+    pub(crate) der: Vec<u8>,
     tbs_der: Vec<u8>,
-    cert: Certificate,
+    pub(crate) cert: Certificate,
 }
 
 impl Cert {
@@ -78,7 +78,7 @@ impl Cert {
             .as_secs()
     }
 
-    fn valid_at(&self, t: u64) -> bool {
+    pub(crate) fn valid_at(&self, t: u64) -> bool {
         let v = &self.cert.tbs_certificate.validity;
         v.not_before.to_unix_duration().as_secs() <= t && t <= v.not_after.to_unix_duration().as_secs()
     }
@@ -87,7 +87,7 @@ impl Cert {
         self.cert.tbs_certificate.subject == self.cert.tbs_certificate.issuer
     }
 
-    fn extension<T: for<'a> Decode<'a>>(&self, oid: ObjectIdentifier) -> Result<Option<T>, String> {
+    pub(crate) fn extension<T: for<'a> Decode<'a>>(&self, oid: ObjectIdentifier) -> Result<Option<T>, String> {
         let Some(exts) = &self.cert.tbs_certificate.extensions else {
             return Ok(None);
         };
@@ -236,6 +236,17 @@ pub(crate) fn verify_chain(
     intermediates: &[Vec<u8>],
     trusted: &[Vec<u8>],
 ) -> Result<PublicKey, String> {
+    verify_chain_at(leaf_der, intermediates, trusted, None)
+}
+
+/// [`verify_chain`] at time `at` (POSIX seconds), or at the leaf's
+/// `notBefore` when `None` (the reference's rule for certificate bundles).
+pub(crate) fn verify_chain_at(
+    leaf_der: &[u8],
+    intermediates: &[Vec<u8>],
+    trusted: &[Vec<u8>],
+    at: Option<u64>,
+) -> Result<PublicKey, String> {
     let leaf = Cert::parse(leaf_der, "signing certificate")?;
     let pool: Vec<Cert> = intermediates
         .iter()
@@ -247,7 +258,7 @@ pub(crate) fn verify_chain(
         .enumerate()
         .map(|(i, d)| Cert::parse(d, &format!("trusted certificate {}", i + 1)))
         .collect::<Result<_, _>>()?;
-    let at = leaf.not_before_secs();
+    let at = at.unwrap_or_else(|| leaf.not_before_secs());
     let mut path = vec![&leaf];
     let mut why = Vec::new();
     if !build(&mut path, &pool, &anchors, at, &mut why) {

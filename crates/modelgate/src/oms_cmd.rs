@@ -106,7 +106,7 @@ pub struct SignArgs {
 }
 
 #[derive(Args)]
-#[command(group = clap::ArgGroup::new("trust").required(true).args(["public_key", "cert_chain"]))]
+#[command(group = clap::ArgGroup::new("trust").required(true).args(["public_key", "cert_chain", "identity", "identity_regexp"]))]
 pub struct VerifyArgs {
     /// The model: a directory or a single file.
     model: PathBuf,
@@ -117,6 +117,25 @@ pub struct VerifyArgs {
     /// Trusted CA certificates (PEM), for bundles signed with a certificate.
     #[arg(long, value_name = "PEM", num_args = 1..)]
     cert_chain: Vec<PathBuf>,
+    /// Keyless: the signer's identity, the certificate's SAN (an e-mail or a
+    /// workflow URI), exactly. Verified offline against the Sigstore trusted root.
+    #[arg(
+        long,
+        value_name = "ID",
+        requires = "identity_provider",
+        conflicts_with = "identity_regexp"
+    )]
+    identity: Option<String>,
+    /// Keyless: a regular expression the whole SAN must match (anchored).
+    #[arg(long, value_name = "RE", requires = "identity_provider")]
+    identity_regexp: Option<String>,
+    /// Keyless: the OIDC issuer that must have vouched for the identity.
+    #[arg(long, value_name = "URL")]
+    identity_provider: Option<String>,
+    /// Keyless: a Sigstore TrustedRoot or ClientTrustConfig (JSON) to verify
+    /// with instead of the embedded public-good one.
+    #[arg(long, value_name = "FILE")]
+    trust_root: Option<PathBuf>,
     /// The signature [default: MODEL/model.sig, or MODEL.sig for a file].
     #[arg(long, value_name = "PATH")]
     signature: Option<PathBuf>,
@@ -302,6 +321,7 @@ fn run_verify(a: &VerifyArgs) -> VerifyOutcome {
     let signature = a.signature.clone().unwrap_or_else(|| default_signature(&a.model));
     let bundle = read_limited(&signature, BUNDLE_BYTES_MAX, "signature").map_err(plain)?;
     let trust = match &a.public_key {
+        None if a.identity_provider.is_some() => keyless_trust(a).map_err(plain)?,
         Some(p) => {
             let pem = read_text(p, "public key").map_err(plain)?;
             Trust::PublicKey(PublicKey::from_pem(&pem, &p.display().to_string()).map_err(|e| plain(e.into()))?)
@@ -328,6 +348,22 @@ fn run_verify(a: &VerifyArgs) -> VerifyOutcome {
         Error::Mismatch(m) => (Failure::Invalid(Error::Mismatch(m.clone()).to_string()), Some(m)),
         e => plain(e.into()),
     })
+}
+
+fn keyless_trust(a: &VerifyArgs) -> Result<Trust, Failure> {
+    let root = a
+        .trust_root
+        .as_ref()
+        .map(|f| read_limited(f, 4 << 20, "trust root"))
+        .transpose()?;
+    let issuer = a.identity_provider.as_deref().unwrap_or_default();
+    Trust::keyless(
+        root.as_deref(),
+        a.identity.as_deref(),
+        a.identity_regexp.as_deref(),
+        issuer,
+    )
+    .map_err(usage)
 }
 
 pub fn digest(a: DigestArgs) -> Result<(), Failure> {
