@@ -239,8 +239,7 @@ def mint(oms, identity, issuer, m):
         body_sig = flip(body_sig)
     verifier = B64(pem)
     if m == "body-verifier":
-        other = ec.generate_private_key(ec.SECP256R1())
-        verifier = B64(pem.replace(b"A", b"B", 1)) if other else verifier
+        verifier = B64(pem.replace(b"A", b"B", 1))
     payload_hash = hashlib.sha256(payload).hexdigest()
     if m == "body-payload-hash":
         payload_hash = hashlib.sha256(payload + b" ").hexdigest()

@@ -182,8 +182,9 @@ struct EnvelopeIn {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SigIn {
     sig: String,
-    #[serde(default)]
-    keyid: String,
+    // Named so that deny_unknown_fields takes it; a Fulcio key has no id to check.
+    #[serde(default, rename = "keyid")]
+    _keyid: serde::de::IgnoredAny,
 }
 
 #[derive(Deserialize)]
@@ -242,16 +243,6 @@ fn number(s: &str, check: Check, what: &str) -> Result<u64, KeylessError> {
         .or_else(|_| fail(check, format!("{what} {s:?} is not a number")))
 }
 
-/// Whether `bundle_json` is a keyless bundle (a v0.3 bundle whose material
-/// is a certificate with log entries), for routing.
-pub fn is_keyless(bundle_json: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(bundle_json).is_ok_and(|v| {
-        v["verificationMaterial"]["tlogEntries"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-    })
-}
-
 /// Verify a keyless bundle offline: every check of [`Check`], in order.
 /// On success, the DSSE payload (the OMS statement) and who signed it.
 pub fn verify_keyless(
@@ -283,17 +274,17 @@ pub fn verify_keyless(
     let [sig] = &b.dsse_envelope.signatures[..] else {
         return fail(Check::Bundle, "the envelope must carry exactly one signature");
     };
-    let _ = &sig.keyid;
     let payload = b64(&b.dsse_envelope.payload, Check::Bundle, "the payload")?;
     let signature = b64(&sig.sig, Check::Bundle, "the signature")?;
     let leaf = Cert::parse(&leaf_der, "signing certificate").or_else(|e| fail(Check::Bundle, e))?;
 
     let body = b64(&entry.canonicalized_body, Check::LogEntry, "canonicalizedBody")?;
     let signed_at = signing_time(entry, &body, root)?;
-    let key = chain(&leaf, root, signed_at)?;
+    let cas = root.ca_certificates(signed_at);
+    let key = chain(&leaf, &cas, signed_at)?;
     usage(&leaf)?;
     let (identity, issuer) = identity(&leaf, expected)?;
-    sct(&leaf, root, signed_at)?;
+    sct(&leaf, &cas, root)?;
     log_entry(entry, &body, &payload, &signature, &leaf_der)?;
     inclusion(entry, &body, root, signed_at)?;
     let pae = crate::pae_typed(&b.dsse_envelope.payload_type, &payload);
@@ -348,15 +339,17 @@ fn signing_time(entry: &EntryIn, body: &[u8], root: &TrustedRoot) -> Result<u64,
     Ok(t)
 }
 
-fn chain(leaf: &Cert, root: &TrustedRoot, t: u64) -> Result<PublicKey, KeylessError> {
-    let (pool, anchors) = root.ca_certificates(t);
+/// The CAs' certificates valid at the signing time: intermediates, roots.
+type CaCertificates = (Vec<Vec<u8>>, Vec<Vec<u8>>);
+
+fn chain(leaf: &Cert, (pool, anchors): &CaCertificates, t: u64) -> Result<PublicKey, KeylessError> {
     if anchors.is_empty() {
         return fail(
             Check::Chain,
             "no certificate authority of the trusted root is valid at the signing time",
         );
     }
-    crate::x509::verify_chain_at(&leaf.der, &pool, &anchors, Some(t)).or_else(|e| fail(Check::Chain, e))
+    crate::x509::verify_chain_at(&leaf.der, pool, anchors, Some(t)).or_else(|e| fail(Check::Chain, e))
 }
 
 fn usage(leaf: &Cert) -> Result<(), KeylessError> {
@@ -434,7 +427,7 @@ fn oidc_issuer(leaf: &Cert) -> Result<String, KeylessError> {
     }
 }
 
-fn sct(leaf: &Cert, root: &TrustedRoot, t: u64) -> Result<(), KeylessError> {
+fn sct(leaf: &Cert, cas: &CaCertificates, root: &TrustedRoot) -> Result<(), KeylessError> {
     let mut tbs = leaf.cert.tbs_certificate.clone();
     let exts = tbs.extensions.take().unwrap_or_default();
     let (list, rest): (Vec<_>, Vec<_>) = exts.into_iter().partition(|e| e.extn_id == SCT_LIST);
@@ -449,7 +442,7 @@ fn sct(leaf: &Cert, root: &TrustedRoot, t: u64) -> Result<(), KeylessError> {
         check: Check::Sct,
         message: "the SCT list must hold exactly one well-formed SCT".into(),
     })?;
-    let issuer_spki = issuer_spki(leaf, root, t)?;
+    let issuer_spki = issuer_spki(leaf, cas)?;
     let issuer_key_hash = Sha256::digest(&issuer_spki);
     let mut signed = vec![0u8, 0u8];
     signed.extend_from_slice(&sct.timestamp.to_be_bytes());
@@ -473,9 +466,8 @@ fn sct(leaf: &Cert, root: &TrustedRoot, t: u64) -> Result<(), KeylessError> {
 }
 
 /// The SPKI of the CA that issued `leaf` (a certificate of the trusted root).
-fn issuer_spki(leaf: &Cert, root: &TrustedRoot, t: u64) -> Result<Vec<u8>, KeylessError> {
-    let (pool, anchors) = root.ca_certificates(t);
-    for der in pool.iter().chain(&anchors) {
+fn issuer_spki(leaf: &Cert, (pool, anchors): &CaCertificates) -> Result<Vec<u8>, KeylessError> {
+    for der in pool.iter().chain(anchors) {
         let Ok(c) = x509_cert::Certificate::from_der(der) else {
             continue;
         };
@@ -547,7 +539,11 @@ struct DsseBody {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct DsseSpec {
-    envelope_hash: HashIn,
+    // The envelope hash covers uncanonicalized JSON, which cannot be
+    // recomputed (the reference does not check it either): payload hash and
+    // signatures are checked instead.
+    #[serde(rename = "envelopeHash")]
+    _envelope_hash: HashIn,
     payload_hash: HashIn,
     signatures: Vec<BodySig>,
 }
@@ -576,7 +572,6 @@ fn log_entry(entry: &EntryIn, body: &[u8], payload: &[u8], sig: &[u8], leaf_der:
     {
         return fail(Check::LogEntry, "the entry body's kind is not the entry's kindVersion");
     }
-    let _ = &d.spec.envelope_hash;
     if d.spec.payload_hash.algorithm != "sha256" || d.spec.payload_hash.value != hex::encode(Sha256::digest(payload)) {
         return fail(Check::LogEntry, "the entry's payload hash is not this payload's");
     }

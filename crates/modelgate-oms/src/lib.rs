@@ -50,7 +50,7 @@ use std::path::Path;
 pub use bundle::{pae, pae_typed, Bundle, Envelope, Material, BUNDLE_BYTES_MAX, MEDIA_TYPE, PAYLOAD_TYPE};
 pub use error::{Error, Mismatch, Result, TreeProblem};
 pub use hash::{hash_model, hash_model_filtered, HashOptions, HashProgress};
-pub use keyless::{is_keyless, verify_keyless, Check, Identity, IdentityMatch, KeylessError, KeylessSigner};
+pub use keyless::{verify_keyless, Check, Identity, IdentityMatch, KeylessError, KeylessSigner};
 pub use keys::{generate, Curve, KeyAlgorithm, PrivateKey, PublicKey};
 pub use manifest::{HashAlgorithm, Manifest, Method, Resource, Serialization, DEFAULT_SHARD_SIZE};
 pub use statement::{decode as decode_statement, encode as encode_statement, PREDICATE_TYPE, STATEMENT_TYPE};

@@ -62,8 +62,10 @@ struct RootIn {
     certificate_authorities: Vec<CaIn>,
     #[serde(default)]
     ctlogs: Vec<LogIn>,
-    #[serde(default)]
-    timestamp_authorities: Vec<serde_json::Value>,
+    // Timestamp authorities are read but not used: RFC 3161 timestamps are
+    // refused (see `keyless`), so no TSA key is ever trusted.
+    #[serde(default, rename = "timestampAuthorities")]
+    _timestamp_authorities: serde::de::IgnoredAny,
 }
 
 #[derive(Deserialize)]
@@ -118,22 +120,14 @@ struct RawIn {
 fn rfc3339(s: &str) -> Result<u64, String> {
     let bad = || format!("time {s:?} is not RFC 3339 UTC");
     let b = s.as_bytes();
-    if b.len() < 20 || !s.ends_with('Z') || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' {
+    if b.len() < 20 || !s.ends_with('Z') || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
         return Err(bad());
     }
-    let n = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok()).ok_or_else(bad);
-    let (y, mo, d, h, mi, sec) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return Err(bad());
-    }
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + h * 3600 + mi * 60 + sec).map_err(|_| bad())
+    let n = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<u8>().ok()).ok_or_else(bad);
+    let year = s.get(0..4).and_then(|y| y.parse::<u16>().ok()).ok_or_else(bad)?;
+    der::DateTime::new(year, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?)
+        .map(|t| t.unix_duration().as_secs())
+        .map_err(|_| bad())
 }
 
 fn window(w: &WindowIn) -> Result<Window, String> {
@@ -194,7 +188,6 @@ impl TrustedRoot {
         if r.media_type != TRUSTED_ROOT_MEDIA_TYPE {
             return Err(format!("trusted root media type {:?}", r.media_type));
         }
-        let _ = r.timestamp_authorities.len();
         let authorities = r
             .certificate_authorities
             .iter()

@@ -27,6 +27,7 @@ pub mod clock;
 mod error;
 pub mod exec;
 pub mod gateway;
+pub mod init;
 pub mod lineage;
 pub mod peers;
 pub mod replicate;

@@ -336,7 +336,7 @@ fn keygen(a: KeygenArgs) -> Result<(), Failure> {
     } else {
         KeyType::Ed25519
     };
-    let key = modelgate_runtime::status::new_note_key(&a.name, key_type)?;
+    let key = modelgate_runtime::init::new_note_key(&a.name, key_type)?;
     let skey = a.out.with_extension("skey");
     let vkey = a.out.with_extension("vkey");
     let vkey_text = key.verifier().to_string();

@@ -79,7 +79,7 @@ pub fn run(cmd: NodeCommand) -> Result<(), Failure> {
 
 fn init(a: InitArgs) -> Result<(), Failure> {
     let config = NodeConfig::load(&a.config, std::env::vars())?;
-    let (vkey, enroll) = modelgate_runtime::status::init_node_key(&config).map_err(|e| match e {
+    let (vkey, enroll) = modelgate_runtime::init::init_node_key(&config).map_err(|e| match e {
         modelgate_runtime::Error::Node(modelgate_node::NodeError::Io { source, .. })
             if source.kind() == std::io::ErrorKind::AlreadyExists =>
         {
