@@ -81,6 +81,19 @@ fn read(path: &Path) -> Result<TokenFile, AuthorityError> {
     serde_json::from_str(&text).map_err(|e| AuthorityError::config(format!("{}: {e}", path.display())))
 }
 
+/// A new token of `role` for the authority whose data directory is `data`
+/// (refused when it is not an initialised authority).
+pub fn create_for(data: &Path, role: TokenRole, name: &str) -> Result<String, AuthorityError> {
+    let d = crate::DataDir::new(data);
+    if !d.is_initialised() {
+        return Err(AuthorityError::config(format!(
+            "{} is not an initialised authority",
+            data.display()
+        )));
+    }
+    create(&d.tokens(), role, name)
+}
+
 /// Create a token with `role`; returns the token (shown once).
 ///
 /// Safe to run concurrently (several `authority token create` at once, or

@@ -53,6 +53,26 @@ impl HashOptions {
             threads: None,
         }
     }
+
+    /// As a signer asks for it: files or shards of `shard_size` bytes,
+    /// hashed with `hash`. Shards with BLAKE3 fall back to files, as in the
+    /// reference (BLAKE3 is parallel within a file): the second value says so.
+    pub fn requested(
+        shards: bool,
+        shard_size: u64,
+        hash: HashAlgorithm,
+    ) -> crate::Result<(Self, Option<&'static str>)> {
+        let (method, note) = match (shards, hash) {
+            (false, _) => (Method::Files, None),
+            (true, HashAlgorithm::Blake3) => (
+                Method::Files,
+                Some("blake3 is parallel within a file; using --method files, as the reference does"),
+            ),
+            (true, _) if shard_size == 0 => return Err(crate::Error::Usage("--shard-size must be at least 1".into())),
+            (true, _) => (Method::Shards { shard_size }, None),
+        };
+        Ok((Self::new(method, hash), note))
+    }
 }
 
 struct Item {

@@ -25,6 +25,19 @@ pub struct AuditReport {
     pub root: Hash,
 }
 
+impl AuditReport {
+    /// The verdict in words, a line each (`modelgate log audit`).
+    pub fn describe(&self) -> Vec<String> {
+        vec![
+            "store: intact".to_owned(),
+            format!("entries: {}", self.entries),
+            format!("node hashes: {}", self.nodes),
+            format!("checkpoints: {}", self.checkpoints),
+            format!("root: {}", hex::encode(self.root)),
+        ]
+    }
+}
+
 /// The first thing found wrong.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -212,14 +212,7 @@ pub fn run(cmd: AuthorityCommand) -> Result<(), Failure> {
             command: TokenCommand::Create(a),
         } => {
             let role = TokenRole::parse(&a.role).map_err(|e| Failure::Usage(e.to_string()))?;
-            let d = modelgate_authority::DataDir::new(&a.data);
-            if !d.is_initialised() {
-                return Err(Failure::Usage(format!(
-                    "{} is not an initialised authority",
-                    a.data.display()
-                )));
-            }
-            let token = modelgate_authority::tokens::create(&d.tokens(), role, &a.name).map_err(fail)?;
+            let token = modelgate_authority::tokens::create_for(&a.data, role, &a.name).map_err(fail)?;
             eprintln!(
                 "token for {} ({}) — shown once; the authority stores only its hash:",
                 a.name, a.role

@@ -290,11 +290,9 @@ fn audit(a: AuditArgs) -> Result<(), Failure> {
         StoreAuditError::Unreadable(m) => Failure::Usage(m),
         e @ StoreAuditError::Failed { .. } => Failure::Invalid(e.to_string()),
     })?;
-    println!("store: intact");
-    println!("entries: {}", r.entries);
-    println!("node hashes: {}", r.nodes);
-    println!("checkpoints: {}", r.checkpoints);
-    println!("root: {}", hex(&r.root));
+    for line in r.describe() {
+        println!("{line}");
+    }
     Ok(())
 }
 

@@ -188,31 +188,13 @@ pub fn run_node(a: RunArgs) -> Result<(), Failure> {
 /// `modelgate node serve`: the node loop on its thread, the gateway on a
 /// tokio runtime, until SIGTERM or SIGINT.
 pub fn serve(a: ServeArgs) -> Result<(), Failure> {
-    use std::time::Duration;
     crate::return_freed_memory_promptly();
     crate::init_logging();
-    let rt = Runtime::open(&a.config, Duration::from_millis(a.interval_ms.max(10)))?;
-    let shared = rt.shared();
-    let gw = std::sync::Arc::new(modelgate_runtime::gateway::gateway(std::sync::Arc::clone(&shared))?);
-    let tokio_rt =
-        modelgate_http::server_runtime(8).map_err(|e| Failure::Usage(format!("starting the async runtime: {e}")))?;
-    let listener = tokio_rt
-        .block_on(tokio::net::TcpListener::bind(&shared.config.listen))
-        .map_err(|e| Failure::Usage(format!("couldn't listen on {}: {e}", shared.config.listen)))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Failure::Usage(format!("listening address: {e}")))?;
-    crate::print_line(&json!({"listening": format!("http://{addr}")}));
-    let looper = rt.spawn(|e| crate::print_line(&e.json()))?;
-    let served = tokio_rt.block_on(modelgate_runtime::gateway::serve(
-        listener,
-        std::sync::Arc::clone(&gw),
-        modelgate_http::shutdown_signal(),
-    ));
-    shared.stop();
-    let _ = looper.join();
-    // Give in-flight completion records their batch.
-    tokio_rt.shutdown_timeout(Duration::from_secs(2));
-    gw.shutdown();
-    Ok(served?)
+    let rt = Runtime::open(&a.config, std::time::Duration::from_millis(a.interval_ms.max(10)))?;
+    let listening = |addr| crate::print_line(&json!({"listening": format!("http://{addr}")}));
+    Ok(modelgate_runtime::gateway::serve_until_signal(
+        rt,
+        |e| crate::print_line(&e.json()),
+        listening,
+    )?)
 }

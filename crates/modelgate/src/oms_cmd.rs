@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use modelgate_oms::{
     default_signature, hash_model, ignore_rules, sign_manifest, verify_model, Error, HashAlgorithm, HashOptions,
-    KeyAlgorithm, Method, PrivateKey, PublicKey, Signer, Trust, VerifyOptions, BUNDLE_BYTES_MAX, DEFAULT_SHARD_SIZE,
+    KeyAlgorithm, PrivateKey, PublicKey, Signer, Trust, VerifyOptions, BUNDLE_BYTES_MAX, DEFAULT_SHARD_SIZE,
 };
 
 use crate::Failure;
@@ -223,22 +223,10 @@ fn hash_options(h: &HashingArgs, model: &Path, signature: Option<&Path>) -> Resu
         HashArg::Blake3 => HashAlgorithm::Blake3,
         HashArg::Blake2b => HashAlgorithm::Blake2b,
     };
-    let method = match (h.method, hash) {
-        (MethodArg::Files, _) => Method::Files,
-        (MethodArg::Shards, HashAlgorithm::Blake3) => {
-            eprintln!("note: blake3 is parallel within a file; using --method files, as the reference does");
-            Method::Files
-        }
-        (MethodArg::Shards, HashAlgorithm::Sha256 | HashAlgorithm::Blake2b) => {
-            if h.shard_size == 0 {
-                return Err(usage("--shard-size must be at least 1"));
-            }
-            Method::Shards {
-                shard_size: h.shard_size,
-            }
-        }
-    };
-    let mut opts = HashOptions::new(method, hash);
+    let (mut opts, note) = HashOptions::requested(h.method == MethodArg::Shards, h.shard_size, hash)?;
+    if let Some(note) = note {
+        eprintln!("note: {note}");
+    }
     opts.allow_symlinks = h.allow_symlinks;
     opts.ignore = ignore_rules(model, &h.ignore_paths, signature)?;
     Ok(opts)

@@ -515,6 +515,34 @@ pub async fn serve(
         .map_err(Error::Serve)
 }
 
+/// `modelgate node serve`: the node's loop and its gateway on the
+/// configured address until SIGINT or SIGTERM. `listening` is told the
+/// bound address before the first request; `on_event` each lifecycle event.
+/// On stop the loop ends first, then in-flight completion records get up
+/// to two seconds for their batch.
+pub fn serve_until_signal(
+    rt: crate::Runtime,
+    on_event: impl FnMut(&crate::Event) + Send + 'static,
+    listening: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), Error> {
+    let shared = rt.shared();
+    let gw = Arc::new(gateway(Arc::clone(&shared))?);
+    let tokio_rt =
+        modelgate_http::server_runtime(8).map_err(|e| Error::Start(format!("starting the async runtime: {e}")))?;
+    let listen = shared.config.listen.clone();
+    let listener = tokio_rt
+        .block_on(tokio::net::TcpListener::bind(&listen))
+        .map_err(|e| Error::Start(format!("couldn't listen on {listen}: {e}")))?;
+    listening(listener.local_addr().map_err(Error::Serve)?);
+    let looper = rt.spawn(on_event)?;
+    let served = tokio_rt.block_on(serve(listener, Arc::clone(&gw), modelgate_http::shutdown_signal()));
+    shared.stop();
+    let _ = looper.join();
+    tokio_rt.shutdown_timeout(Duration::from_secs(2));
+    gw.shutdown();
+    served
+}
+
 /// The gateway's listener limits: a slow client is cut off after 10 s
 /// without a complete request head, as on the authority; the time to the
 /// response head may be long (an inference server's time to first token on
