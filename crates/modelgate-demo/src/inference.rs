@@ -17,6 +17,7 @@ use crate::{fail, Failure};
 
 /// Which inference server the live demonstration runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Inference {
     /// llama.cpp when `llama-cpp-python` is importable, else the built-in scorer.
     #[default]

@@ -261,24 +261,13 @@ impl<'a> Judge<'a> {
         let bundle = B64
             .decode(&m.bundle)
             .map_err(|_| self.fail(Rule::Entry, "bundle is not base64".into()))?;
-        let mut oms_signers = BTreeSet::new();
-        let mut digest = None;
-        let mut last_error = String::from("no model-signing keys in the trust root");
-        for (principal, key) in &self.root.model_keys {
-            match modelgate_oms::verify_bundle(&bundle, &modelgate_oms::Trust::PublicKey(key.clone())) {
-                Ok(manifest) => {
-                    oms_signers.insert(principal.clone());
-                    digest = Some(hex::encode(manifest.root_digest()));
-                }
-                Err(e) => last_error = e.to_string(),
-            }
-        }
-        let Some(digest) = digest else {
-            return Err(self.fail(
+        let (oms_signers, manifest) = self.root.model_signers(&bundle).map_err(|last| {
+            self.fail(
                 Rule::ModelSignature,
-                format!("the OMS bundle does not verify with any model signer's key: {last_error}"),
-            ));
-        };
+                format!("the OMS bundle does not verify with any model signer's key or keyless identity: {last}"),
+            )
+        })?;
+        let digest = hex::encode(manifest.root_digest());
         if self.state.models.contains_key(&digest) {
             return Err(self.fail(Rule::ModelDuplicate, format!("model {digest} is already registered")));
         }

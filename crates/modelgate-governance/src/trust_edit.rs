@@ -36,10 +36,41 @@ pub struct TrustRootEdit {
     pub witnesses: Vec<String>,
     /// The witness quorum.
     pub witness_quorum: Option<u64>,
+    /// A keyless identity added to a principal (made a model signer; created
+    /// with that role alone when it does not exist).
+    pub keyless: Option<(String, crate::KeylessIdentity)>,
+    /// The Sigstore trusted root keyless signers are verified against (a
+    /// TrustedRoot or ClientTrustConfig document); absent, the embedded one.
+    pub sigstore_root: Option<Value>,
 }
 
 fn bad(m: impl Into<String>) -> GovernanceError {
     GovernanceError::Edit(m.into())
+}
+
+/// Add `identity` to principal `id`'s keyless signers, with the
+/// model-signer role; a new principal holds that role alone.
+fn keyless_signer(doc: &mut Value, id: &str, identity: &crate::KeylessIdentity) -> Result<(), GovernanceError> {
+    identity
+        .to_oms()
+        .map_err(|e| bad(format!("--add-keyless-signer {id}: {e}")))?;
+    let p = &mut doc["principals"][id];
+    if p.is_null() {
+        *p = json!({"roles": ["model-signer"], "keys": [], "model_keys": []});
+    }
+    let roles = p["roles"]
+        .as_array_mut()
+        .ok_or_else(|| bad(format!("principal {id} has no roles list")))?;
+    if !roles.iter().any(|r| r == "model-signer") {
+        roles.push(json!("model-signer"));
+    }
+    let entry = serde_json::to_value(identity).map_err(|e| bad(e.to_string()))?;
+    match p["keyless"].as_array_mut() {
+        Some(list) if list.contains(&entry) => return Err(bad(format!("{id} already has this keyless identity"))),
+        Some(list) => list.push(entry),
+        None => p["keyless"] = json!([entry]),
+    }
+    Ok(())
 }
 
 /// A governance key as the trust root holds it (base64 of the 32 bytes),
@@ -78,6 +109,16 @@ pub fn edit_trust_root(mut doc: Value, edit: &TrustRootEdit) -> Result<(Value, u
             .map(|k| governance_key(k))
             .collect::<Result<Vec<_>, _>>()?;
         doc["principals"][&p.id] = json!({"roles": p.roles, "keys": keys, "model_keys": p.model_keys});
+    }
+    if let Some((id, identity)) = &edit.keyless {
+        keyless_signer(&mut doc, id, identity)?;
+    }
+    if let Some(root) = &edit.sigstore_root {
+        let root = match root.get("trustedRoot") {
+            Some(inner) => inner.clone(),
+            None => root.clone(),
+        };
+        doc["sigstore_trusted_root"] = root;
     }
     for t in &edit.thresholds {
         let (name, n) = t
@@ -130,6 +171,75 @@ mod tests {
             "authority": {"log": note_key(modelgate_tlog::KeyType::Ed25519), "cosigner": note_key(modelgate_tlog::KeyType::CosignatureV1)},
             "witnesses": [], "witness_quorum": 0,
             "freshness": {"max_staleness_seconds": 30, "anchor_max_age_seconds": 60}})
+    }
+
+    #[test]
+    fn a_keyless_signer_is_a_model_signer_under_the_named_sigstore_root() {
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../modelgate-oms/tests/data/keyless/trusted_root.json"
+        );
+        let sigstore: Value = serde_json::from_slice(&std::fs::read(fixture).unwrap()).unwrap();
+        let identity = crate::KeylessIdentity {
+            issuer: "https://accounts.example.com".into(),
+            identity: Some("signer@example.com".into()),
+            identity_regexp: None,
+        };
+        let e = TrustRootEdit {
+            keyless: Some(("ci-signer".into(), identity.clone())),
+            sigstore_root: Some(sigstore.clone()),
+            ..Default::default()
+        };
+        let (doc, _) = edit_trust_root(root(), &e).unwrap();
+        assert_eq!(doc["principals"]["ci-signer"]["roles"], json!(["model-signer"]));
+        assert_eq!(doc["sigstore_trusted_root"], sigstore);
+        // The same identity twice, or a malformed one, does not apply.
+        assert!(matches!(
+            edit_trust_root(
+                doc.clone(),
+                &TrustRootEdit {
+                    amend: true,
+                    keyless: Some(("ci-signer".into(), identity.clone())),
+                    ..Default::default()
+                }
+            ),
+            Err(GovernanceError::Edit(_))
+        ));
+        let both = crate::KeylessIdentity {
+            identity_regexp: Some(".*".into()),
+            ..identity.clone()
+        };
+        assert!(matches!(
+            edit_trust_root(
+                root(),
+                &TrustRootEdit {
+                    keyless: Some(("x".into(), both)),
+                    ..Default::default()
+                }
+            ),
+            Err(GovernanceError::Edit(_))
+        ));
+        // The registration of the keyless fixture names the keyless principal.
+        let typed: crate::TrustRootDoc = serde_json::from_value(doc).unwrap();
+        let tr = crate::TrustRoot::from_doc(typed).unwrap();
+        let bundle = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../modelgate-oms/tests/data/keyless/keyless.sig"
+        ))
+        .unwrap();
+        let (signers, _) = tr.model_signers(&bundle).unwrap();
+        assert_eq!(signers.into_iter().collect::<Vec<_>>(), ["ci-signer"]);
+        // Under the embedded public-good root the test instance proves nothing.
+        let (public, _) = edit_trust_root(
+            root(),
+            &TrustRootEdit {
+                keyless: Some(("ci-signer".into(), identity)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let tr = crate::TrustRoot::from_doc(serde_json::from_value(public).unwrap()).unwrap();
+        assert!(tr.model_signers(&bundle).is_err());
     }
 
     #[test]

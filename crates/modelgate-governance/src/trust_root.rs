@@ -80,6 +80,44 @@ pub struct Principal {
     /// Model-signing public keys (SPKI PEM) whose OMS signatures identify
     /// this principal as a model's signer.
     pub model_keys: Vec<String>,
+    /// Keyless (Sigstore) identities whose OMS signatures identify this
+    /// principal as a model's signer, checked against the trust root's
+    /// Sigstore trusted root. Absent in documents without any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keyless: Vec<KeylessIdentity>,
+}
+
+/// A keyless signer: the OIDC issuer, and the certificate SAN exactly or
+/// by an anchored regular expression (one of the two).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeylessIdentity {
+    /// The OIDC issuer URL, exactly.
+    pub issuer: String,
+    /// The SAN (an e-mail or a workflow URI), exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// An expression the whole SAN must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_regexp: Option<String>,
+}
+
+impl KeylessIdentity {
+    /// As the OMS verifier takes it; why not, for an identity that is not one.
+    pub fn to_oms(&self) -> Result<modelgate_oms::Identity, String> {
+        if self.issuer.is_empty() {
+            return Err("a keyless signer needs an issuer".into());
+        }
+        let identity = match (&self.identity, &self.identity_regexp) {
+            (Some(id), None) if !id.is_empty() => modelgate_oms::IdentityMatch::Exact(id.clone()),
+            (None, Some(re)) => modelgate_oms::IdentityMatch::regexp(re)?,
+            _ => return Err("a keyless signer names exactly one of identity and identity_regexp".into()),
+        };
+        Ok(modelgate_oms::Identity {
+            identity,
+            issuer: self.issuer.clone(),
+        })
+    }
 }
 
 /// Approval thresholds per risk tier.
@@ -159,6 +197,47 @@ pub struct TrustRootDoc {
     pub witness_quorum: u64,
     /// Freshness bounds.
     pub freshness: Freshness,
+    /// The Sigstore trusted root keyless signers are verified against (a
+    /// TrustedRoot document); absent, the public-good one modelgate embeds.
+    /// Carried here so every node verifies with the same pinned bytes, and a
+    /// change is a signed trust-root version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigstore_trusted_root: Option<serde_json::Value>,
+}
+
+/// Each principal's keyless identities, as OMS trust under the document's
+/// Sigstore root (parsed once, shared).
+fn keyless_signers(doc: &TrustRootDoc) -> Result<Vec<(String, modelgate_oms::Trust)>, String> {
+    if doc.principals.values().all(|p| p.keyless.is_empty()) {
+        return match &doc.sigstore_trusted_root {
+            Some(v) => modelgate_oms::trusted_root::TrustedRoot::parse(v.to_string().as_bytes())
+                .map(|_| Vec::new())
+                .map_err(|e| format!("sigstore_trusted_root: {e}")),
+            None => Ok(Vec::new()),
+        };
+    }
+    let root = match &doc.sigstore_trusted_root {
+        Some(v) => modelgate_oms::trusted_root::TrustedRoot::parse(v.to_string().as_bytes()),
+        None => modelgate_oms::trusted_root::TrustedRoot::public_good(),
+    }
+    .map_err(|e| format!("sigstore_trusted_root: {e}"))?;
+    let root = std::sync::Arc::new(root);
+    let mut out = Vec::new();
+    for (id, p) in &doc.principals {
+        if !p.keyless.is_empty() && !p.roles.contains(&Role::ModelSigner) {
+            return Err(format!(
+                "principal {id} has keyless identities but not the model-signer role"
+            ));
+        }
+        for k in &p.keyless {
+            let identity = k.to_oms().map_err(|e| format!("principal {id}: {e}"))?;
+            out.push((
+                id.clone(),
+                modelgate_oms::Trust::Keyless(std::sync::Arc::clone(&root), identity),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// A validated trust root, with its keys indexed.
@@ -170,6 +249,8 @@ pub struct TrustRoot {
     keys: BTreeMap<String, (String, VerifyingKey)>,
     /// Parsed model-signing keys: (principal id, key).
     pub(crate) model_keys: Vec<(String, modelgate_oms::PublicKey)>,
+    /// Keyless signers, each with the Sigstore root it is verified against.
+    keyless: Vec<(String, modelgate_oms::Trust)>,
     /// The authority's log key.
     pub log_key: VerifierKey,
     /// The authority's cosigner key.
@@ -226,6 +307,7 @@ impl TrustRoot {
                 model_keys.push((id.clone(), key));
             }
         }
+        let keyless = keyless_signers(&doc)?;
         let holders = |role: Role| {
             doc.principals
                 .values()
@@ -287,10 +369,35 @@ impl TrustRoot {
             doc,
             keys,
             model_keys,
+            keyless,
             log_key,
             cosigner_key,
             witness_keys,
         })
+    }
+
+    /// The principals whose model-signing trust (a model key, or a keyless
+    /// identity under the Sigstore root) verifies `bundle`, with the manifest
+    /// it vouches for; or why none does (the last refusal).
+    pub fn model_signers(&self, bundle: &[u8]) -> Result<(BTreeSet<String>, modelgate_oms::Manifest), String> {
+        let keyed = self
+            .model_keys
+            .iter()
+            .map(|(p, k)| (p, modelgate_oms::Trust::PublicKey(k.clone())));
+        let keyless = self.keyless.iter().map(|(p, t)| (p, t.clone()));
+        let mut signers = BTreeSet::new();
+        let mut manifest = None;
+        let mut last = String::from("no model signer in the trust root");
+        for (principal, trust) in keyed.chain(keyless) {
+            match modelgate_oms::verify_bundle(bundle, &trust) {
+                Ok(m) => {
+                    signers.insert(principal.clone());
+                    manifest = Some(m);
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        manifest.map(|m| (signers, m)).ok_or(last)
     }
 
     /// The model-signing (OMS) keys: (principal, key).

@@ -26,7 +26,7 @@
 use std::path::{Path, PathBuf};
 
 use modelgate_governance::{decide, Check, ContainmentReason, DecisionRequest, LifecycleStep, ReasonCode};
-use modelgate_oms::{IgnorePath, Trust, VerifyOptions};
+use modelgate_oms::{IgnorePath, VerifyOptions};
 
 use crate::sync::View;
 
@@ -353,33 +353,20 @@ fn signature(spec: &ModelSpec, view: &View) -> Result<String, Failure> {
         .state
         .trust_root()
         .ok_or((ContainmentReason::SignatureInvalid, "no trust root".to_owned()))?;
-    let mut last = "no model-signing keys in the trust root".to_owned();
-    for pem in root.doc.principals.values().flat_map(|p| p.model_keys.iter()) {
-        let key = match modelgate_oms::PublicKey::from_pem(pem, "model key") {
-            Ok(k) => k,
-            Err(e) => {
-                last = e.to_string();
-                continue;
-            }
-        };
-        match modelgate_oms::verify_bundle(&bundle, &Trust::PublicKey(key)) {
-            Ok(m) => {
-                let digest = hex::encode(m.root_digest());
-                if !view.state.models.contains_key(&digest) {
-                    return Err((
-                        ContainmentReason::UnverifiableTransition,
-                        format!("model {digest} is not registered"),
-                    ));
-                }
-                return Ok(digest);
-            }
-            Err(e) => last = e.to_string(),
-        }
+    let (_, manifest) = root.model_signers(&bundle).map_err(|last| {
+        (
+            ContainmentReason::SignatureInvalid,
+            format!("no model signer's key or keyless identity verifies the bundle: {last}"),
+        )
+    })?;
+    let digest = hex::encode(manifest.root_digest());
+    if !view.state.models.contains_key(&digest) {
+        return Err((
+            ContainmentReason::UnverifiableTransition,
+            format!("model {digest} is not registered"),
+        ));
     }
-    Err((
-        ContainmentReason::SignatureInvalid,
-        format!("no model signer's key verifies the bundle: {last}"),
-    ))
+    Ok(digest)
 }
 
 impl Lifecycle<SignatureVerification> {

@@ -532,15 +532,14 @@ fn registration_link(
         let bundle = B64
             .decode(&m.bundle)
             .map_err(|_| Invalid("the registration's bundle is not base64".into()))?;
-        let signer = root.model_keys().iter().find_map(|(p, k)| {
-            modelgate_oms::verify_bundle(&bundle, &modelgate_oms::Trust::PublicKey(k.clone()))
-                .ok()
-                .filter(|m| hex::encode(m.root_digest()) == digest)
-                .map(|_| p.clone())
-        });
+        let signer = root
+            .model_signers(&bundle)
+            .ok()
+            .filter(|(_, m)| hex::encode(m.root_digest()) == digest)
+            .map(|(signers, _)| signers.into_iter().collect::<Vec<_>>().join(", "));
         let Some(signer) = signer else {
             return Err(Invalid(format!(
-                "the registration's OMS bundle does not verify with a model key of the trust root for digest {digest}"
+                "the registration's OMS bundle does not verify with a model signer of the trust root for digest {digest}"
             )));
         };
         c.before("registration", reg.index)?;

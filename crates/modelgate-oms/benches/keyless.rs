@@ -48,7 +48,10 @@ fn main() {
         identity: IdentityMatch::Exact("signer@example.com".into()),
         issuer: "https://accounts.example.com".into(),
     };
-    let sigstore = Trust::Keyless(Box::new(TrustedRoot::parse(&root_json).expect("the root")), signer());
+    let sigstore = Trust::Keyless(
+        std::sync::Arc::new(TrustedRoot::parse(&root_json).expect("the root")),
+        signer(),
+    );
     let model = data("model");
     let opts = VerifyOptions::default();
     let rows: [Row<'_>; 5] = [

@@ -370,6 +370,7 @@ pub(crate) fn pem_certificates(pem: &str) -> std::result::Result<Vec<Vec<u8>>, S
 
 /// A key `modelgate keygen` makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum KeyAlgorithm {
     /// ECDSA on NIST P-256 (model signing; the reference default).
     EcdsaP256,

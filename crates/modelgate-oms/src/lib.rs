@@ -150,6 +150,7 @@ pub fn sign_manifest(manifest: &Manifest, signer: &Signer) -> Result<Vec<u8>> {
 }
 
 /// What a verifier trusts.
+#[derive(Clone, Debug)]
 pub enum Trust {
     /// Exactly this public key.
     PublicKey(PublicKey),
@@ -157,7 +158,7 @@ pub enum Trust {
     Certificates(Vec<Vec<u8>>),
     /// Keyless Sigstore: a Fulcio certificate naming this identity, with
     /// its Rekor evidence, checked against this trusted root offline.
-    Keyless(Box<trusted_root::TrustedRoot>, Identity),
+    Keyless(std::sync::Arc<trusted_root::TrustedRoot>, Identity),
 }
 
 impl Trust {
@@ -181,7 +182,7 @@ impl Trust {
             (None, None) => return Err("give --identity ID or --identity-regexp RE".into()),
         };
         Ok(Trust::Keyless(
-            Box::new(root),
+            std::sync::Arc::new(root),
             Identity {
                 identity,
                 issuer: issuer.to_owned(),

@@ -18,13 +18,15 @@ pub const DEFAULT_SHARD_SIZE: u64 = 1_000_000_000;
 
 /// The hash applied to each resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum HashAlgorithm {
     /// SHA-256 (the reference default).
     Sha256,
     /// BLAKE3, parallel within a file.
     Blake3,
     /// BLAKE2b-512: the reference's `blake2` (named `blake2b` in what it writes) and
-    /// the Go client's `blake2b`.
+    /// the Go client's `blake2b`. The reference's own verifier (1.1.1) cannot re-hash
+    /// its blake2b bundles; ours can.
     Blake2b,
 }
 

@@ -52,6 +52,18 @@ pub struct TrustedRoot {
     authorities: Vec<Authority>,
 }
 
+impl std::fmt::Debug for TrustedRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "TrustedRoot({} CAs, {} transparency logs, {} CT logs)",
+            self.authorities.len(),
+            self.tlogs.len(),
+            self.ctlogs.len()
+        )
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RootIn {

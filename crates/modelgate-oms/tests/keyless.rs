@@ -34,7 +34,7 @@ fn the_keyless_fixture_verifies_as_the_key_signed_one_does() {
     let keyless = verify_model(
         &data("model"),
         &bundle(),
-        &Trust::Keyless(Box::new(root()), signer()),
+        &Trust::Keyless(std::sync::Arc::new(root()), signer()),
         &VerifyOptions::default(),
         None,
     )

@@ -379,6 +379,28 @@ pub struct TrustEditArgs {
     /// Witnesses that must cosign each checkpoint.
     #[arg(long, value_name = "K")]
     witness_quorum: Option<u64>,
+    /// Add a keyless (Sigstore) model signer to principal NAME (created as a
+    /// model signer if absent): its certificates' --issuer and --identity.
+    #[arg(long, value_name = "NAME", requires = "issuer")]
+    add_keyless_signer: Option<String>,
+    /// The keyless signer's OIDC issuer URL.
+    #[arg(long, value_name = "URL", requires = "add_keyless_signer")]
+    issuer: Option<String>,
+    /// The keyless signer's identity (certificate SAN), exactly.
+    #[arg(
+        long,
+        value_name = "ID",
+        requires = "add_keyless_signer",
+        conflicts_with = "identity_regexp"
+    )]
+    identity: Option<String>,
+    /// Or an expression the whole SAN must match.
+    #[arg(long, value_name = "RE", requires = "add_keyless_signer")]
+    identity_regexp: Option<String>,
+    /// The Sigstore TrustedRoot (or ClientTrustConfig) keyless signers are
+    /// verified against, carried in the trust root (default: the embedded public-good one).
+    #[arg(long, value_name = "FILE")]
+    sigstore_root: Option<PathBuf>,
 }
 
 /// A public key file's text (PEM), for the trust root.
@@ -420,6 +442,25 @@ pub fn trust_edit(a: TrustEditArgs) -> Result<(), Failure> {
         thresholds: a.thresholds.clone(),
         witnesses: a.witnesses.clone(),
         witness_quorum: a.witness_quorum,
+        keyless: a.add_keyless_signer.clone().map(|name| {
+            let (identity, identity_regexp) = (a.identity.clone(), a.identity_regexp.clone());
+            let issuer = a.issuer.clone().unwrap_or_default();
+            (
+                name,
+                modelgate_governance::KeylessIdentity {
+                    issuer,
+                    identity,
+                    identity_regexp,
+                },
+            )
+        }),
+        sigstore_root: match &a.sigstore_root {
+            Some(f) => Some(
+                serde_json::from_slice(&read_limited(f, 4 << 20, "Sigstore root")?)
+                    .map_err(|e| usage(format!("{}: {e}", f.display())))?,
+            ),
+            None => None,
+        },
     };
     // A draft that is not a valid trust root is a verdict; an edit that
     // does not apply is a usage error.

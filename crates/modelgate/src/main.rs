@@ -175,21 +175,14 @@ struct DemoArgs {
     /// python3), otherwise the built-in scorer; `llama-cpp` fails when it
     /// cannot run; `builtin` never tries.
     #[arg(long, value_enum, default_value = "auto", requires = "serve")]
-    inference: InferenceArg,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum InferenceArg {
-    Auto,
-    Builtin,
-    LlamaCpp,
+    inference: modelgate_demo::inference::Inference,
 }
 
 #[derive(Subcommand)]
 enum TrustCommand {
     /// Write the next trust-root version: add or remove principals, keys and
     /// roles, set thresholds, add witnesses. It is validated before it is written.
-    Edit(gov_cmd::TrustEditArgs),
+    Edit(Box<gov_cmd::TrustEditArgs>),
     /// Sign a trust-root document with root key(s).
     Sign(gov_cmd::TrustSignArgs),
 }
@@ -240,11 +233,7 @@ fn demo(a: &DemoArgs) -> Result<(), modelgate_demo::Failure> {
     let o = modelgate_demo::live::LiveOptions {
         listen: a.listen,
         rounds: a.rounds,
-        inference: match a.inference {
-            InferenceArg::Auto => modelgate_demo::inference::Inference::Auto,
-            InferenceArg::Builtin => modelgate_demo::inference::Inference::Builtin,
-            InferenceArg::LlamaCpp => modelgate_demo::inference::Inference::LlamaCpp,
-        },
+        inference: a.inference,
     };
     modelgate_demo::live::serve(
         &o,
@@ -306,7 +295,7 @@ fn main() -> ExitCode {
         Command::Authority { command } => authority_cmd::run(command),
         Command::Trust {
             command: TrustCommand::Edit(a),
-        } => gov_cmd::trust_edit(a),
+        } => gov_cmd::trust_edit(*a),
         Command::Trust {
             command: TrustCommand::Sign(a),
         } => gov_cmd::trust_sign(a),

@@ -18,23 +18,11 @@ use modelgate_oms::progress::Progress;
 /// Key files are small; a "key" larger than this is the wrong file.
 const KEY_FILE_BYTES_MAX: u64 = 1 << 20;
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum Algorithm {
-    /// ECDSA on NIST P-256 (model signing; the reference default).
-    EcdsaP256,
-    /// ECDSA on NIST P-384.
-    EcdsaP384,
-    /// ECDSA on NIST P-521.
-    EcdsaP521,
-    /// Ed25519 (governance: approvers, authority, witnesses, nodes).
-    Ed25519,
-}
-
 #[derive(Args)]
 pub struct KeygenArgs {
     /// Key algorithm.
     #[arg(long, value_enum, default_value = "ecdsa-p256")]
-    algorithm: Algorithm,
+    algorithm: KeyAlgorithm,
     /// Output prefix: writes PREFIX.key and PREFIX.pub.
     #[arg(long, value_name = "PREFIX")]
     out: PathBuf,
@@ -51,17 +39,6 @@ pub enum MethodArg {
     Shards,
 }
 
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum HashArg {
-    /// SHA-256 (the reference default).
-    Sha256,
-    /// BLAKE3 (parallel within each file).
-    Blake3,
-    /// BLAKE2b-512, as the reference's API (`blake2`) and the Go client write it. The
-    /// reference's own verifier (1.1.1) cannot re-hash its blake2b bundles; ours can.
-    Blake2b,
-}
-
 /// How the model is hashed; shared by `sign` and `digest`.
 #[derive(Args)]
 pub struct HashingArgs {
@@ -74,7 +51,7 @@ pub struct HashingArgs {
     /// Hash algorithm. With blake3, --method shards falls back to files, as in the
     /// reference: BLAKE3 is already parallel within a file.
     #[arg(long = "hash", value_enum, default_value = "sha256")]
-    hash: HashArg,
+    hash: HashAlgorithm,
     /// Paths to leave out, absolute (inside the model) or relative to the model root.
     /// Git metadata (.git, .gitattributes, .github, .gitignore) is always left out.
     #[arg(long, value_name = "PATH", num_args = 1..)]
@@ -169,12 +146,7 @@ fn usage(e: impl std::fmt::Display) -> Failure {
 }
 
 pub fn keygen(a: KeygenArgs) -> Result<(), Failure> {
-    let (private, public) = modelgate_oms::generate(match a.algorithm {
-        Algorithm::EcdsaP256 => KeyAlgorithm::EcdsaP256,
-        Algorithm::EcdsaP384 => KeyAlgorithm::EcdsaP384,
-        Algorithm::EcdsaP521 => KeyAlgorithm::EcdsaP521,
-        Algorithm::Ed25519 => KeyAlgorithm::Ed25519,
-    })?;
+    let (private, public) = modelgate_oms::generate(a.algorithm)?;
     let key_path = with_suffix(&a.out, "key");
     let pub_path = with_suffix(&a.out, "pub");
     write_new(&key_path, private.as_bytes(), 0o600, a.force)?;
@@ -218,12 +190,7 @@ fn read_text(path: &Path, what: &str) -> Result<String, Failure> {
 }
 
 fn hash_options(h: &HashingArgs, model: &Path, signature: Option<&Path>) -> Result<HashOptions, Failure> {
-    let hash = match h.hash {
-        HashArg::Sha256 => HashAlgorithm::Sha256,
-        HashArg::Blake3 => HashAlgorithm::Blake3,
-        HashArg::Blake2b => HashAlgorithm::Blake2b,
-    };
-    let (mut opts, note) = HashOptions::requested(h.method == MethodArg::Shards, h.shard_size, hash)?;
+    let (mut opts, note) = HashOptions::requested(h.method == MethodArg::Shards, h.shard_size, h.hash)?;
     if let Some(note) = note {
         eprintln!("note: {note}");
     }

@@ -8,6 +8,8 @@
 //! reference fails the test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -233,4 +235,98 @@ fn every_mutation_is_refused_and_the_reference_agrees_but_where_documented() {
         }
     }
     assert_eq!(disagreements, STRICTER, "the mutations only the reference accepts");
+}
+
+/// The keyless fixture governed end to end: its identity is a model signer
+/// of the trust root (under the trust root's own Sigstore root), the model
+/// is registered, approved, served through the gateway; a changed byte
+/// contains it. No reference tool or network is needed: the fixture was
+/// minted, and verified by the reference, when it was made.
+#[test]
+fn a_keyless_model_is_registered_approved_served_and_contained() {
+    use common::world::{approved_node, call, caller_table, chat, keygen, start_gateway, token, wait_for, World};
+    use common::{mg_line, ok, serve};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("authority");
+    let server = serve(&data);
+    let url = server.url.clone();
+    let (root_token, admin) = (token(&data, "root"), token(&data, "admin"));
+    for k in ["alice", "signer", "padmin", "nadmin"] {
+        keygen(d, k, "ed25519");
+    }
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../modelgate-oms/tests/data/keyless");
+    let p = |n: &str| s(&d.join(n)).to_owned();
+    let edits = [
+        format!(
+            "--authority {url} --principal alice --role approver --key {}",
+            p("alice.pub")
+        ),
+        format!("--principal signer --role model-signer --key {}", p("signer.pub")),
+        format!("--principal padmin --role policy-admin --key {}", p("padmin.pub")),
+        format!("--principal nadmin --role node-admin --key {}", p("nadmin.pub")),
+        format!(
+            "--add-keyless-signer signer --issuer {ISSUER} --identity {IDENTITY} --sigstore-root {}",
+            s(&fixture.join("trusted_root.json"))
+        ),
+    ];
+    for (i, e) in edits.iter().enumerate() {
+        let from = if i == 0 {
+            String::new()
+        } else {
+            format!("--current {} --amend ", p(&format!("v{i}.json")))
+        };
+        ok(&mg_line(&format!(
+            "trust edit {from}{e} --out {}",
+            p(&format!("v{}.json", i + 1))
+        )));
+    }
+    let root_key = data.join("offline-root-keys/root-1.key");
+    ok(&mg_line(&format!(
+        "trust sign {} --key {} --out {}",
+        p("v5.json"),
+        s(&root_key),
+        p("v2.dsse.json")
+    )));
+    ok(&mg_line(&format!(
+        "submit {} --authority {url} --token {root_token}",
+        p("v2.dsse.json")
+    )));
+
+    let model = d.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    for f in ["weights.bin", "config.json"] {
+        std::fs::copy(fixture.join("model").join(f), model.join(f)).unwrap();
+    }
+    std::fs::copy(fixture.join("keyless.sig"), model.join("model.sig")).unwrap();
+    let digest = ok(&mg_line(&format!("digest {}", s(&model)))).trim().to_owned();
+    let o = mg_line(&format!(
+        "model register {} --name credit --model-version 1.0 --key {} --authority {url} --token {admin}",
+        s(&model),
+        p("signer.key")
+    ));
+    assert!(ok(&o).contains("accepted at index 2"), "{o:?}");
+    let registered = common::world::get_json(&format!("{url}/api/v1/models/{digest}"));
+    assert_eq!(
+        registered["model"]["signers"],
+        serde_json::json!(["signer"]),
+        "{registered}"
+    );
+
+    let w = World {
+        dir,
+        data,
+        server,
+        admin,
+        digest,
+    };
+    let config = approved_node(&w, &caller_table("svc", "svc-token", &[], &["prod/credit/scoring"]));
+    let g = start_gateway(&config);
+    wait_for(&g.events, 30, "Serving", |v| v["state"] == "Serving");
+    assert_eq!(call(&g.url, Some("svc-token"), None, &chat(false)).0, 200);
+    let weights = w.dir.path().join("model/weights.bin");
+    std::fs::write(&weights, b"tiny weights for the keyless fixturE\n").unwrap();
+    let v = wait_for(&g.events, 30, "Contained", |v| v["state"] == "Contained");
+    assert_eq!(v["reason"], "UnauthorizedModification", "{v}");
+    assert_ne!(call(&g.url, Some("svc-token"), None, &chat(false)).0, 200);
 }
