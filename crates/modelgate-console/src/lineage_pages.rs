@@ -366,11 +366,15 @@ fn grant_links(c: &Console, state: &State, record: &Value, chain: &mut Vec<Link>
                 name: "Model registration",
                 ok: true,
                 detail: format!(
-                    "{} {} ({}), its OMS bundle signed by {}, registered in entry {}",
+                    "{} {} ({}), its OMS bundle signed by {}{}, registered in entry {}",
                     m.name,
                     m.version,
                     short(&d),
                     m.signers.iter().cloned().collect::<Vec<_>>().join(", "),
+                    m.keyless.as_ref().map_or_else(String::new, |k| format!(
+                        " (keyless: {} from {}, Rekor log index {})",
+                        k.identity, k.issuer, k.log_index
+                    )),
                     m.index
                 ),
                 href: Some(c.link(&format!("/models/{d}"))),

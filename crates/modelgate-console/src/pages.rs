@@ -451,6 +451,14 @@ pub fn model(c: &Console, digest: &str) -> Result<Markup, Miss> {
             dl class="facts" {
                 dt { "Digest" } dd { code { (m.digest) } }
                 dt { "Signed by" } dd { (m.signers.iter().cloned().collect::<Vec<_>>().join(", ")) }
+                @if let Some(k) = &m.keyless {
+                    dt { "Keyless signer" }
+                    dd {
+                        code { (k.identity) } " from " code { (k.issuer) }
+                        ", Rekor log index " (k.log_index) ", signed at "
+                        (modelgate_governance::time::rfc3339(k.signed_at))
+                    }
+                }
                 dt { "Registration" } dd { a href=(c.link(&format!("/entries/{}", m.index))) { "entry #" (m.index) } }
             }
             @if let Some(r) = state.revocations.get(digest) {

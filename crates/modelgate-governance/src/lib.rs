@@ -63,7 +63,7 @@ pub use state::{
     PolicyRecord, ReportRecord, RevocationRecord, State, TrustRootRecord, TEXT_BYTES_MAX,
 };
 pub use trust_root::{
-    AuthorityKeys, Freshness, KeylessIdentity, Principal, RiskTier, Role, Thresholds, TierThresholds, TrustRoot,
-    TrustRootDoc,
+    AuthorityKeys, Freshness, KeylessIdentity, ModelSignature, Principal, RiskTier, Role, Thresholds, TierThresholds,
+    TrustRoot, TrustRootDoc,
 };
 pub use vocabulary::{Check, LifecycleStep};

@@ -261,13 +261,13 @@ impl<'a> Judge<'a> {
         let bundle = B64
             .decode(&m.bundle)
             .map_err(|_| self.fail(Rule::Entry, "bundle is not base64".into()))?;
-        let (oms_signers, manifest) = self.root.model_signers(&bundle).map_err(|last| {
+        let (oms_signers, signature) = self.root.model_signers(&bundle).map_err(|last| {
             self.fail(
                 Rule::ModelSignature,
                 format!("the OMS bundle does not verify with any model signer's key or keyless identity: {last}"),
             )
         })?;
-        let digest = hex::encode(manifest.root_digest());
+        let digest = hex::encode(signature.manifest.root_digest());
         if self.state.models.contains_key(&digest) {
             return Err(self.fail(Rule::ModelDuplicate, format!("model {digest} is already registered")));
         }
@@ -278,6 +278,7 @@ impl<'a> Judge<'a> {
             version: m.model_version,
             signers,
             index: self.index,
+            keyless: signature.keyless,
         })))
     }
 

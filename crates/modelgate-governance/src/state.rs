@@ -36,6 +36,10 @@ pub struct ModelRecord {
     pub signers: BTreeSet<String>,
     /// Log index of the registration.
     pub index: u64,
+    /// For a keyless signature: the certificate's identity and issuer, the
+    /// Rekor log index and the verified signing time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyless: Option<modelgate_oms::KeylessSigner>,
 }
 
 /// An approval in force (until its window ends or a revocation).

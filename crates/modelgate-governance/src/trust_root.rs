@@ -205,6 +205,16 @@ pub struct TrustRootDoc {
     pub sigstore_trusted_root: Option<serde_json::Value>,
 }
 
+/// What a model's OMS bundle proved: the manifest, and for a keyless
+/// signature who the certificate names.
+#[derive(Clone, Debug)]
+pub struct ModelSignature {
+    /// The signed manifest.
+    pub manifest: modelgate_oms::Manifest,
+    /// The keyless signer, when the bundle is keyless.
+    pub keyless: Option<modelgate_oms::KeylessSigner>,
+}
+
 /// Each principal's keyless identities, as OMS trust under the document's
 /// Sigstore root (parsed once, shared).
 fn keyless_signers(doc: &TrustRootDoc) -> Result<Vec<(String, modelgate_oms::Trust)>, String> {
@@ -378,26 +388,27 @@ impl TrustRoot {
 
     /// The principals whose model-signing trust (a model key, or a keyless
     /// identity under the Sigstore root) verifies `bundle`, with the manifest
-    /// it vouches for; or why none does (the last refusal).
-    pub fn model_signers(&self, bundle: &[u8]) -> Result<(BTreeSet<String>, modelgate_oms::Manifest), String> {
+    /// it vouches for (and, keyless, who the certificate names); or why none
+    /// does (the last refusal).
+    pub fn model_signers(&self, bundle: &[u8]) -> Result<(BTreeSet<String>, ModelSignature), String> {
         let keyed = self
             .model_keys
             .iter()
             .map(|(p, k)| (p, modelgate_oms::Trust::PublicKey(k.clone())));
         let keyless = self.keyless.iter().map(|(p, t)| (p, t.clone()));
         let mut signers = BTreeSet::new();
-        let mut manifest = None;
+        let mut signature = None;
         let mut last = String::from("no model signer in the trust root");
         for (principal, trust) in keyed.chain(keyless) {
-            match modelgate_oms::verify_bundle(bundle, &trust) {
-                Ok(m) => {
+            match modelgate_oms::verify_bundle_signer(bundle, &trust) {
+                Ok((manifest, keyless)) => {
                     signers.insert(principal.clone());
-                    manifest = Some(m);
+                    signature = Some(ModelSignature { manifest, keyless });
                 }
                 Err(e) => last = e.to_string(),
             }
         }
-        manifest.map(|m| (signers, m)).ok_or(last)
+        signature.map(|s| (signers, s)).ok_or(last)
     }
 
     /// The model-signing (OMS) keys: (principal, key).

@@ -353,13 +353,13 @@ fn signature(spec: &ModelSpec, view: &View) -> Result<String, Failure> {
         .state
         .trust_root()
         .ok_or((ContainmentReason::SignatureInvalid, "no trust root".to_owned()))?;
-    let (_, manifest) = root.model_signers(&bundle).map_err(|last| {
+    let (_, signature) = root.model_signers(&bundle).map_err(|last| {
         (
             ContainmentReason::SignatureInvalid,
             format!("no model signer's key or keyless identity verifies the bundle: {last}"),
         )
     })?;
-    let digest = hex::encode(manifest.root_digest());
+    let digest = hex::encode(signature.manifest.root_digest());
     if !view.state.models.contains_key(&digest) {
         return Err((
             ContainmentReason::UnverifiableTransition,

@@ -535,7 +535,7 @@ fn registration_link(
         let signer = root
             .model_signers(&bundle)
             .ok()
-            .filter(|(_, m)| hex::encode(m.root_digest()) == digest)
+            .filter(|(_, sig)| hex::encode(sig.manifest.root_digest()) == digest)
             .map(|(signers, _)| signers.into_iter().collect::<Vec<_>>().join(", "));
         let Some(signer) = signer else {
             return Err(Invalid(format!(

@@ -135,7 +135,8 @@ impl IdentityMatch {
 }
 
 /// What a keyless bundle proved.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KeylessSigner {
     /// The certificate's SAN.
     pub identity: String,

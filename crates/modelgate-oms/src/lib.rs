@@ -206,16 +206,26 @@ impl Trust {
 /// Checks the bundle's signature and statement (not the model files) and returns the
 /// manifest it vouches for.
 pub fn verify_bundle(bundle_json: &[u8], trust: &Trust) -> Result<Manifest> {
+    verify_bundle_signer(bundle_json, trust).map(|(m, _)| m)
+}
+
+/// [`verify_bundle`], with who signed a keyless bundle (identity, issuer,
+/// log index, signing time); `None` for a key or certificate signature.
+pub fn verify_bundle_signer(bundle_json: &[u8], trust: &Trust) -> Result<(Manifest, Option<KeylessSigner>)> {
     if let Trust::Keyless(root, identity) = trust {
-        let (payload, payload_type, _) =
+        let (payload, payload_type, signer) =
             verify_keyless(bundle_json, root, identity).map_err(|e| Error::Signature(e.to_string()))?;
         if payload_type != PAYLOAD_TYPE {
             return Err(Error::Signature(format!(
                 "payloadType is {payload_type:?}, expected {PAYLOAD_TYPE:?}"
             )));
         }
-        return statement::decode(&payload);
+        return Ok((statement::decode(&payload)?, Some(signer)));
     }
+    verify_keyed_bundle(bundle_json, trust).map(|m| (m, None))
+}
+
+fn verify_keyed_bundle(bundle_json: &[u8], trust: &Trust) -> Result<Manifest> {
     let bundle = Bundle::parse(bundle_json)?;
     if bundle.envelope.payload_type != PAYLOAD_TYPE {
         return Err(Error::Signature(format!(

@@ -312,6 +312,17 @@ fn a_keyless_model_is_registered_approved_served_and_contained() {
         serde_json::json!(["signer"]),
         "{registered}"
     );
+    let keyless = &registered["model"]["keyless"];
+    assert_eq!(
+        (keyless["identity"].as_str(), keyless["issuer"].as_str()),
+        (Some(IDENTITY), Some(ISSUER))
+    );
+    assert_eq!(keyless["log_index"], 6, "{registered}");
+    // The console names the keyless signer, its issuer and its Rekor entry.
+    let page = common::world::get_text(&format!("{url}/models/{digest}"));
+    for shown in ["Keyless signer", IDENTITY, ISSUER, "Rekor log index 6"] {
+        assert!(page.contains(shown), "the model page does not show {shown:?}");
+    }
 
     let w = World {
         dir,
