@@ -331,10 +331,27 @@ fn a_keyless_model_is_registered_approved_served_and_contained() {
         admin,
         digest,
     };
-    let config = approved_node(&w, &caller_table("svc", "svc-token", &[], &["prod/credit/scoring"]));
+    let extra = "anchor_interval_seconds = 1\nlineage_replication_interval_seconds = 1\n";
+    let callers = caller_table("svc", "svc-token", &[], &["prod/credit/scoring"]);
+    let config = approved_node(&w, &format!("{extra}{callers}"));
     let g = start_gateway(&config);
     wait_for(&g.events, 30, "Serving", |v| v["state"] == "Serving");
-    assert_eq!(call(&g.url, Some("svc-token"), None, &chat(false)).0, 200);
+    let (st, h, _) = call(&g.url, Some("svc-token"), None, &chat(false));
+    assert_eq!(st, 200);
+    // The call's full-chain proof, offline with the pinned trust root only:
+    // the registration link re-verifies the keyless signature under the
+    // Sigstore root the trust root carries.
+    let id = h["x-modelgate-lineage-id"].to_str().unwrap().to_owned();
+    let proof_url = format!("{url}/api/v1/nodes/node-1/lineage/{id}/proof");
+    let (proof, _) = common::world::eventually(20, "the call's full proof", || {
+        let mut r = common::world::agent().get(&proof_url).call().ok()?;
+        (r.status().as_u16() == 200).then(|| r.body_mut().read_to_string().unwrap())
+    });
+    let pf = w.dir.path().join("call.proof.json");
+    std::fs::write(&pf, &proof).unwrap();
+    let pinned = w.data.join("trust-root.dsse.json");
+    let out = ok(&mg(&["lineage", "verify", s(&pf), "--trust-root", s(&pinned)]));
+    assert!(out.contains("its OMS bundle signed by signer"), "{out}");
     let weights = w.dir.path().join("model/weights.bin");
     std::fs::write(&weights, b"tiny weights for the keyless fixturE\n").unwrap();
     let v = wait_for(&g.events, 30, "Contained", |v| v["state"] == "Contained");
