@@ -61,6 +61,21 @@ MUTATIONS = [
     "root-tlog-window-ended", "media-type",
 ]
 
+# Families of byte-level defects, each member flipping one byte at a
+# different place of one piece of evidence (spread over its whole length).
+FAMILIES = {
+    "certificate": 40,  # the leaf's DER: TBS, extensions, SCT, signature
+    "payload": 30,  # the DSSE payload (the OMS statement)
+    "body": 30,  # the log entry's canonicalized body
+    "signature": 15,  # the DSSE signature
+    "set": 15,  # the signed entry timestamp
+    "checkpoint-sig": 15,  # the checkpoint's signature line (key hint and signature)
+    "root-hash": 10,  # the inclusion proof's root hash
+    "proof-hashes": 12,  # the inclusion proof's hashes
+}
+MUTATIONS += [f"{f}-flip-{k}" for f, n in FAMILIES.items() for k in range(n)]
+MUTATIONS += [f"integrated-time-{d}" for d in ("plus-1", "plus-3600", "minus-3600", "zero", "far-future")]
+
 
 def spki(pub):
     return pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -349,6 +364,48 @@ def post_mint(bundle, m):
     }
     if m in edits:
         edits[m]()
+    elif m and ("-flip-" in m or m.startswith("integrated-time-")):
+        family_flip(bundle, m)
+
+
+def flip_at(b64, k, n):
+    """Flip one bit of the byte at the k-th of n places spread over the decoded bytes."""
+    raw = bytearray(base64.b64decode(b64))
+    raw[(k * len(raw)) // n] ^= 0x10
+    return B64(bytes(raw))
+
+
+def family_flip(bundle, m):
+    e = bundle["verificationMaterial"]["tlogEntries"][0]
+    env = bundle["dsseEnvelope"]
+    p = e["inclusionProof"]
+    if m.startswith("integrated-time-"):
+        t = int(e["integratedTime"])
+        e["integratedTime"] = str({"plus-1": t + 1, "plus-3600": t + 3600, "minus-3600": t - 3600,
+                                   "zero": 0, "far-future": 4102444800}[m[len("integrated-time-"):]])
+        return
+    family, k = m.rsplit("-flip-", 1)
+    k, n = int(k), FAMILIES[family]
+    if family == "certificate":
+        c = bundle["verificationMaterial"]["certificate"]
+        c["rawBytes"] = flip_at(c["rawBytes"], k, n)
+    elif family == "payload":
+        env["payload"] = flip_at(env["payload"], k, n)
+    elif family == "body":
+        e["canonicalizedBody"] = flip_at(e["canonicalizedBody"], k, n)
+    elif family == "signature":
+        env["signatures"][0]["sig"] = flip_at(env["signatures"][0]["sig"], k, n)
+    elif family == "set":
+        promise = e["inclusionPromise"]
+        promise["signedEntryTimestamp"] = flip_at(promise["signedEntryTimestamp"], k, n)
+    elif family == "checkpoint-sig":
+        note, sig = p["checkpoint"]["envelope"].rsplit(" ", 1)
+        p["checkpoint"]["envelope"] = note + " " + flip_at(sig.strip(), k, n) + "\n"
+    elif family == "root-hash":
+        p["rootHash"] = flip_at(p["rootHash"], k, n)
+    elif family == "proof-hashes":
+        i = k % len(p["hashes"])
+        p["hashes"][i] = flip_at(p["hashes"][i], k // len(p["hashes"]), 3)
 
 
 def main():
@@ -363,7 +420,7 @@ def main():
     if a.list:
         print("\n".join(MUTATIONS))
         return 0
-    if a.mutate and a.mutate not in MUTATIONS:
+    if a.mutate and a.mutate not in MUTATIONS:  # every family member is listed
         sys.exit(f"unknown mutation {a.mutate!r}; --list names them")
     bundle, root = mint(open(a.oms, "rb").read(), a.identity, a.issuer, a.mutate)
     os.makedirs(a.out, exist_ok=True)
