@@ -20,9 +20,9 @@
 //!   resources: any missing, extra or changed file is an error that names it (unless
 //!   the caller opted into [`VerifyOptions::ignore_unsigned_files`]).
 //!
-//! Keyless Sigstore bundles (a Fulcio certificate with a Rekor v1 entry) verify
-//! offline against a pinned trusted root ([`Trust::Keyless`], the `keyless` and
-//! `trusted_root` modules); RFC 3161 timestamps and Rekor v2 entries are refused.
+//! Keyless Sigstore bundles (a Fulcio certificate with a Rekor v1 or v2 entry, and
+//! RFC 3161 timestamps) verify offline against a pinned trusted root
+//! ([`Trust::Keyless`], the `keyless`, `trusted_root` and [`rfc3161`] modules).
 //! Encrypted PEM keys are refused. Hashing never follows a symbolic link unless allowed, and even then
 //! never out of the model root (the kernel enforces it, see the `walk` module).
 //!
@@ -40,6 +40,7 @@ mod keys;
 mod manifest;
 pub mod progress;
 mod pyjson;
+pub mod rfc3161;
 mod statement;
 pub mod trusted_root;
 mod walk;
@@ -51,7 +52,7 @@ pub use bundle::{pae, pae_typed, Bundle, Envelope, Material, BUNDLE_BYTES_MAX, M
 pub use error::{Error, Mismatch, Result, TreeProblem};
 pub use hash::{hash_model, hash_model_filtered, HashOptions, HashProgress};
 pub use keyless::{verify_keyless, Check, Identity, IdentityMatch, KeylessError, KeylessSigner};
-pub use keys::{generate, Curve, KeyAlgorithm, PrivateKey, PublicKey};
+pub use keys::{generate, Curve, EcdsaDigest, KeyAlgorithm, PrivateKey, PublicKey};
 pub use manifest::{HashAlgorithm, Manifest, Method, Resource, Serialization, DEFAULT_SHARD_SIZE};
 pub use statement::{decode as decode_statement, encode as encode_statement, PREDICATE_TYPE, STATEMENT_TYPE};
 pub use walk::{default_signature, ignore_rules, IgnorePath, DEFAULT_IGNORES};

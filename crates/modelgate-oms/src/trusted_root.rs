@@ -1,5 +1,5 @@
 //! The Sigstore trusted root: the keys that check keyless evidence
-//! (Fulcio CAs, Rekor log keys, CT log keys), each with its validity
+//! (Fulcio CAs, Rekor log keys, CT log keys, timestamp authorities), each with its validity
 //! window. One static document, pinned: the public-good instance's is
 //! embedded ([`TrustedRoot::public_good`]); a private one is read from a
 //! `TrustedRoot` or `ClientTrustConfig` document. A key is used only for
@@ -50,16 +50,18 @@ pub struct TrustedRoot {
     tlogs: Vec<LogKey>,
     ctlogs: Vec<LogKey>,
     authorities: Vec<Authority>,
+    timestamp_authorities: Vec<Authority>,
 }
 
 impl std::fmt::Debug for TrustedRoot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "TrustedRoot({} CAs, {} transparency logs, {} CT logs)",
+            "TrustedRoot({} CAs, {} transparency logs, {} CT logs, {} timestamp authorities)",
             self.authorities.len(),
             self.tlogs.len(),
-            self.ctlogs.len()
+            self.ctlogs.len(),
+            self.timestamp_authorities.len()
         )
     }
 }
@@ -74,15 +76,15 @@ struct RootIn {
     certificate_authorities: Vec<CaIn>,
     #[serde(default)]
     ctlogs: Vec<LogIn>,
-    // Timestamp authorities are read but not used: RFC 3161 timestamps are
-    // refused (see `keyless`), so no TSA key is ever trusted.
-    #[serde(default, rename = "timestampAuthorities")]
-    _timestamp_authorities: serde::de::IgnoredAny,
+    #[serde(default)]
+    timestamp_authorities: Vec<CaIn>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct LogIn {
+    #[serde(default)]
+    base_url: String,
     hash_algorithm: String,
     public_key: KeyIn,
     log_id: LogIdIn,
@@ -149,27 +151,42 @@ fn window(w: &WindowIn) -> Result<Window, String> {
     })
 }
 
-/// A log's key; `None` for a key type this version does not verify with
-/// (Rekor v2's Ed25519 logs): evidence naming such a log is refused as
-/// naming no log of the trusted root.
+/// A log's key; `None` for a key type this version does not verify with:
+/// evidence naming such a log is refused as naming no log of the trusted root.
+///
+/// An ECDSA log's id is the SHA-256 of its SPKI (Rekor v1, CT). An Ed25519
+/// log (Rekor v2) is a C2SP signed-note verifier: its id is the SHA-256 of
+/// its name (the base URL's host), a newline, 0x01 and the 32-byte key.
 fn log_key(l: &LogIn, what: &str) -> Result<Option<LogKey>, String> {
     if l.hash_algorithm != "SHA2_256" {
         return Err(format!("{what}: hash algorithm {} is not SHA2_256", l.hash_algorithm));
     }
-    if !matches!(
-        l.public_key.key_details.as_str(),
-        "PKIX_ECDSA_P256_SHA_256" | "PKIX_ECDSA_P384_SHA_384"
-    ) {
-        return Ok(None);
-    }
+    let ed25519 = match l.public_key.key_details.as_str() {
+        "PKIX_ECDSA_P256_SHA_256" | "PKIX_ECDSA_P384_SHA_384" => false,
+        "PKIX_ED25519" => true,
+        _ => return Ok(None),
+    };
     let der = B64
         .decode(&l.public_key.raw_bytes)
         .map_err(|_| format!("{what}: key is not base64"))?;
     let id = B64
         .decode(&l.log_id.key_id)
         .map_err(|_| format!("{what}: log id is not base64"))?;
-    if id != Sha256::digest(&der).to_vec() {
-        return Err(format!("{what}: log id is not the SHA-256 of its key"));
+    let expected = if ed25519 {
+        let host = l.base_url.trim_start_matches("https://").trim_start_matches("http://");
+        let host = host.split('/').next().unwrap_or_default();
+        let raw = der.get(der.len().saturating_sub(32)..).unwrap_or_default();
+        Sha256::new()
+            .chain_update(host.as_bytes())
+            .chain_update(b"\n\x01")
+            .chain_update(raw)
+            .finalize()
+            .to_vec()
+    } else {
+        Sha256::digest(&der).to_vec()
+    };
+    if id != expected {
+        return Err(format!("{what}: log id is not its key's id"));
     }
     Ok(Some(LogKey {
         id,
@@ -200,24 +217,24 @@ impl TrustedRoot {
         if r.media_type != TRUSTED_ROOT_MEDIA_TYPE {
             return Err(format!("trusted root media type {:?}", r.media_type));
         }
-        let authorities = r
-            .certificate_authorities
-            .iter()
-            .enumerate()
-            .map(|(i, ca)| {
-                let certificates = ca
-                    .cert_chain
-                    .certificates
-                    .iter()
-                    .map(|c| B64.decode(&c.raw_bytes))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|_| format!("certificate authority {}: not base64", i + 1))?;
-                Ok(Authority {
-                    certificates,
-                    window: window(&ca.valid_for)?,
+        let cas = |cas: &[CaIn], what: &str| -> Result<Vec<Authority>, String> {
+            cas.iter()
+                .enumerate()
+                .map(|(i, ca)| {
+                    let certificates = ca
+                        .cert_chain
+                        .certificates
+                        .iter()
+                        .map(|c| B64.decode(&c.raw_bytes))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|_| format!("{what} {}: not base64", i + 1))?;
+                    Ok(Authority {
+                        certificates,
+                        window: window(&ca.valid_for)?,
+                    })
                 })
-            })
-            .collect::<Result<_, String>>()?;
+                .collect()
+        };
         let logs = |ls: &[LogIn], what: &str| -> Result<Vec<LogKey>, String> {
             ls.iter()
                 .enumerate()
@@ -227,7 +244,8 @@ impl TrustedRoot {
         Ok(TrustedRoot {
             tlogs: logs(&r.tlogs, "transparency log")?,
             ctlogs: logs(&r.ctlogs, "CT log")?,
-            authorities,
+            authorities: cas(&r.certificate_authorities, "certificate authority")?,
+            timestamp_authorities: cas(&r.timestamp_authorities, "timestamp authority")?,
         })
     }
 
@@ -250,6 +268,15 @@ impl TrustedRoot {
     /// The CT log `id`'s key, if valid at `t`.
     pub(crate) fn ctlog(&self, id: &[u8], t: u64) -> Result<&PublicKey, String> {
         Self::find(&self.ctlogs, id, t, "CT log")
+    }
+
+    /// The chains (signer first, root last) of the timestamp authorities
+    /// whose window holds `t`: from its start, up to but not at its end.
+    pub(crate) fn timestamp_authorities(&self, t: u64) -> impl Iterator<Item = &[Vec<u8>]> {
+        self.timestamp_authorities
+            .iter()
+            .filter(move |a| a.window.start <= t && a.window.end.is_none_or(|e| t < e))
+            .map(|a| a.certificates.as_slice())
     }
 
     /// The certificates of the CAs valid at `t`: intermediates, and the

@@ -25,7 +25,7 @@ use sha2::{Digest as _, Sha256, Sha384, Sha512};
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages};
 use x509_cert::Certificate;
 
-use crate::keys::{PublicKey, ID_ED25519, RSA_ENCRYPTION};
+use crate::keys::{EcdsaDigest, PublicKey, ID_ED25519, RSA_ENCRYPTION};
 
 /// Certificates on one path, leaf included. Real PKIs use three or four.
 pub const PATH_DEPTH_MAX: usize = 10;
@@ -158,12 +158,12 @@ impl Cert {
                 if !matches!(key, PublicKey::P256(_) | PublicKey::P384(_) | PublicKey::P521(_)) {
                     return Err("ECDSA signature by a non-ECDSA key".to_owned());
                 }
-                let prehash: Vec<u8> = match alg {
-                    ECDSA_SHA256 => Sha256::digest(msg).to_vec(),
-                    ECDSA_SHA384 => Sha384::digest(msg).to_vec(),
-                    _ => Sha512::digest(msg).to_vec(),
+                let digest = match alg {
+                    ECDSA_SHA256 => EcdsaDigest::Sha256,
+                    ECDSA_SHA384 => EcdsaDigest::Sha384,
+                    _ => EcdsaDigest::Sha512,
                 };
-                key.verify_prehash(&prehash, sig)
+                key.verify_ecdsa(digest, msg, sig)
             }
             RSA_SHA256 | RSA_SHA384 | RSA_SHA512 => {
                 use rsa::pkcs8::DecodePublicKey;
@@ -247,7 +247,57 @@ pub(crate) fn verify_chain_at(
     trusted: &[Vec<u8>],
     at: Option<u64>,
 ) -> Result<PublicKey, String> {
+    verify_chain_path_at(leaf_der, intermediates, trusted, at).map(|(key, _)| key)
+}
+
+/// [`verify_chain_at`], and the path it found (leaf first, DER).
+pub(crate) fn verify_chain_path_at(
+    leaf_der: &[u8],
+    intermediates: &[Vec<u8>],
+    trusted: &[Vec<u8>],
+    at: Option<u64>,
+) -> Result<(PublicKey, Vec<Vec<u8>>), String> {
     let leaf = Cert::parse(leaf_der, "signing certificate")?;
+    let at = at.unwrap_or_else(|| leaf.not_before_secs());
+    let path = path_at(&leaf, intermediates, trusted, at)?;
+    let key_usage: Option<KeyUsage> = leaf.extension(ID_CE_KEY_USAGE)?;
+    let can_sign = key_usage.is_some_and(|k| k.0.contains(KeyUsages::DigitalSignature))
+        || leaf
+            .extension::<ExtendedKeyUsage>(ID_CE_EXT_KEY_USAGE)?
+            .is_some_and(|e| e.0.contains(&ID_KP_CODE_SIGNING));
+    if !can_sign {
+        return Err("signing certificate allows neither digitalSignature nor codeSigning".to_owned());
+    }
+    let key = leaf.public_key().map_err(|e| format!("signing certificate key: {e}"))?;
+    Ok((key, path))
+}
+
+/// Whether `path` (as [`verify_chain_path_at`] found it) is also a valid
+/// path at `at`: its signatures, extensions and constraints do not depend
+/// on the time, so only each certificate's validity and the trust of its
+/// issuers then are checked.
+pub(crate) fn path_holds_at(path: &[Vec<u8>], intermediates: &[Vec<u8>], trusted: &[Vec<u8>], at: u64) -> bool {
+    let Some((anchor, below)) = path.split_last() else {
+        return false;
+    };
+    trusted.contains(anchor)
+        && below
+            .iter()
+            .skip(1)
+            .all(|c| intermediates.contains(c) || trusted.contains(c))
+        && path
+            .iter()
+            .all(|d| Cert::parse(d, "path").is_ok_and(|c| c.valid_at(at)))
+}
+
+/// A path from `leaf` to one of `trusted` through `intermediates`, every
+/// certificate on it valid at `at`; what the leaf may do is the caller's check.
+pub(crate) fn path_at(
+    leaf: &Cert,
+    intermediates: &[Vec<u8>],
+    trusted: &[Vec<u8>],
+    at: u64,
+) -> Result<Vec<Vec<u8>>, String> {
     let pool: Vec<Cert> = intermediates
         .iter()
         .enumerate()
@@ -258,8 +308,7 @@ pub(crate) fn verify_chain_at(
         .enumerate()
         .map(|(i, d)| Cert::parse(d, &format!("trusted certificate {}", i + 1)))
         .collect::<Result<_, _>>()?;
-    let at = at.unwrap_or_else(|| leaf.not_before_secs());
-    let mut path = vec![&leaf];
+    let mut path = vec![leaf];
     let mut why = Vec::new();
     if !build(&mut path, &pool, &anchors, at, &mut why) {
         why.dedup();
@@ -273,15 +322,7 @@ pub(crate) fn verify_chain_at(
         };
         return Err(format!("certificate chain does not lead to a trusted root: {detail}"));
     }
-    let key_usage: Option<KeyUsage> = leaf.extension(ID_CE_KEY_USAGE)?;
-    let can_sign = key_usage.is_some_and(|k| k.0.contains(KeyUsages::DigitalSignature))
-        || leaf
-            .extension::<ExtendedKeyUsage>(ID_CE_EXT_KEY_USAGE)?
-            .is_some_and(|e| e.0.contains(&ID_KP_CODE_SIGNING));
-    if !can_sign {
-        return Err("signing certificate allows neither digitalSignature nor codeSigning".to_owned());
-    }
-    leaf.public_key().map_err(|e| format!("signing certificate key: {e}"))
+    Ok(path.iter().map(|c| c.der.clone()).collect())
 }
 
 fn build<'a>(path: &mut Vec<&'a Cert>, pool: &'a [Cert], anchors: &'a [Cert], at: u64, why: &mut Vec<String>) -> bool {
