@@ -1,6 +1,7 @@
 //! What keyless verification costs over key-based verification of the same
 //! model: the fixture in `tests/data/keyless`, signed both ways over one
-//! statement, verified in the same run. Prints medians and p99 of single
+//! statement (keyless in each of the minter's three profiles), verified in
+//! the same run. Prints medians and p99 of single
 //! verifications; not a test (nothing passes or fails).
 //!
 //! `cargo bench -p modelgate-oms --bench keyless`
@@ -54,7 +55,31 @@ fn main() {
     );
     let model = data("model");
     let opts = VerifyOptions::default();
-    let rows: [Row<'_>; 5] = [
+    // The same statement minted as Rekor v1 + RFC 3161 timestamp, and as Rekor v2.
+    let profile = |p: &str| {
+        let root = TrustedRoot::parse(&read(&format!("{p}/trusted_root.json"))).expect("the root");
+        (
+            read(&format!("{p}/keyless.sig")),
+            Trust::Keyless(std::sync::Arc::new(root), signer()),
+        )
+    };
+    let (tsa, tsa_trust) = profile("v1-tsa");
+    let (v2, v2_trust) = profile("v2");
+    let stamp = {
+        use base64::Engine as _;
+        let b: serde_json::Value = serde_json::from_slice(&v2).expect("JSON");
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let at = |p: &str| {
+            b64.decode(b.pointer(p).and_then(|v| v.as_str()).expect(p))
+                .expect("base64")
+        };
+        (
+            at("/verificationMaterial/timestampVerificationData/rfc3161Timestamps/0/signedTimestamp"),
+            at("/dsseEnvelope/signatures/0/sig"),
+            TrustedRoot::parse(&read("v2/trusted_root.json")).expect("the root"),
+        )
+    };
+    let rows: [Row<'_>; 8] = [
         ("bundle, key", Box::new(|| assert!(verify_bundle(&keyed, &key).is_ok()))),
         (
             "bundle, keyless",
@@ -67,6 +92,18 @@ fn main() {
         (
             "model (2 files), keyless",
             Box::new(|| assert!(verify_model(&model, &keyless, &sigstore, &opts, None).is_ok())),
+        ),
+        (
+            "model (2 files), keyless, Rekor v1 + RFC 3161 timestamp",
+            Box::new(|| assert!(verify_model(&model, &tsa, &tsa_trust, &opts, None).is_ok())),
+        ),
+        (
+            "model (2 files), keyless, Rekor v2 + RFC 3161 timestamp",
+            Box::new(|| assert!(verify_model(&model, &v2, &v2_trust, &opts, None).is_ok())),
+        ),
+        (
+            "its RFC 3161 timestamp alone",
+            Box::new(|| assert!(modelgate_oms::rfc3161::verify(&stamp.0, &stamp.1, &stamp.2).is_ok())),
         ),
         (
             "trusted root parsed (once per process)",
@@ -86,4 +123,10 @@ fn main() {
         added,
         medians[3].as_secs_f64() / medians[2].as_secs_f64()
     );
+    for (i, what) in [(4, "Rekor v1 + timestamp"), (5, "Rekor v2 + timestamp")] {
+        println!(
+            "keyless ({what}) over key: {:.2?} added",
+            medians[i].saturating_sub(medians[2])
+        );
+    }
 }

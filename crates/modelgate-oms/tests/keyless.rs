@@ -57,6 +57,63 @@ fn the_keyless_fixture_verifies_as_the_key_signed_one_does() {
     assert!(who.signed_at > 1_700_000_000);
 }
 
+/// The bundle and root of a profile (`v1-tsa`, `v2`).
+fn profile(p: &str) -> (Vec<u8>, TrustedRoot) {
+    let b = std::fs::read(data(&format!("{p}/keyless.sig"))).unwrap();
+    let r = TrustedRoot::parse(&std::fs::read(data(&format!("{p}/trusted_root.json"))).unwrap()).unwrap();
+    (b, r)
+}
+
+#[test]
+fn rekor_v2_and_timestamped_bundles_verify_with_their_time_from_the_timestamp() {
+    for p in ["v1-tsa", "v2"] {
+        let (b, r) = profile(p);
+        let keyless = verify_model(
+            &data("model"),
+            &b,
+            &Trust::Keyless(std::sync::Arc::new(profile(p).1), signer()),
+            &VerifyOptions::default(),
+            None,
+        )
+        .unwrap();
+        let keyed = verify_model(
+            &data("model"),
+            &std::fs::read(data("key-signed.sig")).unwrap(),
+            &Trust::PublicKey(
+                modelgate_oms::PublicKey::from_pem(&std::fs::read_to_string(data("key.pub")).unwrap(), "key.pub")
+                    .unwrap(),
+            ),
+            &VerifyOptions::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(keyless.root_digest, keyed.root_digest, "{p}");
+        let (_, _, who) = verify_keyless(&b, &r, &signer()).unwrap();
+        assert_eq!((who.identity.as_str(), who.log_index), ("signer@example.com", 6), "{p}");
+    }
+    // Without its timestamp a Rekor v2 entry has no verified time at all;
+    // with a changed one, the timestamp itself is refused.
+    let (b, r) = profile("v2");
+    let mut v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    let stamps = v["verificationMaterial"]
+        .as_object_mut()
+        .unwrap()
+        .remove("timestampVerificationData")
+        .unwrap();
+    let e = verify_keyless(&serde_json::to_vec(&v).unwrap(), &r, &signer()).unwrap_err();
+    assert_eq!(e.check, Check::SigningTime, "{e}");
+    v["verificationMaterial"]["timestampVerificationData"] = stamps;
+    flip(
+        v.pointer_mut("/verificationMaterial/timestampVerificationData/rfc3161Timestamps/0/signedTimestamp")
+            .unwrap(),
+    );
+    let e = verify_keyless(&serde_json::to_vec(&v).unwrap(), &r, &signer()).unwrap_err();
+    assert_eq!(e.check, Check::Timestamp, "{e}");
+    // Another profile's root names none of its keys.
+    let e = verify_keyless(&b, &root(), &signer()).unwrap_err();
+    assert_eq!(e.check, Check::Timestamp, "{e}");
+}
+
 #[test]
 fn identities_match_exactly_or_by_an_anchored_expression() {
     let with = |identity: IdentityMatch, issuer: &str| {
@@ -154,8 +211,11 @@ fn each_piece_of_evidence_is_checked() {
         Check::Inclusion,
     );
     refused(
-        |v| v["verificationMaterial"]["timestampVerificationData"] = serde_json::json!({}),
-        Check::SigningTime,
+        |v| {
+            v["verificationMaterial"]["timestampVerificationData"] =
+                serde_json::json!({"rfc3161Timestamps": [{"signedTimestamp": "MAA="}]})
+        },
+        Check::Timestamp,
     );
     refused(|v| v["unexpected"] = true.into(), Check::Bundle);
     refused(
