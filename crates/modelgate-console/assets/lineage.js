@@ -10,7 +10,9 @@
 // WebCrypto (SHA-256, Ed25519, ECDSA, RSA). It makes no request of any kind.
 //
 // What the browser cannot do, it refuses rather than pass: Ed25519ph model
-// signatures (no WebCrypto algorithm), certificate-signed model bundles and
+// signatures (no WebCrypto algorithm), certificate-signed model bundles,
+// keyless (Sigstore) model bundles, whose X.509, SCT, SET and RFC 3161
+// checks it leaves to `modelgate lineage verify` and says so, and
 // reference v0.2 statements. Cedar policy ids are read with a Cedar lexer
 // (annotations and policy boundaries), not a full Cedar parser: the policy
 // set is an entry proven in the governance log, which the authority accepts
@@ -240,7 +242,11 @@
   const PAYLOADS = {
     "trust-root": struct({
       type: str, version: u64, root_version: u64,
-      principals: map(struct({ roles: arr(oneOf(ROLES)), keys: arr(str), model_keys: arr(str) })),
+      principals: map(struct({
+        roles: arr(oneOf(ROLES)), keys: arr(str), model_keys: arr(str),
+        keyless: opt(arr(struct({ issuer: str, identity: opt(str), identity_regexp: opt(str) }))),
+      })),
+      sigstore_trusted_root: opt(any),
       thresholds: struct({
         root: u64, model: u64, approval: struct({ low: u64, medium: u64, high: u64, critical: u64 }),
         revocation: u64, exception: u64, policy: u64, enrollment: u64,
@@ -478,6 +484,18 @@
   function omsPae(payload) {
     return concat(enc.encode(`DSSEv1 ${OMS_PAYLOAD_TYPE.length} ${OMS_PAYLOAD_TYPE} ${payload.length} `), payload);
   }
+  // A keyless bundle: a Fulcio certificate and a Rekor entry, no bare key.
+  function isKeyless(bundleBytes) {
+    let top;
+    try { top = jsonOfBytes(bundleBytes, "the OMS bundle"); } catch (e) { if (e instanceof Refused) return false; throw e; }
+    const vm = top instanceof Map ? top.get("verificationMaterial") : undefined;
+    return vm instanceof Map && vm.has("certificate") && vm.has("tlogEntries");
+  }
+  const KEYLESS_LEFT_TO_CLI = "registration: the model's OMS bundle is signed keyless (a Fulcio certificate naming a " +
+    "Sigstore identity, a Rekor entry); this viewer leaves that step to `modelgate lineage verify`, which checks it " +
+    "offline under the Sigstore trusted root the trust root carries. The browser does not verify X.509 certificate " +
+    "chains, certificate extensions, SCTs, signed entry timestamps or RFC 3161 timestamps, so it cannot pass it";
+
   // The OMS bundle's root digest (hex) when it verifies with `key`; else the reason.
   async function omsRootDigest(bundleBytes, key) {
     const top = jsonOfBytes(bundleBytes, "the OMS bundle");
@@ -734,6 +752,7 @@
       if (reg.payload.kind !== "model") refuse("the registration entry is not a model registration");
       const bundle = b64decode(reg.payload.doc.bundle);
       if (!bundle) refuse("the registration's bundle is not base64");
+      if (isKeyless(bundle)) refuse(KEYLESS_LEFT_TO_CLI);
       let signer = null;
       const why = [];
       for (const mk of root.modelKeys) {

@@ -1,7 +1,10 @@
 //! Keyless Sigstore bundles, against the real reference (`model-signing`
 //! 1.1.1 with `sigstore` 4.5.1, `verify sigstore --trust_config`, offline),
 //! from the private test Sigstore instance `tests/sigstore/mint.py` (a
-//! Fulcio-like CA, a CT log, a Rekor-v1-like log and their trusted root).
+//! Fulcio-like CA, a CT log, Rekor-v1-like and Rekor-v2-like logs, a
+//! timestamp authority and their trusted root), in each of its profiles:
+//! Rekor v1 with a SET, the same with an RFC 3161 timestamp (what the
+//! public-good instance writes), and Rekor v2 with a timestamp.
 //! Every mutation the minter makes must be refused by modelgate; the
 //! reference must agree, except where TESTING.md says why we are stricter.
 //! `scripts/test.sh` sets MODELGATE_REFERENCE_PYTHON; under CI a missing
@@ -15,13 +18,27 @@ use std::process::{Command, Output};
 
 const IDENTITY: &str = "signer@example.com";
 const ISSUER: &str = "https://accounts.example.com";
-/// Mutations the reference (sigstore-python 4.5.1) accepts and modelgate
-/// refuses, each explained in TESTING.md.
-const STRICTER: [&str; 4] = [
-    "proof-tree-size",
-    "sct-log-unknown",
-    "root-ca-window-ended",
-    "root-tlog-window-ended",
+/// The minter's profiles.
+const PROFILES: [&str; 3] = ["v1", "v1-tsa", "v2"];
+/// Mutations (profile/name) the reference (sigstore-python 4.5.1) accepts
+/// and modelgate refuses, each explained in TESTING.md.
+const STRICTER: [&str; 16] = [
+    "v1/proof-tree-size",
+    "v1/sct-log-unknown",
+    "v1/root-ca-window-ended",
+    "v1/root-tlog-window-ended",
+    "v1-tsa/tsa-imprint",
+    "v1-tsa/tsa-untrusted",
+    "v1-tsa/tsa-status",
+    "v1-tsa/tsa-window-ended",
+    "v1-tsa/tsa-content-digest",
+    "v2/log-index",
+    "v2/proof-tree-size",
+    "v2/log-id",
+    "v2/sct-log-unknown",
+    "v2/root-ca-window-ended",
+    "v2/root-tlog-window-ended",
+    "v2/tsa-attr-content-type",
 ];
 
 fn python() -> Option<PathBuf> {
@@ -74,9 +91,11 @@ fn model(dir: &Path) -> (PathBuf, PathBuf) {
     (m, oms)
 }
 
-fn mint(py: &Path, oms: &Path, out: &Path, mutation: Option<&str>) {
+fn mint(py: &Path, oms: &Path, out: &Path, profile: &str, mutation: Option<&str>) {
     let mut cmd = Command::new(py);
     cmd.arg(minter()).args([
+        "--profile",
+        profile,
         "--oms",
         s(oms),
         "--identity",
@@ -131,15 +150,23 @@ fn a_keyless_bundle_verifies_offline_with_the_reference_and_with_modelgate() {
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let (model, oms) = model(dir.path());
-    let minted = dir.path().join("ok");
-    mint(&py, &oms, &minted, None);
-    let sig = minted.join("model.sig");
-    let (ok, said) = reference_accepts(&py, &model, &sig, &minted);
-    assert!(ok, "the reference refused the minted bundle: {said}");
-    for root in ["trusted_root.json", "trust_config.json"] {
-        let o = modelgate_verify(&model, &sig, &minted.join(root), &["--identity", IDENTITY]);
-        assert!(o.status.success(), "{root}: {}", String::from_utf8_lossy(&o.stderr));
+    for profile in PROFILES {
+        let minted = dir.path().join(profile);
+        mint(&py, &oms, &minted, profile, None);
+        let sig = minted.join("model.sig");
+        let (ok, said) = reference_accepts(&py, &model, &sig, &minted);
+        assert!(ok, "{profile}: the reference refused the minted bundle: {said}");
+        for root in ["trusted_root.json", "trust_config.json"] {
+            let o = modelgate_verify(&model, &sig, &minted.join(root), &["--identity", IDENTITY]);
+            assert!(
+                o.status.success(),
+                "{profile} {root}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
     }
+    let minted = dir.path().join("v1");
+    let sig = minted.join("model.sig");
     let o = modelgate_verify(
         &model,
         &sig,
@@ -199,21 +226,23 @@ fn every_mutation_is_refused_and_the_reference_agrees_but_where_documented() {
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let (model, oms) = model(dir.path());
-    let list = run(Command::new(&py).arg(minter()).arg("--list"));
-    let mutations: Vec<String> = String::from_utf8(list.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    assert!(mutations.len() >= 200, "{} mutations", mutations.len());
+    let mut mutations: Vec<(&str, String)> = Vec::new();
+    for profile in PROFILES {
+        let list = run(Command::new(&py).arg(minter()).args(["--profile", profile, "--list"]));
+        assert!(list.status.success());
+        let names = String::from_utf8(list.stdout).unwrap();
+        mutations.extend(names.lines().map(|m| (profile, m.to_owned())));
+    }
+    assert!(mutations.len() >= 300, "{} mutations", mutations.len());
     // Two workers (the machine's cores): each mutation is minted, then
     // verified by modelgate and by the reference.
     let half = mutations.len() / 2;
-    let accepted_by_reference = |chunk: &[String]| -> Vec<String> {
+    let accepted_by_reference = |chunk: &[(&str, String)]| -> Vec<String> {
         let mut accepted = Vec::new();
-        for m in chunk {
+        for (profile, m) in chunk {
+            let m = &format!("{profile}/{m}");
             let minted = dir.path().join(m);
-            mint(&py, &oms, &minted, Some(m));
+            mint(&py, &oms, &minted, profile, m.split_once('/').map(|x| x.1));
             let sig = minted.join("model.sig");
             let o = modelgate_verify(
                 &model,
@@ -229,7 +258,7 @@ fn every_mutation_is_refused_and_the_reference_agrees_but_where_documented() {
             );
             assert!(said.contains("keyless-"), "{m}: names no check: {said}");
             if reference_accepts(&py, &model, &sig, &minted).0 {
-                accepted.push(m.clone());
+                accepted.push(m.to_owned());
             }
         }
         accepted
@@ -333,6 +362,18 @@ fn a_keyless_model_is_registered_approved_served_and_contained() {
     for shown in ["Keyless signer", IDENTITY, ISSUER, "Rekor log index 6"] {
         assert!(page.contains(shown), "the model page does not show {shown:?}");
     }
+    // And as a person sees it, in Chromium with the console's CSP enforced.
+    let (browser, chromium) = common::browser_tools();
+    let o = run(Command::new("node")
+        .arg(browser.join("page.mjs"))
+        .arg(format!("{url}/models/{digest}"))
+        .args(["Keyless signer", IDENTITY, ISSUER, "Rekor log index 6"])
+        .env("CHROMIUM", &chromium));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && said.contains("every browser check passed"),
+        "{said}"
+    );
 
     let w = World {
         dir,
@@ -362,6 +403,37 @@ fn a_keyless_model_is_registered_approved_served_and_contained() {
     let pinned = w.data.join("trust-root.dsse.json");
     let out = ok(&mg(&["lineage", "verify", s(&pf), "--trust-root", s(&pinned)]));
     assert!(out.contains("its OMS bundle signed by signer"), "{out}");
+    // The saved proof viewer passes every step before the registration and
+    // names the one it leaves to the CLI, rather than pass or guess it.
+    let mut resp = common::world::agent()
+        .get(&format!("{url}/proof/viewer.html"))
+        .call()
+        .unwrap();
+    let viewer = w.dir.path().join("modelgate-proof-viewer.html");
+    std::fs::write(&viewer, resp.body_mut().read_to_string().unwrap()).unwrap();
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let cases = serde_json::json!([{
+        "kind": "lineage",
+        "proof": b64.encode(&proof),
+        "trust_root": b64.encode(std::fs::read(&pinned).unwrap()),
+        "full": false,
+        "expect_valid": false,
+    }]);
+    let (cases_file, out_file) = (w.dir.path().join("cases.json"), w.dir.path().join("verdicts.json"));
+    std::fs::write(&cases_file, cases.to_string()).unwrap();
+    let o = run(Command::new("node")
+        .arg(browser.join("verdicts.mjs"))
+        .args([s(&viewer), s(&cases_file), s(&out_file)])
+        .env("CHROMIUM", &chromium));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let verdicts: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    let reason = verdicts[0]["reason"].as_str().unwrap_or_default();
+    assert_eq!(verdicts[0]["valid"], false, "{verdicts}");
+    assert!(
+        reason.contains("signed keyless") && reason.contains("modelgate lineage verify"),
+        "the viewer must name the step it leaves to the CLI: {reason}"
+    );
     let weights = w.dir.path().join("model/weights.bin");
     std::fs::write(&weights, b"tiny weights for the keyless fixturE\n").unwrap();
     let v = wait_for(&g.events, 30, "Contained", |v| v["state"] == "Contained");
