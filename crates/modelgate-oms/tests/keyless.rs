@@ -114,6 +114,24 @@ fn rekor_v2_and_timestamped_bundles_verify_with_their_time_from_the_timestamp() 
     assert_eq!(e.check, Check::Timestamp, "{e}");
 }
 
+/// A real timestamp by the public-good instance's authority verifies under
+/// the embedded root, at the time it states; over another message, not.
+#[test]
+fn a_public_good_timestamp_verifies_under_the_embedded_root() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data("public-good-timestamp.json")).unwrap()).unwrap();
+    let at = |k: &str| b64.decode(v[k].as_str().unwrap()).unwrap();
+    let public_good = TrustedRoot::public_good().unwrap();
+    let t = modelgate_oms::rfc3161::verify(&at("signedTimestamp"), &at("signature"), &public_good).unwrap();
+    assert_eq!(t, 1_772_216_383, "2026-02-27T18:19:43Z");
+    let mut other = at("signature");
+    other[10] ^= 1;
+    assert!(modelgate_oms::rfc3161::verify(&at("signedTimestamp"), &other, &public_good).is_err());
+    assert!(modelgate_oms::rfc3161::verify(&at("signedTimestamp"), &at("signature"), &root()).is_err());
+}
+
 #[test]
 fn identities_match_exactly_or_by_an_anchored_expression() {
     let with = |identity: IdentityMatch, issuer: &str| {
