@@ -279,7 +279,7 @@ fn every_mutation_is_refused_and_the_reference_agrees_but_where_documented() {
 /// The keyless fixture governed end to end: its identity is a model signer
 /// of the trust root (under the trust root's own Sigstore root), the model
 /// is registered, approved, served through the gateway; a changed byte
-/// contains it. No reference tool or network is needed: the fixture was
+/// contains it, the restored bytes serve again, and a revocation refuses it. No reference tool or network is needed: the fixture was
 /// minted, and verified by the reference, when it was made.
 #[test]
 fn a_keyless_model_is_registered_approved_served_and_contained() {
@@ -439,4 +439,17 @@ fn a_keyless_model_is_registered_approved_served_and_contained() {
     let v = wait_for(&g.events, 30, "Contained", |v| v["state"] == "Contained");
     assert_eq!(v["reason"], "UnauthorizedModification", "{v}");
     assert_ne!(call(&g.url, Some("svc-token"), None, &chat(false)).0, 200);
+    // Restored: the node verifies the keyless bundle again, offline, and serves.
+    std::fs::copy(fixture.join("model/weights.bin"), &weights).unwrap();
+    wait_for(&g.events, 30, "Serving again", |v| v["state"] == "Serving");
+    common::world::eventually(20, "calls served again", || {
+        (call(&g.url, Some("svc-token"), None, &chat(false)).0 == 200).then_some(())
+    });
+    // Revoked like any model: the decision refuses it by name.
+    common::world::revoke(&w, "drift", "INC-3");
+    let (code, _) = common::world::eventually(10, "revocation", || {
+        let (st, _, b) = call(&g.url, Some("svc-token"), None, &chat(false));
+        (st != 200).then(|| (st, b["error"]["code"].as_str().unwrap_or("").to_owned()))
+    });
+    assert_eq!(code, (403, "Revoked".to_owned()));
 }
