@@ -30,7 +30,7 @@ use sha2::{Digest as _, Sha256};
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{ExtendedKeyUsage, KeyUsage, KeyUsages, SubjectAltName};
 
-use crate::keys::PublicKey;
+use crate::keys::{EcdsaDigest, PublicKey};
 use crate::trusted_root::TrustedRoot;
 use crate::x509::Cert;
 
@@ -306,24 +306,25 @@ pub fn verify_keyless(
         .map_or(&[][..], |d| &d.rfc3161_timestamps[..]);
     let times = signing_times(entry, &body, stamps, &signature, root)?;
     // The log's own time when it has one, else the first timestamp's; the
-    // chain must hold at every verified time, as the reference requires.
-    let signed_at = times[0];
-    let mut verified: Option<(PublicKey, Vec<Vec<u8>>)> = None;
-    for &t in &times {
+    // chain must hold at every verified time, as the reference requires:
+    // the path found at the first holds at another if each certificate on
+    // it is valid then, else another path is looked for.
+    let (signed_at, later) = times.split_first().ok_or_else(|| KeylessError {
+        check: Check::SigningTime,
+        message: "no verified signing time".into(),
+    })?;
+    let signed_at = *signed_at;
+    let cas = root.ca_certificates(signed_at);
+    let (key, path) = chain(&leaf, &cas, signed_at)?;
+    for &t in later {
         let (pool, anchors) = root.ca_certificates(t);
-        if let Some((_, path)) = &verified {
-            if crate::x509::path_holds_at(path, &pool, &anchors, t) {
-                continue;
-            }
+        if !crate::x509::path_holds_at(&path, &pool, &anchors, t) {
+            chain(&leaf, &(pool, anchors), t)?;
         }
-        verified = Some(chain(&leaf, &(pool, anchors), t)?);
     }
-    let Some((key, _)) = verified else {
-        return fail(Check::SigningTime, "no verified signing time");
-    };
     usage(&leaf)?;
     let (identity, issuer) = identity(&leaf, expected)?;
-    sct(&leaf, &root.ca_certificates(signed_at), root)?;
+    sct(&leaf, &cas, root)?;
     let pae = crate::pae_typed(&b.dsse_envelope.payload_type, &payload);
     log_entry(entry, &body, &payload, &pae, &signature, &leaf_der, &key)?;
     inclusion(entry, &body, root, signed_at)?;
@@ -748,20 +749,13 @@ fn hashedrekord_v002(
     if (d.kind.as_str(), d.api_version.as_str()) != ("hashedrekord", "0.0.2") {
         return fail(Check::LogEntry, "the entry body's kind is not the entry's kindVersion");
     }
-    let (details, algorithm, digest) = match key {
-        PublicKey::P256(_) => ("PKIX_ECDSA_P256_SHA_256", "SHA2_256", Sha256::digest(pae).to_vec()),
-        PublicKey::P384(_) => (
-            "PKIX_ECDSA_P384_SHA_384",
-            "SHA2_384",
-            sha2::Sha384::digest(pae).to_vec(),
-        ),
-        PublicKey::P521(_) => (
-            "PKIX_ECDSA_P521_SHA_512",
-            "SHA2_512",
-            sha2::Sha512::digest(pae).to_vec(),
-        ),
+    let (details, algorithm, hash) = match key {
+        PublicKey::P256(_) => ("PKIX_ECDSA_P256_SHA_256", "SHA2_256", EcdsaDigest::Sha256),
+        PublicKey::P384(_) => ("PKIX_ECDSA_P384_SHA_384", "SHA2_384", EcdsaDigest::Sha384),
+        PublicKey::P521(_) => ("PKIX_ECDSA_P521_SHA_512", "SHA2_512", EcdsaDigest::Sha512),
         _ => return fail(Check::LogEntry, "the certificate's key is not one Rekor v2 records"),
     };
+    let digest = hash.digest(pae);
     let h = &d.spec.hashed_rekord_v002;
     if h.data.algorithm != algorithm || B64.decode(&h.data.digest).ok() != Some(digest) {
         return fail(Check::LogEntry, "the entry's digest is not this envelope's");

@@ -67,6 +67,28 @@ pub enum EcdsaDigest {
     Sha512,
 }
 
+impl EcdsaDigest {
+    /// The SHA-2 function an object identifier names (id-sha256, -384, -512).
+    pub fn from_oid(oid: &const_oid::ObjectIdentifier) -> Option<Self> {
+        use const_oid::db::rfc5912::{ID_SHA_256, ID_SHA_384, ID_SHA_512};
+        match *oid {
+            ID_SHA_256 => Some(EcdsaDigest::Sha256),
+            ID_SHA_384 => Some(EcdsaDigest::Sha384),
+            ID_SHA_512 => Some(EcdsaDigest::Sha512),
+            _ => None,
+        }
+    }
+
+    /// The digest of `data`.
+    pub fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            EcdsaDigest::Sha256 => Sha256::digest(data).to_vec(),
+            EcdsaDigest::Sha384 => sha2::Sha384::digest(data).to_vec(),
+            EcdsaDigest::Sha512 => sha2::Sha512::digest(data).to_vec(),
+        }
+    }
+}
+
 /// A public verification key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PublicKey {
@@ -313,31 +335,18 @@ impl PublicKey {
     /// [`PublicKey::verify_prehash`] does.
     pub fn verify_ecdsa(&self, digest: EcdsaDigest, msg: &[u8], sig: &[u8]) -> bool {
         use ring::signature as rs;
-        let (alg, point): (&'static rs::EcdsaVerificationAlgorithm, Vec<u8>) = match (self, digest) {
-            (PublicKey::P256(k), EcdsaDigest::Sha256) => (
-                &rs::ECDSA_P256_SHA256_ASN1,
-                k.to_encoded_point(false).as_bytes().to_vec(),
-            ),
-            (PublicKey::P256(k), EcdsaDigest::Sha384) => (
-                &rs::ECDSA_P256_SHA384_ASN1,
-                k.to_encoded_point(false).as_bytes().to_vec(),
-            ),
-            (PublicKey::P384(k), EcdsaDigest::Sha256) => (
-                &rs::ECDSA_P384_SHA256_ASN1,
-                k.to_encoded_point(false).as_bytes().to_vec(),
-            ),
-            (PublicKey::P384(k), EcdsaDigest::Sha384) => (
-                &rs::ECDSA_P384_SHA384_ASN1,
-                k.to_encoded_point(false).as_bytes().to_vec(),
-            ),
-            _ => {
-                let prehash = match digest {
-                    EcdsaDigest::Sha256 => Sha256::digest(msg).to_vec(),
-                    EcdsaDigest::Sha384 => sha2::Sha384::digest(msg).to_vec(),
-                    EcdsaDigest::Sha512 => sha2::Sha512::digest(msg).to_vec(),
-                };
-                return !matches!(self, PublicKey::Rsa(_)) && self.verify_prehash(&prehash, sig);
-            }
+        let point = match self {
+            PublicKey::P256(k) => k.to_encoded_point(false).as_bytes().to_vec(),
+            PublicKey::P384(k) => k.to_encoded_point(false).as_bytes().to_vec(),
+            PublicKey::Rsa(_) => return false,
+            _ => return self.verify_prehash(&digest.digest(msg), sig),
+        };
+        let alg: &'static rs::EcdsaVerificationAlgorithm = match (self, digest) {
+            (PublicKey::P256(_), EcdsaDigest::Sha256) => &rs::ECDSA_P256_SHA256_ASN1,
+            (PublicKey::P256(_), EcdsaDigest::Sha384) => &rs::ECDSA_P256_SHA384_ASN1,
+            (PublicKey::P384(_), EcdsaDigest::Sha256) => &rs::ECDSA_P384_SHA256_ASN1,
+            (PublicKey::P384(_), EcdsaDigest::Sha384) => &rs::ECDSA_P384_SHA384_ASN1,
+            _ => return self.verify_prehash(&digest.digest(msg), sig),
         };
         rs::UnparsedPublicKey::new(alg, point).verify(msg, sig).is_ok()
     }

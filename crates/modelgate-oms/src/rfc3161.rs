@@ -20,7 +20,6 @@ use const_oid::db::rfc5280::ID_CE_EXT_KEY_USAGE;
 use const_oid::ObjectIdentifier;
 use der::asn1::OctetString;
 use der::{Decode, Encode};
-use sha2::{Digest as _, Sha256, Sha384, Sha512};
 use x509_cert::ext::pkix::ExtendedKeyUsage;
 
 use crate::keys::{EcdsaDigest, PublicKey};
@@ -32,25 +31,12 @@ const ID_CT_TST_INFO: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.1
 const ID_CONTENT_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
 const ID_MESSAGE_DIGEST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
 const ID_KP_TIME_STAMPING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.8");
-const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
-const SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
-const SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
 const ECDSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 const ECDSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
 const ECDSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.4");
 const RSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
 const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
-
-/// The digest `alg` names, of `data`; `None` for an algorithm not accepted.
-fn digest(alg: &ObjectIdentifier, data: &[u8]) -> Option<Vec<u8>> {
-    match *alg {
-        SHA256 => Some(Sha256::digest(data).to_vec()),
-        SHA384 => Some(Sha384::digest(data).to_vec()),
-        SHA512 => Some(Sha512::digest(data).to_vec()),
-        _ => None,
-    }
-}
 
 /// Whether `alg` is a signature algorithm a timestamp may be signed with.
 /// The digest signed is the signer's digest algorithm's (RFC 5652 5.4, as
@@ -109,8 +95,8 @@ pub fn verify(resp_der: &[u8], message: &[u8], root: &TrustedRoot) -> Result<u64
     let md: OctetString = attribute(attrs, ID_MESSAGE_DIGEST, "message-digest")?
         .decode_as()
         .map_err(|e| format!("the message-digest attribute: {e}"))?;
-    let want = digest(&si.digest_alg.oid, &tst_der).ok_or("its digest algorithm is not SHA-2")?;
-    if md.as_bytes() != want {
+    let digest_alg = EcdsaDigest::from_oid(&si.digest_alg.oid).ok_or("its digest algorithm is not SHA-2")?;
+    if md.as_bytes() != digest_alg.digest(&tst_der) {
         return Err("the message-digest attribute is not the TSTInfo's digest".into());
     }
     // The signature covers the attributes as a DER SET; they must be the
@@ -122,8 +108,8 @@ pub fn verify(resp_der: &[u8], message: &[u8], root: &TrustedRoot) -> Result<u64
         return Err("its signed attributes are not DER".into());
     }
     let imprint = &tst.message_imprint;
-    let want = digest(&imprint.hash_algorithm.oid, message).ok_or("its imprint's hash is not SHA-2")?;
-    if imprint.hashed_message.as_bytes() != want {
+    let imprint_alg = EcdsaDigest::from_oid(&imprint.hash_algorithm.oid).ok_or("its imprint's hash is not SHA-2")?;
+    if imprint.hashed_message.as_bytes() != imprint_alg.digest(message) {
         return Err("it timestamps another message than this signature".into());
     }
     let t = tst.gen_time.to_unix_duration().as_secs();
@@ -131,12 +117,6 @@ pub fn verify(resp_der: &[u8], message: &[u8], root: &TrustedRoot) -> Result<u64
     if !signature_algorithm(&si.signature_algorithm.oid) {
         return Err("its signature algorithm is not ECDSA or RSA".into());
     }
-    let to_sign = match si.digest_alg.oid {
-        SHA256 => EcdsaDigest::Sha256,
-        SHA384 => EcdsaDigest::Sha384,
-        SHA512 => EcdsaDigest::Sha512,
-        _ => return Err("its digest algorithm is not SHA-2".into()),
-    };
     let mut why = Vec::new();
     for chain in root.timestamp_authorities(t) {
         match signer(chain, &si.sid, embedded.as_deref(), t) {
@@ -144,10 +124,8 @@ pub fn verify(resp_der: &[u8], message: &[u8], root: &TrustedRoot) -> Result<u64
                 let key = leaf.public_key()?;
                 let sig = si.signature.as_bytes();
                 let ok = match key {
-                    PublicKey::Rsa(_) => {
-                        digest(&si.digest_alg.oid, &signed).is_some_and(|d| key.verify_prehash(&d, sig))
-                    }
-                    _ => key.verify_ecdsa(to_sign, &signed, sig),
+                    PublicKey::Rsa(_) => key.verify_prehash(&digest_alg.digest(&signed), sig),
+                    _ => key.verify_ecdsa(digest_alg, &signed, sig),
                 };
                 if ok {
                     return Ok(t);
