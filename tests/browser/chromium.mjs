@@ -14,3 +14,22 @@ export function launchChromium() {
     ],
   });
 }
+
+// Named checks, each printed as it is made; finish() exits 1 when any
+// failed (saying how many), else prints that every check passed.
+export function checks() {
+  const failures = [];
+  return {
+    check(ok, what) {
+      if (!ok) failures.push(what);
+      console.log((ok ? "ok   " : "FAIL ") + what);
+    },
+    finish() {
+      if (failures.length) {
+        console.log(`${failures.length} check(s) failed`);
+        process.exit(1);
+      }
+      console.log("every browser check passed");
+    },
+  };
+}

@@ -11,7 +11,7 @@
 // Exit 0 when every check passed; otherwise each failure is printed and the
 // exit code is 1.
 
-import { launchChromium } from "./chromium.mjs";
+import { checks, launchChromium } from "./chromium.mjs";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -25,11 +25,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const axeSource = readFileSync(join(here, "node_modules/axe-core/axe.min.js"), "utf8");
 const HOSTILE = ["<script>alert(1)</script>", "\"><img src=x onerror=alert(2)>", "<script>alert(3)</script>"];
 
-const failures = [];
-function check(ok, what) {
-  if (!ok) failures.push(what);
-  console.log((ok ? "ok   " : "FAIL ") + what);
-}
+const { check, finish } = checks();
 
 const browser = await launchChromium();
 
@@ -237,8 +233,4 @@ for (const [path, name, wants] of pages) {
 check(dialogs.length === 0, `no dialog opened (${dialogs.join("; ")})`);
 check(cspViolations.length === 0, `no Content-Security-Policy violation (${cspViolations.join("; ")})`);
 await browser.close();
-if (failures.length) {
-  console.log(`${failures.length} check(s) failed`);
-  process.exit(1);
-}
-console.log("every browser check passed");
+finish();

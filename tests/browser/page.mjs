@@ -8,18 +8,14 @@
 // Exit 0 when every check passed; otherwise each failure is printed and the
 // exit code is 1.
 
-import { launchChromium } from "./chromium.mjs";
+import { checks, launchChromium } from "./chromium.mjs";
 
 const [url, ...texts] = process.argv.slice(2);
 if (!url || texts.length === 0) {
   console.error("usage: node page.mjs PAGE_URL TEXT...");
   process.exit(2);
 }
-const failures = [];
-function check(ok, what) {
-  if (!ok) failures.push(what);
-  console.log((ok ? "ok   " : "FAIL ") + what);
-}
+const { check, finish } = checks();
 
 const browser = await launchChromium();
 const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
@@ -35,8 +31,4 @@ for (const t of texts) check(shown.includes(t), `the page shows ${JSON.stringify
 check(dialogs.length === 0, `no dialog opened (${dialogs.join("; ")})`);
 check(csp.length === 0, `no Content-Security-Policy violation (${csp.join("; ")})`);
 await browser.close();
-if (failures.length) {
-  console.log(`${failures.length} check(s) failed`);
-  process.exit(1);
-}
-console.log("every browser check passed");
+finish();
