@@ -373,15 +373,8 @@ fn the_live_demo_serves_its_console_and_plays_a_round() {
 /// generated GGUF model loads, is governed like any model, and answers.
 #[test]
 fn the_live_demo_governs_a_real_llama_cpp_server() {
-    let python = match std::env::var_os("MODELGATE_LLAMA_PYTHON") {
-        Some(p) => std::path::PathBuf::from(p),
-        None if std::env::var_os("MODELGATE_REQUIRE_INTEROP").is_some() || std::env::var_os("CI").is_some() => {
-            panic!("MODELGATE_LLAMA_PYTHON is not set: run scripts/test.sh, which installs llama-cpp-python")
-        }
-        None => {
-            eprintln!("SKIPPED: the llama.cpp demo test needs MODELGATE_LLAMA_PYTHON (scripts/test.sh sets it)");
-            return;
-        }
+    let Some(python) = common::installed_tool("MODELGATE_LLAMA_PYTHON", "llama-cpp-python") else {
+        return;
     };
     let text = live_demo_round("llama-cpp", Some(&python));
     for want in [

@@ -10,24 +10,10 @@ use std::process::{Command, Output};
 
 use base64::Engine as _;
 
-fn reference_python() -> Option<PathBuf> {
-    reference_venv("MODELGATE_REFERENCE_PYTHON", "1.1.1")
-}
+mod common;
 
-/// The python of the venv holding model-signing `release`, named by `var`.
-/// Under scripts/test.sh or CI a missing venv fails the test; elsewhere the
-/// test says it skipped.
-fn reference_venv(var: &str, release: &str) -> Option<PathBuf> {
-    match std::env::var_os(var) {
-        Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var_os("MODELGATE_REQUIRE_INTEROP").is_some() || std::env::var_os("CI").is_some() => {
-            panic!("{var} is not set: run scripts/test.sh, which installs model-signing {release}")
-        }
-        None => {
-            eprintln!("SKIPPED: interop test needs {var} (scripts/test.sh sets it)");
-            None
-        }
-    }
+fn reference_python() -> Option<PathBuf> {
+    common::installed_tool("MODELGATE_REFERENCE_PYTHON", "model-signing 1.1.1")
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -459,7 +445,7 @@ fn blake2b_bundles_interoperate() {
 /// The python of a venv with the reference's v0.2.0 release (its bundles are
 /// the ones NVIDIA NGC and others shipped before v1.0).
 fn reference_v02_python() -> Option<PathBuf> {
-    reference_venv("MODELGATE_REFERENCE_V02_PYTHON", "0.2.0")
+    common::installed_tool("MODELGATE_REFERENCE_V02_PYTHON", "model-signing 0.2.0")
 }
 
 #[test]

@@ -42,16 +42,7 @@ const STRICTER: [&str; 16] = [
 ];
 
 fn python() -> Option<PathBuf> {
-    match std::env::var_os("MODELGATE_REFERENCE_PYTHON") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var_os("CI").is_some() || std::env::var_os("MODELGATE_REQUIRE_INTEROP").is_some() => {
-            panic!("MODELGATE_REFERENCE_PYTHON is not set: run scripts/test.sh, which installs model-signing 1.1.1")
-        }
-        None => {
-            eprintln!("SKIPPED: keyless interop needs MODELGATE_REFERENCE_PYTHON (scripts/test.sh sets it)");
-            None
-        }
-    }
+    common::installed_tool("MODELGATE_REFERENCE_PYTHON", "model-signing 1.1.1")
 }
 
 fn run(cmd: &mut Command) -> Output {

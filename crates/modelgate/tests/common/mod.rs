@@ -15,6 +15,23 @@ pub fn mg(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The tool `scripts/test.sh` installs and names in the environment
+/// variable `var` (a reference venv's python, say): under scripts/test.sh
+/// or CI a missing one fails the test, naming what installs it (`installs`);
+/// in a bare local `cargo test` the test says it skipped (on stderr).
+pub fn installed_tool(var: &str, installs: &str) -> Option<std::path::PathBuf> {
+    match std::env::var_os(var) {
+        Some(p) => Some(std::path::PathBuf::from(p)),
+        None if std::env::var_os("MODELGATE_REQUIRE_INTEROP").is_some() || std::env::var_os("CI").is_some() => {
+            panic!("{var} is not set: run scripts/test.sh, which installs {installs}")
+        }
+        None => {
+            eprintln!("SKIPPED: this test needs {var} (scripts/test.sh sets it)");
+            None
+        }
+    }
+}
+
 /// A temporary path as `&str` (they are always UTF-8 here).
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
