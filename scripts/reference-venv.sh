@@ -10,6 +10,8 @@
 #                                        server, the live demo's real inference server. It is
 #                                        built from source (llama.cpp, C++): several minutes on
 #                                        2 cores the first time, cached after.
+#   scripts/reference-venv.sh openai     the official openai Python client 3.63.0, which the
+#                                        TLS tests drive against a gateway over https.
 set -euo pipefail
 cache="${MODELGATE_CACHE:-$HOME/.cache/modelgate}"
 version="${1:-1.1.1}"
@@ -17,10 +19,12 @@ case "$version" in
   1.1.1) packages=('model-signing==1.1.1' pyopenssl); check='import model_signing, OpenSSL' ;;
   0.2.0) packages=('model-signing==0.2.0' 'sigstore==3.5.3'); check='from model_signing.signing import in_toto' ;;
   llama-cpp) packages=('llama-cpp-python[server]==0.3.36'); check='import llama_cpp.server.app' ;;
-  *) echo "reference-venv.sh: unknown version $version (1.1.1, 0.2.0 or llama-cpp)" >&2; exit 2 ;;
+  openai) packages=('openai==3.63.0'); check='import openai' ;;
+  *) echo "reference-venv.sh: unknown version $version (1.1.1, 0.2.0, llama-cpp or openai)" >&2; exit 2 ;;
 esac
 case "$version" in
   llama-cpp) venv="$cache/venv-llama-cpp-python-0.3.36" ;;
+  openai) venv="$cache/venv-openai-3.63.0" ;;
   *) venv="$cache/venv-model-signing-$version" ;;
 esac
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "$check" 2>/dev/null; then

@@ -33,7 +33,9 @@ MODELGATE_REFERENCE_PYTHON="$(scripts/reference-venv.sh)"
 MODELGATE_REFERENCE_V02_PYTHON="$(scripts/reference-venv.sh 0.2.0)"
 # The live demo's llama.cpp server (llama-cpp-python, built from source once).
 MODELGATE_LLAMA_PYTHON="$(scripts/reference-venv.sh llama-cpp)"
-export MODELGATE_REFERENCE_PYTHON MODELGATE_REFERENCE_V02_PYTHON MODELGATE_LLAMA_PYTHON
+# The official openai client, governed over https in the TLS tests.
+MODELGATE_OPENAI_PYTHON="$(scripts/reference-venv.sh openai)"
+export MODELGATE_REFERENCE_PYTHON MODELGATE_REFERENCE_V02_PYTHON MODELGATE_LLAMA_PYTHON MODELGATE_OPENAI_PYTHON
 # Interop tests fail rather than skip when the reference is missing.
 export MODELGATE_REQUIRE_INTEROP=1
 # The browser tests' npm packages, playwright-core and axe-core, pinned by

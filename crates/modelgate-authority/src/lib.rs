@@ -65,7 +65,7 @@ pub const COSIGN_INTERVAL: Duration = Duration::from_millis(500);
 /// durable appends.
 pub async fn serve(
     authority: Arc<Authority>,
-    listener: tokio::net::TcpListener,
+    listener: impl Into<modelgate_http::Listener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AuthorityError> {
     serve_with(authority, listener, None, shutdown).await
@@ -75,7 +75,7 @@ pub async fn serve(
 /// listener; they must not overlap the API's.
 pub async fn serve_with(
     authority: Arc<Authority>,
-    listener: tokio::net::TcpListener,
+    listener: impl Into<modelgate_http::Listener>,
     extra: Option<axum::Router>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AuthorityError> {

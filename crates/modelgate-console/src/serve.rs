@@ -52,15 +52,13 @@ pub enum Announced<'a> {
 /// Why serving stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// A listener could not be bound.
-    #[error("couldn't listen on {addr}{what}: {source}")]
+    /// A listener could not be bound, or would speak plain HTTP off loopback.
+    #[error("{what}{source}")]
     Listen {
-        /// The address.
-        addr: SocketAddr,
         /// Which listener (empty for the API's).
         what: &'static str,
-        /// What the system said.
-        source: std::io::Error,
+        /// Why.
+        source: modelgate_http::ListenError,
     },
     /// The announcement was refused by the caller.
     #[error("{0}")]
@@ -71,23 +69,21 @@ pub enum ServeError {
 }
 
 /// Serve `authority` on `listen` with its console placed as `placement`
-/// under `prefix` until `shutdown` resolves.
+/// under `prefix` until `shutdown` resolves; every listener speaks `transport`.
 pub async fn authority_with_console(
     authority: Arc<Authority>,
     listen: SocketAddr,
+    transport: &modelgate_http::Transport,
     placement: Placement,
     prefix: &str,
     mut announce: impl FnMut(Announced<'_>) -> Result<(), String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let listener = tokio::net::TcpListener::bind(listen)
+    let listener = modelgate_http::Listener::bind(&listen.to_string(), transport)
         .await
-        .map_err(|source| ServeError::Listen {
-            addr: listen,
-            what: "",
-            source,
-        })?;
+        .map_err(|source| ServeError::Listen { what: "", source })?;
     let addr = listener.local_addr().map_err(|e| ServeError::Serve(e.to_string()))?;
+    let scheme = transport.scheme();
     let size = authority.served.read().map_or(0, |s| s.size);
     tracing::info!(%addr, size, "authority serving");
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -105,18 +101,17 @@ pub async fn authority_with_console(
         match placement {
             Placement::OnApi | Placement::None => {
                 on_api = Some(routes);
-                tracing::info!(url = %format!("http://{addr}{prefix}/"), "console");
+                tracing::info!(url = %format!("{scheme}://{addr}{prefix}/"), "console");
             }
             Placement::Own(at) => {
-                let l = tokio::net::TcpListener::bind(at)
+                let l = modelgate_http::Listener::bind(&at.to_string(), transport)
                     .await
                     .map_err(|source| ServeError::Listen {
-                        addr: at,
-                        what: " for the console",
+                        what: "the console: ",
                         source,
                     })?;
                 let caddr = l.local_addr().map_err(|e| ServeError::Serve(e.to_string()))?;
-                let url = format!("http://{caddr}{prefix}/");
+                let url = format!("{scheme}://{caddr}{prefix}/");
                 tracing::info!(%url, "console on its own listener");
                 announce(Announced::Console(&url)).map_err(ServeError::Announce)?;
                 let mut rx = stopped.clone();
@@ -132,7 +127,7 @@ pub async fn authority_with_console(
         }
     }
     // Last, once every listener is bound (scripts read it to start).
-    announce(Announced::Api(&format!("http://{addr}"))).map_err(ServeError::Announce)?;
+    announce(Announced::Api(&format!("{scheme}://{addr}"))).map_err(ServeError::Announce)?;
     let shutdown = async move {
         shutdown.await;
         tracing::info!("shutting down: finishing requests, draining the writer");

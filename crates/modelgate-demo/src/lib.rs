@@ -12,7 +12,8 @@
 //! of a real llama.cpp server when one can run here ([`inference`]).
 //!
 //! [`dev`] is development mode (`modelgate dev`): one person, every role's
-//! key on one disk, a governed call in four commands.
+//! key on one disk, a governed call in four commands. [`ca`] makes the
+//! certificates of a trial deployment over TLS (`modelgate dev ca`).
 //!
 //! Each step is told, as one line, to the caller's `out`; every outcome is
 //! checked, and the demo fails (naming the step) when one is not what the
@@ -26,6 +27,7 @@ use modelgate_oms::{
     Trust, VerifyOptions, DEFAULT_IGNORES,
 };
 
+pub mod ca;
 pub mod dev;
 mod gguf;
 mod governance;

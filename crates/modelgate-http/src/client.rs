@@ -2,7 +2,9 @@
 //! status (the caller decides what a status means), no redirect followed
 //! (a server answers for itself or not at all: a redirect could send a
 //! request, and its bearer token, anywhere), and every call bounded in time
-//! by one of the named [`Timeouts`].
+//! by one of the named [`Timeouts`]. `https://` URLs are verified against
+//! the process's roots ([`crate::tls::clients`]); verification cannot be
+//! turned off.
 
 use std::time::Duration;
 
@@ -43,9 +45,15 @@ impl Timeouts {
     }
 }
 
-/// A client bounded by `t`.
+/// A client bounded by `t`, with the process's TLS.
 pub fn agent(t: Timeouts) -> ureq::Agent {
+    agent_with(t, &crate::tls::clients())
+}
+
+/// A client bounded by `t`, verifying and presenting as `tls` says.
+pub fn agent_with(t: Timeouts, tls: &crate::tls::ClientTls) -> ureq::Agent {
     ureq::Agent::config_builder()
+        .tls_config(tls.ureq())
         .http_status_as_error(false)
         .max_redirects(0)
         .timeout_connect(Some(t.connect))

@@ -2,7 +2,8 @@
 //! hardened listener ([`listen`]), the one path by which a request body is
 //! read ([`body`]), the one way a client is made, with named timeouts
 //! ([`client`]), token buckets ([`rate`]), the Prometheus text writer
-//! ([`prometheus`]) and route tables ([`routes`]). A leaf crate: it knows no store, no log and no governance, so
+//! ([`prometheus`]), route tables ([`routes`]) and TLS for both sides
+//! ([`tls`]). A leaf crate: it knows no store, no log and no governance, so
 //! the node's runtime can use it without the authority's storage.
 //!
 //! Guarantees: a connection that sends its head too slowly, a request that
@@ -17,10 +18,11 @@ pub mod listen;
 pub mod prometheus;
 pub mod rate;
 pub mod routes;
+pub mod tls;
 
 pub use body::{BodyError, BodyLimits, Budget, Held};
-pub use client::{agent, Timeouts};
-pub use listen::{serve, Limits};
+pub use client::{agent, agent_with, Timeouts};
+pub use listen::{serve, Limits, ListenError, Listener, Transport};
 
 /// Resolves at SIGINT or SIGTERM: what stops every modelgate server
 /// gracefully (in-flight requests finish). Where the handlers cannot be

@@ -9,7 +9,15 @@
 //! client cannot take them all either.
 //!
 //! Each request carries its peer address as
-//! `axum::extract::ConnectInfo<SocketAddr>` (per-client rate limits).
+//! `axum::extract::ConnectInfo<SocketAddr>` (per-client rate limits), and,
+//! over mutual TLS, the names of the client's verified certificate as
+//! [`PeerCertificate`].
+//!
+//! A [`Listener`] with TLS completes the handshake within
+//! [`Limits::header_read`] before any HTTP is read: a client that speaks
+//! plain HTTP to it, offers TLS 1.1 or below, or (with a client CA) has no
+//! valid certificate never reaches a handler. HTTP/2 is served when the
+//! client chose `h2` by ALPN, HTTP/1.1 otherwise.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,6 +31,107 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tower::ServiceExt as _;
+
+use crate::tls::{PeerCertificate, ServerTls, TlsError};
+
+/// A bound TCP listener, with the TLS its connections are accepted with.
+pub struct Listener {
+    tcp: tokio::net::TcpListener,
+    tls: Option<Arc<ServerTls>>,
+}
+
+impl From<tokio::net::TcpListener> for Listener {
+    fn from(tcp: tokio::net::TcpListener) -> Self {
+        Self { tcp, tls: None }
+    }
+}
+
+/// Why a listener could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// The address could not be bound.
+    #[error("couldn't listen on {addr}: {source}")]
+    Bind {
+        /// The address as given.
+        addr: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// Its TLS refused (plain HTTP off loopback).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// How a server's listeners speak: TLS with these files, or plain HTTP
+/// (refused off loopback unless allowed).
+#[derive(Clone, Debug, Default)]
+pub struct Transport {
+    /// The listeners' TLS; none: plain HTTP.
+    pub tls: Option<Arc<ServerTls>>,
+    /// Plain HTTP may be served on an address other than loopback.
+    pub allow_plaintext: bool,
+}
+
+impl Transport {
+    /// Load the TLS files, if any (errors name the file).
+    pub fn load(files: Option<crate::tls::ServerFiles>, allow_plaintext: bool) -> Result<Self, TlsError> {
+        Ok(Self {
+            tls: files.map(ServerTls::load).transpose()?,
+            allow_plaintext,
+        })
+    }
+
+    /// `https` with TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+impl Listener {
+    /// Bind `addr` for `transport`. Without TLS an address other than
+    /// loopback is refused unless the transport allows plain HTTP.
+    pub async fn bind(addr: &str, transport: &Transport) -> Result<Self, ListenError> {
+        let tls = transport.tls.clone();
+        let allow_plaintext = transport.allow_plaintext;
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ListenError::Bind {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        let bound = tcp.local_addr().map_err(|source| ListenError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })?;
+        crate::tls::check_plaintext(bound, tls.is_some(), allow_plaintext)?;
+        Ok(Self { tcp, tls })
+    }
+
+    /// Wrap a bound listener with `tls`.
+    pub fn with_tls(tcp: tokio::net::TcpListener, tls: Option<Arc<ServerTls>>) -> Self {
+        Self { tcp, tls }
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.tcp.local_addr()
+    }
+
+    /// Its base URL: `https://ADDR` with TLS, `http://ADDR` without.
+    pub fn url(&self) -> std::io::Result<String> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        Ok(format!("{scheme}://{}", self.local_addr()?))
+    }
+
+    /// Its TLS, if any.
+    pub fn tls(&self) -> Option<&Arc<ServerTls>> {
+        self.tls.as_ref()
+    }
+}
 
 /// Limits on one listener.
 #[derive(Clone, Copy, Debug)]
@@ -101,11 +210,15 @@ fn timed_out() -> Response<axum::body::Body> {
 /// Serve `app` on `listener` until `shutdown` resolves, then let requests in
 /// flight finish (for at most [`Limits::drain`]).
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: impl Into<Listener>,
     app: Router,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let Listener { tcp: listener, tls } = listener.into();
+    if let Some(t) = &tls {
+        t.watch(Duration::from_secs(1));
+    }
     let open = Arc::new(tokio::sync::Semaphore::new(limits.connections));
     let per_client = Arc::new(Mutex::new(HashMap::<IpAddr, usize>::new()));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -133,29 +246,98 @@ pub async fn serve(
         };
         let _ = socket.set_nodelay(true);
         let app = app.clone();
-        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            let app = app.clone();
-            async move {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                let r = match tokio::time::timeout(limits.request, app.oneshot(req)).await {
-                    Ok(Ok(r)) => r,
-                    Ok(Err(never)) => match never {},
-                    Err(_) => timed_out(),
-                };
-                Ok::<_, std::convert::Infallible>(r)
-            }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read)
-            .serve_connection(TokioIo::new(socket), service);
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
+        let acceptor = tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.config()));
         tokio::spawn(async move {
-            let _ = conn.await;
+            match acceptor {
+                None => serve_http1(watcher, socket, service(app, peer, None, limits), limits).await,
+                Some(acceptor) => {
+                    // The handshake shares the head's deadline: a client that never
+                    // finishes it holds its slot no longer than one that never sends a head.
+                    let Ok(Ok(stream)) = tokio::time::timeout(limits.header_read, acceptor.accept(socket)).await else {
+                        drop((client, permit));
+                        return;
+                    };
+                    let (_, session) = stream.get_ref();
+                    let cert = session
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|leaf| PeerCertificate::of(leaf));
+                    let h2 = session.alpn_protocol() == Some(b"h2");
+                    let svc = service(app, peer, cert, limits);
+                    if h2 {
+                        let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                            .timer(TokioTimer::new())
+                            .max_concurrent_streams(H2_STREAMS)
+                            .serve_connection(TokioIo::new(stream), svc);
+                        let _ = watcher.watch(conn).await;
+                    } else {
+                        serve_http1(watcher, stream, svc, limits).await;
+                    }
+                }
+            }
             drop((client, permit));
         });
     }
     drop(listener);
     let _ = tokio::time::timeout(limits.drain, graceful.shutdown()).await;
     Ok(())
+}
+
+/// Streams one HTTP/2 connection may carry at once: the per-connection
+/// share a single client gets, as [`Limits::per_client`] bounds its connections.
+const H2_STREAMS: u32 = 128;
+
+async fn serve_http1<S>(
+    watcher: hyper_util::server::graceful::Watcher,
+    io: S,
+    svc: impl hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<axum::body::Body>,
+            Error = std::convert::Infallible,
+            Future = impl Future<Output = Result<Response<axum::body::Body>, std::convert::Infallible>> + Send,
+        > + Send
+        + 'static,
+    limits: Limits,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read)
+        .serve_connection(TokioIo::new(io), svc);
+    let _ = watcher.watch(conn).await;
+}
+
+/// One connection's service: the request gets its peer's address (and
+/// certificate) and is bounded by [`Limits::request`].
+fn service(
+    app: Router,
+    peer: std::net::SocketAddr,
+    cert: Option<PeerCertificate>,
+    limits: Limits,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<axum::body::Body>,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<Response<axum::body::Body>, std::convert::Infallible>> + Send,
+> + Clone
+       + Send
+       + 'static {
+    hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        let app = app.clone();
+        let cert = cert.clone();
+        async move {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            if let Some(c) = cert {
+                req.extensions_mut().insert(c);
+            }
+            let r = match tokio::time::timeout(limits.request, app.oneshot(req)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(never)) => match never {},
+                Err(_) => timed_out(),
+            };
+            Ok::<_, std::convert::Infallible>(r)
+        }
+    })
 }

@@ -25,12 +25,22 @@
 //! status_access = "open"                  # MODELGATE_NODE_STATUS_ACCESS: /status is open, "token" (a monitor caller) or "off"
 //! metrics_access = "open"                 # MODELGATE_NODE_METRICS_ACCESS: /metrics likewise
 //!
+//! # TLS (see docs/production.md, "TLS and mutual TLS"):
+//! tls_cert = "node-1.pem"                 # MODELGATE_NODE_TLS_CERT: the gateway's PEM chain; with tls_key it speaks TLS only
+//! tls_key = "node-1.key"                  # MODELGATE_NODE_TLS_KEY: its key (PKCS#8, SEC1 or RSA)
+//! tls_client_ca = "ca.pem"                # MODELGATE_NODE_TLS_CLIENT_CA: callers and peers must present a certificate of this CA
+//! allow_plaintext = false                 # MODELGATE_NODE_ALLOW_PLAINTEXT: plain HTTP off loopback (refused otherwise)
+//! ca_file = "ca.pem"                      # MODELGATE_NODE_CA_FILE: verify https:// authority, peers and upstream against it (default: system roots)
+//! client_cert = "node-1-client.pem"       # MODELGATE_NODE_CLIENT_CERT: presented to the authority, peers and upstream when they ask
+//! client_key = "node-1-client.key"        # MODELGATE_NODE_CLIENT_KEY
+//!
 //! [models.credit]                         # one table per served model
 //! dir = "/models/credit"                  # the model directory (or file)
 //! bundle = "/models/credit/model.sig"     # its OMS signature
 //!
 //! [callers.scoring-service]               # one table per caller; the table name is its principal
 //! token_sha256 = "9f86d0…"                # hex SHA-256 of its bearer token (the token itself is never stored)
+//! certificate = "spiffe://example.org/scoring"  # or/and: a name its mutual-TLS certificate carries (a SAN URI, or a DNS name)
 //! groups = ["credit-team"]                # Cedar groups of the principal
 //! scopes = ["prod/credit/scoring"]        # scopes it may call in; the first is the default ([] for none)
 //! lineage = "own"                         # lineage records it may read: "own" calls, "all" (an auditor) or "none"
@@ -61,8 +71,15 @@ pub struct ModelConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CallerConfig {
-    /// Hex SHA-256 of its bearer token.
-    pub token_sha256: String,
+    /// Hex SHA-256 of its bearer token. With `certificate` as well, a call
+    /// needs both; with neither, the caller cannot call.
+    #[serde(default)]
+    pub token_sha256: Option<String>,
+    /// A subject alternative name of its client certificate (a URI such as
+    /// `spiffe://…`, else a DNS name): over mutual TLS, a certificate that
+    /// names it identifies the caller.
+    #[serde(default)]
+    pub certificate: Option<String>,
     /// Its Cedar groups.
     #[serde(default)]
     pub groups: Vec<String>,
@@ -209,9 +226,38 @@ pub struct NodeConfig {
     /// Gateway callers by principal name.
     #[serde(default)]
     pub callers: BTreeMap<String, CallerConfig>,
+    /// The gateway's TLS certificate chain (PEM); with `tls_key`, TLS only.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Callers and peers must present a certificate of this CA.
+    #[serde(default)]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Serve plain HTTP on an address other than loopback.
+    #[serde(default)]
+    pub allow_plaintext: bool,
+    /// CA certificates the node's clients verify https:// servers against.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The certificate the node's clients present (mutual TLS).
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// Its private key.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
 }
 
 const PREFIX: &str = "MODELGATE_NODE_";
+
+fn boolean(k: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("{k}={v:?} must be true or false")),
+    }
+}
 
 impl NodeConfig {
     /// Read and validate a configuration file, then apply environment
@@ -258,14 +304,15 @@ impl NodeConfig {
                 }
                 "STATUS_ACCESS" => c.status_access = EndpointAccess::parse(&k, &v)?,
                 "METRICS_ACCESS" => c.metrics_access = EndpointAccess::parse(&k, &v)?,
-                "STORE_CONTENT" => {
-                    c.store_content = match v.as_str() {
-                        "true" | "1" => true,
-                        "false" | "0" => false,
-                        _ => return Err(format!("{k}={v:?} must be true or false")),
-                    }
-                }
-                other => return Err(format!("unknown override {PREFIX}{other} (fields: NODE, AUTHORITY, TRUST_ROOT, KEY, SCOPES, MAX_STALENESS_SECONDS, DATA_DIR, ANCHOR_INTERVAL_SECONDS, HEARTBEAT_INTERVAL_SECONDS, LINEAGE_REPLICATION_INTERVAL_SECONDS, PEERS, PEER_INTERVAL_SECONDS, LISTEN, UPSTREAM, STORE_CONTENT, OTLP_ENDPOINT, MAX_IN_FLIGHT, STATUS_ACCESS, METRICS_ACCESS)")),
+                "STORE_CONTENT" => c.store_content = boolean(&k, &v)?,
+                "ALLOW_PLAINTEXT" => c.allow_plaintext = boolean(&k, &v)?,
+                "TLS_CERT" => c.tls_cert = Some(v.into()),
+                "TLS_KEY" => c.tls_key = Some(v.into()),
+                "TLS_CLIENT_CA" => c.tls_client_ca = Some(v.into()),
+                "CA_FILE" => c.ca_file = Some(v.into()),
+                "CLIENT_CERT" => c.client_cert = Some(v.into()),
+                "CLIENT_KEY" => c.client_key = Some(v.into()),
+                other => return Err(format!("unknown override {PREFIX}{other} (fields: NODE, AUTHORITY, TRUST_ROOT, KEY, SCOPES, MAX_STALENESS_SECONDS, DATA_DIR, ANCHOR_INTERVAL_SECONDS, HEARTBEAT_INTERVAL_SECONDS, LINEAGE_REPLICATION_INTERVAL_SECONDS, PEERS, PEER_INTERVAL_SECONDS, LISTEN, UPSTREAM, STORE_CONTENT, OTLP_ENDPOINT, MAX_IN_FLIGHT, STATUS_ACCESS, METRICS_ACCESS, TLS_CERT, TLS_KEY, TLS_CLIENT_CA, ALLOW_PLAINTEXT, CA_FILE, CLIENT_CERT, CLIENT_KEY)")),
             }
         }
         let base = path.parent().unwrap_or(Path::new("."));
@@ -277,6 +324,19 @@ impl NodeConfig {
         resolve(&mut c.trust_root);
         resolve(&mut c.key);
         resolve(&mut c.data_dir);
+        for p in [
+            &mut c.tls_cert,
+            &mut c.tls_key,
+            &mut c.tls_client_ca,
+            &mut c.ca_file,
+            &mut c.client_cert,
+            &mut c.client_key,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            resolve(p);
+        }
         for m in c.models.values_mut() {
             resolve(&mut m.dir);
             resolve(&mut m.bundle);
@@ -350,16 +410,52 @@ impl NodeConfig {
             }
         }
         if let Some(u) = &self.upstream {
-            if !u.starts_with("http://") {
-                return Err(format!("upstream {u:?} must be an http:// URL"));
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(format!("upstream {u:?} must be an http:// or https:// URL"));
             }
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("tls_cert and tls_key go together: give both, or neither".into());
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            return Err("tls_client_ca needs tls_cert and tls_key (mutual TLS is TLS)".into());
+        }
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Err("client_cert and client_key go together: give both, or neither".into());
         }
         for (name, c) in &self.callers {
             if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(format!("caller name {name:?} must be non-empty without spaces"));
             }
-            if c.token_sha256.len() != 64 || hex::decode(&c.token_sha256).is_err() {
-                return Err(format!("caller {name}: token_sha256 must be 64 hex digits"));
+            if let Some(t) = &c.token_sha256 {
+                if t.len() != 64 || hex::decode(t).is_err() {
+                    return Err(format!("caller {name}: token_sha256 must be 64 hex digits"));
+                }
+            }
+            match (&c.token_sha256, &c.certificate) {
+                (None, None) => {
+                    return Err(format!(
+                        "caller {name}: give token_sha256 (a bearer token), certificate (a mutual-TLS \
+                         certificate's name), or both"
+                    ))
+                }
+                (_, Some(_)) if self.tls_client_ca.is_none() => {
+                    return Err(format!(
+                        "caller {name}: certificate needs tls_client_ca (the gateway asks for client \
+                         certificates only over mutual TLS)"
+                    ))
+                }
+                (None, Some(n)) => {
+                    let twin = self.callers.iter().find(|(other, o)| {
+                        *other != name && o.token_sha256.is_none() && o.certificate.as_deref() == Some(n)
+                    });
+                    if let Some((other, _)) = twin {
+                        return Err(format!(
+                            "callers {name} and {other} are both known by the certificate name {n:?} alone"
+                        ));
+                    }
+                }
+                _ => {}
             }
             for s in &c.scopes {
                 modelgate_governance::check_scope(s).map_err(|e| format!("caller {name}: scopes: {e}"))?;

@@ -34,6 +34,7 @@ pub mod replicate;
 pub mod runtime;
 pub mod status;
 mod telemetry;
+pub mod tls;
 
 pub use authority::{AuthorityClient, HttpAuthority};
 pub use clock::{Clock, SystemClock};

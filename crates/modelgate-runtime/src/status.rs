@@ -25,13 +25,14 @@ pub fn status_url(config: &NodeConfig) -> String {
         Some(("[::]", port)) => format!("[::1]:{port}"),
         _ => listen.to_owned(),
     };
-    format!("http://{local}/status")
+    format!("{}://{local}/status", crate::tls::scheme(config))
 }
 
 /// Ask the running node; `Ok(None)` when nothing listens there (no node is
 /// running), an error when something answers but not with a status.
 pub fn ask_running(config: &NodeConfig, token: Option<&str>) -> Result<Option<Value>, String> {
     let url = status_url(config);
+    crate::tls::configure_clients(config).map_err(|e| e.to_string())?;
     let agent = modelgate_http::agent(modelgate_http::Timeouts::STATUS);
     let mut req = agent.get(&url);
     if let Some(t) = token {
@@ -131,6 +132,9 @@ pub fn from_data_dir(config: &std::path::Path) -> Result<(Value, Option<String>)
 /// its governance view, each model.
 pub fn describe_running(status: &Value, url: &str) -> Vec<String> {
     let mut out = vec![format!("from the running node at {url}")];
+    if status["listener"]["plaintext_off_loopback"] == true {
+        out.push("WARNING: the gateway serves plain HTTP off loopback (allow_plaintext = true)".into());
+    }
     out.push(match status["governance"].as_object() {
         Some(g) => format!("sync: size {} ({} s old)", g["size"], g["staleness_seconds"]),
         None => "sync: CONTAINED: the node holds no verified governance view".into(),

@@ -172,6 +172,22 @@ async fn mock_embeddings(Json(v): Json<Value>) -> Response {
     .into_response()
 }
 
+async fn serve_tls(listener: tokio::net::TcpListener, tls: tokio_rustls::TlsAcceptor, app: Router) {
+    loop {
+        let Ok((socket, _)) = listener.accept().await else {
+            continue;
+        };
+        let (tls, app) = (tls.clone(), app.clone());
+        tokio::spawn(async move {
+            let Ok(stream) = tls.accept(socket).await else { return };
+            let svc = hyper_util::service::TowerToHyperService::new(app);
+            let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
 /// A mock upstream serving on a loopback port from a thread of its own;
 /// it stops (listener closed, connections cut) on [`MockServer::stop`] or drop.
 pub struct MockServer {
@@ -188,20 +204,56 @@ impl MockServer {
 
     /// Start one on `addr` (a documented walkthrough's fixed port).
     pub fn start_on(addr: &str, m: Mock) -> std::io::Result<Self> {
+        Self::start_with(addr, m, None)
+    }
+
+    /// Start one on `127.0.0.1` speaking HTTPS with this certificate chain
+    /// and key (PEM): an `https://` upstream.
+    pub fn start_tls(m: Mock, cert: &std::path::Path, key: &std::path::Path) -> std::io::Result<Self> {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let bad = |e: &dyn std::fmt::Display| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string());
+        let chain = CertificateDer::pem_file_iter(cert)
+            .map_err(|e| bad(&e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(&e))?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(&e))?;
+        let config =
+            rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| bad(&e))?
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .map_err(|e| bad(&e))?;
+        Self::start_with(
+            "127.0.0.1:0",
+            m,
+            Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))),
+        )
+    }
+
+    fn start_with(addr: &str, m: Mock, tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<Self> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()?;
         let listener = rt.block_on(tokio::net::TcpListener::bind(addr))?;
-        let url = format!("http://{}", listener.local_addr()?);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("mock-upstream".into())
             .spawn(move || {
                 rt.block_on(async move {
-                    tokio::select! {
-                        _ = axum::serve(listener, mock_router(m)) => {}
-                        _ = stopped => {}
+                    match tls {
+                        None => tokio::select! {
+                            _ = axum::serve(listener, mock_router(m)) => {}
+                            _ = stopped => {}
+                        },
+                        Some(tls) => tokio::select! {
+                            () = serve_tls(listener, tls, mock_router(m)) => {}
+                            _ = stopped => {}
+                        },
                     }
                 });
                 // Dropping the runtime here cancels every connection's task.

@@ -14,7 +14,7 @@ pub enum AuthorityCommand {
     /// root key, and the governance log with the trust root as entry 0.
     Init(InitArgs),
     /// Run the authority (initialises an empty DATA dir on first run).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Write-API tokens.
     Token {
         #[command(subcommand)]
@@ -134,6 +134,8 @@ pub struct ServeArgs {
     peer_urls: Vec<String>,
     #[command(flatten)]
     console: ConsoleArgs,
+    #[command(flatten)]
+    tls: crate::tls_args::ServerTlsArgs,
 }
 
 /// Where the public governance console is served.
@@ -207,7 +209,7 @@ pub fn run(cmd: AuthorityCommand) -> Result<(), Failure> {
             let roots = modelgate_authority::RootKeys::new(a.root_keys, a.root_threshold).map_err(fail)?;
             init(&a.data, &a.origin, roots, true, &a.store.at(&a.data))
         }
-        AuthorityCommand::Serve(a) => serve(a),
+        AuthorityCommand::Serve(a) => serve(*a),
         AuthorityCommand::Token {
             command: TokenCommand::Create(a),
         } => {
@@ -263,6 +265,7 @@ fn serve(a: ServeArgs) -> Result<(), Failure> {
         )));
     }
     a.console.prefix()?;
+    let transport = a.tls.transport()?;
     init_server_logging(a.log_format);
     let d = modelgate_authority::DataDir::new(&a.data);
     if d.is_empty() {
@@ -294,6 +297,7 @@ fn serve(a: ServeArgs) -> Result<(), Failure> {
         },
         a.node_write_rate,
         a.listen,
+        &transport,
         &a.console,
         &a.data,
         |bound| {
@@ -313,6 +317,7 @@ pub fn serve_until_signal(
     open: impl FnOnce() -> Result<std::sync::Arc<Authority>, Failure>,
     node_write_rate: f64,
     listen: SocketAddr,
+    transport: &modelgate_http::Transport,
     console: &ConsoleArgs,
     data: &std::path::Path,
     bound: impl FnOnce(&str) -> Result<(), Failure>,
@@ -347,6 +352,7 @@ pub fn serve_until_signal(
         .block_on(authority_with_console(
             authority,
             listen,
+            transport,
             placement,
             &prefix,
             announce,

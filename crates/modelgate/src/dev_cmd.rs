@@ -22,6 +22,29 @@ pub enum DevCommand {
     /// and write its configuration (DIR/node/node.toml) with a caller token
     /// (DIR/node/caller.token). Then: `modelgate node serve --config DIR/node/node.toml`.
     Govern(GovernArgs),
+    /// Make certificates for a trial deployment over TLS: a CA (DIR/ca.pem,
+    /// DIR/ca.key; reused when present) and, for each --server and --client,
+    /// DIR/NAME.pem (leaf then CA) and DIR/NAME.key (mode 0600). Prints the
+    /// files written. For production use your organisation's CA.
+    Ca(CaArgs),
+}
+
+#[derive(Args)]
+pub struct CaArgs {
+    /// Where the CA and certificates go.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// A server certificate: NAME=SAN[,SAN…] (DNS names, IP addresses),
+    /// e.g. authority=authority.example.org,127.0.0.1. Repeat for each.
+    #[arg(long = "server", value_name = "NAME=SANS")]
+    servers: Vec<String>,
+    /// A client certificate: NAME=SAN[,SAN…] (a URI such as
+    /// spiffe://example.org/scoring, or DNS names). Repeat for each.
+    #[arg(long = "client", value_name = "NAME=SANS")]
+    clients: Vec<String>,
+    /// Days the certificates (and a new CA) are valid.
+    #[arg(long, value_name = "DAYS", default_value_t = 90)]
+    days: u32,
 }
 
 #[derive(Args)]
@@ -32,6 +55,8 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7370")]
     listen: SocketAddr,
+    #[command(flatten)]
+    tls: crate::tls_args::ServerTlsArgs,
 }
 
 #[derive(Args)]
@@ -66,10 +91,12 @@ pub fn run(cmd: DevCommand) -> Result<(), Failure> {
     match cmd {
         DevCommand::Serve(a) => serve(a),
         DevCommand::Govern(a) => govern(a),
+        DevCommand::Ca(a) => ca(a),
     }
 }
 
 fn serve(a: ServeArgs) -> Result<(), Failure> {
+    let transport = a.tls.transport()?;
     init_server_logging(LogFormat::Text);
     let d = DevDir::new(&a.data);
     eprintln!("{}", dev::WARNING);
@@ -83,6 +110,7 @@ fn serve(a: ServeArgs) -> Result<(), Failure> {
         move || Ok(authority),
         10.0,
         a.listen,
+        &transport,
         &crate::authority_cmd::ConsoleArgs::default_on(),
         &d.authority(),
         move |url| {
@@ -120,5 +148,26 @@ fn govern(a: GovernArgs) -> Result<(), Failure> {
         eprintln!("{line}");
     }
     println!("{}", g.config.display());
+    Ok(())
+}
+
+fn ca(a: CaArgs) -> Result<(), Failure> {
+    use modelgate_demo::ca::{parse_leaf, Ca, Usage};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let leaves = a
+        .servers
+        .iter()
+        .map(|s| parse_leaf(s, Usage::Server, now, a.days))
+        .chain(a.clients.iter().map(|s| parse_leaf(s, Usage::Client, now, a.days)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(fail)?;
+    let ca = Ca::open_or_make(&a.out, now, a.days).map_err(fail)?;
+    println!("{}", ca.cert_file().display());
+    for leaf in &leaves {
+        let (pem, key) = ca.issue(leaf).map_err(fail)?;
+        println!("{}\n{}", pem.display(), key.display());
+    }
     Ok(())
 }

@@ -15,6 +15,7 @@ mod lineage_cmd;
 mod log_cmd;
 mod node_cmd;
 mod oms_cmd;
+mod tls_args;
 mod witness_cmd;
 
 use std::process::ExitCode;
@@ -66,6 +67,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    client_tls: tls_args::ClientTlsArgs,
 }
 
 #[derive(Subcommand)]
@@ -286,6 +289,12 @@ fn main() -> ExitCode {
             };
         }
     };
+    if let Err(Failure::Usage(m) | Failure::Invalid(m) | Failure::Contained(m) | Failure::Child(_, m)) =
+        cli.client_tls.configure()
+    {
+        eprintln!("modelgate: {m}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Keygen(a) => oms_cmd::keygen(a),
         Command::Sign(a) => oms_cmd::sign(a),

@@ -40,6 +40,8 @@ pub enum WitnessCommand {
         /// A log's verifier key (its name is the log's origin); repeat for several logs.
         #[arg(long = "log", value_name = "VKEY", required = true)]
         logs: Vec<String>,
+        #[command(flatten)]
+        tls: crate::tls_args::ServerTlsArgs,
     },
 }
 
@@ -51,7 +53,13 @@ pub fn run(c: WitnessCommand) -> Result<(), Failure> {
             println!("{v}");
             Ok(())
         }
-        WitnessCommand::Serve { data, listen, logs } => {
+        WitnessCommand::Serve {
+            data,
+            listen,
+            logs,
+            tls,
+        } => {
+            let transport = tls.transport()?;
             crate::init_logging();
             let keys = logs
                 .iter()
@@ -61,13 +69,13 @@ pub fn run(c: WitnessCommand) -> Result<(), Failure> {
             let rt = modelgate_http::server_runtime(8)
                 .map_err(|e| Failure::Usage(format!("starting the async runtime: {e}")))?;
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(&listen)
+                let listener = modelgate_http::Listener::bind(&listen, &transport)
                     .await
-                    .map_err(|e| Failure::Usage(format!("couldn't listen on {listen}: {e}")))?;
-                let addr = listener
-                    .local_addr()
+                    .map_err(|e| Failure::Usage(e.to_string()))?;
+                let url = listener
+                    .url()
                     .map_err(|e| Failure::Usage(format!("listening address: {e}")))?;
-                crate::print_line(&json!({"listening": format!("http://{addr}"), "witness": w.verifier().to_string()}));
+                crate::print_line(&json!({"listening": url, "witness": w.verifier().to_string()}));
                 modelgate_http::serve(
                     listener,
                     modelgate_witness::router(w),

@@ -112,6 +112,7 @@ pub(super) async fn metrics(AxState(a): AxState<Shared>) -> Response {
         out.sample("modelgate_http_body_bytes_held", &[("class", class)], b.held_bytes());
     }
     witness_metrics(&a, size, &mut out);
+    modelgate_http::tls::metrics(&mut out);
     out.into_response()
 }
 

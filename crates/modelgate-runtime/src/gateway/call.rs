@@ -49,7 +49,7 @@ struct Allowed {
 
 pub(super) async fn proxy(State(gw): State<Gw>, req: axum::extract::Request, endpoint: &'static str) -> Response {
     let (parts, body) = req.into_parts();
-    let call = match admit(&gw, &parts.headers, endpoint).await {
+    let call = match admit(&gw, &parts.headers, &parts.extensions, endpoint).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -91,7 +91,12 @@ pub(super) async fn proxy(State(gw): State<Gw>, req: axum::extract::Request, end
 /// at once, before any work: queueing without bound turns a burst into
 /// seconds of latency; not a governance decision, so counted, not recorded),
 /// then the caller's token and scope.
-async fn admit<'g>(gw: &'g Gw, headers: &HeaderMap, endpoint: &'static str) -> Result<Admitted<'g>, Response> {
+async fn admit<'g>(
+    gw: &'g Gw,
+    headers: &HeaderMap,
+    ext: &axum::http::Extensions,
+    endpoint: &'static str,
+) -> Result<Admitted<'g>, Response> {
     let started = Instant::now();
     let Ok(permit) = Arc::clone(&gw.in_flight).try_acquire_owned() else {
         return Err(gw.refuse(Refusal::Overloaded {
@@ -111,7 +116,7 @@ async fn admit<'g>(gw: &'g Gw, headers: &HeaderMap, endpoint: &'static str) -> R
         }
     };
     let mut facts = Facts::new(endpoint);
-    let Some(caller) = gw.caller(headers) else {
+    let Some(caller) = gw.caller(headers, ext) else {
         // The body of a call without a valid token is never read: its
         // record says who was refused, not what was sent.
         return Err(gw.deny(&trace, Refusal::InvalidApiKey, &facts, None).await);

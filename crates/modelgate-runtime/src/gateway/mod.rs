@@ -118,6 +118,8 @@ fn bump<K: Ord>(m: &Mutex<BTreeMap<K, u64>>, k: K) {
 
 struct Caller {
     principal: String,
+    /// The name its mutual-TLS certificate must carry, when it has one.
+    certificate: Option<String>,
     groups: Vec<String>,
     scopes: Vec<String>,
     lineage: LineageAccess,
@@ -132,9 +134,13 @@ const DECISION_SHARDS: usize = 16;
 /// The gateway: what every call reads, built once from the node's shared state.
 pub struct Gateway {
     shared: Arc<Shared>,
-    client: Client<HttpConnector, Body>,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>,
     upstream: String,
-    callers: HashMap<[u8; 32], Caller>,
+    callers: Vec<Caller>,
+    /// Callers with a token, by its SHA-256.
+    by_token: HashMap<[u8; 32], usize>,
+    /// Callers known by a certificate name alone.
+    by_certificate: Vec<(String, usize)>,
     /// Decision caches, one per shard of (model, scope, caller, …): calls of
     /// different callers or models do not queue behind one lock.
     caches: Vec<Mutex<DecisionCache>>,
@@ -312,15 +318,23 @@ impl Gateway {
         &self.caches[(h.finish() % DECISION_SHARDS as u64) as usize]
     }
 
-    fn caller(&self, headers: &HeaderMap) -> Option<&Caller> {
-        let token = headers
-            .get(header::AUTHORIZATION)?
-            .to_str()
-            .ok()?
-            .strip_prefix("Bearer ")?
-            .trim();
+    /// The caller a request comes from: by its bearer token (and then, if
+    /// its table names a certificate, only over a certificate that carries
+    /// that name), or, without a token, by its mutual-TLS certificate alone.
+    fn caller(&self, headers: &HeaderMap, ext: &axum::http::Extensions) -> Option<&Caller> {
+        let cert = ext.get::<modelgate_http::tls::PeerCertificate>();
+        let Some(auth) = headers.get(header::AUTHORIZATION) else {
+            let cert = cert?;
+            let (_, i) = self.by_certificate.iter().find(|(n, _)| cert.names(n))?;
+            return self.callers.get(*i);
+        };
+        let token = auth.to_str().ok()?.strip_prefix("Bearer ")?.trim();
         let h: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        self.callers.get(&h)
+        let c = self.callers.get(*self.by_token.get(&h)?)?;
+        match &c.certificate {
+            None => Some(c),
+            Some(n) => cert.filter(|p| p.names(n)).map(|_| c),
+        }
     }
 
     fn lineage(&self) -> Result<Arc<dyn LineageLog>, crate::lineage::LineageError> {
@@ -425,22 +439,28 @@ pub fn gateway(shared: Arc<Shared>) -> Result<Gateway, Error> {
         .upstream
         .clone()
         .ok_or_else(|| Error::Config("the configuration has no `upstream` (the inference server's URL)".into()))?;
-    let mut callers = HashMap::new();
+    let mut callers = Vec::new();
+    let mut by_token = HashMap::new();
+    let mut by_certificate = Vec::new();
     for (name, c) in &shared.config.callers {
-        let mut h = [0u8; 32];
-        hex::decode_to_slice(&c.token_sha256, &mut h)
-            .map_err(|e| Error::Config(format!("caller {name}: token_sha256: {e}")))?;
-        callers.insert(
-            h,
-            Caller {
-                principal: name.clone(),
-                groups: c.groups.clone(),
-                scopes: c.scopes.clone(),
-                lineage: c.lineage,
-                monitor: c.monitor,
-                attributes: c.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            },
-        );
+        match &c.token_sha256 {
+            Some(t) => {
+                let mut h = [0u8; 32];
+                hex::decode_to_slice(t, &mut h)
+                    .map_err(|e| Error::Config(format!("caller {name}: token_sha256: {e}")))?;
+                by_token.insert(h, callers.len());
+            }
+            None => by_certificate.extend(c.certificate.clone().map(|n| (n, callers.len()))),
+        }
+        callers.push(Caller {
+            principal: name.clone(),
+            certificate: c.certificate.clone(),
+            groups: c.groups.clone(),
+            scopes: c.scopes.clone(),
+            lineage: c.lineage,
+            monitor: c.monitor,
+            attributes: c.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        });
     }
     if callers.is_empty() {
         tracing::warn!("no [callers] configured: every inference call will be refused");
@@ -449,6 +469,17 @@ pub fn gateway(shared: Arc<Shared>) -> Result<Gateway, Error> {
     // unacknowledged one waits for the peer's delayed ACK (tens of milliseconds).
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
+    // https:// upstreams are verified like every other server the node
+    // reaches (ca_file, else the system's roots); http:// stays plain.
+    connector.enforce_http(false);
+    let tls = modelgate_http::tls::clients()
+        .rustls()
+        .map_err(|e| Error::Config(format!("the upstream's TLS: {e}")))?;
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
     let client = Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .build(connector);
@@ -465,6 +496,8 @@ pub fn gateway(shared: Arc<Shared>) -> Result<Gateway, Error> {
         client,
         upstream: upstream.trim_end_matches('/').to_owned(),
         callers,
+        by_token,
+        by_certificate,
         caches: (0..DECISION_SHARDS)
             .map(|_| Mutex::new(DecisionCache::new(16_384 / DECISION_SHARDS)))
             .collect(),
@@ -506,7 +539,7 @@ use proofs::lineage;
 /// Serve `gw` on `listener` until `shutdown` resolves, with the gateway's
 /// limits (see [`listen_limits`]).
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: impl Into<modelgate_http::Listener>,
     gw: Gw,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
@@ -530,9 +563,10 @@ pub fn serve_until_signal(
     let tokio_rt =
         modelgate_http::server_runtime(8).map_err(|e| Error::Start(format!("starting the async runtime: {e}")))?;
     let listen = shared.config.listen.clone();
+    let transport = crate::tls::transport(&shared.config)?;
     let listener = tokio_rt
-        .block_on(tokio::net::TcpListener::bind(&listen))
-        .map_err(|e| Error::Start(format!("couldn't listen on {listen}: {e}")))?;
+        .block_on(modelgate_http::Listener::bind(&listen, &transport))
+        .map_err(|e| Error::Start(e.to_string()))?;
     listening(listener.local_addr().map_err(Error::Serve)?);
     let looper = rt.spawn(on_event)?;
     let served = tokio_rt.block_on(serve(listener, Arc::clone(&gw), modelgate_http::shutdown_signal()));

@@ -28,6 +28,11 @@ pub fn status_json(shared: &Shared) -> Value {
         "governance": snap.view.as_ref().map(|v| json!({"size": v.checkpoint.size,
             "staleness_seconds": now.saturating_sub(v.authority_time)})),
         "models": models,
+        "listener": {
+            "tls": shared.config.tls_cert.is_some(),
+            "mutual_tls": shared.config.tls_client_ca.is_some(),
+            "plaintext_off_loopback": modelgate_http::tls::plaintext_off_loopback(),
+        },
     })
 }
 
@@ -36,13 +41,14 @@ impl Gateway {
     pub(super) fn may_read(
         &self,
         headers: &HeaderMap,
+        ext: &axum::http::Extensions,
         access: EndpointAccess,
         what: &'static str,
     ) -> Result<(), Refusal> {
         match access {
             EndpointAccess::Open => Ok(()),
             EndpointAccess::Off => Err(Refusal::NoRoute),
-            EndpointAccess::Token => match self.caller(headers) {
+            EndpointAccess::Token => match self.caller(headers, ext) {
                 None => Err(Refusal::InvalidApiKey),
                 Some(c) if c.monitor => Ok(()),
                 Some(c) => Err(Refusal::NotReadable {
@@ -252,5 +258,6 @@ pub(super) async fn metrics(State(gw): State<Gw>) -> Response {
         let step = s.step();
         o.sample(name, &[("model", n), ("step", &step.to_string())], step.number());
     }
+    modelgate_http::tls::metrics(&mut o);
     o.into_response()
 }

@@ -7,8 +7,13 @@ use super::*;
 /// A record names a call's caller, scope, model and time: it is read with a
 /// caller's token, of the caller's own calls unless its table says
 /// `lineage = "all"`.
-pub(super) async fn lineage(State(gw): State<Gw>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let reader = match gw.caller(&headers) {
+pub(super) async fn lineage(
+    State(gw): State<Gw>,
+    headers: HeaderMap,
+    ext: axum::http::Extensions,
+    Path(id): Path<String>,
+) -> Response {
+    let reader = match gw.caller(&headers, &ext) {
         None => return Refusal::InvalidApiKey.into_response(),
         Some(c) => match c.lineage {
             LineageAccess::None => {

@@ -105,9 +105,22 @@ pub(super) async fn guard(
 ) -> Response {
     let verdict = match access {
         Access::Public | Access::Caller => Ok(()),
-        Access::LineageReader => gw.caller(req.headers()).map(|_| ()).ok_or(Refusal::InvalidApiKey),
-        Access::Status => gw.may_read(req.headers(), gw.shared.config.status_access, "/status"),
-        Access::Metrics => gw.may_read(req.headers(), gw.shared.config.metrics_access, "/metrics"),
+        Access::LineageReader => gw
+            .caller(req.headers(), req.extensions())
+            .map(|_| ())
+            .ok_or(Refusal::InvalidApiKey),
+        Access::Status => gw.may_read(
+            req.headers(),
+            req.extensions(),
+            gw.shared.config.status_access,
+            "/status",
+        ),
+        Access::Metrics => gw.may_read(
+            req.headers(),
+            req.extensions(),
+            gw.shared.config.metrics_access,
+            "/metrics",
+        ),
     };
     match verdict {
         Ok(()) => next.run(req).await,

@@ -24,6 +24,7 @@ impl Parts {
     /// The real parts, from the configuration file at `config`.
     pub fn from_config(config: &Path) -> Result<Self, Error> {
         let c = NodeConfig::load(config, std::env::vars())?;
+        crate::tls::configure_clients(&c)?;
         let pinned = modelgate_node::files::read_limited(&c.trust_root, 1 << 20, "trust root")?;
         let key_text = std::fs::read_to_string(&c.key).map_err(|e| modelgate_node::NodeError::io(&c.key, e))?;
         let key = SignerKey::parse(key_text.trim()).map_err(|e| Error::Config(format!("{}: {e}", c.key.display())))?;
