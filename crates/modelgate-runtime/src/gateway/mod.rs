@@ -472,9 +472,11 @@ pub fn gateway(shared: Arc<Shared>) -> Result<Gateway, Error> {
     // https:// upstreams are verified like every other server the node
     // reaches (ca_file, else the system's roots); http:// stays plain.
     connector.enforce_http(false);
-    let tls = modelgate_http::tls::clients()
+    let mut tls = modelgate_http::tls::clients()
         .rustls()
         .map_err(|e| Error::Config(format!("the upstream's TLS: {e}")))?;
+    // The connector sets ALPN itself (http/1.1 here), and refuses a config that has some.
+    tls.alpn_protocols.clear();
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
