@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
-/// The docs use fixed ports (7370, 7380, 8000): one walkthrough at a time.
+/// The docs use fixed ports (7370, 7380, 7381, 7390, 8000): one walkthrough at a time.
 static PORTS: Mutex<()> = Mutex::new(());
 
 fn doc(name: &str) -> String {
@@ -148,13 +148,22 @@ fn the_production_walkthrough_runs_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     model(dir.path());
     let out = run(&blocks, dir.path());
-    assert!(out.contains("\"content\":\"echo: score applicant 42\""), "{out}");
+    // One governed call through each of the two nodes, over mutual TLS.
+    assert_eq!(
+        out.matches("\"content\":\"echo: score applicant 42\"").count(),
+        2,
+        "{out}"
+    );
     // The root keys left the authority's directory.
     assert!(!dir.path().join("authority/offline-root-keys/root-1.key").exists());
     // Trust root v2 is in force, signed by two of the three custodians.
     let tr: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("v2.dsse.json")).unwrap()).unwrap();
     assert_eq!(tr["signatures"].as_array().unwrap().len(), 2, "{tr}");
+    // The nodes served under a trust root that requires the witness's
+    // cosignature, which the authority fetched from it over mutual TLS.
+    let v2: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("v2.json")).unwrap()).unwrap();
+    assert_eq!(v2["witness_quorum"], 1, "{v2}");
 }
 
 #[test]
