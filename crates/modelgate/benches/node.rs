@@ -41,6 +41,9 @@ use serde_json::{json, Value};
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
+
+use support::cpu_secs;
 
 use common::world::{agent, caller_table, get_json, json_lines, start_mock, wait_for, world, Killed, World};
 use common::{ok, s};
@@ -111,24 +114,6 @@ fn completion_latencies(db: &Path, from: u64) -> Vec<f64> {
         .filter(|v| v["type"] == "completion")
         .filter_map(|v| v["latency_ms"].as_f64())
         .collect()
-}
-
-/// CPU seconds (user + system) used so far by `pids`, from /proc (USER_HZ = 100).
-fn cpu_secs(pids: &[u32]) -> f64 {
-    let ticks: u64 = pids
-        .iter()
-        .map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // After the parenthesised name: utime and stime are fields 14 and 15.
-            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            [11, 12]
-                .iter()
-                .filter_map(|&i| f.get(i).and_then(|v| v.parse::<u64>().ok()))
-                .sum::<u64>()
-        })
-        .sum();
-    ticks as f64 / 100.0
 }
 
 /// `pid` and its children (nginx's master and its workers).
@@ -708,27 +693,7 @@ fn start_nginx(dir: &Path, upstream: &str) -> Result<(Nginx, String), String> {
 
 /// wrk at saturation: 2 threads, 64 connections; requests/s.
 fn wrk(url: &str, body: &str, secs: u64) -> f64 {
-    let script = std::env::temp_dir().join(format!("modelgate-wrk-{}.lua", std::process::id()));
-    std::fs::write(
-        &script,
-        format!(
-            "wrk.method = \"POST\"\nwrk.body = [[{body}]]\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {TOKEN}\"\n"
-        ),
-    )
-    .unwrap();
-    let o = Command::new("wrk")
-        .args(["-t2", "-c64", &format!("-d{secs}s"), "-s", s(&script)])
-        .arg(format!("{url}/v1/chat/completions"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    if text.contains("Non-2xx") {
-        eprintln!("wrk against {url} saw errors:\n{text}");
-    }
-    text.lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(f64::NAN)
+    support::wrk(url, body, TOKEN, 64, secs)
 }
 
 /// Open-loop load at `rate` calls/s for `secs`: each call is scheduled in

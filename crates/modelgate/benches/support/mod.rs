@@ -200,3 +200,48 @@ pub fn drive(secs: f64, op: Arc<dyn Fn(usize, u64) -> bool + Send + Sync>) -> Ru
         count: lat.len() as u64,
     }
 }
+
+/// CPU seconds (user + system) used so far by `pids`, from /proc (USER_HZ = 100).
+pub fn cpu_secs(pids: &[u32]) -> f64 {
+    let ticks: u64 = pids
+        .iter()
+        .map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // After the parenthesised name: utime and stime are fields 14 and 15.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            [11, 12]
+                .iter()
+                .filter_map(|&i| f.get(i).and_then(|v| v.parse::<u64>().ok()))
+                .sum::<u64>()
+        })
+        .sum();
+    ticks as f64 / 100.0
+}
+
+/// wrk at saturation with keep-alive (2 threads, `connections`), POSTing
+/// `body` to `url`/v1/chat/completions with bearer `token`; requests/s.
+/// Non-2xx answers are printed (a benchmark of refusals is not one of calls).
+pub fn wrk(url: &str, body: &str, token: &str, connections: u32, secs: u64) -> f64 {
+    let script = std::env::temp_dir().join(format!("modelgate-wrk-{}.lua", std::process::id()));
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = [[{body}]]\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"
+        ),
+    )
+    .unwrap();
+    let o = std::process::Command::new("wrk")
+        .args(["-t2", &format!("-c{connections}"), &format!("-d{secs}s"), "-s", s(&script)])
+        .arg(format!("{url}/v1/chat/completions"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    if text.contains("Non-2xx") || text.contains("Socket errors") {
+        eprintln!("wrk against {url} saw errors:\n{text}");
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
