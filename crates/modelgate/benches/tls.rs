@@ -5,12 +5,13 @@
 //!
 //! A. throughput at saturation with keep-alive (`wrk -t2 -c32`, wrk from
 //!    Debian, OpenSSL on its side), and the node's CPU per call from
-//!    /proc; two rounds of each, interleaved, so drift hits both alike;
+//!    /proc; three rounds of each, interleaved, so drift hits both alike;
 //! B. handshakes against the TLS gateway: 1,000 full ones (a client with
 //!    resumption off) and 1,000 resumed ones (one client config, its
 //!    session cache warm; each counted only when rustls says it resumed),
-//!    the client's wall time per connect + handshake (p50/p99) and the
-//!    node's CPU per handshake.
+//!    the client's wall time per connect + handshake (p50/p99), and the
+//!    node's CPU per connection (the handshake and one `/healthz`), less
+//!    what the idle node spends in the same time (measured just before).
 //!
 //! `cargo bench -p modelgate --bench tls` (MODELGATE_BENCH_SECS, default 10).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -29,6 +30,8 @@ use common::{ok, s};
 use support::cpu_secs;
 
 const HANDSHAKES: usize = 1_000;
+/// Rounds of plain HTTP then TLS, interleaved.
+const ROUNDS: u32 = 3;
 
 struct Node {
     _child: Killed,
@@ -53,7 +56,11 @@ fn start(config: &Path, tls: bool) -> Node {
         url = url.replace("http://", "https://");
     }
     std::thread::spawn(move || for _ in events {});
-    Node { _child: child, pid, url }
+    Node {
+        _child: child,
+        pid,
+        url,
+    }
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -77,14 +84,20 @@ async fn handshakes(addr: &str, config: Arc<rustls::ClientConfig>, n: usize) -> 
         if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
             resumed += 1;
         }
-        // Read the server's session tickets (TLS 1.3 sends them after the
-        // handshake) before closing, so the next connection can resume.
-        let _ = tokio::time::timeout(Duration::from_millis(20), async {
-            use tokio::io::AsyncReadExt as _;
-            let mut b = [0u8; 1];
-            let _ = tls.read(&mut b).await;
-        })
-        .await;
+        // One request, read to its end: the server's session tickets (TLS 1.3
+        // sends them after the handshake) arrive before its answer, so the
+        // next connection can resume.
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer).await;
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
     }
     (times, resumed)
 }
@@ -101,7 +114,14 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let pki = d.join("pki");
-    ok(&common::mg(&["dev", "ca", "--out", s(&pki), "--server", "gateway=127.0.0.1"]));
+    ok(&common::mg(&[
+        "dev",
+        "ca",
+        "--out",
+        s(&pki),
+        "--server",
+        "gateway=127.0.0.1",
+    ]));
     let dev = d.join("dev");
     let _authority = common::dev_serve(&dev);
     let model = d.join("model");
@@ -150,7 +170,7 @@ fn main() {
     println!("| round | transport | calls/s | node CPU per call |");
     println!("|---|---|---|---|");
     let mut sums = [(0.0, 0.0); 2];
-    for round in 1..=2 {
+    for round in 1..=ROUNDS {
         for (i, (config, tls)) in [(&plain, false), (&tls_config, true)].into_iter().enumerate() {
             let node = start(config, tls);
             support::wrk(&node.url, body, &token, 32, 2); // warm-up, not counted
@@ -158,8 +178,8 @@ fn main() {
             let rps = support::wrk(&node.url, body, &token, 32, secs);
             let cpu = cpu_secs(&[node.pid]) - c0;
             let per_call = cpu / (rps * secs as f64) * 1e6;
-            sums[i].0 += rps / 2.0;
-            sums[i].1 += per_call / 2.0;
+            sums[i].0 += rps / ROUNDS as f64;
+            sums[i].1 += per_call / ROUNDS as f64;
             let name = if tls { "TLS 1.3" } else { "plain HTTP" };
             println!("| {round} | {name} | {rps:.0} | {per_call:.1} µs |");
         }
@@ -184,18 +204,27 @@ fn main() {
     })
     .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
+    // What the node spends idle (its loop, heartbeats, replication), per second.
+    std::thread::sleep(Duration::from_secs(2));
+    let (i0, t0) = (cpu_secs(&[node.pid]), Instant::now());
+    std::thread::sleep(Duration::from_secs(5));
+    let idle = (cpu_secs(&[node.pid]) - i0) / t0.elapsed().as_secs_f64();
     println!("# Handshakes against the TLS gateway ({HANDSHAKES} each, one at a time)\n");
-    println!("| handshake | p50 | p99 | node CPU per handshake | resumed |");
+    println!("| handshake | p50 | p99 | node CPU per connection (handshake + one /healthz) | resumed |");
     println!("|---|---|---|---|---|");
     let mut full = client.rustls().unwrap();
     full.resumption = rustls::client::Resumption::disabled();
     let full = Arc::new(full);
     let warm = Arc::new(client.rustls().unwrap());
     rt.block_on(handshakes(&addr, Arc::clone(&warm), 1));
-    for (name, config) in [("full (TLS 1.3, ECDHE + P-256 signature)", full), ("resumed (TLS 1.3 PSK)", warm)] {
-        let c0 = cpu_secs(&[node.pid]);
+    for (name, config) in [
+        ("full (TLS 1.3, ECDHE + P-256 signature)", full),
+        ("resumed (TLS 1.3 PSK)", warm),
+    ] {
+        let (c0, w0) = (cpu_secs(&[node.pid]), Instant::now());
         let (mut t, resumed) = rt.block_on(handshakes(&addr, config, HANDSHAKES));
-        let cpu = (cpu_secs(&[node.pid]) - c0) / HANDSHAKES as f64 * 1e6;
+        let busy = cpu_secs(&[node.pid]) - c0 - idle * w0.elapsed().as_secs_f64();
+        let cpu = busy / HANDSHAKES as f64 * 1e6;
         println!(
             "| {name} | {:.3} ms | {:.3} ms | {cpu:.0} µs | {resumed} of {HANDSHAKES} |",
             pct(&mut t, 0.5),

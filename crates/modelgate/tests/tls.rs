@@ -454,6 +454,55 @@ except openai.APIConnectionError as e:
         .contains("expired"),
         "curl does not say the certificate expired"
     );
+
+    // SIGHUP reloads the pair (the process lives on: SIGHUP's default would
+    // end it); a pair that does not load, written over the files, is
+    // refused and counted, and the old one serves on.
+    let metrics = || {
+        text(&run(
+            "curl",
+            &[
+                "-s",
+                "--cacert",
+                s(&ca),
+                "--cert",
+                s(&admin.0),
+                "--key",
+                s(&admin.1),
+                &format!("{}/metrics", authority.url),
+            ],
+        ))
+    };
+    let before = metrics();
+    assert!(before.contains("modelgate_tls_reloads_total 0"), "{before}");
+    let pid = authority.child.id().to_string();
+    assert!(run("kill", &["-HUP", &pid]).status.success());
+    let (m, _) = common::world::eventually(10, "the SIGHUP reload", || {
+        let m = metrics();
+        m.contains("modelgate_tls_reloads_total 1").then_some(m)
+    });
+    assert!(m.contains("modelgate_tls_reload_failures_total 0"), "{m}");
+    std::fs::copy(f("witness.key"), f("authority.key")).unwrap();
+    let (m, _) = common::world::eventually(10, "the refused reload", || {
+        let m = metrics();
+        m.contains("modelgate_tls_reload_failures_total 1").then_some(m)
+    });
+    assert!(m.contains("modelgate_tls_reloads_total 1"), "{m}");
+    let o = run(
+        "openssl",
+        &[
+            "s_client",
+            "-connect",
+            host_port(&authority.url),
+            "-CAfile",
+            s(&ca),
+            "-cert",
+            s(&admin.0),
+            "-key",
+            s(&admin.1),
+        ],
+    );
+    assert!(text(&o).contains("Verify return code: 0 (ok)"), "{}", text(&o));
 }
 
 /// [`refuses_what_it_must`] for a port whose route takes POST only.

@@ -232,7 +232,13 @@ pub fn wrk(url: &str, body: &str, token: &str, connections: u32, secs: u64) -> f
     )
     .unwrap();
     let o = std::process::Command::new("wrk")
-        .args(["-t2", &format!("-c{connections}"), &format!("-d{secs}s"), "-s", s(&script)])
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{secs}s"),
+            "-s",
+            s(&script),
+        ])
         .arg(format!("{url}/v1/chat/completions"))
         .output()
         .unwrap();
