@@ -460,3 +460,75 @@ async fn a_reload_under_a_thousand_requests_in_flight_fails_none_and_a_bad_pair_
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Run openssl (installed by scripts/test.sh), which must succeed.
+fn openssl(args: &[&str]) {
+    let o = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sec1_and_rsa_keys_are_served_as_well_as_pkcs8() {
+    let d = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&d.path().join("ca"), "test CA");
+    let client = client_tls(&pki.ca(), None);
+    // SEC1 ("EC PRIVATE KEY"): the PKCS#8 key rcgen made, converted by openssl.
+    let (cert, key) = pki.server("ec");
+    let sec1 = d.path().join("ec-sec1.key");
+    openssl(&["ec", "-in", key.to_str().unwrap(), "-out", sec1.to_str().unwrap()]);
+    assert!(std::fs::read_to_string(&sec1).unwrap().contains("BEGIN EC PRIVATE KEY"));
+    // RSA ("RSA PRIVATE KEY", PKCS#1): a key made by openssl, its certificate issued by the CA.
+    let rsa8 = d.path().join("rsa.p8");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        rsa8.to_str().unwrap(),
+    ]);
+    let rsa_key = KeyPair::from_pem(&std::fs::read_to_string(&rsa8).unwrap()).unwrap();
+    let mut p = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    p.not_before = at(now() - DAY);
+    p.not_after = at(now() + DAY);
+    let rsa_cert = p
+        .signed_by(&rsa_key, &Issuer::from_params(&pki.params, &pki.key))
+        .unwrap();
+    let rsa_pem = d.path().join("rsa.pem");
+    std::fs::write(&rsa_pem, rsa_cert.pem()).unwrap();
+    let pkcs1 = d.path().join("rsa-pkcs1.key");
+    openssl(&[
+        "rsa",
+        "-in",
+        rsa8.to_str().unwrap(),
+        "-traditional",
+        "-out",
+        pkcs1.to_str().unwrap(),
+    ]);
+    assert!(std::fs::read_to_string(&pkcs1)
+        .unwrap()
+        .contains("BEGIN RSA PRIVATE KEY"));
+    for (cert, key) in [(&cert, &key), (&cert, &sec1), (&rsa_pem, &pkcs1), (&rsa_pem, &rsa8)] {
+        let tls = ServerTls::load(ServerFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: None,
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", key.display()));
+        let addr = serve(tls, ok_app(), Limits::default()).await;
+        assert_eq!(
+            fetch(addr, client.rustls().unwrap()).await.unwrap(),
+            (200, "ok".into()),
+            "{}",
+            key.display()
+        );
+    }
+}
