@@ -12,7 +12,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # systemd-analyze (the example units), g++ (llama-cpp-python, the live demo's
 # real inference server, builds llama.cpp from source), Chromium, Node.js and
 # npm (the browser tests), PostgreSQL (scripts/postgres.sh runs a throwaway
-# cluster), nginx (the replicas' caching-proxy test).
+# cluster), nginx (the replicas' caching-proxy test), SoftHSM2 and OpenSC (keys on
+# a PKCS#11 token).
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 command -v curl >/dev/null || missing+=(curl)
@@ -23,6 +24,8 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v softhsm2-util >/dev/null || missing+=(softhsm2)
+command -v pkcs11-tool >/dev/null || missing+=(opensc)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing Debian packages the tests need: ${missing[*]}"
   sudo=""

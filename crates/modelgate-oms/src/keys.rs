@@ -54,6 +54,13 @@ pub enum PrivateKey {
     P384(p384::ecdsa::SigningKey),
     /// P-521.
     P521(p521::ecdsa::SigningKey),
+    /// A key on a token (PKCS#11): it signs there, and its public key was read from it.
+    Token {
+        /// The token's key.
+        signer: std::sync::Arc<dyn modelgate_signer::Signer>,
+        /// Its public key.
+        public: PublicKey,
+    },
 }
 
 /// The digest an ECDSA signature is over.
@@ -178,9 +185,34 @@ impl PrivateKey {
         }
     }
 
+    /// A model-signing key on a token: ECDSA P-256 or P-384, as the model
+    /// signing reference verifies.
+    pub fn from_token(signer: std::sync::Arc<dyn modelgate_signer::Signer>, what: &str) -> Result<Self> {
+        use modelgate_signer::Algorithm;
+        let bad = |reason: String| Error::Key {
+            what: what.to_owned(),
+            reason,
+        };
+        let public =
+            match signer.algorithm() {
+                Algorithm::EcdsaP256Sha256 => PublicKey::P256(
+                    p256::ecdsa::VerifyingKey::from_sec1_bytes(signer.public_key()).map_err(|e| bad(e.to_string()))?,
+                ),
+                Algorithm::EcdsaP384Sha384 => PublicKey::P384(
+                    p384::ecdsa::VerifyingKey::from_sec1_bytes(signer.public_key()).map_err(|e| bad(e.to_string()))?,
+                ),
+                Algorithm::Ed25519 => return Err(bad(
+                    "an Ed25519 key: model-signing keys are ECDSA P-256 or P-384 (Ed25519 signs governance entries)"
+                        .into(),
+                )),
+            };
+        Ok(PrivateKey::Token { signer, public })
+    }
+
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
         match self {
+            PrivateKey::Token { public, .. } => public.clone(),
             PrivateKey::P256(k) => PublicKey::P256(*k.verifying_key()),
             PrivateKey::P384(k) => PublicKey::P384(*k.verifying_key()),
             PrivateKey::P521(k) => {
@@ -191,9 +223,14 @@ impl PrivateKey {
         }
     }
 
-    /// A DER-encoded ECDSA signature over `msg`, hashed with the curve's hash.
-    pub fn sign(&self, msg: &[u8]) -> Vec<u8> {
-        match self {
+    /// A DER-encoded ECDSA signature over `msg`, hashed with the curve's
+    /// hash. Only a token can fail (gone, or refusing).
+    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>> {
+        Ok(match self {
+            PrivateKey::Token { signer, .. } => signer.sign(msg).map_err(|e| Error::Key {
+                what: "the signing token".into(),
+                reason: e.to_string(),
+            })?,
             PrivateKey::P256(k) => Signer::<p256::ecdsa::Signature>::sign(k, msg)
                 .to_der()
                 .as_bytes()
@@ -206,7 +243,7 @@ impl PrivateKey {
                 .to_der()
                 .as_bytes()
                 .to_vec(),
-        }
+        })
     }
 }
 
@@ -507,9 +544,9 @@ mod tests {
             PrivateKey::P521(p521::ecdsa::SigningKey::from_slice(&[1u8; 66]).unwrap()),
         ];
         for k in &keys {
-            let sig = k.sign(b"msg");
+            let sig = k.sign(b"msg").unwrap();
             if !matches!(k, PrivateKey::P521(_)) {
-                assert_eq!(sig, k.sign(b"msg"), "RFC 6979 signing is deterministic");
+                assert_eq!(sig, k.sign(b"msg").unwrap(), "RFC 6979 signing is deterministic");
             }
             let pk = k.public_key();
             assert!(pk.verify(b"msg", &sig));
@@ -518,7 +555,7 @@ mod tests {
             assert_eq!(PublicKey::from_pem(&pem, "t").unwrap(), pk);
         }
         let other = keys[0].public_key();
-        assert!(!other.verify(b"msg", &keys[1].sign(b"msg")));
+        assert!(!other.verify(b"msg", &keys[1].sign(b"msg").unwrap()));
     }
 
     /// RFC 8032 §7.3, "TEST abc": Ed25519ph of the message "abc", empty context.

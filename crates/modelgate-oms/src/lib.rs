@@ -118,7 +118,7 @@ pub fn sign_manifest(manifest: &Manifest, signer: &Signer) -> Result<Vec<u8>> {
         return Err(Error::EmptyModel);
     }
     let payload = statement::encode(manifest)?;
-    let signature = signer.key().sign(&pae(&payload));
+    let signature = signer.key().sign(&pae(&payload))?;
     let material = match signer {
         Signer::Key(k) => Material::PublicKey {
             hint: Some(k.public_key().hint()?),

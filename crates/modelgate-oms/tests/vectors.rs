@@ -20,7 +20,7 @@ fn test_key() -> PrivateKey {
 /// reaches the statement checks.
 fn resign(payload: &[u8]) -> Result<Manifest, String> {
     let key = test_key();
-    let sig = key.sign(&pae(payload));
+    let sig = key.sign(&pae(payload)).unwrap();
     let bundle = serde_json::json!({
         "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
         "verificationMaterial": {"publicKey": {"hint": key.public_key().hint().unwrap()}, "tlogEntries": []},
@@ -174,7 +174,7 @@ fn shard_size_may_be_an_integral_float_only() {
 fn mutated_bundles_never_panic_and_never_verify_a_changed_payload() {
     let key = test_key();
     let payload = Bundle::parse(&data("valid/key.bundle.json")).unwrap().envelope.payload;
-    let sig = key.sign(&pae(&payload));
+    let sig = key.sign(&pae(&payload)).unwrap();
     let good = serde_json::to_vec(&serde_json::json!({
         "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
         "verificationMaterial": {"publicKey": {"hint": key.public_key().hint().unwrap()}, "tlogEntries": []},

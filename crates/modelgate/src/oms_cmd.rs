@@ -66,9 +66,14 @@ pub struct HashingArgs {
 pub struct SignArgs {
     /// The model: a directory or a single file.
     model: PathBuf,
-    /// Private key (PKCS#8 or SEC1 PEM; ECDSA P-256, P-384 or P-521).
-    #[arg(long, value_name = "KEY")]
+    /// Private key: a PEM file (PKCS#8 or SEC1; ECDSA P-256, P-384 or
+    /// P-521), or a key on a PKCS#11 token as an RFC 7512 URI
+    /// (`pkcs11:token=T;object=LABEL?pin-source=file:PIN_FILE`; P-256 or P-384).
+    #[arg(long, value_name = "KEY|URI")]
     key: PathBuf,
+    /// The PKCS#11 module for a `pkcs11:` key whose URI names none.
+    #[arg(long, value_name = "PATH", env = "MODELGATE_PKCS11_MODULE")]
+    pkcs11_module: Option<PathBuf>,
     /// Signing certificate (PEM) for --key: sign with a certificate instead of a bare key.
     #[arg(long, value_name = "CERT", requires = "cert_chain")]
     signing_cert: Option<PathBuf>,
@@ -206,7 +211,17 @@ fn hash_with_progress(model: &Path, opts: &HashOptions) -> Result<modelgate_oms:
 
 pub fn sign(a: SignArgs) -> Result<(), Failure> {
     let signature = a.signature.clone().unwrap_or_else(|| default_signature(&a.model));
-    let key = PrivateKey::from_pem(&read_text(&a.key, "private key")?, &a.key.display().to_string())?;
+    let key = match a.key.to_str().filter(|k| modelgate_signer::uri::Pkcs11Uri::is(k)) {
+        Some(uri) => {
+            let token = modelgate_signer::pkcs11::Pkcs11Key::open(uri, a.pkcs11_module.as_deref())
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            PrivateKey::from_token(
+                std::sync::Arc::new(token),
+                &modelgate_signer::uri::Pkcs11Uri::redacted(uri),
+            )?
+        }
+        None => PrivateKey::from_pem(&read_text(&a.key, "private key")?, &a.key.display().to_string())?,
+    };
     let signer = match &a.signing_cert {
         None => Signer::Key(key),
         Some(cert) => {
