@@ -73,8 +73,16 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// Load the TLS files, if any (errors name the file).
-    pub fn load(files: Option<crate::tls::ServerFiles>, allow_plaintext: bool) -> Result<Self, TlsError> {
+    /// From a server's flags or configuration: a certificate and its key
+    /// (both or neither), an optional client CA, and whether plain HTTP may
+    /// be served off loopback. The files are loaded; errors name the file.
+    pub fn from_paths(
+        cert: Option<std::path::PathBuf>,
+        key: Option<std::path::PathBuf>,
+        client_ca: Option<std::path::PathBuf>,
+        allow_plaintext: bool,
+    ) -> Result<Self, TlsError> {
+        let files = crate::tls::ServerFiles::from_flags(cert, key, client_ca)?;
         Ok(Self {
             tls: files.map(ServerTls::load).transpose()?,
             allow_plaintext,
@@ -83,11 +91,15 @@ impl Transport {
 
     /// `https` with TLS, else `http`.
     pub fn scheme(&self) -> &'static str {
-        if self.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        }
+        scheme(self.tls.is_some())
+    }
+}
+
+fn scheme(tls: bool) -> &'static str {
+    if tls {
+        "https"
+    } else {
+        "http"
     }
 }
 
@@ -123,13 +135,7 @@ impl Listener {
 
     /// Its base URL: `https://ADDR` with TLS, `http://ADDR` without.
     pub fn url(&self) -> std::io::Result<String> {
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        Ok(format!("{scheme}://{}", self.local_addr()?))
-    }
-
-    /// Its TLS, if any.
-    pub fn tls(&self) -> Option<&Arc<ServerTls>> {
-        self.tls.as_ref()
+        Ok(format!("{}://{}", scheme(self.tls.is_some()), self.local_addr()?))
     }
 }
 

@@ -229,6 +229,9 @@ static PLAINTEXT_OFF_LOOPBACK: AtomicBool = AtomicBool::new(false);
 /// A server's TLS: its current configuration, replaced whole on reload.
 pub struct ServerTls {
     files: ServerFiles,
+    /// Whether a watcher runs: listeners sharing this TLS (an API and its
+    /// console) share one, so one change is one reload.
+    watching: AtomicBool,
     current: RwLock<Arc<rustls::ServerConfig>>,
     stamp: Mutex<Vec<Option<FileStamp>>>,
 }
@@ -250,6 +253,7 @@ impl ServerTls {
             files,
             current: RwLock::new(Arc::new(config)),
             stamp: Mutex::new(stamp),
+            watching: AtomicBool::new(false),
         }))
     }
 
@@ -304,9 +308,13 @@ impl ServerTls {
     }
 
     /// Reload on SIGHUP and whenever the files change (looked at every
-    /// `poll`), until the runtime stops. Needs a Tokio runtime.
+    /// `poll`), until the runtime stops; once, however many listeners
+    /// serve it. Needs a Tokio runtime.
     pub fn watch(self: &Arc<Self>, poll: Duration) {
         use tokio::signal::unix::{signal, SignalKind};
+        if self.watching.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let tls = Arc::clone(self);
         tokio::spawn(async move {
             let mut hup = signal(SignalKind::hangup()).ok();
@@ -529,8 +537,12 @@ fn system_roots() -> Vec<CertificateDer<'static>> {
 /// first call.
 static CLIENTS: RwLock<Option<Arc<ClientTls>>> = RwLock::new(None);
 
-/// Make every client made from now on use `files`.
+/// Make every client made from now on use `files`; with none of them
+/// given, clients keep what they had (the system's roots by default).
 pub fn configure_clients(files: &ClientFiles) -> Result<(), TlsError> {
+    if *files == ClientFiles::default() {
+        return Ok(());
+    }
     let t = Arc::new(ClientTls::load(files)?);
     match CLIENTS.write() {
         Ok(mut c) => *c = Some(t),

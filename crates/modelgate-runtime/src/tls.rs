@@ -3,7 +3,7 @@
 //! clients — to the authority, its peers and the upstream — verify servers
 //! and present themselves (`ca_file`, `client_cert`, `client_key`).
 
-use modelgate_http::tls::{ClientFiles, ServerFiles};
+use modelgate_http::tls::ClientFiles;
 use modelgate_node::config::NodeConfig;
 
 use crate::Error;
@@ -11,9 +11,6 @@ use crate::Error;
 /// Make every client of this process verify and present as `c` says; with
 /// none of `ca_file`, `client_cert`, `client_key`, the system's roots stay.
 pub fn configure_clients(c: &NodeConfig) -> Result<(), Error> {
-    if c.ca_file.is_none() && c.client_cert.is_none() {
-        return Ok(());
-    }
     modelgate_http::tls::configure_clients(&ClientFiles {
         ca_bundle: c.ca_file.clone(),
         cert: c.client_cert.clone(),
@@ -24,9 +21,13 @@ pub fn configure_clients(c: &NodeConfig) -> Result<(), Error> {
 
 /// How the gateway listens (its files loaded; errors name the file).
 pub fn transport(c: &NodeConfig) -> Result<modelgate_http::Transport, Error> {
-    let files = ServerFiles::from_flags(c.tls_cert.clone(), c.tls_key.clone(), c.tls_client_ca.clone())
-        .map_err(|e| Error::Config(e.to_string()))?;
-    modelgate_http::Transport::load(files, c.allow_plaintext).map_err(|e| Error::Config(e.to_string()))
+    modelgate_http::Transport::from_paths(
+        c.tls_cert.clone(),
+        c.tls_key.clone(),
+        c.tls_client_ca.clone(),
+        c.allow_plaintext,
+    )
+    .map_err(|e| Error::Config(e.to_string()))
 }
 
 /// `https` when the gateway speaks TLS, else `http`.

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use modelgate_http::tls::{ClientFiles, ServerFiles};
+use modelgate_http::tls::ClientFiles;
 
 use crate::Failure;
 
@@ -33,9 +33,13 @@ pub struct ServerTlsArgs {
 impl ServerTlsArgs {
     /// The listeners' transport, its files loaded (errors name the file).
     pub fn transport(&self) -> Result<modelgate_http::Transport, Failure> {
-        let files = ServerFiles::from_flags(self.tls_cert.clone(), self.tls_key.clone(), self.tls_client_ca.clone())
-            .map_err(|e| Failure::Usage(e.to_string()))?;
-        modelgate_http::Transport::load(files, self.allow_plaintext).map_err(|e| Failure::Usage(e.to_string()))
+        modelgate_http::Transport::from_paths(
+            self.tls_cert.clone(),
+            self.tls_key.clone(),
+            self.tls_client_ca.clone(),
+            self.allow_plaintext,
+        )
+        .map_err(|e| Failure::Usage(e.to_string()))
     }
 }
 
@@ -57,9 +61,6 @@ pub struct ClientTlsArgs {
 impl ClientTlsArgs {
     /// Make every client of this process use them (nothing when none is given).
     pub fn configure(&self) -> Result<(), Failure> {
-        if self.ca_bundle.is_none() && self.client_cert.is_none() && self.client_key.is_none() {
-            return Ok(());
-        }
         modelgate_http::tls::configure_clients(&ClientFiles {
             ca_bundle: self.ca_bundle.clone(),
             cert: self.client_cert.clone(),
