@@ -41,9 +41,8 @@ fn host_port(url: &str) -> &str {
     url.split("://").nth(1).unwrap().trim_end_matches('/')
 }
 
-/// The refusals every TLS port owes, with `ca` and a `client` pair it accepts.
-fn refuses_what_it_must(name: &str, url: &str, path: &str, ca: &Path, client: (&Path, &Path), other_ca: &Path) {
-    let hp = host_port(url);
+/// TLS 1.1 and 1.0 are refused by the server on `hp`.
+fn old_tls_refused(name: &str, hp: &str, ca: &Path) {
     for old in ["-tls1_1", "-tls1"] {
         // SECLEVEL=0: so that the refusal is the server's, not openssl's own.
         let o = run(
@@ -66,6 +65,27 @@ fn refuses_what_it_must(name: &str, url: &str, path: &str, ca: &Path, client: (&
             "{name} {old}:\n{t}"
         );
     }
+}
+
+/// `request` sent as plain HTTP to the TLS port `hp` gets no HTTP answer:
+/// nothing, or a TLS alert record.
+fn no_plain_http_answer(name: &str, hp: &str, request: &str) {
+    let mut tcp = std::net::TcpStream::connect(hp).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tcp.write_all(request.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let _ = tcp.read_to_end(&mut got);
+    let shown = String::from_utf8_lossy(&got);
+    assert!(
+        (got.is_empty() || got[0] == 0x15) && !shown.contains("HTTP/"),
+        "{name}: plain HTTP got {shown:?}"
+    );
+}
+
+/// The refusals every TLS port owes, with `ca` and a `client` pair it accepts.
+fn refuses_what_it_must(name: &str, url: &str, path: &str, ca: &Path, client: (&Path, &Path), other_ca: &Path) {
+    let hp = host_port(url);
+    old_tls_refused(name, hp, ca);
     let o = run(
         "openssl",
         &[
@@ -88,17 +108,7 @@ fn refuses_what_it_must(name: &str, url: &str, path: &str, ca: &Path, client: (&
     );
 
     // Plain HTTP to the TLS port: never an HTTP answer.
-    let mut tcp = std::net::TcpStream::connect(hp).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: {hp}\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut got = Vec::new();
-    let _ = tcp.read_to_end(&mut got);
-    assert!(
-        got.is_empty() || got[0] == 0x15,
-        "{name}: plain HTTP got {:?}",
-        String::from_utf8_lossy(&got)
-    );
+    no_plain_http_answer(name, hp, &format!("GET {path} HTTP/1.1\r\nHost: {hp}\r\n\r\n"));
 
     let full = format!("{url}{path}");
     let curl = |extra: &[&str]| {
@@ -508,20 +518,7 @@ except openai.APIConnectionError as e:
 /// [`refuses_what_it_must`] for a port whose route takes POST only.
 fn refuses_what_it_must_post(name: &str, url: &str, ca: &Path, other_ca: &Path) {
     let hp = host_port(url);
-    let o = run(
-        "openssl",
-        &[
-            "s_client",
-            "-connect",
-            hp,
-            "-tls1_1",
-            "-cipher",
-            "DEFAULT:@SECLEVEL=0",
-            "-CAfile",
-            s(ca),
-        ],
-    );
-    assert!(!o.status.success(), "{name}: TLS 1.1 accepted: {}", text(&o));
+    old_tls_refused(name, hp, ca);
     let o = run("curl", &["-s", "--cacert", s(ca), &format!("{url}/add-checkpoint")]);
     assert!(!o.status.success(), "{name}: served without a client certificate");
     let o = run(
@@ -529,15 +526,10 @@ fn refuses_what_it_must_post(name: &str, url: &str, ca: &Path, other_ca: &Path) 
         &["-s", "--cacert", s(other_ca), &format!("{url}/add-checkpoint")],
     );
     assert_eq!(o.status.code(), Some(60), "{name}: a wrong CA: {}", text(&o));
-    let mut tcp = std::net::TcpStream::connect(hp).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    tcp.write_all(b"POST /add-checkpoint HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
-        .unwrap();
-    let mut got = Vec::new();
-    let _ = tcp.read_to_end(&mut got);
-    assert!(
-        !String::from_utf8_lossy(&got).contains("HTTP/"),
-        "{name}: plain HTTP answered"
+    no_plain_http_answer(
+        name,
+        hp,
+        "POST /add-checkpoint HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
     );
 }
 
