@@ -65,6 +65,8 @@ pub enum ErrorKind {
     Refused(modelgate_governance::Rule),
     /// The store could not write; nothing was appended.
     StoreUnavailable,
+    /// The log key cannot sign (its token is gone); nothing was appended.
+    SignerUnavailable,
     /// Sizes or indexes a proof cannot be made for.
     OutOfRange,
     /// An index the log does not hold (yet).
@@ -252,6 +254,7 @@ impl ErrorKind {
             ErrorKind::NotSequencer { .. } => (S::SERVICE_UNAVAILABLE, "not-sequencer", Some(1)),
             ErrorKind::Refused(rule) => (S::UNPROCESSABLE_ENTITY, rule.code(), None),
             ErrorKind::StoreUnavailable => (S::SERVICE_UNAVAILABLE, "store-unavailable", Some(1)),
+            ErrorKind::SignerUnavailable => (S::SERVICE_UNAVAILABLE, "signer-unavailable", Some(5)),
             ErrorKind::OutOfRange => (S::BAD_REQUEST, "out-of-range", None),
             ErrorKind::NotInLog => (S::NOT_FOUND, "out-of-range", None),
             ErrorKind::UnknownModel => (S::NOT_FOUND, "unknown-model", None),

@@ -146,7 +146,20 @@ impl InitReport {
             format!("  governance log: {}", store.describe()),
             format!("  trust root v1 (nodes pin this file): {}", self.trust_root.display()),
         ];
-        if self.root_keys.len() == 1 {
+        let on_tokens = self
+            .root_keys
+            .iter()
+            .any(|k| k.to_str().is_some_and(|k| k.starts_with("pkcs11:")));
+        if on_tokens {
+            out.push(format!(
+                "  root keys on tokens ({} of {} sign a new trust-root version):",
+                self.root_threshold,
+                self.root_keys.len()
+            ));
+            out.extend(self.root_keys.iter().map(|k| format!("    {}", k.display())));
+            out.push("    Nothing private was written here. Keep each token with its custodian; a rotation".into());
+            out.push("    is signed with `modelgate trust sign --key pkcs11:…` (see docs/keys.md).".into());
+        } else if self.root_keys.len() == 1 {
             out.push(format!("  root key: {}", self.root_key.display()));
             out.push("    It signs trust-root versions. Move it OFFLINE now (and delete it here);".into());
             out.push("    bring it back only to sign the next trust root with `modelgate trust sign`.".into());
@@ -223,6 +236,21 @@ impl RootKeys {
     }
 }
 
+/// Keys `init` uses from PKCS#11 tokens instead of making them as files,
+/// each a `pkcs11:` URI (RFC 7512) naming an Ed25519 key. The log key and
+/// the cosigner are recorded in the data directory by URI (`PKCS11+KEY+…`
+/// lines) and opened by `serve`; root keys stay on their tokens.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenKeys {
+    /// The log key (checkpoints).
+    pub log: Option<String>,
+    /// The cosigner (the authority's own freshness cosignatures).
+    pub cosigner: Option<String>,
+    /// Root keys, `root-1` … `root-n` in order; when given, they are the
+    /// whole root role (none is made as a file).
+    pub roots: Vec<String>,
+}
+
 /// Create a new authority in `dir` for the log `origin` with one root key.
 /// See [`init_with`].
 pub fn init(dir: &Path, origin: &str) -> Result<InitReport, AuthorityError> {
@@ -246,7 +274,7 @@ pub fn init_with(dir: &Path, origin: &str, roots: RootKeys) -> Result<InitReport
 /// to change it, the authority's keys, default thresholds; signed by every
 /// root key and accepted by the fold before anything is written.
 fn genesis_trust_root(
-    keys: &[SigningKey],
+    keys: &[&dyn modelgate_signer::Signer],
     threshold: usize,
     log_key: &SignerKey,
     cosigner: &SignerKey,
@@ -257,7 +285,7 @@ fn genesis_trust_root(
         .map(|(i, k)| {
             (
                 format!("root-{}", i + 1),
-                json!({"roles": ["root"], "keys": [B64.encode(k.verifying_key().as_bytes())], "model_keys": []}),
+                json!({"roles": ["root"], "keys": [B64.encode(k.public_key())], "model_keys": []}),
             )
         })
         .collect();
@@ -272,8 +300,7 @@ fn genesis_trust_root(
         "freshness": {"max_staleness_seconds": 30, "anchor_max_age_seconds": 60}
     });
     let payload = to_canonical(&doc).map_err(|e| AuthorityError::config(e.to_string()))?;
-    let signers: Vec<&SigningKey> = keys.iter().collect();
-    let genesis = Envelope::sign(&payload, &signers).map_err(|e| AuthorityError::config(e.to_string()))?;
+    let genesis = Envelope::sign(&payload, keys).map_err(|e| AuthorityError::config(e.to_string()))?;
     // The fold must accept it before anything is written.
     modelgate_governance::State::new(&genesis)
         .map_err(|e| AuthorityError::config(format!("generated trust root: {e}")))?;
@@ -310,7 +337,40 @@ pub fn init_at(
     roots: RootKeys,
     store_at: &crate::store::StoreAt,
 ) -> Result<InitReport, AuthorityError> {
-    let roots = RootKeys::new(roots.count, roots.threshold)?;
+    init_keys(dir, origin, roots, store_at, &TokenKeys::default())
+}
+
+/// The authority's own keys: each from its token when `tokens` names one,
+/// else made now. Every token is opened before anything is written.
+fn own_keys(origin: &str, tokens: &TokenKeys) -> Result<(SignerKey, SignerKey), AuthorityError> {
+    let key = |uri: &Option<String>, t: KeyType| match uri {
+        Some(u) => SignerKey::from_token(origin, t, u).map_err(|e| AuthorityError::config(e.to_string())),
+        None => SignerKey::from_seed(origin, t, &seed()?).map_err(|e| AuthorityError::config(e.to_string())),
+    };
+    Ok((
+        key(&tokens.log, KeyType::Ed25519)?,
+        key(&tokens.cosigner, KeyType::CosignatureV1)?,
+    ))
+}
+
+/// [`init_at`], with the keys `tokens` names on PKCS#11 tokens.
+pub fn init_keys(
+    dir: &Path,
+    origin: &str,
+    roots: RootKeys,
+    store_at: &crate::store::StoreAt,
+    tokens: &TokenKeys,
+) -> Result<InitReport, AuthorityError> {
+    let roots = match tokens.roots.len() {
+        0 => RootKeys::new(roots.count, roots.threshold)?,
+        n if roots.count == 1 || roots.count == n => RootKeys::new(n, roots.threshold)?,
+        n => {
+            return Err(AuthorityError::config(format!(
+                "{n} root keys on tokens, but {} root keys asked: give one or the other",
+                roots.count
+            )))
+        }
+    };
     let d = DataDir::new(dir);
     if !d.is_empty() {
         return Err(AuthorityError::config(format!(
@@ -358,15 +418,26 @@ pub fn init_at(
         .mode(0o700)
         .create(dir.join("offline-root-keys"))
         .map_err(|e| AuthorityError::io(format!("couldn't create {}: {e}", dir.display())))?;
-    let log_key =
-        SignerKey::from_seed(origin, KeyType::Ed25519, &seed()?).map_err(|e| AuthorityError::config(e.to_string()))?;
-    let cosigner = SignerKey::from_seed(origin, KeyType::CosignatureV1, &seed()?)
-        .map_err(|e| AuthorityError::config(e.to_string()))?;
-    let keys: Vec<SigningKey> = (0..roots.count)
-        .map(|_| seed().map(|s| SigningKey::from_bytes(&s)))
-        .collect::<Result<_, _>>()?;
-    let genesis = genesis_trust_root(&keys, roots.threshold, &log_key, &cosigner)?;
-    write_root_keys(&d, &keys)?;
+    let (log_key, cosigner) = own_keys(origin, tokens)?;
+    let token_roots = tokens
+        .roots
+        .iter()
+        .map(|u| modelgate_signer::open_token(u, None).map_err(|e| AuthorityError::config(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let file_roots: Vec<SigningKey> = if token_roots.is_empty() {
+        (0..roots.count)
+            .map(|_| seed().map(|s| SigningKey::from_bytes(&s)))
+            .collect::<Result<_, _>>()?
+    } else {
+        vec![]
+    };
+    let signers: Vec<&dyn modelgate_signer::Signer> = token_roots
+        .iter()
+        .map(|k| k.as_ref())
+        .chain(file_roots.iter().map(|k| k as &dyn modelgate_signer::Signer))
+        .collect();
+    let genesis = genesis_trust_root(&signers, roots.threshold, &log_key, &cosigner)?;
+    write_root_keys(&d, &file_roots)?;
     write_new(
         &d.log_key(),
         format!("{}\n", log_key.to_private_string()).as_bytes(),
@@ -387,8 +458,19 @@ pub fn init_at(
     Ok(InitReport {
         log_vkey: log_key.verifier().to_string(),
         cosigner_vkey: cosigner.verifier().to_string(),
-        root_key: d.offline_root_key(),
-        root_keys: (1..=roots.count).map(|n| d.offline_root_key_n(n)).collect(),
+        root_key: tokens.roots.first().map_or_else(
+            || d.offline_root_key(),
+            |u| PathBuf::from(modelgate_signer::uri::Pkcs11Uri::redacted(u)),
+        ),
+        root_keys: if tokens.roots.is_empty() {
+            (1..=roots.count).map(|n| d.offline_root_key_n(n)).collect()
+        } else {
+            tokens
+                .roots
+                .iter()
+                .map(|u| PathBuf::from(modelgate_signer::uri::Pkcs11Uri::redacted(u)))
+                .collect()
+        },
         root_threshold: roots.threshold,
         trust_root: d.trust_root(),
     })

@@ -50,7 +50,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use api_error::ApiError;
-pub use data::{init, init_at, init_with, DataDir, InitReport, RootKeys};
+pub use data::{init, init_at, init_keys, init_with, DataDir, InitReport, RootKeys, TokenKeys};
 pub use error::AuthorityError;
 pub use http::router;
 pub use service::Authority;

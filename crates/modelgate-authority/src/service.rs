@@ -72,6 +72,9 @@ pub enum Outcome {
     /// The store failed (a full or read-only disk, an I/O error); nothing
     /// was appended, and the same submission may be retried.
     Failed(String),
+    /// The log key could not sign the checkpoint (its token is gone):
+    /// nothing was appended, and the same submission may be retried.
+    SignerUnavailable(String),
     /// This authority is a replica (it lost or never held the sequencer
     /// lease); nothing was appended: submit to the sequencer.
     NotSequencer,

@@ -24,7 +24,7 @@ use std::path::Path;
 use crate::error::AuthorityError;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use ed25519_dalek::{Signer as _, Verifier as _};
+use ed25519_dalek::Verifier as _;
 use modelgate_governance::State;
 use modelgate_store::LogStore;
 use modelgate_tlog::{Checkpoint, Note, SignerKey};
@@ -121,7 +121,7 @@ fn write_msg(path: &Path, state: &State, store: &dyn LogStore, key: &SignerKey) 
         state_bytes: w.len,
         signature: String::new(),
     };
-    h.signature = B64.encode(key.ed25519().sign(message(&h).as_bytes()).to_bytes());
+    h.signature = B64.encode(key.signer().sign(message(&h).as_bytes()).map_err(|e| e.to_string())?);
     let mut file = w.inner;
     let trailer = serde_json::to_string(&h).map_err(|e| e.to_string())?;
     write!(file, "\n{trailer}\n").map_err(io)?;
@@ -169,8 +169,8 @@ fn read_msg(path: &Path, pinned: &[u8], store: &dyn LogStore, key: &SignerKey) -
         .ok()
         .and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok())
         .ok_or("the snapshot's signature is not an Ed25519 signature")?;
-    key.ed25519()
-        .verifying_key()
+    key.verifier()
+        .public_key()
         .verify(message(&h).as_bytes(), &sig)
         .map_err(|_| "the snapshot's signature does not verify with the log's key")?;
     let trailer_len = (tail.len() - start) as u64 + 1;

@@ -56,7 +56,7 @@ fn wait(rx: tokio::sync::oneshot::Receiver<Outcome>) {
     match rx.blocking_recv().unwrap() {
         Outcome::Accepted { .. } => {}
         Outcome::Refused(e) => panic!("refused: {} {}", e.rule, e.detail),
-        Outcome::Failed(m) => panic!("failed: {m}"),
+        Outcome::Failed(m) | Outcome::SignerUnavailable(m) => panic!("failed: {m}"),
         Outcome::NotSequencer => panic!("not the sequencer"),
     }
 }

@@ -38,7 +38,7 @@ fn submit(a: &Authority, entry: Vec<u8>) -> u64 {
     match a.submit(entry).unwrap().blocking_recv().unwrap() {
         Outcome::Accepted { index, .. } => index,
         Outcome::Refused(e) => panic!("refused: {} {}", e.rule, e.detail),
-        Outcome::Failed(m) => panic!("failed: {m}"),
+        Outcome::Failed(m) | Outcome::SignerUnavailable(m) => panic!("failed: {m}"),
         Outcome::NotSequencer => panic!("not the sequencer"),
     }
 }

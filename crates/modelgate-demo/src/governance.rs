@@ -22,7 +22,7 @@ pub(crate) fn b64(k: &SigningKey) -> String {
     base64::engine::general_purpose::STANDARD.encode(k.verifying_key().as_bytes())
 }
 
-pub(crate) fn signed(v: &Value, keys: &[&SigningKey]) -> Result<Vec<u8>, Failure> {
+pub(crate) fn signed(v: &Value, keys: &[&dyn modelgate_signer::Signer]) -> Result<Vec<u8>, Failure> {
     Envelope::sign(&to_canonical(v).map_err(fail)?, keys).map_err(fail)
 }
 
@@ -32,7 +32,7 @@ fn submit(a: &Authority, entry: Vec<u8>) -> Result<Result<u64, String>, Failure>
     match rx.blocking_recv().map_err(fail)? {
         Outcome::Accepted { index, .. } => Ok(Ok(index)),
         Outcome::Refused(e) => Ok(Err(format!("{}: {}", e.rule, e.detail))),
-        Outcome::Failed(m) => Err(fail(m)),
+        Outcome::Failed(m) | Outcome::SignerUnavailable(m) => Err(fail(m)),
         Outcome::NotSequencer => Err(fail("the demo authority is not the sequencer")),
     }
 }
@@ -170,7 +170,7 @@ fn approve(authority: &Authority, cast: &Cast, out: &mut dyn FnMut(&str)) -> Res
         ..
     } = cast;
     let far = modelgate_runtime::Clock::now(&modelgate_runtime::SystemClock) + 86_400;
-    let approval = |keys: &[&SigningKey], ticket: &str| {
+    let approval = |keys: &[&dyn modelgate_signer::Signer], ticket: &str| {
         ApprovalEntry::new(digest, vec!["prod/credit/*".into()], 0, far, RiskTier::High, ticket)
             .sign(keys)
             .map_err(fail)

@@ -340,7 +340,7 @@ pub trait EntryPayload: Serialize {
     }
 
     /// The signed entry (a DSSE envelope) with each of `keys`' signatures.
-    fn sign(&self, keys: &[&ed25519_dalek::SigningKey]) -> Result<Vec<u8>, EntryError> {
+    fn sign(&self, keys: &[&dyn modelgate_signer::Signer]) -> Result<Vec<u8>, EntryError> {
         Envelope::sign(&self.canonical()?, keys)
     }
 }

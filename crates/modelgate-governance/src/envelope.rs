@@ -5,7 +5,8 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
+use modelgate_signer::Signer;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -38,6 +39,18 @@ struct SignatureJson {
 /// The key id of an Ed25519 key: hex SHA-256 of its 32 raw bytes.
 pub fn key_id(key: &VerifyingKey) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// The key id of a signing key, and its signature over `message`; a key
+/// that is not Ed25519, or a token that fails, signs nothing.
+fn signed_by(key: &dyn Signer, message: &[u8]) -> Result<(String, [u8; 64]), EntryError> {
+    let public = modelgate_signer::ed25519_public(key).map_err(EntryError::Signing)?;
+    let sig: [u8; 64] = key
+        .sign(message)
+        .map_err(|e| EntryError::Signing(e.to_string()))?
+        .try_into()
+        .map_err(|_| EntryError::Signing("an Ed25519 signature that is not 64 bytes".into()))?;
+    Ok((hex::encode(Sha256::digest(public)), sig))
 }
 
 /// DSSE pre-authentication encoding: what the signatures cover.
@@ -111,16 +124,18 @@ impl Envelope {
 
     /// Sign a payload (which must be canonical JSON) with each key; returns
     /// the canonical envelope bytes, ready to submit.
-    pub fn sign(payload: &[u8], keys: &[&SigningKey]) -> Result<Vec<u8>, EntryError> {
+    pub fn sign(payload: &[u8], keys: &[&dyn Signer]) -> Result<Vec<u8>, EntryError> {
         crate::canonical::parse_canonical_msg(payload).map_err(|e| EntryError::Malformed(format!("payload: {e}")))?;
         let message = pae(payload);
         let signatures = keys
             .iter()
-            .map(|k| SignatureJson {
-                keyid: key_id(&k.verifying_key()),
-                sig: B64.encode(k.sign(&message).to_bytes()),
+            .map(|k| {
+                signed_by(*k, &message).map(|(keyid, sig)| SignatureJson {
+                    keyid,
+                    sig: B64.encode(sig),
+                })
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         let env = EnvelopeJson {
             payload: B64.encode(payload),
             payload_type: PAYLOAD_TYPE.into(),
@@ -132,8 +147,8 @@ impl Envelope {
 
     /// Add a signature by `key` (several signers sign one entry one after
     /// another, e.g. two approvers). Signing twice with one key is refused.
-    pub fn add_signature(&mut self, key: &SigningKey) -> Result<(), EntryError> {
-        let kid = key_id(&key.verifying_key());
+    pub fn add_signature(&mut self, key: &dyn Signer) -> Result<(), EntryError> {
+        let (kid, sig) = signed_by(key, &pae(&self.payload))?;
         if self.signatures.iter().any(|(k, _)| *k == kid) {
             return Err(EntryError::Malformed(format!("key {kid} already signed this entry")));
         }
@@ -142,7 +157,7 @@ impl Envelope {
                 "an entry carries at most {MAX_SIGNATURES} signatures"
             )));
         }
-        self.signatures.push((kid, key.sign(&pae(&self.payload)).to_bytes()));
+        self.signatures.push((kid, sig));
         Ok(())
     }
 

@@ -24,6 +24,10 @@ pub enum EntryError {
     /// A signature by a known key that does not verify.
     #[error("signature by key {0} does not verify")]
     BadSignature(String),
+    /// A key that could not sign (not Ed25519, or a token that failed):
+    /// nothing was signed.
+    #[error("signing: {0}")]
+    Signing(String),
 }
 
 /// The crate's error: every way a governance operation can fail, each

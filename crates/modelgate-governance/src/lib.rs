@@ -58,6 +58,8 @@ pub use entry::{
 };
 pub use envelope::{key_id, pae, Envelope, MAX_ENVELOPE_BYTES, PAYLOAD_TYPE};
 pub use error::{EntryError, FoldError, GovernanceError, Rule};
+/// The signing seam every governance signature goes through.
+pub use modelgate_signer::Signer;
 pub use state::{
     check_scope, check_text, fold, AnchorRecord, ApprovalRecord, Checked, ExceptionRecord, ModelRecord, NodeRecord,
     PolicyRecord, ReportRecord, RevocationRecord, State, TrustRootRecord, TEXT_BYTES_MAX,

@@ -5,7 +5,8 @@
 //! node = "node-1"                         # MODELGATE_NODE_NODE: this node's id in the governance log
 //! authority = "http://127.0.0.1:7370"     # MODELGATE_NODE_AUTHORITY: the authority's base URL
 //! trust_root = "trust-root.dsse.json"     # MODELGATE_NODE_TRUST_ROOT: the pinned trust root (entry 0)
-//! key = "node.skey"                       # MODELGATE_NODE_KEY: the node's note key (PRIVATE+KEY…)
+//! key = "node.skey"                       # MODELGATE_NODE_KEY: the node's note key (PRIVATE+KEY…), or a pkcs11: URI (docs/keys.md)
+//! pkcs11_module = "/usr/lib/softhsm/libsofthsm2.so"  # MODELGATE_NODE_PKCS11_MODULE: for a pkcs11: key naming no module-path
 //! scopes = ["prod/credit/scoring"]        # MODELGATE_NODE_SCOPES (comma-separated): scopes served
 //! max_staleness_seconds = 30              # MODELGATE_NODE_MAX_STALENESS_SECONDS: may only tighten the trust root's signed bound
 //! data_dir = "/var/lib/modelgate-node"    # MODELGATE_NODE_DATA_DIR: persisted checkpoint, lineage log
@@ -247,6 +248,16 @@ pub struct NodeConfig {
     /// Its private key.
     #[serde(default)]
     pub client_key: Option<PathBuf>,
+    /// The PKCS#11 module for a `key` that is a `pkcs11:` URI naming none.
+    #[serde(default)]
+    pub pkcs11_module: Option<PathBuf>,
+}
+
+impl NodeConfig {
+    /// The lineage key's `pkcs11:` URI, when `key` is one rather than a file.
+    pub fn key_uri(&self) -> Option<&str> {
+        self.key.to_str().filter(|k| k.starts_with("pkcs11:"))
+    }
 }
 
 const PREFIX: &str = "MODELGATE_NODE_";
@@ -312,7 +323,8 @@ impl NodeConfig {
                 "CA_FILE" => c.ca_file = Some(v.into()),
                 "CLIENT_CERT" => c.client_cert = Some(v.into()),
                 "CLIENT_KEY" => c.client_key = Some(v.into()),
-                other => return Err(format!("unknown override {PREFIX}{other} (fields: NODE, AUTHORITY, TRUST_ROOT, KEY, SCOPES, MAX_STALENESS_SECONDS, DATA_DIR, ANCHOR_INTERVAL_SECONDS, HEARTBEAT_INTERVAL_SECONDS, LINEAGE_REPLICATION_INTERVAL_SECONDS, PEERS, PEER_INTERVAL_SECONDS, LISTEN, UPSTREAM, STORE_CONTENT, OTLP_ENDPOINT, MAX_IN_FLIGHT, STATUS_ACCESS, METRICS_ACCESS, TLS_CERT, TLS_KEY, TLS_CLIENT_CA, ALLOW_PLAINTEXT, CA_FILE, CLIENT_CERT, CLIENT_KEY)")),
+                "PKCS11_MODULE" => c.pkcs11_module = Some(v.into()),
+                other => return Err(format!("unknown override {PREFIX}{other} (fields: NODE, AUTHORITY, TRUST_ROOT, KEY, SCOPES, MAX_STALENESS_SECONDS, DATA_DIR, ANCHOR_INTERVAL_SECONDS, HEARTBEAT_INTERVAL_SECONDS, LINEAGE_REPLICATION_INTERVAL_SECONDS, PEERS, PEER_INTERVAL_SECONDS, LISTEN, UPSTREAM, STORE_CONTENT, OTLP_ENDPOINT, MAX_IN_FLIGHT, STATUS_ACCESS, METRICS_ACCESS, TLS_CERT, TLS_KEY, TLS_CLIENT_CA, ALLOW_PLAINTEXT, CA_FILE, CLIENT_CERT, CLIENT_KEY, PKCS11_MODULE)")),
             }
         }
         let base = path.parent().unwrap_or(Path::new("."));
@@ -322,9 +334,12 @@ impl NodeConfig {
             }
         };
         resolve(&mut c.trust_root);
-        resolve(&mut c.key);
+        if c.key_uri().is_none() {
+            resolve(&mut c.key);
+        }
         resolve(&mut c.data_dir);
         for p in [
+            &mut c.pkcs11_module,
             &mut c.tls_cert,
             &mut c.tls_key,
             &mut c.tls_client_ca,

@@ -23,7 +23,7 @@ pub fn containment_report(
     c: Containment,
     time: u64,
 ) -> Result<Vec<u8>, NodeError> {
-    Ok(ContainmentReportEntry::new(node, sequence, c, time).sign(&[key.ed25519()])?)
+    Ok(ContainmentReportEntry::new(node, sequence, c, time).sign(&[key.signer()])?)
 }
 
 /// The node's report sequence, kept in a file so that it keeps rising

@@ -19,7 +19,8 @@ use serde_json::{json, Value};
 const NOW: u64 = 1_800_000_000;
 
 fn sign(v: &Value, keys: &[&SigningKey]) -> Vec<u8> {
-    Envelope::sign(&to_canonical(v).unwrap(), keys).unwrap()
+    let keys: Vec<&dyn modelgate_governance::Signer> = keys.iter().map(|k| *k as _).collect();
+    Envelope::sign(&to_canonical(v).unwrap(), &keys).unwrap()
 }
 
 fn model_key(seed: u8) -> PrivateKey {

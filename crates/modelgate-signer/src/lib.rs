@@ -10,8 +10,12 @@
 //! model-signing reference expect; every failure names the URI and what
 //! failed, and nothing is signed on a failure.
 
+#[cfg(feature = "pkcs11")]
 pub mod pkcs11;
 pub mod uri;
+
+use std::path::Path;
+use std::sync::Arc;
 
 /// What a key signs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,4 +83,67 @@ pub enum SignError {
         /// What the token said.
         why: String,
     },
+}
+
+/// A key file's Ed25519 key signs in memory.
+impl Signer for ed25519_dalek::SigningKey {
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::Ed25519
+    }
+
+    fn public_key(&self) -> &[u8] {
+        let public: &ed25519_dalek::VerifyingKey = self.as_ref();
+        public.as_bytes()
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        Ok(ed25519_dalek::Signer::sign(self, message).to_bytes().to_vec())
+    }
+}
+
+/// The key a `pkcs11:` URI names, opened with `module` when the URI names
+/// none (then `MODELGATE_PKCS11_MODULE`).
+#[cfg(feature = "pkcs11")]
+pub fn open_token(uri: &str, module: Option<&Path>) -> Result<Arc<dyn Signer>, SignError> {
+    Ok(Arc::new(pkcs11::Pkcs11Key::open(uri, module)?))
+}
+
+/// Built without PKCS#11: every `pkcs11:` URI is refused, by name.
+#[cfg(not(feature = "pkcs11"))]
+pub fn open_token(uri: &str, _module: Option<&Path>) -> Result<Arc<dyn Signer>, SignError> {
+    uri::Pkcs11Uri::parse(uri)?;
+    Err(SignError::Uri {
+        uri: uri::Pkcs11Uri::redacted(uri),
+        why: "this build has no PKCS#11 support".into(),
+    })
+}
+
+/// An Ed25519 key's 32 public bytes, or why it is not one.
+pub fn ed25519_public(signer: &dyn Signer) -> Result<[u8; 32], String> {
+    if signer.algorithm() != Algorithm::Ed25519 {
+        return Err(format!("a {:?} key where an Ed25519 key is needed", signer.algorithm()));
+    }
+    signer
+        .public_key()
+        .try_into()
+        .map_err(|_| "an Ed25519 public key that is not 32 bytes".to_owned())
+}
+
+/// A key's public half as SPKI PEM (what `modelgate keygen` writes beside
+/// a key file), for naming a token's key in a trust root.
+#[cfg(feature = "pkcs11")]
+pub fn public_key_pem(signer: &dyn Signer) -> Result<String, String> {
+    use p256::pkcs8::EncodePublicKey as _;
+    let pem = match signer.algorithm() {
+        Algorithm::Ed25519 => ed25519_dalek::VerifyingKey::from_bytes(&ed25519_public(signer)?)
+            .map_err(|e| e.to_string())?
+            .to_public_key_pem(Default::default()),
+        Algorithm::EcdsaP256Sha256 => p256::PublicKey::from_sec1_bytes(signer.public_key())
+            .map_err(|e| e.to_string())?
+            .to_public_key_pem(Default::default()),
+        Algorithm::EcdsaP384Sha384 => p384::PublicKey::from_sec1_bytes(signer.public_key())
+            .map_err(|e| e.to_string())?
+            .to_public_key_pem(Default::default()),
+    };
+    pem.map_err(|e| e.to_string())
 }

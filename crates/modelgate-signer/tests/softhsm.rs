@@ -2,75 +2,32 @@
 //! `pkcs11-tool`, installed by scripts/test.sh): Ed25519, P-256 and P-384
 //! keys made on the token sign, and their signatures verify (ring) under
 //! the public key read from it; a wrong PIN, a missing object, a missing
-//! token and a module that does not load are refused, naming the URI.
+//! token and a module that does not load are refused, naming the URI. A
+//! token pulled out while a key is open makes its signatures fail, naming
+//! the URI; put back, the key logs in again and signs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::path::Path;
-use std::process::Command;
 
 use modelgate_signer::pkcs11::Pkcs11Key;
 use modelgate_signer::{Algorithm, Signer};
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-
-fn run(conf: &Path, cmd: &str, args: &[&str]) {
-    let o = Command::new(cmd)
-        .args(args)
-        .env("SOFTHSM2_CONF", conf)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e} (Debian packages softhsm2 and opensc)"));
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
+use modelgate_testkit::softhsm::{SoftHsm, MODULE};
 
 #[test]
 fn token_keys_sign_and_failures_name_the_uri() {
-    if !Path::new(MODULE).exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{MODULE} is missing: scripts/test.sh installs softhsm2"
-        );
-        eprintln!("SKIPPED: {MODULE} is missing (Debian package softhsm2)");
-        return;
-    }
     let d = tempfile::tempdir().unwrap();
-    let conf = d.path().join("softhsm2.conf");
-    std::fs::create_dir(d.path().join("tokens")).unwrap();
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            d.path().join("tokens").display()
-        ),
-    )
-    .unwrap();
+    let hsm = SoftHsm::new(d.path(), "1234");
     // The module reads its configuration when it is loaded; this test is
     // the only one in its binary, so no other thread reads the environment.
-    std::env::set_var("SOFTHSM2_CONF", &conf);
-    run(
-        &conf,
-        "softhsm2-util",
-        &[
-            "--init-token",
-            "--free",
-            "--label",
-            "mg-test",
-            "--pin",
-            "1234",
-            "--so-pin",
-            "5678",
-        ],
-    );
+    std::env::set_var("SOFTHSM2_CONF", hsm.conf());
+    hsm.add_token("mg-test");
     for (label, id, kind) in [
         ("ed", "01", "EC:edwards25519"),
         ("p256", "02", "EC:prime256v1"),
         ("p384", "03", "EC:secp384r1"),
     ] {
-        run(
-            &conf,
+        hsm.tool(
             "pkcs11-tool",
             &[
                 "--module",
@@ -162,4 +119,14 @@ fn token_keys_sign_and_failures_name_the_uri() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("/nonexistent/module.so"), "{e}");
+    // Pulled out and put back while the key is open.
+    let key = Pkcs11Key::open("pkcs11:token=mg-test;object=ed?pin-value=1234", Some(Path::new(MODULE))).unwrap();
+    let sig = key.sign(message).unwrap();
+    hsm.remove();
+    let e = key.sign(message).unwrap_err().to_string();
+    assert!(e.contains("pkcs11:token=mg-test;object=ed"), "{e}");
+    hsm.restore();
+    // The module is initialised again at most once a second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(key.sign(message).unwrap(), sig, "Ed25519 signatures are deterministic");
 }

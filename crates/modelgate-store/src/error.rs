@@ -51,6 +51,11 @@ pub enum StoreError {
     /// The database or the file system failed.
     #[error("storage I/O: {0}")]
     Io(String),
+    /// The log key could not sign the batch's checkpoint (its token is
+    /// gone, or refused): nothing was appended, and the same batch may be
+    /// retried once it signs again.
+    #[error("signing the checkpoint: {0}")]
+    Signing(String),
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -154,7 +154,7 @@ impl<S: LogStore> Log<S> {
         };
         let note = checkpoint
             .sign(&self.key)
-            .map_err(|e| StoreError::Io(format!("signing the checkpoint: {e}")))?
+            .map_err(|e| StoreError::Signing(e.to_string()))?
             .to_bytes();
         self.store.append(&Batch {
             start,

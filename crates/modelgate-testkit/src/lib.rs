@@ -9,9 +9,11 @@
 //! (`x-seen-traceparent`, `x-seen-authorization`), so tests can check what
 //! the gateway forwards.
 //!
-//! [`postgres`]: the PostgreSQL server of the tests and benchmarks.
+//! [`postgres`]: the PostgreSQL server of the tests and benchmarks;
+//! [`softhsm`]: a SoftHSM2 token of a test's own.
 
 pub mod postgres;
+pub mod softhsm;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

@@ -27,6 +27,10 @@ pub enum Error {
     /// Tile or entry-bundle bytes that do not have the expected shape.
     #[error("malformed tile data: {0}")]
     MalformedTile(String),
+    /// The key could not sign (a token that is gone, a PIN refused):
+    /// nothing was signed.
+    #[error("signing: {0}")]
+    Signing(String),
     /// A policy that can never be satisfied, or a key used for the wrong job.
     #[error("invalid configuration: {0}")]
     Config(String),

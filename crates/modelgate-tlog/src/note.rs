@@ -11,7 +11,10 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use std::sync::Arc;
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use modelgate_signer::Signer;
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
@@ -216,14 +219,27 @@ fn cosignature_message(text: &str, timestamp: u64) -> String {
     format!("{COSIGNATURE_HEADER}time {timestamp}\n{text}")
 }
 
-/// A private key that signs notes. Its `Debug` output never shows the key.
+/// A private key that signs notes: a seed held in memory (a key file) or a
+/// key on a token (any Ed25519 [`Signer`]). Its `Debug` output never shows
+/// the key.
 #[derive(Clone)]
 pub struct SignerKey {
     name: String,
     id: u32,
     key_type: KeyType,
-    key: SigningKey,
+    public: VerifyingKey,
+    held: Held,
 }
+
+#[derive(Clone)]
+enum Held {
+    Seed(SigningKey),
+    /// A key on a token, and the `pkcs11:` URI that names it.
+    Token(String, Arc<dyn Signer>),
+}
+
+/// How a key file names a key on a token: `PKCS11+KEY+name+hash+type+URI`.
+const TOKEN_PREFIX: &str = "PKCS11+KEY+";
 
 impl std::fmt::Debug for SignerKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -235,22 +251,53 @@ impl SignerKey {
     /// A signer from a 32-byte Ed25519 seed (the caller supplies randomness;
     /// this crate reads none).
     pub fn from_seed(name: &str, key_type: KeyType, seed: &[u8; 32]) -> Result<Self, Error> {
+        let key = SigningKey::from_bytes(seed);
+        Self::new(name, key_type, key.verifying_key(), Held::Seed(key))
+    }
+
+    /// A signer whose Ed25519 key is on the token `uri` names (opened with
+    /// the process's PKCS#11 module): only its public key and its signatures
+    /// are ever seen here.
+    pub fn from_token(name: &str, key_type: KeyType, uri: &str) -> Result<Self, Error> {
+        let signer = modelgate_signer::open_token(uri, None).map_err(|e| Error::MalformedKey(e.to_string()))?;
+        Self::from_signer(name, key_type, uri, signer)
+    }
+
+    /// A signer whose Ed25519 key is `signer`, which `uri` names.
+    pub fn from_signer(name: &str, key_type: KeyType, uri: &str, signer: Arc<dyn Signer>) -> Result<Self, Error> {
+        let public = modelgate_signer::ed25519_public(signer.as_ref())
+            .map_err(|e| Error::MalformedKey(format!("{}: {e}", modelgate_signer::uri::Pkcs11Uri::redacted(uri))))?;
+        let public = VerifyingKey::from_bytes(&public)
+            .map_err(|e| Error::MalformedKey(format!("the token's public key: {e}")))?;
+        Self::new(name, key_type, public, Held::Token(uri.to_owned(), signer))
+    }
+
+    /// Whether the key is on a token.
+    pub fn on_token(&self) -> bool {
+        matches!(self.held, Held::Token(..))
+    }
+
+    fn new(name: &str, key_type: KeyType, public: VerifyingKey, held: Held) -> Result<Self, Error> {
         if !is_valid_key_name(name) {
             return Err(Error::MalformedKey(format!("invalid key name {name:?}")));
         }
-        let key = SigningKey::from_bytes(seed);
-        let id = key_id(name, key_type, key.verifying_key().as_bytes());
         Ok(Self {
             name: name.to_owned(),
-            id,
+            id: key_id(name, key_type, public.as_bytes()),
             key_type,
-            key,
+            public,
+            held,
         })
     }
 
     /// Parse `PRIVATE+KEY+name+hash+base64(type || seed)` (the Go sumdb
-    /// signer-key format). The hash must match the derived public key.
+    /// signer-key format), or `PKCS11+KEY+name+hash+type+URI` (a key on a
+    /// token, opened now). The hash must match the key's public key: a
+    /// token holding another key than the one recorded is refused.
     pub fn parse(s: &str) -> Result<Self, Error> {
+        if let Some(rest) = s.strip_prefix(TOKEN_PREFIX) {
+            return Self::parse_token(rest);
+        }
         let rest = s
             .strip_prefix("PRIVATE+KEY+")
             .ok_or_else(|| Error::MalformedKey("signer key must start with PRIVATE+KEY+".into()))?;
@@ -270,12 +317,44 @@ impl SignerKey {
         Ok(signer)
     }
 
-    /// The signer-key string. It holds the private key: store it as a secret.
+    fn parse_token(rest: &str) -> Result<Self, Error> {
+        let (name, rest) = take_field(rest, "key id")?;
+        let (hex, rest) = take_field(rest, "key type")?;
+        let (kind, uri) = take_field(rest, "URI")?;
+        let key_type = match kind {
+            "01" => KeyType::Ed25519,
+            "04" => KeyType::CosignatureV1,
+            _ => return Err(Error::MalformedKey(format!("token key type {kind:?}: 01 or 04"))),
+        };
+        let id = parse_key_id(hex)?;
+        let signer = Self::from_token(name, key_type, uri)?;
+        if signer.id != id {
+            return Err(Error::MalformedKey(format!(
+                "{}: the token's key is not the key {hex} recorded for {name}",
+                modelgate_signer::uri::Pkcs11Uri::redacted(uri)
+            )));
+        }
+        Ok(signer)
+    }
+
+    /// What a key file holds: the signer-key string, which holds the
+    /// private key (store it as a secret), or for a key on a token the
+    /// `PKCS11+KEY+…` line naming it (which holds a PIN if its URI does).
     pub fn to_private_string(&self) -> String {
-        let mut material = Vec::with_capacity(33);
-        material.push(self.key_type.id());
-        material.extend_from_slice(self.key.as_bytes());
-        format!("PRIVATE+KEY+{}+{:08x}+{}", self.name, self.id, B64.encode(material))
+        match &self.held {
+            Held::Seed(key) => {
+                let mut material = Vec::with_capacity(33);
+                material.push(self.key_type.id());
+                material.extend_from_slice(key.as_bytes());
+                format!("PRIVATE+KEY+{}+{:08x}+{}", self.name, self.id, B64.encode(material))
+            }
+            Held::Token(uri, _) => format!(
+                "{TOKEN_PREFIX}{}+{:08x}+{:02x}+{uri}",
+                self.name,
+                self.id,
+                self.key_type.id()
+            ),
+        }
     }
 
     /// The key name.
@@ -288,10 +367,13 @@ impl SignerKey {
         self.key_type
     }
 
-    /// The Ed25519 key itself, for signing other formats with the same
+    /// The key as a [`Signer`], for signing other formats with the same
     /// identity (a node signs its governance entries with its note key).
-    pub fn ed25519(&self) -> &SigningKey {
-        &self.key
+    pub fn signer(&self) -> &dyn Signer {
+        match &self.held {
+            Held::Seed(k) => k,
+            Held::Token(_, s) => s.as_ref(),
+        }
     }
 
     /// The matching verifier key.
@@ -300,8 +382,18 @@ impl SignerKey {
             name: self.name.clone(),
             id: self.id,
             key_type: self.key_type,
-            key: self.key.verifying_key(),
+            key: self.public,
         }
+    }
+
+    /// The 64-byte Ed25519 signature of `message`; a token that fails is
+    /// [`Error::Signing`], and nothing is signed.
+    fn raw_sign(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
+        let sig = self.signer().sign(message).map_err(|e| Error::Signing(e.to_string()))?;
+        if sig.len() != 64 {
+            return Err(Error::Signing(format!("an Ed25519 signature of {} bytes", sig.len())));
+        }
+        Ok(sig)
     }
 
     /// Sign a note text with an Ed25519 (`0x01`) key.
@@ -313,7 +405,7 @@ impl SignerKey {
             )));
         }
         check_text(text)?;
-        let sig = self.key.sign(text.as_bytes()).to_bytes().to_vec();
+        let sig = self.raw_sign(text.as_bytes())?;
         Ok(Signature {
             name: self.name.clone(),
             key_id: self.id,
@@ -334,7 +426,7 @@ impl SignerKey {
         let msg = cosignature_message(text, timestamp);
         let mut sig = Vec::with_capacity(72);
         sig.extend_from_slice(&timestamp.to_be_bytes());
-        sig.extend_from_slice(&self.key.sign(msg.as_bytes()).to_bytes());
+        sig.extend_from_slice(&self.raw_sign(msg.as_bytes())?);
         Ok(Signature {
             name: self.name.clone(),
             key_id: self.id,
@@ -552,4 +644,74 @@ fn parse_signature_line(line: &str) -> Result<Signature, Error> {
         key_id,
         sig: raw[4..].to_vec(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    /// A key held elsewhere (as on a token): it signs, or fails as a pulled token does.
+    struct Held(SigningKey, std::sync::atomic::AtomicBool);
+
+    impl Signer for Held {
+        fn algorithm(&self) -> modelgate_signer::Algorithm {
+            modelgate_signer::Algorithm::Ed25519
+        }
+        fn public_key(&self) -> &[u8] {
+            modelgate_signer::Signer::public_key(&self.0)
+        }
+        fn sign(&self, m: &[u8]) -> Result<Vec<u8>, modelgate_signer::SignError> {
+            if self.1.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(modelgate_signer::SignError::Sign {
+                    uri: "pkcs11:token=t;object=k".into(),
+                    why: "the token is gone".into(),
+                });
+            }
+            modelgate_signer::Signer::sign(&self.0, m)
+        }
+    }
+
+    #[test]
+    fn a_key_held_elsewhere_signs_like_a_seed_and_fails_closed() {
+        let seed = [9u8; 32];
+        let file = SignerKey::from_seed("example.org/log", KeyType::Ed25519, &seed).unwrap();
+        let held = Arc::new(Held(SigningKey::from_bytes(&seed), false.into()));
+        let token = SignerKey::from_signer(
+            "example.org/log",
+            KeyType::Ed25519,
+            "pkcs11:token=t;object=k",
+            held.clone(),
+        )
+        .unwrap();
+        assert!(token.on_token() && !file.on_token());
+        assert_eq!(token.verifier().to_string(), file.verifier().to_string());
+        assert_eq!(token.sign("a\n").unwrap().line(), file.sign("a\n").unwrap().line());
+        assert_eq!(
+            token.to_private_string(),
+            format!(
+                "PKCS11+KEY+example.org/log+{:08x}+01+pkcs11:token=t;object=k",
+                file.verifier().key_id()
+            )
+        );
+        held.1.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(matches!(token.sign("a\n"), Err(Error::Signing(m)) if m.contains("the token is gone")));
+        assert!(matches!(token.cosign("a\n", 1), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn a_token_key_line_that_is_wrong_is_refused_by_what_is_wrong() {
+        for (line, expect) in [
+            (
+                "PKCS11+KEY+example.org/log+0000000a+07+pkcs11:token=t",
+                "token key type",
+            ),
+            ("PKCS11+KEY+example.org/log+XYZ+01+pkcs11:token=t", "key id"),
+            ("PKCS11+KEY+example.org/log+0000000a+01", "missing URI"),
+            ("PKCS11+KEY+example.org/log+0000000a+01+not-a-uri", "not a pkcs11: URI"),
+        ] {
+            let e = SignerKey::parse(line).unwrap_err().to_string();
+            assert!(e.contains(expect), "{line}: {e}");
+        }
+    }
 }

@@ -72,6 +72,10 @@ pub enum WitnessError {
     /// Set-up problems (keys, files).
     #[error("{0}")]
     Config(String),
+    /// 503: the witness key cannot sign now (its token is gone); nothing
+    /// was recorded or cosigned, and the request may be retried.
+    #[error("the witness key cannot sign: {0}")]
+    Unavailable(String),
 }
 
 impl WitnessError {
@@ -84,6 +88,7 @@ impl WitnessError {
             WitnessError::Conflict { .. } => 409,
             WitnessError::Unprocessable(_) => 422,
             WitnessError::Store(_) | WitnessError::Config(_) => 500,
+            WitnessError::Unavailable(_) => 503,
         }
     }
 }
@@ -187,6 +192,12 @@ fn db_path(dir: &Path) -> PathBuf {
 /// Create a witness's key (cosignature/v1, named `name`) and database in
 /// `dir`; returns its verifier key. Refuses a directory that has one.
 pub fn init(dir: &Path, name: &str) -> Result<VerifierKey, WitnessError> {
+    init_with(dir, name, None)
+}
+
+/// [`init`], with the key on the PKCS#11 token `token` names (a `pkcs11:`
+/// URI, recorded in the key file) instead of a new one.
+pub fn init_with(dir: &Path, name: &str, token: Option<&str>) -> Result<VerifierKey, WitnessError> {
     use rand_core::RngCore as _;
     let cfg = |m: String| WitnessError::Config(m);
     if key_path(dir).exists() || db_path(dir).exists() {
@@ -196,9 +207,15 @@ pub fn init(dir: &Path, name: &str) -> Result<VerifierKey, WitnessError> {
         )));
     }
     std::fs::create_dir_all(dir).map_err(|e| cfg(format!("creating {}: {e}", dir.display())))?;
-    let mut seed = [0u8; 32];
-    rand_core::OsRng.fill_bytes(&mut seed);
-    let key = SignerKey::from_seed(name, KeyType::CosignatureV1, &seed).map_err(|e| cfg(format!("key: {e}")))?;
+    let key = match token {
+        Some(uri) => SignerKey::from_token(name, KeyType::CosignatureV1, uri),
+        None => {
+            let mut seed = [0u8; 32];
+            rand_core::OsRng.fill_bytes(&mut seed);
+            SignerKey::from_seed(name, KeyType::CosignatureV1, &seed)
+        }
+    }
+    .map_err(|e| cfg(format!("key: {e}")))?;
     open_db(&db_path(dir))?;
     write_private(&key_path(dir), key.to_private_string().as_bytes())
         .map_err(|e| cfg(format!("writing {}: {e}", key_path(dir).display())))?;
@@ -344,6 +361,12 @@ impl Witness {
         }
         verify_consistency(recorded.size, cp.size, &req.proof, &recorded.root, &cp.root)
             .map_err(|e| WitnessError::Unprocessable(e.to_string()))?;
+        // Signed before it is recorded: a key that cannot sign (its token
+        // is gone) leaves the witness's state as it was.
+        let sig = self
+            .key
+            .cosign(note.text(), (self.clock)())
+            .map_err(|e| WitnessError::Unavailable(e.to_string()))?;
         tx.execute(
             "INSERT INTO logs (origin, size, root, checkpoint) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(origin) DO UPDATE SET size = excluded.size, root = excluded.root, checkpoint = excluded.checkpoint",
@@ -352,10 +375,6 @@ impl Witness {
         .map_err(st)?;
         tx.commit().map_err(st)?;
         drop(db);
-        let sig = self
-            .key
-            .cosign(note.text(), (self.clock)())
-            .map_err(|e| WitnessError::Config(e.to_string()))?;
         Ok(sig.line().into_bytes())
     }
 }
@@ -419,10 +438,16 @@ pub fn router(w: Arc<Witness>) -> axum::Router {
             )
                 .into_response(),
             Ok(Err(e)) => {
-                if matches!(e, WitnessError::Store(_) | WitnessError::Config(_)) {
+                if matches!(
+                    e,
+                    WitnessError::Store(_) | WitnessError::Config(_) | WitnessError::Unavailable(_)
+                ) {
                     tracing::error!(error = %e, "add-checkpoint");
                 }
                 let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                if matches!(e, WitnessError::Unavailable(_)) {
+                    return (status, [(header::RETRY_AFTER, "5")], format!("{e}\n")).into_response();
+                }
                 (status, format!("{e}\n")).into_response()
             }
             Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),

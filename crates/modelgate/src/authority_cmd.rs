@@ -37,6 +37,18 @@ pub struct InitArgs {
     /// Root signatures a new trust-root version needs (k of n).
     #[arg(long, value_name = "K", default_value_t = 1)]
     root_threshold: usize,
+    /// The log key on a PKCS#11 token: a `pkcs11:` URI naming an Ed25519
+    /// key, recorded in DATA and opened by `serve` (see docs/keys.md).
+    /// Default: a new key file in DATA.
+    #[arg(long, value_name = "URI")]
+    log_key: Option<String>,
+    /// The cosigner key on a PKCS#11 token (as --log-key).
+    #[arg(long, value_name = "URI")]
+    cosigner_key: Option<String>,
+    /// A root key on a PKCS#11 token (repeat, one per custodian's token):
+    /// the root role is then these keys, none is made as a file.
+    #[arg(long = "root-key", value_name = "URI")]
+    root_key_uris: Vec<String>,
     #[command(flatten)]
     store: StoreArg,
 }
@@ -206,8 +218,17 @@ fn fail(e: AuthorityError) -> Failure {
 pub fn run(cmd: AuthorityCommand) -> Result<(), Failure> {
     match cmd {
         AuthorityCommand::Init(a) => {
-            let roots = modelgate_authority::RootKeys::new(a.root_keys, a.root_threshold).map_err(fail)?;
-            init(&a.data, &a.origin, roots, true, &a.store.at(&a.data))
+            let roots = if a.root_key_uris.is_empty() {
+                modelgate_authority::RootKeys::new(a.root_keys, a.root_threshold).map_err(fail)?
+            } else {
+                modelgate_authority::RootKeys::new(a.root_key_uris.len(), a.root_threshold).map_err(fail)?
+            };
+            let tokens = modelgate_authority::TokenKeys {
+                log: a.log_key,
+                cosigner: a.cosigner_key,
+                roots: a.root_key_uris,
+            };
+            init(&a.data, &a.origin, roots, true, &a.store.at(&a.data), &tokens)
         }
         AuthorityCommand::Serve(a) => serve(*a),
         AuthorityCommand::Token {
@@ -232,8 +253,9 @@ fn init(
     roots: modelgate_authority::RootKeys,
     vkey_on_stdout: bool,
     store: &modelgate_authority::store::StoreAt,
+    tokens: &modelgate_authority::TokenKeys,
 ) -> Result<(), Failure> {
-    let r = modelgate_authority::init_at(data, origin, roots, store).map_err(fail)?;
+    let r = modelgate_authority::init_keys(data, origin, roots, store, tokens).map_err(fail)?;
     for line in r.instructions(data, store) {
         eprintln!("{line}");
     }
@@ -275,6 +297,7 @@ fn serve(a: ServeArgs) -> Result<(), Failure> {
             modelgate_authority::RootKeys::SINGLE,
             false,
             &a.store.at(&a.data),
+            &modelgate_authority::TokenKeys::default(),
         )?;
     }
     for (flag, u) in a

@@ -9,6 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use clap::Args;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::SigningKey;
@@ -39,8 +41,10 @@ pub struct Remote {
 /// Sign with, and where to put the result.
 #[derive(Args, Clone)]
 pub struct Signing {
-    /// Governance key (Ed25519 PKCS#8 PEM, from `modelgate keygen --algorithm ed25519`).
-    #[arg(long, value_name = "KEY")]
+    /// Governance key: Ed25519 PKCS#8 PEM (from `modelgate keygen
+    /// --algorithm ed25519`) or a `pkcs11:` URI naming an Ed25519 key on a
+    /// token (see docs/keys.md).
+    #[arg(long, value_name = "KEY|URI")]
     key: PathBuf,
     /// Write the signed entry here instead of submitting it (others can
     /// `modelgate cosign` it before `modelgate submit`).
@@ -92,21 +96,30 @@ pub fn submit_bytes(remote: &Remote, entry: &[u8]) -> Result<(), Failure> {
     Ok(())
 }
 
-pub fn load_key(path: &Path) -> Result<SigningKey, Failure> {
+/// A governance key: an Ed25519 PKCS#8 PEM file, or a `pkcs11:` URI
+/// naming an Ed25519 key on a token.
+pub fn load_key(path: &Path) -> Result<Arc<dyn modelgate_signer::Signer>, Failure> {
+    if let Some(uri) = path.to_str().filter(|p| modelgate_signer::uri::Pkcs11Uri::is(p)) {
+        let key = modelgate_signer::open_token(uri, None).map_err(|e| usage(e.to_string()))?;
+        modelgate_signer::ed25519_public(key.as_ref())
+            .map_err(|e| usage(format!("{}: {e}", modelgate_signer::uri::Pkcs11Uri::redacted(uri))))?;
+        return Ok(key);
+    }
     let pem = String::from_utf8(read_limited(path, 64 * 1024, "key")?)
         .map_err(|_| usage(format!("{} is not a PEM file", path.display())))?;
-    SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+    let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
         usage(format!(
             "{}: not an Ed25519 PKCS#8 private key ({e}); make one with `modelgate keygen --algorithm ed25519`",
             path.display()
         ))
-    })
+    })?;
+    Ok(Arc::new(key))
 }
 
 /// Sign `payload`, then write it to `--out` or submit it.
 pub fn finish(payload: &impl EntryPayload, s: &Signing) -> Result<(), Failure> {
     let key = load_key(&s.key)?;
-    let entry = payload.sign(&[&key]).map_err(|e| usage(e.to_string()))?;
+    let entry = payload.sign(&[key.as_ref()]).map_err(|e| usage(e.to_string()))?;
     match &s.out {
         Some(out) => {
             crate::oms_cmd::write_new(out, &entry, 0o644, false)?;
@@ -290,8 +303,8 @@ pub fn register(a: RegisterArgs) -> Result<(), Failure> {
 pub struct CosignArgs {
     /// A signed entry file (from `--out`), signed again in place.
     file: PathBuf,
-    /// Governance key (Ed25519 PKCS#8 PEM).
-    #[arg(long, value_name = "KEY")]
+    /// Governance key: Ed25519 PKCS#8 PEM or a `pkcs11:` URI.
+    #[arg(long, value_name = "KEY|URI")]
     key: PathBuf,
 }
 
@@ -304,7 +317,7 @@ pub fn cosign(a: CosignArgs) -> Result<(), Failure> {
         payload["type"].as_str().unwrap_or("?"),
         serde_json::to_string_pretty(&payload).unwrap_or_default()
     );
-    env.add_signature(&load_key(&a.key)?)
+    env.add_signature(load_key(&a.key)?.as_ref())
         .map_err(|e| Failure::Invalid(e.to_string()))?;
     let out = env.to_bytes().map_err(|e| usage(e.to_string()))?;
     crate::oms_cmd::write_atomic(&a.file, &out)?;
@@ -361,11 +374,13 @@ pub struct TrustEditArgs {
     /// Roles of --principal (repeat): root, approver, model-signer, policy-admin, node-admin, witness.
     #[arg(long = "role", value_name = "ROLE", requires = "principal")]
     roles: Vec<String>,
-    /// Governance public key of --principal (Ed25519 SPKI PEM from `modelgate keygen`), repeatable.
-    #[arg(long = "key", value_name = "PUB", requires = "principal")]
+    /// Governance public key of --principal (Ed25519 SPKI PEM from
+    /// `modelgate keygen`, or a `pkcs11:` URI: read from the token), repeatable.
+    #[arg(long = "key", value_name = "PUB|URI", requires = "principal")]
     keys: Vec<PathBuf>,
-    /// Model-signing public key of --principal (EC SPKI PEM), repeatable.
-    #[arg(long = "model-key", value_name = "PUB", requires = "principal")]
+    /// Model-signing public key of --principal (EC SPKI PEM, or a
+    /// `pkcs11:` URI: read from the token), repeatable.
+    #[arg(long = "model-key", value_name = "PUB|URI", requires = "principal")]
     model_keys: Vec<PathBuf>,
     /// Remove a principal (repeat).
     #[arg(long = "remove", value_name = "ID")]
@@ -404,7 +419,14 @@ pub struct TrustEditArgs {
 }
 
 /// A public key file's text (PEM), for the trust root.
+/// A public key's SPKI PEM: a file's text, or read from the token a
+/// `pkcs11:` URI names.
 fn pem_text(path: &Path) -> Result<String, Failure> {
+    if let Some(uri) = path.to_str().filter(|p| modelgate_signer::uri::Pkcs11Uri::is(p)) {
+        let key = modelgate_signer::open_token(uri, None).map_err(|e| usage(e.to_string()))?;
+        return modelgate_signer::public_key_pem(key.as_ref())
+            .map_err(|e| usage(format!("{}: {e}", modelgate_signer::uri::Pkcs11Uri::redacted(uri))));
+    }
     String::from_utf8(read_limited(path, 64 * 1024, "public key")?)
         .map_err(|_| usage(format!("{} is not PEM", path.display())))
 }
@@ -478,8 +500,9 @@ pub fn trust_edit(a: TrustEditArgs) -> Result<(), Failure> {
 pub struct TrustSignArgs {
     /// The next trust-root document (JSON, from `modelgate trust edit`).
     doc: PathBuf,
-    /// Root key(s) to sign with (repeat).
-    #[arg(long = "key", value_name = "KEY", required = true)]
+    /// Root key(s) to sign with (repeat): Ed25519 PKCS#8 PEM files or
+    /// `pkcs11:` URIs, each root key on its own token.
+    #[arg(long = "key", value_name = "KEY|URI", required = true)]
     keys: Vec<PathBuf>,
     /// Write the signed entry here (then `modelgate cosign` for more root keys, `modelgate submit`).
     #[arg(long, value_name = "FILE")]
@@ -491,7 +514,8 @@ pub fn trust_sign(a: TrustSignArgs) -> Result<(), Failure> {
         .map_err(|e| usage(format!("{}: {e}", a.doc.display())))?;
     let keys = a.keys.iter().map(|k| load_key(k)).collect::<Result<Vec<_>, _>>()?;
     let bytes = to_canonical(&doc).map_err(|e| usage(e.to_string()))?;
-    let entry = Envelope::sign(&bytes, &keys.iter().collect::<Vec<_>>()).map_err(|e| usage(e.to_string()))?;
+    let entry = Envelope::sign(&bytes, &keys.iter().map(|k| k.as_ref()).collect::<Vec<_>>())
+        .map_err(|e| usage(e.to_string()))?;
     crate::oms_cmd::write_new(&a.out, &entry, 0o644, false)?;
     eprintln!(
         "wrote {} with {} signature(s); submit it with a root token",

@@ -69,6 +69,10 @@ struct Cli {
     command: Command,
     #[command(flatten)]
     client_tls: tls_args::ClientTlsArgs,
+    /// The PKCS#11 module (a shared library) for `pkcs11:` key URIs that
+    /// name none with `module-path`, e.g. /usr/lib/softhsm/libsofthsm2.so.
+    #[arg(long, global = true, value_name = "PATH", env = "MODELGATE_PKCS11_MODULE")]
+    pkcs11_module: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -294,6 +298,9 @@ fn main() -> ExitCode {
     {
         eprintln!("modelgate: {m}");
         return ExitCode::from(2);
+    }
+    if let Some(module) = &cli.pkcs11_module {
+        modelgate_signer::pkcs11::set_default_module(module);
     }
     let result = match cli.command {
         Command::Keygen(a) => oms_cmd::keygen(a),

@@ -87,7 +87,13 @@ fn init(a: InitArgs) -> Result<(), Failure> {
         }
         e => e.into(),
     })?;
-    eprintln!("wrote the node key to {} (secret, mode 0600)", config.key.display());
+    match config.key_uri() {
+        Some(uri) => eprintln!(
+            "the node key is on its token: {}",
+            modelgate_signer::uri::Pkcs11Uri::redacted(uri)
+        ),
+        None => eprintln!("wrote the node key to {} (secret, mode 0600)", config.key.display()),
+    }
     eprintln!("ask a node admin to enroll this node:\n  {enroll}");
     eprintln!("until it is enrolled, the node serves nothing.");
     println!("{vkey}");

@@ -71,9 +71,6 @@ pub struct SignArgs {
     /// (`pkcs11:token=T;object=LABEL?pin-source=file:PIN_FILE`; P-256 or P-384).
     #[arg(long, value_name = "KEY|URI")]
     key: PathBuf,
-    /// The PKCS#11 module for a `pkcs11:` key whose URI names none.
-    #[arg(long, value_name = "PATH", env = "MODELGATE_PKCS11_MODULE")]
-    pkcs11_module: Option<PathBuf>,
     /// Signing certificate (PEM) for --key: sign with a certificate instead of a bare key.
     #[arg(long, value_name = "CERT", requires = "cert_chain")]
     signing_cert: Option<PathBuf>,
@@ -213,12 +210,8 @@ pub fn sign(a: SignArgs) -> Result<(), Failure> {
     let signature = a.signature.clone().unwrap_or_else(|| default_signature(&a.model));
     let key = match a.key.to_str().filter(|k| modelgate_signer::uri::Pkcs11Uri::is(k)) {
         Some(uri) => {
-            let token = modelgate_signer::pkcs11::Pkcs11Key::open(uri, a.pkcs11_module.as_deref())
-                .map_err(|e| Failure::Usage(e.to_string()))?;
-            PrivateKey::from_token(
-                std::sync::Arc::new(token),
-                &modelgate_signer::uri::Pkcs11Uri::redacted(uri),
-            )?
+            let token = modelgate_signer::open_token(uri, None).map_err(|e| Failure::Usage(e.to_string()))?;
+            PrivateKey::from_token(token, &modelgate_signer::uri::Pkcs11Uri::redacted(uri))?
         }
         None => PrivateKey::from_pem(&read_text(&a.key, "private key")?, &a.key.display().to_string())?,
     };

@@ -21,6 +21,11 @@ pub enum WitnessCommand {
         /// The witness's name, a schema-less URL such as witness.example.org/w1.
         #[arg(long)]
         name: String,
+        /// Keep the witness key on a PKCS#11 token: a `pkcs11:` URI naming
+        /// an Ed25519 key (recorded in DIR; see docs/keys.md). Default: a
+        /// new key file in DIR.
+        #[arg(long, value_name = "URI")]
+        key: Option<String>,
     },
     /// Serve POST /add-checkpoint (c2sp.org/tlog-witness) for the given logs:
     /// cosign each checkpoint that extends the one last recorded, recorded
@@ -48,8 +53,8 @@ pub enum WitnessCommand {
 pub fn run(c: WitnessCommand) -> Result<(), Failure> {
     let fail = |e: modelgate_witness::WitnessError| Failure::Usage(e.to_string());
     match c {
-        WitnessCommand::Init { data, name } => {
-            let v = modelgate_witness::init(&data, &name).map_err(fail)?;
+        WitnessCommand::Init { data, name, key } => {
+            let v = modelgate_witness::init_with(&data, &name, key.as_deref()).map_err(fail)?;
             println!("{v}");
             Ok(())
         }

@@ -256,6 +256,10 @@ pub(super) async fn append(a: &Authority, entry: Vec<u8>) -> Answer {
             ErrorKind::StoreUnavailable,
             format!("the store could not write; nothing was appended, retry: {m}"),
         )),
+        Outcome::SignerUnavailable(m) => Err(ApiError::new(
+            ErrorKind::SignerUnavailable,
+            format!("the log key cannot sign; nothing was appended, retry: {m}"),
+        )),
         Outcome::NotSequencer => Err(ApiError::new(
             ErrorKind::NotSequencer { sequencer: None },
             "this authority is no longer the sequencer; nothing was appended, retry",

@@ -315,9 +315,12 @@ impl Writer {
                 *f = Some(e.to_string());
             }
         }
+        let unsigned = matches!(e, StoreError::Signing(_));
         for s in accepted {
             let _ = s.reply.send(if fenced_out {
                 Outcome::NotSequencer
+            } else if unsigned {
+                Outcome::SignerUnavailable(e.to_string())
             } else {
                 Outcome::Failed(e.to_string())
             });

@@ -219,7 +219,8 @@ fn write(dir: &Path, name: &str, content: &str) {
 /// Sign a payload (canonicalised here) with governance keys.
 pub fn sign(payload: &Value, keys: &[&SigningKey]) -> Vec<u8> {
     let bytes = to_canonical(payload).unwrap();
-    Envelope::sign(&bytes, keys).unwrap()
+    let keys: Vec<&dyn modelgate_governance::Signer> = keys.iter().map(|k| *k as _).collect();
+    Envelope::sign(&bytes, &keys).unwrap()
 }
 
 pub const PERMIT_ALL: &str = r#"

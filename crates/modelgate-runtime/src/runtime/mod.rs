@@ -878,7 +878,7 @@ impl Runtime {
         };
         let note = std::str::from_utf8(note).map_err(|e| Error::Lineage(LineageError::Read(e.to_string())))?;
         let entry = NodeAnchorEntry::new(&self.node.c.node, note, proof.iter().map(|h| B64.encode(h)).collect());
-        Ok(entry.sign(&[self.node.key.ed25519()])?)
+        Ok(entry.sign(&[self.node.key.signer()])?)
     }
 
     fn heartbeat(&mut self, t: u64) {

@@ -26,8 +26,7 @@ impl Parts {
         let c = NodeConfig::load(config, std::env::vars())?;
         crate::tls::configure_clients(&c)?;
         let pinned = modelgate_node::files::read_limited(&c.trust_root, 1 << 20, "trust root")?;
-        let key_text = std::fs::read_to_string(&c.key).map_err(|e| modelgate_node::NodeError::io(&c.key, e))?;
-        let key = SignerKey::parse(key_text.trim()).map_err(|e| Error::Config(format!("{}: {e}", c.key.display())))?;
+        let key = crate::init::node_key(&c)?;
         std::fs::create_dir_all(&c.data_dir).map_err(|e| modelgate_node::NodeError::io(&c.data_dir, e))?;
         // A lineage log that cannot be opened is not a usage error: the node
         // runs, and every model is contained (AuditDiscontinuity) until it can.
