@@ -8,32 +8,16 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::{mg, ok, s};
-
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-
-fn run(conf: &Path, cmd: &str, args: &[&str]) -> std::process::Output {
-    let o = Command::new(cmd)
-        .args(args)
-        .env("SOFTHSM2_CONF", conf)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e} (Debian packages softhsm2 and opensc; scripts/test.sh installs them)"));
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
+use modelgate_testkit::softhsm::{SoftHsm, MODULE};
 
 /// `modelgate ARGS…` with the token's configuration.
-fn mg_token(conf: &Path, args: &[&str]) -> std::process::Output {
+fn mg_token(hsm: &SoftHsm, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_modelgate"))
         .args(args)
-        .env("SOFTHSM2_CONF", conf)
+        .env("SOFTHSM2_CONF", hsm.conf())
         .env("MODELGATE_PKCS11_MODULE", MODULE)
         .output()
         .unwrap()
@@ -44,58 +28,15 @@ fn a_model_signed_on_a_softhsm_token_verifies_with_the_reference() {
     let Some(python) = common::installed_tool("MODELGATE_REFERENCE_PYTHON", "the reference venv") else {
         return;
     };
-    assert!(
-        Path::new(MODULE).exists(),
-        "{MODULE} is missing: scripts/test.sh installs softhsm2"
-    );
     let d = tempfile::tempdir().unwrap();
-    let conf = d.path().join("softhsm2.conf");
-    std::fs::create_dir(d.path().join("tokens")).unwrap();
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            d.path().join("tokens").display()
-        ),
-    )
-    .unwrap();
-    run(
-        &conf,
-        "softhsm2-util",
-        &[
-            "--init-token",
-            "--free",
-            "--label",
-            "signing",
-            "--pin",
-            "4321",
-            "--so-pin",
-            "8765",
-        ],
-    );
+    let hsm = SoftHsm::new(&d.path().join("hsm"), "4321");
+    hsm.add_token("signing");
     for (label, kind) in [
         ("model-p256", "EC:prime256v1"),
         ("model-p384", "EC:secp384r1"),
         ("gov-ed", "EC:edwards25519"),
     ] {
-        run(
-            &conf,
-            "pkcs11-tool",
-            &[
-                "--module",
-                MODULE,
-                "--token-label",
-                "signing",
-                "--login",
-                "--pin",
-                "4321",
-                "--keypairgen",
-                "--key-type",
-                kind,
-                "--label",
-                label,
-            ],
-        );
+        hsm.keygen("signing", label, kind);
     }
     let pin = d.path().join("pin");
     std::fs::write(&pin, "4321\n").unwrap();
@@ -109,12 +50,11 @@ fn a_model_signed_on_a_softhsm_token_verifies_with_the_reference() {
     {
         let label = "model-p256";
         let uri = format!("pkcs11:token=signing;object={label}?pin-source=file:{}", pin.display());
-        let o = mg_token(&conf, &["sign", s(&model), "--key", &uri]);
+        let o = mg_token(&hsm, &["sign", s(&model), "--key", &uri]);
         assert!(o.status.success(), "{label}: {}", common::stderr(&o));
         // The public key, read back from the token by OpenSC, as the verifier holds it.
         let der = d.path().join(format!("{label}.der"));
-        run(
-            &conf,
+        hsm.tool(
             "pkcs11-tool",
             &[
                 "--module",
@@ -131,8 +71,7 @@ fn a_model_signed_on_a_softhsm_token_verifies_with_the_reference() {
             ],
         );
         let pem = d.path().join(format!("{label}.pem"));
-        run(
-            &conf,
+        hsm.tool(
             "openssl",
             &["pkey", "-pubin", "-inform", "DER", "-in", s(&der), "-out", s(&pem)],
         );
@@ -160,7 +99,7 @@ fn a_model_signed_on_a_softhsm_token_verifies_with_the_reference() {
         ok(&mg(&["verify", s(&model), "--public-key", s(&pem)]));
     }
     let refused = |uri: &str, expect: &str| {
-        let o = mg_token(&conf, &["sign", s(&model), "--key", uri]);
+        let o = mg_token(&hsm, &["sign", s(&model), "--key", uri]);
         let e = common::stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{uri}: {e}");
         assert!(e.contains(expect) && e.contains("pkcs11:token=signing"), "{uri}: {e}");
