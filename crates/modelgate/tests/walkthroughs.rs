@@ -1,5 +1,6 @@
 //! The documented walkthroughs, run from the documentation's own text: every
-//! ```sh block of docs/quickstart.md and docs/production.md, and of the
+//! ```sh block of docs/quickstart.md, docs/production.md and docs/keys.md
+//! (on SoftHSM2 tokens), and of the
 //! section "Try it on one machine" of docs/postgresql.md (against the
 //! PostgreSQL server of MODELGATE_POSTGRES_URL), in order, in one bash
 //! (`set -euo pipefail`), with the built `modelgate` first on PATH, against
@@ -164,6 +165,52 @@ fn the_production_walkthrough_runs_end_to_end() {
     // cosignature, which the authority fetched from it over mutual TLS.
     let v2: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("v2.json")).unwrap()).unwrap();
     assert_eq!(v2["witness_quorum"], 1, "{v2}");
+}
+
+#[test]
+fn the_key_ceremony_on_tokens_runs_end_to_end() {
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(
+        Path::new(modelgate_testkit::softhsm::MODULE).exists(),
+        "SoftHSM2 is missing: scripts/test.sh installs Debian's softhsm2 and opensc"
+    );
+    let blocks = sh_blocks(&doc("keys.md"));
+    assert!(blocks.len() >= 6, "{} blocks", blocks.len());
+    let dir = tempfile::tempdir().unwrap();
+    model(dir.path());
+    let out = run(&blocks, dir.path());
+    assert!(out.contains("accepted at index 1"), "{out}");
+    assert!(out.contains("store: intact"), "{out}");
+    let v2: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("v2.dsse.json")).unwrap()).unwrap();
+    assert_eq!(v2["signatures"].as_array().unwrap().len(), 2, "{v2}");
+    // Nothing private on disk: no key file, and no PEM private key anywhere.
+    for e in walk(dir.path()) {
+        let text = std::fs::read(&e).unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        assert!(
+            !text.contains("PRIVATE KEY-----") && !text.contains("PRIVATE+KEY+"),
+            "{} holds a private key",
+            e.display()
+        );
+    }
+}
+
+/// Every file under `dir` outside SoftHSM's own token directory.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.file_name().is_some_and(|n| n == "tokens") {
+            continue;
+        }
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[test]
