@@ -12,7 +12,8 @@
 //! every acknowledged entry has its own index, and `log audit` passes. A
 //! node whose lineage key is on a token serves calls, refuses them with
 //! `AuditDiscontinuity` while the token is gone, and serves again when it
-//! is back.
+//! is back. A witness whose key is on a token cosigns, answers 503 with
+//! Retry-After while it is gone, and records nothing meanwhile.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -46,6 +47,8 @@ fn a_governance_log_made_with_token_keys_audits_and_survives_pulled_tokens() {
         }
     }
     hsm.keygen("governance", "signer-model", "EC:prime256v1");
+    hsm.add_token("witness");
+    hsm.keygen("witness", "cosigner", ED);
     // The module reads its configuration when loaded; this test is the
     // only one in its binary, and every process it starts inherits these.
     std::env::set_var("SOFTHSM2_CONF", hsm.conf());
@@ -180,7 +183,67 @@ fn a_governance_log_made_with_token_keys_audits_and_survives_pulled_tokens() {
     );
 
     node_on_a_token(&hsm, d.path(), &url, &admin, &data);
+    witness_on_a_token(&hsm, d.path(), &url, &vkey);
     drop(server);
+}
+
+/// A witness whose key is on its token: it cosigns the authority's
+/// checkpoint; with the token out it answers 503 with Retry-After and
+/// records nothing (the same request, from size 0, is cosigned once the
+/// token is back).
+fn witness_on_a_token(hsm: &SoftHsm, d: &std::path::Path, url: &str, log_vkey: &str) {
+    let w = d.join("witness");
+    let wkey = ok(&mg(&[
+        "witness",
+        "init",
+        "--data",
+        s(&w),
+        "--name",
+        "witness.example/w1",
+        "--key",
+        &hsm.uri("witness", "cosigner"),
+    ]))
+    .trim()
+    .to_owned();
+    let line = std::fs::read_to_string(w.join("witness.key")).unwrap();
+    assert!(line.starts_with("PKCS11+KEY+witness.example/w1+"), "{line}");
+    let witness = common::spawn_json_server(&[
+        "witness",
+        "serve",
+        "--data",
+        s(&w),
+        "--listen",
+        "127.0.0.1:0",
+        "--log",
+        log_vkey,
+    ]);
+    let checkpoint = common::world::get_text(&format!("{url}/log/checkpoint"));
+    let body = format!("old 0\n\n{checkpoint}");
+    let post = || {
+        let mut r = common::world::agent()
+            .post(&format!("{}/add-checkpoint", witness.url))
+            .send(body.as_bytes())
+            .unwrap();
+        let retry = r.headers().get("retry-after").is_some();
+        (
+            r.status().as_u16(),
+            retry,
+            r.body_mut().read_to_string().unwrap_or_default(),
+        )
+    };
+    hsm.remove();
+    let (st, retry, text) = post();
+    assert_eq!((st, retry), (503, true), "{text}");
+    assert!(text.contains("pkcs11:token=witness;object=cosigner"), "{text}");
+    hsm.restore();
+    let (st, text) = eventually(30, "a cosignature once the token is back", || {
+        let (st, _, text) = post();
+        (st != 503).then_some((st, text))
+    })
+    .0;
+    assert_eq!(st, 200, "nothing was recorded while the token was out: {text}");
+    let name = wkey.split('+').next().unwrap();
+    assert!(text.starts_with(&format!("\u{2014} {name} ")), "{text}");
 }
 
 /// Trust root v2 (alice approver, a model signer, a policy admin, a node
