@@ -121,8 +121,8 @@ impl Pkcs11Key {
             object: u.object,
             id: u.id,
         };
-        let (session, key, public) = connect(&ctx, &target, &shown)?;
-        let (algorithm, point) = public_key(&session, public).map_err(|why| SignError::NotFound {
+        let (session, key, public) = using(|| connect(&ctx, &target, &shown))?;
+        let (algorithm, point) = using(|| public_key(&session, public)).map_err(|why| SignError::NotFound {
             uri: shown.clone(),
             why,
         })?;
@@ -144,15 +144,15 @@ impl Pkcs11Key {
         if let Some(pooled) = self.pool.lock().ok().and_then(|mut p| p.pop()) {
             return Ok(pooled);
         }
-        let (session, key, public) = match connect(&self.ctx, &self.target, &self.uri) {
+        let (session, key, public) = match using(|| connect(&self.ctx, &self.target, &self.uri)) {
             // A module lists its tokens when it is initialised: one put back
             // is seen only after initialising it again.
             Err(SignError::NotFound { .. }) if rescan(&self.ctx, &self.target.module) => {
-                connect(&self.ctx, &self.target, &self.uri)?
+                using(|| connect(&self.ctx, &self.target, &self.uri))?
             }
             r => r?,
         };
-        match public_key(&session, public) {
+        match using(|| public_key(&session, public)) {
             Ok((a, p)) if a == self.algorithm && p == self.public => Ok((session, key)),
             Ok(_) => Err(SignError::NotFound {
                 uri: self.uri.clone(),
@@ -178,7 +178,8 @@ impl Pkcs11Key {
                     continue;
                 }
             };
-            match session.sign(mechanism, key, data) {
+            let signed = using(|| session.sign(mechanism, key, data));
+            match signed {
                 Ok(sig) => {
                     if let Ok(mut p) = self.pool.lock() {
                         p.push((session, key));
@@ -188,9 +189,12 @@ impl Pkcs11Key {
                 Err(e) => {
                     // The others were opened on the same token: if it went
                     // away they are stale too.
-                    if let Ok(mut p) = self.pool.lock() {
-                        p.clear();
-                    }
+                    using(|| {
+                        drop(session);
+                        if let Ok(mut p) = self.pool.lock() {
+                            p.clear();
+                        }
+                    });
                     last = Some(SignError::Sign {
                         uri: self.uri.clone(),
                         why: e.to_string(),
@@ -203,6 +207,28 @@ impl Pkcs11Key {
             why: "no session".into(),
         }))
     }
+}
+
+impl Drop for Pkcs11Key {
+    fn drop(&mut self) {
+        // Closing the sessions calls into the module: not while it is being
+        // initialised again.
+        using(|| {
+            if let Ok(mut p) = self.pool.lock() {
+                p.clear();
+            }
+        });
+    }
+}
+
+/// Calls into a module, shared; [`rescan`]'s finalise and initialise,
+/// exclusive: a module must not be finalised while another thread is in it.
+static IN_USE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// `f`, while no module is being initialised again.
+fn using<T>(f: impl FnOnce() -> T) -> T {
+    let _shared = IN_USE.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    f()
 }
 
 /// Find the token, open a session, log in, and find the key's private and
@@ -330,6 +356,7 @@ fn rescan(ctx: &Pkcs11, path: &str) -> bool {
         return false;
     }
     entry.2 = std::time::Instant::now();
+    let _alone = IN_USE.write().unwrap_or_else(std::sync::PoisonError::into_inner);
     // A module that will not finalise is initialised still: try anyway.
     let _ = ctx.clone().finalize();
     if let Ok(mut logins) = LOGINS.lock() {
