@@ -29,6 +29,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod digest_cache;
 mod error;
 pub mod files;
 pub mod lifecycle;

@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use modelgate_governance::{decide, Check, ContainmentReason, DecisionRequest, LifecycleStep, ReasonCode};
 use modelgate_oms::{IgnorePath, VerifyOptions};
 
+use crate::digest_cache::{CachedResource, DigestCache, FileId};
 use crate::sync::View;
 
 /// One recorded transition.
@@ -293,7 +294,13 @@ fn read_bundle(path: &Path) -> Result<Vec<u8>, Failure> {
 impl Lifecycle<CoordinationInspection> {
     /// Every model file hashes to what the signed manifest says.
     pub fn verify_integrity(self, now: u64) -> Next<IntegrityVerification> {
-        let r = integrity(&self.spec);
+        self.verify_integrity_with(now, None)
+    }
+
+    /// [`Self::verify_integrity`], reading only the files whose identity
+    /// `cache` does not vouch for, and recording what matched.
+    pub fn verify_integrity_with(self, now: u64, cache: Option<&DigestCache>) -> Next<IntegrityVerification> {
+        let r = integrity(&self.spec, cache);
         self.check(
             now,
             LifecycleStep::IntegrityVerification,
@@ -303,7 +310,7 @@ impl Lifecycle<CoordinationInspection> {
     }
 }
 
-fn integrity(spec: &ModelSpec) -> Result<String, Failure> {
+fn integrity(spec: &ModelSpec, cache: Option<&DigestCache>) -> Result<String, Failure> {
     let bundle = read_bundle(&spec.bundle)?;
     let parsed =
         modelgate_oms::Bundle::parse(&bundle).map_err(|e| (ContainmentReason::SignatureInvalid, e.to_string()))?;
@@ -313,23 +320,81 @@ fn integrity(spec: &ModelSpec) -> Result<String, Failure> {
     if let Ok(Some(rule)) = IgnorePath::from_user_path(&spec.dir, &spec.bundle) {
         opts.ignore.push(rule);
     }
-    let hash_opts = modelgate_oms::verify_hash_options(&signed, &opts)
-        .map_err(|e| (ContainmentReason::UnauthorizedModification, e.to_string()))?;
-    let actual = modelgate_oms::hash_model(&spec.dir, &hash_opts, None)
-        .map_err(|e| (ContainmentReason::UnauthorizedModification, e.to_string()))?;
-    let diff = signed
-        .diff(&actual)
-        .map_err(|e| (ContainmentReason::UnauthorizedModification, e.to_string()))?;
-    if !diff.is_empty() {
-        return Err((
-            ContainmentReason::UnauthorizedModification,
-            format!(
-                "changed {:?}, missing {:?}, extra {:?}",
-                diff.changed, diff.missing, diff.extra
-            ),
-        ));
+    let modified = |e: String| (ContainmentReason::UnauthorizedModification, e);
+    let hash_opts = modelgate_oms::verify_hash_options(&signed, &opts).map_err(|e| modified(e.to_string()))?;
+    let method = format!("{:?} {:?}", hash_opts.method, hash_opts.hash);
+    let single = !spec.dir.is_dir();
+    let path_of = |rel: &str| if single { spec.dir.clone() } else { spec.dir.join(rel) };
+    // Each file's identity before it is read: a file the cache vouches for
+    // is not read; one that changes while it is read is not recorded.
+    let reused = std::cell::RefCell::new(Vec::new());
+    let hashed = std::cell::RefCell::new(Vec::new());
+    let fresh = modelgate_oms::hash_model_filtered(&spec.dir, &hash_opts, None, |rel| {
+        let path = path_of(rel);
+        let Ok(id) = FileId::of(&path) else { return true };
+        if let Some(r) = cache.and_then(|c| c.lookup(&path, &id, &method)) {
+            reused.borrow_mut().push((path, id, r));
+            return false;
+        }
+        hashed.borrow_mut().push((rel.to_owned(), path, id));
+        true
+    })
+    .map_err(|e| modified(e.to_string()))?;
+    let reused = reused.into_inner();
+    let mut resources = fresh.resources.clone();
+    for (_, _, rs) in &reused {
+        for r in rs {
+            resources.push(modelgate_oms::Resource {
+                name: r.name.clone(),
+                algorithm: r.algorithm.clone(),
+                digest: hex::decode(&r.digest).map_err(|e| modified(format!("the digest cache: {e}")))?,
+            });
+        }
     }
-    Ok(format!("{} files match the signed manifest", actual.resources.len()))
+    let actual = modelgate_oms::Manifest::new(fresh.model_name.clone(), fresh.serialization.clone(), resources)
+        .map_err(|e| modified(e.to_string()))?;
+    let diff = signed.diff(&actual).map_err(|e| modified(e.to_string()))?;
+    if !diff.is_empty() {
+        return Err(modified(format!(
+            "changed {:?}, missing {:?}, extra {:?}",
+            diff.changed, diff.missing, diff.extra
+        )));
+    }
+    let from_cache = reused.len();
+    if let Some(c) = cache {
+        let mut files = reused;
+        for (rel, path, id) in hashed.into_inner() {
+            // Changed while it was read: its digest vouches for nothing.
+            if FileId::of(&path).ok() != Some(id) {
+                continue;
+            }
+            let own: Vec<CachedResource> = fresh
+                .resources
+                .iter()
+                .filter(|r| resource_file(&r.name, hash_opts.method) == rel)
+                .map(|r| CachedResource {
+                    name: r.name.clone(),
+                    algorithm: r.algorithm.clone(),
+                    digest: hex::encode(&r.digest),
+                })
+                .collect();
+            files.push((path, id, own));
+        }
+        // A cache that cannot be written costs a re-hash at the next start, nothing else.
+        let _ = c.record(&spec.dir, &method, files);
+    }
+    Ok(format!(
+        "{} files match the signed manifest ({from_cache} vouched for by the verified-digest cache)",
+        actual.resources.len()
+    ))
+}
+
+/// The file a manifest resource is part of: `path`, or `path:start:end`.
+fn resource_file(name: &str, method: modelgate_oms::Method) -> &str {
+    match method {
+        modelgate_oms::Method::Files => name,
+        modelgate_oms::Method::Shards { .. } => name.rsplitn(3, ':').nth(2).unwrap_or(name),
+    }
 }
 
 impl Lifecycle<IntegrityVerification> {

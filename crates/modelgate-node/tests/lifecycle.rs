@@ -4,6 +4,7 @@
 //! log each contain it with their reason; recovery restarts from step one.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use modelgate_node::digest_cache::DigestCache;
 use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -237,4 +238,116 @@ fn each_failed_check_contains_with_its_reason() {
         reason(run(&w.spec, Some(&v), true)),
         ContainmentReason::SignatureInvalid
     );
+}
+
+/// The integrity step alone with `cache`: what it said, or why it contained.
+fn integrity(w: &World, cache: &DigestCache) -> Result<String, (ContainmentReason, String)> {
+    let v = view(&w.entries, NOW - 1);
+    let (m, _) = Lifecycle::new(w.spec.clone(), NOW)
+        .validate(NOW)
+        .unwrap()
+        .inspect_coordination(Some(&v), NOW, 30)
+        .unwrap();
+    match m.verify_integrity_with(NOW, Some(cache)) {
+        Ok(m) => Ok(m.transitions().last().unwrap().detail.clone()),
+        Err(c) => Err((c.contained().reason, c.contained().detail.clone())),
+    }
+}
+
+fn vouched(detail: &str) -> usize {
+    detail
+        .split('(')
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{detail}"))
+}
+
+fn touch(path: &Path, when: &str) {
+    let o = std::process::Command::new("touch")
+        .args(["-d", when, path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+}
+
+#[test]
+fn the_verified_digest_cache_vouches_only_for_files_not_written_since() {
+    let w = world();
+    let data = w._dir.path().join("node-data");
+    let open = || DigestCache::open(&data).unwrap();
+    let (cache, discarded) = open();
+    assert!(discarded.is_none());
+    // First verification: every file read, then recorded.
+    assert_eq!(vouched(&integrity(&w, &cache).unwrap()), 0);
+    // A restart: both files vouched for, nothing read.
+    let (cache, _) = open();
+    assert_eq!(vouched(&integrity(&w, &cache).unwrap()), 2);
+    let weights = w.spec.dir.join("weights.bin");
+    let contained = |what: &str| {
+        let (cache, _) = open();
+        let (reason, detail) = integrity(&w, &cache).expect_err(what);
+        assert_eq!(reason, ContainmentReason::UnauthorizedModification, "{what}: {detail}");
+        assert!(detail.contains("weights.bin"), "{what}: {detail}");
+    };
+    // Changed with the mtime put back: ctime moved, so it is read again.
+    touch(&weights, "2020-01-01 00:00:00");
+    let (cache, _) = open();
+    assert_eq!(
+        vouched(&integrity(&w, &cache).unwrap()),
+        1,
+        "a touched file is read again"
+    );
+    std::fs::write(&weights, "weightz").unwrap();
+    touch(&weights, "2020-01-01 00:00:00");
+    contained("content changed, mtime restored");
+    std::fs::write(&weights, "weights").unwrap();
+    let (cache, _) = open();
+    integrity(&w, &cache).unwrap();
+    // Replaced by rename (another inode), same size and mtime.
+    let other = w.spec.dir.join("weights.new");
+    std::fs::write(&other, "weightz").unwrap();
+    touch(&other, "2020-01-01 00:00:00");
+    touch(&weights, "2020-01-01 00:00:00");
+    std::fs::rename(&other, &weights).unwrap();
+    contained("replaced by rename");
+    std::fs::write(&weights, "weights").unwrap();
+    let (cache, _) = open();
+    integrity(&w, &cache).unwrap();
+    // Truncated and rewritten to the same size, in place.
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&weights)
+            .unwrap();
+        f.write_all(b"weighty").unwrap();
+    }
+    contained("same-size truncate and rewrite");
+    std::fs::write(&weights, "weights").unwrap();
+    let (cache, _) = open();
+    assert_eq!(vouched(&integrity(&w, &cache).unwrap()), 1);
+    // The cache edited: discarded whole, every file read again.
+    let file = data.join("digest-cache.json");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replacen("\"size\":7", "\"size\":8", 1)).unwrap();
+    let (cache, discarded) = open();
+    assert!(discarded.unwrap().contains("not authenticated"));
+    assert_eq!(vouched(&integrity(&w, &cache).unwrap()), 0);
+    // Another node's cache (another key) swapped in: discarded.
+    let elsewhere = w._dir.path().join("other-node");
+    let (theirs, _) = DigestCache::open(&elsewhere).unwrap();
+    integrity(&w, &theirs).unwrap();
+    std::fs::copy(elsewhere.join("digest-cache.json"), &file).unwrap();
+    let (cache, discarded) = open();
+    assert!(discarded.is_some(), "a cache under another key was accepted");
+    assert_eq!(vouched(&integrity(&w, &cache).unwrap()), 0);
+    // Deleted: everything read again, and recorded again.
+    std::fs::remove_file(&file).unwrap();
+    let (cache, discarded) = open();
+    assert!(discarded.is_none());
+    assert_eq!(vouched(&integrity(&w, &cache).unwrap()), 0);
+    let (cache, _) = open();
+    assert_eq!(vouched(&integrity(&w, &cache).unwrap()), 2);
 }

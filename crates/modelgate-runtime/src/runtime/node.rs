@@ -57,6 +57,9 @@ pub struct Node {
     pub(super) persisted: Option<modelgate_node::sync::Trusted>,
     pub(super) lineage: Result<Arc<dyn LineageLog>, LineageError>,
     pub(super) reports: modelgate_node::report::ReportSequence,
+    /// What this node already verified of its models' files; none when it
+    /// cannot be opened (then every file is hashed at every check).
+    pub(super) digests: Option<modelgate_node::digest_cache::DigestCache>,
 }
 
 impl Node {
@@ -81,6 +84,18 @@ impl Node {
         let syncer = Syncer::new(&p.pinned, c.max_staleness_seconds, trusted)
             .map_err(|e| Error::Config(format!("the pinned trust root: {e}")))?;
         let reports = modelgate_node::report::ReportSequence::open(&c.data_dir.join("report-sequence"))?;
+        let digests = match modelgate_node::digest_cache::DigestCache::open(&c.data_dir) {
+            Ok((cache, discarded)) => {
+                if let Some(why) = discarded {
+                    tracing::warn!(%why, "the verified-digest cache was discarded");
+                }
+                Some(cache)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no verified-digest cache: every file is hashed at every check");
+                None
+            }
+        };
         Ok(Self {
             c,
             key: p.key,
@@ -91,6 +106,7 @@ impl Node {
             persisted,
             lineage: p.lineage,
             reports,
+            digests,
         })
     }
 
@@ -141,7 +157,9 @@ impl Node {
             Lifecycle::new(spec, t)
                 .validate(t)?
                 .inspect_coordination(view, t, self.c.max_staleness_seconds)?;
-        let l = l.verify_integrity(t)?.verify_signature(v, t)?;
+        let l = l
+            .verify_integrity_with(t, self.digests.as_ref())?
+            .verify_signature(v, t)?;
         let lineage = self.lineage.as_ref().map_err(Clone::clone);
         let l = l.validate_telemetry(lineage.and_then(|g| g.size()), t)?;
         let (l, digest, basis) = l.evaluate(v, t)?;
