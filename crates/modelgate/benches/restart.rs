@@ -1,0 +1,168 @@
+//! How long a node takes from `node serve` to its first governed 200 on a
+//! large model, with real processes (a dev authority, the mock upstream, one
+//! node): with no verified-digest cache (every byte hashed) and with a valid
+//! one (a restart), the page cache dropped before each start where the
+//! kernel allows it; beside them, in the same run, `dd`'s sequential read of
+//! the same files (the disk's speed) and the node's peak resident memory.
+//!
+//! `cargo bench -p modelgate --bench restart` (MODELGATE_BENCH_GIB, default
+//! 20, in 5 files; MODELGATE_BENCH_DIR, default /var/tmp). Prints Markdown.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::world::{json_lines, Killed};
+use common::{ok, s};
+
+const FILES: u64 = 5;
+
+/// Drop the page cache (root only); whether it was dropped.
+fn drop_caches() -> bool {
+    let _ = Command::new("sync").status();
+    std::fs::write("/proc/sys/vm/drop_caches", "3\n").is_ok()
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Seconds from spawning `node serve` to its first 200, and its peak RSS.
+fn first_call(config: &Path, url: &str, token: &str) -> (f64, f64) {
+    let t0 = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["node", "serve", "--config", s(config), "--interval-ms", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let events = json_lines(child.stdout.take().unwrap());
+    let child = Killed(child);
+    std::thread::spawn(move || for _ in events {});
+    let agent = common::world::agent();
+    let body = r#"{"model": "m", "messages": [{"role": "user", "content": "hello"}]}"#;
+    loop {
+        assert!(t0.elapsed() < Duration::from_secs(1800), "no 200 in 30 minutes");
+        let r = agent
+            .post(&format!("{url}/v1/chat/completions"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .send(body);
+        if matches!(&r, Ok(r) if r.status().as_u16() == 200) {
+            let secs = t0.elapsed().as_secs_f64();
+            let rss = peak_rss_mib(pid);
+            drop(child);
+            return (secs, rss);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let gib: u64 = std::env::var("MODELGATE_BENCH_GIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let base = std::env::var_os("MODELGATE_BENCH_DIR").unwrap_or_else(|| "/var/tmp".into());
+    let dir = tempfile::tempdir_in(base).unwrap();
+    let d = dir.path();
+    let model = d.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    let per_file = gib * (1 << 30) / FILES;
+    let mut chunk = vec![0u8; 64 << 20];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for b in chunk.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    for n in 0..FILES {
+        let mut f = std::fs::File::create(model.join(format!("shard-{n}.bin"))).unwrap();
+        let mut left = per_file;
+        while left > 0 {
+            let k = left.min(chunk.len() as u64) as usize;
+            chunk[0] = n as u8;
+            f.write_all(&chunk[..k]).unwrap();
+            left -= k as u64;
+        }
+        f.sync_all().unwrap();
+    }
+    let dev = d.join("dev");
+    let _authority = common::dev_serve(&dev);
+    let mock = modelgate_testkit::MockServer::start(modelgate_testkit::Mock {
+        chunks: 1,
+        delay: Duration::ZERO,
+    })
+    .unwrap();
+    let port = common::world::free_port();
+    let config: std::path::PathBuf = ok(&common::mg(&[
+        "dev",
+        "govern",
+        s(&model),
+        "--data",
+        s(&dev),
+        "--upstream",
+        mock.url(),
+        "--name",
+        "m",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ]))
+    .trim()
+    .into();
+    let token = std::fs::read_to_string(config.parent().unwrap().join("caller.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let url = format!("http://127.0.0.1:{port}");
+    let node_data = config.parent().unwrap().join("data");
+
+    println!("# A node's start on a {gib} GiB model of {FILES} files\n");
+    let mut dropped = drop_caches();
+    let t = Instant::now();
+    for n in 0..FILES {
+        let o = Command::new("dd")
+            .args([
+                &format!("if={}", model.join(format!("shard-{n}.bin")).display()),
+                "of=/dev/null",
+                "bs=16M",
+            ])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+    }
+    let dd = gib as f64 * 1024.0 / t.elapsed().as_secs_f64();
+    println!("| start | page cache dropped | to first 200 | read rate | node peak RSS |");
+    println!("|---|---|---|---|---|");
+    println!("| baseline: `dd bs=16M` of the same files | {dropped} | | {dd:.0} MiB/s | |");
+    for round in 1..=2 {
+        let _ = std::fs::remove_file(node_data.join("digest-cache.json"));
+        dropped = drop_caches();
+        let (cold, rss) = first_call(&config, &url, &token);
+        println!(
+            "| {round}: no cache (every byte hashed) | {dropped} | {cold:.2} s | {:.0} MiB/s | {rss:.0} MiB |",
+            gib as f64 * 1024.0 / cold
+        );
+        dropped = drop_caches();
+        let (warm, rss) = first_call(&config, &url, &token);
+        println!("| {round}: valid cache (a restart) | {dropped} | {warm:.2} s | | {rss:.0} MiB |");
+    }
+}
