@@ -353,6 +353,44 @@ fn own_keys(origin: &str, tokens: &TokenKeys) -> Result<(SignerKey, SignerKey), 
     ))
 }
 
+/// The store `init` writes the log to, created and checked empty: a
+/// database that already holds a log is refused before anything is written
+/// in the data directory.
+fn empty_store(
+    dir: &Path,
+    store_at: &crate::store::StoreAt,
+) -> Result<Box<dyn modelgate_store::LogStore>, AuthorityError> {
+    if let crate::store::StoreAt::Sqlite(_) = store_at {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| AuthorityError::io(format!("couldn't create {}: {e}", dir.display())))?;
+    }
+    let already = |held: u64| {
+        AuthorityError::config(format!(
+            "the log store {} already holds a log of {held} entries; init only creates a new one",
+            store_at.describe()
+        ))
+    };
+    // Read first: a database another authority sequences is named as
+    // holding a log, not as locked.
+    if let Ok(reader) = store_at.open_reader() {
+        let held = modelgate_store::LogStore::size(&reader).map_err(AuthorityError::store)?;
+        if held > 0 {
+            return Err(already(held));
+        }
+    }
+    let store = store_at
+        .open_for_init(&crate::store::holder_name())
+        .map_err(AuthorityError::store)?;
+    let held = modelgate_store::LogStore::size(&store).map_err(AuthorityError::store)?;
+    if held > 0 {
+        return Err(already(held));
+    }
+    Ok(store)
+}
+
 /// [`init_at`], with the keys `tokens` names on PKCS#11 tokens.
 pub fn init_keys(
     dir: &Path,
@@ -383,36 +421,7 @@ pub fn init_keys(
             "origin {origin:?} must be non-empty, without spaces or '+' (e.g. example.com/governance)"
         )));
     }
-    // The store first: a database that already holds a log is refused
-    // before anything is written here.
-    if let crate::store::StoreAt::Sqlite(_) = store_at {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| AuthorityError::io(format!("couldn't create {}: {e}", dir.display())))?;
-    }
-    let already = |held: u64| {
-        AuthorityError::config(format!(
-            "the log store {} already holds a log of {held} entries; init only creates a new one",
-            store_at.describe()
-        ))
-    };
-    // Read first: a database another authority sequences is named as
-    // holding a log, not as locked.
-    if let Ok(reader) = store_at.open_reader() {
-        let held = modelgate_store::LogStore::size(&reader).map_err(AuthorityError::store)?;
-        if held > 0 {
-            return Err(already(held));
-        }
-    }
-    let store = store_at
-        .open_for_init(&crate::store::holder_name())
-        .map_err(AuthorityError::store)?;
-    let held = modelgate_store::LogStore::size(&store).map_err(AuthorityError::store)?;
-    if held > 0 {
-        return Err(already(held));
-    }
+    let store = empty_store(dir, store_at)?;
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -455,23 +464,22 @@ pub fn init_keys(
     log.close().map_err(AuthorityError::store)?;
     // Last: its presence marks a complete init.
     write_new(&d.trust_root(), &genesis, 0o644)?;
-    Ok(InitReport {
+    Ok(report(&d, roots, tokens, &log_key, &cosigner))
+}
+
+/// What `init` made and where: the root keys as files, or by URI.
+fn report(d: &DataDir, roots: RootKeys, tokens: &TokenKeys, log_key: &SignerKey, cosigner: &SignerKey) -> InitReport {
+    let by_uri = |u: &String| PathBuf::from(modelgate_signer::uri::Pkcs11Uri::redacted(u));
+    InitReport {
         log_vkey: log_key.verifier().to_string(),
         cosigner_vkey: cosigner.verifier().to_string(),
-        root_key: tokens.roots.first().map_or_else(
-            || d.offline_root_key(),
-            |u| PathBuf::from(modelgate_signer::uri::Pkcs11Uri::redacted(u)),
-        ),
+        root_key: tokens.roots.first().map_or_else(|| d.offline_root_key(), by_uri),
         root_keys: if tokens.roots.is_empty() {
             (1..=roots.count).map(|n| d.offline_root_key_n(n)).collect()
         } else {
-            tokens
-                .roots
-                .iter()
-                .map(|u| PathBuf::from(modelgate_signer::uri::Pkcs11Uri::redacted(u)))
-                .collect()
+            tokens.roots.iter().map(by_uri).collect()
         },
         root_threshold: roots.threshold,
         trust_root: d.trust_root(),
-    })
+    }
 }
