@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use common::s;
 use common::world::{json_lines, Killed};
-use common::{ok, s};
 
 const FILES: u64 = 5;
 
@@ -112,25 +112,7 @@ fn main() {
     })
     .unwrap();
     let port = common::world::free_port();
-    let config: std::path::PathBuf = ok(&common::mg(&[
-        "dev",
-        "govern",
-        s(&model),
-        "--data",
-        s(&dev),
-        "--upstream",
-        mock.url(),
-        "--name",
-        "m",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-    ]))
-    .trim()
-    .into();
-    let token = std::fs::read_to_string(config.parent().unwrap().join("caller.token"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let (config, token) = common::dev_govern(&dev, &model, mock.url(), "m", &format!("127.0.0.1:{port}"));
     let url = format!("http://127.0.0.1:{port}");
     let node_data = config.parent().unwrap().join("data");
 

@@ -16,7 +16,7 @@
 //! `cargo bench -p modelgate --bench tls` (MODELGATE_BENCH_SECS, default 10).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -133,25 +133,7 @@ fn main() {
     })
     .unwrap();
     let port = common::world::free_port();
-    let plain: PathBuf = ok(&common::mg(&[
-        "dev",
-        "govern",
-        s(&model),
-        "--data",
-        s(&dev),
-        "--upstream",
-        mock.url(),
-        "--name",
-        "m",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-    ]))
-    .trim()
-    .into();
-    let token = std::fs::read_to_string(plain.parent().unwrap().join("caller.token"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let (plain, token) = common::dev_govern(&dev, &model, mock.url(), "m", &format!("127.0.0.1:{port}"));
     let text = std::fs::read_to_string(&plain).unwrap();
     let (head, tail) = text.split_at(text.find("[models.").unwrap());
     let tls_config = plain.with_file_name("node-tls.toml");

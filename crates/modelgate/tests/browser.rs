@@ -34,21 +34,8 @@ fn the_console_in_chromium() {
     })
     .unwrap();
     let name = "<script>alert(1)</script>";
-    let config = ok(&mg(&[
-        "dev",
-        "govern",
-        s(&model),
-        "--data",
-        s(&dev),
-        "--upstream",
-        mock.url(),
-        "--name",
-        name,
-        "--listen",
-        "127.0.0.1:0",
-    ]))
-    .trim()
-    .to_owned();
+    let (config, _) = common::dev_govern(&dev, &model, mock.url(), name, "127.0.0.1:0");
+    let config = s(&config).to_owned();
     let admin = std::fs::read_to_string(dev.join("admin.token"))
         .unwrap()
         .trim()

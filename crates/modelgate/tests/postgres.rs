@@ -26,7 +26,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::world::{checkpoint_size as size, free_port, log_key, start_gateway_at, World};
+use common::world::{checkpoint_size as size, free_port, log_key, start_gateway_at, submit_entry as submit, World};
 use common::{mg, s};
 
 #[test]
@@ -282,22 +282,6 @@ fn approval_by(alice_pem: &str, digest: &str, ticket: &str) -> Vec<u8> {
     let v = serde_json::json!({"type": "approval", "version": 1, "model": digest, "scopes": ["prod/*"],
         "valid_from": 0, "valid_until": 4_000_000_000u64, "risk_tier": "low", "ticket": ticket});
     modelgate_governance::Envelope::sign(&modelgate_governance::to_canonical(&v).unwrap(), &[&alice]).unwrap()
-}
-
-/// POST an entry: status, headers, JSON body.
-fn submit(url: &str, token: &str, entry: &[u8]) -> (u16, ureq::http::HeaderMap, serde_json::Value) {
-    let mut r = common::world::agent()
-        .post(&format!("{url}/api/v1/entries"))
-        .header("Content-Type", "application/json")
-        .header("Authorization", &format!("Bearer {token}"))
-        .send(entry)
-        .unwrap();
-    let body = r.body_mut().read_to_string().unwrap_or_default();
-    (
-        r.status().as_u16(),
-        r.headers().clone(),
-        serde_json::from_str(&body).unwrap_or_default(),
-    )
 }
 
 /// Debian's nginx as a caching proxy in front of `authorities`: its URL.

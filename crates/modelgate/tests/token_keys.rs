@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::world::{call, caller_table, chat, eventually, start_gateway, token};
+use common::world::{call, caller_table, chat, eventually, start_gateway, submit_entry as submit, token};
 use common::{mg, mg_line, ok, s, stderr};
 use modelgate_testkit::softhsm::{SoftHsm, MODULE};
 
@@ -357,20 +357,4 @@ fn node_on_a_token(hsm: &SoftHsm, d: &std::path::Path, url: &str, admin: &str, d
         let (st, _, _) = call(&g.url, Some(CALLER), None, &chat(false));
         (st == 200).then_some(())
     });
-}
-
-/// POST an entry: status, headers, JSON body.
-fn submit(url: &str, token: &str, entry: &[u8]) -> (u16, ureq::http::HeaderMap, serde_json::Value) {
-    let mut r = common::world::agent()
-        .post(&format!("{url}/api/v1/entries"))
-        .header("Content-Type", "application/json")
-        .header("Authorization", &format!("Bearer {token}"))
-        .send(entry)
-        .unwrap();
-    let body = r.body_mut().read_to_string().unwrap_or_default();
-    (
-        r.status().as_u16(),
-        r.headers().clone(),
-        serde_json::from_str(&body).unwrap_or_default(),
-    )
 }

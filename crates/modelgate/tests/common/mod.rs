@@ -89,6 +89,33 @@ pub fn dev_serve(dev: &Path) -> Server {
     spawn_server(&["dev", "serve", "--data", s(dev), "--listen", "127.0.0.1:0"])
 }
 
+/// `modelgate dev govern MODEL` against the development authority in `dev`:
+/// the model signed, registered and approved as `name` in front of
+/// `upstream`, the node listening on `listen`. Returns the node's
+/// configuration file and its caller's bearer token.
+pub fn dev_govern(dev: &Path, model: &Path, upstream: &str, name: &str, listen: &str) -> (std::path::PathBuf, String) {
+    let config: std::path::PathBuf = ok(&mg(&[
+        "dev",
+        "govern",
+        s(model),
+        "--data",
+        s(dev),
+        "--upstream",
+        upstream,
+        "--name",
+        name,
+        "--listen",
+        listen,
+    ]))
+    .trim()
+    .into();
+    let token = std::fs::read_to_string(config.parent().unwrap().join("caller.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    (config, token)
+}
+
 /// The browser tests' tools: `tests/browser` (its npm packages installed)
 /// and Debian's Chromium. Missing ones fail the test, naming what installs them.
 pub fn browser_tools() -> (std::path::PathBuf, String) {

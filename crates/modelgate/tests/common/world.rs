@@ -483,3 +483,20 @@ impl Proxy {
         }
     }
 }
+
+/// POST a signed entry to the authority at `url` with a write token:
+/// status, headers, JSON body.
+pub fn submit_entry(url: &str, token: &str, entry: &[u8]) -> (u16, ureq::http::HeaderMap, Value) {
+    let mut r = agent()
+        .post(&format!("{url}/api/v1/entries"))
+        .header("Content-Type", "application/json")
+        .header("Authorization", &format!("Bearer {token}"))
+        .send(entry)
+        .unwrap();
+    let body = r.body_mut().read_to_string().unwrap_or_default();
+    (
+        r.status().as_u16(),
+        r.headers().clone(),
+        serde_json::from_str(&body).unwrap_or_default(),
+    )
+}
