@@ -96,13 +96,24 @@ pub fn submit_bytes(remote: &Remote, entry: &[u8]) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A key on a token: its URI as messages show it (no PIN), and the key.
+pub type TokenKey = (String, Arc<dyn modelgate_signer::Signer>);
+
+/// The key on a token that `path` names when it is a `pkcs11:` URI; `None`
+/// for a file.
+pub fn token_key(path: &Path) -> Result<Option<TokenKey>, Failure> {
+    let Some(uri) = path.to_str().filter(|p| modelgate_signer::uri::Pkcs11Uri::is(p)) else {
+        return Ok(None);
+    };
+    let key = modelgate_signer::open_token(uri, None).map_err(|e| usage(e.to_string()))?;
+    Ok(Some((modelgate_signer::uri::Pkcs11Uri::redacted(uri), key)))
+}
+
 /// A governance key: an Ed25519 PKCS#8 PEM file, or a `pkcs11:` URI
 /// naming an Ed25519 key on a token.
 pub fn load_key(path: &Path) -> Result<Arc<dyn modelgate_signer::Signer>, Failure> {
-    if let Some(uri) = path.to_str().filter(|p| modelgate_signer::uri::Pkcs11Uri::is(p)) {
-        let key = modelgate_signer::open_token(uri, None).map_err(|e| usage(e.to_string()))?;
-        modelgate_signer::ed25519_public(key.as_ref())
-            .map_err(|e| usage(format!("{}: {e}", modelgate_signer::uri::Pkcs11Uri::redacted(uri))))?;
+    if let Some((shown, key)) = token_key(path)? {
+        modelgate_signer::ed25519_public(key.as_ref()).map_err(|e| usage(format!("{shown}: {e}")))?;
         return Ok(key);
     }
     let pem = String::from_utf8(read_limited(path, 64 * 1024, "key")?)
@@ -418,14 +429,11 @@ pub struct TrustEditArgs {
     sigstore_root: Option<PathBuf>,
 }
 
-/// A public key file's text (PEM), for the trust root.
-/// A public key's SPKI PEM: a file's text, or read from the token a
-/// `pkcs11:` URI names.
+/// A public key's SPKI PEM, for the trust root: a file's text, or read
+/// from the token a `pkcs11:` URI names.
 fn pem_text(path: &Path) -> Result<String, Failure> {
-    if let Some(uri) = path.to_str().filter(|p| modelgate_signer::uri::Pkcs11Uri::is(p)) {
-        let key = modelgate_signer::open_token(uri, None).map_err(|e| usage(e.to_string()))?;
-        return modelgate_signer::public_key_pem(key.as_ref())
-            .map_err(|e| usage(format!("{}: {e}", modelgate_signer::uri::Pkcs11Uri::redacted(uri))));
+    if let Some((shown, key)) = token_key(path)? {
+        return modelgate_signer::public_key_pem(key.as_ref()).map_err(|e| usage(format!("{shown}: {e}")));
     }
     String::from_utf8(read_limited(path, 64 * 1024, "public key")?)
         .map_err(|_| usage(format!("{} is not PEM", path.display())))

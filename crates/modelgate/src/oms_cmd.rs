@@ -208,11 +208,8 @@ fn hash_with_progress(model: &Path, opts: &HashOptions) -> Result<modelgate_oms:
 
 pub fn sign(a: SignArgs) -> Result<(), Failure> {
     let signature = a.signature.clone().unwrap_or_else(|| default_signature(&a.model));
-    let key = match a.key.to_str().filter(|k| modelgate_signer::uri::Pkcs11Uri::is(k)) {
-        Some(uri) => {
-            let token = modelgate_signer::open_token(uri, None).map_err(|e| Failure::Usage(e.to_string()))?;
-            PrivateKey::from_token(token, &modelgate_signer::uri::Pkcs11Uri::redacted(uri))?
-        }
+    let key = match crate::gov_cmd::token_key(&a.key)? {
+        Some((shown, token)) => PrivateKey::from_token(token, &shown)?,
         None => PrivateKey::from_pem(&read_text(&a.key, "private key")?, &a.key.display().to_string())?,
     };
     let signer = match &a.signing_cert {
