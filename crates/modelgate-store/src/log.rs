@@ -154,7 +154,10 @@ impl<S: LogStore> Log<S> {
         };
         let note = checkpoint
             .sign(&self.key)
-            .map_err(|e| StoreError::Signing(e.to_string()))?
+            .map_err(|e| match e {
+                modelgate_tlog::Error::Signing(m) => StoreError::Signing(m),
+                e => StoreError::Io(format!("signing the checkpoint: {e}")),
+            })?
             .to_bytes();
         self.store.append(&Batch {
             start,
