@@ -45,14 +45,19 @@ pub struct FileId {
 impl FileId {
     /// The identity of the file at `path` (not following a final symlink).
     pub fn of(path: &Path) -> std::io::Result<Self> {
-        let m = std::fs::symlink_metadata(path)?;
-        Ok(Self {
+        Ok(Self::from(&std::fs::symlink_metadata(path)?))
+    }
+}
+
+impl From<&std::fs::Metadata> for FileId {
+    fn from(m: &std::fs::Metadata) -> Self {
+        Self {
             dev: m.dev(),
             ino: m.ino(),
             size: m.size(),
             mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
             ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
-        })
+        }
     }
 }
 
@@ -75,11 +80,18 @@ struct Entry {
     resources: Vec<CachedResource>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Body {
     format: String,
     entries: BTreeMap<PathBuf, Entry>,
+}
+
+/// [`Body`] as written, borrowing the entries.
+#[derive(Serialize)]
+struct BodyRef<'a> {
+    format: &'a str,
+    entries: &'a BTreeMap<PathBuf, Entry>,
 }
 
 /// The cache of one node.
@@ -203,9 +215,9 @@ impl DigestCache {
                 },
             );
         }
-        let body = serde_json::to_string(&Body {
-            format: FORMAT.into(),
-            entries: entries.clone(),
+        let body = serde_json::to_string(&BodyRef {
+            format: FORMAT,
+            entries: &entries,
         })
         .map_err(|e| NodeError::Config(format!("encoding the digest cache: {e}")))?;
         let tag = hex::encode(

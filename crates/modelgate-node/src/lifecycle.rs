@@ -23,6 +23,7 @@
 //! from there the only way back is a new lifecycle from the first step.
 //! Every transition is recorded (step, time, detail) for the lineage log.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use modelgate_governance::{decide, Check, ContainmentReason, DecisionRequest, LifecycleStep, ReasonCode};
@@ -362,23 +363,24 @@ fn integrity(spec: &ModelSpec, cache: Option<&DigestCache>) -> Result<String, Fa
     }
     let from_cache = reused.len();
     if let Some(c) = cache {
+        let mut by_file: BTreeMap<&str, Vec<CachedResource>> = BTreeMap::new();
+        for r in &fresh.resources {
+            by_file
+                .entry(resource_file(&r.name, hash_opts.method))
+                .or_default()
+                .push(CachedResource {
+                    name: r.name.clone(),
+                    algorithm: r.algorithm.clone(),
+                    digest: hex::encode(&r.digest),
+                });
+        }
         let mut files = reused;
         for (rel, path, id) in hashed.into_inner() {
             // Changed while it was read: its digest vouches for nothing.
             if FileId::of(&path).ok() != Some(id) {
                 continue;
             }
-            let own: Vec<CachedResource> = fresh
-                .resources
-                .iter()
-                .filter(|r| resource_file(&r.name, hash_opts.method) == rel)
-                .map(|r| CachedResource {
-                    name: r.name.clone(),
-                    algorithm: r.algorithm.clone(),
-                    digest: hex::encode(&r.digest),
-                })
-                .collect();
-            files.push((path, id, own));
+            files.push((path, id, by_file.remove(rel.as_str()).unwrap_or_default()));
         }
         // A cache that cannot be written costs a re-hash at the next start, nothing else.
         let _ = c.record(&spec.dir, &method, files);

@@ -1,19 +1,21 @@
 //! Watching the models' files: inotify wakes the loop on any change, and a file fingerprint tells a pass whether the files changed since their last verification.
 
 use super::*;
+use modelgate_node::digest_cache::FileId;
 
-/// Files of a model: (path, length, modification time).
-pub(super) type Fingerprint = Vec<(PathBuf, u64, std::time::SystemTime)>;
+/// Files of a model: each path and its identity.
+pub(super) type Fingerprint = Vec<(PathBuf, FileId)>;
 
-/// A cheap fingerprint of a model's files (path, length, modification
-/// time): when it changes, the files are re-hashed.
+/// A cheap fingerprint of a model's files, by the identity the
+/// verified-digest cache trusts (device, inode, size, mtime and ctime):
+/// when it changes, the files are verified again.
 pub(super) fn fingerprint(dir: &Path) -> Fingerprint {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
             if let Ok(m) = std::fs::symlink_metadata(&d) {
-                out.push((d.clone(), m.len(), m.modified().unwrap_or(std::time::UNIX_EPOCH)));
+                out.push((d.clone(), FileId::from(&m)));
             }
             continue;
         };
@@ -22,11 +24,11 @@ pub(super) fn fingerprint(dir: &Path) -> Fingerprint {
             if m.is_dir() {
                 stack.push(e.path());
             } else {
-                out.push((e.path(), m.len(), m.modified().unwrap_or(std::time::UNIX_EPOCH)));
+                out.push((e.path(), FileId::from(&m)));
             }
         }
     }
-    out.sort();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
 
