@@ -153,6 +153,14 @@ fn default_peer_interval() -> u64 {
     5
 }
 
+fn default_rehash_interval() -> u64 {
+    86_400
+}
+
+fn default_rehash_rate() -> u64 {
+    256
+}
+
 fn default_max_in_flight() -> usize {
     1024
 }
@@ -199,6 +207,21 @@ pub struct NodeConfig {
     /// How often the peers are asked.
     #[serde(default = "default_peer_interval")]
     pub peer_interval_seconds: u64,
+    /// How often every model is re-verified in full in the background,
+    /// every byte read whatever the verified-digest cache says; the first
+    /// run starts once the node has checked its models. 0: never.
+    #[serde(default = "default_rehash_interval")]
+    pub rehash_interval_seconds: u64,
+    /// The background re-verification reads at most this many MiB per
+    /// second, so it does not take the disk from inference. 0: no limit.
+    #[serde(default = "default_rehash_rate")]
+    pub rehash_max_mib_per_second: u64,
+    /// Seal each model file with fs-verity before it is verified, where the
+    /// kernel and file system can (the file becomes read-only for good, and
+    /// the kernel fails any read of a block changed since); where they
+    /// cannot, `/status` says why and the verified-digest cache is used.
+    #[serde(default)]
+    pub fs_verity: bool,
     /// The gateway's listening address.
     #[serde(default = "default_listen")]
     pub listen: String,
@@ -307,6 +330,14 @@ impl NodeConfig {
                 "PEER_INTERVAL_SECONDS" => {
                     c.peer_interval_seconds = v.parse().map_err(|_| format!("{k}={v:?} is not a number of seconds"))?
                 }
+                "REHASH_INTERVAL_SECONDS" => {
+                    c.rehash_interval_seconds = v.parse().map_err(|_| format!("{k}={v:?} is not a number of seconds"))?
+                }
+                "REHASH_MAX_MIB_PER_SECOND" => {
+                    c.rehash_max_mib_per_second =
+                        v.parse().map_err(|_| format!("{k}={v:?} is not a number of MiB per second"))?
+                }
+                "FS_VERITY" => c.fs_verity = boolean(&k, &v)?,
                 "LISTEN" => c.listen = v,
                 "UPSTREAM" => c.upstream = Some(v),
                 "OTLP_ENDPOINT" => c.otlp_endpoint = Some(v),
@@ -324,7 +355,7 @@ impl NodeConfig {
                 "CLIENT_CERT" => c.client_cert = Some(v.into()),
                 "CLIENT_KEY" => c.client_key = Some(v.into()),
                 "PKCS11_MODULE" => c.pkcs11_module = Some(v.into()),
-                other => return Err(format!("unknown override {PREFIX}{other} (fields: NODE, AUTHORITY, TRUST_ROOT, KEY, SCOPES, MAX_STALENESS_SECONDS, DATA_DIR, ANCHOR_INTERVAL_SECONDS, HEARTBEAT_INTERVAL_SECONDS, LINEAGE_REPLICATION_INTERVAL_SECONDS, PEERS, PEER_INTERVAL_SECONDS, LISTEN, UPSTREAM, STORE_CONTENT, OTLP_ENDPOINT, MAX_IN_FLIGHT, STATUS_ACCESS, METRICS_ACCESS, TLS_CERT, TLS_KEY, TLS_CLIENT_CA, ALLOW_PLAINTEXT, CA_FILE, CLIENT_CERT, CLIENT_KEY, PKCS11_MODULE)")),
+                other => return Err(format!("unknown override {PREFIX}{other} (fields: NODE, AUTHORITY, TRUST_ROOT, KEY, SCOPES, MAX_STALENESS_SECONDS, DATA_DIR, ANCHOR_INTERVAL_SECONDS, HEARTBEAT_INTERVAL_SECONDS, LINEAGE_REPLICATION_INTERVAL_SECONDS, PEERS, PEER_INTERVAL_SECONDS, REHASH_INTERVAL_SECONDS, REHASH_MAX_MIB_PER_SECOND, FS_VERITY, LISTEN, UPSTREAM, STORE_CONTENT, OTLP_ENDPOINT, MAX_IN_FLIGHT, STATUS_ACCESS, METRICS_ACCESS, TLS_CERT, TLS_KEY, TLS_CLIENT_CA, ALLOW_PLAINTEXT, CA_FILE, CLIENT_CERT, CLIENT_KEY, PKCS11_MODULE)")),
             }
         }
         let base = path.parent().unwrap_or(Path::new("."));

@@ -78,6 +78,23 @@ struct Entry {
     /// How the digests were made (method, hash, shard size).
     method: String,
     resources: Vec<CachedResource>,
+    /// The kernel's fs-verity digest (SHA-256, hex) of the file when it was
+    /// sealed before it was hashed: the file's content is bound to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fs_verity: Option<String>,
+}
+
+/// One file whose digests matched the signed manifest, to record.
+#[derive(Clone, Debug)]
+pub struct VerifiedFile {
+    /// Its path.
+    pub path: PathBuf,
+    /// Its identity before it was read (and still after).
+    pub id: FileId,
+    /// Its fs-verity digest (hex), when it was sealed before it was read.
+    pub fs_verity: Option<String>,
+    /// Its digests.
+    pub resources: Vec<CachedResource>,
 }
 
 #[derive(Deserialize)]
@@ -187,16 +204,22 @@ impl DigestCache {
             .map(|e| e.resources.clone())
     }
 
+    /// The verified digests of `file` made by `method`, if the kernel's
+    /// fs-verity digest of it is still `fs_verity`: a sealed file cannot be
+    /// written, so its identity does not matter.
+    pub fn lookup_sealed(&self, file: &Path, fs_verity: &str, method: &str) -> Option<Vec<CachedResource>> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(file)
+            .filter(|e| e.fs_verity.as_deref() == Some(fs_verity) && e.method == method)
+            .map(|e| e.resources.clone())
+    }
+
     /// Record verified digests (files of one model, all under `dir`), drop
     /// entries under `dir` for files not in `files`, and write the cache.
-    pub fn record(
-        &self,
-        dir: &Path,
-        method: &str,
-        files: Vec<(PathBuf, FileId, Vec<CachedResource>)>,
-    ) -> Result<(), NodeError> {
+    pub fn record(&self, dir: &Path, method: &str, files: Vec<VerifiedFile>) -> Result<(), NodeError> {
         let mut entries = self.entries.lock().map_err(|_| NodeError::Poisoned("digest cache"))?;
-        let keep: std::collections::BTreeSet<&PathBuf> = files.iter().map(|(p, _, _)| p).collect();
+        let keep: std::collections::BTreeSet<&PathBuf> = files.iter().map(|f| &f.path).collect();
         let stale: Vec<PathBuf> = entries
             .keys()
             .filter(|p| p.starts_with(dir) && !keep.contains(p))
@@ -205,19 +228,32 @@ impl DigestCache {
         for p in stale {
             entries.remove(&p);
         }
-        for (path, id, resources) in files {
+        for f in files {
             entries.insert(
-                path,
+                f.path,
                 Entry {
-                    id,
+                    id: f.id,
                     method: method.to_owned(),
-                    resources,
+                    resources: f.resources,
+                    fs_verity: f.fs_verity,
                 },
             );
         }
+        self.write(&entries)
+    }
+
+    /// Forget every file under `dir`: what the cache said of them was
+    /// proven wrong (a full re-hash disagreed), so nothing of it is trusted.
+    pub fn forget(&self, dir: &Path) -> Result<(), NodeError> {
+        let mut entries = self.entries.lock().map_err(|_| NodeError::Poisoned("digest cache"))?;
+        entries.retain(|p, _| !p.starts_with(dir));
+        self.write(&entries)
+    }
+
+    fn write(&self, entries: &BTreeMap<PathBuf, Entry>) -> Result<(), NodeError> {
         let body = serde_json::to_string(&BodyRef {
             format: FORMAT,
-            entries: &entries,
+            entries,
         })
         .map_err(|e| NodeError::Config(format!("encoding the digest cache: {e}")))?;
         let tag = hex::encode(

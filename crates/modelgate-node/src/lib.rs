@@ -15,6 +15,11 @@
 //!   so a model cannot reach `Serving` any other way; failures contain with
 //!   a named reason; every transition is recorded.
 //!
+//! - [`integrity`]: a model's files against its signed manifest, trusting
+//!   only what the node's authenticated [`digest_cache`] or the kernel's
+//!   [`fs_verity`] seal vouches for; the same check reads every byte for
+//!   the background re-verification.
+//!
 //! - [`config`]: the node's TOML configuration, every field overridable by
 //!   `MODELGATE_NODE_*`, unknown fields refused.
 //!
@@ -32,6 +37,8 @@ pub mod config;
 pub mod digest_cache;
 mod error;
 pub mod files;
+pub mod fs_verity;
+pub mod integrity;
 pub mod lifecycle;
 pub mod proof;
 pub mod report;

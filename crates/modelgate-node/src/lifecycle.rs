@@ -23,13 +23,11 @@
 //! from there the only way back is a new lifecycle from the first step.
 //! Every transition is recorded (step, time, detail) for the lineage log.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use modelgate_governance::{decide, Check, ContainmentReason, DecisionRequest, LifecycleStep, ReasonCode};
-use modelgate_oms::{IgnorePath, VerifyOptions};
 
-use crate::digest_cache::{CachedResource, DigestCache, FileId};
+use crate::integrity::IntegrityOptions;
 use crate::sync::View;
 
 /// One recorded transition.
@@ -283,7 +281,7 @@ impl Lifecycle<Validating> {
     }
 }
 
-fn read_bundle(path: &Path) -> Result<Vec<u8>, Failure> {
+pub(crate) fn read_bundle(path: &Path) -> Result<Vec<u8>, Failure> {
     std::fs::read(path).map_err(|e| {
         (
             ContainmentReason::SignatureInvalid,
@@ -295,107 +293,19 @@ fn read_bundle(path: &Path) -> Result<Vec<u8>, Failure> {
 impl Lifecycle<CoordinationInspection> {
     /// Every model file hashes to what the signed manifest says.
     pub fn verify_integrity(self, now: u64) -> Next<IntegrityVerification> {
-        self.verify_integrity_with(now, None)
+        self.verify_integrity_with(now, IntegrityOptions::default())
     }
 
-    /// [`Self::verify_integrity`], reading only the files whose identity
-    /// `cache` does not vouch for, and recording what matched.
-    pub fn verify_integrity_with(self, now: u64, cache: Option<&DigestCache>) -> Next<IntegrityVerification> {
-        let r = integrity(&self.spec, cache);
+    /// [`Self::verify_integrity`] as `o` says: reading only the files the
+    /// cache does not vouch for, sealing them with fs-verity first.
+    pub fn verify_integrity_with(self, now: u64, o: IntegrityOptions<'_>) -> Next<IntegrityVerification> {
+        let r = crate::integrity::verify(&self.spec, o).map(|v| v.detail());
         self.check(
             now,
             LifecycleStep::IntegrityVerification,
             IntegrityVerification { _private: () },
             r,
         )
-    }
-}
-
-fn integrity(spec: &ModelSpec, cache: Option<&DigestCache>) -> Result<String, Failure> {
-    let bundle = read_bundle(&spec.bundle)?;
-    let parsed =
-        modelgate_oms::Bundle::parse(&bundle).map_err(|e| (ContainmentReason::SignatureInvalid, e.to_string()))?;
-    let signed = modelgate_oms::decode_statement(&parsed.envelope.payload)
-        .map_err(|e| (ContainmentReason::SignatureInvalid, e.to_string()))?;
-    let mut opts = VerifyOptions::default();
-    if let Ok(Some(rule)) = IgnorePath::from_user_path(&spec.dir, &spec.bundle) {
-        opts.ignore.push(rule);
-    }
-    let modified = |e: String| (ContainmentReason::UnauthorizedModification, e);
-    let hash_opts = modelgate_oms::verify_hash_options(&signed, &opts).map_err(|e| modified(e.to_string()))?;
-    let method = format!("{:?} {:?}", hash_opts.method, hash_opts.hash);
-    let single = !spec.dir.is_dir();
-    let path_of = |rel: &str| if single { spec.dir.clone() } else { spec.dir.join(rel) };
-    // Each file's identity before it is read: a file the cache vouches for
-    // is not read; one that changes while it is read is not recorded.
-    let reused = std::cell::RefCell::new(Vec::new());
-    let hashed = std::cell::RefCell::new(Vec::new());
-    let fresh = modelgate_oms::hash_model_filtered(&spec.dir, &hash_opts, None, |rel| {
-        let path = path_of(rel);
-        let Ok(id) = FileId::of(&path) else { return true };
-        if let Some(r) = cache.and_then(|c| c.lookup(&path, &id, &method)) {
-            reused.borrow_mut().push((path, id, r));
-            return false;
-        }
-        hashed.borrow_mut().push((rel.to_owned(), path, id));
-        true
-    })
-    .map_err(|e| modified(e.to_string()))?;
-    let reused = reused.into_inner();
-    let mut resources = fresh.resources.clone();
-    for (_, _, rs) in &reused {
-        for r in rs {
-            resources.push(modelgate_oms::Resource {
-                name: r.name.clone(),
-                algorithm: r.algorithm.clone(),
-                digest: hex::decode(&r.digest).map_err(|e| modified(format!("the digest cache: {e}")))?,
-            });
-        }
-    }
-    let actual = modelgate_oms::Manifest::new(fresh.model_name.clone(), fresh.serialization.clone(), resources)
-        .map_err(|e| modified(e.to_string()))?;
-    let diff = signed.diff(&actual).map_err(|e| modified(e.to_string()))?;
-    if !diff.is_empty() {
-        return Err(modified(format!(
-            "changed {:?}, missing {:?}, extra {:?}",
-            diff.changed, diff.missing, diff.extra
-        )));
-    }
-    let from_cache = reused.len();
-    if let Some(c) = cache {
-        let mut by_file: BTreeMap<&str, Vec<CachedResource>> = BTreeMap::new();
-        for r in &fresh.resources {
-            by_file
-                .entry(resource_file(&r.name, hash_opts.method))
-                .or_default()
-                .push(CachedResource {
-                    name: r.name.clone(),
-                    algorithm: r.algorithm.clone(),
-                    digest: hex::encode(&r.digest),
-                });
-        }
-        let mut files = reused;
-        for (rel, path, id) in hashed.into_inner() {
-            // Changed while it was read: its digest vouches for nothing.
-            if FileId::of(&path).ok() != Some(id) {
-                continue;
-            }
-            files.push((path, id, by_file.remove(rel.as_str()).unwrap_or_default()));
-        }
-        // A cache that cannot be written costs a re-hash at the next start, nothing else.
-        let _ = c.record(&spec.dir, &method, files);
-    }
-    Ok(format!(
-        "{} files match the signed manifest ({from_cache} vouched for by the verified-digest cache)",
-        actual.resources.len()
-    ))
-}
-
-/// The file a manifest resource is part of: `path`, or `path:start:end`.
-fn resource_file(name: &str, method: modelgate_oms::Method) -> &str {
-    match method {
-        modelgate_oms::Method::Files => name,
-        modelgate_oms::Method::Shards { .. } => name.rsplitn(3, ':').nth(2).unwrap_or(name),
     }
 }
 

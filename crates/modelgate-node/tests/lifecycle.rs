@@ -4,7 +4,8 @@
 //! log each contain it with their reason; recovery restarts from step one.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use modelgate_node::digest_cache::DigestCache;
+use modelgate_node::digest_cache::{CachedResource, DigestCache, FileId, VerifiedFile};
+use modelgate_node::integrity::IntegrityOptions;
 use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -248,7 +249,12 @@ fn integrity(w: &World, cache: &DigestCache) -> Result<String, (ContainmentReaso
         .unwrap()
         .inspect_coordination(Some(&v), NOW, 30)
         .unwrap();
-    match m.verify_integrity_with(NOW, Some(cache)) {
+    let o = IntegrityOptions {
+        cache: Some(cache),
+        trust_cache: true,
+        ..IntegrityOptions::default()
+    };
+    match m.verify_integrity_with(NOW, o) {
         Ok(m) => Ok(m.transitions().last().unwrap().detail.clone()),
         Err(c) => Err((c.contained().reason, c.contained().detail.clone())),
     }
@@ -350,4 +356,111 @@ fn the_verified_digest_cache_vouches_only_for_files_not_written_since() {
     assert_eq!(vouched(&integrity(&w, &cache).unwrap()), 0);
     let (cache, _) = open();
     assert_eq!(vouched(&integrity(&w, &cache).unwrap()), 2);
+}
+
+/// A change the file's identity does not show (root can make one: the clock
+/// set back, or the block device written beneath the file system) is stood
+/// in for by a cache entry forged with the node's own key: the new bytes'
+/// identity with the old bytes' digests. The check before serving trusts
+/// it; the background full re-verification reads every byte, contains, and
+/// leaves nothing of the cache trusted for the model.
+#[test]
+fn the_full_re_verification_reads_every_byte_and_forgets_a_cache_that_lied() {
+    let w = world();
+    let data = w._dir.path().join("node-data");
+    let (cache, _) = DigestCache::open(&data).unwrap();
+    integrity(&w, &cache).unwrap();
+    let weights = w.spec.dir.join("weights.bin");
+    // What the cache holds for weights.bin, from its (readable) body.
+    let text = std::fs::read_to_string(data.join("digest-cache.json")).unwrap();
+    let body: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let entry = &body["entries"][weights.to_str().unwrap()];
+    let method = entry["method"].as_str().unwrap().to_owned();
+    let old: Vec<CachedResource> = serde_json::from_value(entry["resources"].clone()).unwrap();
+    std::fs::write(&weights, "weightz").unwrap();
+    let files: Vec<VerifiedFile> = std::fs::read_dir(&w.spec.dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| *p != w.spec.bundle)
+        .map(|path| {
+            let rel = path.file_name().unwrap().to_str().unwrap().to_owned();
+            let resources = if path == weights {
+                old.clone()
+            } else {
+                serde_json::from_value(body["entries"][path.to_str().unwrap()]["resources"].clone()).unwrap()
+            };
+            assert!(!resources.is_empty(), "{rel} was not recorded");
+            VerifiedFile {
+                id: FileId::of(&path).unwrap(),
+                path,
+                fs_verity: None,
+                resources,
+            }
+        })
+        .collect();
+    cache.record(&w.spec.dir, &method, files).unwrap();
+    // Before serving, the check trusts the (lying) cache: nothing is read.
+    assert_eq!(vouched(&integrity(&w, &cache).unwrap()), 2);
+    // The full re-verification, paced, reads every byte and contains.
+    let progress = modelgate_oms::HashProgress::paced(1 << 20);
+    let full = IntegrityOptions {
+        cache: Some(&cache),
+        trust_cache: false,
+        fs_verity: false,
+        progress: Some(&progress),
+    };
+    let (reason, detail) = modelgate_node::integrity::verify(&w.spec, full).unwrap_err();
+    assert_eq!(reason, ContainmentReason::UnauthorizedModification, "{detail}");
+    assert!(detail.contains("weights.bin"), "{detail}");
+    assert!(
+        progress.done.load(std::sync::atomic::Ordering::Relaxed) >= 7,
+        "the full re-verification did not read the files"
+    );
+    // The cache is forgotten for the model: the next check reads it all and contains.
+    let (cache, _) = DigestCache::open(&data).unwrap();
+    let (reason, _) = integrity(&w, &cache).unwrap_err();
+    assert_eq!(reason, ContainmentReason::UnauthorizedModification);
+    // A cancelled run stops and says so.
+    let stopped = modelgate_oms::HashProgress::paced(1);
+    stopped.cancel();
+    let o = IntegrityOptions {
+        progress: Some(&stopped),
+        ..IntegrityOptions::default()
+    };
+    let (_, detail) = modelgate_node::integrity::verify(&w.spec, o).unwrap_err();
+    assert!(detail.contains("cancelled"), "{detail}");
+}
+
+/// Where the kernel cannot seal (no CONFIG_FS_VERITY, or a file system
+/// without the feature), asking for fs-verity says why, and the check goes
+/// on with the verified-digest cache exactly as without it.
+#[test]
+fn fs_verity_where_the_kernel_cannot_seal_says_why_and_falls_back_to_the_cache() {
+    let w = world();
+    let weights = w.spec.dir.join("weights.bin");
+    let can_seal = modelgate_node::fs_verity::measure(&weights).is_ok();
+    let data = w._dir.path().join("node-data");
+    let (cache, _) = DigestCache::open(&data).unwrap();
+    let check = || {
+        let o = IntegrityOptions {
+            cache: Some(&cache),
+            trust_cache: true,
+            fs_verity: true,
+            progress: None,
+        };
+        modelgate_node::integrity::verify(&w.spec, o).unwrap()
+    };
+    let first = check();
+    let again = check();
+    assert_eq!((again.vouched, again.read), (2, 0), "a restart reads nothing");
+    if can_seal {
+        // A temporary directory on a file system that seals: both files are.
+        assert_eq!((first.read, first.sealed, first.unsealed), (2, 2, None));
+        assert_eq!(again.sealed, 2);
+    } else {
+        assert_eq!((first.read, first.sealed), (2, 0));
+        let why = first.unsealed.unwrap();
+        assert!(why.contains("does not support fs-verity"), "{why}");
+        assert_eq!(again.sealed, 0, "the identity cache is used instead");
+    }
 }

@@ -52,6 +52,9 @@ pub enum Error {
     /// The model on disk differs from what was signed.
     #[error("model does not match its signature: {0}")]
     Mismatch(Mismatch),
+    /// The run was cancelled through its [`crate::HashProgress`] before it finished.
+    #[error("hashing was cancelled before it finished")]
+    Cancelled,
 }
 
 impl Error {

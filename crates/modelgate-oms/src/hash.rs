@@ -11,7 +11,8 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 
@@ -83,7 +84,8 @@ struct Item {
 
 /// Hashes `model` into a manifest. `progress`, when given, gets the total once the
 /// tree is listed and is advanced by the bytes hashed, so a caller can draw a
-/// progress bar from another thread.
+/// progress bar from another thread; it also paces the run (see
+/// [`HashProgress::paced`]) and can cancel it.
 pub fn hash_model(model: &Path, opts: &HashOptions, progress: Option<&HashProgress>) -> Result<Manifest> {
     hash_model_filtered(model, opts, progress, |_| true)
 }
@@ -107,7 +109,7 @@ pub fn hash_model_filtered(
         );
     }
     let items = plan(&tree, opts.method)?;
-    let digests = run(&tree, &items, opts, progress.map(|p| &p.done))?;
+    let digests = run(&tree, &items, opts, progress)?;
     let serialization = Serialization {
         method: opts.method,
         hash: opts.hash,
@@ -166,7 +168,7 @@ fn plan(tree: &ModelTree, method: Method) -> Result<Vec<Item>> {
     Ok(items)
 }
 
-fn run(tree: &ModelTree, items: &[Item], opts: &HashOptions, progress: Option<&AtomicU64>) -> Result<Vec<Vec<u8>>> {
+fn run(tree: &ModelTree, items: &[Item], opts: &HashOptions, progress: Option<&HashProgress>) -> Result<Vec<Vec<u8>>> {
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(items[i].end - items[i].start));
     let threads = opts
@@ -218,7 +220,7 @@ fn hash_item(
     item: &Item,
     alg: HashAlgorithm,
     buf: &mut [u8],
-    progress: Option<&AtomicU64>,
+    progress: Option<&HashProgress>,
 ) -> Result<Vec<u8>> {
     let entry = &tree.files[item.file];
     let file = tree.open_file(&entry.rel)?;
@@ -263,7 +265,7 @@ fn read_range(
     start: u64,
     end: u64,
     buf: &mut [u8],
-    progress: Option<&AtomicU64>,
+    progress: Option<&HashProgress>,
     mut sink: impl FnMut(&[u8]),
 ) -> Result<()> {
     let mut pos = start;
@@ -278,7 +280,7 @@ fn read_range(
         sink(&buf[..n]);
         pos += n as u64;
         if let Some(p) = progress {
-            p.fetch_add(n as u64, Ordering::Relaxed);
+            p.advance(n as u64)?;
         }
     }
     Ok(())
@@ -287,10 +289,66 @@ fn read_range(
 /// Progress of one hashing run, for a caller that draws it from another
 /// thread. The total is known only once the run has listed the tree (the
 /// tree is walked once, by the run itself); until then it is 0.
+///
+/// It also paces the run, for a re-verification in the background that
+/// must not take the disk from the inference server reading the same
+/// model, and lets another thread cancel it (a node that stops does not
+/// wait for hundreds of gigabytes).
 #[derive(Debug, Default)]
 pub struct HashProgress {
     /// Bytes the run will read (0 until the tree is listed).
     pub total: AtomicU64,
     /// Bytes read so far.
     pub done: AtomicU64,
+    /// Bytes per second at most, over the whole run and all workers; 0: no limit.
+    limit: u64,
+    /// When the first read finished (the pace is measured from there).
+    started: OnceLock<Instant>,
+    cancelled: AtomicBool,
+}
+
+/// The longest sleep between two checks of the cancel flag.
+const PACE_STEP: Duration = Duration::from_millis(100);
+
+impl HashProgress {
+    /// A run read at `bytes_per_second` at most (0: as fast as it can).
+    pub fn paced(bytes_per_second: u64) -> Self {
+        HashProgress {
+            limit: bytes_per_second,
+            ..Self::default()
+        }
+    }
+
+    /// Stop the run: its next read fails with [`Error::Cancelled`].
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    /// Time since the run's first read (zero before it).
+    pub fn elapsed(&self) -> Duration {
+        self.started.get().map_or(Duration::ZERO, Instant::elapsed)
+    }
+
+    /// Count `n` bytes read, then sleep for as long as the run is ahead of
+    /// its pace: the bytes read so far at the limit rate take this long.
+    fn advance(&self, n: u64) -> Result<()> {
+        let start = *self.started.get_or_init(Instant::now);
+        let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
+        loop {
+            if self.cancelled.load(Ordering::Relaxed) {
+                return Err(Error::Cancelled);
+            }
+            if self.limit == 0 {
+                return Ok(());
+            }
+            let due = Duration::from_secs_f64(done as f64 / self.limit as f64);
+            let Some(ahead) = due.checked_sub(start.elapsed()) else {
+                return Ok(());
+            };
+            if ahead.is_zero() {
+                return Ok(());
+            }
+            std::thread::sleep(ahead.min(PACE_STEP));
+        }
+    }
 }

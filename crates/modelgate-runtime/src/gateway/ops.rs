@@ -28,11 +28,35 @@ pub fn status_json(shared: &Shared) -> Value {
         "governance": snap.view.as_ref().map(|v| json!({"size": v.checkpoint.size,
             "staleness_seconds": now.saturating_sub(v.authority_time)})),
         "models": models,
+        "integrity": integrity_json(shared),
         "listener": {
             "tls": shared.config.tls_cert.is_some(),
             "mutual_tls": shared.config.tls_client_ca.is_some(),
             "plaintext_off_loopback": modelgate_http::tls::plaintext_off_loopback(),
         },
+    })
+}
+
+/// How the node keeps its models' files verified: the background full
+/// re-verification's settings and last runs, and fs-verity where asked for.
+fn integrity_json(shared: &Shared) -> Value {
+    let c = &shared.config;
+    let fs_verity: BTreeMap<&str, Value> = shared
+        .fs_verity
+        .iter()
+        .map(|(m, r)| {
+            let v = match r {
+                Ok(()) => json!({"available": true}),
+                Err(why) => json!({"available": false, "why": why, "instead": "the verified-digest cache"}),
+            };
+            (m.as_str(), v)
+        })
+        .collect();
+    json!({
+        "rehash_interval_seconds": c.rehash_interval_seconds,
+        "rehash_max_mib_per_second": c.rehash_max_mib_per_second,
+        "full_verification": shared.full_checks(),
+        "fs_verity": if c.fs_verity { json!(fs_verity) } else { json!("off") },
     })
 }
 

@@ -31,12 +31,14 @@ use crate::Error;
 mod anchors;
 mod courier;
 mod node;
+mod rehash;
 mod watch;
 
 use anchors::{append_anchor, load_anchors};
 pub use anchors::{Anchor, Anchors, ANCHORS_KEPT};
 use courier::*;
 pub use node::{Node, Parts};
+pub use rehash::FullCheck;
 use watch::*;
 
 /// Why a model is contained: the reason (§4), the check that failed (§3)
@@ -191,6 +193,13 @@ pub struct Shared {
     pub split_views_found: std::sync::atomic::AtomicU64,
     /// Set once the node is stopping (threads beside the loop end).
     stopping: std::sync::atomic::AtomicBool,
+    /// The background re-verification's run in progress (cancelled on stop).
+    rehashing: Mutex<Option<Arc<modelgate_node::integrity::HashProgress>>>,
+    /// The last full re-verification of each model.
+    full_checks: Mutex<BTreeMap<String, FullCheck>>,
+    /// With `fs_verity` on: per model, whether its file system can seal
+    /// (`Err` says why not), as probed at start.
+    pub fs_verity: BTreeMap<String, Result<(), String>>,
 }
 
 impl Shared {
@@ -251,9 +260,17 @@ impl Shared {
         }
     }
 
+    /// The last full re-verification of each model.
+    pub fn full_checks(&self) -> BTreeMap<String, FullCheck> {
+        self.full_checks.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
     /// Stop the loop (it finishes its pass first).
     pub fn stop(&self) {
         self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(p) = self.rehashing.lock().ok().and_then(|p| p.clone()) {
+            p.cancel();
+        }
         if let Ok(w) = self.wake.lock() {
             // Full: the loop sees `stopping` when it takes the next wake.
             let _ = w.try_send(Wake::Stop);
@@ -280,6 +297,14 @@ impl Shared {
             }
         }
     }
+}
+
+/// Whether the file system of a model's first file can seal it with
+/// fs-verity (measuring it changes nothing).
+fn probe_fs_verity(dir: &Path) -> Result<(), String> {
+    let first = fingerprint(dir).into_iter().next().map(|(p, _)| p);
+    let file = first.ok_or_else(|| format!("{} has no file", dir.display()))?;
+    modelgate_node::fs_verity::measure(&file).map(|_| ())
 }
 
 /// Why the loop woke early.
@@ -427,7 +452,28 @@ impl Runtime {
             split_view: Mutex::new(crate::peers::evidence_containment(&node.c.data_dir)),
             split_views_found: Default::default(),
             stopping: Default::default(),
+            rehashing: Mutex::new(None),
+            full_checks: Mutex::new(BTreeMap::new()),
+            fs_verity: if node.c.fs_verity {
+                node.c
+                    .models
+                    .iter()
+                    .map(|(n, m)| (n.clone(), probe_fs_verity(&m.dir)))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            },
         });
+        rehash::spawn(
+            Arc::clone(&shared),
+            rehash::Plan {
+                specs: names.iter().map(|n| node.spec(n)).collect(),
+                cache: node.digests.clone(),
+                every: Duration::from_secs(node.c.rehash_interval_seconds),
+                bytes_per_second: node.c.rehash_max_mib_per_second.saturating_mul(1 << 20),
+                fs_verity: node.c.fs_verity,
+            },
+        )?;
         if !node.c.peers.is_empty() {
             let (sh, peers) = (Arc::clone(&shared), node.c.peers.clone());
             let every = Duration::from_secs(node.c.peer_interval_seconds);

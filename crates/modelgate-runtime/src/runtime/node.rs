@@ -59,7 +59,7 @@ pub struct Node {
     pub(super) reports: modelgate_node::report::ReportSequence,
     /// What this node already verified of its models' files; none when it
     /// cannot be opened (then every file is hashed at every check).
-    pub(super) digests: Option<modelgate_node::digest_cache::DigestCache>,
+    pub(super) digests: Option<Arc<modelgate_node::digest_cache::DigestCache>>,
 }
 
 impl Node {
@@ -89,7 +89,7 @@ impl Node {
                 if let Some(why) = discarded {
                     tracing::warn!(%why, "the verified-digest cache was discarded");
                 }
-                Some(cache)
+                Some(Arc::new(cache))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "no verified-digest cache: every file is hashed at every check");
@@ -142,24 +142,33 @@ impl Node {
         })
     }
 
-    /// All ten steps for one model; the lifecycle is recorded in the lineage log.
-    pub fn lifecycle(&self, name: &str, view: Option<&View>, t: u64) -> Result<ServingModel, Contained> {
-        use modelgate_node::lifecycle::{Lifecycle, ModelSpec};
+    /// What the lifecycle of model `name` checks.
+    pub(super) fn spec(&self, name: &str) -> modelgate_node::lifecycle::ModelSpec {
         let m = &self.c.models[name];
-        let spec = ModelSpec {
+        modelgate_node::lifecycle::ModelSpec {
             name: name.to_owned(),
             dir: m.dir.clone(),
             bundle: m.bundle.clone(),
             scope: self.c.scopes[0].clone(),
             node: self.c.node.clone(),
+        }
+    }
+
+    /// All ten steps for one model; the lifecycle is recorded in the lineage log.
+    pub fn lifecycle(&self, name: &str, view: Option<&View>, t: u64) -> Result<ServingModel, Contained> {
+        use modelgate_node::lifecycle::Lifecycle;
+        let (l, v) = Lifecycle::new(self.spec(name), t).validate(t)?.inspect_coordination(
+            view,
+            t,
+            self.c.max_staleness_seconds,
+        )?;
+        let integrity = modelgate_node::integrity::IntegrityOptions {
+            cache: self.digests.as_deref(),
+            trust_cache: true,
+            fs_verity: self.c.fs_verity,
+            progress: None,
         };
-        let (l, v) =
-            Lifecycle::new(spec, t)
-                .validate(t)?
-                .inspect_coordination(view, t, self.c.max_staleness_seconds)?;
-        let l = l
-            .verify_integrity_with(t, self.digests.as_ref())?
-            .verify_signature(v, t)?;
+        let l = l.verify_integrity_with(t, integrity)?.verify_signature(v, t)?;
         let lineage = self.lineage.as_ref().map_err(Clone::clone);
         let l = l.validate_telemetry(lineage.and_then(|g| g.size()), t)?;
         let (l, digest, basis) = l.evaluate(v, t)?;
