@@ -13,7 +13,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # real inference server, builds llama.cpp from source), Chromium, Node.js and
 # npm (the browser tests), PostgreSQL (scripts/postgres.sh runs a throwaway
 # cluster), nginx (the replicas' caching-proxy test), SoftHSM2 and OpenSC (keys on
-# a PKCS#11 token).
+# a PKCS#11 token), and QEMU, a static BusyBox, cpio and fsverity (the
+# fs-verity test boots a throwaway VM on a Debian kernel that has it).
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 command -v curl >/dev/null || missing+=(curl)
@@ -26,6 +27,10 @@ ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v softhsm2-util >/dev/null || missing+=(softhsm2)
 command -v pkcs11-tool >/dev/null || missing+=(opensc)
+command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+command -v cpio >/dev/null || missing+=(cpio)
+command -v fsverity >/dev/null || missing+=(fsverity)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing Debian packages the tests need: ${missing[*]}"
   sudo=""
@@ -38,7 +43,10 @@ MODELGATE_REFERENCE_V02_PYTHON="$(scripts/reference-venv.sh 0.2.0)"
 MODELGATE_LLAMA_PYTHON="$(scripts/reference-venv.sh llama-cpp)"
 # The official openai client, governed over https in the TLS tests.
 MODELGATE_OPENAI_PYTHON="$(scripts/reference-venv.sh openai)"
+# The fs-verity test's VM kernel (Debian's cloud kernel, downloaded once).
+MODELGATE_VM_KERNEL_DIR="$(scripts/vm-kernel.sh)"
 export MODELGATE_REFERENCE_PYTHON MODELGATE_REFERENCE_V02_PYTHON MODELGATE_LLAMA_PYTHON MODELGATE_OPENAI_PYTHON
+export MODELGATE_VM_KERNEL_DIR
 # Interop tests fail rather than skip when the reference is missing.
 export MODELGATE_REQUIRE_INTEROP=1
 # The browser tests' npm packages, playwright-core and axe-core, pinned by

@@ -115,7 +115,7 @@ pub fn verify(spec: &ModelSpec, o: IntegrityOptions<'_>) -> Result<Verified, Fai
     // Each file is sealed first (when asked), then its identity taken, before
     // it is read: a file the cache vouches for is not read, and one that
     // changes while it is read is not recorded.
-    let fresh = modelgate_oms::hash_model_filtered(&spec.dir, &hash_opts, o.progress, |rel| {
+    let hashed = modelgate_oms::hash_model_filtered(&spec.dir, &hash_opts, o.progress, |rel| {
         let path = path_of(rel);
         let fs_verity = match o.fs_verity.then(|| fs_verity::seal(&path)) {
             Some(Seal::Sealed(d)) => Some(d),
@@ -146,8 +146,25 @@ pub fn verify(spec: &ModelSpec, o: IntegrityOptions<'_>) -> Result<Verified, Fai
             fs_verity,
         });
         true
-    })
-    .map_err(|e| modified(e.to_string()))?;
+    });
+    // Every byte was to be read and something disagrees with what the cache
+    // vouched for (a digest, or a read the kernel refused): none of it is
+    // trusted again for this model. A failure to write the cache costs
+    // nothing here: the model is contained anyway.
+    let distrust = || {
+        if let Some(c) = o.cache.filter(|_| !o.trust_cache) {
+            let _ = c.forget(&spec.dir);
+        }
+    };
+    let fresh = match hashed {
+        Ok(m) => m,
+        // Stopped, not disproven: the cache stands.
+        Err(e @ modelgate_oms::Error::Cancelled) => return Err(modified(e.to_string())),
+        Err(e) => {
+            distrust();
+            return Err(modified(e.to_string()));
+        }
+    };
     let reused = reused.into_inner();
     let read = read.into_inner();
     let mut resources = fresh.resources.clone();
@@ -164,12 +181,7 @@ pub fn verify(spec: &ModelSpec, o: IntegrityOptions<'_>) -> Result<Verified, Fai
         .map_err(|e| modified(e.to_string()))?;
     let diff = signed.diff(&actual).map_err(|e| modified(e.to_string()))?;
     if !diff.is_empty() {
-        if let Some(c) = o.cache.filter(|_| !o.trust_cache) {
-            // Every byte was read and disagrees with what the cache vouched
-            // for: none of it is trusted again (a failure to write the cache
-            // costs nothing here, the model is contained anyway).
-            let _ = c.forget(&spec.dir);
-        }
+        distrust();
         return Err(modified(format!(
             "changed {:?}, missing {:?}, extra {:?}",
             diff.changed, diff.missing, diff.extra

@@ -252,3 +252,196 @@ fn a_block_written_beneath_the_file_system_is_caught_by_the_full_re_verification
     std::thread::sleep(Duration::from_millis(1500));
     assert_ne!(call(&url, &token).0, 200);
 }
+
+/// Where this test's VM parts are: the kernel directory `scripts/vm-kernel.sh`
+/// makes (`vmlinuz`, `loop.ko`), and the host tools copied into the guest.
+fn vm_parts() -> Option<PathBuf> {
+    let dir = std::env::var_os("MODELGATE_VM_KERNEL_DIR").map(PathBuf::from);
+    let tools = [
+        "qemu-system-x86_64",
+        "busybox",
+        "cpio",
+        "fsverity",
+        "mke2fs",
+        "filefrag",
+    ];
+    let missing: Vec<&str> = tools
+        .into_iter()
+        .filter(|t| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {t}")])
+                .output()
+                .unwrap()
+                .status
+                .success()
+        })
+        .collect();
+    match dir {
+        Some(d) if d.join("vmlinuz").exists() && missing.is_empty() => Some(d),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs the fs-verity VM test: scripts/test.sh sets MODELGATE_VM_KERNEL_DIR and installs {tools:?} \
+                 (missing: {missing:?})"
+            );
+            None
+        }
+    }
+}
+
+/// The guest's root, as an initramfs: a static BusyBox, this build's
+/// `modelgate`, the e2fsprogs and fsverity tools with their libraries, the
+/// loop module, and `tests/data/fs-verity-guest.sh` as `/init`.
+fn initramfs(kernel: &Path, dir: &Path) -> PathBuf {
+    let root = dir.join("root");
+    for d in [
+        "bin",
+        "lib64",
+        "lib/x86_64-linux-gnu",
+        "modules",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "root",
+        "etc",
+        "mnt",
+    ] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let which = |t: &str| -> PathBuf {
+        let o = Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output()
+            .unwrap();
+        PathBuf::from(String::from_utf8(o.stdout).unwrap().trim())
+    };
+    let busybox = which("busybox");
+    std::fs::copy(&busybox, root.join("bin/busybox")).unwrap();
+    let list = Command::new(&busybox).arg("--list").output().unwrap();
+    let tools = ["fsverity", "mke2fs", "filefrag"];
+    for applet in String::from_utf8(list.stdout).unwrap().lines() {
+        if applet != "busybox" && !tools.contains(&applet) && applet != "mkfs.ext4" {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+    }
+    // The node binary without its debug sections (a debug build is ~400 MB).
+    let mg = root.join("bin/modelgate");
+    let stripped = Command::new("strip")
+        .arg("-o")
+        .arg(&mg)
+        .arg(env!("CARGO_BIN_EXE_modelgate"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !stripped {
+        std::fs::copy(env!("CARGO_BIN_EXE_modelgate"), &mg).unwrap();
+    }
+    let mut bins = vec![PathBuf::from(env!("CARGO_BIN_EXE_modelgate"))];
+    for t in tools {
+        let p = which(t);
+        std::fs::copy(&p, root.join("bin").join(t)).unwrap();
+        bins.push(p);
+    }
+    std::os::unix::fs::symlink("mke2fs", root.join("bin/mkfs.ext4")).unwrap();
+    let ldd = Command::new("ldd").args(&bins).output().unwrap();
+    for lib in String::from_utf8_lossy(&ldd.stdout)
+        .lines()
+        .filter_map(|l| l.split("=> ").nth(1))
+        .filter_map(|l| l.split_whitespace().next())
+    {
+        let name = Path::new(lib).file_name().unwrap();
+        std::fs::copy(lib, root.join("lib/x86_64-linux-gnu").join(name)).unwrap();
+    }
+    std::fs::copy("/lib64/ld-linux-x86-64.so.2", root.join("lib64/ld-linux-x86-64.so.2")).unwrap();
+    std::fs::copy(kernel.join("loop.ko"), root.join("modules/loop.ko")).unwrap();
+    let guest = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fs-verity-guest.sh");
+    std::fs::copy(guest, root.join("init")).unwrap();
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+    let image = dir.join("initramfs.cpio");
+    let o = Command::new("sh")
+        .current_dir(&root)
+        .arg("-c")
+        .arg(format!("find . | cpio -o -H newc --quiet > {}", image.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "cpio: {}", String::from_utf8_lossy(&o.stderr));
+    image
+}
+
+/// fs-verity end to end, in a throwaway VM whose kernel has it (Debian's
+/// cloud kernel under QEMU; the host's may not): an ext4 made with
+/// `mkfs.ext4 -O verity` and loop-mounted, the model on it governed and
+/// served with `fs_verity = true`. The first start seals every file, so it
+/// can no longer be written; a restart measures instead of reading; one
+/// byte changed in the image beneath ext4 makes any read of that block fail
+/// with EIO (in any process, as in an inference server), and the node's
+/// full re-verification meets it and contains.
+#[test]
+fn fs_verity_seals_the_model_and_a_changed_block_fails_the_read_and_contains() {
+    let Some(kernel) = vm_parts() else {
+        eprintln!("no VM kernel or tools: run through scripts/test.sh");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let initrd = initramfs(&kernel, dir.path());
+    // Software emulation: nested KVM is not dependable on the machines this
+    // runs on, and the guest only needs seconds of CPU.
+    let o = Command::new("timeout")
+        .arg("900")
+        .arg("qemu-system-x86_64")
+        .args(["-accel", "tcg,thread=multi", "-cpu", "max", "-m", "2048", "-smp", "2"])
+        .args(["-nographic", "-no-reboot", "-kernel"])
+        .arg(kernel.join("vmlinuz"))
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", "console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let said = |key: &str| -> String {
+        // A line may start with the console's escape codes.
+        out.lines()
+            .find_map(|l| l.split_once(&format!("== {key}")).map(|(_, v)| v))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("the guest never said {key}:\n{out}"))
+    };
+    assert_eq!(said("END"), "ok", "{out}");
+    let timing = |key: &str| -> (u64, u64) {
+        let v = said(key);
+        let mut w = v
+            .split_whitespace()
+            .map(|x| x.parse::<u64>().unwrap_or_else(|_| panic!("{key}: {v}")));
+        (w.next().unwrap(), w.next().unwrap())
+    };
+    let first: Value = serde_json::from_str(&said("STATUS_FIRST")).unwrap();
+    assert_eq!(first["models"]["m"]["state"], "Serving", "{first}");
+    assert_eq!(first["integrity"]["fs_verity"]["m"]["available"], true, "{first}");
+    assert!(said("MEASURED").starts_with("sha256:"), "{out}");
+    said("READ_ONLY");
+    // The first start hashes the 8 MiB file (the kernel's read to seal it
+    // is not the process's); a restart measures it and reads nothing.
+    let (first_ms, first_read) = timing("FIRST_SERVING");
+    let (restart_ms, restart_read) = timing("RESTART_SERVING");
+    assert!(first_read >= 8 << 20, "the first start read {first_read} bytes");
+    assert!(
+        restart_read < 4 << 20,
+        "the restart read {restart_read} bytes: it re-hashed"
+    );
+    eprintln!(
+        "in the VM (software emulation): first start {first_ms} ms ({first_read} bytes read), \
+         restart {restart_ms} ms ({restart_read} bytes read)"
+    );
+    assert!(said("READ_FAILED").contains("Input/output error"), "{out}");
+    timing("ATTACKED_CONTAINED");
+    let attacked: Value = serde_json::from_str(&said("STATUS_ATTACKED")).unwrap();
+    let m = &attacked["models"]["m"];
+    assert_eq!(m["state"], "Contained", "{attacked}");
+    assert_eq!(m["reason"], "UnauthorizedModification", "{attacked}");
+    let full = &attacked["integrity"]["full_verification"]["m"];
+    assert_eq!(full["ok"], false, "{attacked}");
+    assert!(
+        full["detail"].as_str().unwrap().contains("Input/output error"),
+        "{attacked}"
+    );
+}
