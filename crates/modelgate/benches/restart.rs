@@ -2,8 +2,10 @@
 //! large model, with real processes (a dev authority, the mock upstream, one
 //! node): with no verified-digest cache (every byte hashed) and with a valid
 //! one (a restart), the page cache dropped before each start where the
-//! kernel allows it; beside them, in the same run, `dd`'s sequential read of
-//! the same files (the disk's speed) and the node's peak resident memory.
+//! kernel allows it; then the background full re-verification's read rate,
+//! unpaced and paced to 256 MiB/s (from `/status`); beside them, in the same
+//! run, `dd`'s sequential read of the same files (the disk's speed) and the
+//! node's peak resident memory.
 //!
 //! `cargo bench -p modelgate --bench restart` (MODELGATE_BENCH_GIB, default
 //! 20, in 5 files; MODELGATE_BENCH_DIR, default /var/tmp). Prints Markdown.
@@ -39,19 +41,57 @@ fn peak_rss_mib(pid: u32) -> f64 {
         / 1024.0
 }
 
-/// Seconds from spawning `node serve` to its first 200, and its peak RSS.
-fn first_call(config: &Path, url: &str, token: &str) -> (f64, f64) {
-    let t0 = Instant::now();
+/// `node serve`, its events drained; background re-verification off
+/// unless `rehash` gives its pace (MiB/s, 0: none).
+fn serve(config: &Path, rehash: Option<u64>) -> (Killed, u32) {
+    let (every, pace) = match rehash {
+        Some(p) => ("86400".to_owned(), p.to_string()),
+        None => ("0".to_owned(), "0".to_owned()),
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
         .args(["node", "serve", "--config", s(config), "--interval-ms", "20"])
+        .env("MODELGATE_NODE_REHASH_INTERVAL_SECONDS", every)
+        .env("MODELGATE_NODE_REHASH_MAX_MIB_PER_SECOND", pace)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let pid = child.id();
     let events = json_lines(child.stdout.take().unwrap());
-    let child = Killed(child);
     std::thread::spawn(move || for _ in events {});
+    (Killed(child), pid)
+}
+
+/// The background full re-verification at `pace` MiB/s (0: none), started
+/// on a valid cache: its read rate (MiB/s, from `/status`) and the node's
+/// peak RSS.
+fn full_verification(config: &Path, url: &str, gib: u64, pace: u64) -> (f64, f64) {
+    let (child, pid) = serve(config, Some(pace));
+    let agent = common::world::agent();
+    let t0 = Instant::now();
+    loop {
+        assert!(t0.elapsed() < Duration::from_secs(3600), "no full re-verification in an hour");
+        if let Ok(mut r) = agent.get(&format!("{url}/status")).call() {
+            let v: serde_json::Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+            let f = &v["integrity"]["full_verification"]["m"];
+            if f["ok"] == true {
+                let bytes = f["bytes"].as_f64().unwrap();
+                assert!(bytes >= (gib << 30) as f64, "it read {bytes} bytes");
+                let rate = bytes / f["seconds"].as_f64().unwrap() / f64::from(1 << 20);
+                let rss = peak_rss_mib(pid);
+                drop(child);
+                return (rate, rss);
+            }
+            assert!(f["ok"] != false, "the re-verification failed: {v}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Seconds from spawning `node serve` to its first 200, and its peak RSS.
+fn first_call(config: &Path, url: &str, token: &str) -> (f64, f64) {
+    let t0 = Instant::now();
+    let (child, pid) = serve(config, None);
     let agent = common::world::agent();
     let body = r#"{"model": "m", "messages": [{"role": "user", "content": "hello"}]}"#;
     loop {
@@ -146,5 +186,15 @@ fn main() {
         dropped = drop_caches();
         let (warm, rss) = first_call(&config, &url, &token);
         println!("| {round}: valid cache (a restart) | {dropped} | {warm:.2} s | | {rss:.0} MiB |");
+    }
+    println!("\n| background full re-verification | page cache dropped | read rate | of `dd` | node peak RSS |");
+    println!("|---|---|---|---|---|");
+    for (what, pace) in [("unpaced (`rehash_max_mib_per_second = 0`)", 0), ("paced to 256 MiB/s (the default)", 256)] {
+        dropped = drop_caches();
+        let (rate, rss) = full_verification(&config, &url, gib, pace);
+        println!(
+            "| {what} | {dropped} | {rate:.0} MiB/s | {:.2} | {rss:.0} MiB |",
+            rate / dd
+        );
     }
 }
