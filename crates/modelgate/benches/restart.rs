@@ -70,7 +70,10 @@ fn full_verification(config: &Path, url: &str, gib: u64, pace: u64) -> (f64, f64
     let agent = common::world::agent();
     let t0 = Instant::now();
     loop {
-        assert!(t0.elapsed() < Duration::from_secs(3600), "no full re-verification in an hour");
+        assert!(
+            t0.elapsed() < Duration::from_secs(3600),
+            "no full re-verification in an hour"
+        );
         if let Ok(mut r) = agent.get(&format!("{url}/status")).call() {
             let v: serde_json::Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
             let f = &v["integrity"]["full_verification"]["m"];
@@ -189,7 +192,10 @@ fn main() {
     }
     println!("\n| background full re-verification | page cache dropped | read rate | of `dd` | node peak RSS |");
     println!("|---|---|---|---|---|");
-    for (what, pace) in [("unpaced (`rehash_max_mib_per_second = 0`)", 0), ("paced to 256 MiB/s (the default)", 256)] {
+    for (what, pace) in [
+        ("unpaced (`rehash_max_mib_per_second = 0`)", 0),
+        ("paced to 256 MiB/s (the default)", 256),
+    ] {
         dropped = drop_caches();
         let (rate, rss) = full_verification(&config, &url, gib, pace);
         println!(
