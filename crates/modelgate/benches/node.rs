@@ -116,25 +116,6 @@ fn completion_latencies(db: &Path, from: u64) -> Vec<f64> {
         .collect()
 }
 
-/// `pid` and its children (nginx's master and its workers).
-fn with_children(pid: u32) -> Vec<u32> {
-    let mut out = vec![pid];
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u32>().ok());
-        if ppid == Some(pid) {
-            out.push(child);
-        }
-    }
-    out
-}
-
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     if v.is_empty() {
@@ -340,7 +321,7 @@ fn main() {
 
     // C. Under load.
     let body = json!({"model": "m100", "messages": [{"role": "user", "content": "score applicant 42"}]}).to_string();
-    let nginx = start_nginx(&d.join("nginx"), &upstream);
+    let nginx = support::nginx_proxy(&d.join("nginx"), &upstream);
     let mut targets: Vec<(&str, String)> = vec![("direct", upstream.clone())];
     match &nginx {
         Ok((_, url)) => targets.push(("nginx", url.clone())),
@@ -390,7 +371,7 @@ fn main() {
             let perf = perf_if("MODELGATE_BENCH_PERF", first_node_round, Some(pid), PROFILE, secs);
             let pids = match *name {
                 "modelgate" => vec![pid],
-                "nginx" => nginx_pid.map(with_children).unwrap_or_default(),
+                "nginx" => nginx_pid.map(support::with_children).unwrap_or_default(),
                 _ => vec![],
             };
             if wrk_ok {
@@ -648,49 +629,6 @@ fn get_size(url: &str) -> u64 {
 
 /// nginx's master, stopped with SIGTERM so that it takes its workers with it
 /// (SIGKILL would leave them running, orphaned, after every benchmark run).
-struct Nginx(std::process::Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let pid = self.0.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_nginx(dir: &Path, upstream: &str) -> Result<(Nginx, String), String> {
-    let bin = ["/usr/sbin/nginx", "nginx"]
-        .into_iter()
-        .find(|b| Command::new(b).arg("-v").output().is_ok())
-        .ok_or("nginx is not installed (apt-get install nginx-light)")?;
-    std::fs::create_dir_all(dir.join("logs")).unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let up = upstream.trim_start_matches("http://");
-    let conf = format!(
-        "worker_processes 2;\nerror_log {p}/logs/error.log;\npid {p}/nginx.pid;\nevents {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n  fastcgi_temp_path {p}/fcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n  upstream up {{ server {up}; keepalive 128; }}\n  server {{\n    listen 127.0.0.1:{port};\n    location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; }}\n  }}\n}}\n",
-        p = s(dir)
-    );
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let child = Command::new(bin)
-        .args(["-p", s(dir), "-c", s(&dir.join("nginx.conf")), "-g", "daemon off;"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err("nginx did not start".into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok((Nginx(child), url))
-}
-
 /// wrk at saturation: 2 threads, 64 connections; requests/s.
 fn wrk(url: &str, body: &str, secs: u64) -> f64 {
     support::wrk(url, body, TOKEN, 64, secs)

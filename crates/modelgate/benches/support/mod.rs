@@ -251,3 +251,86 @@ pub fn wrk(url: &str, body: &str, token: &str, connections: u32, secs: u64) -> f
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(f64::NAN)
 }
+
+/// An nginx of this bench's own (its prefix a directory of the bench's),
+/// stopped when dropped.
+pub struct Nginx(pub std::process::Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let pid = self.0.id().to_string();
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = self.0.wait();
+    }
+}
+
+/// nginx with 2 workers, keep-alive, no logs, no buffering: `http` inside
+/// its `http {}` block and `location` as its one server's `location / {}`.
+/// Returns it and its base URL, or why it could not start.
+fn start_nginx(dir: &Path, http: &str, location: &str) -> Result<(Nginx, String), String> {
+    use std::process::{Command, Stdio};
+    let bin = ["/usr/sbin/nginx", "nginx"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("-v").output().is_ok())
+        .ok_or("nginx is not installed (apt-get install nginx-light)")?;
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let conf = format!(
+        "worker_processes 2;\nerror_log {p}/logs/error.log;\npid {p}/nginx.pid;\nevents {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n  fastcgi_temp_path {p}/fcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n  {http}\n  server {{\n    listen 127.0.0.1:{port};\n    location / {{ {location} }}\n  }}\n}}\n",
+        p = s(dir)
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let child = Command::new(bin)
+        .args(["-p", s(dir), "-c", s(&dir.join("nginx.conf")), "-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err("nginx did not start".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((Nginx(child), url))
+}
+
+/// nginx as a plain reverse proxy of `upstream` (HTTP/1.1 keep-alive to it).
+pub fn nginx_proxy(dir: &Path, upstream: &str) -> Result<(Nginx, String), String> {
+    let up = upstream.trim_start_matches("http://");
+    start_nginx(
+        dir,
+        &format!("upstream up {{ server {up}; keepalive 128; }}"),
+        "proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off;",
+    )
+}
+
+/// nginx answering every request with `body` as JSON: an upstream that costs
+/// as little as a server can.
+pub fn nginx_answering(dir: &Path, body: &str) -> Result<(Nginx, String), String> {
+    start_nginx(dir, "", &format!("default_type application/json; return 200 '{body}';"))
+}
+
+/// `pid` and its children (nginx's master and its workers).
+pub fn with_children(pid: u32) -> Vec<u32> {
+    let mut out = vec![pid];
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
