@@ -62,20 +62,7 @@ fn start_node(config: &Path, url: &str, token: &str, replicate: u64) -> Node {
     let pid = child.id();
     let events = json_lines(child.stdout.take().unwrap());
     std::thread::spawn(move || for _ in events {});
-    let agent = support::agent();
-    let t0 = Instant::now();
-    loop {
-        assert!(t0.elapsed() < Duration::from_secs(60), "the node never served");
-        let r = agent
-            .post(&format!("{url}/v1/chat/completions"))
-            .header("Authorization", &format!("Bearer {token}"))
-            .header("Content-Type", "application/json")
-            .send(CALL);
-        if matches!(&r, Ok(r) if r.status().as_u16() == 200) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::world::until_served(url, token, CALL, Duration::from_millis(50), Duration::from_secs(60));
     Node {
         _child: Killed(child),
         pid,

@@ -95,23 +95,12 @@ fn full_verification(config: &Path, url: &str, gib: u64, pace: u64) -> (f64, f64
 fn first_call(config: &Path, url: &str, token: &str) -> (f64, f64) {
     let t0 = Instant::now();
     let (child, pid) = serve(config, None);
-    let agent = common::world::agent();
     let body = r#"{"model": "m", "messages": [{"role": "user", "content": "hello"}]}"#;
-    loop {
-        assert!(t0.elapsed() < Duration::from_secs(1800), "no 200 in 30 minutes");
-        let r = agent
-            .post(&format!("{url}/v1/chat/completions"))
-            .header("Authorization", &format!("Bearer {token}"))
-            .header("Content-Type", "application/json")
-            .send(body);
-        if matches!(&r, Ok(r) if r.status().as_u16() == 200) {
-            let secs = t0.elapsed().as_secs_f64();
-            let rss = peak_rss_mib(pid);
-            drop(child);
-            return (secs, rss);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::world::until_served(url, token, body, Duration::from_millis(10), Duration::from_secs(1800));
+    let secs = t0.elapsed().as_secs_f64();
+    let rss = peak_rss_mib(pid);
+    drop(child);
+    (secs, rss)
 }
 
 fn main() {

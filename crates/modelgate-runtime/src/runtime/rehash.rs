@@ -126,3 +126,11 @@ fn check(shared: &Shared, plan: &Plan, spec: &ModelSpec) {
         f.insert(spec.name.clone(), full);
     }
 }
+
+/// Whether the file system of a model's first file can seal it with
+/// fs-verity (measuring it changes nothing).
+pub(super) fn probe_fs_verity(dir: &Path) -> Result<(), String> {
+    let first = fingerprint(dir).into_iter().next().map(|(p, _)| p);
+    let file = first.ok_or_else(|| format!("{} has no file", dir.display()))?;
+    modelgate_node::fs_verity::measure(&file).map(|_| ())
+}

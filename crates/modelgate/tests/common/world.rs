@@ -367,6 +367,25 @@ pub const NODE_CALLER_TOKEN: &str = "distributed-caller-secret";
 /// A port free now for a gateway the peers must know in advance, chosen
 /// below Linux's ephemeral range (32768–60999): a port the kernel hands to
 /// some other socket meanwhile can never be one of these.
+/// POST `body` to `url`/v1/chat/completions as `token` every `every` until
+/// it answers 200 (nothing listening yet counts as not yet); panics after `limit`.
+pub fn until_served(url: &str, token: &str, body: &str, every: Duration, limit: Duration) {
+    let agent = agent();
+    let t0 = Instant::now();
+    loop {
+        assert!(t0.elapsed() < limit, "no 200 from {url} in {limit:?}");
+        let r = agent
+            .post(&format!("{url}/v1/chat/completions"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .send(body);
+        if matches!(&r, Ok(r) if r.status().as_u16() == 200) {
+            return;
+        }
+        std::thread::sleep(every);
+    }
+}
+
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
