@@ -30,7 +30,7 @@ mod common;
 mod support;
 
 use common::s;
-use common::world::{json_lines, Killed};
+use common::world::Killed;
 use support::{cpu_secs, with_children};
 
 const ROUNDS: usize = 3;
@@ -48,23 +48,18 @@ struct Node {
 /// `node serve` with lineage replication every `replicate` seconds (0: off),
 /// once it answers a governed call.
 fn start_node(config: &Path, url: &str, token: &str, replicate: u64) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(["node", "serve", "--config", s(config)])
-        .env(
-            "MODELGATE_NODE_LINEAGE_REPLICATION_INTERVAL_SECONDS",
-            replicate.to_string(),
-        )
-        .env("MODELGATE_NODE_REHASH_INTERVAL_SECONDS", "0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let events = json_lines(child.stdout.take().unwrap());
-    std::thread::spawn(move || for _ in events {});
+    let replicate = replicate.to_string();
+    let (child, pid) = common::world::node_serve(
+        config,
+        &[],
+        &[
+            ("MODELGATE_NODE_LINEAGE_REPLICATION_INTERVAL_SECONDS", &replicate),
+            ("MODELGATE_NODE_REHASH_INTERVAL_SECONDS", "0"),
+        ],
+    );
     common::world::until_served(url, token, CALL, Duration::from_millis(50), Duration::from_secs(60));
     Node {
-        _child: Killed(child),
+        _child: child,
         pid,
         url: url.to_owned(),
     }

@@ -45,7 +45,7 @@ mod support;
 
 use support::cpu_secs;
 
-use common::world::{agent, caller_table, get_json, json_lines, start_mock, wait_for, world, Killed, World};
+use common::world::{agent, caller_table, get_json, start_mock, wait_for, world, Killed, World};
 use common::{ok, s};
 
 const TOKEN: &str = "bench-caller-token";
@@ -584,20 +584,11 @@ fn revocations(w: &World, digests: &[String]) {
 
 /// `modelgate node CMD --config CONFIG`, its JSON event lines, killed on drop.
 fn spawn_node(cmd: &str, config: &Path) -> (Killed, std::sync::mpsc::Receiver<Value>) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_modelgate"));
     // MODELGATE_BENCH_NODE_WORKERS=N (diagnosis): the node's async worker threads
     // (tokio reads TOKIO_WORKER_THREADS; the default is one per CPU).
-    if let Ok(n) = std::env::var("MODELGATE_BENCH_NODE_WORKERS") {
-        c.env("TOKIO_WORKER_THREADS", n);
-    }
-    let mut child = c
-        .args(["node", cmd, "--config", s(config)])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let events = json_lines(child.stdout.take().unwrap());
-    (Killed(child), events)
+    let workers = std::env::var("MODELGATE_BENCH_NODE_WORKERS").ok();
+    let env: Vec<(&str, &str)> = workers.iter().map(|n| ("TOKIO_WORKER_THREADS", n.as_str())).collect();
+    common::world::spawn_node(cmd, config, &[], &env)
 }
 
 fn metrics_text(gw_url: &str) -> String {

@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::s;
-use common::world::{json_lines, Killed};
+use common::world::Killed;
 
 const FILES: u64 = 5;
 
@@ -48,18 +47,14 @@ fn serve(config: &Path, rehash: Option<u64>) -> (Killed, u32) {
         Some(p) => ("86400".to_owned(), p.to_string()),
         None => ("0".to_owned(), "0".to_owned()),
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(["node", "serve", "--config", s(config), "--interval-ms", "20"])
-        .env("MODELGATE_NODE_REHASH_INTERVAL_SECONDS", every)
-        .env("MODELGATE_NODE_REHASH_MAX_MIB_PER_SECOND", pace)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let events = json_lines(child.stdout.take().unwrap());
-    std::thread::spawn(move || for _ in events {});
-    (Killed(child), pid)
+    common::world::node_serve(
+        config,
+        &["--interval-ms", "20"],
+        &[
+            ("MODELGATE_NODE_REHASH_INTERVAL_SECONDS", &every),
+            ("MODELGATE_NODE_REHASH_MAX_MIB_PER_SECOND", &pace),
+        ],
+    )
 }
 
 /// The background full re-verification at `pace` MiB/s (0: none), started
@@ -138,13 +133,9 @@ fn main() {
     }
     let dev = d.join("dev");
     let _authority = common::dev_serve(&dev);
-    let mock = modelgate_testkit::MockServer::start(modelgate_testkit::Mock {
-        chunks: 1,
-        delay: Duration::ZERO,
-    })
-    .unwrap();
+    let (_mock, upstream) = common::world::start_mock(1, 0);
     let port = common::world::free_port();
-    let (config, token) = common::dev_govern(&dev, &model, mock.url(), "m", &format!("127.0.0.1:{port}"));
+    let (config, token) = common::dev_govern(&dev, &model, &upstream, "m", &format!("127.0.0.1:{port}"));
     let url = format!("http://127.0.0.1:{port}");
     let node_data = config.parent().unwrap().join("data");
 

@@ -17,7 +17,7 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 mod common;
 mod support;
 
-use common::world::{json_lines, wait_for, Killed};
+use common::world::{wait_for, Killed};
 use common::{ok, s};
 use support::cpu_secs;
 
@@ -40,15 +40,8 @@ struct Node {
 }
 
 fn start(config: &Path, tls: bool) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(["node", "serve", "--config", s(config)])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let events = json_lines(child.stdout.take().unwrap());
-    let child = Killed(child);
+    let (child, events) = common::world::spawn_node("serve", config, &[], &[]);
+    let pid = child.0.id();
     let l = wait_for(&events, 30, "listening", |v| v.get("listening").is_some());
     wait_for(&events, 60, "Serving", |v| v.to_string().contains("Serving"));
     let mut url = l["listening"].as_str().unwrap().to_owned();
@@ -127,13 +120,9 @@ fn main() {
     let model = d.join("model");
     std::fs::create_dir_all(&model).unwrap();
     std::fs::write(model.join("weights.bin"), vec![7u8; 1 << 16]).unwrap();
-    let mock = modelgate_testkit::MockServer::start(modelgate_testkit::Mock {
-        chunks: 1,
-        delay: Duration::ZERO,
-    })
-    .unwrap();
+    let (_mock, upstream) = common::world::start_mock(1, 0);
     let port = common::world::free_port();
-    let (plain, token) = common::dev_govern(&dev, &model, mock.url(), "m", &format!("127.0.0.1:{port}"));
+    let (plain, token) = common::dev_govern(&dev, &model, &upstream, "m", &format!("127.0.0.1:{port}"));
     let text = std::fs::read_to_string(&plain).unwrap();
     let (head, tail) = text.split_at(text.find("[models.").unwrap());
     let tls_config = plain.with_file_name("node-tls.toml");

@@ -13,8 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::s;
-use common::world::{agent, free_port, json_lines, Killed};
+use common::world::{agent, free_port, Killed};
 use serde_json::Value;
 
 /// A small ext4 image loop-mounted at `mnt`, unmounted when dropped.
@@ -121,16 +120,7 @@ fn wait(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
 
 /// `node serve` with `env`, its events drained.
 fn serve(config: &Path, env: &[(&str, &str)]) -> Killed {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(["node", "serve", "--config", s(config), "--interval-ms", "50"])
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let events = json_lines(child.stdout.take().unwrap());
-    std::thread::spawn(move || for _ in events {});
-    Killed(child)
+    common::world::node_serve(config, &["--interval-ms", "50"], env).0
 }
 
 /// Bytes written to the block device beneath the file system change a

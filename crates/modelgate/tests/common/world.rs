@@ -252,6 +252,35 @@ pub fn wait_for(rx: &std::sync::mpsc::Receiver<Value>, secs: u64, what: &str, f:
     }
 }
 
+/// `modelgate node CMD --config CONFIG ARGS…` (`serve` or `run`) with
+/// `env` added: the process (killed when dropped) and its events, one JSON
+/// value per line.
+pub fn spawn_node(
+    cmd: &str,
+    config: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Killed, std::sync::mpsc::Receiver<Value>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["node", cmd, "--config", s(config)])
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let events = json_lines(child.stdout.take().unwrap());
+    (Killed(child), events)
+}
+
+/// `node serve` ([`spawn_node`]) with its events drained: the process and its pid.
+pub fn node_serve(config: &Path, args: &[&str], env: &[(&str, &str)]) -> (Killed, u32) {
+    let (child, events) = spawn_node("serve", config, args, env);
+    std::thread::spawn(move || for _ in events {});
+    let pid = child.0.id();
+    (child, pid)
+}
+
 /// A child process killed (and reaped) when dropped, however the test ends.
 pub struct Killed(pub std::process::Child);
 
